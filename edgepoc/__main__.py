@@ -1,0 +1,3 @@
+from edgepoc.cli.main import main
+
+main()

@@ -1,0 +1,100 @@
+"""`edgepoc generate`, `solve`, `evaluate`: the game's files on the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edgepoc.cli.common import parse_params, print_json
+from edgepoc.errors import InputError
+from edgepoc.game.files import allocation_to_dict, read_allocation, read_instance, write_instance, write_json
+from edgepoc.game.generators import PRESETS, generate
+from edgepoc.game.metrics import evaluate as evaluate_metrics
+
+
+def generate_cmd(
+    out: Path = typer.Option(..., "--out", "-o", help="A .json file (count 1) or a folder for one JSON per instance."),
+    preset: str = typer.Option("paper", help=f"Generator preset: {', '.join(PRESETS)}."),
+    seed: int = typer.Option(0, help="Seed; instance i of a seed is the same whatever --count is."),
+    count: int = typer.Option(1, help="How many instances."),
+    n_tasks: Optional[int] = typer.Option(None, "--n-tasks", help="Tasks per instance (preset default if unset)."),
+    providers: Optional[int] = typer.Option(None, help="Providers per instance (preset default if unset)."),
+    load: Optional[float] = typer.Option(None, help="Offered load, 1.0 = providers saturated (preset default if unset)."),
+) -> None:
+    """Generate seeded instances of a preset (paper, varied, alibaba)."""
+    instances = generate(preset, seed=seed, count=count, n_tasks=n_tasks, providers=providers, load=load)
+    if out.suffix == ".json":
+        if count != 1:
+            raise InputError(f"--out: {out} is one file but --count is {count}; give a folder")
+        write_instance(out, instances[0])
+        typer.echo(f"wrote {out}", err=True)
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for inst in instances:
+        write_instance(out / f"{inst.name}.json", inst)
+    typer.echo(f"wrote {len(instances)} instances to {out}/", err=True)
+
+
+def solve_cmd(
+    instance: Path = typer.Argument(..., help="Instance JSON (edgepoc-instance/1)."),
+    method: str = typer.Option("greedy", "--method", "-m", help="Allocation method (see `edgepoc methods`)."),
+    model: Optional[Path] = typer.Option(None, help="Checkpoint for learned methods (default: the bundled one)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the allocation JSON here."),
+    seed: int = typer.Option(0, help="Seed for randomised methods."),
+    seconds: Optional[float] = typer.Option(None, help="Time budget for methods that have one."),
+    param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="Method setting key=value (repeatable)."),
+) -> None:
+    """Allocate every task of INSTANCE and print the allocation JSON."""
+    from edgepoc.solvers.registry import SolveOptions, solve
+
+    inst = read_instance(instance)
+    if seconds is not None and not seconds > 0:
+        raise InputError(f"--seconds: must be > 0, got {seconds}")
+    options = SolveOptions(seed=seed, seconds=seconds, model=str(model) if model else None, params=parse_params(param))
+    result = solve(inst, method, options)
+    doc = allocation_to_dict(inst, result.assignment, method, result.total_latency, result.seconds, **result.extra)
+    if out:
+        write_json(out, doc)
+    print_json(doc)
+
+
+def evaluate_cmd(
+    instance: Path = typer.Argument(..., help="Instance JSON."),
+    allocation: Path = typer.Argument(..., help="Allocation JSON for that instance."),
+    table: bool = typer.Option(False, "--table", help="A table for people instead of JSON."),
+) -> None:
+    """Re-simulate an allocation and print its metrics."""
+    inst = read_instance(instance)
+    x = read_allocation(allocation, inst)
+    metrics = evaluate_metrics(inst, x)
+    if not table:
+        print_json(metrics)
+        return
+    t = Table(title=f"{inst.name}: {inst.n_tasks} tasks, {inst.n_providers} providers")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for key in ("total_latency", "mean_latency", "p95_latency", "max_latency", "makespan", "jain_fairness"):
+        t.add_row(key, f"{metrics[key]:.4f}")
+    for j, pid in enumerate(inst.provider_ids):
+        t.add_row(f"{pid}: tasks / utilisation",
+                  f"{metrics['tasks_per_provider'][j]} / {metrics['utilisation'][j]:.3f}")
+    Console().print(t)
+
+
+def methods_cmd() -> None:
+    """List the allocation methods."""
+    from edgepoc.solvers.registry import METHODS
+
+    for name, (_, summary) in METHODS.items():
+        typer.echo(f"{name:12s} {summary}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("generate")(generate_cmd)
+    app.command("solve")(solve_cmd)
+    app.command("evaluate")(evaluate_cmd)
+    app.command("methods")(methods_cmd)

@@ -1,0 +1,184 @@
+"""Instance and allocation JSON (SPEC §2): read, validate, write.
+
+Every problem raises `InputError` with a one-line message naming the field; the CLI turns it
+into `error: ...` on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgepoc.errors import InputError
+from edgepoc.game.instance import Instance
+from edgepoc.game.validate import validate_assignment
+
+INSTANCE_FORMAT = "edgepoc-instance/1"
+ALLOCATION_FORMAT = "edgepoc-allocation/1"
+
+
+def _reject_constant(token: str):
+    raise InputError(f"JSON contains {token}, which is not a number here")
+
+
+def load_json(path: str | Path) -> Any:
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file")
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory, expected a JSON file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{p}: cannot read ({exc})") from None
+    try:
+        # NaN/Infinity are not JSON; Python would accept them silently, so refuse them by name.
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+
+
+def _require(obj: dict, key: str, where: str) -> Any:
+    if not isinstance(obj, dict):
+        raise InputError(f"{where}: expected an object, got {type(obj).__name__}")
+    if key not in obj:
+        raise InputError(f"{where}.{key}: missing field" if where else f"{key}: missing field")
+    return obj[key]
+
+
+def _number(v: Any, where: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise InputError(f"{where}: expected a number, got {json.dumps(v)[:40]}")
+    if not math.isfinite(v):
+        raise InputError(f"{where}: must be finite, got {v}")
+    return float(v)
+
+
+def _vector(v: Any, where: str, length: int | None = None) -> list[float]:
+    if not isinstance(v, list):
+        raise InputError(f"{where}: expected a list of numbers, got {json.dumps(v)[:40]}")
+    if length is not None and len(v) != length:
+        raise InputError(f"{where}: expected {length} values, got {len(v)}")
+    return [_number(e, f"{where}[{j}]") for j, e in enumerate(v)]
+
+
+def _check_format(doc: Any, expected: str, source: str) -> None:
+    if not isinstance(doc, dict):
+        raise InputError(f"{source}: expected a JSON object with \"format\": \"{expected}\"")
+    fmt = doc.get("format")
+    if fmt is None:
+        raise InputError(f"{source}: format: missing field (expected \"{expected}\")")
+    if fmt != expected:
+        raise InputError(f"{source}: format: unknown format {fmt!r} (expected \"{expected}\")")
+
+
+def instance_from_dict(doc: Any, source: str = "instance") -> Instance:
+    _check_format(doc, INSTANCE_FORMAT, source)
+    providers = _require(doc, "providers", "")
+    tasks = _require(doc, "tasks", "")
+    if not isinstance(providers, list) or not providers:
+        raise InputError("providers: expected a non-empty list")
+    if not isinstance(tasks, list):
+        raise InputError("tasks: expected a list")
+    first_cap = _require(providers[0], "capacity", "providers[0]")
+    r = len(first_cap) if isinstance(first_cap, list) else None
+    if not r:
+        raise InputError("providers[0].capacity: expected a non-empty list of numbers")
+    k = len(providers)
+    capacity, delay, pids = [], [], []
+    for j, p in enumerate(providers):
+        capacity.append(_vector(_require(p, "capacity", f"providers[{j}]"), f"providers[{j}].capacity", r))
+        delay.append(_number(_require(p, "delay", f"providers[{j}]"), f"providers[{j}].delay"))
+        pids.append(str(p.get("id", f"p{j}")))
+    arrival, demand, tids, delays = [], [], [], []
+    has_delays = any(isinstance(t, dict) and "delays" in t for t in tasks)
+    for i, t in enumerate(tasks):
+        arrival.append(_number(_require(t, "arrival", f"tasks[{i}]"), f"tasks[{i}].arrival"))
+        demand.append(_vector(_require(t, "demand", f"tasks[{i}]"), f"tasks[{i}].demand", r))
+        tids.append(str(t.get("id", f"t{i}")))
+        if has_delays:
+            delays.append(_vector(_require(t, "delays", f"tasks[{i}]"), f"tasks[{i}].delays", k))
+    name = doc.get("name", source)
+    if not isinstance(name, str):
+        raise InputError(f"name: expected a string, got {json.dumps(name)[:40]}")
+    return Instance.create(
+        capacity=np.array(capacity, dtype=np.float64).reshape(k, r),
+        provider_delay=np.array(delay),
+        arrival=np.array(arrival, dtype=np.float64),
+        demand=np.array(demand, dtype=np.float64).reshape(len(tasks), r),
+        task_delays=np.array(delays, dtype=np.float64).reshape(len(tasks), k) if has_delays else None,
+        name=name,
+        provider_ids=pids,
+        task_ids=tids,
+    )
+
+
+def instance_to_dict(instance: Instance) -> dict:
+    tasks = []
+    for i in range(instance.n_tasks):
+        t = {"id": instance.task_ids[i], "arrival": float(instance.arrival[i]),
+             "demand": [float(v) for v in instance.demand[i]]}
+        if instance.task_delays is not None:
+            t["delays"] = [float(v) for v in instance.task_delays[i]]
+        tasks.append(t)
+    return {
+        "format": INSTANCE_FORMAT,
+        "name": instance.name,
+        "providers": [
+            {"id": instance.provider_ids[j], "capacity": [float(v) for v in instance.capacity[j]],
+             "delay": float(instance.provider_delay[j])}
+            for j in range(instance.n_providers)
+        ],
+        "tasks": tasks,
+    }
+
+
+def read_instance(path: str | Path) -> Instance:
+    return instance_from_dict(load_json(path), source=Path(path).stem)
+
+
+def write_json(path: str | Path, doc: dict) -> None:
+    """Write atomically (temp file + rename) so a crash never leaves half a file."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(json.dumps(doc, allow_nan=False) + "\n", encoding="utf-8")
+    tmp.replace(p)
+
+
+def write_instance(path: str | Path, instance: Instance) -> None:
+    write_json(path, instance_to_dict(instance))
+
+
+def allocation_to_dict(instance: Instance, assignment, method: str, total_latency: float,
+                       seconds: float, **extra: Any) -> dict:
+    doc = {
+        "format": ALLOCATION_FORMAT,
+        "instance": instance.name,
+        "method": method,
+        "assignment": [int(v) for v in assignment],
+        "total_latency": float(total_latency),
+        "seconds": float(seconds),
+    }
+    doc.update(extra)
+    return doc
+
+
+def allocation_from_dict(doc: Any, instance: Instance, source: str = "allocation") -> np.ndarray:
+    """The assignment of an allocation document, checked against `instance`."""
+    _check_format(doc, ALLOCATION_FORMAT, source)
+    x = _require(doc, "assignment", "")
+    if not isinstance(x, list):
+        raise InputError("assignment: expected a list of provider indices")
+    for i, v in enumerate(x):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise InputError(f"assignment[{i}]: provider index must be an integer, got {json.dumps(v)[:40]}")
+    return validate_assignment(x, instance.n_tasks, instance.n_providers)
+
+
+def read_allocation(path: str | Path, instance: Instance) -> np.ndarray:
+    return allocation_from_dict(load_json(path), instance, source=Path(path).stem)

@@ -1,0 +1,79 @@
+"""Checks shared by the constructors and the file readers; every failure names the field."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgepoc.errors import InputError
+
+
+def _finite(name: str, a: np.ndarray) -> None:
+    bad = ~np.isfinite(a)
+    if bad.any():
+        where = np.argwhere(bad)[0]
+        raise InputError(f"{name}{list(where)}: must be a finite number, got {a[tuple(where)]!r}")
+
+
+def validate_arrays(capacity, provider_delay, arrival, demand, task_delays=None) -> None:
+    if capacity.ndim != 2 or capacity.shape[0] == 0 or capacity.shape[1] == 0:
+        raise InputError(f"providers[].capacity: need at least one provider and one resource, got shape {capacity.shape}")
+    k, r = capacity.shape
+    _finite("providers[].capacity", capacity)
+    if (capacity <= 0).any():
+        j = int(np.argwhere(capacity <= 0)[0][0])
+        raise InputError(f"providers[{j}].capacity: must be > 0, got {capacity[j].tolist()}")
+    if provider_delay.shape != (k,):
+        raise InputError(f"providers[].delay: expected {k} values, got shape {provider_delay.shape}")
+    _finite("providers[].delay", provider_delay)
+    if (provider_delay < 0).any():
+        j = int(np.argmin(provider_delay))
+        raise InputError(f"providers[{j}].delay: must be >= 0, got {provider_delay[j]}")
+    if arrival.ndim != 1:
+        raise InputError(f"tasks[].arrival: expected a 1-D array, got shape {arrival.shape}")
+    n = arrival.shape[0]
+    _finite("tasks[].arrival", arrival)
+    if (arrival < 0).any():
+        i = int(np.argmax(arrival < 0))
+        raise InputError(f"tasks[{i}].arrival: must be >= 0, got {arrival[i]}")
+    if n > 1 and (np.diff(arrival) < 0).any():
+        i = int(np.argmax(np.diff(arrival) < 0)) + 1
+        raise InputError(f"tasks[{i}].arrival: arrivals must be non-decreasing, got {arrival[i]} after {arrival[i - 1]}")
+    if demand.shape != (n, r):
+        raise InputError(f"tasks[].demand: expected {n} tasks x {r} resources, got shape {demand.shape}")
+    _finite("tasks[].demand", demand)
+    if n and (demand <= 0).any():
+        i = int(np.argwhere(demand <= 0)[0][0])
+        raise InputError(f"tasks[{i}].demand: must be > 0, got {demand[i].tolist()}")
+    if task_delays is not None:
+        if task_delays.shape != (n, k):
+            raise InputError(f"tasks[].delays: expected {k} delays per task, got shape {task_delays.shape}")
+        _finite("tasks[].delays", task_delays)
+        if (task_delays < 0).any():
+            i = int(np.argwhere(task_delays < 0)[0][0])
+            raise InputError(f"tasks[{i}].delays: must be >= 0, got {task_delays[i].tolist()}")
+
+
+def validate_assignment(assignment, n_tasks: int, n_providers: int, field: str = "assignment") -> np.ndarray:
+    """Return the assignment as int64, or raise naming the bad position."""
+    try:
+        x = np.asarray(assignment)
+    except Exception as exc:  # ragged lists and the like
+        raise InputError(f"{field}: not an array of provider indices ({exc})") from None
+    if x.ndim != 1:
+        raise InputError(f"{field}: expected a flat list of provider indices, got shape {x.shape}")
+    if x.shape[0] != n_tasks:
+        raise InputError(f"{field}: expected {n_tasks} entries (one per task), got {x.shape[0]}")
+    if n_tasks == 0:
+        return np.zeros(0, dtype=np.int64)
+    if x.dtype.kind == "f":
+        if not np.isfinite(x).all() or (x != np.round(x)).any():
+            i = int(np.argmax(~np.isfinite(x) | (x != np.round(x))))
+            raise InputError(f"{field}[{i}]: provider index must be an integer, got {x[i]!r}")
+    elif x.dtype.kind not in "iu":
+        raise InputError(f"{field}: provider indices must be integers, got {x.dtype}")
+    x = x.astype(np.int64)
+    bad = (x < 0) | (x >= n_providers)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InputError(f"{field}[{i}]: provider index {x[i]} out of range 0..{n_providers - 1}")
+    return x
