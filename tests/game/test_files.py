@@ -1,0 +1,109 @@
+"""Instance and allocation files: round trips, and every bad input named in one line."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from edgepoc.errors import InputError
+from edgepoc.game.files import (
+    allocation_to_dict,
+    instance_to_dict,
+    read_allocation,
+    read_instance,
+    write_instance,
+    write_json,
+)
+from tests.conftest import random_instance
+
+
+def test_instance_round_trip(tmp_path):
+    inst = random_instance(np.random.default_rng(2), 20, 3, task_delays=True)
+    write_instance(tmp_path / "i.json", inst)
+    back = read_instance(tmp_path / "i.json")
+    for attr in ("capacity", "provider_delay", "arrival", "demand", "task_delays"):
+        assert np.array_equal(getattr(back, attr), getattr(inst, attr))
+    assert back.task_ids == inst.task_ids and back.provider_ids == inst.provider_ids
+
+
+def _doc():
+    return instance_to_dict(random_instance(np.random.default_rng(5), 4, 2))
+
+
+def _bad(mutate):
+    doc = _doc()
+    mutate(doc)
+    return doc
+
+
+BAD_INSTANCES = {
+    "unknown format": (lambda d: d.update(format="edgepoc-instance/9"), "format"),
+    "missing format": (lambda d: d.pop("format"), "format"),
+    "missing providers": (lambda d: d.pop("providers"), "providers"),
+    "missing arrival": (lambda d: d["tasks"][1].pop("arrival"), "tasks[1].arrival"),
+    "missing capacity": (lambda d: d["providers"][1].pop("capacity"), "providers[1].capacity"),
+    "wrong demand length": (lambda d: d["tasks"][2].update(demand=[0.1]), "tasks[2].demand"),
+    "wrong delays length": (lambda d: d["tasks"][0].update(delays=[0.1]), "tasks[0].delays"),
+    "negative arrival": (lambda d: d["tasks"][0].update(arrival=-1.0), "tasks[0].arrival"),
+    "unsorted arrival": (lambda d: d["tasks"][3].update(arrival=0.0) or d["tasks"][2].update(arrival=5.0), "tasks[3].arrival"),
+    "zero capacity": (lambda d: d["providers"][0].update(capacity=[0.0, 1.0]), "providers[0].capacity"),
+    "negative capacity": (lambda d: d["providers"][1].update(capacity=[1.0, -2.0]), "providers[1].capacity"),
+    "string demand": (lambda d: d["tasks"][0].update(demand=["a", 1]), "tasks[0].demand[0]"),
+    "zero demand": (lambda d: d["tasks"][1].update(demand=[0.0, 0.5]), "tasks[1].demand"),
+    "negative delay": (lambda d: d["providers"][0].update(delay=-0.1), "providers[0].delay"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INSTANCES))
+def test_bad_instances_name_the_field(tmp_path, case):
+    mutate, field = BAD_INSTANCES[case]
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(_bad(mutate)))
+    with pytest.raises(InputError) as err:
+        read_instance(path)
+    assert field in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_nan_is_refused(tmp_path):
+    path = tmp_path / "nan.json"
+    path.write_text(re.sub(r'"arrival": [0-9.e-]+', '"arrival": NaN', json.dumps(_doc()), count=1))
+    with pytest.raises(InputError, match="NaN"):
+        read_instance(path)
+
+
+def test_not_json_and_missing_file(tmp_path):
+    (tmp_path / "x.json").write_text("{not json")
+    with pytest.raises(InputError, match="not valid JSON"):
+        read_instance(tmp_path / "x.json")
+    with pytest.raises(InputError, match="no such file"):
+        read_instance(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize("assignment, field", [
+    ([0, 1, 2], "expected 4 entries"),
+    ([0, 1, 1, 3], "assignment[3]: provider index 3 out of range"),
+    ([0, -1, 0, 0], "assignment[1]"),
+    ([0, 1.5, 0, 0], "assignment[1]"),
+    ([0, "a", 0, 0], "assignment[1]"),
+])
+def test_bad_allocations(tmp_path, assignment, field):
+    inst = random_instance(np.random.default_rng(5), 4, 2)
+    doc = allocation_to_dict(inst, [0, 0, 0, 0], "x", 0.0, 0.0)
+    doc["assignment"] = assignment
+    write_json(tmp_path / "a.json", doc)
+    with pytest.raises(InputError) as err:
+        read_allocation(tmp_path / "a.json", inst)
+    assert field in str(err.value)
+
+
+def test_allocation_unknown_format(tmp_path):
+    inst = random_instance(np.random.default_rng(5), 4, 2)
+    doc = allocation_to_dict(inst, [0, 0, 0, 0], "x", 0.0, 0.0)
+    doc["format"] = "something-else/1"
+    write_json(tmp_path / "a.json", doc)
+    with pytest.raises(InputError, match="format"):
+        read_allocation(tmp_path / "a.json", inst)
