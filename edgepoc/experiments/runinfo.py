@@ -1,0 +1,62 @@
+"""What every experiment writes beside its results: config, seeds, versions, timings."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+PACKAGES = ["edgepoc", "numpy", "numba", "torch", "torch-geometric", "ortools", "deap", "stable-baselines3",
+            "gymnasium", "pettingzoo", "cryptography"]
+
+
+def versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    try:
+        out["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                           cwd=Path(__file__).parent, timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        out["git_commit"] = "unknown"
+    return out
+
+
+class RunRecord:
+    """Collects timings per stage and writes `run.json` (config, versions, timings) into the run folder."""
+
+    def __init__(self, out_dir: Path, config: Any):
+        self.out_dir = out_dir
+        self.config = asdict(config) if is_dataclass(config) else dict(config)
+        self.timings: dict[str, float] = {}
+        self.started = time.time()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.write()
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(time.perf_counter() - t0, 3)
+            self.write()
+
+    def write(self) -> Path:
+        path = self.out_dir / "run.json"
+        doc = {"config": self.config, "versions": versions(), "timings_seconds": self.timings,
+               "started_unix": self.started}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+        tmp.replace(path)
+        return path
