@@ -1,0 +1,104 @@
+"""Checkpoints: weights + the config that built them (+ training state for resuming).
+
+Format `edgepoc-model/1`, a `torch.save` dict loaded with `weights_only=True` (no pickled code).
+Anything wrong with a file (missing, truncated, another format, weights that do not fit the
+config) is one `EdgepocError` line naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgepoc.errors import EdgepocError
+from edgepoc.models.allocation import ModelConfig, ResourceAllocationModel
+from edgepoc.models.student import StudentModel
+
+FORMAT = "edgepoc-model/1"
+BUNDLED = {"teacher": "teacher.pt", "student": "student.pt"}
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """Instantiate the class a config describes."""
+    if config.kind == "teacher":
+        return ResourceAllocationModel(config)
+    if config.kind == "student":
+        return StudentModel(config)
+    raise EdgepocError(f"model: unknown kind {config.kind!r} (expected teacher or student)")
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any] | None = None,
+                    train_state: dict[str, Any] | None = None) -> Path:
+    """Write atomically (temp file + rename) so a crash never leaves half a checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"format": FORMAT, "config": model.config.to_dict(),
+           "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+           "meta": meta or {}}
+    if train_state is not None:
+        doc["train_state"] = train_state
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(doc, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The raw checkpoint dict, validated as far as its format."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgepocError(f"model: checkpoint {str(path)!r} does not exist")
+    try:
+        doc = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, not a zip, pickled code, ...
+        raise EdgepocError(f"model: {str(path)!r} is not a readable checkpoint ({type(exc).__name__})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise EdgepocError(f"model: {str(path)!r} is not an {FORMAT} checkpoint")
+    return doc
+
+
+def load_model(path: str | Path, expect_kind: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """`(model in eval mode, checkpoint dict)`; a student loads without its teacher."""
+    doc = read_checkpoint(path)
+    try:
+        config = ModelConfig.from_dict(doc["config"])
+    except (KeyError, TypeError) as exc:
+        raise EdgepocError(f"model: {str(path)!r} has an invalid config ({exc})") from None
+    if expect_kind and config.kind != expect_kind:
+        raise EdgepocError(f"model: {str(path)!r} holds a {config.kind}, expected a {expect_kind}")
+    model = build_model(config)
+    try:
+        model.load_state_dict(doc["state_dict"])
+    except (KeyError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()
+        raise EdgepocError(
+            f"model: weights in {str(path)!r} do not match its config ({first[0] if first else exc})") from None
+    model.eval()
+    return model, doc
+
+
+def bundled_path(kind: str) -> Path:
+    """Where the checkpoint shipped in the package lives."""
+    ref = resources.files("edgepoc.models").joinpath("bundled/" + BUNDLED[kind])
+    return Path(str(ref))
+
+
+@lru_cache(maxsize=8)
+def _cached(path: str, mtime: float, expect_kind: str | None):
+    return load_model(path, expect_kind)
+
+
+def load_cached(path: str | Path | None, kind: str) -> tuple[nn.Module, dict[str, Any]]:
+    """Load once per process (solvers are called per block); `None` means the bundled model."""
+    p = Path(path) if path else bundled_path(kind)
+    if not p.is_file():
+        if path is None:
+            raise EdgepocError(f"model: no bundled {kind} in this install; pass --model CKPT")
+        raise EdgepocError(f"model: checkpoint {str(p)!r} does not exist")
+    return _cached(str(p.resolve()), p.stat().st_mtime, kind)
