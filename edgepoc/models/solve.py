@@ -1,0 +1,46 @@
+"""`teacher` and `student` as registered allocation methods (`edgepoc solve --method teacher`).
+
+`options.model` is a checkpoint path (None: the one bundled in the package); `options.params`
+takes the decoder settings (`decode=argmax|guided|sample|search`, `budget_ms`, `samples`, ...);
+`options.seconds` is the decoder's time budget when `budget_ms` is not given.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from edgepoc.game.instance import Instance
+from edgepoc.models.checkpoint import load_cached
+from edgepoc.models.decode import DecodeOptions, decode
+from edgepoc.models.features import to_graph
+
+
+def model_probabilities(model, inst: Instance, free_times=None) -> np.ndarray:
+    """`P` (n, K) for one instance."""
+    data = to_graph(inst, model.config.features, free_times=free_times)
+    with torch.inference_mode():
+        return model(data).numpy()
+
+
+def _solve(kind: str, instance: Instance, options) -> tuple[np.ndarray, dict]:
+    model, doc = load_cached(options.model, kind)
+    opts = DecodeOptions.from_params(dict(options.params), options.seconds, options.seed)
+    t0 = time.perf_counter()
+    p = model_probabilities(model, instance, options.free_times)
+    infer = time.perf_counter() - t0
+    x, info = decode(instance, p, opts, options.free_times)
+    info.update({"model": options.model or f"bundled {kind}", "inference_seconds": infer})
+    return x, info
+
+
+def solve_teacher(instance: Instance, options) -> tuple[np.ndarray, dict]:
+    """The teacher's allocation (ResourceAllocationModel + decoder)."""
+    return _solve("teacher", instance, options)
+
+
+def solve_student(instance: Instance, options) -> tuple[np.ndarray, dict]:
+    """The distilled student's allocation, with the same decoders."""
+    return _solve("student", instance, options)
