@@ -61,3 +61,29 @@ def generated_labelled(preset: str, seed: int, count: int, start_index: int = 0,
 def label_latency(item: LabelledInstance) -> float:
     """The label's total delay, re-simulated (never trusted from a file)."""
     return simulate(item.instance, np.asarray(item.assignment, dtype=np.int64))
+
+
+def save_label_record(path: str | Path, spec: dict, items: list[LabelledInstance]) -> None:
+    """Keep generated labels beside a run: the generator spec + label allocations, so a later
+    command (`distill --from-run`) regenerates the identical instances instead of re-running GA."""
+    import json
+
+    np.savez_compressed(path, spec=json.dumps(spec),
+                        **{f"label_{i}": np.asarray(it.assignment, dtype=np.int8) for i, it in enumerate(items)})
+
+
+def load_label_record(path: str | Path) -> list[LabelledInstance]:
+    import json
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"data: {str(path)!r} does not exist")
+    rec = np.load(path)
+    spec = json.loads(str(rec["spec"]))
+    instances = generate(spec["preset"], seed=spec["seed"], count=spec["count"],
+                         start_index=spec.get("start_index", 0), **spec.get("params", {}))
+    items = []
+    for i, inst in enumerate(instances):
+        x = rec[f"label_{i}"].astype(np.int64)
+        items.append(LabelledInstance(inst, x, simulate(inst, x), {"method": spec.get("labeler"), "record": str(path)}))
+    return items

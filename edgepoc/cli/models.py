@@ -1,0 +1,159 @@
+"""`edgepoc train`, `distill`, `plot`: the deep model on the command line (SPEC §4-5, §9)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from edgepoc.cli.common import parse_params, print_json
+from edgepoc.errors import InputError
+
+
+def _labelled_sets(data: Optional[Path], test_data: Optional[Path], test_fraction: float, preset: str, seed: int,
+                   count: int, test_count: int, n_tasks: Optional[int], labeler: str,
+                   label_seconds: Optional[float], label_param: Optional[list[str]], from_run: Optional[Path],
+                   run_dir: Path):
+    """(train, test, record of where they came from): a data-set directory, a previous run's
+    labels, or instances generated and labelled now (their labels are kept in RUN_DIR/labels-*.npz)."""
+    from edgepoc.models import data as mdata
+
+    if from_run is not None:
+        train = mdata.load_label_record(from_run / "labels-train.npz")
+        test = mdata.load_label_record(from_run / "labels-test.npz")
+        return train, test, {"from_run": str(from_run)}
+    if data is not None:
+        items = mdata.read_labelled(data)
+        if test_data is not None:
+            return items, mdata.read_labelled(test_data), {"data": str(data), "test_data": str(test_data)}
+        if not 0 < test_fraction < 1:
+            raise InputError(f"--test-fraction: must be in (0, 1), got {test_fraction}")
+        n_test = max(1, int(round(test_fraction * len(items))))
+        if n_test >= len(items):
+            raise InputError(f"data: {len(items)} instances are too few to split off a test set")
+        order = __import__("numpy").random.default_rng(seed).permutation(len(items))
+        return ([items[i] for i in order[n_test:]], [items[i] for i in order[:n_test]],
+                {"data": str(data), "test_fraction": test_fraction, "split_seed": seed})
+    if count < 1 or test_count < 1:
+        raise InputError("--count and --test-count must be >= 1")
+    params = {"n_tasks": n_tasks} if n_tasks else {}
+    lparams = parse_params(label_param)
+    specs = {"train": {"preset": preset, "seed": seed, "count": count, "params": params},
+             "test": {"preset": preset, "seed": seed + 1, "count": test_count, "params": params}}
+    sets = {}
+    for split, spec in specs.items():
+        spec.update({"labeler": labeler, "label_seconds": label_seconds, "label_params": lparams})
+        sets[split] = mdata.generated_labelled(preset, spec["seed"], count if split == "train" else test_count,
+                                               labeler=labeler, seconds=label_seconds, params=lparams, **params)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        mdata.save_label_record(run_dir / f"labels-{split}.npz", spec, sets[split])
+    return sets["train"], sets["test"], specs
+
+
+DATA_HELP = "Labelled data-set directory (edgepoc.game.dataset format)."
+
+
+def train_cmd(
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory (config, log.csv, best.pt, last.pt)."),
+    data: Optional[Path] = typer.Option(None, "--data", help=DATA_HELP),
+    test_data: Optional[Path] = typer.Option(None, "--test-data", help="Held-out labelled set (else split --data)."),
+    test_fraction: float = typer.Option(0.2, help="Share of --data held out when --test-data is not given."),
+    from_run: Optional[Path] = typer.Option(None, "--from-run", help="Reuse the labels kept by an earlier run."),
+    preset: str = typer.Option("paper", help="Without --data: generate instances of this preset..."),
+    count: int = typer.Option(40, help="...this many for training..."),
+    test_count: int = typer.Option(10, help="...this many held out (next seed) for validation..."),
+    n_tasks: Optional[int] = typer.Option(None, "--n-tasks", help="...with this many tasks (preset default)..."),
+    labeler: str = typer.Option("ga", help="...labelled by this method (the paper: ga)."),
+    label_seconds: Optional[float] = typer.Option(None, help="Time budget per instance for the labeler."),
+    label_param: Optional[list[str]] = typer.Option(None, "--label-param", help="Labeler setting key=value."),
+    seed: int = typer.Option(0, help="Seed for data, initial weights and batch order."),
+    epochs: int = typer.Option(150),
+    patience: int = typer.Option(30, help="Stop after this many epochs without a better validation delay."),
+    batch_size: int = typer.Option(8, help="Instances (graphs) per mini-batch."),
+    lr: float = typer.Option(2e-3),
+    loss: str = typer.Option("mse", help="mse (paper Eq. 4) or ce."),
+    hidden: int = typer.Option(96, help="GNN width."),
+    gnn_layers: int = typer.Option(3),
+    conv: str = typer.Option("graph", help="graph (GraphConv) or gcn (GCNConv)."),
+    rnn_hidden: int = typer.Option(32),
+    decoder_hidden: int = typer.Option(96, help="0: the paper's single linear decoder layer."),
+    edge_window: int = typer.Option(2, help="Link each task to this many neighbours on each side (arrival order)."),
+    queue_features: bool = typer.Option(True, "--queue-features/--no-queue-features",
+                                        help="Add greedy-dispatch queue-state columns to the task features."),
+    threads: int = typer.Option(2, help="Torch CPU threads."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt."),
+) -> None:
+    """Train the teacher (ResourceAllocationModel) on labelled instances; prints a JSON summary."""
+    from edgepoc.models.allocation import ModelConfig
+    from edgepoc.models.features import FeatureConfig
+    from edgepoc.models.train import TrainConfig, train_model
+
+    if resume and data is None and from_run is None:
+        from_run = out  # a resumed generated run reuses its own labels
+    train, test, record = _labelled_sets(data, test_data, test_fraction, preset, seed, count, test_count, n_tasks,
+                                         labeler, label_seconds, label_param, from_run, out)
+    inst = train[0].instance
+    features = FeatureConfig(inst.n_providers, inst.n_resources, edge_window, queue_features)
+    cfg = TrainConfig(model=ModelConfig("teacher", features, hidden, gnn_layers, conv, rnn_hidden, "gru",
+                                        decoder_hidden),
+                      loss=loss, lr=lr, batch_size=batch_size, epochs=epochs, patience=patience, seed=seed,
+                      threads=threads, data=record)
+    print_json(train_model(train, test, cfg, out, resume=resume))
+
+
+def distill_cmd(
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory (config, distill_log.csv, best.pt)."),
+    teacher: Optional[Path] = typer.Option(None, "--teacher", help="Teacher checkpoint (default: the bundled one)."),
+    data: Optional[Path] = typer.Option(None, "--data", help=DATA_HELP),
+    test_data: Optional[Path] = typer.Option(None, "--test-data"),
+    test_fraction: float = typer.Option(0.2),
+    from_run: Optional[Path] = typer.Option(None, "--from-run", help="Reuse the labels kept by a training run."),
+    preset: str = typer.Option("paper"),
+    count: int = typer.Option(40),
+    test_count: int = typer.Option(10),
+    n_tasks: Optional[int] = typer.Option(None, "--n-tasks"),
+    labeler: str = typer.Option("ga"),
+    label_seconds: Optional[float] = typer.Option(None),
+    label_param: Optional[list[str]] = typer.Option(None, "--label-param"),
+    seed: int = typer.Option(0),
+    epochs: int = typer.Option(150),
+    patience: int = typer.Option(30),
+    batch_size: int = typer.Option(8),
+    lr: float = typer.Option(3e-3),
+    hidden: int = typer.Option(16, help="Student GNN width (its size is a setting)."),
+    rnn_hidden: int = typer.Option(8),
+    decoder_hidden: int = typer.Option(16),
+    alpha: float = typer.Option(0.7, help="Weight of the soft-target term (1 - alpha on the labels)."),
+    temperature: float = typer.Option(2.0, help="Softmax temperature of the soft targets."),
+    threads: int = typer.Option(2),
+) -> None:
+    """Distil a small student from a teacher checkpoint; prints a JSON summary."""
+    from edgepoc.models.checkpoint import bundled_path
+    from edgepoc.models.distill import DistillConfig, distill
+
+    teacher_path = teacher or bundled_path("teacher")
+    train, test, record = _labelled_sets(data, test_data, test_fraction, preset, seed, count, test_count, n_tasks,
+                                         labeler, label_seconds, label_param, from_run, out)
+    cfg = DistillConfig(hidden=hidden, rnn_hidden=rnn_hidden, decoder_hidden=decoder_hidden, alpha=alpha,
+                        temperature=temperature, lr=lr, batch_size=batch_size, epochs=epochs, patience=patience,
+                        seed=seed, threads=threads, data=record)
+    print_json(distill(teacher_path, train, test, cfg, out))
+
+
+def plot_cmd(
+    run_dir: Path = typer.Argument(..., help="A training or distillation run directory."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Figure folder (default RUN_DIR/figures)."),
+) -> None:
+    """Write the paper's figures (4-14 from training, 15-17 from distillation) as PNGs."""
+    from edgepoc.models.plots import plot_run
+
+    made = plot_run(run_dir, out)
+    print_json({"figures": [str(p) for p in made]})
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_cmd)
+    app.command("distill")(distill_cmd)
+    app.command("plot")(plot_cmd)

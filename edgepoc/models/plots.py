@@ -1,0 +1,155 @@
+"""The paper's figures 4-17 from a run directory's logs (matplotlib, Agg backend: no display).
+
+A training run (`log.csv`, `figures.npz`) gives figures 4-14; a distillation run
+(`distill_log.csv`) gives 15-17. Missing data for a figure is an `EdgepocError`, never an empty plot.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgepoc.errors import EdgepocError
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _series(rows: list[dict], key: str, source: str) -> np.ndarray:
+    if not rows or key not in rows[0]:
+        raise EdgepocError(f"plot: {source} has no column {key!r}")
+    return np.array([r[key] for r in rows])
+
+
+def _line(path: Path, x, ys: dict[str, np.ndarray], title: str, ylabel: str, xlabel: str = "epoch",
+          logy: bool = False) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for label, y in ys.items():
+        ax.plot(x, y, label=label, linestyle="--" if "label" in label or "teacher" in label else "-")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if logy:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _demand(path: Path, demand: np.ndarray, title: str) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.0, 5.0))
+    ax.scatter(demand[:, 0], demand[:, 1], s=3, alpha=0.4, label=f"{demand.shape[0]} tasks")
+    ax.set_title(title)
+    ax.set_xlabel("demand, resource 1 (normalised)")
+    ax.set_ylabel("demand, resource 2 (normalised)" if demand.shape[1] > 1 else "")
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _actions(path: Path, p: np.ndarray, label: np.ndarray, title: str) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.0, 3.6))
+    idx = np.arange(p.shape[0])
+    ax.scatter(idx, p.argmax(axis=1), s=4, label="model action (argmax P)")
+    ax.scatter(idx, label + 0.15, s=4, alpha=0.5, label="label (meta strategy), offset +0.15")
+    ax.set_yticks(range(p.shape[1]), [f"provider {k}" for k in range(p.shape[1])])
+    ax.set_title(title)
+    ax.set_xlabel("task (arrival order)")
+    ax.set_ylabel("chosen provider")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_training(run_dir: Path, out: Path) -> list[Path]:
+    from edgepoc.models.train import read_log
+
+    rows = read_log(run_dir)
+    if not rows:
+        raise EdgepocError(f"plot: {str(run_dir / 'log.csv')!r} is missing or empty")
+    npz = run_dir / "figures.npz"
+    if not npz.exists():
+        raise EdgepocError(f"plot: {str(npz)!r} is missing (figures 4, 7, 10, 11 need it)")
+    fig = np.load(npz)
+    src = str(run_dir / "log.csv")
+    e = _series(rows, "epoch", src)
+    made = [
+        _demand(out / "fig04_train_demand.png", fig["train_demand"], "Fig. 4: task demand, training data"),
+        _demand(out / "fig10_test_demand.png", fig["test_demand"], "Fig. 10: task demand, test data"),
+        _line(out / "fig05_loss.png", e, {"train": _series(rows, "train_loss", src),
+                                         "test": _series(rows, "test_loss", src)}, "Fig. 5: training loss", "loss"),
+    ]
+    for split, fd, fa, facc, fdiv in (("train", 6, 7, 8, 9), ("test", 12, 11, 13, 14)):
+        made.append(_line(out / f"fig{fd:02d}_{split}_delay.png", e,
+                          {"model (argmax)": _series(rows, f"{split}_delay", src),
+                           "label (meta strategy)": _series(rows, f"{split}_label_delay", src)},
+                          f"Fig. {fd}: total delay per epoch, {split}", "mean total delay per instance (s, log)",
+                          logy=True))
+        made.append(_actions(out / f"fig{fa:02d}_{split}_actions.png", fig[f"{split}_p"], fig[f"{split}_label"],
+                             f"Fig. {fa}: model actions per task, {split} (best epoch)"))
+        made.append(_line(out / f"fig{facc:02d}_{split}_accuracy.png", e,
+                          {split: _series(rows, f"{split}_accuracy", src)},
+                          f"Fig. {facc}: accuracy against labels, {split}", "share of tasks = label"))
+        made.append(_line(out / f"fig{fdiv:02d}_{split}_diversity.png", e,
+                          {split: _series(rows, f"{split}_diversity", src)},
+                          f"Fig. {fdiv}: diversity score D, {split}", "D (mean pairwise distance of P)"))
+    return made
+
+
+def plot_distillation(run_dir: Path, out: Path) -> list[Path]:
+    from edgepoc.models.distill import read_distill_log
+
+    rows = read_distill_log(run_dir)
+    if not rows:
+        raise EdgepocError(f"plot: {str(run_dir / 'distill_log.csv')!r} is missing or empty")
+    src = str(run_dir / "distill_log.csv")
+    e = _series(rows, "epoch", src)
+    return [
+        _line(out / "fig15_distill_loss.png", e, {"train": _series(rows, "train_loss", src),
+                                                  "test": _series(rows, "test_loss", src)},
+              "Fig. 15: distillation loss", "loss (soft targets + labels)"),
+        _line(out / "fig16_student_accuracy.png", e,
+              {"train, vs labels": _series(rows, "train_accuracy", src),
+               "test, vs labels": _series(rows, "test_accuracy", src),
+               "test, vs teacher actions": _series(rows, "test_agreement", src)},
+              "Fig. 16: student accuracy", "share of tasks"),
+        _line(out / "fig17_student_vs_teacher_delay.png", e,
+              {"student (argmax), test": _series(rows, "test_student_delay", src),
+               "teacher (argmax), test": _series(rows, "test_teacher_delay", src)},
+              "Fig. 17: student vs teacher total delay", "mean total delay per instance (s, log)", logy=True),
+    ]
+
+
+def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
+    """Every figure the run's logs support, as PNGs in `out_dir` (default RUN_DIR/figures)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise EdgepocError(f"plot: {str(run_dir)!r} is not a run directory")
+    out = Path(out_dir) if out_dir else run_dir / "figures"
+    out.mkdir(parents=True, exist_ok=True)
+    has_train, has_distill = (run_dir / "log.csv").exists(), (run_dir / "distill_log.csv").exists()
+    if not (has_train or has_distill):
+        raise EdgepocError(f"plot: {str(run_dir)!r} has neither log.csv (training) nor distill_log.csv")
+    made = []
+    if has_train:
+        made += plot_training(run_dir, out)
+    if has_distill:
+        made += plot_distillation(run_dir, out)
+    return made
