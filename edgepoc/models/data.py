@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
 from rich.progress import Progress
 
 from edgepoc.errors import EdgepocError, InputError
@@ -41,7 +42,7 @@ def label_instances(instances: list[Instance], labeler: str = "ga", seed: int = 
     from edgepoc.solvers.registry import SolveOptions, solve
 
     out = []
-    with Progress(disable=not show_progress, transient=True) as bar:
+    with Progress(console=Console(stderr=True), disable=not show_progress, transient=True) as bar:
         task = bar.add_task(f"labelling with {labeler}", total=len(instances))
         for i, inst in enumerate(instances):
             res = solve(inst, labeler, SolveOptions(seed=seed + i, seconds=seconds, params=dict(params or {})))

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from edgepoc.errors import EdgepocError, InputError
@@ -119,7 +120,7 @@ def distill(teacher_path: str | Path, train_items: list[LabelledInstance], test_
     best_delay, best_epoch, epoch, t0 = float("inf"), 0, 0, time.perf_counter()
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TimeElapsedColumn(), TextColumn("{task.fields[status]}")]
-    with Progress(*columns, disable=not show_progress) as bar:
+    with Progress(*columns, console=Console(stderr=True), disable=not show_progress) as bar:
         task = bar.add_task("distilling", total=cfg.epochs, status="")
         for epoch in range(1, cfg.epochs + 1):
             student.train()

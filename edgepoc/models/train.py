@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from edgepoc.errors import EdgepocError, InputError
@@ -149,7 +150,7 @@ def train_model(train_items: list[LabelledInstance], test_items: list[LabelledIn
     meta = {"params": count_parameters(model), "train_instances": len(train), "test_instances": len(test)}
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TimeElapsedColumn(), TextColumn("{task.fields[status]}")]
-    with Progress(*columns, disable=not show_progress) as bar:
+    with Progress(*columns, console=Console(stderr=True), disable=not show_progress) as bar:
         task = bar.add_task("training", total=cfg.epochs, completed=start - 1, status="")
         for epoch in range(start, cfg.epochs + 1):
             model.train()

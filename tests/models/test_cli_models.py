@@ -1,0 +1,67 @@
+"""`edgepoc train`, `distill`, `plot`, `solve --method teacher|student` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgepoc.game.files import write_instance
+from edgepoc.game.generators import generate
+from edgepoc.models.checkpoint import bundled_path
+
+from tests.conftest import run_cli
+
+
+def test_train_distill_plot_end_to_end(tmp_path):
+    run, dist = tmp_path / "run", tmp_path / "dist"
+    r = run_cli("train", "--out", str(run), "--count", "3", "--test-count", "1", "--n-tasks", "40",
+                "--labeler", "greedy", "--epochs", "4", "--hidden", "16", "--decoder-hidden", "16", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["epochs_run"] == 4
+    r = run_cli("distill", "--out", str(dist), "--teacher", str(run / "best.pt"), "--from-run", str(run),
+                "--epochs", "3", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("plot", str(run))
+    assert r.returncode == 0, r.stderr
+    names = {p.split("/")[-1] for p in json.loads(r.stdout)["figures"]}
+    assert {"fig04_train_demand.png", "fig05_loss.png", "fig12_test_delay.png", "fig14_test_diversity.png"} <= names
+    r = run_cli("plot", str(dist))
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(r.stdout)["figures"]) == 3
+    inst = tmp_path / "i.json"
+    write_instance(inst, generate("paper", 3, 1, n_tasks=50)[0])
+    r = run_cli("solve", str(inst), "--method", "student", "--model", str(dist / "best.pt"), "--param", "decode=guided")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["method"] == "student"
+
+
+def test_plot_without_logs_fails_loudly(tmp_path):
+    r = run_cli("plot", str(tmp_path))
+    assert r.returncode == 2 and r.stderr.startswith("error: plot:")
+
+
+def test_corrupt_model_on_cli_is_one_line(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_text("garbage")
+    inst = tmp_path / "i.json"
+    write_instance(inst, generate("paper", 3, 1, n_tasks=20)[0])
+    r = run_cli("solve", str(inst), "--method", "teacher", "--model", str(bad))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a readable checkpoint" in r.stderr
+
+
+@pytest.mark.parametrize("method", ["teacher", "student"])
+def test_bundled_models_solve_paper_instance(tmp_path, method):
+    assert bundled_path(method).is_file(), f"the package must ship a bundled {method}"
+    inst = tmp_path / "i.json"
+    write_instance(inst, generate("paper", 99, 1)[0])
+    r = run_cli("solve", str(inst), "--method", method)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert len(doc["assignment"]) == 1000 and doc["total_latency"] > 0
+    r = run_cli("solve", str(inst), "--method", method, "--param", "decode=argmax")
+    assert r.returncode == 0, r.stderr
+    wrong = tmp_path / "k4.json"
+    write_instance(wrong, generate("paper", 1, 1, n_tasks=30, providers=4)[0])
+    r = run_cli("solve", str(wrong), "--method", method)
+    assert r.returncode == 2 and "checkpoint is for 3 providers" in r.stderr

@@ -1,0 +1,71 @@
+"""Decoders and the teacher/student solve methods."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from edgepoc.errors import InputError
+from edgepoc.game.generators import generate
+from edgepoc.game.kernel import greedy_assignment, simulate
+from edgepoc.models.decode import DecodeOptions, decode, guided_candidates, sample_candidates
+from edgepoc.solvers.registry import SolveOptions, solve
+
+
+@pytest.fixture(scope="module")
+def inst():
+    return generate("paper", 4, 1, n_tasks=300)[0]
+
+
+def test_guided_extremes_are_argmax_and_greedy(inst):
+    p = np.random.default_rng(0).random((inst.n_tasks, 3))
+    cands = guided_candidates(inst, p, lambdas=(0.0, 1e9))
+    assert np.array_equal(cands[0], p.argmax(axis=1))
+    assert np.array_equal(cands[1], greedy_assignment(inst)[0])
+
+
+def test_guided_respects_free_times(inst):
+    p = np.full((inst.n_tasks, 3), 1 / 3)
+    free = np.array([1e6, 0.0, 0.0])
+    cands = guided_candidates(inst, p, lambdas=(1e9,), free_times=free)
+    assert np.array_equal(cands[0], greedy_assignment(inst, free)[0])
+    assert (cands[0] != 0).all()
+
+
+def test_samples_follow_p():
+    p = np.tile([0.9, 0.1, 0.0], (500, 1))
+    s = sample_candidates(p, 20, 1.0, np.random.default_rng(1))
+    assert s.shape == (20, 500) and set(np.unique(s)) <= {0, 1}
+    assert 0.85 < (s == 0).mean() < 0.95
+
+
+def test_search_is_never_worse_and_keeps_budget(inst):
+    p = np.random.default_rng(2).random((inst.n_tasks, 3))
+    _, greedy_f = greedy_assignment(inst)
+    t0 = time.perf_counter()
+    x, info = decode(inst, p, DecodeOptions(method="search", budget_s=0.05))
+    assert time.perf_counter() - t0 < 0.5
+    assert info["decoded_latency"] == simulate(inst, x)
+    assert info["decoded_latency"] <= greedy_f
+    x2, _ = decode(inst, p, DecodeOptions(method="argmax"))
+    assert np.array_equal(x2, p.argmax(axis=1))
+
+
+def test_decode_params_validation():
+    assert DecodeOptions.from_params({"decode": "guided", "budget_ms": 20}).budget_s == pytest.approx(0.02)
+    with pytest.raises(InputError, match="decode: expected one of"):
+        DecodeOptions.from_params({"decode": "beam"})
+    with pytest.raises(InputError, match="unknown model setting"):
+        DecodeOptions.from_params({"beam_width": 3})
+
+
+@pytest.mark.parametrize("method", ["argmax", "guided", "sample", "search"])
+def test_teacher_method_through_registry(teacher_run, inst, method):
+    res = solve(inst, "teacher", SolveOptions(model=str(teacher_run / "best.pt"),
+                                              params={"decode": method, "budget_ms": 20}))
+    assert res.assignment.shape == (inst.n_tasks,)
+    assert res.extra["decode"] == method
+    if method != "argmax":
+        assert res.total_latency == pytest.approx(res.extra["decoded_latency"])
