@@ -31,7 +31,7 @@ def _solve(kind: str, instance: Instance, options) -> tuple[np.ndarray, dict]:
     t0 = time.perf_counter()
     p = model_probabilities(model, instance, options.free_times)
     infer = time.perf_counter() - t0
-    x, info = decode(instance, p, opts, options.free_times)
+    x, info = decode(instance, p, opts, options.free_times, started_at=t0)
     info.update({"model": options.model or f"bundled {kind}", "inference_seconds": infer})
     return x, info
 
