@@ -10,8 +10,8 @@
   the search, and `extra["source"]` tells which candidate won.
 * `sample`: allocations drawn from `P` as a categorical with a temperature.
 * `search` (default for solving): `guided` candidates, then rounds of P-guided neighbourhood moves
-  around the best allocation (a random few percent of tasks re-drawn from `P`) until the time
-  budget is spent. Every round's candidates are scored in ONE `simulate_population` call, the
+  around the best allocation (one or a few random tasks moved to another provider, drawn in
+  proportion to `P` among the others) until the time budget is spent. Every round's candidates are scored in ONE `simulate_population` call, the
   shared kernel; the pass in `_guided` only tracks free times to make its choices, and the
   reported delay is always re-simulated by the kernel.
 """
@@ -39,7 +39,7 @@ class DecodeOptions:
     lambdas: tuple[float, ...] = DEFAULT_LAMBDAS
     samples: int = 64  # allocations per population call
     temperature: float = 1.0
-    move_fraction: float = 0.02  # share of tasks re-drawn per neighbourhood move
+    move_fraction: float = 0.002  # a move re-assigns 1..max(2, fraction * n) tasks
     seed: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -155,17 +155,22 @@ def decode(inst: Instance, p: np.ndarray, opts: DecodeOptions | None = None,
     best = int(np.argmin(scores))
     best_x, best_f, source = cands[best].copy(), float(scores[best]), sources[best]
     tried, rounds = len(cands), 1
-    if opts.method == "search" and inst.n_tasks > 0:
-        cdf = _categorical(p, opts.temperature)
-        n, m = inst.n_tasks, max(1, int(round(opts.move_fraction * inst.n_tasks)))
+    if opts.method == "search" and inst.n_tasks > 0 and inst.n_providers > 1:
+        # a move re-assigns 1..m random tasks to ANOTHER provider drawn from P without the current one
+        weights = np.clip(p, 1e-3, None) ** (1.0 / opts.temperature)
+        n, k = inst.n_tasks, inst.n_providers
+        m_max = max(2, int(round(opts.move_fraction * n)))
         round_s = 0.0  # stop when another round would overrun the budget
         while time.perf_counter() - t0 + round_s < opts.budget_s:
             r0 = time.perf_counter()
+            m = int(rng.integers(1, m_max + 1))
             moves = np.repeat(best_x[None], opts.samples, axis=0)
             rows = np.repeat(np.arange(opts.samples), m)
             cols = rng.integers(0, n, size=opts.samples * m)
-            u = rng.random(cols.shape[0])
-            moves[rows, cols] = np.minimum((u[:, None] > cdf[cols]).sum(axis=1), inst.n_providers - 1)
+            w = weights[cols]
+            w[np.arange(cols.shape[0]), moves[rows, cols]] = 0.0
+            cdf = np.cumsum(w / w.sum(axis=1, keepdims=True), axis=1)
+            moves[rows, cols] = np.minimum((rng.random(cols.shape[0])[:, None] > cdf).sum(axis=1), k - 1)
             scores = simulate_population(inst, moves, free_times, checked=False)
             j = int(np.argmin(scores))
             tried += opts.samples
