@@ -40,6 +40,7 @@ class DecodeOptions:
     samples: int = 64  # allocations per population call
     temperature: float = 1.0
     move_fraction: float = 0.002  # a move re-assigns 1..max(2, fraction * n) tasks
+    focus: float = 0.0  # share of moved tasks drawn where P doubts the current provider (else uniform)
     seed: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -47,7 +48,7 @@ class DecodeOptions:
     def from_params(cls, params: dict, seconds: float | None = None, seed: int = 0) -> "DecodeOptions":
         """From `--param decode=search --param budget_ms=50 ...` (and `--seconds`)."""
         opts = cls(seed=seed)
-        known = {"decode", "budget_ms", "samples", "temperature", "move_fraction", "lambdas"}
+        known = {"decode", "budget_ms", "samples", "temperature", "move_fraction", "lambdas", "focus"}
         unknown = set(params) - known
         if unknown:
             raise InputError(f"--param: unknown model setting(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -63,10 +64,11 @@ class DecodeOptions:
         opts.samples = int(params.get("samples", opts.samples))
         opts.temperature = float(params.get("temperature", opts.temperature))
         opts.move_fraction = float(params.get("move_fraction", opts.move_fraction))
+        opts.focus = float(params.get("focus", opts.focus))
         if "lambdas" in params:
             opts.lambdas = tuple(float(v) for v in params["lambdas"])
-        if opts.samples < 1 or opts.temperature <= 0 or not 0 < opts.move_fraction <= 1:
-            raise InputError("decode settings: samples >= 1, temperature > 0, 0 < move_fraction <= 1")
+        if opts.samples < 1 or opts.temperature <= 0 or not 0 < opts.move_fraction <= 1 or not 0 <= opts.focus <= 1:
+            raise InputError("decode settings: samples >= 1, temperature > 0, 0 < move_fraction <= 1, 0 <= focus <= 1")
         return opts
 
 
@@ -161,12 +163,19 @@ def decode(inst: Instance, p: np.ndarray, opts: DecodeOptions | None = None,
         n, k = inst.n_tasks, inst.n_providers
         m_max = max(2, int(round(opts.move_fraction * n)))
         round_s = 0.0  # stop when another round would overrun the budget
+        focus_cdf = None
         while time.perf_counter() - t0 + round_s < opts.budget_s:
             r0 = time.perf_counter()
             m = int(rng.integers(1, m_max + 1))
             moves = np.repeat(best_x[None], opts.samples, axis=0)
             rows = np.repeat(np.arange(opts.samples), m)
             cols = rng.integers(0, n, size=opts.samples * m)
+            if opts.focus > 0:  # part of the moves target tasks whose current provider P disagrees with
+                if focus_cdf is None:
+                    doubt = 1.0 - weights[np.arange(n), best_x] / weights.sum(axis=1) + 1e-3
+                    focus_cdf = np.cumsum(doubt) / doubt.sum()
+                pick = rng.random(cols.shape[0]) < opts.focus
+                cols[pick] = np.minimum(np.searchsorted(focus_cdf, rng.random(int(pick.sum()))), n - 1)
             w = weights[cols]
             w[np.arange(cols.shape[0]), moves[rows, cols]] = 0.0
             cdf = np.cumsum(w / w.sum(axis=1, keepdims=True), axis=1)
@@ -178,6 +187,7 @@ def decode(inst: Instance, p: np.ndarray, opts: DecodeOptions | None = None,
             if scores[j] < best_f:
                 best_x, best_f = moves[j].copy(), float(scores[j])
                 source = source if source.endswith("+search") else source + "+search"
+                focus_cdf = None
             round_s = time.perf_counter() - r0
     info = {"decode": opts.method, "source": source, "candidates": tried, "rounds": rounds,
             "decode_seconds": time.perf_counter() - t0, "decoded_latency": best_f}
