@@ -70,7 +70,8 @@ def train_cmd(
     label_param: Optional[list[str]] = typer.Option(None, "--label-param", help="Labeler setting key=value."),
     seed: int = typer.Option(0, help="Seed for data, initial weights and batch order."),
     epochs: int = typer.Option(150),
-    patience: int = typer.Option(30, help="Stop after this many epochs without a better validation delay."),
+    patience: int = typer.Option(30, help="Stop after this many epochs without a better validation score."),
+    select_on: str = typer.Option("guided_delay", help="Validation score: guided_delay, delay (argmax) or loss."),
     batch_size: int = typer.Option(8, help="Instances (graphs) per mini-batch."),
     lr: float = typer.Option(2e-3),
     loss: str = typer.Option("mse", help="mse (paper Eq. 4) or ce."),
@@ -98,7 +99,8 @@ def train_cmd(
     features = FeatureConfig(inst.n_providers, inst.n_resources, edge_window, queue_features)
     cfg = TrainConfig(model=ModelConfig("teacher", features, hidden, gnn_layers, conv, rnn_hidden, "gru",
                                         decoder_hidden),
-                      loss=loss, lr=lr, batch_size=batch_size, epochs=epochs, patience=patience, seed=seed,
+                      loss=loss, lr=lr, batch_size=batch_size, epochs=epochs, patience=patience,
+                      select_on=select_on, seed=seed,
                       threads=threads, data=record)
     print_json(train_model(train, test, cfg, out, resume=resume))
 

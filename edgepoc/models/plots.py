@@ -99,6 +99,7 @@ def plot_training(run_dir: Path, out: Path) -> list[Path]:
     for split, fd, fa, facc, fdiv in (("train", 6, 7, 8, 9), ("test", 12, 11, 13, 14)):
         made.append(_line(out / f"fig{fd:02d}_{split}_delay.png", e,
                           {"model (argmax)": _series(rows, f"{split}_delay", src),
+                           "model (guided decoder)": _series(rows, f"{split}_guided_delay", src),
                            "label (meta strategy)": _series(rows, f"{split}_label_delay", src)},
                           f"Fig. {fd}: total delay per epoch, {split}", "mean total delay per instance (s, log)",
                           logy=True))

@@ -25,7 +25,8 @@ from edgepoc.models.checkpoint import build_model, read_checkpoint, save_checkpo
 from edgepoc.models.evaluation import Prepared, batches, evaluate, loss_fn, predict, prepare
 
 LOG_FIELDS = ["epoch", "seconds"] + [f"{split}_{m}" for split in ("train", "test")
-                                     for m in ("loss", "delay", "label_delay", "gap_pct", "accuracy", "diversity")]
+                                     for m in ("loss", "delay", "guided_delay", "label_delay", "gap_pct", "accuracy",
+                                               "diversity")]
 
 
 @dataclass
@@ -38,7 +39,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     batch_size: int = 8
     epochs: int = 150
-    patience: int = 30  # epochs without a better validation delay before stopping
+    patience: int = 30  # epochs without a better validation score before stopping
+    select_on: str = "guided_delay"  # validation score: guided_delay, delay (argmax) or loss
     seed: int = 0
     threads: int = 2
     data: dict = field(default_factory=dict)  # where the data came from (for the record)
@@ -56,6 +58,8 @@ class TrainConfig:
 
 
 def _check(cfg: TrainConfig, train: list, test: list) -> None:
+    if cfg.select_on not in ("guided_delay", "delay", "loss"):
+        raise InputError(f"select_on: expected guided_delay, delay or loss, got {cfg.select_on!r}")
     if cfg.loss not in ("mse", "ce"):
         raise InputError(f"loss: expected mse or ce, got {cfg.loss!r}")
     if not train:
@@ -119,7 +123,7 @@ def save_figure_data(run_dir: Path, model, train: Prepared, test: Prepared, pref
 
 def train_model(train_items: list[LabelledInstance], test_items: list[LabelledInstance], cfg: TrainConfig,
                 run_dir: str | Path, resume: bool = False, show_progress: bool = True) -> dict:
-    """Train, log every epoch, keep the best checkpoint by validation (test-set) argmax total delay."""
+    """Train, log every epoch, keep the best checkpoint by the validation (test-set) score `select_on`."""
     _check(cfg, train_items, test_items)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -164,8 +168,8 @@ def train_model(train_items: list[LabelledInstance], test_items: list[LabelledIn
             row.update({f"train_{k}": v for k, v in tr.items()})
             row.update({f"test_{k}": v for k, v in te.items()})
             log.write(row)
-            if te["delay"] < best_delay:
-                best_delay, best_epoch = te["delay"], epoch
+            if te[cfg.select_on] < best_delay:
+                best_delay, best_epoch = te[cfg.select_on], epoch
                 save_checkpoint(run_dir / "best.pt", model, {**meta, "epoch": epoch, "test": te, "train": tr})
             save_checkpoint(last, model, {**meta, "epoch": epoch}, train_state={
                 "optimizer": opt.state_dict(), "epoch": epoch, "best_delay": best_delay, "best_epoch": best_epoch})
@@ -177,5 +181,5 @@ def train_model(train_items: list[LabelledInstance], test_items: list[LabelledIn
     from edgepoc.models.checkpoint import load_model
     best, _ = load_model(run_dir / "best.pt")
     save_figure_data(run_dir, best, train, test)
-    return {"best_epoch": best_epoch, "best_test_delay": best_delay, "epochs_run": epoch,
+    return {"best_epoch": best_epoch, f"best_test_{cfg.select_on}": best_delay, "epochs_run": epoch,
             "seconds": time.perf_counter() - t0, **meta}

@@ -31,6 +31,6 @@ def labelled_sets():
 def teacher_run(tmp_path_factory, labelled_sets) -> Path:
     run = tmp_path_factory.mktemp("teacher-run")
     train, test = labelled_sets
-    cfg = TrainConfig(model=SMALL_TEACHER, epochs=25, batch_size=2, patience=100, threads=1)
+    cfg = TrainConfig(model=SMALL_TEACHER, epochs=25, batch_size=2, patience=100, threads=1, select_on="loss")
     train_model(train, test, cfg, run, show_progress=False)
     return run
