@@ -81,7 +81,7 @@ def train_cmd(
     rnn_hidden: int = typer.Option(32),
     decoder_hidden: int = typer.Option(96, help="0: the paper's single linear decoder layer."),
     edge_window: int = typer.Option(2, help="Link each task to this many neighbours on each side (arrival order)."),
-    queue_features: bool = typer.Option(True, "--queue-features/--no-queue-features",
+    queue_features: bool = typer.Option(False, "--queue-features/--no-queue-features",
                                         help="Add greedy-dispatch queue-state columns to the task features."),
     threads: int = typer.Option(2, help="Torch CPU threads."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt."),

@@ -5,11 +5,12 @@ processing time so instances of any load and size look alike):
 
 * demand `d_i` (R), per-provider processing time `p_ik` (K), per-provider delay `delta_ik` (K),
   inter-arrival gap (1) and arrival position in the round (1);
-* with `queue_features` (default on): the queue each provider would have when task `i` arrives if
-  the earlier tasks were dispatched by earliest completion time, as waiting time (K) and as the
-  completion-time regret against the best provider (K). These come from the shared kernel
-  (`greedy_assignment` + `simulate_state`), not from a second queue implementation. They give a
-  per-task model the queue state it otherwise cannot see; the ablation is `queue_features=False`.
+* optionally (`queue_features`, default OFF): the queue each provider would have when task `i`
+  arrives if the earlier tasks were dispatched by earliest completion time, as waiting time (K)
+  and as completion-time regret against the best provider (K), from the shared kernel
+  (`greedy_assignment` + `simulate_state`). Measured: with them the model mostly learns to copy
+  greedy and the decoded allocations are worse (docs/models.md); the decoders supply the live
+  queue state instead.
 
 Edges link tasks whose queues interact: each task to its `edge_window` predecessors and
 successors in arrival order (both directions). `edge_window=0` gives the empty graph.
@@ -38,7 +39,7 @@ class FeatureConfig:
     n_providers: int = 3
     n_resources: int = 2
     edge_window: int = 2
-    queue_features: bool = True
+    queue_features: bool = False
 
     @property
     def node_dim(self) -> int:
