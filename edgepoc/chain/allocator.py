@@ -1,0 +1,40 @@
+"""How a node allocates a block's tasks: its student model, or greedy until a student exists.
+
+Every method goes through `edgepoc.solvers.registry.solve`, so the result is re-simulated by the
+shared kernel. "auto" asks for the student (the distilled model every edge node runs, SPEC §5) and
+falls back to greedy (earliest completion time) when no student checkpoint is installed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import numpy as np
+
+from edgepoc.errors import EdgepocError
+from edgepoc.game.instance import Instance
+from edgepoc.solvers.registry import SolveOptions, solve
+
+log = logging.getLogger("edgepoc.chain")
+
+Allocator = Callable[[Instance, list[float]], np.ndarray]
+
+
+def make_allocator(method: str = "auto", model: str | None = None, seconds: float = 0.2,
+                   fallback: str = "greedy") -> tuple[Allocator, str]:
+    """`(allocate(instance, free_times) -> assignment, name of the method in use)`."""
+    if method == "auto":
+        try:
+            probe = Instance.create([[1.0], [1.0]], [0.0, 0.0], [0.0], [[0.5]], name="probe")
+            solve(probe, "student", SolveOptions(model=model, seconds=0.05))
+            method = "student"
+        except EdgepocError as exc:
+            log.info("allocator: no student model (%s); using %s", exc, fallback)
+            method = fallback
+
+    def allocate(inst: Instance, free_times: list[float]) -> np.ndarray:
+        opts = SolveOptions(seed=0, seconds=seconds, model=model, free_times=np.asarray(free_times, dtype=np.float64))
+        return solve(inst, method, opts).assignment
+
+    return allocate, method

@@ -1,0 +1,162 @@
+"""The genesis file: chain id, validators (key, capacity, delay), the arbiter's key, parameters.
+
+Every rule that nodes must agree on reads its constants from `ConsensusParams`, so the genesis file
+is the whole configuration of the protocol (timeouts included, to keep a testnet one file).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgepoc.chain.crypto import address_of, canonical, sha256_hex
+from edgepoc.errors import EdgepocError, InputError
+
+
+@dataclass
+class ConsensusParams:
+    """Protocol constants; see docs/consensus.md for what each one governs."""
+
+    l_cloud: float = 5.0  # seconds: latency of the remote cloud in the contribution game (SPEC §6)
+    decay: float = 0.9  # score <- decay * score + phi, per block that carries tasks
+    initial_score: float = 1.0
+    qualification: float = 0.1  # may propose only with score >= qualification * mean positive score
+    tolerance: float = 0.05  # prevote only if claimed latency <= own * (1 + tolerance) + tolerance_abs
+    tolerance_abs: float = 1e-9
+    evidence_tolerance: float = 0.5  # invalid-proposal evidence: latency > greedy * (1 + this)
+    evidence_penalty: float = 1.0  # share of the offender's score removed per committed evidence
+    block_reward: float = 1.0  # paid per block with tasks, in proportion to positive Shapley values
+    arbitration_rounds: int = 3  # from this round on, the proposer asks the arbiter for the allocation
+    max_block_tasks: int = 2000
+    shapley_exact_max: int = 10  # exact Shapley up to this many providers, Monte Carlo beyond
+    shapley_samples: int = 64  # permutations for the Monte Carlo estimate
+    timeout_propose: float = 1.0
+    timeout_prevote: float = 0.5
+    timeout_precommit: float = 0.5
+    timeout_delta: float = 0.25  # added per round
+    timeout_commit: float = 0.05  # pause after a commit, to batch tasks
+    empty_block_interval: float = 1.0  # with no pending tasks, wait at most this long before proposing
+    max_message_bytes: int = 8 * 1024 * 1024
+    allocator: str = "auto"  # student when a model exists, else greedy
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ConsensusParams":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise InputError(f"genesis.params: unknown parameters {sorted(unknown)}")
+        p = cls(**d)
+        if not p.l_cloud > 0 or not 0 < p.decay <= 1 or p.max_block_tasks < 1 or p.arbitration_rounds < 1:
+            raise InputError("genesis.params: need l_cloud > 0, 0 < decay <= 1, max_block_tasks >= 1, "
+                             "arbitration_rounds >= 1")
+        return p
+
+
+@dataclass
+class ValidatorInfo:
+    name: str
+    public_key: str
+    address: str
+    power: int
+    capacity: list[float]
+    delay: float
+
+
+@dataclass
+class Genesis:
+    chain_id: str
+    genesis_time: float
+    validators: list[ValidatorInfo]
+    arbiter_public_key: str
+    params: ConsensusParams = field(default_factory=ConsensusParams)
+
+    @property
+    def total_power(self) -> int:
+        return sum(v.power for v in self.validators)
+
+    @property
+    def n_resources(self) -> int:
+        return len(self.validators[0].capacity)
+
+    def index_of(self, address: str) -> int | None:
+        return self._index.get(address)
+
+    @property
+    def _index(self) -> dict[str, int]:
+        idx = self.__dict__.get("_index_cache")
+        if idx is None:
+            idx = {v.address: i for i, v in enumerate(self.validators)}
+            self.__dict__["_index_cache"] = idx
+        return idx
+
+    @property
+    def capacity(self) -> np.ndarray:
+        return np.array([v.capacity for v in self.validators], dtype=np.float64)
+
+    @property
+    def delays(self) -> np.ndarray:
+        return np.array([v.delay for v in self.validators], dtype=np.float64)
+
+    @property
+    def arbiter_address(self) -> str:
+        return address_of(self.arbiter_public_key)
+
+    def to_dict(self) -> dict:
+        return {"chain_id": self.chain_id, "genesis_time": self.genesis_time,
+                "validators": [asdict(v) for v in self.validators], "arbiter_public_key": self.arbiter_public_key,
+                "params": asdict(self.params)}
+
+    @property
+    def hash(self) -> str:
+        """The hash of genesis: the `prev_hash` of block 1."""
+        return sha256_hex(canonical(self.to_dict()))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Genesis":
+        try:
+            vals = [ValidatorInfo(**v) for v in d["validators"]]
+            g = cls(str(d["chain_id"]), float(d["genesis_time"]), vals, str(d["arbiter_public_key"]),
+                    ConsensusParams.from_dict(d.get("params", {})))
+        except (KeyError, TypeError) as exc:
+            raise InputError(f"genesis: malformed ({exc})") from None
+        if not g.validators:
+            raise InputError("genesis.validators: need at least one validator")
+        r = len(g.validators[0].capacity)
+        for i, v in enumerate(g.validators):
+            if v.address != address_of(v.public_key):
+                raise InputError(f"genesis.validators[{i}].address: does not match its public key")
+            if len(v.capacity) != r or any(c <= 0 for c in v.capacity) or v.delay < 0 or v.power < 1:
+                raise InputError(f"genesis.validators[{i}]: need {r} capacities > 0, delay >= 0, power >= 1")
+        return g
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "Genesis":
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except FileNotFoundError:
+            raise EdgepocError(f"genesis: {path} does not exist") from None
+        except json.JSONDecodeError as exc:
+            raise InputError(f"genesis: {path} is not JSON ({exc})") from None
+
+
+def make_validators(public_keys: list[str], seed: int, resources: int = 2) -> list[ValidatorInfo]:
+    """Validators with seeded capacities and delays, the spread of the paper's generator."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, pk in enumerate(public_keys):
+        cap = rng.uniform(0.5, 1.5, size=resources).round(4).tolist()
+        delay = round(float(rng.uniform(0.01, 0.1)), 4)
+        out.append(ValidatorInfo(f"node{i}", pk, address_of(pk), 1, cap, delay))
+    return out
+
+
+def params_dict(params: ConsensusParams) -> dict[str, Any]:
+    return asdict(params)
