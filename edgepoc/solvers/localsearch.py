@@ -1,0 +1,138 @@
+"""Single-task-move local search on the FIFO queues, compiled with Numba.
+
+Moving task `i` from provider `a` to `b` changes only tasks `j >= i` queued on `a` or `b`, and only
+until both queues are back on their old trajectory (a provider that idles before task `j` starts it at
+its ready time whatever happened earlier). So a move is priced by re-walking that short stretch against
+the stored free-time history instead of re-simulating all `n` tasks: at load 0.9 a move costs tens of
+task steps, a full sweep over all `n*(K-1)` moves a fraction of a millisecond per 1000 tasks.
+
+The queue arithmetic here mirrors `edgepoc.game.kernel._run` step for step; the solvers never trust
+these deltas for reporting, the final allocation is always re-simulated by the shared kernel.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+
+@nb.njit(cache=True, nogil=True)
+def _history(arrival, ready, proc, x, free0, completion, free_before, first):
+    """Fill `completion` (n,) and `free_before` (n+1, K) from task `first` on (rows before it are kept).
+
+    `free_before[i]` holds the providers' free times just before task `i`. Returns the total delay.
+    """
+    n = arrival.shape[0]
+    kk = free0.shape[0]
+    if first == 0:
+        for k in range(kk):
+            free_before[0, k] = free0[k]
+    total = 0.0
+    for i in range(first):
+        lat = completion[i] - arrival[i]
+        if lat > 0.0:
+            total += lat
+    for i in range(first, n):
+        k = x[i]
+        s = ready[i, k]
+        f = free_before[i, k]
+        if f > s:
+            s = f
+        c = s + proc[i, k]
+        completion[i] = c
+        for q in range(kk):
+            free_before[i + 1, q] = free_before[i, q]
+        free_before[i + 1, k] = c
+        lat = c - arrival[i]
+        if lat > 0.0:
+            total += lat
+    return total
+
+
+@nb.njit(cache=True, nogil=True)
+def _move_delta(arrival, ready, proc, x, completion, free_before, i, b):
+    """Change of the total delay if task `i` moves from `x[i]` to provider `b` (all else fixed)."""
+    n = arrival.shape[0]
+    a = x[i]
+    fa = free_before[i, a]
+    fb = free_before[i, b]
+    s = ready[i, b]
+    if fb > s:
+        s = fb
+    c = s + proc[i, b]
+    fb = c
+    delta = max(c - arrival[i], 0.0) - max(completion[i] - arrival[i], 0.0)
+    for j in range(i + 1, n):
+        if fa == free_before[j, a] and fb == free_before[j, b]:
+            break  # both queues are back on the old trajectory: nothing further changes
+        k = x[j]
+        if k == a:
+            s = ready[j, a]
+            if fa > s:
+                s = fa
+            c = s + proc[j, a]
+            fa = c
+        elif k == b:
+            s = ready[j, b]
+            if fb > s:
+                s = fb
+            c = s + proc[j, b]
+            fb = c
+        else:
+            continue
+        delta += max(c - arrival[j], 0.0) - max(completion[j] - arrival[j], 0.0)
+    return delta
+
+
+@nb.njit(cache=True, nogil=True)
+def _local_search(arrival, ready, proc, x, free0, max_sweeps, start):
+    """First-improvement descent over single-task moves, in place on `x`; returns (total, sweeps).
+
+    A sweep tries every task (beginning at `start`, wrapping around) on every other provider and
+    takes each improving move at once. Stops at a local optimum or after `max_sweeps` sweeps.
+    """
+    n = arrival.shape[0]
+    kk = free0.shape[0]
+    completion = np.empty(n, dtype=np.float64)
+    free_before = np.empty((n + 1, kk), dtype=np.float64)
+    total = _history(arrival, ready, proc, x, free0, completion, free_before, 0)
+    sweeps = 0
+    while sweeps < max_sweeps:
+        sweeps += 1
+        improved = False
+        for step in range(n):
+            i = (start + step) % n
+            best_b = -1
+            best_d = -1e-9 * (1.0 + total) / (n + 1.0)
+            for b in range(kk):
+                if b == x[i]:
+                    continue
+                d = _move_delta(arrival, ready, proc, x, completion, free_before, i, b)
+                if d < best_d:
+                    best_d = d
+                    best_b = b
+            if best_b >= 0:
+                x[i] = best_b
+                total = _history(arrival, ready, proc, x, free0, completion, free_before, i)
+                improved = True
+        if not improved:
+            break
+    return total, sweeps
+
+
+def local_search(instance, x: np.ndarray, free_times: np.ndarray | None = None, max_sweeps: int = 1_000_000,
+                 start: int = 0) -> tuple[np.ndarray, float, int]:
+    """Descend from `x` by single-task moves: `(improved copy of x, its delay, sweeps)`."""
+    k = instance.n_providers
+    free0 = np.zeros(k) if free_times is None else np.asarray(free_times, dtype=np.float64)
+    out = np.ascontiguousarray(x, dtype=np.int8).copy()
+    total, sweeps = _local_search(instance.arrival, instance.ready, instance.processing, out, free0,
+                                  int(max_sweeps), int(start) % max(instance.n_tasks, 1))
+    return out, float(total), int(sweeps)
+
+
+def local_search_inplace(instance, x: np.ndarray, free0: np.ndarray, max_sweeps: int, start: int = 0) -> float:
+    """Descend in place on a contiguous int8 row (a GA individual); returns its delay."""
+    total, _ = _local_search(instance.arrival, instance.ready, instance.processing, x, free0, int(max_sweeps),
+                             int(start) % max(instance.n_tasks, 1))
+    return float(total)
