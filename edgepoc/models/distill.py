@@ -3,8 +3,9 @@
 Loss = `alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T))` (soft targets at temperature
 `T`, Hinton et al.) `+ (1 - alpha) * MSE(sigmoid(student), one-hot label)` (paper Eq. 4). Logged per
 epoch: distillation loss (train/test), student accuracy against labels and against the teacher's
-actions, student and teacher total delay (argmax) on the same instances. A run directory holds
-`config.json`, `distill_log.csv`, `best.pt` (the student with the lowest test delay), `last.pt`.
+actions, student and teacher total delay on the same instances (argmax, and the guided decoder
+without its greedy candidate). A run directory holds `config.json`, `distill_log.csv`, `best.pt`
+(the student with the lowest test guided delay), `last.pt`.
 """
 
 from __future__ import annotations
@@ -23,16 +24,16 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from edgepoc.errors import EdgepocError, InputError
 from edgepoc.game.dataset import LabelledInstance
-from edgepoc.game.kernel import simulate_population
 from edgepoc.models.allocation import ModelConfig, count_parameters
 from edgepoc.models.checkpoint import load_model, save_checkpoint
-from edgepoc.models.evaluation import Prepared, batches, predict, prepare
+from edgepoc.models.evaluation import Prepared, argmax_delays, batches, guided_delays, predict, prepare
 from edgepoc.models.metrics import accuracy
 from edgepoc.models.student import StudentModel, student_config
 
 DISTILL_FIELDS = ["epoch", "seconds", "train_loss", "test_loss", "train_accuracy", "test_accuracy",
                   "test_agreement", "train_student_delay", "test_student_delay", "train_teacher_delay",
-                  "test_teacher_delay", "test_label_delay", "test_gap_to_teacher_pct"]
+                  "test_teacher_delay", "test_student_guided_delay", "test_teacher_guided_delay",
+                  "test_label_delay", "test_gap_to_teacher_pct"]
 
 
 @dataclass
@@ -64,11 +65,6 @@ def distillation_loss(s_logits: torch.Tensor, t_logits: torch.Tensor, y: torch.T
                     reduction="batchmean") * temperature ** 2
     hard = F.mse_loss(torch.sigmoid(s_logits), y)
     return alpha * soft + (1.0 - alpha) * hard
-
-
-def _delays(data: Prepared, probs: list[np.ndarray]) -> np.ndarray:
-    return np.array([simulate_population(inst, p.argmax(axis=1)[None].astype(np.int8), checked=False)[0]
-                     for inst, p in zip(data.instances, probs)])
 
 
 @torch.no_grad()
@@ -107,7 +103,9 @@ def distill(teacher_path: str | Path, train_items: list[LabelledInstance], test_
         t_test = [teacher.logits(g) for g in test.graphs]
     t_probs_train = [torch.sigmoid(t).numpy() for t in t_train]
     t_probs_test = [torch.sigmoid(t).numpy() for t in t_test]
-    teacher_delay_train, teacher_delay_test = _delays(train, t_probs_train).mean(), _delays(test, t_probs_test).mean()
+    teacher_guided_test = guided_delays(test, t_probs_test).mean()
+    teacher_delay_train = argmax_delays(train, t_probs_train).mean()
+    teacher_delay_test = argmax_delays(test, t_probs_test).mean()
     student = StudentModel(student_config(features, cfg.hidden, cfg.rnn_hidden, cfg.decoder_hidden))
     meta = {"params": count_parameters(student), "teacher_params": count_parameters(teacher),
             "teacher": str(teacher_path)}
@@ -130,7 +128,8 @@ def distill(teacher_path: str | Path, train_items: list[LabelledInstance], test_
                 loss.backward()
                 opt.step()
             s_train, s_test = predict(student, train.graphs), predict(student, test.graphs)
-            d_train, d_test = _delays(train, s_train).mean(), _delays(test, s_test).mean()
+            d_train, d_test = argmax_delays(train, s_train).mean(), argmax_delays(test, s_test).mean()
+            g_test = guided_delays(test, s_test).mean()
             row = {
                 "epoch": epoch, "seconds": time.perf_counter() - t0,
                 "train_loss": _loss(student, t_train, train, cfg), "test_loss": _loss(student, t_test, test, cfg),
@@ -139,22 +138,23 @@ def distill(teacher_path: str | Path, train_items: list[LabelledInstance], test_
                 "test_agreement": np.mean([accuracy(p.argmax(1), t.argmax(1)) for p, t in zip(s_test, t_probs_test)]),
                 "train_student_delay": d_train, "test_student_delay": d_test,
                 "train_teacher_delay": teacher_delay_train, "test_teacher_delay": teacher_delay_test,
+                "test_student_guided_delay": g_test, "test_teacher_guided_delay": teacher_guided_test,
                 "test_label_delay": test.label_delays.mean(),
-                "test_gap_to_teacher_pct": 100.0 * (d_test / teacher_delay_test - 1.0),
+                "test_gap_to_teacher_pct": 100.0 * (g_test / teacher_guided_test - 1.0),
             }
             with (run_dir / "distill_log.csv").open("a", newline="") as fh:
                 csv.writer(fh).writerow([float(row[k]) for k in DISTILL_FIELDS])
-            if d_test < best_delay:
-                best_delay, best_epoch = d_test, epoch
+            if g_test < best_delay:  # selected, like the teacher, by the guided decoder's delay
+                best_delay, best_epoch = g_test, epoch
                 save_checkpoint(run_dir / "best.pt", student, {**meta, "epoch": epoch,
-                                                               "test_student_delay": float(d_test)})
+                                                               "test_student_guided_delay": float(g_test)})
             save_checkpoint(run_dir / "last.pt", student, {**meta, "epoch": epoch})
             bar.update(task, advance=1, status=f"loss {row['train_loss']:.4f} gap to teacher "
                                                 f"{row['test_gap_to_teacher_pct']:+.2f}%")
             if epoch - best_epoch >= cfg.patience:
                 break
-    return {"best_epoch": best_epoch, "best_test_student_delay": float(best_delay),
-            "test_teacher_delay": float(teacher_delay_test), "epochs_run": epoch,
+    return {"best_epoch": best_epoch, "best_test_student_guided_delay": float(best_delay),
+            "test_teacher_guided_delay": float(teacher_guided_test), "epochs_run": epoch,
             "seconds": time.perf_counter() - t0, **meta}
 
 

@@ -63,6 +63,20 @@ def loss_fn(name: str):
     raise ValueError(name)
 
 
+def argmax_delays(data: Prepared, probs: list[np.ndarray]) -> np.ndarray:
+    """Total delay of each instance's argmax allocation."""
+    return np.array([simulate_population(inst, p.argmax(axis=1)[None].astype(np.int8), checked=False)[0]
+                     for inst, p in zip(data.instances, probs)])
+
+
+def guided_delays(data: Prepared, probs: list[np.ndarray]) -> np.ndarray:
+    """Best total delay over the guided decoder's candidates, WITHOUT the greedy one, per instance:
+    a cheap, deterministic measure of how much the model's P helps decoding."""
+    lambdas = tuple(v for v in DEFAULT_LAMBDAS if v < 1e8)
+    return np.array([simulate_population(inst, guided_candidates(inst, p, lambdas), checked=False).min()
+                     for inst, p in zip(data.instances, probs)])
+
+
 def evaluate(model: nn.Module, data: Prepared, loss: str = "mse", batch_size: int = 16) -> dict[str, float]:
     """Mean over instances: loss, argmax total delay, guided-decoded delay (best of the model's
     lambda candidates, greedy excluded), label delay, gap % (argmax), accuracy, D."""
@@ -74,11 +88,8 @@ def evaluate(model: nn.Module, data: Prepared, loss: str = "mse", batch_size: in
             losses.append(float(fn(model, b)))
             weights.append(b.num_nodes)
     probs = predict(model, data.graphs, batch_size)
-    delays = np.array([simulate_population(inst, p.argmax(axis=1)[None].astype(np.int8), checked=False)[0]
-                       for inst, p in zip(data.instances, probs)])
-    lambdas = tuple(v for v in DEFAULT_LAMBDAS if v < 1e8)  # the model's own candidates, no greedy
-    guided = np.array([simulate_population(inst, guided_candidates(inst, p, lambdas), checked=False).min()
-                       for inst, p in zip(data.instances, probs)])
+    delays = argmax_delays(data, probs)
+    guided = guided_delays(data, probs)
     return {
         "loss": float(np.average(losses, weights=weights)),
         "delay": float(delays.mean()),

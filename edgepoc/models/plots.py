@@ -133,7 +133,9 @@ def plot_distillation(run_dir: Path, out: Path) -> list[Path]:
               "Fig. 16: student accuracy", "share of tasks"),
         _line(out / "fig17_student_vs_teacher_delay.png", e,
               {"student (argmax), test": _series(rows, "test_student_delay", src),
-               "teacher (argmax), test": _series(rows, "test_teacher_delay", src)},
+               "teacher (argmax), test": _series(rows, "test_teacher_delay", src),
+               "student (guided decoder), test": _series(rows, "test_student_guided_delay", src),
+               "teacher (guided decoder), test": _series(rows, "test_teacher_guided_delay", src)},
               "Fig. 17: student vs teacher total delay", "mean total delay per instance (s, log)", logy=True),
     ]
 
