@@ -27,7 +27,7 @@ class ConsensusParams:
     qualification: float = 0.1  # may propose only with score >= qualification * mean positive score
     tolerance: float = 0.05  # prevote only if claimed latency <= own * (1 + tolerance) + tolerance_abs
     tolerance_abs: float = 1e-9
-    evidence_tolerance: float = 0.5  # invalid-proposal evidence: latency > greedy * (1 + this)
+    evidence_tolerance: float = 0.2  # invalid-proposal evidence: latency > greedy * (1 + this)
     evidence_penalty: float = 1.0  # share of the offender's score removed per committed evidence
     block_reward: float = 1.0  # paid per block with tasks, in proportion to positive Shapley values
     arbitration_rounds: int = 3  # from this round on, the proposer asks the arbiter for the allocation

@@ -421,31 +421,28 @@ class Node:
             log.warning("dropped message of unknown type %r from %s", msg_type[:40], sender[:8])
 
     def _dispatch(self, msg_type: str, body: Any) -> None:
+        """Parse (a malformed message raises, and is dropped with a log line), then route by height."""
+        msg = Proposal.from_dict(body) if msg_type == "proposal" else Vote.from_dict(body)
         m = self.machine
-        height = body.get("height") if isinstance(body, dict) else None
-        if not isinstance(height, int):
-            raise InputError(f"{msg_type}: no height")
         current = self.state.height + 1
-        if height == current + 1 or (height == current and m is None):
+        if msg.height == current + 1 or (msg.height == current and m is None):
             if len(self.future) < 5000:
                 self.future.append((msg_type, body))
             return
-        if height != current or m is None:
+        if msg.height != current or m is None:
             return
-        if msg_type == "proposal":
-            prop = Proposal.from_dict(body)
-            if not rules.proposal_ok(self.genesis, prop):
-                log.warning("dropped proposal for height %d round %d: bad signature or fields", prop.height, prop.round)
+        if isinstance(msg, Proposal):
+            if not rules.proposal_ok(self.genesis, msg):
+                log.warning("dropped proposal for height %d round %d: bad signature or fields", msg.height, msg.round)
                 return
-            self.proposals_seen.setdefault((prop.height, prop.round), prop)
-            m.on_proposal(prop)
+            self.proposals_seen.setdefault((msg.height, msg.round), msg)
+            m.on_proposal(msg)
             self.wake.set()
         else:
-            vote = Vote.from_dict(body)
-            if not rules.vote_ok(self.genesis, vote):
-                log.warning("dropped vote from %s: bad signature or chain id", vote.validator[:8])
+            if not rules.vote_ok(self.genesis, msg):
+                log.warning("dropped vote from %s: bad signature or chain id", msg.validator[:8])
                 return
-            m.on_vote(vote)
+            m.on_vote(msg)
 
     def _admit(self, docs: list, gossip: bool) -> tuple[list[str], list[dict]]:
         """Check and add client tasks to the mempool; returns (accepted ids, rejections)."""
