@@ -6,7 +6,7 @@ tournament selection -> two-point crossover -> mutation -> local search of singl
 children (a memetic GA) -> elitist replacement, until the generation budget, the time budget or a stall.
 
 Why vectorised numpy operators instead of DEAP's toolbox: DEAP's `selTournament`, `cxTwoPoint` and
-`mutUniformInt` act on one Python list per individual; at 1000 tasks and a population of 48 the
+`mutUniformInt` act on one Python list per individual; at 1000 tasks and a population of 24 the
 conversion to and from those lists costs more than the kernel's fitness call for the whole population,
 so the same three operators are written here over the (P, n) int8 population array (`docs/solvers.md`
 has the measurement). DEAP's `tools.Logbook` keeps the per-generation record.
@@ -30,21 +30,21 @@ from edgepoc.game.kernel import greedy_assignment, simulate, simulate_population
 from edgepoc.solvers.localsearch import local_search_inplace
 from edgepoc.solvers.registry import SolveOptions
 
-DEFAULT_GENERATIONS = 200  # when neither a generation nor a time budget is given
+DEFAULT_GENERATIONS = 100  # when neither a generation nor a time budget is given
 
 
 @dataclass
 class GAConfig:
     """Settings of one GA run; every field can be given as `--param name=value`."""
 
-    population: int = 48
+    population: int = 24
     generations: int | None = None  # None: DEFAULT_GENERATIONS unless a time budget is given
-    stall: int | None = 300  # stop after this many generations without a better best (None: never)
+    stall: int | None = 200  # stop after this many generations without a better best (None: never)
     elite: int = 2
     tournament: int = 3
     crossover: float = 0.9  # probability a pair of parents is crossed (else copied)
     mutation: float | None = None  # per-task probability of a new provider (None: 2 / n)
-    greedy_share: float = 0.25  # share of the initial population made of perturbed greedy copies
+    greedy_share: float = 1.0  # share of the initial population made of (perturbed) greedy copies, the rest random
     greedy_perturb: float = 0.05  # per-task perturbation of those copies
     local_search: float = 1.0  # probability a child is improved by single-task local search
     local_search_sweeps: int = 50  # cap on sweeps per local search (it usually stops far sooner)
