@@ -95,6 +95,7 @@ class Node:
         self.sync_requested_at = 0.0
         self.started = time.time()
         self.last_commit_time = None
+        self.commit_times: dict[int, float] = {}  # height -> wall time this node stored it (for latency figures)
         self.drops = 0
 
     # ================================================================ lifecycle
@@ -360,6 +361,9 @@ class Node:
         self.state = after
         self.last_commit = commit
         self.last_commit_time = time.time()
+        self.commit_times[block.height] = self.last_commit_time
+        if len(self.commit_times) > 10000:
+            self.commit_times.pop(min(self.commit_times))
         for t in block.tasks:
             self.mempool.pop(t.id, None)
         self.machine = None
@@ -571,6 +575,8 @@ class Node:
             return {"id": task_id, "status": "pending" if task_id in self.mempool else "unknown"}
         if "provider" in st:
             st["provider_name"] = self.genesis.validators[st["provider"]].name
+            if st["height"] in self.commit_times:
+                st["committed_at"] = self.commit_times[st["height"]]
         return st
 
     def contribution_table(self) -> dict:

@@ -81,7 +81,7 @@ def test_crash_restart_bad_messages_and_no_lost_task(honest_net):
     top = min(net.heights([0, 1, 3]).values())
     hs = net.wait_height([2], top, timeout=30)
     assert hs[2] >= top, f"node2 did not catch up: {hs} < {top}"
-    assert "caught up" in net.log(2) or "recovered" in net.log(2) or hs[2] >= top
+    assert "caught up" in net.log(2)  # the blocks it missed came through block sync
 
     # Safety and no lost task, then every node's chain verifies from its store alone.
     _same_blocks(net, [0, 1, 2, 3], top)
