@@ -17,15 +17,47 @@ from edgepoc.game.metrics import evaluate as evaluate_metrics
 
 
 def generate_cmd(
-    out: Path = typer.Option(..., "--out", "-o", help="A .json file (count 1) or a folder for one JSON per instance."),
+    out: Path = typer.Option(..., "--out", "-o",
+                             help="A .json file (count 1) or a folder for one JSON per instance; "
+                                  "with --label a data-set folder (created, or resumed if it holds this job)."),
     preset: str = typer.Option("paper", help=f"Generator preset: {', '.join(PRESETS)}."),
     seed: int = typer.Option(0, help="Seed; instance i of a seed is the same whatever --count is."),
     count: int = typer.Option(1, help="How many instances."),
     n_tasks: Optional[int] = typer.Option(None, "--n-tasks", help="Tasks per instance (preset default if unset)."),
     providers: Optional[int] = typer.Option(None, help="Providers per instance (preset default if unset)."),
     load: Optional[float] = typer.Option(None, help="Offered load, 1.0 = providers saturated (preset default if unset)."),
+    label: Optional[str] = typer.Option(None, help="Label every instance with a solver: ga, greedy or cpsat "
+                                                   "(writes a data-set folder)."),
+    generations: Optional[int] = typer.Option(None, help="GA generations per instance (default 100; "
+                                                         "deterministic labels)."),
+    seconds: Optional[float] = typer.Option(None, help="Time budget per instance (GA: labels then depend on "
+                                                       "machine speed; cpsat: required)."),
+    workers: Optional[int] = typer.Option(None, help="Worker processes (default: all cores)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address",
+                                              help="Run on a Ray cluster at this address ('local': start one here)."),
+    param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="Labeller setting key=value (repeatable)."),
+    shard_size: int = typer.Option(32, "--shard-size", help="Items per data-set shard."),
 ) -> None:
-    """Generate seeded instances of a preset (paper, varied, alibaba)."""
+    """Generate seeded instances of a preset (paper, varied, alibaba), optionally labelled into a data set."""
+    if label is not None:
+        from edgepoc.solvers.labelling import LabelJob, run_labelling
+
+        if out.suffix == ".json":
+            raise InputError(f"--out: with --label the output is a data-set folder, not {out}")
+        if shard_size < 1:
+            raise InputError(f"--shard-size: must be >= 1, got {shard_size}")
+        instance_params = {k: v for k, v in {"n_tasks": n_tasks, "providers": providers, "load": load}.items()
+                           if v is not None}
+        job = LabelJob(preset=preset, seed=seed, count=count, label=label, generations=generations,
+                       seconds=seconds, params=parse_params(param), instance_params=instance_params)
+        summary = run_labelling(out, job, workers=workers, ray_address=ray_address, shard_size=shard_size)
+        typer.echo(f"{summary['written']} labelled instances written to {out}/ "
+                   f"({summary['skipped']} already there)", err=True)
+        return
+    for name, value in (("--generations", generations), ("--seconds", seconds), ("--workers", workers),
+                        ("--ray-address", ray_address), ("--param", param)):
+        if value:
+            raise InputError(f"{name}: only used with --label")
     instances = generate(preset, seed=seed, count=count, n_tasks=n_tasks, providers=providers, load=load)
     if out.suffix == ".json":
         if count != 1:
