@@ -8,6 +8,7 @@ falls back to greedy (earliest completion time) when no student checkpoint is in
 from __future__ import annotations
 
 import logging
+from importlib import resources
 from typing import Callable
 
 import numpy as np
@@ -21,9 +22,21 @@ log = logging.getLogger("edgepoc.chain")
 Allocator = Callable[[Instance, list[float]], np.ndarray]
 
 
+def _bundled(kind: str) -> bool:
+    """Is a checkpoint of `kind` shipped in the package? (checked without importing torch)"""
+    try:
+        folder = resources.files("edgepoc.models").joinpath("bundled")
+        return any(kind in entry.name for entry in folder.iterdir())
+    except (FileNotFoundError, ModuleNotFoundError, NotADirectoryError):
+        return False
+
+
 def make_allocator(method: str = "auto", model: str | None = None, seconds: float = 0.2,
                    fallback: str = "greedy") -> tuple[Allocator, str]:
     """`(allocate(instance, free_times) -> assignment, name of the method in use)`."""
+    if method == "auto" and model is None and not _bundled("student"):
+        log.info("allocator: no student model installed; using %s", fallback)
+        method = fallback
     if method == "auto":
         try:
             probe = Instance.create([[1.0], [1.0]], [0.0, 0.0], [0.0], [[0.5]], name="probe")

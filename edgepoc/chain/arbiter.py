@@ -72,8 +72,13 @@ def _teacher_or_ga():
     from edgepoc.game.instance import Instance
     from edgepoc.solvers.registry import SolveOptions, solve
 
+    from edgepoc.chain.allocator import _bundled
+
     probe = Instance.create([[1.0], [1.0]], [0.0, 0.0], [0.0], [[0.5]], name="probe")
     for method in ("teacher", "ga"):
+        if method == "teacher" and not _bundled("teacher"):
+            log.info("arbiter: no teacher model installed")
+            continue
         try:
             solve(probe, method, SolveOptions(seconds=0.05))
             return make_allocator(method, seconds=0.5)

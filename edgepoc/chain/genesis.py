@@ -42,6 +42,7 @@ class ConsensusParams:
     empty_block_interval: float = 1.0  # with no pending tasks, wait at most this long before proposing
     max_message_bytes: int = 8 * 1024 * 1024
     allocator: str = "auto"  # student when a model exists, else greedy
+    allocator_seconds: float = 0.1  # the student's decoding budget per block
 
     @classmethod
     def from_dict(cls, d: dict) -> "ConsensusParams":

@@ -78,7 +78,7 @@ class Node:
         self.store = BlockStore(self.home / "data" / "chain.sqlite")
         self.state: ChainState = self.store.state() or rules.initial_state(self.genesis)
         self.last_commit: Commit | None = self.store.commit(self.state.height) if self.state.height else None
-        self.allocate, self.allocator_name = make_allocator(self.params.allocator)
+        self.allocate, self.allocator_name = make_allocator(self.params.allocator, seconds=self.params.allocator_seconds)
         self.mempool: dict[str, TaskRequest] = {}
         for t in self.store.pending():
             if t.chain_id == self.genesis.chain_id and t.signature_ok():
@@ -173,7 +173,7 @@ class Node:
         machine = HeightMachine(self.genesis, self.state, self.me, self, timeouts)
         lock = self.store.lock(height)
         if lock is not None:  # restarted after precommitting: keep the lock (safety across a crash)
-            machine.locked_round, machine.locked_block = lock[1].round, lock[1]
+            machine.locked_round, machine.locked_block = lock
             machine.valid_round, machine.valid_block = lock
         self.machine = machine
         self.valid_cache.clear()
