@@ -5,50 +5,55 @@
   times and picks `argmax_k log P_ik - lam * regret_ik`, where `regret_ik` is how much later task i
   would finish on k than on its best provider (in units of the mean processing time). `lam = 0` is
   argmax; a very large `lam` is earliest-completion-time dispatch (greedy). A small grid of `lam`
-  values gives a handful of candidates. NOTE, said openly: the grid's last value makes greedy-ECT
-  one of the candidates, so `guided`/`search` are never worse than greedy; the model's `P` guides
-  the search, and `extra["source"]` tells which candidate won.
-* `sample`: allocations drawn from `P` as a categorical with a temperature.
-* `search` (default for solving): `guided` candidates, then rounds of P-guided neighbourhood moves
-  around the best allocation (one or a few random tasks moved to another provider, drawn in
-  proportion to `P` among the others) until the time budget is spent. Every round's candidates are scored in ONE `simulate_population` call, the
-  shared kernel; the pass in `_guided` only tracks free times to make its choices, and the
-  reported delay is always re-simulated by the kernel.
+  values gives a handful of candidates, all scored in ONE `simulate_population` call.
+* `sample`: `samples` allocations drawn from `P` as a categorical (with a temperature) plus argmax,
+  scored in one `simulate_population` call.
+* `search` (the default): the `guided` candidates; single-task-move descent
+  (`edgepoc.solvers.localsearch`, the GA's compiled local search) from the best `starts` of them;
+  then, until the time budget is spent, iterated local search whose kicks re-assign a random
+  `kick_fraction` of the tasks to another provider drawn from `P` (without the current one).
+
+Said openly: the lambda grid's last value makes greedy-ECT one of the `guided` candidates, so
+`guided` and `search` are never worse than greedy; the model's `P` guides the search (which start
+points exist, where kicks send tasks) rather than dictating the answer. `info["source"]` says which
+start won, and `lambdas` without the greedy extreme (`--param lambdas=[0,1,2,4]`) removes it. The
+`_guided` pass and the local search only track queue state to make choices; the reported delay is
+always re-simulated by the shared kernel.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numba as nb
 import numpy as np
 
 from edgepoc.errors import InputError
 from edgepoc.game.instance import Instance
-from edgepoc.game.kernel import simulate_population
+from edgepoc.game.kernel import simulate, simulate_population
 
 DECODERS = ("argmax", "guided", "sample", "search")
 DEFAULT_LAMBDAS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 1e9)
+GREEDY_LAMBDA = 1e8  # lambdas at or above this mean pure earliest completion time
 
 
 @dataclass
 class DecodeOptions:
     method: str = "search"
-    budget_s: float = 0.05  # wall-clock budget for `search` (and `sample`), per instance
+    budget_s: float = 0.05  # wall-clock budget per instance (`search`); inference counts if started_at is given
     lambdas: tuple[float, ...] = DEFAULT_LAMBDAS
-    samples: int = 64  # allocations per population call
-    temperature: float = 1.0
-    move_fraction: float = 0.002  # a move re-assigns 1..max(2, fraction * n) tasks
-    focus: float = 0.0  # share of moved tasks drawn where P doubts the current provider (else uniform)
+    samples: int = 64  # allocations drawn by `sample`
+    temperature: float = 1.0  # of the categorical draws from P (`sample`, `search` kicks)
+    starts: int = 3  # guided candidates polished by local search before the kicks
+    kick_fraction: float = 0.01  # share of tasks re-assigned by one kick
     seed: int = 0
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_params(cls, params: dict, seconds: float | None = None, seed: int = 0) -> "DecodeOptions":
         """From `--param decode=search --param budget_ms=50 ...` (and `--seconds`)."""
         opts = cls(seed=seed)
-        known = {"decode", "budget_ms", "samples", "temperature", "move_fraction", "lambdas", "focus"}
+        known = {"decode", "budget_ms", "samples", "temperature", "starts", "kick_fraction", "lambdas"}
         unknown = set(params) - known
         if unknown:
             raise InputError(f"--param: unknown model setting(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -59,16 +64,19 @@ class DecodeOptions:
             opts.budget_s = float(seconds)
         if "budget_ms" in params:
             opts.budget_s = float(params["budget_ms"]) / 1000.0
-        if opts.budget_s < 0:
-            raise InputError("budget_ms: must be >= 0")
         opts.samples = int(params.get("samples", opts.samples))
         opts.temperature = float(params.get("temperature", opts.temperature))
-        opts.move_fraction = float(params.get("move_fraction", opts.move_fraction))
-        opts.focus = float(params.get("focus", opts.focus))
+        opts.starts = int(params.get("starts", opts.starts))
+        opts.kick_fraction = float(params.get("kick_fraction", opts.kick_fraction))
         if "lambdas" in params:
-            opts.lambdas = tuple(float(v) for v in params["lambdas"])
-        if opts.samples < 1 or opts.temperature <= 0 or not 0 < opts.move_fraction <= 1 or not 0 <= opts.focus <= 1:
-            raise InputError("decode settings: samples >= 1, temperature > 0, 0 < move_fraction <= 1, 0 <= focus <= 1")
+            lams = params["lambdas"]
+            if not isinstance(lams, list) or not lams:
+                raise InputError("lambdas: expected a non-empty JSON list, e.g. lambdas=[0,1,4]")
+            opts.lambdas = tuple(float(v) for v in lams)
+        if (opts.budget_s < 0 or opts.samples < 1 or opts.temperature <= 0 or opts.starts < 0
+                or not 0 < opts.kick_fraction <= 1 or min(opts.lambdas) < 0):
+            raise InputError("decode settings: budget_ms >= 0, samples >= 1, temperature > 0, starts >= 0, "
+                             "0 < kick_fraction <= 1, lambdas >= 0")
         return opts
 
 
@@ -107,26 +115,48 @@ def _guided(ready, proc, logp, lambdas, scale, free0, out):
             free[best_k] = fin[best_k]
 
 
+def _free0(inst: Instance, free_times) -> np.ndarray:
+    if free_times is None:
+        return np.zeros(inst.n_providers)
+    return np.asarray(free_times, dtype=np.float64).copy()
+
+
 def guided_candidates(inst: Instance, p: np.ndarray, lambdas=DEFAULT_LAMBDAS, free_times=None) -> np.ndarray:
     """One allocation per `lam`, shape (len(lambdas), n), int8."""
     logp = np.log(np.clip(np.asarray(p, dtype=np.float64), 1e-6, None))
-    free0 = np.zeros(inst.n_providers) if free_times is None else np.asarray(free_times, dtype=np.float64).copy()
     out = np.empty((len(lambdas), inst.n_tasks), dtype=np.int8)
     scale = float(inst.processing.mean()) or 1.0
-    _guided(inst.ready, inst.processing, logp, np.asarray(lambdas, dtype=np.float64), scale, free0, out)
+    _guided(inst.ready, inst.processing, logp, np.asarray(lambdas, dtype=np.float64), scale,
+            _free0(inst, free_times), out)
     return out
 
 
-def _categorical(p: np.ndarray, temperature: float) -> np.ndarray:
-    w = np.clip(np.asarray(p, dtype=np.float64), 1e-9, None) ** (1.0 / temperature)
-    return np.cumsum(w / w.sum(axis=1, keepdims=True), axis=1)
+def _weights(p: np.ndarray, temperature: float) -> np.ndarray:
+    return np.clip(np.asarray(p, dtype=np.float64), 1e-3, None) ** (1.0 / temperature)
 
 
 def sample_candidates(p: np.ndarray, count: int, temperature: float, rng: np.random.Generator) -> np.ndarray:
     """`count` allocations drawn independently per task from `P` (categorical), (count, n) int8."""
-    cdf = _categorical(p, temperature)
+    w = _weights(p, temperature)
+    cdf = np.cumsum(w / w.sum(axis=1, keepdims=True), axis=1)
     u = rng.random((count, cdf.shape[0], 1))
     return np.minimum((u > cdf[None]).sum(axis=2), cdf.shape[1] - 1).astype(np.int8)
+
+
+def kick(x: np.ndarray, weights: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """A copy of `x` with `count` random tasks moved to another provider drawn from the weights."""
+    y = x.copy()
+    cols = rng.choice(x.shape[0], size=min(count, x.shape[0]), replace=False)
+    w = weights[cols].copy()
+    w[np.arange(cols.shape[0]), y[cols]] = 0.0
+    cdf = np.cumsum(w / w.sum(axis=1, keepdims=True), axis=1)
+    y[cols] = np.minimum((rng.random(cols.shape[0])[:, None] > cdf).sum(axis=1), weights.shape[1] - 1)
+    return y
+
+
+def _source_names(lambdas) -> list[str]:
+    return ["greedy" if lam >= GREEDY_LAMBDA else ("argmax-guided" if lam == 0 else f"guided(lam={lam:g})")
+            for lam in lambdas]
 
 
 def decode(inst: Instance, p: np.ndarray, opts: DecodeOptions | None = None,
@@ -144,51 +174,39 @@ def decode(inst: Instance, p: np.ndarray, opts: DecodeOptions | None = None,
     if opts.method == "argmax":
         return argmax_decode(p), {"decode": "argmax", "source": "argmax", "candidates": 1}
     rng = np.random.default_rng(opts.seed)
-    sources: list[str] = []
     if opts.method == "sample":
         cands = np.concatenate([argmax_decode(p)[None].astype(np.int8),
                                 sample_candidates(p, opts.samples, opts.temperature, rng)])
         sources = ["argmax"] + ["sample"] * opts.samples
     else:
         cands = guided_candidates(inst, p, opts.lambdas, free_times)
-        sources = ["greedy" if lam >= 1e8 else ("argmax-guided" if lam == 0 else f"guided(lam={lam:g})")
-                   for lam in opts.lambdas]
+        sources = _source_names(opts.lambdas)
     scores = simulate_population(inst, cands, free_times, checked=False)
     best = int(np.argmin(scores))
     best_x, best_f, source = cands[best].copy(), float(scores[best]), sources[best]
-    tried, rounds = len(cands), 1
-    if opts.method == "search" and inst.n_tasks > 0 and inst.n_providers > 1:
-        # a move re-assigns 1..m random tasks to ANOTHER provider drawn from P without the current one
-        weights = np.clip(p, 1e-3, None) ** (1.0 / opts.temperature)
-        n, k = inst.n_tasks, inst.n_providers
-        m_max = max(2, int(round(opts.move_fraction * n)))
-        round_s = 0.0  # stop when another round would overrun the budget
-        focus_cdf = None
-        while time.perf_counter() - t0 + round_s < opts.budget_s:
-            r0 = time.perf_counter()
-            m = int(rng.integers(1, m_max + 1))
-            moves = np.repeat(best_x[None], opts.samples, axis=0)
-            rows = np.repeat(np.arange(opts.samples), m)
-            cols = rng.integers(0, n, size=opts.samples * m)
-            if opts.focus > 0:  # part of the moves target tasks whose current provider P disagrees with
-                if focus_cdf is None:
-                    doubt = 1.0 - weights[np.arange(n), best_x] / weights.sum(axis=1) + 1e-3
-                    focus_cdf = np.cumsum(doubt) / doubt.sum()
-                pick = rng.random(cols.shape[0]) < opts.focus
-                cols[pick] = np.minimum(np.searchsorted(focus_cdf, rng.random(int(pick.sum()))), n - 1)
-            w = weights[cols]
-            w[np.arange(cols.shape[0]), moves[rows, cols]] = 0.0
-            cdf = np.cumsum(w / w.sum(axis=1, keepdims=True), axis=1)
-            moves[rows, cols] = np.minimum((rng.random(cols.shape[0])[:, None] > cdf).sum(axis=1), k - 1)
-            scores = simulate_population(inst, moves, free_times, checked=False)
-            j = int(np.argmin(scores))
-            tried += opts.samples
-            rounds += 1
-            if scores[j] < best_f:
-                best_x, best_f = moves[j].copy(), float(scores[j])
-                source = source if source.endswith("+search") else source + "+search"
-                focus_cdf = None
-            round_s = time.perf_counter() - r0
-    info = {"decode": opts.method, "source": source, "candidates": tried, "rounds": rounds,
+    tried, descents, kicks = len(cands), 0, 0
+    if opts.method == "search" and inst.n_tasks > 1 and inst.n_providers > 1:
+        from edgepoc.solvers.localsearch import local_search
+
+        last = 0.0  # duration of the last descent: do not start one that would overrun the budget
+        for j in np.argsort(scores, kind="stable")[:opts.starts]:
+            if time.perf_counter() - t0 + last >= opts.budget_s:
+                break
+            d0 = time.perf_counter()
+            x, f, _ = local_search(inst, cands[j], free_times)
+            last, descents = time.perf_counter() - d0, descents + 1
+            if f < best_f:
+                best_x, best_f, source = x, f, sources[j] + "+ls"
+        weights = _weights(p, opts.temperature)
+        count = max(1, int(round(opts.kick_fraction * inst.n_tasks)))
+        while time.perf_counter() - t0 + last < opts.budget_s:
+            d0 = time.perf_counter()
+            x, f, _ = local_search(inst, kick(best_x, weights, count, rng), free_times)
+            last, kicks = time.perf_counter() - d0, kicks + 1
+            if f < best_f:
+                best_x, best_f = x, f
+                source = source if source.endswith("+ils") else source + "+ils"
+        best_f = simulate(inst, best_x, free_times)  # the kernel has the last word
+    info = {"decode": opts.method, "source": source, "candidates": tried, "descents": descents, "kicks": kicks,
             "decode_seconds": time.perf_counter() - t0, "decoded_latency": best_f}
-    return best_x.astype(np.int64), info
+    return np.asarray(best_x, dtype=np.int64), info

@@ -10,7 +10,7 @@ import pytest
 from edgepoc.errors import InputError
 from edgepoc.game.generators import generate
 from edgepoc.game.kernel import greedy_assignment, simulate
-from edgepoc.models.decode import DecodeOptions, decode, guided_candidates, sample_candidates
+from edgepoc.models.decode import DecodeOptions, decode, guided_candidates, kick, sample_candidates
 from edgepoc.solvers.registry import SolveOptions, solve
 
 
@@ -37,8 +37,8 @@ def test_guided_respects_free_times(inst):
 def test_samples_follow_p():
     p = np.tile([0.9, 0.1, 0.0], (500, 1))
     s = sample_candidates(p, 20, 1.0, np.random.default_rng(1))
-    assert s.shape == (20, 500) and set(np.unique(s)) <= {0, 1}
-    assert 0.85 < (s == 0).mean() < 0.95
+    assert s.shape == (20, 500) and set(np.unique(s)) <= {0, 1, 2}
+    assert 0.85 < (s == 0).mean() < 0.95 and (s == 2).mean() < 0.01  # P is floored at 1e-3
 
 
 def test_search_is_never_worse_and_keeps_budget(inst):
@@ -53,12 +53,21 @@ def test_search_is_never_worse_and_keeps_budget(inst):
     assert np.array_equal(x2, p.argmax(axis=1))
 
 
+def test_kick_moves_tasks_elsewhere():
+    x = np.zeros(100, dtype=np.int8)
+    y = kick(x, np.tile([0.2, 0.7, 0.1], (100, 1)), 10, np.random.default_rng(0))
+    assert (y != x).sum() == 10 and set(np.unique(y)) <= {0, 1, 2}
+
+
 def test_decode_params_validation():
     assert DecodeOptions.from_params({"decode": "guided", "budget_ms": 20}).budget_s == pytest.approx(0.02)
     with pytest.raises(InputError, match="decode: expected one of"):
         DecodeOptions.from_params({"decode": "beam"})
     with pytest.raises(InputError, match="unknown model setting"):
         DecodeOptions.from_params({"beam_width": 3})
+    assert DecodeOptions.from_params({"lambdas": [0, 2]}).lambdas == (0.0, 2.0)
+    with pytest.raises(InputError, match="lambdas"):
+        DecodeOptions.from_params({"lambdas": 3})
 
 
 @pytest.mark.parametrize("method", ["argmax", "guided", "sample", "search"])
