@@ -19,7 +19,7 @@ app = typer.Typer(
 )
 
 # Each module defines `register(app)`; the order is the order of `edgepoc --help`.
-AREAS = ["game", "solvers", "models", "rl", "experiments", "chain"]
+AREAS = ["game", "solvers", "models", "rl", "experiments", "pipeline", "chain"]
 
 
 def _register_areas() -> None:

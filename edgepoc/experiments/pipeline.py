@@ -1,0 +1,180 @@
+"""The main job end to end: data -> GA labels -> teacher -> student -> comparison -> PoC chain -> report.
+
+Each stage runs the project's own CLI in a child process (the contract other tools rely on is what
+the demo exercises), with its output kept under `<out>/logs/`. Stage timings, config, seeds and
+versions go to `<out>/run.json`; `report.py` turns the results into `report.html` and `report.md`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from edgepoc.errors import EdgepocError
+from edgepoc.experiments.runinfo import RunRecord
+
+console = Console(stderr=True)
+
+
+@dataclass
+class PipelineConfig:
+    """Everything that decides a run's numbers; written to run.json beside its results."""
+
+    out: str = "runs/demo"
+    preset: str = "paper"
+    seed: int = 0
+    n_tasks: int = 200  # tasks per instance
+    train_count: int = 24  # labelled training instances
+    test_count: int = 6  # held-out instances (validation, comparison)
+    label_generations: int = 40  # GA generations per label (a generation budget keeps labels reproducible)
+    epochs: int = 80
+    patience: int = 20
+    distill_epochs: int = 60
+    compare_count: int = 4  # held-out instances in the algorithm comparison
+    compare_methods: str = "random,round-robin,greedy,ga,cpsat,dqn,maddpg,teacher,student"
+    compare_seconds: float = 2.0  # budget per instance for GA / CP-SAT in the comparison
+    nodes: int = 4
+    chain_tasks: int = 2000
+    chain_rate: float = 0.0  # tasks/s submitted; 0 = as fast as the node takes them
+    workers: int = 0  # 0 = all cores
+    stages: list[str] = field(default_factory=lambda: list(STAGES))
+
+
+STAGES = ["label", "train", "distill", "figures", "compare", "chain", "report"]
+
+
+def quick_config(out: str, seed: int = 0) -> PipelineConfig:
+    """Small enough for CI (about 3 minutes on 2 cores) while still running every stage for real."""
+    return PipelineConfig(out=out, seed=seed, n_tasks=60, train_count=8, test_count=3, label_generations=15,
+                          epochs=6, patience=6, distill_epochs=5, compare_count=2, compare_seconds=0.5,
+                          chain_tasks=300)
+
+
+def paper_config(out: str, seed: int = 0) -> PipelineConfig:
+    """The paper's experiment at its size: 1000 training and 1000 test tasks, 3 providers, 2 resources."""
+    return PipelineConfig(out=out, seed=seed, n_tasks=1000, train_count=1, test_count=1, label_generations=200,
+                          epochs=300, patience=300, distill_epochs=150, compare_count=1, compare_seconds=10.0,
+                          chain_tasks=3000)
+
+
+class Pipeline:
+    def __init__(self, config: PipelineConfig):
+        self.cfg = config
+        self.out = Path(config.out)
+        self.logs = self.out / "logs"
+        self.record = RunRecord(self.out, config)
+
+    # -- running the CLI
+    def cli(self, stage: str, *args: str, timeout: float = 900) -> str:
+        """Run `edgepoc ARGS`; stderr (progress bars) goes to the console, stdout is returned and logged."""
+        self.logs.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "edgepoc", *args]
+        (self.logs / f"{stage}.cmd").write_text(" ".join(["edgepoc", *args]) + "\n")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        try:
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True, timeout=timeout, env=env)
+        except subprocess.TimeoutExpired:
+            raise EdgepocError(f"stage {stage}: `edgepoc {' '.join(args)}` ran past {timeout:.0f} s") from None
+        (self.logs / f"{stage}.out").write_text(proc.stdout)
+        if proc.returncode != 0:
+            raise EdgepocError(f"stage {stage}: `edgepoc {' '.join(args)}` failed with exit {proc.returncode}")
+        return proc.stdout
+
+    def step(self, i: int, name: str, what: str):
+        console.rule(f"[bold]{i}/{len(self.cfg.stages)} {name}[/bold]: {what}")
+        return self.record.stage(name)
+
+    # -- stages
+    def label(self) -> None:
+        c = self.cfg
+        common = ["--preset", c.preset, "--n-tasks", str(c.n_tasks), "--label", "ga",
+                  "--generations", str(c.label_generations), "--workers", str(c.workers)]
+        self.cli("label-train", "generate", *common, "--count", str(c.train_count), "--seed", str(c.seed),
+                 "--out", str(self.out / "data" / "train"))
+        self.cli("label-test", "generate", *common, "--count", str(max(c.test_count, c.compare_count)),
+                 "--seed", str(c.seed + 1), "--out", str(self.out / "data" / "test"))
+
+    def train(self) -> None:
+        c = self.cfg
+        self.cli("train", "train", "--data", str(self.out / "data" / "train"),
+                 "--test-data", str(self.out / "data" / "test"), "--out", str(self.out / "teacher"),
+                 "--epochs", str(c.epochs), "--patience", str(c.patience), "--seed", str(c.seed))
+
+    def distill(self) -> None:
+        c = self.cfg
+        self.cli("distill", "distill", "--teacher", str(self.out / "teacher" / "best.pt"),
+                 "--data", str(self.out / "data" / "train"), "--test-data", str(self.out / "data" / "test"),
+                 "--out", str(self.out / "student"), "--epochs", str(c.distill_epochs),
+                 "--patience", str(c.patience), "--seed", str(c.seed))
+
+    def figures(self) -> None:
+        self.cli("plot-teacher", "plot", str(self.out / "teacher"), "--out", str(self.out / "figures"))
+        self.cli("plot-student", "plot", str(self.out / "student"), "--out", str(self.out / "figures"))
+
+    def compare(self) -> None:
+        c = self.cfg
+        inst_dir = self.out / "compare" / "instances"
+        self.cli("compare-export", "dataset", "export", str(self.out / "data" / "test"), str(inst_dir))
+        instances = sorted((inst_dir / "instances").glob("*.json"))
+        self.cli("compare", "compare", *map(str, instances[: c.compare_count]), "--methods", c.compare_methods,
+                 "--seconds", str(c.compare_seconds), "--teacher", str(self.out / "teacher" / "best.pt"),
+                 "--student", str(self.out / "student" / "best.pt"), "--out", str(self.out / "compare"))
+
+    def chain(self) -> None:
+        c = self.cfg
+        net = self.out / "testnet"
+        self.cli("network-init", "network", "init", "--nodes", str(c.nodes), "--base-port", "0",
+                 "--dir", str(net), "--seed", str(c.seed))
+        self.cli("network-up", "network", "up", "--dir", str(net))
+        try:
+            t0 = time.perf_counter()
+            self.cli("submit", "submit", "--dir", str(net), "--count", str(c.chain_tasks), "--rate",
+                     str(c.chain_rate), "--seed", str(c.seed), "--wait", "--timeout", "300")
+            (self.out / "chain_submit_seconds.txt").write_text(f"{time.perf_counter() - t0:.3f}\n")
+            self.cli("network-status", "network", "status", "--dir", str(net), "--json")
+            self.cli("contributions", "contributions", "--dir", str(net), "--json")
+        finally:
+            self.cli("network-down", "network", "down", "--dir", str(net))
+        self.cli("chain-verify", "chain", "verify", "--home", str(net / "node0"))
+
+    def report(self) -> Path:
+        from edgepoc.experiments.report_build import build_report
+
+        return build_report(self.out)
+
+    def run(self) -> Path | None:
+        what = {
+            "label": "instances with GA labels", "train": "the teacher (GNN + RNN encoders, one decoder)",
+            "distill": "a student for the edge nodes", "figures": "the paper's figures 4-17",
+            "compare": "every method on held-out instances (Fig. 18)",
+            "chain": f"a {self.cfg.nodes}-node PoC network: submit, commit, verify", "report": "HTML + Markdown",
+        }
+        report = None
+        t0 = time.perf_counter()
+        for i, name in enumerate(self.cfg.stages, 1):
+            with self.step(i, name, what[name]):
+                result = getattr(self, name)()
+                report = result if name == "report" else report
+        console.print(f"[green]done[/green] in {time.perf_counter() - t0:.0f} s; results in {self.out}/")
+        return report
+
+
+def run_pipeline(config: PipelineConfig) -> Path | None:
+    unknown = [s for s in config.stages if s not in STAGES]
+    if unknown:
+        raise EdgepocError(f"--stages: unknown stage(s) {', '.join(unknown)}; known: {', '.join(STAGES)}")
+    out = Path(config.out)
+    if (out / "testnet" / "network.json").exists() and "chain" in config.stages:
+        raise EdgepocError(f"{out} already holds a run; pick another --out or remove it")
+    return Pipeline(config).run()
+
+
+def write_config(config: PipelineConfig, path: Path) -> None:
+    path.write_text(json.dumps(config.__dict__, indent=2) + "\n")
