@@ -136,7 +136,7 @@ def chain_section(run: Path) -> Section:
     net = run / "testnet"
     status = _json(run / "logs" / "network-status.out") if (run / "logs" / "network-status.out").is_file() else None
     contributions = json.loads((run / "logs" / "contributions.out").read_text())
-    db = net / "node0" / "store.sqlite"
+    db = net / "node0" / "data" / "chain.sqlite"
     if not db.is_file():
         raise EdgepocError(f"report: {db} is missing (the chain stage did not run)")
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
@@ -151,13 +151,13 @@ def chain_section(run: Path) -> Section:
     if not blocks:
         raise EdgepocError("report: the chain committed no block")
     n_tasks = sum(len(b.get("tasks", [])) for b in blocks)
-    arbitrated = sum(1 for b in blocks if b.get("arbitration") or b.get("arbiter_signature"))
+    arbitrated = sum(1 for b in blocks if b.get("arbitration"))
     seconds = float((run / "chain_submit_seconds.txt").read_text())
     k = len(states[-1]["scores"])
     figs = run / "figures"
     _plot_scores(states, figs / "chain_contribution_scores.png")
     _plot_tasks_per_provider([per_provider.get(j, 0) for j in range(k)], figs / "chain_tasks_per_provider.png")
-    finality = _finality(run)
+    finality = _finality(run, blocks)
     text = [
         f"{len(blocks)} blocks committed holding {n_tasks} tasks; {arbitrated} block(s) arbitrated by the teacher; "
         f"{len(evidence)} evidence record(s). Submit-to-all-committed took {seconds:.2f} s "
@@ -171,8 +171,9 @@ def chain_section(run: Path) -> Section:
                     states[-1].get("penalties", [0] * k)[j]] for j in range(k)])
     tables = [table]
     if status:
-        tables.append(Table(["node", "height", "last commit", "peers"],
-                            [[s.get("name"), s.get("height"), str(s.get("last_hash", ""))[:16], s.get("peers")]
+        tables.append(Table(["node", "height", "last commit", "peers connected"],
+                            [[s.get("name"), s.get("height"), str(s.get("last_hash", ""))[:16],
+                              sum(1 for p in s.get("peers", []) if p.get("connected"))]
                              for s in (status if isinstance(status, list) else status.get("nodes", []))]))
     del contributions  # the table above is read from the store itself, as `chain verify` does
     return Section("PoC chain", text, tables=tables,
@@ -180,16 +181,14 @@ def chain_section(run: Path) -> Section:
                             Figure(figs / "chain_tasks_per_provider.png", "tasks committed per provider")])
 
 
-def _finality(run: Path) -> tuple[float, float] | None:
-    path = run / "logs" / "submit.out"
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+def _finality(run: Path, blocks: list[dict]) -> tuple[float, float] | None:
+    """Submit-to-commit seconds per task: block time minus the task's client-stamped arrival."""
+    genesis = _json(run / "testnet" / "genesis.json")
+    t0 = float(genesis["genesis_time"])
+    waits = [b["time"] - (t0 + t["arrival"]) for b in blocks for t in b.get("tasks", [])]
+    if not waits:
         return None
-    f = doc.get("finality_seconds") or doc.get("latency_seconds")
-    if isinstance(f, dict) and "p50" in f:
-        return float(f["p50"]), float(f["p95"])
-    return None
+    return float(np.percentile(waits, 50)), float(np.percentile(waits, 95))
 
 
 def _plot_scores(states: list[dict], path: Path) -> None:
