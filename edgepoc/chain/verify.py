@@ -16,7 +16,7 @@ from edgepoc.chain import consensus as rules
 from edgepoc.chain.consensus import InvalidBlock
 from edgepoc.chain.genesis import Genesis
 from edgepoc.chain.store import BlockStore
-from edgepoc.errors import EdgepocError
+from edgepoc.errors import EdgepocError, InputError
 from edgepoc.game.kernel import simulate_state
 
 
@@ -56,7 +56,11 @@ def verify_chain(home: Path, show_progress: bool = False) -> VerifyReport:
             job = progress.add_task("verifying blocks", total=report.height)
             for h in range(1, report.height + 1):
                 progress.advance(job)
-                block, commit = store.block(h), store.commit(h)
+                try:
+                    block, commit = store.block(h), store.commit(h)
+                except InputError as exc:
+                    report.problems.append(f"height {h}: stored block or commit is malformed ({exc})")
+                    break
                 if block is None or commit is None:
                     report.problems.append(f"height {h}: block or commit missing")
                     break

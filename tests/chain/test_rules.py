@@ -391,3 +391,46 @@ def test_state_machine_stalls_without_a_quorum():
     net = MemoryNet(g, rules.initial_state(g), offline=(0, 1))
     net.run(max_steps=500)
     assert net.decided == {}
+
+
+# ------------------------------------------------------------------ chain verify catches tampering
+
+def _write_chain(home, n_blocks=3):
+    from edgepoc.chain.store import BlockStore
+    g = make_genesis()
+    g.save(home / "genesis.json")
+    store = BlockStore(home / "data" / "chain.sqlite")
+    s, prev_commit = rules.initial_state(g), None
+    for h in range(n_blocks):
+        txs = tasks(10, nonce0=100 * h, seed=h)
+        b = propose(g, s, txs, last_commit=prev_commit)
+        _, after = check(g, s, b)
+        inst = rules.block_instance(g, txs)
+        _, completion, _ = simulate_state(inst, b.assignment, s.free_times)
+        store.save_block(b, commit_for(g, b), after, [max(0.0, c - t.arrival) for c, t in zip(completion, txs)])
+        s, prev_commit = after, commit_for(g, b)
+    store.close()
+
+
+@pytest.mark.parametrize("sql,problem", [
+    (None, None),
+    ("UPDATE tasks SET provider = (provider + 1) % 4 WHERE position = 3 AND height = 2", "task index"),
+    ("UPDATE tasks SET latency = latency + 1e-9 WHERE position = 0 AND height = 3", "task index"),
+    ("UPDATE blocks SET body = replace(body, '\"round\": 0', '\"round\": 1') WHERE height = 2", "height 2"),
+    ("UPDATE blocks SET commit_body = replace(commit_body, '\"sig\": \"', '\"sig\": \"00') WHERE height = 3", "height 3"),
+    ("UPDATE states SET body = replace(body, '\"tasks_committed\": 20', '\"tasks_committed\": 21') WHERE height = 2", "state"),
+])
+def test_chain_verify_detects_tampering(tmp_path, sql, problem):
+    import sqlite3
+    from edgepoc.chain.verify import verify_chain
+    _write_chain(tmp_path)
+    if sql:
+        db = sqlite3.connect(tmp_path / "data" / "chain.sqlite")
+        assert db.execute(sql).rowcount >= 1
+        db.commit()
+        db.close()
+    rep = verify_chain(tmp_path)
+    if problem is None:
+        assert rep.ok and rep.blocks == 3 and rep.tasks == 30
+    else:
+        assert not rep.ok and problem in " ".join(rep.problems), rep.problems

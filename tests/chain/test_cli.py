@@ -1,0 +1,54 @@
+"""The chain's CLI end to end: init, up, submit --wait, status, contributions, verify, down."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from edgepoc.chain import network
+
+
+def edgepoc(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgepoc", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_network_cli_round_trip(tmp_path):
+    d = str(tmp_path / "net")
+    r = edgepoc("network", "init", "--nodes", "4", "--base-port", "0", "--dir", d, "-p", "timeout_propose=0.4",
+                "-p", "allocator=greedy", "-p", "empty_block_interval=0.3")
+    assert r.returncode == 0, r.stderr
+    assert edgepoc("network", "init", "--dir", d).returncode == 2  # refuses to overwrite
+    try:
+        r = edgepoc("network", "up", "--dir", d)
+        assert r.returncode == 0, r.stderr
+        inst = tmp_path / "inst.json"
+        assert edgepoc("generate", "--out", str(inst), "--n-tasks", "60").returncode == 0
+        r = edgepoc("submit", str(inst), "--dir", d, "--wait", "--timeout", "40")
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(r.stdout)
+        assert doc["submitted"] == doc["committed"] == 60 and doc["missing"] == 0
+        assert "committed 60/60 tasks in blocks" in r.stderr
+        r = edgepoc("submit", "--dir", d, "--count", "50", "--wait", "--timeout", "40", "--nonce", "7")
+        assert json.loads(r.stdout)["committed"] == 50
+        r = edgepoc("submit", "--dir", d, "--count", "50", "--nonce", "7")  # the same nonces again: replays
+        assert json.loads(r.stdout)["rejected"] == 50
+        r = edgepoc("network", "status", "--dir", d, "--json")
+        rows = json.loads(r.stdout)
+        assert len(rows) == 4 and all(row["height"] >= 1 for row in rows)
+        r = edgepoc("contributions", "--dir", d, "--json")
+        table = json.loads(r.stdout)["validators"]
+        assert len(table) == 4 and sum(v["balance"] for v in table) > 0
+        assert edgepoc("network", "stop", "node1", "--dir", d).returncode == 0
+        assert "node1" not in [row["name"] for row in json.loads(edgepoc("network", "status", "--dir", d, "--json").stdout)
+                               if row.get("pid")]
+    finally:
+        edgepoc("network", "down", "--dir", d)
+    r = edgepoc("chain", "verify", "--home", f"{d}/node0")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["ok"] and rep["tasks"] == 110
+    r = edgepoc("contributions", "--home", f"{d}/node0")
+    assert r.returncode == 0 and "node3" in r.stdout
+    assert edgepoc("chain", "verify", "--home", str(tmp_path)).returncode == 2  # no store: one-line error
+    assert not network.status(tmp_path / "net")[0]["pid"]
