@@ -31,6 +31,16 @@ def _bundled(kind: str) -> bool:
         return False
 
 
+def _probe(model: str | None) -> Instance:
+    """A two-task instance with as many providers as the checkpoint expects (3 if unknown)."""
+    k = 3
+    if model is not None:
+        from edgepoc.models.checkpoint import load_cached
+
+        k = load_cached(model, "student")[0].config.features.n_providers
+    return Instance.create([[1.0, 1.0]] * k, [0.0] * k, [0.0, 0.1], [[0.5, 0.5], [0.4, 0.3]], name="probe")
+
+
 def make_allocator(method: str = "auto", model: str | None = None, seconds: float = 0.2,
                    fallback: str = "greedy") -> tuple[Allocator, str]:
     """`(allocate(instance, free_times) -> assignment, name of the method in use)`."""
@@ -39,8 +49,7 @@ def make_allocator(method: str = "auto", model: str | None = None, seconds: floa
         method = fallback
     if method == "auto":
         try:
-            probe = Instance.create([[1.0], [1.0]], [0.0, 0.0], [0.0], [[0.5]], name="probe")
-            solve(probe, "student", SolveOptions(model=model, seconds=0.05))
+            solve(_probe(model), "student", SolveOptions(model=model, seconds=0.05))
             method = "student"
         except EdgepocError as exc:
             log.info("allocator: no student model (%s); using %s", exc, fallback)

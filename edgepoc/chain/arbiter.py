@@ -25,16 +25,16 @@ log = logging.getLogger("edgepoc.arbiter")
 
 
 class Arbiter:
-    def __init__(self, home: Path, method: str = "auto"):
+    def __init__(self, home: Path, method: str = "auto", model: str | None = None):
         self.home = Path(home)
         self.genesis = Genesis.load(self.home / "genesis.json")
         self.key = SigningKey.load(self.home / "arbiter_key.json")
         if self.key.public_hex != self.genesis.arbiter_public_key:
             raise InputError("arbiter_key.json: not the arbiter key named in genesis")
         if method == "auto":  # the teacher when it exists, else the GA meta strategy
-            self.allocate, self.method = _teacher_or_ga()
+            self.allocate, self.method = _teacher_or_ga(model)
         else:
-            self.allocate, self.method = make_allocator(method, seconds=0.5)
+            self.allocate, self.method = make_allocator(method, model=model, seconds=0.5)
         self.requests = 0
 
     def arbitrate(self, doc: dict) -> dict:
@@ -67,7 +67,7 @@ class Arbiter:
         return Response(404, {"error": f"no route {method} {path}"})
 
 
-def _teacher_or_ga():
+def _teacher_or_ga(model: str | None = None):
     from edgepoc.errors import EdgepocError
     from edgepoc.game.instance import Instance
     from edgepoc.solvers.registry import SolveOptions, solve
@@ -76,19 +76,19 @@ def _teacher_or_ga():
 
     probe = Instance.create([[1.0], [1.0]], [0.0, 0.0], [0.0], [[0.5]], name="probe")
     for method in ("teacher", "ga"):
-        if method == "teacher" and not _bundled("teacher"):
+        if method == "teacher" and model is None and not _bundled("teacher"):
             log.info("arbiter: no teacher model installed")
             continue
         try:
-            solve(probe, method, SolveOptions(seconds=0.05))
-            return make_allocator(method, seconds=0.5)
+            solve(probe, method, SolveOptions(seconds=0.05, model=model if method == "teacher" else None))
+            return make_allocator(method, model=model if method == "teacher" else None, seconds=0.5)
         except EdgepocError as exc:
             log.info("arbiter: %s unavailable (%s)", method, exc)
     return make_allocator("greedy")
 
 
-async def run_arbiter(home: Path, host: str, port: int, method: str = "auto") -> None:
-    arbiter = Arbiter(home, method)
+async def run_arbiter(home: Path, host: str, port: int, method: str = "auto", model: str | None = None) -> None:
+    arbiter = Arbiter(home, method, model)
     server = HttpServer(arbiter.handle, max_body=arbiter.genesis.params.max_message_bytes)
     await server.start(host, port)
     log.info("arbiter listening on %s:%d (%s)", host, port, arbiter.method)

@@ -38,7 +38,8 @@ def free_port() -> int:
 
 def init_network(folder: Path, nodes: int = 4, base_port: int = 26600, seed: int = 0,
                  params: dict[str, Any] | None = None, chain_id: str = "edgepoc-local",
-                 byzantine: dict[int, list[str]] | None = None) -> dict:
+                 byzantine: dict[int, list[str]] | None = None, student: str | None = None,
+                 teacher: str | None = None) -> dict:
     """Write keys, genesis and configs; `base_port=0` picks free ports (tests)."""
     folder = Path(folder)
     if nodes < 1 or nodes > 64:
@@ -62,7 +63,8 @@ def init_network(folder: Path, nodes: int = 4, base_port: int = 26600, seed: int
         home = folder / f"node{i}"
         peers = [{"address": keys[j].address, "host": HOST, "port": ports[2 * j]} for j in range(nodes) if j != i]
         cfg = {"name": f"node{i}", "host": HOST, "peer_port": ports[2 * i], "api_port": ports[2 * i + 1],
-               "peers": peers, "arbiter_url": arbiter_url, "byzantine": (byzantine or {}).get(i, [])}
+               "peers": peers, "arbiter_url": arbiter_url, "byzantine": (byzantine or {}).get(i, []),
+               "model": str(Path(student).resolve()) if student else None}
         home.mkdir(parents=True, exist_ok=True)
         (home / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
         key.save(home / "node_key.json")
@@ -73,7 +75,9 @@ def init_network(folder: Path, nodes: int = 4, base_port: int = 26600, seed: int
     arb.mkdir(exist_ok=True)
     arbiter_key.save(arb / "arbiter_key.json")
     genesis.save(arb / "genesis.json")
-    (arb / "config.json").write_text(json.dumps({"host": HOST, "port": ports[2 * nodes]}, indent=2) + "\n")
+    (arb / "config.json").write_text(json.dumps({"host": HOST, "port": ports[2 * nodes],
+                                                 "model": str(Path(teacher).resolve()) if teacher else None},
+                                                indent=2) + "\n")
     (folder / "network.json").write_text(json.dumps(doc, indent=2) + "\n")
     return doc
 

@@ -48,6 +48,7 @@ class NodeConfig:
     peers: list[dict]  # {"address", "host", "port"}
     arbiter_url: str | None = None
     byzantine: list[str] = field(default_factory=list)
+    model: str | None = None  # this node's student checkpoint (None: the bundled one, if any)
 
     @classmethod
     def load(cls, home: Path) -> "NodeConfig":
@@ -78,7 +79,8 @@ class Node:
         self.store = BlockStore(self.home / "data" / "chain.sqlite")
         self.state: ChainState = self.store.state() or rules.initial_state(self.genesis)
         self.last_commit: Commit | None = self.store.commit(self.state.height) if self.state.height else None
-        self.allocate, self.allocator_name = make_allocator(self.params.allocator, seconds=self.params.allocator_seconds)
+        self.allocate, self.allocator_name = make_allocator(self.params.allocator, model=self.config.model,
+                                                               seconds=self.params.allocator_seconds)
         self.mempool: dict[str, TaskRequest] = {}
         for t in self.store.pending():
             if t.chain_id == self.genesis.chain_id and t.signature_ok():

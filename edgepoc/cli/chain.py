@@ -41,8 +41,11 @@ def arbiter_cmd(
     from edgepoc.chain.arbiter import run_arbiter
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    cfg = json.loads((home / "config.json").read_text())
-    asyncio.run(run_arbiter(home, cfg["host"], int(cfg["port"]), method))
+    try:
+        cfg = json.loads((home / "config.json").read_text())
+    except FileNotFoundError:
+        raise EdgepocError(f"arbiter: {home}/config.json does not exist (run `edgepoc network init`)") from None
+    asyncio.run(run_arbiter(home, cfg["host"], int(cfg["port"]), method, cfg.get("model")))
 
 
 def network_init(
@@ -52,11 +55,16 @@ def network_init(
     seed: int = typer.Option(0, help="Seed for keys and provider capacities."),
     chain_id: str = typer.Option("edgepoc-local", help="Chain id."),
     param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="Consensus parameter key=value (repeatable)."),
+    student: Optional[Path] = typer.Option(None, help="Student checkpoint every node allocates with (default: bundled, else greedy)."),
+    teacher: Optional[Path] = typer.Option(None, help="Teacher checkpoint for the arbiter (default: bundled, else GA)."),
 ) -> None:
     """Write keys, genesis and configs for a local testnet."""
     from edgepoc.chain.network import init_network
 
-    doc = init_network(dir, nodes, base_port, seed, parse_params(param), chain_id)
+    for name, path in (("--student", student), ("--teacher", teacher)):
+        if path is not None and not path.is_file():
+            raise InputError(f"{name}: {path} does not exist")
+    doc = init_network(dir, nodes, base_port, seed, parse_params(param), chain_id, student=student, teacher=teacher)
     typer.echo(f"initialised {nodes} nodes in {dir}/ (chain {chain_id}); start them with `edgepoc network up --dir {dir}`",
                err=True)
     for n in doc["nodes"]:

@@ -22,9 +22,11 @@ FAST = {"timeout_propose": 0.4, "timeout_prevote": 0.3, "timeout_precommit": 0.3
 class Testnet:
     __test__ = False
 
-    def __init__(self, folder: Path, nodes: int = 4, params: dict | None = None, byzantine: dict | None = None):
+    def __init__(self, folder: Path, nodes: int = 4, params: dict | None = None, byzantine: dict | None = None,
+                 student: str | None = None):
         self.folder = folder
-        self.doc = network.init_network(folder, nodes, 0, seed=1, params={**FAST, **(params or {})}, byzantine=byzantine)
+        self.doc = network.init_network(folder, nodes, 0, seed=1, params={**FAST, **(params or {})}, byzantine=byzantine,
+                                        student=student)
         self.genesis_time = json.loads((folder / "genesis.json").read_text())["genesis_time"]
         self.chain_id = self.doc["chain_id"]
         self.client_key = SigningKey.load(folder / "client_key.json")

@@ -206,3 +206,38 @@ def test_arbiter_settles_heights_the_students_cannot(tmp_path):
             assert b["arbitration"] is not None and b["round"] >= 1
     finally:
         net.down()
+
+
+def test_nodes_allocate_with_their_student(tmp_path):
+    """The student path end to end: every node loads a (here untrained, 4-provider) student checkpoint,
+    proposes with it through the solver registry and judges others' blocks against its own."""
+    import torch
+
+    from edgepoc.chain import consensus as rules
+    from edgepoc.chain.genesis import Genesis
+    from edgepoc.chain.types import Block
+    from edgepoc.models.checkpoint import build_model, save_checkpoint
+    from edgepoc.models.features import FeatureConfig
+    from edgepoc.models.student import student_config
+
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "student.pt", build_model(student_config(FeatureConfig(4, 2))).eval())
+    net = Testnet(tmp_path / "net", params={"allocator": "auto", "allocator_seconds": 0.05, "timeout_propose": 1.0},
+                  student=str(ckpt))
+    try:
+        net.up()
+        assert net.status(0)["allocator"] == "student"
+        ids, res = net.submit_and_wait(0, 200, timeout=60)
+        assert not res.missing
+        genesis = Genesis.load(net.folder / "genesis.json")
+        from edgepoc.chain.store import BlockStore
+        net.down()
+        store = BlockStore(net.folder / "node1" / "data" / "chain.sqlite")
+        for h in sorted({s["height"] for s in res.committed.values()}):
+            block = store.block(h)
+            before = store.state(h - 1) if h > 1 else rules.initial_state(genesis)
+            greedy = rules.greedy_reference_latency(genesis, before, block.tasks)
+            assert isinstance(block, Block) and block.claimed_latency <= greedy * (1 + genesis.params.evidence_tolerance)
+        store.close()
+    finally:
+        net.down()
