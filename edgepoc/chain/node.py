@@ -35,6 +35,8 @@ log = logging.getLogger("edgepoc.node")
 BYZANTINE_MODES = ("grab-all", "equivocate")
 MAX_SYNC_BLOCKS = 20
 MAX_STATUS_IDS = 20000
+MAX_SUBMIT_TASKS = 5000  # per request: signature checks run on the event loop
+MAX_ROUND_AHEAD = 50  # votes/proposals further ahead than this are dropped (memory bound)
 
 
 @dataclass
@@ -437,6 +439,9 @@ class Node:
             return
         if msg.height != current or m is None:
             return
+        if msg.round > max(m.round, 0) + MAX_ROUND_AHEAD:
+            log.warning("dropped %s for round %d: too far ahead of round %d", msg_type, msg.round, m.round)
+            return
         if isinstance(msg, Proposal):
             if not rules.proposal_ok(self.genesis, msg):
                 log.warning("dropped proposal for height %d round %d: bad signature or fields", msg.height, msg.round)
@@ -548,6 +553,8 @@ class Node:
             tasks = body.get("tasks") if isinstance(body, dict) else None
             if not isinstance(tasks, list):
                 raise InputError("body: expected {\"tasks\": [...]}")
+            if len(tasks) > MAX_SUBMIT_TASKS:
+                raise InputError(f"tasks: at most {MAX_SUBMIT_TASKS} per request, got {len(tasks)}")
             ids, rejected = self._admit(tasks, gossip=True)
             return Response(200, {"accepted": len(ids), "ids": ids, "rejected": rejected})
         if method == "POST" and parts == ["tasks", "status"]:
