@@ -43,8 +43,8 @@ DEFAULTS: dict[str, Any] = {
     "workers": None,  # CP-SAT search workers (None: all cores, at most 8)
     "warm_start": "ga",  # "ga", "greedy" or "none"
     "warm_share": 0.2,  # share of the time budget given to the GA warm start
-    "block": 16,  # block size of the block bound (0: no block bound)
-    "block_share": 0.2,  # at most this share of the time budget for the block bound
+    "block": 20,  # block size of the block bound (0: no block bound)
+    "block_nodes": 1_000_000,  # branch-and-bound node budget per block before it is split in two
 }
 DEFAULT_SECONDS = 10.0
 
@@ -62,9 +62,10 @@ def _params(options: SolveOptions) -> dict[str, Any]:
         raise InputError(f"cpsat: workers must be a positive integer, got {p['workers']!r}")
     if not isinstance(p["block"], int) or p["block"] < 0:
         raise InputError(f"cpsat: block must be a non-negative integer, got {p['block']!r}")
-    for key in ("warm_share", "block_share"):
-        if not isinstance(p[key], (int, float)) or not 0 <= p[key] < 1:
-            raise InputError(f"cpsat: {key} must be in [0, 1), got {p[key]!r}")
+    if not isinstance(p["warm_share"], (int, float)) or not 0 <= p["warm_share"] < 1:
+        raise InputError(f"cpsat: warm_share must be in [0, 1), got {p['warm_share']!r}")
+    if not isinstance(p["block_nodes"], int) or p["block_nodes"] < 1:
+        raise InputError(f"cpsat: block_nodes must be a positive integer, got {p['block_nodes']!r}")
     return p
 
 
@@ -109,7 +110,7 @@ def solve_cpsat(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, 
     pieces: list[tuple[int, int, float]] = []
     if p["block"] > 0 and n > 0:
         t_block = time.perf_counter()
-        b, pieces = block_bound(instance, free_f, block=min(p["block"], n))
+        b, pieces = block_bound(instance, free_f, block=min(p["block"], n), node_limit=p["block_nodes"])
         if b > lower:
             lower = b
         block_seconds = time.perf_counter() - t_block

@@ -48,6 +48,7 @@ class GAConfig:
     greedy_perturb: float = 0.05  # per-task perturbation of those copies
     local_search: float = 1.0  # probability a child is improved by single-task local search
     local_search_sweeps: int = 50  # cap on sweeps per local search (it usually stops far sooner)
+    swap_window: int = 8  # local search also swaps the providers of two tasks at most this many apart (0: off)
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "GAConfig":
@@ -64,6 +65,8 @@ class GAConfig:
         def bad(name: str, rule: str) -> InputError:
             return InputError(f"ga: parameter {name} must be {rule}, got {getattr(self, name)!r}")
 
+        if isinstance(self.swap_window, bool) or not isinstance(self.swap_window, int) or self.swap_window < 0:
+            raise bad("swap_window", "a non-negative integer")
         for name in ("population", "elite", "tournament", "local_search_sweeps"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "elite" else 1):
@@ -155,7 +158,7 @@ class PolicyModel:
             for p in range(pop.shape[0]):
                 if (always_first and p == 0) or ls_rng.random() < cfg.local_search:
                     local_search_inplace(instance, pop[p], free0, cfg.local_search_sweeps,
-                                         start=int(ls_rng.integers(0, n)))
+                                         start=int(ls_rng.integers(0, n)), swap_window=cfg.swap_window)
                 if time.perf_counter() > deadline:
                     break
 

@@ -12,7 +12,7 @@ from edgepoc.game.generators import generate
 from edgepoc.game.kernel import greedy_assignment, simulate
 from edgepoc.solvers.exact import brute_force
 from edgepoc.solvers.ga import GAConfig, PolicyModel, solve_ga
-from edgepoc.solvers.localsearch import _history, _move_delta, local_search
+from edgepoc.solvers.localsearch import _history, _move_delta, _swap_delta, local_search
 from edgepoc.solvers.registry import SolveOptions, solve
 from tests.conftest import random_instance, run_cli
 
@@ -40,17 +40,30 @@ def test_move_delta_matches_kernel(seed):
         moved[i] = b
         d = _move_delta(inst.arrival, inst.ready, inst.processing, x, completion, free_before, int(i), b)
         assert d == pytest.approx(simulate(inst, moved, free0) - base, abs=1e-9)
+    for i in rng.integers(0, 59, size=20):
+        j = int(min(59, i + rng.integers(1, 6)))
+        if x[i] == x[j]:
+            continue
+        swapped = x.copy()
+        swapped[i], swapped[j] = x[j], x[i]
+        d = _swap_delta(inst.arrival, inst.ready, inst.processing, x, completion, free_before, int(i), j)
+        assert d == pytest.approx(simulate(inst, swapped, free0) - base, abs=1e-9)
 
 
-def test_local_search_reaches_a_local_optimum():
+@pytest.mark.parametrize("swap_window", [0, 4])
+def test_local_search_reaches_a_local_optimum(swap_window):
     inst = generate("paper", seed=3, count=1, n_tasks=300)[0]
     x0, g = greedy_assignment(inst)
-    x, total, _ = local_search(inst, x0)
+    x, total, _ = local_search(inst, x0, swap_window=swap_window)
     assert total == simulate(inst, x.astype(np.int64)) and total < g
-    for i in range(0, 300, 7):  # no single move improves any more
+    for i in range(0, 300, 7):  # no single move (and no swap within the window) improves any more
         for b in range(3):
             y = x.astype(np.int64)
             y[i] = b
+            assert simulate(inst, y) >= total - 1e-9
+        for j in range(i + 1, min(300, i + swap_window)):
+            y = x.astype(np.int64)
+            y[i], y[j] = y[j], y[i]
             assert simulate(inst, y) >= total - 1e-9
 
 
