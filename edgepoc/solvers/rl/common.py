@@ -1,0 +1,108 @@
+"""Pieces the RL trainers share: checkpoints, validation, the progress bar, the bundled models."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from edgepoc.errors import EdgepocError, InputError
+from edgepoc.game.generators import generate
+from edgepoc.game.instance import Instance
+from edgepoc.game.kernel import greedy_assignment, simulate
+
+
+def bundled_checkpoint(algo: str) -> Path:
+    """The small checkpoint shipped in the package for `algo` ('dqn' or 'maddpg')."""
+    return Path(str(resources.files("edgepoc.solvers") / "bundled" / f"{algo}.pt"))
+
+
+def save_checkpoint(path: Path, fmt: str, config: Any, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save({"format": fmt, "config": asdict(config), **payload}, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: str | Path | None, algo: str, fmt: str) -> dict:
+    """Read a checkpoint written by `train-rl` (None: the bundled one); wrong files get one line."""
+    p = Path(path) if path else bundled_checkpoint(algo)
+    if not p.is_file():
+        raise InputError(f"model: checkpoint {p} not found" + ("" if path else f" (no bundled {algo} model)"))
+    try:
+        doc = torch.load(p, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a truncated or foreign file
+        raise InputError(f"model: {p} is not a readable checkpoint ({type(exc).__name__})") from None
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise InputError(f"model: {p} is a {got!r} checkpoint, expected {fmt!r}")
+    return doc
+
+
+def check_providers(instance: Instance, n_providers: int, algo: str) -> None:
+    if instance.n_providers != n_providers:
+        raise InputError(f"instance {instance.name}: has {instance.n_providers} providers, the {algo} "
+                         f"checkpoint was trained for {n_providers}; train one with `edgepoc train-rl`")
+
+
+@dataclass
+class Validation:
+    """A few held-out instances to pick the best checkpoint by, with greedy's delay as the yardstick."""
+
+    instances: list[Instance]
+    greedy: float
+
+    @classmethod
+    def make(cls, preset: str, seed: int, count: int, **params: Any) -> "Validation":
+        insts = generate(preset, seed=seed, count=count, **params)
+        return cls(insts, float(sum(greedy_assignment(i)[1] for i in insts)))
+
+    def score(self, solve: Callable[[Instance], np.ndarray]) -> float:
+        """Total delay of the policy over the validation instances, as a ratio to greedy's."""
+        total = sum(simulate(inst, solve(inst)) for inst in self.instances)
+        return total / self.greedy if self.greedy > 0 else float(total)
+
+
+def progress_bar() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    transient=False)
+
+
+class TrainLog:
+    """Evaluation history written as JSON lines beside the checkpoints."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / "log.jsonl"
+        self.path.write_text("")
+        self.t0 = time.perf_counter()
+        self.best = float("inf")
+
+    def record(self, step: int, ratio: float, **extra: Any) -> bool:
+        """Append one evaluation; True when it is the best so far."""
+        row = {"step": step, "seconds": round(time.perf_counter() - self.t0, 2), "val_ratio_to_greedy": ratio, **extra}
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        better = ratio < self.best
+        self.best = min(self.best, ratio)
+        return better
+
+
+def require_positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise InputError(f"{name}: must be > 0, got {value}")
+
+
+def torch_threads(n: int) -> None:
+    """The trainers are small: one or two threads is fastest and leaves the other cores alone."""
+    try:
+        torch.set_num_threads(max(1, int(n)))
+    except RuntimeError as exc:  # pragma: no cover - set after parallel work started
+        raise EdgepocError(f"threads: {exc}") from None
