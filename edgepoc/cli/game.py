@@ -28,7 +28,7 @@ def generate_cmd(
     load: Optional[float] = typer.Option(None, help="Offered load, 1.0 = providers saturated (preset default if unset)."),
     label: Optional[str] = typer.Option(None, help="Label every instance with a solver: ga, greedy or cpsat "
                                                    "(writes a data-set folder)."),
-    generations: Optional[int] = typer.Option(None, help="GA generations per instance (default 100; "
+    generations: Optional[int] = typer.Option(None, help="GA generations per instance (default 20; "
                                                          "deterministic labels)."),
     seconds: Optional[float] = typer.Option(None, help="Time budget per instance (GA: labels then depend on "
                                                        "machine speed; cpsat: required)."),

@@ -30,7 +30,7 @@ from edgepoc.game.dataset import LabelledInstance, append, create_dataset, done_
 from edgepoc.game.generators import PRESETS, generate
 
 LABELLERS = ("ga", "greedy", "cpsat")
-DEFAULT_GA_GENERATIONS = 100
+DEFAULT_GA_GENERATIONS = 20
 
 
 @dataclass

@@ -54,8 +54,8 @@ def test_extending_and_refusing_another_job(tmp_path):
 
 def test_killed_generation_resumes_without_duplicates(tmp_path):
     out = tmp_path / "killed"
-    args = [sys.executable, "-m", "edgepoc", "generate", "--preset", "paper", "--n-tasks", "200", "--count", "60",
-            "--seed", "9", "--label", "ga", "--generations", "20", "--workers", "1", "--shard-size", "1",
+    args = [sys.executable, "-m", "edgepoc", "generate", "--preset", "paper", "--n-tasks", "100", "--count", "60",
+            "--seed", "9", "--label", "ga", "--generations", "5", "--workers", "1", "--shard-size", "1",
             "--out", str(out)]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -81,8 +81,8 @@ def test_killed_generation_resumes_without_duplicates(tmp_path):
     assert sorted(indices) == list(range(60)) and len(set(indices)) == 60
     assert done_indices(out) == set(range(60))
     fresh = tmp_path / "fresh"
-    run_labelling(fresh, LabelJob(preset="paper", seed=9, count=60, label="ga", generations=20,
-                                  instance_params={"n_tasks": 200}), workers=2, progress=False)
+    run_labelling(fresh, LabelJob(preset="paper", seed=9, count=60, label="ga", generations=5,
+                                  instance_params={"n_tasks": 100}), workers=2, progress=False)
     assert digest(items) == digest(read_dataset(fresh))
 
 
