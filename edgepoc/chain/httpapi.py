@@ -71,13 +71,16 @@ class HttpServer:
                     await self._send(writer, Response(413, {"error": "body too large or bad length"}), False)
                     return
                 raw = await asyncio.wait_for(reader.readexactly(length), self.idle_timeout) if length else b""
+                keep = headers.get("connection", "keep-alive").lower() != "close"
                 body = None
                 if raw:
                     try:
                         body = json.loads(raw)
                     except (json.JSONDecodeError, UnicodeDecodeError):
                         log.warning("http: dropped malformed JSON body on %s %s", method, target)
-                        await self._send(writer, Response(400, {"error": "body is not JSON"}), True)
+                        await self._send(writer, Response(400, {"error": "body is not JSON"}), keep)
+                        if not keep:
+                            return
                         continue
                 try:
                     resp = await self.handler(method, urlsplit(target).path, body)
@@ -88,11 +91,10 @@ class HttpServer:
                 except Exception as exc:  # a bug must not take the node down
                     log.exception("http: handler failed on %s %s", method, target)
                     resp = Response(500, {"error": f"{type(exc).__name__}: {exc}"})
-                keep = headers.get("connection", "keep-alive").lower() != "close"
                 await self._send(writer, resp, keep)
                 if not keep:
                     return
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError):
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, asyncio.CancelledError):
             return
         finally:
             writer.close()
