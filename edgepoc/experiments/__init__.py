@@ -1,0 +1,1 @@
+"""Experiments over the whole system: the algorithm comparison, the end-to-end pipeline, the report."""
