@@ -87,7 +87,7 @@ class Node:
         for t in self.store.pending():
             if t.chain_id == self.genesis.chain_id and t.signature_ok():
                 self.mempool[t.id] = t
-        self.gossip_buffer: list[dict] = list(t.to_dict() for t in self.mempool.values())
+        self.gossip_buffer: list[dict] = []  # pending tasks reach peers when they connect (`_greet`)
         self.links: dict[str, PeerLink] = {}
         self.peer_heights: dict[str, int] = {}
         self.machine: HeightMachine | None = None
@@ -105,9 +105,13 @@ class Node:
     # ================================================================ lifecycle
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        server = await asyncio.start_server(self._accept_peer, self.config.host, self.config.peer_port, limit=1 << 16)
-        api = HttpServer(self._api, max_body=self.params.max_message_bytes)
-        await api.start(self.config.host, self.config.api_port)
+        try:
+            server = await asyncio.start_server(self._accept_peer, self.config.host, self.config.peer_port, limit=1 << 16)
+            api = HttpServer(self._api, max_body=self.params.max_message_bytes)
+            await api.start(self.config.host, self.config.api_port)
+        except OSError as exc:
+            raise EdgepocError(f"node {self.config.name}: cannot listen on {self.config.host} "
+                               f"ports {self.config.peer_port}/{self.config.api_port} ({exc.strerror})") from None
         for p in self.config.peers:
             link = PeerLink(p["address"], p["host"], int(p["port"]))
             link.on_connect = lambda a=p["address"]: self._greet(a)
@@ -140,8 +144,12 @@ class Node:
             link.send(encode_frame(self.key, self.genesis.chain_id, msg_type, body))
 
     def _greet(self, address: str) -> None:
-        """On (re)connect: our height, and our votes and proposal of the current height (they may have missed them)."""
+        """On (re)connect: our height, our pending tasks, and our votes and proposal of the current
+        height (frames to an unreachable peer are dropped, so it may have missed them)."""
         self._send(address, "status", {"height": self.state.height, "last_hash": self.state.last_hash})
+        pending = [t.to_dict() for t in self.mempool.values()]
+        for i in range(0, len(pending), 2000):
+            self._send(address, "tasks", {"tasks": pending[i:i + 2000]})
         m = self.machine
         if m is None:
             return

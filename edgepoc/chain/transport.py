@@ -110,12 +110,20 @@ class PeerLink:
         self.connected = False
         self.task: asyncio.Task | None = None
         self.on_connect: Callable[[], None] | None = None
+        self.dropped = 0
 
     def send(self, frame: bytes) -> None:
+        """Queue a frame; while the peer is unreachable frames are dropped (on reconnect the node
+        re-sends what still matters: its status, its votes and proposal of the current height)."""
+        if not self.connected:
+            self.dropped += 1
+            return
         try:
             self.queue.put_nowait(frame)
         except asyncio.QueueFull:
-            log.warning("send queue to %s full; dropped a frame", self.address[:8])
+            self.dropped += 1
+            if self.dropped % 1000 == 1:
+                log.warning("send queue to %s full; dropping frames (%d so far)", self.address[:8], self.dropped)
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._run())
@@ -144,4 +152,6 @@ class PeerLink:
                 pass
             finally:
                 self.connected = False
+                while not self.queue.empty():  # stale by the time we reconnect
+                    self.queue.get_nowait()
                 writer.close()

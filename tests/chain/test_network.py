@@ -83,13 +83,29 @@ def test_crash_restart_bad_messages_and_no_lost_task(honest_net):
     assert hs[2] >= top, f"node2 did not catch up: {hs} < {top}"
     assert "caught up" in net.log(2)  # the blocks it missed came through block sync
 
+    # A node killed right after accepting tasks still gets them committed once it is back.
+    from edgepoc.chain.client import submit, wait_committed
+    c = net.api(3)
+    ids, rejected = submit(c, net.make_tasks(100))
+    c.close()
+    assert network.stop_member(net.folder, "node3", kill=True) and not rejected
+    network.start_member(net.folder, "node3")
+    network.wait_ready(net.folder, 60, ["node3"])
+    c = net.api(0)
+    res = wait_committed(c, ids, 40)
+    c.close()
+    assert not res.missing, f"{len(res.missing)} accepted tasks lost with node3's crash"
+    all_ids += ids
+    top = min(net.heights([0, 1, 2]).values())
+    net.wait_height([3], top, timeout=30)
+
     # Safety and no lost task, then every node's chain verifies from its store alone.
     _same_blocks(net, [0, 1, 2, 3], top)
     c = net.api(2)
     st = c.post("/tasks/status", {"ids": all_ids})["tasks"]
     c.close()
     assert all(s["status"] == "committed" for s in st.values())
-    assert sum(1 for s in st.values()) == len(set(all_ids)) == 800
+    assert sum(1 for s in st.values()) == len(set(all_ids)) == 900
     # Replays are rejected.
     c = net.api(3)
     again = c.post("/tasks", {"tasks": [net.make_tasks(1)[0].to_dict()]})
