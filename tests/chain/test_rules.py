@@ -434,3 +434,19 @@ def test_chain_verify_detects_tampering(tmp_path, sql, problem):
         assert rep.ok and rep.blocks == 3 and rep.tasks == 30
     else:
         assert not rep.ok and problem in " ".join(rep.problems), rep.problems
+
+
+def test_beyond_ten_providers_blocks_carry_a_seeded_monte_carlo_estimate():
+    keys = [SigningKey.from_seed(f"big-{i}".encode()) for i in range(12)]
+    g = Genesis("big", 0.0, make_validators([k.public_hex for k in keys], seed=4), ARBITER.public_hex,
+                ConsensusParams(shapley_samples=32))
+    s = rules.initial_state(g)
+    txs = sorted([TaskRequest("big", CLIENT.public_hex, i, 0.01 * i, [0.2, 0.3]).signed(CLIENT) for i in range(60)],
+                 key=rules.task_order_key)
+    who = rules.proposer_index(g, s, 0)
+    x = greedy_assignment(rules.block_instance(g, txs), s.free_times)[0].tolist()
+    b = rules.build_block(g, s, round_=0, time=1.0, proposer=keys[who].address, tasks=txs, assignment=x,
+                          evidence=[], last_commit=None)
+    assert b.contribution_stderr > 0 and len(b.contributions) == 12
+    _, after = rules.check_block(g, s, Block.from_dict(json.loads(json.dumps(b.to_dict()))), task_is_new=lambda t: True)
+    assert after.height == 1
