@@ -8,8 +8,8 @@
   values gives a handful of candidates, all scored in ONE `simulate_population` call.
 * `sample`: `samples` allocations drawn from `P` as a categorical (with a temperature) plus argmax,
   scored in one `simulate_population` call.
-* `search` (the default): the `guided` candidates; single-task-move descent
-  (`edgepoc.solvers.localsearch`, the GA's compiled local search) from the best `starts` of them;
+* `search` (the default): the `guided` candidates; descent by single-task moves and swaps of nearby
+  tasks (`edgepoc.solvers.localsearch`, the GA's compiled local search) from the best `starts`;
   then, until the time budget is spent, iterated local search whose kicks re-assign a random
   `kick_fraction` of the tasks to another provider drawn from `P` (without the current one).
 
@@ -47,13 +47,15 @@ class DecodeOptions:
     temperature: float = 1.0  # of the categorical draws from P (`sample`, `search` kicks)
     starts: int = 3  # guided candidates polished by local search before the kicks
     kick_fraction: float = 0.01  # share of tasks re-assigned by one kick
+    swap_window: int = 8  # local search also swaps providers of two tasks at most this far apart (0: off)
     seed: int = 0
 
     @classmethod
     def from_params(cls, params: dict, seconds: float | None = None, seed: int = 0) -> "DecodeOptions":
         """From `--param decode=search --param budget_ms=50 ...` (and `--seconds`)."""
         opts = cls(seed=seed)
-        known = {"decode", "budget_ms", "samples", "temperature", "starts", "kick_fraction", "lambdas"}
+        known = {"decode", "budget_ms", "samples", "temperature", "starts", "kick_fraction", "lambdas",
+                 "swap_window"}
         unknown = set(params) - known
         if unknown:
             raise InputError(f"--param: unknown model setting(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -68,15 +70,16 @@ class DecodeOptions:
         opts.temperature = float(params.get("temperature", opts.temperature))
         opts.starts = int(params.get("starts", opts.starts))
         opts.kick_fraction = float(params.get("kick_fraction", opts.kick_fraction))
+        opts.swap_window = int(params.get("swap_window", opts.swap_window))
         if "lambdas" in params:
             lams = params["lambdas"]
             if not isinstance(lams, list) or not lams:
                 raise InputError("lambdas: expected a non-empty JSON list, e.g. lambdas=[0,1,4]")
             opts.lambdas = tuple(float(v) for v in lams)
         if (opts.budget_s < 0 or opts.samples < 1 or opts.temperature <= 0 or opts.starts < 0
-                or not 0 < opts.kick_fraction <= 1 or min(opts.lambdas) < 0):
+                or not 0 < opts.kick_fraction <= 1 or min(opts.lambdas) < 0 or opts.swap_window < 0):
             raise InputError("decode settings: budget_ms >= 0, samples >= 1, temperature > 0, starts >= 0, "
-                             "0 < kick_fraction <= 1, lambdas >= 0")
+                             "0 < kick_fraction <= 1, lambdas >= 0, swap_window >= 0")
         return opts
 
 
@@ -193,7 +196,7 @@ def decode(inst: Instance, p: np.ndarray, opts: DecodeOptions | None = None,
             if time.perf_counter() - t0 + last >= opts.budget_s:
                 break
             d0 = time.perf_counter()
-            x, f, _ = local_search(inst, cands[j], free_times)
+            x, f, _ = local_search(inst, cands[j], free_times, swap_window=opts.swap_window)
             last, descents = time.perf_counter() - d0, descents + 1
             if f < best_f:
                 best_x, best_f, source = x, f, sources[j] + "+ls"
@@ -201,7 +204,8 @@ def decode(inst: Instance, p: np.ndarray, opts: DecodeOptions | None = None,
         count = max(1, int(round(opts.kick_fraction * inst.n_tasks)))
         while time.perf_counter() - t0 + last < opts.budget_s:
             d0 = time.perf_counter()
-            x, f, _ = local_search(inst, kick(best_x, weights, count, rng), free_times)
+            x, f, _ = local_search(inst, kick(best_x, weights, count, rng), free_times,
+                                   swap_window=opts.swap_window)
             last, kicks = time.perf_counter() - d0, kicks + 1
             if f < best_f:
                 best_x, best_f = x, f

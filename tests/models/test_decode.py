@@ -51,6 +51,9 @@ def test_search_is_never_worse_and_keeps_budget(inst):
     assert info["decoded_latency"] <= greedy_f
     x2, _ = decode(inst, p, DecodeOptions(method="argmax"))
     assert np.array_equal(x2, p.argmax(axis=1))
+    # without swaps the descent is still valid and never worse than greedy
+    x3, info3 = decode(inst, p, DecodeOptions(method="search", budget_s=0.05, swap_window=0))
+    assert info3["decoded_latency"] == simulate(inst, x3) and info3["decoded_latency"] <= greedy_f
 
 
 def test_kick_moves_tasks_elsewhere():
@@ -68,6 +71,9 @@ def test_decode_params_validation():
     assert DecodeOptions.from_params({"lambdas": [0, 2]}).lambdas == (0.0, 2.0)
     with pytest.raises(InputError, match="lambdas"):
         DecodeOptions.from_params({"lambdas": 3})
+    assert DecodeOptions.from_params({"swap_window": 0}).swap_window == 0
+    with pytest.raises(InputError, match="swap_window"):
+        DecodeOptions.from_params({"swap_window": -1})
 
 
 @pytest.mark.parametrize("method", ["argmax", "guided", "sample", "search"])
