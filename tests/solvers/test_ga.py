@@ -109,6 +109,8 @@ def test_stop_rules():
     timed = PolicyModel(GAConfig()).solve(inst, seconds=0.3)
     assert timed.stop_reason in ("seconds", "stall") and timed.seconds < 1.5
     assert PolicyModel(GAConfig(stall=2, generations=10_000)).solve(inst).stop_reason == "stall"
+    cpu = PolicyModel(GAConfig(clock="cpu")).solve(inst, seconds=0.3)
+    assert cpu.stop_reason in ("seconds", "stall") and cpu.seconds < 1.0
 
 
 def test_registry_params_and_bad_input():
