@@ -159,7 +159,8 @@ def chain_section(run: Path) -> Section:
     _plot_tasks_per_provider([per_provider.get(j, 0) for j in range(k)], figs / "chain_tasks_per_provider.png")
     finality = _finality(run, blocks)
     text = [
-        f"{len(blocks)} blocks committed holding {n_tasks} tasks; {arbitrated} block(s) arbitrated by the teacher; "
+        f"{len(blocks)} blocks committed ({sum(1 for b in blocks if b.get('tasks'))} of them holding the "
+        f"{n_tasks} tasks; the others are empty heights the nodes kept committing until the network stopped); {arbitrated} block(s) arbitrated by the teacher; "
         f"{len(evidence)} evidence record(s). Submit-to-all-committed took {seconds:.2f} s "
         f"({n_tasks / seconds:,.0f} tasks/s including submission); mean recorded task latency "
         f"{latencies.mean():.3f} s." + (f" Finality p50 {finality[0]:.3f} s, p95 {finality[1]:.3f} s." if finality else ""),
@@ -171,7 +172,7 @@ def chain_section(run: Path) -> Section:
                     states[-1].get("penalties", [0] * k)[j]] for j in range(k)])
     tables = [table]
     if status:
-        tables.append(Table(["node", "height", "last commit", "peers connected"],
+        tables.append(Table(["node", "height when the last task committed", "last commit", "peers connected"],
                             [[s.get("name"), s.get("height"), str(s.get("last_hash", ""))[:16],
                               sum(1 for p in s.get("peers", []) if p.get("connected"))]
                              for s in (status if isinstance(status, list) else status.get("nodes", []))]))
