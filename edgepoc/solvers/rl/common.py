@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from edgepoc.errors import EdgepocError, InputError
@@ -71,9 +72,10 @@ class Validation:
 
 
 def progress_bar() -> Progress:
+    """On stderr, so the JSON summary on stdout stays machine-readable."""
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                    transient=False)
+                    console=Console(stderr=True), transient=False)
 
 
 class TrainLog:

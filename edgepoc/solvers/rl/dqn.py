@@ -34,6 +34,7 @@ class DQNConfig:
     steps: int = 200_000  # environment steps (= dispatched tasks)
     preset: str = "paper"
     n_tasks: int = 1000  # tasks per training episode
+    val_n_tasks: int = 1000  # tasks per validation instance (the benchmark's size)
     providers: int = 3
     gamma: float = 0.5  # short horizon: a task's own latency dominates; the look-ahead is a bonus
     learning_rate: float = 5e-4
@@ -84,7 +85,7 @@ def train_dqn(config: DQNConfig, out: str | Path, progress: bool = True) -> dict
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
     env = DispatchEnv(preset_source(config.preset, seed=config.train_seed, n_tasks=config.n_tasks,
                                     providers=config.providers), n_providers=config.providers, reward_scale="auto")
-    val = Validation.make(config.preset, config.val_seed, config.val_count, n_tasks=config.n_tasks,
+    val = Validation.make(config.preset, config.val_seed, config.val_count, n_tasks=config.val_n_tasks,
                           providers=config.providers)
     play_env = DispatchEnv(val.instances, n_providers=config.providers)
     model = DQN("MlpPolicy", env, learning_rate=config.learning_rate, buffer_size=config.buffer_size,
