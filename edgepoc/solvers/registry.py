@@ -68,6 +68,8 @@ def solve(instance: Instance, method: str, options: SolveOptions | None = None, 
     options = options or SolveOptions(**kwargs)
     fn = _load(method)
     t0 = time.perf_counter()
+    if instance.n_tasks == 0:  # nothing to allocate: the answer is the same for every method and model
+        return SolveResult(method, np.zeros(0, dtype=np.int64), 0.0, time.perf_counter() - t0, {})
     out = fn(instance, options)
     seconds = time.perf_counter() - t0
     assignment, extra = (out if isinstance(out, tuple) else (out, {}))

@@ -55,3 +55,18 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path, args, message):
     assert r.returncode != 0
     assert message in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_every_method_allocates_an_empty_instance(tmp_path):
+    """An instance with no tasks is valid; every method (learned ones too) answers an empty allocation."""
+    from edgepoc.solvers.registry import METHODS
+
+    inst = tmp_path / "empty.json"
+    inst.write_text(json.dumps({"format": "edgepoc-instance/1", "name": "empty", "tasks": [],
+                                "providers": [{"id": "p0", "capacity": [1.0, 1.0], "delay": 0.0},
+                                              {"id": "p1", "capacity": [2.0, 1.0], "delay": 0.1}]}))
+    for method in METHODS:
+        r = run_cli("solve", str(inst), "--method", method)
+        assert r.returncode == 0, (method, r.stderr)
+        doc = json.loads(r.stdout)
+        assert doc["assignment"] == [] and doc["total_latency"] == 0.0
