@@ -40,6 +40,11 @@ def _config(algo: str, fields: dict):
         raise InputError(f"providers: need at least 2 providers to dispatch between, got {cfg.providers}")
     if not 0 <= cfg.gamma < 1:
         raise InputError(f"gamma: must be in [0, 1), got {cfg.gamma}")
+    if algo == "maddpg":
+        if cfg.reward not in ("latency", "regret"):
+            raise InputError(f"reward: expected 'latency' or 'regret', got {cfg.reward!r}")
+        if not cfg.reward_clip > 0 or cfg.logit_reg < 0:
+            raise InputError("reward_clip must be > 0 and logit_reg >= 0")
     return cfg
 
 

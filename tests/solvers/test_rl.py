@@ -148,6 +148,16 @@ def test_short_maddpg_training_beats_random(tmp_path, held_out):
     assert trained < 0.85 * rand, (trained, rand, summary)
 
 
+def test_training_log_is_strict_json(tmp_path):
+    from edgepoc.solvers.rl.common import TrainLog
+
+    log = TrainLog(tmp_path)
+    assert log.record(10, 1.5, critic_loss=float("nan")) and not log.record(20, 1.7)
+    rows = [json.loads(r, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+            for r in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert rows[0]["critic_loss"] is None and log.best == 1.5
+
+
 # --- command line -----------------------------------------------------------------------------------
 
 def test_train_rl_round_trip_and_solve_with_the_checkpoint(tmp_path, monkeypatch, capsys):
@@ -179,6 +189,7 @@ def test_train_rl_round_trip_and_solve_with_the_checkpoint(tmp_path, monkeypatch
                                                                               "setting 'colour'"),
     (["train-rl", "--algo", "dqn", "--out", "{d}/r", "--providers", "1"], "error: providers: need at least 2"),
     (["train-rl", "--algo", "dqn", "--out", "{d}/r", "-p", "gamma=1.5"], "error: gamma: must be in [0, 1)"),
+    (["train-rl", "--algo", "maddpg", "--out", "{d}/r", "-p", "reward=profit"], "error: reward: expected"),
     (["train-rl", "--algo", "dqn", "--out", "{d}/r", "--preset", "nope"], "error: --preset: unknown preset 'nope'"),
     (["train-rl", "--algo", "dqn", "--out", "{d}/inst.json"], "is not a directory"),
     (["solve", "{d}/inst4.json", "--method", "dqn"], "error: instance paper-s4-0: has 4 providers, the dqn "

@@ -90,6 +90,8 @@ class TrainLog:
     def record(self, step: int, ratio: float, **extra: Any) -> bool:
         """Append one evaluation; True when it is the best so far."""
         row = {"step": step, "seconds": round(time.perf_counter() - self.t0, 2), "val_ratio_to_greedy": ratio, **extra}
+        # no NaN tokens (losses before the first update): the log stays strict JSON for other tools
+        row = {k: None if isinstance(v, float) and v != v else v for k, v in row.items()}
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
         better = ratio < self.best
