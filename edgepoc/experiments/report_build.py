@@ -68,7 +68,9 @@ def training_sections(run: Path) -> tuple[list[Section], list[list[object]]]:
         [f"overfitting near epoch {PAPER_OVERFIT_EPOCH}", f"~{PAPER_OVERFIT_EPOCH}",
          f"test loss lowest at epoch {best_loss_epoch} of {int(epochs[-1])}"
          + (", rising after" if rising_after else ", not rising after"),
-         _verdict(rising_after and abs(best_loss_epoch - PAPER_OVERFIT_EPOCH) <= 50)],
+         _verdict(rising_after and abs(best_loss_epoch - PAPER_OVERFIT_EPOCH) <= 50)
+         if not rising_after or abs(best_loss_epoch - PAPER_OVERFIT_EPOCH) <= 50
+         else f"partly: it overfits, but from epoch {best_loss_epoch}"],
     ]
     data = Section("Data", [
         "Task demands of the training and test instances (normalised, two resource types), labelled by the "
