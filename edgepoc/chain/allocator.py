@@ -31,28 +31,41 @@ def _bundled(kind: str) -> bool:
         return False
 
 
-def _probe(model: str | None) -> Instance:
-    """A two-task instance with as many providers as the checkpoint expects (3 if unknown)."""
-    k = 3
-    if model is not None:
-        from edgepoc.models.checkpoint import load_cached
+def probe_instance(capacity: np.ndarray, delays: np.ndarray) -> Instance:
+    """A two-task instance of the chain's own shape (its providers' capacities and delays).
 
-        k = load_cached(model, "student")[0].config.features.n_providers
-    return Instance.create([[1.0, 1.0]] * k, [0.0] * k, [0.0, 0.1], [[0.5, 0.5], [0.4, 0.3]], name="probe")
+    A model is built for a fixed provider and resource count; probing with the chain's shape at start
+    makes a misfit (e.g. the bundled 3-provider student on a 4-node chain) show up once, at start, instead
+    of failing every proposal.
+    """
+    capacity = np.asarray(capacity, dtype=np.float64)
+    r = capacity.shape[1]
+    return Instance.create(capacity, np.asarray(delays, dtype=np.float64), [0.0, 0.1],
+                           [[0.5] * r, [0.4] * r], name="probe")
 
 
 def make_allocator(method: str = "auto", model: str | None = None, seconds: float = 0.2,
-                   fallback: str = "greedy") -> tuple[Allocator, str]:
-    """`(allocate(instance, free_times) -> assignment, name of the method in use)`."""
+                   fallback: str = "greedy", probe: Instance | None = None) -> tuple[Allocator, str]:
+    """`(allocate(instance, free_times) -> assignment, name of the method in use)`.
+
+    `probe`: an instance of the chain's shape (`probe_instance`). With "auto" the student is used only if
+    it solves the probe, else `fallback` (logged with the reason); an explicitly named method that cannot
+    solve the probe is an error at start.
+    """
     if method == "auto" and model is None and not _bundled("student"):
         log.info("allocator: no student model installed; using %s", fallback)
         method = fallback
-    if method == "auto":
+    if probe is not None or method == "auto":
+        target = "student" if method == "auto" else method
+        test = probe if probe is not None else Instance.create([[1.0, 1.0]] * 3, [0.0] * 3, [0.0, 0.1],
+                                                               [[0.5, 0.5], [0.4, 0.3]], name="probe")
         try:
-            solve(_probe(model), "student", SolveOptions(model=model, seconds=0.05))
-            method = "student"
+            solve(test, target, SolveOptions(model=model, seconds=0.05))
+            method = target
         except EdgepocError as exc:
-            log.info("allocator: no student model (%s); using %s", exc, fallback)
+            if method != "auto":
+                raise EdgepocError(f"allocator {method!r} cannot allocate this chain's blocks: {exc}") from None
+            log.warning("allocator: the student cannot allocate this chain's blocks (%s); using %s", exc, fallback)
             method = fallback
 
     def allocate(inst: Instance, free_times: list[float]) -> np.ndarray:

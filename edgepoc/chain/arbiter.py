@@ -13,7 +13,7 @@ import asyncio
 import logging
 from pathlib import Path
 
-from edgepoc.chain.allocator import make_allocator
+from edgepoc.chain.allocator import make_allocator, probe_instance
 from edgepoc.chain.consensus import arbitration_bytes, block_instance, task_order_key
 from edgepoc.chain.crypto import SigningKey
 from edgepoc.chain.genesis import Genesis
@@ -31,10 +31,11 @@ class Arbiter:
         self.key = SigningKey.load(self.home / "arbiter_key.json")
         if self.key.public_hex != self.genesis.arbiter_public_key:
             raise InputError("arbiter_key.json: not the arbiter key named in genesis")
-        if method == "auto":  # the teacher when it exists, else the GA meta strategy
-            self.allocate, self.method = _teacher_or_ga(model)
+        self.probe = probe_instance(self.genesis.capacity, self.genesis.delays)
+        if method == "auto":  # the teacher when it exists and fits the chain, else the GA meta strategy
+            self.allocate, self.method = _teacher_or_ga(model, self.probe)
         else:
-            self.allocate, self.method = make_allocator(method, model=model, seconds=0.5)
+            self.allocate, self.method = make_allocator(method, model=model, seconds=0.5, probe=self.probe)
         self.requests = 0
 
     def arbitrate(self, doc: dict) -> dict:
@@ -67,23 +68,21 @@ class Arbiter:
         return Response(404, {"error": f"no route {method} {path}"})
 
 
-def _teacher_or_ga(model: str | None = None):
+def _teacher_or_ga(model: str | None, probe):
     from edgepoc.errors import EdgepocError
-    from edgepoc.game.instance import Instance
     from edgepoc.solvers.registry import SolveOptions, solve
 
     from edgepoc.chain.allocator import _bundled
 
-    probe = Instance.create([[1.0], [1.0]], [0.0, 0.0], [0.0], [[0.5]], name="probe")
     for method in ("teacher", "ga"):
         if method == "teacher" and model is None and not _bundled("teacher"):
             log.info("arbiter: no teacher model installed")
             continue
-        try:
+        try:  # with the chain's own shape: a teacher for another provider count cannot arbitrate it
             solve(probe, method, SolveOptions(seconds=0.05, model=model if method == "teacher" else None))
             return make_allocator(method, model=model if method == "teacher" else None, seconds=0.5)
         except EdgepocError as exc:
-            log.info("arbiter: %s unavailable (%s)", method, exc)
+            log.warning("arbiter: %s unavailable (%s)", method, exc)
     return make_allocator("greedy")
 
 

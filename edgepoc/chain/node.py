@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edgepoc.chain import consensus as rules
-from edgepoc.chain.allocator import make_allocator
+from edgepoc.chain.allocator import make_allocator, probe_instance
 from edgepoc.chain.consensus import ChainState, InvalidBlock
 from edgepoc.chain.crypto import SigningKey, sha256_hex
 from edgepoc.chain.genesis import Genesis
@@ -81,8 +81,9 @@ class Node:
         self.store = BlockStore(self.home / "data" / "chain.sqlite")
         self.state: ChainState = self.store.state() or rules.initial_state(self.genesis)
         self.last_commit: Commit | None = self.store.commit(self.state.height) if self.state.height else None
-        self.allocate, self.allocator_name = make_allocator(self.params.allocator, model=self.config.model,
-                                                               seconds=self.params.allocator_seconds)
+        self.allocate, self.allocator_name = make_allocator(
+            self.params.allocator, model=self.config.model, seconds=self.params.allocator_seconds,
+            probe=probe_instance(self.genesis.capacity, self.genesis.delays))
         self.mempool: dict[str, TaskRequest] = {}
         for t in self.store.pending():
             if t.chain_id == self.genesis.chain_id and t.signature_ok():
