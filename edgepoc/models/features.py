@@ -5,12 +5,12 @@ processing time so instances of any load and size look alike):
 
 * demand `d_i` (R), per-provider processing time `p_ik` (K), per-provider delay `delta_ik` (K),
   inter-arrival gap (1) and arrival position in the round (1);
-* optionally (`queue_features`, default OFF): the queue each provider would have when task `i`
-  arrives if the earlier tasks were dispatched by earliest completion time, as waiting time (K)
-  and as completion-time regret against the best provider (K), from the shared kernel
-  (`greedy_assignment` + `simulate_state`). Measured: with them the model mostly learns to copy
-  greedy and the decoded allocations are worse (docs/models.md); the decoders supply the live
-  queue state instead.
+* optionally (`queue_features`, off unless asked for): the queue each provider would have when
+  task `i` arrives if the earlier tasks were dispatched by earliest completion time, as waiting
+  time (K) and as completion-time regret against the best provider (K), from the shared kernel
+  (`greedy_assignment` + `simulate_state`). The bundled teacher uses them: on the `paper` preset
+  its guided delay (no search) is slightly better with them; after the `search` decoder the
+  difference is within noise (docs/models.md, ablations).
 
 Edges link tasks whose queues interact: each task to its `edge_window` predecessors and
 successors in arrival order (both directions). `edge_window=0` gives the empty graph.

@@ -4,8 +4,8 @@ Its forward pass follows the paper step by step: an empty graph of `num_nodes` t
 through `encoder_gnn` (so each task is encoded from its own features only: no message passing,
 which is what makes it cheap on an edge node), the providers go through `encoder_rnn`, the RNN
 output is expanded to every task, concatenated with the task encodings and fed to `decoder`.
-The task features are the same as the teacher's (including the queue-state columns), so the
-student keeps the information the teacher had about congestion, without the graph.
+The task features are the teacher's (including the queue-state columns when the teacher has
+them), so the student keeps what the teacher knew about congestion, without the graph.
 """
 
 from __future__ import annotations
