@@ -83,10 +83,30 @@ def load_model(path: str | Path, expect_kind: str | None = None) -> tuple[nn.Mod
     return model, doc
 
 
-def bundled_path(kind: str) -> Path:
-    """Where the checkpoint shipped in the package lives."""
-    ref = resources.files("edgepoc.models").joinpath("bundled/" + BUNDLED[kind])
-    return Path(str(ref))
+def bundled_path(kind: str, n_providers: int | None = None) -> Path:
+    """Where the checkpoint shipped in the package lives.
+
+    A model is built for a fixed provider count. `teacher.pt`/`student.pt` are for the paper's 3
+    providers; `<kind>-k<K>.pt` (e.g. `student-k4.pt`, what the nodes of the 4-node demo chain run) are
+    for K. With `n_providers`, the one for that count if shipped, else the default.
+    """
+    folder = resources.files("edgepoc.models").joinpath("bundled")
+    if n_providers is not None:
+        ref = folder.joinpath(f"{kind}-k{int(n_providers)}.pt")
+        if ref.is_file():
+            return Path(str(ref))
+    return Path(str(folder.joinpath(BUNDLED[kind])))
+
+
+def bundled_provider_counts(kind: str) -> list[int]:
+    """Provider counts the package ships a `kind` checkpoint for (3 = the default file)."""
+    folder = resources.files("edgepoc.models").joinpath("bundled")
+    counts = [3] if folder.joinpath(BUNDLED[kind]).is_file() else []
+    for entry in folder.iterdir():
+        stem = entry.name.removesuffix(".pt")
+        if entry.name.endswith(".pt") and stem.startswith(f"{kind}-k") and stem[len(kind) + 2:].isdigit():
+            counts.append(int(stem[len(kind) + 2:]))
+    return sorted(set(counts))
 
 
 @lru_cache(maxsize=8)

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from edgepoc.game.instance import Instance
-from edgepoc.models.checkpoint import load_cached
+from edgepoc.errors import InputError
+from edgepoc.models.checkpoint import bundled_path, bundled_provider_counts, load_cached
 from edgepoc.models.decode import DecodeOptions, decode
 from edgepoc.models.features import to_graph
 
@@ -34,7 +35,16 @@ def warm_decoders() -> None:
 
 
 def _solve(kind: str, instance: Instance, options) -> tuple[np.ndarray, dict]:
-    model, doc = load_cached(options.model, kind)
+    path = options.model
+    if path is None:  # the bundled model for this provider count
+        counts = bundled_provider_counts(kind)
+        if counts and instance.n_providers not in counts:
+            raise InputError(f"model: no bundled {kind} for {instance.n_providers} providers (bundled: "
+                             f"{', '.join(map(str, counts))}); train one with `edgepoc train` and pass --model")
+        path = bundled_path(kind, instance.n_providers)
+        if not path.is_file():
+            path = None  # load_cached names the missing bundle
+    model, doc = load_cached(path, kind)
     warm_decoders()
     opts = DecodeOptions.from_params(dict(options.params), options.seconds, options.seed)
     t0 = time.perf_counter()

@@ -61,7 +61,9 @@ def test_bundled_models_solve_paper_instance(tmp_path, method):
     assert len(doc["assignment"]) == 1000 and doc["total_latency"] > 0
     r = run_cli("solve", str(inst), "--method", method, "--param", "decode=argmax")
     assert r.returncode == 0, r.stderr
-    wrong = tmp_path / "k4.json"
-    write_instance(wrong, generate("paper", 1, 1, n_tasks=30, providers=4)[0])
+    wrong = tmp_path / "k7.json"
+    write_instance(wrong, generate("paper", 1, 1, n_tasks=30, providers=7)[0])
     r = run_cli("solve", str(wrong), "--method", method)
+    assert r.returncode == 2 and f"no bundled {method} for 7 providers" in r.stderr
+    r = run_cli("solve", str(wrong), "--method", method, "--model", str(bundled_path(method)))
     assert r.returncode == 2 and "checkpoint is for 3 providers" in r.stderr
