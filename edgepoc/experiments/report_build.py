@@ -174,8 +174,8 @@ def chain_section(run: Path) -> Section:
                     states[-1].get("penalties", [0] * k)[j]] for j in range(k)])
     tables = [table]
     if status:
-        tables.append(Table(["node", "height when the last task committed", "last commit", "peers connected"],
-                            [[s.get("name"), s.get("height"), str(s.get("last_hash", ""))[:16],
+        tables.append(Table(["node", "allocator", "height when the last task committed", "last commit", "peers connected"],
+                            [[s.get("name"), s.get("allocator", "?"), s.get("height"), str(s.get("last_hash", ""))[:16],
                               sum(1 for p in s.get("peers", []) if p.get("connected"))]
                              for s in (status if isinstance(status, list) else status.get("nodes", []))]))
     del contributions  # the table above is read from the store itself, as `chain verify` does
