@@ -20,6 +20,17 @@ def _labelled_sets(data: Optional[Path], test_data: Optional[Path], test_fractio
     labels, or instances generated and labelled now (their labels are kept in RUN_DIR/labels-*.npz)."""
     from edgepoc.models import data as mdata
 
+    if from_run is not None and not (from_run / "labels-train.npz").is_file():
+        # a run trained from data-set folders keeps no label copy: use the folders its config names
+        cfg = from_run / "config.json"
+        source = json.loads(cfg.read_text()).get("data", {}) if cfg.is_file() else {}
+        if not isinstance(source, dict) or "data" not in source:
+            raise InputError(f"--from-run: {from_run} holds neither labels-train.npz nor a config.json naming its data")
+        data, test_data = Path(source["data"]), source.get("test_data")
+        test_data = Path(test_data) if test_data else None
+        test_fraction = float(source.get("test_fraction", test_fraction))
+        seed = int(source.get("split_seed", seed))
+        from_run = None
     if from_run is not None:
         train = mdata.load_label_record(from_run / "labels-train.npz")
         test = mdata.load_label_record(from_run / "labels-test.npz")

@@ -67,3 +67,19 @@ def test_bundled_models_solve_paper_instance(tmp_path, method):
     assert r.returncode == 2 and f"no bundled {method} for 7 providers" in r.stderr
     r = run_cli("solve", str(wrong), "--method", method, "--model", str(bundled_path(method)))
     assert r.returncode == 2 and "checkpoint is for 3 providers" in r.stderr
+
+
+def test_distill_from_a_run_trained_on_data_folders(tmp_path):
+    data = tmp_path / "data"
+    r = run_cli("generate", "--preset", "paper", "--count", "4", "--n-tasks", "30", "--label", "greedy",
+                "--workers", "1", "--out", str(data))
+    assert r.returncode == 0, r.stderr
+    run = tmp_path / "run"
+    r = run_cli("train", "--out", str(run), "--data", str(data), "--epochs", "1", "--hidden", "8",
+                "--decoder-hidden", "8", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("distill", "--out", str(tmp_path / "dist"), "--teacher", str(run / "best.pt"), "--from-run", str(run),
+                "--epochs", "1", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("distill", "--out", str(tmp_path / "d2"), "--teacher", str(run / "best.pt"), "--from-run", str(data))
+    assert r.returncode == 2 and "--from-run" in r.stderr and r.stderr.count("\n") == 1
