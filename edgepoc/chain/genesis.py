@@ -34,7 +34,7 @@ class ConsensusParams:
     max_block_tasks: int = 2000
     shapley_exact_max: int = 10  # exact Shapley up to this many providers, Monte Carlo beyond
     shapley_samples: int = 64  # permutations for the Monte Carlo estimate
-    timeout_propose: float = 1.0
+    timeout_propose: float = 2.0  # building or checking a 2000-task block with the student takes ~1 s on a busy 2-core host
     timeout_prevote: float = 0.5
     timeout_precommit: float = 0.5
     timeout_delta: float = 0.25  # added per round
