@@ -45,9 +45,11 @@ def probe_instance(capacity: np.ndarray, delays: np.ndarray) -> Instance:
 
 
 def make_allocator(method: str = "auto", model: str | None = None, seconds: float = 0.2,
-                   fallback: str = "greedy", probe: Instance | None = None) -> tuple[Allocator, str]:
+                   fallback: str = "greedy", probe: Instance | None = None,
+                   decode: str | None = None) -> tuple[Allocator, str]:
     """`(allocate(instance, free_times) -> assignment, name of the method in use)`.
 
+    `decode`: the decoder of a learned method (`edgepoc.models.decode`), e.g. "guided".
     `probe`: an instance of the chain's shape (`probe_instance`). With "auto" the student is used only if
     it solves the probe, else `fallback` (logged with the reason); an explicitly named method that cannot
     solve the probe is an error at start.
@@ -60,7 +62,8 @@ def make_allocator(method: str = "auto", model: str | None = None, seconds: floa
         test = probe if probe is not None else Instance.create([[1.0, 1.0]] * 3, [0.0] * 3, [0.0, 0.1],
                                                                [[0.5, 0.5], [0.4, 0.3]], name="probe")
         try:
-            solve(test, target, SolveOptions(model=model, seconds=0.05))
+            learned = decode and target in ("student", "teacher")
+            solve(test, target, SolveOptions(model=model, seconds=0.05, params={"decode": decode} if learned else {}))
             method = target
         except EdgepocError as exc:
             if method != "auto":
@@ -69,7 +72,9 @@ def make_allocator(method: str = "auto", model: str | None = None, seconds: floa
             method = fallback
 
     def allocate(inst: Instance, free_times: list[float]) -> np.ndarray:
-        opts = SolveOptions(seed=0, seconds=seconds, model=model, free_times=np.asarray(free_times, dtype=np.float64))
+        params = {"decode": decode} if decode and method in ("student", "teacher") else {}
+        opts = SolveOptions(seed=0, seconds=seconds, model=model, free_times=np.asarray(free_times, dtype=np.float64),
+                            params=params)
         return solve(inst, method, opts).assignment
 
     return allocate, method

@@ -83,7 +83,7 @@ class Node:
         self.last_commit: Commit | None = self.store.commit(self.state.height) if self.state.height else None
         self.allocate, self.allocator_name = make_allocator(
             self.params.allocator, model=self.config.model, seconds=self.params.allocator_seconds,
-            probe=probe_instance(self.genesis.capacity, self.genesis.delays))
+            probe=probe_instance(self.genesis.capacity, self.genesis.delays), decode=self.params.allocator_decode)
         self.mempool: dict[str, TaskRequest] = {}
         for t in self.store.pending():
             if t.chain_id == self.genesis.chain_id and t.signature_ok():
