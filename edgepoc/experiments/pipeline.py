@@ -34,9 +34,9 @@ class PipelineConfig:
     train_count: int = 24  # labelled training instances
     test_count: int = 6  # held-out instances (validation, comparison)
     label_generations: int = 40  # GA generations per label (a generation budget keeps labels reproducible)
-    epochs: int = 60
-    patience: int = 60  # the demo shows the whole training curve; best.pt is still the best epoch
-    distill_epochs: int = 60
+    epochs: int = 200
+    patience: int = 200  # the demo shows the whole training curve; best.pt is still the best epoch
+    distill_epochs: int = 100
     compare_count: int = 4  # held-out instances in the algorithm comparison
     compare_methods: str = "random,round-robin,greedy,ga,cpsat,dqn,maddpg,teacher,student"
     compare_seconds: float = 2.0  # budget per instance for GA / CP-SAT in the comparison
