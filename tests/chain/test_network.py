@@ -248,7 +248,7 @@ def test_nodes_allocate_with_their_student(tmp_path):
         genesis = Genesis.load(net.folder / "genesis.json")
         from edgepoc.chain.store import BlockStore
         net.down()
-        store = BlockStore(net.folder / "node1" / "data" / "chain.sqlite")
+        store = BlockStore(net.folder / "node0" / "data" / "chain.sqlite")  # node0 answered: it holds every height
         for h in sorted({s["height"] for s in res.committed.values()}):
             block = store.block(h)
             before = store.state(h - 1) if h > 1 else rules.initial_state(genesis)
