@@ -90,12 +90,19 @@ class Testnet:
         finally:
             c.close()
 
-    def block(self, i: int, h: int) -> dict:
-        c = self.api(i)
-        try:
-            return c.get(f"/blocks/{h}")["block"]
-        finally:
-            c.close()
+    def block(self, i: int, h: int, timeout: float = 15.0) -> dict:
+        """Node i's block at height h, waiting for it: a node may be a height behind the one that answered."""
+        deadline = time.time() + timeout
+        while True:
+            c = self.api(i)
+            try:
+                return c.get(f"/blocks/{h}")["block"]
+            except EdgepocError:
+                if time.time() > deadline:
+                    raise
+            finally:
+                c.close()
+            time.sleep(0.1)
 
     def peer_port(self, i: int) -> int:
         return self.doc["nodes"][i]["peer_port"]
