@@ -45,8 +45,9 @@ class ConsensusParams:
     allocator_seconds: float = 0.1  # the student's decoding budget per block (decoders that take one)
     # The student's decoder on the nodes. "guided" is O(n) (3 ms for 2000 tasks, ~8 % below greedy on an
     # overloaded block) and deterministic, so validators reproduce the proposer's allocation exactly.
-    # "search" is better but one local-search descent of an overloaded 2000-task block takes ~0.7 s,
-    # beyond any budget, which cut 4-node throughput from ~1500 to ~240 tasks/s (measured).
+    # "search" is better per block but spends its whole budget on every proposal and every check; before
+    # the descent checked its deadline, one overloaded 2000-task block took ~0.7 s and 4-node throughput
+    # fell from ~1500 to ~240 tasks/s (measured).
     allocator_decode: str = "guided"
 
     @classmethod

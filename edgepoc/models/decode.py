@@ -192,11 +192,12 @@ def decode(inst: Instance, p: np.ndarray, opts: DecodeOptions | None = None,
         from edgepoc.solvers.localsearch import local_search
 
         last = 0.0  # duration of the last descent: do not start one that would overrun the budget
+        deadline = t0 + opts.budget_s  # and stop one inside (an overloaded instance's sweep is O(n^2))
         for j in np.argsort(scores, kind="stable")[:opts.starts]:
             if time.perf_counter() - t0 + last >= opts.budget_s:
                 break
             d0 = time.perf_counter()
-            x, f, _ = local_search(inst, cands[j], free_times, swap_window=opts.swap_window)
+            x, f, _ = local_search(inst, cands[j], free_times, swap_window=opts.swap_window, deadline=deadline)
             last, descents = time.perf_counter() - d0, descents + 1
             if f < best_f:
                 best_x, best_f, source = x, f, sources[j] + "+ls"
@@ -205,7 +206,7 @@ def decode(inst: Instance, p: np.ndarray, opts: DecodeOptions | None = None,
         while time.perf_counter() - t0 + last < opts.budget_s:
             d0 = time.perf_counter()
             x, f, _ = local_search(inst, kick(best_x, weights, count, rng), free_times,
-                                   swap_window=opts.swap_window)
+                                   swap_window=opts.swap_window, deadline=deadline)
             last, kicks = time.perf_counter() - d0, kicks + 1
             if f < best_f:
                 best_x, best_f = x, f

@@ -84,3 +84,17 @@ def test_teacher_method_through_registry(teacher_run, inst, method):
     assert res.extra["decode"] == method
     if method != "argmax":
         assert res.total_latency == pytest.approx(res.extra["decoded_latency"])
+
+
+def test_local_search_stops_at_its_deadline():
+    """A descent checks the clock inside (an overloaded instance's sweep is O(n^2)): past the deadline
+    it returns at once, with the true delay of what it holds; with time left it equals no deadline."""
+    from edgepoc.solvers.localsearch import local_search
+
+    inst = generate("paper", 3, 1, n_tasks=400, load=3.0)[0]
+    x0 = np.zeros(inst.n_tasks, dtype=np.int8)
+    x, f, _ = local_search(inst, x0, swap_window=8, deadline=time.perf_counter() - 1.0)
+    assert np.array_equal(x, x0) and f == simulate(inst, x0)
+    free, _, _ = local_search(inst, x0, swap_window=8)
+    timed, _, _ = local_search(inst, x0, swap_window=8, deadline=time.perf_counter() + 3600)
+    assert np.array_equal(free, timed) and simulate(inst, free) < simulate(inst, x0)
