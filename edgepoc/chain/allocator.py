@@ -57,13 +57,14 @@ def make_allocator(method: str = "auto", model: str | None = None, seconds: floa
     if method == "auto" and model is None and not _bundled("student"):
         log.info("allocator: no student model installed; using %s", fallback)
         method = fallback
+    def params(m: str) -> dict:
+        return {"decode": decode} if decode and m in ("student", "teacher") else {}
+
     if probe is not None or method == "auto":
         target = "student" if method == "auto" else method
-        test = probe if probe is not None else Instance.create([[1.0, 1.0]] * 3, [0.0] * 3, [0.0, 0.1],
-                                                               [[0.5, 0.5], [0.4, 0.3]], name="probe")
+        test = probe if probe is not None else probe_instance(np.ones((3, 2)), np.zeros(3))
         try:
-            learned = decode and target in ("student", "teacher")
-            solve(test, target, SolveOptions(model=model, seconds=0.05, params={"decode": decode} if learned else {}))
+            solve(test, target, SolveOptions(model=model, seconds=0.05, params=params(target)))
             method = target
         except EdgepocError as exc:
             if method != "auto":
@@ -72,9 +73,8 @@ def make_allocator(method: str = "auto", model: str | None = None, seconds: floa
             method = fallback
 
     def allocate(inst: Instance, free_times: list[float]) -> np.ndarray:
-        params = {"decode": decode} if decode and method in ("student", "teacher") else {}
         opts = SolveOptions(seed=0, seconds=seconds, model=model, free_times=np.asarray(free_times, dtype=np.float64),
-                            params=params)
+                            params=params(method))
         return solve(inst, method, opts).assignment
 
     return allocate, method

@@ -70,7 +70,6 @@ class Arbiter:
 
 def _teacher_or_ga(model: str | None, probe):
     from edgepoc.errors import EdgepocError
-    from edgepoc.solvers.registry import SolveOptions, solve
 
     from edgepoc.chain.allocator import _bundled
 
@@ -78,9 +77,8 @@ def _teacher_or_ga(model: str | None, probe):
         if method == "teacher" and model is None and not _bundled("teacher"):
             log.info("arbiter: no teacher model installed")
             continue
-        try:  # with the chain's own shape: a teacher for another provider count cannot arbitrate it
-            solve(probe, method, SolveOptions(seconds=0.05, model=model if method == "teacher" else None))
-            return make_allocator(method, model=model if method == "teacher" else None, seconds=0.5)
+        try:  # probed with the chain's own shape: a teacher for another provider count cannot arbitrate it
+            return make_allocator(method, model=model if method == "teacher" else None, seconds=0.5, probe=probe)
         except EdgepocError as exc:
             log.warning("arbiter: %s unavailable (%s)", method, exc)
     return make_allocator("greedy")

@@ -62,15 +62,14 @@ def training_sections(run: Path) -> tuple[list[Section], list[list[object]]]:
     test_loss = _col(log, "test_loss")
     best_loss_epoch = int(epochs[int(np.nanargmin(test_loss))])
     rising_after = bool(np.nanmean(test_loss[int(np.nanargmin(test_loss)):]) > np.nanmin(test_loss) * 1.01)
+    overfit_far = rising_after and abs(best_loss_epoch - PAPER_OVERFIT_EPOCH) > 50
     claims = [
         ["accuracy rises during training", "rises", f"test accuracy {acc0:.3f} -> {acc1:.3f}", _verdict(acc1 > acc0)],
         ["diversity D rises during training", "rises", f"test D {div0:.4f} -> {div1:.4f}", _verdict(div1 > div0)],
         [f"overfitting near epoch {PAPER_OVERFIT_EPOCH}", f"~{PAPER_OVERFIT_EPOCH}",
          f"test loss lowest at epoch {best_loss_epoch} of {int(epochs[-1])}"
          + (", rising after" if rising_after else ", not rising after"),
-         _verdict(rising_after and abs(best_loss_epoch - PAPER_OVERFIT_EPOCH) <= 50)
-         if not rising_after or abs(best_loss_epoch - PAPER_OVERFIT_EPOCH) <= 50
-         else f"partly: it overfits, but from epoch {best_loss_epoch}"],
+         f"partly: it overfits, but from epoch {best_loss_epoch}" if overfit_far else _verdict(rising_after)],
     ]
     data = Section("Data", [
         "Task demands of the training and test instances (normalised, two resource types), labelled by the "
@@ -105,9 +104,8 @@ def distillation_section(run: Path) -> tuple[Section, list[list[object]]]:
     gap_argmax = (sa / ta - 1) * 100 if ta > 0 else float("nan")
     claim = [["teacher better than student by", f"{PAPER_TEACHER_STUDENT_GAP_PCT}%",
               f"{gap:.2f}% (guided decoders), {gap_argmax:.2f}% (argmax)",
-              _verdict(gap > 0 and abs(gap - PAPER_TEACHER_STUDENT_GAP_PCT) < 5)
-              if gap >= PAPER_TEACHER_STUDENT_GAP_PCT - 5 else
-              "does not hold: the gap is smaller here (the student loses less than the paper's)"]]
+              "does not hold: the gap is smaller here (the student loses less than the paper's)"
+              if gap < PAPER_TEACHER_STUDENT_GAP_PCT - 5 else _verdict(abs(gap - PAPER_TEACHER_STUDENT_GAP_PCT) < 5)]]
     section = Section("Distillation", [
         f"Student vs teacher on the test instances, last epoch: mean total delay {s:,.2f} vs {t:,.2f} s with the "
         f"guided decoder ({gap:+.2f}%), {sa:,.2f} vs {ta:,.2f} s with argmax ({gap_argmax:+.2f}%). "

@@ -98,15 +98,17 @@ def bundled_path(kind: str, n_providers: int | None = None) -> Path:
     return Path(str(folder.joinpath(BUNDLED[kind])))
 
 
-def bundled_provider_counts(kind: str) -> list[int]:
-    """Provider counts the package ships a `kind` checkpoint for (3 = the default file)."""
+@lru_cache(maxsize=4)
+def bundled_provider_counts(kind: str) -> tuple[int, ...]:
+    """Provider counts the package ships a `kind` checkpoint for (3 = the default file); read once, as
+    it is asked on every solve (every block on a chain node)."""
     folder = resources.files("edgepoc.models").joinpath("bundled")
     counts = [3] if folder.joinpath(BUNDLED[kind]).is_file() else []
     for entry in folder.iterdir():
         stem = entry.name.removesuffix(".pt")
         if entry.name.endswith(".pt") and stem.startswith(f"{kind}-k") and stem[len(kind) + 2:].isdigit():
             counts.append(int(stem[len(kind) + 2:]))
-    return sorted(set(counts))
+    return tuple(sorted(set(counts)))
 
 
 @lru_cache(maxsize=8)

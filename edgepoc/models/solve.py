@@ -36,14 +36,12 @@ def warm_decoders() -> None:
 
 def _solve(kind: str, instance: Instance, options) -> tuple[np.ndarray, dict]:
     path = options.model
-    if path is None:  # the bundled model for this provider count
-        counts = bundled_provider_counts(kind)
-        if counts and instance.n_providers not in counts:
+    counts = bundled_provider_counts(kind) if path is None else ()
+    if counts:  # the bundled model for this provider count (none bundled: load_cached names the missing file)
+        if instance.n_providers not in counts:
             raise InputError(f"model: no bundled {kind} for {instance.n_providers} providers (bundled: "
                              f"{', '.join(map(str, counts))}); train one with `edgepoc train` and pass --model")
         path = bundled_path(kind, instance.n_providers)
-        if not path.is_file():
-            path = None  # load_cached names the missing bundle
     model, doc = load_cached(path, kind)
     warm_decoders()
     opts = DecodeOptions.from_params(dict(options.params), options.seconds, options.seed)
