@@ -13,7 +13,21 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,ray]'  # ray: the labelling job's cluster backend, tested on a local cluster
 	touch $@
 
-install: $(BIN)/.installed
+COMETBFT_VERSION := v1.0.1
+COMETBFT_STAMP := $(BIN)/.cometbft-$(COMETBFT_VERSION)
+ABCI_GEN := edgepoc/chain/abci/gen/VERSION
+
+# The chain's consensus engine: CometBFT built from its Go module (pinned) into the venv, once.
+$(COMETBFT_STAMP): | $(BIN)/.installed
+	GOBIN=$(abspath $(BIN)) GOFLAGS=-buildvcs=false go install github.com/cometbft/cometbft/cmd/cometbft@$(COMETBFT_VERSION)
+	$(BIN)/cometbft version
+	touch $@
+
+# The ABCI wire code, generated from that CometBFT's own .proto files (gitignored).
+$(ABCI_GEN): edgepoc/chain/abci/genproto.py $(COMETBFT_STAMP)
+	$(BIN)/python -m edgepoc.chain.abci.genproto
+
+install: $(BIN)/.installed $(COMETBFT_STAMP) $(ABCI_GEN)
 
 demo: install
 	$(BIN)/edgepoc demo
@@ -25,4 +39,4 @@ bench: install
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info edgepoc/chain/abci/gen
