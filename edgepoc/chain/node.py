@@ -22,7 +22,10 @@ from edgepoc.chain.allocator import make_allocator, probe_instance
 from edgepoc.chain.consensus import ChainState, InvalidBlock
 from edgepoc.chain.crypto import SigningKey, sha256_hex
 from edgepoc.chain.genesis import Genesis
-from edgepoc.chain.httpapi import HttpClient, HttpServer, Response
+from edgepoc.chain.api.homemade import HomemadeNodeView, report_commit
+from edgepoc.chain.api.metrics import ChainMetrics
+from edgepoc.chain.api.serve import bind, serve_api_async
+from edgepoc.chain.httpapi import HttpClient
 from edgepoc.chain.state_machine import HeightMachine, Step
 from edgepoc.chain.store import BlockStore
 from edgepoc.chain.transport import PeerLink, encode_frame, read_frames
@@ -34,8 +37,6 @@ from edgepoc.game.kernel import simulate, simulate_state
 log = logging.getLogger("edgepoc.node")
 BYZANTINE_MODES = ("grab-all", "equivocate")
 MAX_SYNC_BLOCKS = 20
-MAX_STATUS_IDS = 20000
-MAX_SUBMIT_TASKS = 5000  # per request: signature checks run on the event loop
 MAX_ROUND_AHEAD = 50  # votes/proposals further ahead than this are dropped (memory bound)
 
 
@@ -102,17 +103,18 @@ class Node:
         self.last_commit_time = None
         self.commit_times: dict[int, float] = {}  # height -> wall time this node stored it (for latency figures)
         self.drops = 0
+        self.metrics = ChainMetrics()
 
     # ================================================================ lifecycle
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         try:
             server = await asyncio.start_server(self._accept_peer, self.config.host, self.config.peer_port, limit=1 << 16)
-            api = HttpServer(self._api, max_body=self.params.max_message_bytes)
-            await api.start(self.config.host, self.config.api_port)
-        except OSError as exc:
+            api_sock = bind(self.config.host, self.config.api_port)
+        except (OSError, EdgepocError) as exc:
             raise EdgepocError(f"node {self.config.name}: cannot listen on {self.config.host} "
-                               f"ports {self.config.peer_port}/{self.config.api_port} ({exc.strerror})") from None
+                               f"ports {self.config.peer_port}/{self.config.api_port} ({getattr(exc, 'strerror', exc)})") from None
+        loop.create_task(serve_api_async(HomemadeNodeView(self, loop), self.metrics, api_sock))
         for p in self.config.peers:
             link = PeerLink(p["address"], p["host"], int(p["port"]))
             link.on_connect = lambda a=p["address"]: self._greet(a)
@@ -315,6 +317,7 @@ class Node:
             except InvalidBlock as exc:
                 log.warning("rejected block %s at height %d round %d from %s: %s", h[:12], block.height, block.round,
                             block.proposer[:8], exc)
+                self.metrics.proposal_rejected(str(exc).split(":")[0])
                 self.valid_cache[h] = None
         return self.valid_cache[h]
 
@@ -332,6 +335,7 @@ class Node:
                 log.warning("prevote nil at height %d round %d: claimed latency %.6g vs own %.6g (tolerance %g)",
                             block.height, round_, block.claimed_latency, own, self.params.tolerance)
                 self._report_invalid_proposal(block)
+                self.metrics.proposal_rejected("latency-over-tolerance")
         self.accept_cache[h] = ok
         return ok
 
@@ -373,13 +377,14 @@ class Node:
         self.store.save_block(block, commit, after, latencies)
         self.state = after
         self.last_commit = commit
-        self.last_commit_time = time.time()
+        prev_commit_time, self.last_commit_time = self.last_commit_time, time.time()
         self.commit_times[block.height] = self.last_commit_time
         if len(self.commit_times) > 10000:
             self.commit_times.pop(min(self.commit_times))
         for t in block.tasks:
             self.mempool.pop(t.id, None)
         self.machine = None
+        report_commit(self.metrics, self, block, prev_commit_time)
         log.info("committed height %d round %d: %d tasks, latency %.4g, proposer %s, %d evidence", block.height,
                  block.round, len(block.tasks), block.claimed_latency, block.proposer[:8], len(block.evidence))
 
@@ -556,37 +561,6 @@ class Node:
             asyncio.get_running_loop().create_task(self._new_height(initial=True))
 
     # ================================================================ client API
-    async def _api(self, method: str, path: str, body: Any) -> Response:
-        parts = [p for p in path.split("/") if p]
-        if method == "POST" and parts == ["tasks"]:
-            tasks = body.get("tasks") if isinstance(body, dict) else None
-            if not isinstance(tasks, list):
-                raise InputError("body: expected {\"tasks\": [...]}")
-            if len(tasks) > MAX_SUBMIT_TASKS:
-                raise InputError(f"tasks: at most {MAX_SUBMIT_TASKS} per request, got {len(tasks)}")
-            ids, rejected = self._admit(tasks, gossip=True)
-            return Response(200, {"accepted": len(ids), "ids": ids, "rejected": rejected})
-        if method == "POST" and parts == ["tasks", "status"]:
-            ids = body.get("ids") if isinstance(body, dict) else None
-            if not isinstance(ids, list) or len(ids) > MAX_STATUS_IDS or not all(isinstance(i, str) for i in ids):
-                raise InputError(f"body: expected {{\"ids\": [...]}} with at most {MAX_STATUS_IDS} ids")
-            return Response(200, {"tasks": {i: self._task_status(i) for i in ids}})
-        if method == "GET" and len(parts) == 2 and parts[0] == "tasks":
-            return Response(200, self._task_status(parts[1]))
-        if method == "GET" and len(parts) == 2 and parts[0] == "blocks":
-            h = self.state.height if parts[1] == "latest" else (int(parts[1]) if parts[1].isdigit() else -1)
-            raw = self.store.block_raw(h)
-            if raw is None:
-                return Response(404, {"error": f"no block at height {parts[1]}"})
-            return Response(200, {"block": raw[0], "commit": raw[1], "hash": self.store.block_hash(h)})
-        if method == "GET" and parts == ["contributions"]:
-            return Response(200, self.contribution_table())
-        if method == "GET" and parts == ["evidence"]:
-            return Response(200, {"evidence": self.store.all_evidence()})
-        if method == "GET" and parts == ["status"]:
-            return Response(200, self.status())
-        return Response(404, {"error": f"no route {method} {path}"})
-
     def _task_status(self, task_id: str) -> dict:
         st = self.store.task(task_id)
         if st is None:
