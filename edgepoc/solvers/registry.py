@@ -48,6 +48,8 @@ METHODS: dict[str, tuple[str, str]] = {
     "cpsat": ("edgepoc.solvers.cpsat:solve_cpsat", "OR-Tools CP-SAT, exact or best within the time limit, with bound"),
     "teacher": ("edgepoc.models.solve:solve_teacher", "the GNN+RNN ResourceAllocationModel (teacher)"),
     "student": ("edgepoc.models.solve:solve_student", "the distilled student model"),
+    "search": ("edgepoc.models.onepass:solve_search_control",
+               "no-model control: the models' search decoder from greedy, uniform kicks, same work budget"),
     "dqn": ("edgepoc.solvers.rl.dqn:solve_dqn", "Stable-Baselines3 DQN dispatcher"),
     "maddpg": ("edgepoc.solvers.rl.maddpg:solve_maddpg", "MADDPG bidding providers"),
     "brute-force": ("edgepoc.solvers.exact:solve_brute_force", "exhaustive search (tiny instances only)"),
