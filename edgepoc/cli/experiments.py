@@ -15,25 +15,34 @@ def compare_cmd(
     preset: Optional[str] = typer.Option(None, help="Generate the instances from this preset instead."),
     count: int = typer.Option(10, help="How many generated instances (with --preset)."),
     n_tasks: Optional[int] = typer.Option(None, "--n-tasks", help="Tasks per generated instance (preset default)."),
-    instance_seed: int = typer.Option(0, "--instance-seed", help="Seed of the generated instances."),
-    methods: str = typer.Option(",".join(["random", "round-robin", "greedy", "ga", "cpsat", "dqn", "maddpg",
-                                          "teacher", "student"]), help="Comma-separated methods to run."),
-    seconds: float = typer.Option(2.0, help="Time limit per instance for ga, cpsat, teacher, student."),
+    instance_seed: int = typer.Option(5000, "--instance-seed",
+                                      help="Seed of the generated instances (5000: held out from the bundled "
+                                           "models' training and selection seeds)."),
+    methods: Optional[str] = typer.Option(None, help="Comma-separated methods (default: every registered one "
+                                                     "of random, round-robin, greedy, rollout, ga, cpsat, dqn, "
+                                                     "maddpg, search, teacher, student)."),
+    seconds: float = typer.Option(2.0, help="CPU-time limit per instance for ga and cpsat (one core each)."),
     method_seconds: Optional[list[str]] = typer.Option(None, "--method-seconds",
-                                                       help="Per-method limit, e.g. cpsat=10 (repeatable)."),
+                                                       help="Per-method limit, e.g. cpsat=10 (repeatable; "
+                                                            "ga, cpsat, search, teacher, student)."),
     teacher: Optional[Path] = typer.Option(None, help="Teacher checkpoint (default: bundled)."),
     student: Optional[Path] = typer.Option(None, help="Student checkpoint (default: bundled)."),
     dqn: Optional[Path] = typer.Option(None, help="DQN checkpoint (default: bundled)."),
     maddpg: Optional[Path] = typer.Option(None, help="MADDPG checkpoint (default: bundled)."),
     seed: int = typer.Option(0, help="Seed passed to every method."),
-    out: Path = typer.Option(Path("runs/compare"), "--out", "-o", help="Folder for the tables, figure and config."),
+    out: Path = typer.Option(Path("runs/compare"), "--out", "-o", help="Folder for tables, figure, config."),
 ) -> None:
-    """Total delay, gap to the best known and wall time per method; table, CSV/Markdown, Fig. 18 PNG."""
+    """Every method on the same instances: ratio to the best known with a 95 % interval, Fig. 18 PNG.
+
+    Give instance files, or --preset NAME for --count (10) held-out instances of instance seed 5000.
+    """
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     from edgepoc.errors import InputError
-    from edgepoc.experiments.compare import CompareConfig, compare, write_results
+    from edgepoc.experiments.compare import TRAINING_SEEDS, CompareConfig, compare, default_methods, ratio_text, \
+        write_results
     from edgepoc.game.files import read_instance
     from edgepoc.game.generators import generate
 
@@ -42,6 +51,8 @@ def compare_cmd(
     if instances:
         insts = [read_instance(p) for p in instances]
     elif preset:
+        if count < 1:
+            raise InputError(f"--count: must be >= 1, got {count}")
         insts = generate(preset, seed=instance_seed, count=count, n_tasks=n_tasks)
     else:
         raise InputError("instances: give instance files or --preset NAME")
@@ -51,23 +62,28 @@ def compare_cmd(
     if any(not v > 0 for v in limits.values()):
         raise InputError("--method-seconds: limits must be > 0")
     models = {m: str(p) for m, p in {"teacher": teacher, "student": student, "dqn": dqn, "maddpg": maddpg}.items() if p}
-    config = CompareConfig(methods=[m.strip() for m in methods.split(",") if m.strip()], seconds=seconds,
-                           method_seconds=limits, models=models, seed=seed)
+    chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else default_methods()
+    config = CompareConfig(methods=chosen, seconds=seconds, method_seconds=limits, models=models, seed=seed)
+    console = Console(stderr=True)
+    if preset and instance_seed in TRAINING_SEEDS:
+        console.print(f"note: instance seed {instance_seed} was used to train or select the bundled models; "
+                      "this comparison is not held out (default: 5000)", style="yellow", soft_wrap=True)
     result = compare(insts, config=config)
     paths = write_results(result, out)
     console = Console()
-    table = Table(title=f"algorithm comparison on {len(insts)} instance(s)")
-    for col in ("method", "status", "mean total delay (s)", "gap to best known (%)", "seconds / instance"):
-        table.add_column(col, justify="left" if col in ("method", "status") else "right")
+    table = Table(title=f"algorithm comparison on {len(insts)} instance(s)", box=box.SIMPLE_HEAD)
+    for col in ("method", "status", "solved", "mean delay (s)", "ratio to best [95% CI]", "s/inst"):
+        table.add_column(col, justify="left" if col in ("method", "status") else "right", no_wrap=True)
     for r in result.summary():
-        table.add_row(r["method"], r["status"].split(":")[0], *(f"{r[k]:{f}}" if k in r else "—" for k, f in
-                      (("mean_total_latency", ",.2f"), ("mean_gap_pct", ".2f"), ("mean_seconds", ".3f"))))
+        table.add_row(r["method"], r["status"].split(":")[0], str(r["instances"]),
+                      f"{r['mean_total_latency']:,.2f}" if "mean_total_latency" in r else "—", ratio_text(r),
+                      f"{r['mean_seconds']:.3f}" if "mean_seconds" in r else "—")
     console.print(table)
     for m, why in result.status.items():
         if why != "ok":
             console.print(f"{m}: {why}", style="yellow", soft_wrap=True)
-    console.print(result.claim()["statement"])
-    console.print(f"results: {paths['summary_md']}, {paths['results']}, {paths['figure']}")
+    console.print(result.claim()["statement"], soft_wrap=True)
+    console.print(f"results: {paths['summary_md']}, {paths['results']}, {paths['figure']}", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

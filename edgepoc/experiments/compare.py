@@ -3,9 +3,16 @@
 Each method runs through the solver registry, so every delay is re-simulated by the shared kernel.
 Per instance the gap is measured against the best allocation any method found there (the best
 known); CP-SAT's proven lower bound is kept too when it ran. A method whose module is missing from
-the install is reported as unavailable; one that fails is reported with its error, and the others
-still run. The paper's claim (the deep model 5.84% better than the best other method) is checked
-on the mean total delay.
+the install is reported as unavailable; a method that fails on one instance is reported failed *there*
+and still runs on the others. Each method's ratio to the best known gets a 95 % interval over the
+instances; the paper's claim (the deep model 5.84 % better than the best other method) is checked on
+the paired per-instance improvement, with its interval, and reads "not significant" where the interval
+includes zero difference.
+
+Fair budgets: the time-budgeted solvers (GA, CP-SAT) get the same CPU-time budget on one core (the GA
+counts its thread's CPU time, CP-SAT runs one worker), so a busy machine does not change who wins.
+The learned decoders and the no-model `search` control run their default *work* budget (deterministic)
+unless a time is given for them explicitly.
 """
 
 from __future__ import annotations
@@ -21,22 +28,35 @@ from typing import Any
 import numpy as np
 
 from edgepoc.errors import EdgepocError, InputError
+from edgepoc.experiments.stats import Interval, claim_verdict, difference_verdict, mean_interval
 from edgepoc.game.instance import Instance
 from edgepoc.solvers.registry import METHODS, SolveOptions, solve
 
-ALL_METHODS = ["random", "round-robin", "greedy", "ga", "cpsat", "dqn", "maddpg", "teacher", "student"]
+ALL_METHODS = ["random", "round-robin", "greedy", "rollout", "ga", "cpsat", "dqn", "maddpg", "search", "teacher",
+               "student"]
 DEEP_METHODS = ("teacher", "student")  # "the deep model" of the paper's claim
-BUDGETED = ("ga", "cpsat", "teacher", "student")  # methods that take a time limit (--seconds)
+NO_MODEL_CONTROL = "search"  # the models' search decoder on uniform scores
+BUDGETED = ("ga", "cpsat")  # methods that --seconds applies to (the same CPU-time budget, one core)
+TIMEABLE = ("ga", "cpsat", "search", "teacher", "student")  # methods that accept a time limit at all
 LEARNED = ("dqn", "maddpg", "teacher", "student")  # methods that take a checkpoint
 PAPER_CLAIM_PCT = 5.84
+# Instance seeds the bundled models were trained or selected on (docs/models.md): a comparison on them
+# is not held out. The default comparison seed is far from all of them.
+TRAINING_SEEDS = frozenset({0, 1, *range(1000, 2100)})
+HELD_OUT_SEED = 5000
+
+
+def default_methods() -> list[str]:
+    """The default method list: every method of ALL_METHODS this install registers."""
+    return [m for m in ALL_METHODS if m in METHODS]
 
 
 @dataclass
 class CompareConfig:
     """The settings of one comparison (written as config.json beside the results)."""
 
-    methods: list[str] = field(default_factory=lambda: list(ALL_METHODS))
-    seconds: float = 2.0  # time limit per instance for the budgeted methods
+    methods: list[str] = field(default_factory=default_methods)
+    seconds: float = 2.0  # CPU-time limit per instance for the budgeted solvers (GA, CP-SAT)
     method_seconds: dict[str, float] = field(default_factory=dict)  # per-method overrides
     models: dict[str, str] = field(default_factory=dict)  # method -> checkpoint (absent: bundled)
     params: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> solver params
@@ -45,8 +65,12 @@ class CompareConfig:
 
     def options(self, method: str) -> SolveOptions:
         seconds = self.method_seconds.get(method, self.seconds if method in BUDGETED else None)
-        return SolveOptions(seed=self.seed, seconds=seconds, model=self.models.get(method),
-                            params=dict(self.params.get(method, {})))
+        params = dict(self.params.get(method, {}))
+        if method == "ga":
+            params.setdefault("clock", "cpu")
+        elif method == "cpsat":
+            params.setdefault("workers", 1)
+        return SolveOptions(seed=self.seed, seconds=seconds, model=self.models.get(method), params=params)
 
 
 @dataclass
@@ -57,50 +81,100 @@ class MethodRun:
     seconds: float
     gap_pct: float = math.nan
     lower_bound: float | None = None
+    status: str = "ok"  # "ok" or "failed: <why>" (then total_latency is NaN)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
 
 
 @dataclass
 class CompareResult:
     config: CompareConfig
-    runs: list[MethodRun]
-    status: dict[str, str]  # method -> "ok" | "unavailable: ..." | "failed: ..."
+    runs: list[MethodRun]  # one per (instance, method) that was tried, failed ones included
+    status: dict[str, str]  # method -> "ok" | "unavailable: ..." | "failed on i of n instance(s): ..."
     best_known: dict[str, float]  # instance -> best total delay any method found
 
+    def ok_runs(self, method: str) -> list[MethodRun]:
+        return [r for r in self.runs if r.method == method and r.ok]
+
+    def ratio_interval(self, method: str) -> Interval:
+        """Mean ratio of the method's total delay to the best known, with its 95 % interval."""
+        return mean_interval([r.total_latency / self.best_known[r.instance] for r in self.ok_runs(method)
+                              if self.best_known[r.instance] > 0])
+
     def summary(self) -> list[dict[str, Any]]:
-        """Per method: mean total delay, mean gap to the best known, mean seconds per instance."""
+        """Per method: instances solved, mean total delay, gap to the best known, ratio with its interval."""
         rows = []
         for m in self.config.methods:
-            runs = [r for r in self.runs if r.method == m]
+            runs = self.ok_runs(m)
             row: dict[str, Any] = {"method": m, "status": self.status.get(m, "ok"), "instances": len(runs)}
             if runs:
+                ratio = self.ratio_interval(m)
                 row.update(mean_total_latency=float(np.mean([r.total_latency for r in runs])),
                            mean_gap_pct=float(np.mean([r.gap_pct for r in runs])),
                            max_gap_pct=float(np.max([r.gap_pct for r in runs])),
+                           ratio_to_best=ratio.mean, ratio_ci_low=ratio.low, ratio_ci_high=ratio.high,
                            mean_seconds=float(np.mean([r.seconds for r in runs])))
             rows.append(row)
         return rows
 
+    def improvement(self, method: str, baseline: str) -> Interval:
+        """Per-instance `(baseline - method) / baseline` in %, paired on the instances both solved."""
+        a = {r.instance: r.total_latency for r in self.ok_runs(method)}
+        b = {r.instance: r.total_latency for r in self.ok_runs(baseline)}
+        return mean_interval([(b[i] - a[i]) / b[i] * 100 for i in a if i in b and b[i] > 0])
+
     def claim(self) -> dict[str, Any]:
-        """Is the deep model 5.84% better than the best other method (on mean total delay)?"""
+        """Is the deep model 5.84 % better than the best other method? Paired over instances, with a 95 % interval."""
+        n = len(self.best_known)
         means = {r["method"]: r["mean_total_latency"] for r in self.summary()
-                 if "mean_total_latency" in r and r["instances"] == len(self.best_known)}
+                 if "mean_total_latency" in r and r["instances"] == n}
         deep = {m: v for m, v in means.items() if m in DEEP_METHODS}
         other = {m: v for m, v in means.items() if m not in DEEP_METHODS}
         if not deep or not other:
             missing = "the deep model (teacher/student)" if not deep else "any other method"
-            return {"paper_pct": PAPER_CLAIM_PCT, "measured_pct": None, "holds": None,
+            return {"paper_pct": PAPER_CLAIM_PCT, "measured_pct": None, "holds": None, "verdict": "not measured",
                     "statement": f"The paper's claim was not checked: {missing} did not run on every instance."}
         d = min(deep, key=deep.get)
         o = min(other, key=other.get)
-        pct = (other[o] - deep[d]) / other[o] * 100 if other[o] > 0 else 0.0
-        holds = pct >= PAPER_CLAIM_PCT
-        word = "better" if pct >= 0 else "worse"
-        statement = (f"The paper's claim {'holds' if holds else 'does not hold'} here: the best deep model "
-                     f"({d}, mean total delay {deep[d]:,.2f} s) is {abs(pct):.2f}% {word} than the best other "
-                     f"method ({o}, {other[o]:,.2f} s) over {len(self.best_known)} instance(s); the paper "
-                     f"reports {PAPER_CLAIM_PCT}% better.")
-        return {"paper_pct": PAPER_CLAIM_PCT, "measured_pct": pct, "holds": holds, "deep_method": d,
-                "best_other": o, "statement": statement}
+        gain = self.improvement(d, o)
+        verdict = claim_verdict(gain, PAPER_CLAIM_PCT)
+        word = "better" if gain.mean >= 0 else "worse"
+        opening = {"holds": "holds here", "does not hold": "does not hold here",
+                   "not significant": "is not confirmed here (the difference is not significant)"}[verdict]
+        statement = (f"The paper's claim {opening}: the best deep "
+                     f"model ({d}) is {abs(gain.mean):.2f}% {word} than the best other method ({o}) on average "
+                     f"over {n} instance(s), 95% interval {_interval_text(gain)}: "
+                     f"{difference_verdict(gain)}; the paper reports {PAPER_CLAIM_PCT}% better.")
+        doc: dict[str, Any] = {"paper_pct": PAPER_CLAIM_PCT, "measured_pct": gain.mean, "ci_low": gain.low,
+                               "ci_high": gain.high, "instances": gain.n, "holds": verdict == "holds",
+                               "verdict": verdict, "deep_method": d, "best_other": o, "statement": statement}
+        control = self.control()
+        if control:
+            doc["control"] = control
+            doc["statement"] += " " + control["statement"]
+        return doc
+
+    def control(self) -> dict[str, Any] | None:
+        """The deep model against the same search decoder with no model (uniform scores)."""
+        n = len(self.best_known)
+        runs = {m: self.ok_runs(m) for m in (*DEEP_METHODS, NO_MODEL_CONTROL)}
+        deep = [m for m in DEEP_METHODS if len(runs[m]) == n]
+        if not deep or len(runs[NO_MODEL_CONTROL]) != n:
+            return None
+        d = min(deep, key=lambda m: np.mean([r.total_latency for r in runs[m]]))
+        gain = self.improvement(d, NO_MODEL_CONTROL)
+        verdict = difference_verdict(gain)
+        return {"deep_method": d, "measured_pct": gain.mean, "ci_low": gain.low, "ci_high": gain.high,
+                "verdict": verdict,
+                "statement": f"Against the no-model control ({NO_MODEL_CONTROL}: the same search on uniform "
+                             f"scores) {d} is {gain.mean:+.2f}% better, 95% interval {_interval_text(gain)}: "
+                             f"{verdict}."}
+
+
+def _interval_text(iv: Interval) -> str:
+    return f"[{iv.low:+.2f}%, {iv.high:+.2f}%]" if iv.defined else "undefined with one instance"
 
 
 def _available(method: str) -> str | None:
@@ -113,9 +187,20 @@ def _available(method: str) -> str | None:
     return None
 
 
+def method_status(runs: list[MethodRun], method: str, available: str | None) -> str:
+    """`ok`, `unavailable: ...` or `failed on i of n instance(s): <first error>`."""
+    if available:
+        return available
+    failed = [r for r in runs if r.method == method and not r.ok]
+    if not failed:
+        return "ok"
+    tried = sum(1 for r in runs if r.method == method)
+    return f"failed on {len(failed)} of {tried} instance(s): {failed[0].status.removeprefix('failed: ')}"
+
+
 def compare(instances: list[Instance], methods: list[str] | None = None, config: CompareConfig | None = None,
             progress: bool = True) -> CompareResult:
-    """Run every method on every instance; failures of one method do not stop the others."""
+    """Run every method on every instance; a failure is recorded for that instance and the rest still run."""
     config = config or CompareConfig()
     if methods is not None:
         config.methods = list(methods)
@@ -124,8 +209,16 @@ def compare(instances: list[Instance], methods: list[str] | None = None, config:
     unknown = [m for m in config.methods if m not in METHODS]
     if unknown:
         raise InputError(f"--methods: unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
-    config.instances = [inst.name for inst in instances]
-    status = {m: _available(m) or "ok" for m in config.methods}
+    untimed = sorted(m for m in config.method_seconds if m not in TIMEABLE)
+    if untimed:
+        raise InputError(f"--method-seconds: {', '.join(untimed)} take(s) no time budget; "
+                         f"only {', '.join(TIMEABLE)} do")
+    names = [inst.name for inst in instances]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise InputError(f"instances: the same instance given twice ({', '.join(dup)})")
+    config.instances = names
+    available = {m: _available(m) for m in config.methods}
     runs: list[MethodRun] = []
     from edgepoc.solvers.rl.common import progress_bar
 
@@ -136,11 +229,11 @@ def compare(instances: list[Instance], methods: list[str] | None = None, config:
         for inst in instances:
             for m in config.methods:
                 bar.update(task, status=f"{inst.name}: {m}")
-                if status[m] == "ok":
+                if available[m] is None:
                     try:
                         res = solve(inst, m, config.options(m))
                     except EdgepocError as exc:
-                        status[m] = f"failed: {exc}"
+                        runs.append(MethodRun(m, inst.name, math.nan, math.nan, status=f"failed: {exc}"))
                     else:
                         lb = res.extra.get("lower_bound")
                         runs.append(MethodRun(m, inst.name, res.total_latency, res.seconds,
@@ -148,11 +241,13 @@ def compare(instances: list[Instance], methods: list[str] | None = None, config:
                 bar.advance(task)
     best = {}
     for inst in instances:
-        totals = [r.total_latency for r in runs if r.instance == inst.name]
+        totals = [r.total_latency for r in runs if r.instance == inst.name and r.ok]
         best[inst.name] = min(totals) if totals else math.nan
     for r in runs:
-        b = best[r.instance]
-        r.gap_pct = (r.total_latency - b) / b * 100 if b > 0 else 0.0
+        if r.ok:
+            b = best[r.instance]
+            r.gap_pct = (r.total_latency - b) / b * 100 if b > 0 else 0.0
+    status = {m: method_status(runs, m, available[m]) for m in config.methods}
     return CompareResult(config, runs, status, best)
 
 
@@ -166,13 +261,16 @@ def write_results(result: CompareResult, out: str | Path) -> dict[str, Path]:
     paths["config"].write_text(json.dumps(asdict(result.config), indent=2))
     with paths["results"].open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["instance", "method", "total_latency", "gap_to_best_known_pct", "seconds", "lower_bound",
-                    "best_known"])
+        w.writerow(["instance", "method", "status", "total_latency", "gap_to_best_known_pct", "seconds",
+                    "lower_bound", "best_known"])
         for r in result.runs:
-            w.writerow([r.instance, r.method, f"{r.total_latency:.6f}", f"{r.gap_pct:.4f}", f"{r.seconds:.4f}",
-                        "" if r.lower_bound is None else f"{r.lower_bound:.6f}", f"{result.best_known[r.instance]:.6f}"])
+            num = (lambda v, spec: "" if not math.isfinite(v) else format(v, spec))
+            w.writerow([r.instance, r.method, r.status, num(r.total_latency, ".6f"), num(r.gap_pct, ".4f"),
+                        num(r.seconds, ".4f"), "" if r.lower_bound is None else f"{r.lower_bound:.6f}",
+                        num(result.best_known[r.instance], ".6f")])
     summary = result.summary()
-    cols = ["method", "status", "instances", "mean_total_latency", "mean_gap_pct", "max_gap_pct", "mean_seconds"]
+    cols = ["method", "status", "instances", "mean_total_latency", "mean_gap_pct", "max_gap_pct", "ratio_to_best",
+            "ratio_ci_low", "ratio_ci_high", "mean_seconds"]
     with paths["summary_csv"].open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
@@ -198,12 +296,23 @@ def _fmt(v: Any, spec: str) -> str:
     return format(v, spec) if isinstance(v, (int, float)) else "—"
 
 
+def ratio_text(row: dict) -> str:
+    """`1.023 [1.010, 1.036]`: the ratio to the best known with its 95 % interval (— when not measured)."""
+    r = row.get("ratio_to_best")
+    if not isinstance(r, (int, float)) or not math.isfinite(r):
+        return "—"
+    lo, hi = row.get("ratio_ci_low"), row.get("ratio_ci_high")
+    if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and math.isfinite(lo) and math.isfinite(hi):
+        return f"{r:.3f} [{lo:.3f}, {hi:.3f}]"
+    return f"{r:.3f}"
+
+
 def summary_markdown(summary: list[dict], claim: dict) -> str:
-    lines = ["| method | status | instances | mean total delay (s) | gap to best known (%) | max gap (%) | "
-             "seconds / instance |", "|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| method | status | instances | mean total delay (s) | ratio to best known [95% CI] | "
+             "gap to best known (%) | max gap (%) | seconds / instance |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in summary:
         lines.append(f"| {r['method']} | {r['status']} | {r['instances']} | {_fmt(r.get('mean_total_latency'), ',.2f')} "
-                     f"| {_fmt(r.get('mean_gap_pct'), '.2f')} | {_fmt(r.get('max_gap_pct'), '.2f')} "
+                     f"| {ratio_text(r)} | {_fmt(r.get('mean_gap_pct'), '.2f')} | {_fmt(r.get('max_gap_pct'), '.2f')} "
                      f"| {_fmt(r.get('mean_seconds'), '.3f')} |")
     return "\n".join(lines) + "\n\n" + claim["statement"] + "\n"
 

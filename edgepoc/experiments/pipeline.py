@@ -37,9 +37,9 @@ class PipelineConfig:
     epochs: int = 200
     patience: int = 200  # the demo shows the whole training curve; best.pt is still the best epoch
     distill_epochs: int = 100
-    compare_count: int = 4  # held-out instances in the algorithm comparison
-    compare_methods: str = "random,round-robin,greedy,ga,cpsat,dqn,maddpg,teacher,student"
-    compare_seconds: float = 2.0  # budget per instance for GA / CP-SAT in the comparison
+    compare_count: int = 10  # held-out instances in the algorithm comparison (seed HELD_OUT_SEED + seed)
+    compare_methods: str = ""  # comma-separated; empty: every registered method of the comparison
+    compare_seconds: float = 2.0  # CPU-time budget per instance for GA / CP-SAT in the comparison
     nodes: int = 4
     chain_tasks: int = 2000
     chain_rate: float = 0.0  # tasks/s submitted; 0 = as fast as the node takes them
@@ -60,7 +60,7 @@ def quick_config(out: str, seed: int = 0) -> PipelineConfig:
 def paper_config(out: str, seed: int = 0) -> PipelineConfig:
     """The paper's experiment at its size: 1000 training and 1000 test tasks, 3 providers, 2 resources."""
     return PipelineConfig(out=out, seed=seed, n_tasks=1000, train_count=1, test_count=1, label_generations=200,
-                          epochs=300, patience=300, distill_epochs=150, compare_count=1, compare_seconds=10.0,
+                          epochs=300, patience=300, distill_epochs=150, compare_count=10, compare_seconds=10.0,
                           chain_tasks=3000)
 
 
@@ -98,7 +98,7 @@ class Pipeline:
                   "--generations", str(c.label_generations), "--workers", str(c.workers)]
         self.cli("label-train", "generate", *common, "--count", str(c.train_count), "--seed", str(c.seed),
                  "--out", str(self.out / "data" / "train"))
-        self.cli("label-test", "generate", *common, "--count", str(max(c.test_count, c.compare_count)),
+        self.cli("label-test", "generate", *common, "--count", str(c.test_count),
                  "--seed", str(c.seed + 1), "--out", str(self.out / "data" / "test"))
 
     def train(self) -> None:
@@ -119,11 +119,13 @@ class Pipeline:
         self.cli("plot-student", "plot", str(self.out / "student"), "--out", str(self.out / "figures"))
 
     def compare(self) -> None:
+        """Every method on held-out instances: seeds the run's (and the bundled) models never saw."""
+        from edgepoc.experiments.compare import HELD_OUT_SEED
+
         c = self.cfg
-        inst_dir = self.out / "compare" / "instances"
-        self.cli("compare-export", "dataset", "export", str(self.out / "data" / "test"), str(inst_dir))
-        instances = sorted((inst_dir / "instances").glob("*.json"))
-        self.cli("compare", "compare", *map(str, instances[: c.compare_count]), "--methods", c.compare_methods,
+        methods = ["--methods", c.compare_methods] if c.compare_methods else []
+        self.cli("compare", "compare", "--preset", c.preset, "--n-tasks", str(c.n_tasks), "--count",
+                 str(c.compare_count), "--instance-seed", str(HELD_OUT_SEED + c.seed), *methods,
                  "--seconds", str(c.compare_seconds), "--teacher", str(self.out / "teacher" / "best.pt"),
                  "--student", str(self.out / "student" / "best.pt"), "--out", str(self.out / "compare"))
 

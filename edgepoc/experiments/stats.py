@@ -1,0 +1,90 @@
+"""Confidence intervals and verdicts for paired comparisons over instances.
+
+Every method runs on the same instances, so differences are paired per instance and the interval is
+Student's t on the per-instance values (the instances are the sample; a method's own run-to-run noise
+is inside them). One instance gives no interval: the verdict then says so instead of guessing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# Two-sided 97.5 % quantiles of Student's t for 1..30 degrees of freedom (no SciPy in the install).
+_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042]
+
+
+def t975(df: int) -> float:
+    """The 97.5 % quantile of Student's t with `df` degrees of freedom (95 % two-sided interval)."""
+    if df < 1:
+        raise ValueError("df must be >= 1")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959964  # Cornish-Fisher expansion around the normal quantile: < 1e-4 off for df > 30
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Mean of a sample with its 95 % interval (`low`/`high` NaN when n < 2)."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def defined(self) -> bool:
+        return self.n >= 2 and math.isfinite(self.low)
+
+    def contains(self, value: float) -> bool:
+        return self.defined and self.low <= value <= self.high
+
+    def fmt(self, spec: str = ".2f", unit: str = "") -> str:
+        if not self.defined:
+            return f"{self.mean:{spec}}{unit} (n={self.n}, no interval)"
+        return f"{self.mean:{spec}}{unit} [{self.low:{spec}}, {self.high:{spec}}]"
+
+
+def mean_interval(values) -> Interval:
+    """Mean and 95 % t-interval of `values` (NaNs dropped)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    n = int(v.size)
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan, 0)
+    mean = float(v.mean())
+    if n < 2:
+        return Interval(mean, math.nan, math.nan, n)
+    half = t975(n - 1) * float(v.std(ddof=1)) / math.sqrt(n)
+    return Interval(mean, mean - half, mean + half, n)
+
+
+def difference_verdict(diff: Interval) -> str:
+    """How an interval on a paired difference (positive = better) reads: better, worse or not significant."""
+    if not diff.defined:
+        return "not significant (one instance: no interval)" if diff.n == 1 else "not measured"
+    if diff.low > 0:
+        return "significantly better"
+    if diff.high < 0:
+        return "significantly worse"
+    return "not significant"
+
+
+def claim_verdict(improvement_pct: Interval, claimed_pct: float) -> str:
+    """The paper's "X % better" against a measured improvement interval (in %).
+
+    `holds`: significantly better and at least the claimed amount on average; `not significant`: the
+    interval includes zero difference; `does not hold` otherwise (significantly better but by less,
+    or significantly worse).
+    """
+    sig = difference_verdict(improvement_pct)
+    if sig.startswith("not"):
+        return "not significant"
+    if sig == "significantly better" and improvement_pct.mean >= claimed_pct:
+        return "holds"
+    return "does not hold"
