@@ -49,6 +49,13 @@ class ConsensusParams:
     # the descent checked its deadline, one overloaded 2000-task block took ~0.7 s and 4-node throughput
     # fell from ~1500 to ~240 tasks/s (measured).
     allocator_decode: str = "guided"
+    # CometBFT engine (edgepoc.chain.abci): client-input bounds checked in CheckTx and ProcessProposal.
+    max_demand: float = 10.0  # per resource; capacities are ~0.5..1.5, so one task occupies a provider <= ~20 s
+    max_batch_tasks: int = 2000  # tasks in one client-signed batch (one transaction)
+    # Voting power from contribution: `power_total` split in proportion to the scores, each at least
+    # `power_floor` (nobody is dropped) and, with >= 4 validators, below a third of the total.
+    power_total: int = 1000
+    power_floor: int = 10
 
     @classmethod
     def from_dict(cls, d: dict) -> "ConsensusParams":

@@ -24,7 +24,12 @@ def node_cmd(
     home: Path = typer.Option(..., "--home", help="The node's home folder (from `network init`)."),
     byzantine: Optional[str] = typer.Option(None, help="Test only: misbehave (grab-all, equivocate; comma-separated)."),
 ) -> None:
-    """Run one provider's node (consensus, store, peer transport, client API) until killed."""
+    """Run one provider's node (the ABCI app beside its cometbft process, and the client API) until killed."""
+    if (home / "app.json").exists():  # a CometBFT node
+        from edgepoc.chain.abci.node import run_node as run_app_node
+
+        run_app_node(home)
+        return
     from edgepoc.chain.node import run_node
 
     run_node(home, [m for m in byzantine.split(",") if m] if byzantine else None)
@@ -45,6 +50,11 @@ def arbiter_cmd(
         cfg = json.loads((home / "config.json").read_text())
     except FileNotFoundError:
         raise EdgepocError(f"arbiter: {home}/config.json does not exist (run `edgepoc network init`)") from None
+    if cfg.get("engine") == "cometbft":
+        from edgepoc.chain.abci.arbiter import run_arbiter as run_app_arbiter
+
+        run_app_arbiter(home, method)
+        return
     asyncio.run(run_arbiter(home, cfg["host"], int(cfg["port"]), method, cfg.get("model")))
 
 
@@ -73,11 +83,16 @@ def network_init(
 
 def network_up(dir: Path = typer.Option(DEFAULT_DIR, "--dir"), wait: float = typer.Option(60.0, help="Seconds to wait for the nodes' APIs.")) -> None:
     """Start every node and the arbiter as separate processes."""
-    from edgepoc.chain.network import up, wait_ready
+    from edgepoc.chain.network import load_network, up, wait_ready
 
+    t0 = time.monotonic()
     pids = up(dir)
+    typer.echo("started: " + ", ".join(f"{k} (pid {v})" for k, v in pids.items())
+               + f"; waiting up to {wait:.0f} s for their APIs ...", err=True)
     wait_ready(dir, wait)
-    typer.echo("up: " + ", ".join(f"{k} (pid {v})" for k, v in pids.items()), err=True)
+    nodes = load_network(dir)["nodes"]
+    typer.echo(f"up: {len(nodes)} nodes ready in {time.monotonic() - t0:.1f} s; explorer: {nodes[0]['api']}/explorer/ "
+               f"(every node serves one)", err=True)
 
 
 def network_down(dir: Path = typer.Option(DEFAULT_DIR, "--dir")) -> None:
@@ -88,34 +103,80 @@ def network_down(dir: Path = typer.Option(DEFAULT_DIR, "--dir")) -> None:
     typer.echo(f"stopped: {', '.join(stopped) or 'nothing was running'}", err=True)
 
 
+def _round_step(r: dict) -> str:
+    rnd, step = r.get("round"), r.get("step")
+    if rnd is None or (isinstance(rnd, int) and rnd < 0):
+        return str(step or "idle")
+    return f"{rnd}/{step}" if step else str(rnd)
+
+
+def quorum_of(rows: list[dict]) -> dict | None:
+    """Voting power of the answering nodes against what a commit needs (> 2/3), from `network status` rows."""
+    vals = next((r["validators"] for r in rows if r.get("validators")), None)
+    if vals is None:
+        return None
+    answering = {r["name"] for r in rows if "height" in r}
+    total = sum(int(v.get("power", 1)) for v in vals)
+    up = sum(int(v.get("power", 1)) for v in vals if v.get("name") in answering)
+    return {"up": up, "total": total, "needed": total * 2 // 3 + 1, "lost": 3 * up <= 2 * total,
+            "unreachable": [r["name"] for r in rows if "height" not in r]}
+
+
 def network_status(dir: Path = typer.Option(DEFAULT_DIR, "--dir"), as_json: bool = typer.Option(False, "--json")) -> None:
-    """Each node's height, last commit and peers."""
+    """Each node's height, last commit and peers; whether the network has quorum."""
     from edgepoc.chain.network import status
 
     rows = status(dir)
     if as_json:
         print_json(rows)
         return
-    table = Table("node", "pid", "height", "last commit", "round/step", "mempool", "tasks", "peers up")
+    table = Table("node", "pid", "height", "last commit", "round", "mempool", "tasks", "peers")
     for r in rows:
         if "height" not in r:
-            table.add_row(r["name"], str(r["pid"] or "-"), "-", r.get("error", "down"), "", "", "", "")
+            why = "not running" if r.get("pid") is None else "no answer"
+            table.add_row(r["name"], str(r.get("pid") or "-"), "-", why, "", "", "", "")
             continue
         age = r.get("last_commit_age")
-        peers = sum(1 for p in r["peers"] if p["connected"])
+        peers = r.get("peers")
+        if peers is not None:
+            up = f"{sum(1 for p in peers if p.get('connected'))}/{len(peers)}"
+        else:
+            vals = r.get("validators") or []
+            up = f"{sum(1 for v in vals if v.get('reachable')) - 1}/{max(0, len(vals) - 1)}" if vals else "-"
         table.add_row(r["name"], str(r["pid"]), str(r["height"]), "-" if age is None else f"{age:.1f} s ago",
-                      f"{r['round']}/{r['step']}", str(r["mempool"]), str(r["tasks_committed"]),
-                      f"{peers}/{len(r['peers'])}")
-    Console().print(table)
+                      _round_step(r), str(r.get("mempool", "-")), str(r.get("tasks_committed", "-")), up)
+    console = Console()
+    console.print(table)
+    q = quorum_of(rows)
+    down = [r["name"] for r in rows if "height" not in r]
+    if q is None:
+        console.print("no node answers: the network is down" + (f" ({', '.join(down)})" if down else ""))
+    elif q["lost"]:
+        console.print(f"[bold red]quorum lost[/]: voting power up {q['up']}/{q['total']}, a commit needs "
+                      f"{q['needed']}; unreachable: {', '.join(down) or '-'}")
+    else:
+        console.print(f"quorum: voting power up {q['up']}/{q['total']} (a commit needs {q['needed']})"
+                      + (f"; unreachable: {', '.join(down)}" if down else ""))
 
 
 def network_stop(name: str = typer.Argument(..., help="node<i> or arbiter"), dir: Path = typer.Option(DEFAULT_DIR, "--dir"),
                  kill: bool = typer.Option(False, "--kill", help="SIGKILL (a crash) instead of SIGTERM.")) -> None:
     """Stop one node (for demos and fault tests)."""
-    from edgepoc.chain.network import stop_member
+    from edgepoc.chain.network import load_network, stop_member
 
+    doc = load_network(dir)
+    home = next((n["home"] for n in doc["nodes"] if n["name"] == name), "arbiter" if name == "arbiter" else None)
+    pids = []
+    if home is not None:
+        for f in sorted((dir / home).glob("*.pid")):
+            try:
+                pids.append(int(f.read_text().split()[0]))
+            except (ValueError, IndexError, OSError):
+                pass
     was = stop_member(dir, name, kill=kill)
-    typer.echo(f"{name}: {'stopped' if was else 'was not running'}", err=True)
+    how = "SIGKILL (a crash: no clean shutdown)" if kill else "SIGTERM (clean shutdown)"
+    pid_txt = f", pid {', '.join(map(str, pids))}" if pids else ""
+    typer.echo(f"{name}: stopped with {how}{pid_txt}" if was else f"{name}: was not running", err=True)
 
 
 def network_start(name: str = typer.Argument(..., help="node<i> or arbiter"), dir: Path = typer.Option(DEFAULT_DIR, "--dir")) -> None:
@@ -126,18 +187,32 @@ def network_start(name: str = typer.Argument(..., help="node<i> or arbiter"), di
     typer.echo(f"{name}: running (pid {pid})", err=True)
 
 
-def _node_url(node: Optional[str], dir: Optional[Path]) -> str:
-    if node:
-        return node
+def _node_urls(nodes: Optional[list[str]], dir: Optional[Path]) -> tuple[list[str], list[str] | None]:
+    """The API URLs to use (and the nodes' names, when they come from a network folder)."""
+    if nodes:
+        return list(nodes), None
     from edgepoc.chain.network import load_network
 
-    return load_network(dir or DEFAULT_DIR)["nodes"][0]["api"]
+    doc = load_network(dir or DEFAULT_DIR)
+    return [n["api"] for n in doc["nodes"]], [n["name"] for n in doc["nodes"]]
+
+
+def _client(nodes: Optional[list[str]], dir: Optional[Path], timeout: float = 10.0):
+    from edgepoc.client import EdgepocClient
+
+    urls, names = _node_urls(nodes, dir)
+    return EdgepocClient(urls, timeout=timeout, names=names)
+
+
+def _stopped_hint(dir: Optional[Path], what: str) -> str:
+    home = (dir or DEFAULT_DIR) / "node0"
+    return f"; a stopped network can still be read from a node's store: `edgepoc {what} --home {home}`"
 
 
 def submit_cmd(
     instance: Optional[Path] = typer.Argument(None, help="Instance JSON whose tasks to submit (else --count generated tasks)."),
-    node: Optional[str] = typer.Option(None, help="Node API URL (default: node0 of --dir)."),
-    dir: Optional[Path] = typer.Option(None, "--dir", help="Network folder (for the node URL and client key)."),
+    node: Optional[list[str]] = typer.Option(None, help="Node API URL (repeatable: fail over between them; default: every node of --dir)."),
+    dir: Optional[Path] = typer.Option(None, "--dir", help="Network folder (for the node URLs and client key)."),
     key: Optional[Path] = typer.Option(None, help="Client key (default: <dir>/client_key.json, else a fresh key)."),
     count: int = typer.Option(100, help="Generated tasks (without INSTANCE)."),
     rate: float = typer.Option(0.0, help="Tasks per second to send generated tasks at (0: all at once)."),
@@ -146,55 +221,82 @@ def submit_cmd(
     batch: int = typer.Option(500, help="Tasks per request."),
     wait: bool = typer.Option(False, "--wait", help="Block until the tasks are committed."),
     timeout: float = typer.Option(120.0, help="Seconds to wait with --wait."),
+    receipt: Optional[Path] = typer.Option(None, help="JSON-lines receipt (task id -> accepted / committed at height h / "
+                                                      "rejected and why); if it exists, resume: resend what is not final."),
 ) -> None:
-    """Sign tasks with a client key and submit them; with --wait, report where they were committed."""
-    from edgepoc.chain.client import random_tasks, submit, tasks_from_instance, wait_committed
+    """Sign tasks with a client key and submit them to any reachable node; with --wait, report where they were committed."""
+    from edgepoc.chain.client import random_tasks, tasks_from_instance
     from edgepoc.chain.crypto import SigningKey
-    from edgepoc.chain.httpapi import HttpClient
+    from edgepoc.client import Receipt
     from edgepoc.game.files import read_instance
 
-    if batch < 1 or count < 1 or rate < 0:
-        raise InputError("--batch and --count must be >= 1, --rate >= 0")
-    url = _node_url(node, dir)
-    if key is None and (dir or DEFAULT_DIR).joinpath("client_key.json").exists():
-        key = (dir or DEFAULT_DIR) / "client_key.json"
-    signer = SigningKey.load(key) if key else SigningKey.generate()
-    client = HttpClient(url)
-    st = client.get("/status")
-    chain_id, clock = st["chain_id"], time.time() - st["genesis_time"]
-    nonce0 = nonce if nonce is not None else time.time_ns() // 1000
-    t0 = time.monotonic()
-    if instance is not None:
-        tasks = tasks_from_instance(read_instance(instance), signer, chain_id, clock, nonce0)
-        ids, rejected = submit(client, tasks, batch)
+    if batch < 1 or count < 1 or rate < 0 or timeout < 0:
+        raise InputError("--batch and --count must be >= 1, --rate and --timeout >= 0")
+    client = _client(node, dir)
+    rec = Receipt(receipt) if receipt is not None else None
+    items: list = rec.planned_items() if rec is not None else []
+    pace = None
+    if items:
+        c = rec.counts()
+        typer.echo(f"resuming from {receipt}: {len(items)} requests planned; {c.get('committed', 0)} tasks committed, "
+                   f"{c.get('rejected', 0)} rejected, the rest resent (harmless if they got there before)", err=True)
     else:
-        resources = int(st["resources"])
-        ids, rejected = [], []
-        step = batch if rate == 0 else max(1, int(rate / 10))
-        for i in range(0, count, step):
+        if key is None and (dir or DEFAULT_DIR).joinpath("client_key.json").exists():
+            key = (dir or DEFAULT_DIR) / "client_key.json"
+        signer = SigningKey.load(key) if key else SigningKey.generate()
+        st = client.status()
+        chain_id, clock = st["chain_id"], time.time() - st["genesis_time"]
+        nonce0 = nonce if nonce is not None else time.time_ns() // 1000
+        if instance is not None:
+            items = tasks_from_instance(read_instance(instance), signer, chain_id, clock, nonce0)
+        else:
+            step = batch if rate == 0 else max(1, int(rate / 10))
+            for i in range(0, count, step):
+                at = clock + (i / rate if rate > 0 else 0.0)
+                items.extend(random_tasks(min(step, count - i), int(st["resources"]), signer, chain_id, at, nonce0 + i,
+                                          seed + i))
             if rate > 0:
-                time.sleep(max(0.0, t0 + i / rate - time.monotonic()))
-            now = time.time() - st["genesis_time"]
-            tasks = random_tasks(min(step, count - i), resources, signer, chain_id, now, nonce0 + i, seed + i)
-            a, r = submit(client, tasks, batch)
-            ids.extend(a)
-            rejected.extend(r)
-    typer.echo(f"submitted {len(ids)} tasks to {url} ({len(rejected)} rejected)", err=True)
-    for r in rejected[:5]:
-        typer.echo(f"  rejected #{r['index']}: {r['error']}", err=True)
+                t0 = time.monotonic()
+                batch, pace = step, [t0 + i / rate for i in range(0, count, step)]
+    res = client.submit(items, rec, batch, pace)
+    total = len(res.accepted) + len(res.rejected) + len(res.unsent)
+    via = client.urls[client.current]
+    typer.echo(f"submitted {len(res.accepted)} tasks via {via} ({len(res.rejected)} rejected"
+               f"{f', {res.skipped} already final in the receipt' if res.skipped else ''})", err=True)
+    for r in res.rejected[:5]:
+        typer.echo(f"  rejected {r.get('id') or '#' + str(r.get('index'))}: {r['reason']}", err=True)
+    if res.failed:
+        hint = f"; rerun with --receipt {receipt} to resume" if receipt else "; use --receipt FILE to be able to resume"
+        raise EdgepocError(f"stopped after {len(res.accepted)} of {total} tasks were accepted ({res.failed}){hint}")
     if not wait:
-        print_json({"submitted": len(ids), "rejected": len(rejected), "ids": ids})
+        print_json({"submitted": len(res.accepted), "rejected": len(res.rejected), "ids": res.accepted})
         return
-    res = wait_committed(client, ids, timeout)
-    heights = sorted({s["height"] for s in res.committed.values()})
-    providers = Counter(s.get("provider_name", s["provider"]) for s in res.committed.values())
+    w = client.wait(res.accepted, timeout, receipt=rec)
+    heights = sorted({s["height"] for s in w.committed.values()})
+    providers = Counter(s.get("provider_name", str(s.get("provider"))) for s in w.committed.values())
+    flagged = Counter(w.flagged.values())
     where = f"blocks {heights[0]}..{heights[-1]}" if heights else "no block"
-    typer.echo(f"committed {len(res.committed)}/{len(ids)} tasks in {where} within {res.seconds:.2f} s; "
-               f"providers: {', '.join(f'{k}: {v}' for k, v in sorted(providers.items()))}", err=True)
-    print_json({"submitted": len(ids), "rejected": len(rejected), "committed": len(res.committed),
-                "missing": len(res.missing), "heights": heights, "providers": dict(providers), "seconds": res.seconds})
-    if res.missing:
-        raise EdgepocError(f"{len(res.missing)} tasks not committed within {timeout:.0f} s")
+    typer.echo(f"committed {len(w.committed)}/{len(res.accepted)} tasks in {where} within {w.seconds:.2f} s; "
+               f"providers: {', '.join(f'{k}: {v}' for k, v in sorted(providers.items())) or 'none'}", err=True)
+    if w.down_seen:
+        typer.echo(f"  down while waiting: {', '.join(sorted(w.down_seen))}"
+                   + (f"; tasks assigned to them anyway: {', '.join(f'{k}: {v}' for k, v in sorted(flagged.items()))}"
+                      if flagged else ""), err=True)
+    lost = None
+    if w.missing:
+        q = client.quorum()
+        if q is not None and q["lost"]:
+            lost = q
+            typer.echo(f"  the network has lost quorum: voting power up {q['up']}/{q['total']}, needed {q['needed']}; "
+                       f"unreachable: {', '.join(q['down']) or '-'}", err=True)
+    print_json({"submitted": len(res.accepted), "rejected": len(res.rejected), "committed": len(w.committed),
+                "missing": len(w.missing), "heights": heights, "providers": dict(providers), "seconds": w.seconds,
+                "providers_down": sorted(w.down_seen), "assigned_while_down": dict(flagged),
+                **({"quorum": lost} if lost else {})})
+    if w.missing:
+        why = " (the network has lost quorum)" if lost else ""
+        raise EdgepocError(f"{len(w.missing)} tasks not committed within {timeout:.0f} s{why}"
+                           + (f"; the receipt {receipt} has them: rerun with it to resume" if receipt else ""))
 
 
 def verify_cmd(home: Path = typer.Option(..., "--home", help="A node's home folder.")) -> None:
@@ -230,9 +332,12 @@ def contributions_cmd(
              "penalties": state.penalties[i], "qualified": q[i], "proposer_share": w[i] / (sum(w) or 1)}
             for i, v in enumerate(g.validators)]}
     else:
-        from edgepoc.chain.httpapi import HttpClient
+        from edgepoc.client import NodeUnreachable
 
-        doc = HttpClient(_node_url(node, dir)).get("/contributions")
+        try:
+            doc = _client([node] if node else None, dir).get("/contributions")
+        except NodeUnreachable as exc:
+            raise EdgepocError(f"{exc}{_stopped_hint(dir, 'contributions')}") from None
     if as_json:
         print_json(doc)
         return
@@ -242,6 +347,98 @@ def contributions_cmd(
         table.add_row(r["name"], r["address"][:12], f"{r['score']:.4g}", f"{r['balance']:.4f}", str(r["penalties"]),
                       "yes" if r["qualified"] else "no", f"{100 * r['proposer_share']:.1f}%")
     Console().print(table)
+
+
+def _when(t: Optional[float]) -> str:
+    import datetime as dt
+
+    if t is None:
+        return "-"
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+
+
+def _read(nodes: Optional[list[str]], dir: Optional[Path], path: str, what: str):
+    from edgepoc.client import NodeUnreachable
+
+    try:
+        return _client(nodes, dir).get(path)
+    except NodeUnreachable as exc:
+        raise EdgepocError(f"{exc}{_stopped_hint(dir, what) if what else ''}") from None
+
+
+def show_cmd(
+    ref: str = typer.Argument("latest", help="Block height, or `latest`."),
+    node: Optional[list[str]] = typer.Option(None, help="Node API URL (repeatable; default: the nodes of --dir)."),
+    dir: Optional[Path] = typer.Option(None, "--dir", help="Network folder."),
+    limit: int = typer.Option(20, help="Tasks to list (the rest are summarised per provider)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """One block: proposer, time, its tasks and where they ran, claimed latency, contributions."""
+    if ref != "latest" and not ref.isdigit():
+        raise InputError(f"HEIGHT: expected a block height or `latest`, got {ref!r}")
+    doc = _read(node, dir, f"/blocks/{ref}", "")
+    if as_json:
+        print_json(doc)
+        return
+    b = doc["block"]
+    alloc = b.get("allocation") or {}
+    providers = alloc.get("providers") or [str(p) for p in b.get("assignment", [])]
+    latencies = alloc.get("latencies") or []
+    tasks = b.get("tasks") or []
+    console = Console()
+    arb = b.get("arbitration")
+    console.print(f"[bold]block {doc.get('height', b.get('height'))}[/]  hash {doc['hash'][:16]}  {_when(b.get('time'))}")
+    console.print(f"proposer {b.get('proposer_name') or str(b.get('proposer'))[:12]}, round {b.get('round', '-')}, "
+                  f"{len(tasks)} tasks, claimed total latency {alloc.get('claimed_latency', b.get('claimed_latency', 0)):.4g}"
+                  f"{', arbitrated (' + str(arb.get('method') or 'arbiter') + ')' if isinstance(arb, dict) else ''}"
+                  f", {len(b.get('evidence') or [])} evidence")
+    if tasks:
+        table = Table("task", "arrival", "demand", "provider", "latency", title=f"tasks (first {min(limit, len(tasks))})")
+        for i, t in enumerate(tasks[:limit]):
+            table.add_row(str(t.get("id", "-"))[:16], f"{t.get('arrival', 0):.3f}",
+                          ",".join(f"{x:.3g}" for x in t.get("demand", [])), providers[i] if i < len(providers) else "-",
+                          f"{latencies[i]:.4g}" if i < len(latencies) else "-")
+        console.print(table)
+        per = Table("provider", "tasks", "mean latency", title="per provider")
+        shapley = alloc.get("shapley") or b.get("contributions") or []
+        names = sorted(set(providers))
+        for name in names:
+            idx = [i for i, p in enumerate(providers) if p == name]
+            lat = [latencies[i] for i in idx if i < len(latencies)]
+            per.add_row(name, str(len(idx)), f"{sum(lat) / len(lat):.4g}" if lat else "-")
+        console.print(per)
+        if shapley:
+            console.print("shapley value per validator (genesis order): " + ", ".join(f"{x:.4g}" for x in shapley))
+
+
+def task_cmd(
+    task_id: str = typer.Argument(..., help="Task id (as `submit` prints it)."),
+    node: Optional[list[str]] = typer.Option(None, help="Node API URL (repeatable; default: the nodes of --dir)."),
+    dir: Optional[Path] = typer.Option(None, "--dir", help="Network folder."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Where one task stands: committed (block, provider, latency), pending, rejected (why) or unknown."""
+    if not task_id or len(task_id) > 256:
+        raise InputError("TASK_ID: expected a task id of at most 256 characters")
+    doc = _read(node, dir, f"/tasks/{task_id}", "")
+    if as_json:
+        print_json(doc)
+        return
+    table = Table(show_header=False, title=f"task {task_id}")
+    status = doc.get("status", "unknown")
+    table.add_row("status", status)
+    if status == "committed":
+        table.add_row("block", str(doc.get("height")))
+        table.add_row("provider", str(doc.get("provider_name", doc.get("provider"))))
+        table.add_row("latency", f"{doc['latency']:.4g} s" if isinstance(doc.get("latency"), (int, float)) else "-")
+        if doc.get("arrival") is not None:
+            table.add_row("arrival", f"{doc['arrival']:.3f} s on the chain clock")
+        table.add_row("committed at", _when(doc.get("committed_at") or doc.get("block_time")))
+    elif doc.get("reason"):
+        table.add_row("reason", str(doc["reason"]))
+    Console().print(table)
+    if status == "unknown":
+        raise EdgepocError(f"task {task_id}: unknown to this node (never submitted, or not yet gossiped to it)")
 
 
 def register(app: typer.Typer) -> None:
@@ -256,5 +453,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(network_app, name="network")
     app.command("submit")(submit_cmd)
     chain_app.command("verify")(verify_cmd)
+    chain_app.command("show")(show_cmd)
+    app.command("task")(task_cmd)
     app.add_typer(chain_app, name="chain")
     app.command("contributions")(contributions_cmd)

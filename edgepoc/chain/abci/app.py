@@ -1,0 +1,444 @@
+"""The PoC chain as a CometBFT ABCI++ application: one object, one method per ABCI call.
+
+CometBFT orders and finalises blocks (Tendermint BFT, its own p2p, mempool, block sync and evidence);
+this application decides what a block means. Each method is a short deterministic function of the
+committed state, calling the pure rules of `consensus` and `contribution`:
+
+- CheckTx: a client-signed task batch (`wire.TaskBatch`): bounds from genesis, signature, replay guard.
+- PrepareProposal: the proposer's allocator allocates the block's tasks on the chain's queue state and
+  appends the allocation (assignment, claimed latency, Shapley values) as the block's last transaction.
+- ProcessProposal: re-simulates bit for bit with the kernel and checks every rule, the quality one
+  against greedy, a reference every honest node computes identically; accept or reject, deterministically.
+- FinalizeBlock: stages the next state (queues, scores, rewards, evidence penalties), returns its app
+  hash and the voting powers that follow contribution; Commit persists it (one SQLite transaction).
+
+Test builds misbehave with EDGEPOC_BYZANTINE=grab-all,wrong-latency,duplicate (proposals only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from edgepoc.chain import consensus as rules
+from edgepoc.chain.abci import wire
+from edgepoc.chain.abci.proto import pb
+from edgepoc.chain.abci.store import AppStore
+from edgepoc.chain.consensus import ChainState, InvalidBlock
+from edgepoc.chain.crypto import canonical, verify
+from edgepoc.chain.genesis import ConsensusParams, Genesis
+from edgepoc.errors import EdgepocError, InputError
+from edgepoc.game.kernel import greedy_assignment, simulate_state
+
+log = logging.getLogger("edgepoc.app")
+BYZANTINE_MODES = ("grab-all", "wrong-latency", "duplicate")
+OK, BAD_TX, REPLAY, BAD_SIG, PROPOSER_ONLY = 0, 1, 2, 3, 4
+ACCEPT = pb.PROCESS_PROPOSAL_STATUS_ACCEPT
+REJECT = pb.PROCESS_PROPOSAL_STATUS_REJECT
+
+
+@dataclass
+class BlockTask:
+    """One task as the chain sees it: the client's nonce and demand, the arrival the chain stamped."""
+
+    id: str
+    client: str
+    nonce: int
+    demand: list[float]
+    arrival: float
+    delays: None = None  # per-provider delays come from genesis, never from a client
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "client": self.client, "nonce": self.nonce, "demand": self.demand,
+                "arrival": self.arrival}
+
+
+@dataclass
+class CheckedBlock:
+    """What a valid block's transactions mean, computed once (ProcessProposal) and reused (FinalizeBlock)."""
+
+    tasks: list[BlockTask]
+    allocation: wire.Allocation | None
+    effects: rules.BlockEffects
+    reference_latency: float
+
+
+def chain_clock(genesis: Genesis, ts) -> float:
+    """A protobuf Timestamp (the block time CometBFT agreed on) in seconds since genesis."""
+    return ts.seconds + ts.nanos / 1e9 - genesis.genesis_time
+
+
+def voting_powers(params: ConsensusParams, scores: list[float]) -> list[int]:
+    """Contribution -> CometBFT voting power: `power_total` split by score, floored, capped below 1/3.
+
+    The floor keeps every provider a validator (a zero-contribution provider still votes); with >= 4
+    validators no one may hold a third of the power, so no single provider can halt the chain by going
+    silent. The price: a provider's voting weight follows its contribution only within these bounds.
+    """
+    n = len(scores)
+    pos = [max(s, 0.0) for s in scores]
+    tot = sum(pos)
+    shares = [p / tot for p in pos] if tot > 0 else [1.0 / n] * n
+    powers = [max(params.power_floor, int(params.power_total * s)) for s in shares]
+    if n >= 4:
+        for _ in range(4 * n):
+            changed = False
+            for i in range(n):
+                cap = (sum(powers) - powers[i] - 1) // 2  # 3 p_i < total  <=>  2 p_i < others
+                if powers[i] > cap:
+                    powers[i] = max(params.power_floor, cap)
+                    changed = True
+            if not changed:
+                break
+    return powers
+
+
+def arbitration_bytes(chain_id: str, height: int, state_hash: str, task_ids: list[str], free_times: list[float],
+                      assignment: list[int]) -> bytes:
+    """What the arbiter signs: everything the allocation depends on, and the allocation."""
+    return canonical({"type": "arbitration", "chain_id": chain_id, "height": height, "state": state_hash,
+                      "tasks": task_ids, "free_times": free_times, "assignment": assignment})
+
+
+class PocApplication:
+    """The ABCI++ application of one provider; thread-safe (CometBFT calls it on several connections)."""
+
+    def __init__(self, genesis: Genesis, store: AppStore, allocate: Callable | None = None, allocator_name: str = "greedy",
+                 me: str | None = None, byzantine: list[str] | None = None, metrics: Any = None,
+                 arbiter: Callable[[dict], dict | None] | None = None):
+        self.genesis = genesis
+        self.params = genesis.params
+        self.store = store
+        self.allocate = allocate
+        self.allocator_name = allocator_name
+        self.me = me  # this node's validator address (hex), for the Byzantine test build
+        self.byzantine = set(byzantine or [])
+        bad = self.byzantine - set(BYZANTINE_MODES)
+        if bad:
+            raise InputError(f"byzantine: unknown modes {sorted(bad)}; known: {', '.join(BYZANTINE_MODES)}")
+        self.metrics = metrics
+        self.arbiter = arbiter
+        self.lock = threading.RLock()
+        self.state: ChainState = store.state() or rules.initial_state(genesis)
+        self.staged: tuple[ChainState, dict, list[tuple], list[dict]] | None = None
+        self.checked: dict[bytes, CheckedBlock | str] = {}  # block hash -> result of ProcessProposal
+        self.verified: dict[bytes, list[str]] = {}  # tx hash -> task ids (signature checked in CheckTx)
+        self.pending: dict[str, float] = {}  # task id -> when CheckTx accepted it here
+        self.last_commit_time: float | None = None
+        self.rejections: dict[str, int] = {}
+
+    # ---------------------------------------------------------------- info and genesis
+    def info(self, req) -> Any:
+        with self.lock:
+            h = self.state.height
+            return pb.InfoResponse(data="edgepoc", version="1", app_version=1, last_block_height=h,
+                                   last_block_app_hash=bytes.fromhex(self.state.hash) if h else b"")
+
+    def init_chain(self, req) -> Any:
+        if req.chain_id != self.genesis.chain_id:
+            raise EdgepocError(f"InitChain: chain id {req.chain_id!r} is not genesis' {self.genesis.chain_id!r}")
+        return pb.InitChainResponse(app_hash=bytes.fromhex(rules.initial_state(self.genesis).hash))
+
+    def query(self, req) -> Any:
+        path = req.path.strip("/")
+        if path.startswith("task/"):
+            row = self.store.task(path[5:])
+            return pb.QueryResponse(code=0 if row else 1, value=canonical(row or {}), height=self.state.height)
+        if path == "state":
+            return pb.QueryResponse(code=0, value=canonical(self.state.to_dict()), height=self.state.height)
+        return pb.QueryResponse(code=1, log=f"unknown query path {req.path!r}; known: task/<id>, state")
+
+    # ---------------------------------------------------------------- mempool
+    def parse_batch(self, d: Any) -> wire.TaskBatch:
+        p = self.params
+        b = wire.TaskBatch.from_dict(d, n_resources=self.genesis.n_resources, max_demand=p.max_demand,
+                                     max_tasks=p.max_batch_tasks)
+        if b.chain_id != self.genesis.chain_id:
+            raise InputError(f"tx.chain_id: not {self.genesis.chain_id}")
+        if len(set(b.ids)) != len(b.ids):
+            raise InputError("tx.tasks: a nonce appears twice in the batch")
+        return b
+
+    def check_tx(self, req) -> Any:
+        key = hashlib.sha256(req.tx).digest()
+        if req.type == pb.CHECK_TX_TYPE_RECHECK and key in self.verified:
+            ids = self.verified[key]
+            if self.store.committed_ids(ids):
+                self.verified.pop(key, None)
+                return pb.CheckTxResponse(code=REPLAY, log="replay: a task of this batch is already committed")
+            return pb.CheckTxResponse(code=OK)
+        try:
+            d = wire.decode_tx(req.tx)
+            if d.get("type") == wire.ALLOCATION:
+                return pb.CheckTxResponse(code=PROPOSER_ONLY, log="allocation transactions are added by proposers only")
+            b = self.parse_batch(d)
+        except InputError as exc:
+            return pb.CheckTxResponse(code=BAD_TX, log=str(exc))
+        done = self.store.committed_ids(b.ids)
+        if done:
+            return pb.CheckTxResponse(code=REPLAY, log=f"replay: task {sorted(done)[0]} is already committed")
+        if not b.signature_ok():
+            return pb.CheckTxResponse(code=BAD_SIG, log="sig: bad client signature")
+        if len(self.verified) > 200_000:
+            self.verified.clear()
+        self.verified[key] = b.ids
+        now = time.time()
+        for i in b.ids:
+            self.pending.setdefault(i, now)
+        return pb.CheckTxResponse(code=OK, gas_wanted=len(b.ids))
+
+    # ---------------------------------------------------------------- the block's meaning
+    def _tasks_of(self, txs, clock: float, *, verify_sigs: bool) -> list[BlockTask]:
+        tasks: list[BlockTask] = []
+        seen: set[str] = set()
+        for j, tx in enumerate(txs):
+            try:
+                b = self.parse_batch(wire.decode_tx(tx))
+            except InputError as exc:
+                raise InvalidBlock(f"txs[{j}]: {exc}") from None
+            if verify_sigs and hashlib.sha256(tx).digest() not in self.verified and not b.signature_ok():
+                raise InvalidBlock(f"txs[{j}]: bad client signature")
+            for tid, (nonce, demand) in zip(b.ids, b.tasks):
+                if tid in seen:
+                    raise InvalidBlock(f"txs[{j}]: task {tid} appears twice in the block")
+                seen.add(tid)
+                tasks.append(BlockTask(tid, b.client, nonce, demand, clock))
+        done = self.store.committed_ids(list(seen))
+        if done:
+            raise InvalidBlock(f"task {sorted(done)[0]} was already committed (replay)")
+        if len(tasks) > self.params.max_block_tasks:
+            raise InvalidBlock(f"{len(tasks)} tasks > max_block_tasks {self.params.max_block_tasks}")
+        return tasks
+
+    def _reference(self, state: ChainState, tasks: list[BlockTask]) -> tuple[list[int], float]:
+        """Greedy (earliest completion): the allocation every honest node computes identically."""
+        if not tasks:
+            return [], 0.0
+        a, total = greedy_assignment(rules.block_instance(self.genesis, tasks, state.height + 1), state.free_times)
+        return [int(x) for x in a], float(total)
+
+    def _good_enough(self, claimed: float, reference: float) -> bool:
+        p = self.params
+        return rules.within_tolerance(claimed, reference, p.tolerance, p.tolerance_abs)
+
+    def check_block(self, height: int, clock: float, txs) -> CheckedBlock:
+        """Every rule a proposed block must satisfy on the committed state; raises InvalidBlock."""
+        state = self.state
+        if height != state.height + 1:
+            raise InvalidBlock(f"height {height}: the application is at {state.height}")
+        txs = list(txs)
+        if not txs:
+            return CheckedBlock([], None, rules.block_effects(self.genesis, state, [], []), 0.0)
+        try:
+            alloc = wire.Allocation.from_dict(wire.decode_tx(txs[-1]))
+        except InputError as exc:
+            raise InvalidBlock(f"the last transaction must be the allocation ({exc})") from None
+        tasks = self._tasks_of(txs[:-1], clock, verify_sigs=True)
+        k = len(self.genesis.validators)
+        if len(alloc.assignment) != len(tasks):
+            raise InvalidBlock(f"assignment: {len(alloc.assignment)} providers for {len(tasks)} tasks")
+        if any(not 0 <= x < k for x in alloc.assignment):
+            raise InvalidBlock("assignment: provider index out of range")
+        effects = rules.block_effects(self.genesis, state, tasks, alloc.assignment)
+        if effects.claimed_latency != alloc.claimed_latency:
+            raise InvalidBlock(f"latency-mismatch: claimed {alloc.claimed_latency!r}, the kernel gives "
+                               f"{effects.claimed_latency!r}")
+        if effects.shapley.values != alloc.shapley or effects.shapley.stderr != alloc.stderr:
+            raise InvalidBlock("shapley: the contributions do not match the Shapley values")
+        if alloc.arbitration is not None:
+            msg = arbitration_bytes(self.genesis.chain_id, height, state.hash, [t.id for t in tasks],
+                                    state.free_times, alloc.assignment)
+            if not verify(self.genesis.arbiter_public_key, msg, alloc.arbitration["sig"]):
+                raise InvalidBlock("arbitration: not the arbiter's signature over this state, tasks and allocation")
+        _, reference = self._reference(state, tasks)
+        if not self._good_enough(effects.claimed_latency, reference):
+            raise InvalidBlock(f"quality: latency {effects.claimed_latency:.6g} is worse than greedy's "
+                               f"{reference:.6g} by more than the tolerance {self.params.tolerance:g}")
+        return CheckedBlock(tasks, alloc, effects, reference)
+
+    # ---------------------------------------------------------------- proposals
+    def prepare_proposal(self, req) -> Any:
+        t0 = time.perf_counter()
+        with self.lock:
+            state = self.state
+            clock = chain_clock(self.genesis, req.time)
+            chosen: list[bytes] = []
+            tasks: list[BlockTask] = []
+            seen: set[str] = set()
+            size = 0
+            budget = req.max_tx_bytes - 64 * 1024  # room for the allocation transaction
+            for tx in req.txs:
+                try:
+                    batch_tasks = self._tasks_of([tx], clock, verify_sigs=True)
+                except InvalidBlock:
+                    continue  # a transaction gone stale since CheckTx (its tasks committed meanwhile)
+                if any(t.id in seen for t in batch_tasks):
+                    continue
+                if len(tasks) + len(batch_tasks) > self.params.max_block_tasks or size + len(tx) > budget:
+                    break
+                chosen.append(tx)
+                tasks.extend(batch_tasks)
+                seen.update(t.id for t in batch_tasks)
+                size += len(tx)
+            if not tasks:
+                return pb.PrepareProposalResponse(txs=[])
+            alloc = self._allocate(state, req.height, tasks)
+            if "duplicate" in self.byzantine:
+                chosen.append(chosen[0])
+            if "wrong-latency" in self.byzantine:
+                alloc.claimed_latency *= 0.5
+            if self.metrics is not None:
+                self.metrics.allocation_seconds(time.perf_counter() - t0)
+            return pb.PrepareProposalResponse(txs=[*chosen, alloc.tx()])
+
+    def _allocate(self, state: ChainState, height: int, tasks: list[BlockTask]) -> wire.Allocation:
+        """The student's allocation; the arbiter's (the teacher) when the student's falls outside the
+        tolerance; greedy when neither does: an honest proposer's block always passes ProcessProposal."""
+        ref_assignment, reference = self._reference(state, tasks)
+        inst = rules.block_instance(self.genesis, tasks, height)
+        name, arbitration = self.allocator_name, None
+        if "grab-all" in self.byzantine and self.me is not None:
+            assignment = [self.genesis.index_of(self.me)] * len(tasks)
+        else:
+            assignment = ref_assignment
+            if self.allocate is not None:
+                try:
+                    assignment = [int(x) for x in self.allocate(inst, state.free_times)]
+                except Exception:  # a model failure must not stop the proposer: greedy is always valid
+                    log.exception("allocator failed at height %d; proposing greedy", height)
+                    assignment, name = ref_assignment, "greedy"
+            total = float(simulate_state(inst, assignment, state.free_times)[0])
+            if not self._good_enough(total, reference) and self.arbiter is not None:
+                arb = self.arbiter({"height": height, "state": state.hash, "free_times": state.free_times,
+                                    "tasks": [t.to_dict() for t in tasks]})
+                if arb is not None:
+                    assignment, name = [int(x) for x in arb["assignment"]], f"arbiter:{arb.get('method')}"
+                    arbitration = {"sig": arb["sig"], "method": arb.get("method")}
+                    total = float(simulate_state(inst, assignment, state.free_times)[0])
+                    if self.metrics is not None:
+                        self.metrics.arbitration()
+            if not self._good_enough(total, reference):
+                log.info("height %d: %s allocation %.6g is outside the tolerance of greedy %.6g; proposing greedy",
+                         height, name, total, reference)
+                assignment, name, arbitration = ref_assignment, "greedy", None
+        effects = rules.block_effects(self.genesis, state, tasks, assignment)
+        return wire.Allocation(assignment, effects.claimed_latency, effects.shapley.values, effects.shapley.stderr,
+                               name, arbitration)
+
+    def process_proposal(self, req) -> Any:
+        with self.lock:
+            try:
+                checked = self.check_block(req.height, chain_clock(self.genesis, req.time), req.txs)
+                self.checked[req.hash] = checked
+                return pb.ProcessProposalResponse(status=ACCEPT)
+            except InvalidBlock as exc:
+                reason = str(exc)
+                self.checked[req.hash] = reason
+                slug = reason.split(":")[0].split()[0] if reason else "invalid"
+                self.rejections[slug] = self.rejections.get(slug, 0) + 1
+                if self.metrics is not None:
+                    self.metrics.proposal_rejected(slug)
+                log.warning("rejected the proposal of %s at height %d: %s", req.proposer_address.hex()[:8],
+                            req.height, reason)
+                return pb.ProcessProposalResponse(status=REJECT)
+
+    # ---------------------------------------------------------------- execution
+    def finalize_block(self, req) -> Any:
+        with self.lock:
+            state = self.state
+            clock = chain_clock(self.genesis, req.time)
+            checked = self.checked.get(req.hash)
+            if not isinstance(checked, CheckedBlock):
+                try:  # replay, block sync, or a block decided without our prevote
+                    checked = self.check_block(req.height, clock, req.txs)
+                except InvalidBlock as exc:
+                    # Only with more than 1/3 Byzantine power: the block is recorded, its tasks ignored.
+                    log.error("decided block %d breaks a rule (%s): its tasks are not executed", req.height, exc)
+                    checked = CheckedBlock([], None, rules.block_effects(self.genesis, state, [], []), 0.0)
+            self.checked.clear()
+            p = self.params
+            tasks, effects = checked.tasks, checked.effects
+            scores, balances, penalties = list(state.scores), list(state.balances), list(state.penalties)
+            if tasks:
+                phi = effects.shapley.values
+                scores = [p.decay * s + f for s, f in zip(scores, phi)]
+                positive = [max(f, 0.0) for f in phi]
+                if sum(positive) > 0:
+                    balances = [b + p.block_reward * f / sum(positive) for b, f in zip(balances, positive)]
+            evidence = []
+            for m in req.misbehavior:
+                i = self.genesis.index_of(m.validator.address.hex())
+                if i is None:
+                    continue
+                scores[i] *= 1.0 - p.evidence_penalty
+                penalties[i] += 1
+                evidence.append({"validator": m.validator.address.hex(), "name": self.genesis.validators[i].name,
+                                 "kind": pb.MisbehaviorType.Name(m.type), "height": m.height,
+                                 "committed_height": req.height})
+            after = ChainState(req.height, req.hash.hex(), clock, effects.free_after, scores,
+                               balances, penalties, state.tasks_committed + len(tasks))
+            old_p, new_p = voting_powers(p, state.scores), voting_powers(p, scores)
+            updates = [pb.ValidatorUpdate(power=new_p[i], pub_key_type="ed25519",
+                                          pub_key_bytes=bytes.fromhex(v.public_key))
+                       for i, v in enumerate(self.genesis.validators) if new_p[i] != old_p[i]]
+            latencies: list[float] = []
+            if tasks:
+                inst = rules.block_instance(self.genesis, tasks, req.height)
+                _, completion, _ = simulate_state(inst, checked.allocation.assignment, state.free_times)
+                latencies = [max(0.0, float(c) - t.arrival) for c, t in zip(completion.tolist(), tasks)]
+            names = [v.name for v in self.genesis.validators]
+            proposer = req.proposer_address.hex()
+            pi = self.genesis.index_of(proposer)
+            alloc = checked.allocation
+            record = {
+                "height": req.height, "hash": req.hash.hex(), "time": clock, "proposer": proposer,
+                "proposer_name": names[pi] if pi is not None else None,
+                "tasks": [t.to_dict() for t in tasks],
+                "allocation": None if alloc is None else {
+                    "assignment": alloc.assignment, "providers": [names[x] for x in alloc.assignment],
+                    "latencies": latencies, "claimed_latency": alloc.claimed_latency, "shapley": alloc.shapley,
+                    "stderr": alloc.stderr, "allocator": alloc.allocator, "reference_latency": checked.reference_latency},
+                "arbitration": alloc.arbitration if alloc is not None else None,
+                "evidence": evidence,
+                "last_commit": {"round": req.decided_last_commit.round,
+                                "votes": [{"address": v.validator.address.hex(), "power": v.validator.power,
+                                           "signed": v.block_id_flag == 2}  # BLOCK_ID_FLAG_COMMIT
+                                          for v in req.decided_last_commit.votes]},
+                "app_hash": after.hash, "powers": new_p,
+            }
+            rows = [(t.id, req.height, i, int(alloc.assignment[i]), latencies[i], t.arrival)
+                    for i, t in enumerate(tasks)]
+            self.staged = (after, record, rows, evidence)
+            results = [pb.ExecTxResult(code=0) for _ in req.txs]
+            return pb.FinalizeBlockResponse(tx_results=results, validator_updates=updates,
+                                            app_hash=bytes.fromhex(after.hash))
+
+    def commit(self, req) -> Any:
+        with self.lock:
+            if self.staged is None:
+                return pb.CommitResponse()
+            after, record, rows, evidence = self.staged
+            now = time.time()
+            record["committed_at"] = now
+            self.store.save_block(after, record, rows, evidence)
+            self.state, self.staged = after, None
+            self.last_commit_time = now
+            for r in rows:
+                self.pending.pop(r[0], None)
+            if self.metrics is not None:
+                self.metrics.block_committed(after.height, len(rows), None, None)
+                self.metrics.contributions({v.name: s for v, s in zip(self.genesis.validators, after.scores)},
+                                           {v.name: p for v, p in zip(self.genesis.validators, record["powers"])})
+            if rows:
+                log.info("committed height %d: %d tasks, latency %.4g, proposer %s", after.height, len(rows),
+                         record["allocation"]["claimed_latency"], record["proposer_name"])
+            return pb.CommitResponse(retain_height=0)
+
+
+def byzantine_modes() -> list[str]:
+    return [m for m in os.environ.get("EDGEPOC_BYZANTINE", "").split(",") if m]

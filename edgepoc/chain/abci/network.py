@@ -1,0 +1,347 @@
+"""A CometBFT network of provider nodes: keys, genesis and configs, and the node processes.
+
+Layout of a network folder D:
+    network.json        engine, chain id, the nodes (name, home, address, host, api, rpc, ports) and the arbiter
+    client_key.json     a fresh client key for `edgepoc submit` (0600)
+    node<i>/            app.json, data/app.sqlite, node.log, node.pid, cometbft.log, cometbft.pid,
+                        cometbft/ (CometBFT's home: config.toml, genesis.json with the app's genesis as
+                        app_state, priv_validator_key.json and node_key.json, both fresh and 0600)
+    arbiter/            config.json, arbiter_key.json (0600), genesis.json, arbiter.log, arbiter.pid
+    hosts/<host>/       with --hosts: one bundle per machine (its nodes' homes and network.json)
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from edgepoc.chain.abci.app import voting_powers
+from edgepoc.chain.abci.node import cometbft_binary
+from edgepoc.chain.crypto import SigningKey
+from edgepoc.chain.genesis import ConsensusParams, Genesis, make_validators
+from edgepoc.chain.httpapi import HttpClient
+from edgepoc.errors import EdgepocError, InputError
+
+HOST = "127.0.0.1"
+PORTS_PER_NODE = 4  # p2p, rpc, abci, api
+
+
+def free_port(host: str = HOST) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _duration(seconds: float) -> str:
+    return f"{int(round(seconds * 1000))}ms"
+
+
+def _set_toml(text: str, section: str, key: str, value: Any) -> str:
+    """Set `key = value` inside `[section]` ("" = the top level) of CometBFT's config.toml."""
+    rendered = json.dumps(value) if isinstance(value, (str, bool)) else str(value)
+    rendered = rendered.lower() if isinstance(value, bool) else rendered
+    lines = text.split("\n")
+    current = ""
+    for i, line in enumerate(lines):
+        m = re.match(r"^\[([^\]]+)\]\s*$", line)
+        if m:
+            current = m.group(1)
+            continue
+        if current == section and re.match(rf"^{re.escape(key)}\s*=", line):
+            lines[i] = f"{key} = {rendered}"
+            return "\n".join(lines)
+    raise EdgepocError(f"config.toml: no key {key!r} in [{section}] (CometBFT version mismatch?)")
+
+
+def _rfc3339(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000000000Z")
+
+
+def _node_id(cmt_home: Path) -> str:
+    doc = json.loads((cmt_home / "config" / "node_key.json").read_text())
+    pub = base64.b64decode(doc["priv_key"]["value"])[32:]
+    return hashlib.sha256(pub).hexdigest()[:40]
+
+
+def init_network(folder: Path, nodes: int = 4, base_port: int = 26600, seed: int = 0,
+                 params: dict[str, Any] | None = None, chain_id: str = "edgepoc-local",
+                 byzantine: dict[int, list[str]] | None = None, student: str | None = None,
+                 teacher: str | None = None, hosts: list[str] | None = None) -> dict:
+    """Write fresh keys, the genesis and every node's configuration; `base_port=0` picks free ports.
+
+    With `hosts`, node i runs on hosts[i % len(hosts)] (explicit IPs everywhere) and hosts/<host>/ holds
+    the bundle to copy to that machine; ports then repeat per host from `base_port`.
+    """
+    folder = Path(folder)
+    if not 1 <= nodes <= 64:
+        raise InputError(f"--nodes: must be 1..64, got {nodes}")
+    if (folder / "network.json").exists():
+        raise EdgepocError(f"{folder} already holds a network; remove it or pick another --dir")
+    binary = cometbft_binary()
+    p = ConsensusParams.from_dict({**asdict(ConsensusParams()), **(params or {})})
+    hosts = hosts or [HOST]
+    folder.mkdir(parents=True, exist_ok=True)
+    node_hosts = [hosts[i % len(hosts)] for i in range(nodes)]
+    ports: list[list[int]] = []
+    per_host: dict[str, int] = {}
+    for h in node_hosts:
+        j = per_host.get(h, 0)
+        per_host[h] = j + 1
+        ports.append([free_port() if base_port == 0 else base_port + PORTS_PER_NODE * j + k
+                      for k in range(PORTS_PER_NODE)])
+    pubkeys, ids = [], []
+    for i in range(nodes):
+        cmt = folder / f"node{i}" / "cometbft"
+        res = subprocess.run([binary, "init", "--home", str(cmt)], capture_output=True, text=True)
+        if res.returncode != 0:
+            raise EdgepocError(f"cometbft init failed: {res.stderr.strip()[:300]}")
+        key = json.loads((cmt / "config" / "priv_validator_key.json").read_text())
+        pubkeys.append(base64.b64decode(key["pub_key"]["value"]).hex())
+        ids.append(_node_id(cmt))
+    arbiter_key, client_key = SigningKey.generate(), SigningKey.generate()
+    genesis_time = float(int(time.time()))
+    genesis = Genesis(chain_id, genesis_time, make_validators(pubkeys, seed), arbiter_key.public_hex, p)
+    genesis = Genesis.from_dict(genesis.to_dict())  # validates
+    powers = voting_powers(p, [p.initial_score] * nodes)
+    cmt_genesis = {
+        "genesis_time": _rfc3339(genesis_time), "chain_id": chain_id, "initial_height": "1",
+        "consensus_params": {
+            "block": {"max_bytes": str(16 << 20), "max_gas": "-1"},
+            "evidence": {"max_age_num_blocks": "100000", "max_age_duration": "172800000000000", "max_bytes": "1048576"},
+            "validator": {"pub_key_types": ["ed25519"]}, "version": {"app": "1"},
+            "synchrony": {"precision": "505000000", "message_delay": "15000000000"},
+            "feature": {"vote_extensions_enable_height": "0", "pbts_enable_height": "0"}},
+        "validators": [{"address": v.address.upper(),
+                        "pub_key": {"type": "tendermint/PubKeyEd25519",
+                                    "value": base64.b64encode(bytes.fromhex(v.public_key)).decode()},
+                        "power": str(powers[i]), "name": v.name} for i, v in enumerate(genesis.validators)],
+        "app_hash": "", "app_state": genesis.to_dict()}
+    arbiter_port = free_port() if base_port == 0 else base_port + PORTS_PER_NODE * per_host.get(hosts[0], 0)
+    arbiter_url = f"http://{hosts[0]}:{arbiter_port}"
+    doc: dict[str, Any] = {"engine": "cometbft", "chain_id": chain_id, "nodes": [],
+                           "arbiter": {"home": "arbiter", "host": hosts[0], "port": arbiter_port, "url": arbiter_url}}
+    for i in range(nodes):
+        home = folder / f"node{i}"
+        cmt = home / "cometbft"
+        host, (p2p, rpc, abci, api) = node_hosts[i], ports[i]
+        peers = ",".join(f"{ids[j]}@{node_hosts[j]}:{ports[j][0]}" for j in range(nodes) if j != i)
+        cfg = (cmt / "config" / "config.toml").read_text()
+        for section, key, value in [
+            ("", "moniker", f"node{i}"), ("", "proxy_app", f"{host}:{abci}"), ("", "abci", "grpc"),
+            ("", "log_level", "info"),
+            ("rpc", "laddr", f"tcp://{host}:{rpc}"), ("rpc", "max_body_bytes", 16 << 20),
+            ("rpc", "max_open_connections", 2000),
+            ("p2p", "laddr", f"tcp://{host}:{p2p}"), ("p2p", "persistent_peers", peers),
+            ("p2p", "addr_book_strict", False), ("p2p", "allow_duplicate_ip", True), ("p2p", "pex", False),
+            ("p2p", "send_rate", 100 << 20), ("p2p", "recv_rate", 100 << 20),
+            ("p2p", "flush_throttle_timeout", "10ms"),
+            ("mempool", "size", 100000), ("mempool", "max_txs_bytes", 1 << 30), ("mempool", "cache_size", 200000),
+            ("mempool", "max_tx_bytes", 4 << 20),
+            ("consensus", "timeout_propose", _duration(p.timeout_propose)),
+            ("consensus", "timeout_propose_delta", _duration(p.timeout_delta)),
+            ("consensus", "timeout_prevote", _duration(p.timeout_prevote)),
+            ("consensus", "timeout_prevote_delta", _duration(p.timeout_delta)),
+            ("consensus", "timeout_precommit", _duration(p.timeout_precommit)),
+            ("consensus", "timeout_precommit_delta", _duration(p.timeout_delta)),
+            ("consensus", "timeout_commit", _duration(p.timeout_commit)),
+            ("consensus", "create_empty_blocks", True),
+            ("consensus", "create_empty_blocks_interval", _duration(p.empty_block_interval)),
+            ("consensus", "peer_gossip_sleep_duration", "10ms"),
+            ("tx_index", "indexer", "null"),
+        ]:
+            cfg = _set_toml(cfg, section, key, value)
+        (cmt / "config" / "config.toml").write_text(cfg)
+        (cmt / "config" / "genesis.json").write_text(json.dumps(cmt_genesis, indent=1) + "\n")
+        app_cfg = {"name": f"node{i}", "host": host, "abci_port": abci, "api_port": api, "rpc_port": rpc,
+                   "p2p_port": p2p, "arbiter_url": arbiter_url,
+                   "model": str(Path(student).resolve()) if student else None,
+                   "byzantine": (byzantine or {}).get(i, [])}
+        (home / "app.json").write_text(json.dumps(app_cfg, indent=2) + "\n")
+        doc["nodes"].append({"name": f"node{i}", "home": f"node{i}", "address": genesis.validators[i].address,
+                             "host": host, "api": f"http://{host}:{api}", "rpc": f"http://{host}:{rpc}",
+                             "peer_port": p2p, "abci_port": abci, "node_id": ids[i]})
+    arb = folder / "arbiter"
+    arb.mkdir(exist_ok=True)
+    arbiter_key.save(arb / "arbiter_key.json")
+    genesis.save(arb / "genesis.json")
+    (arb / "config.json").write_text(json.dumps({"engine": "cometbft", "host": hosts[0], "port": arbiter_port,
+                                                 "model": str(Path(teacher).resolve()) if teacher else None},
+                                                indent=2) + "\n")
+    client_key.save(folder / "client_key.json")
+    genesis.save(folder / "genesis.json")
+    (folder / "network.json").write_text(json.dumps(doc, indent=2) + "\n")
+    if len(hosts) > 1:
+        for h in hosts:
+            bundle = folder / "hosts" / h
+            bundle.mkdir(parents=True, exist_ok=True)
+            mine = [n for n in doc["nodes"] if n["host"] == h]
+            for n in mine:
+                shutil.copytree(folder / n["home"], bundle / n["home"], dirs_exist_ok=True)
+            if h == hosts[0]:
+                shutil.copytree(arb, bundle / "arbiter", dirs_exist_ok=True)
+            (bundle / "network.json").write_text(json.dumps({**doc, "this_host": h}, indent=2) + "\n")
+            shutil.copy2(folder / "genesis.json", bundle / "genesis.json")
+    return doc
+
+
+def load_network(folder: Path) -> dict:
+    try:
+        return json.loads((Path(folder) / "network.json").read_text())
+    except FileNotFoundError:
+        raise EdgepocError(f"{folder}: no network.json (run `edgepoc network init --dir {folder}`)") from None
+
+
+def _pid(pidfile: Path) -> int | None:
+    """The pid in `pidfile` if that process is alive (not a zombie) and runs edgepoc."""
+    try:
+        pid = int(pidfile.read_text().strip())
+        os.kill(pid, 0)
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return pid if b"edgepoc" in cmd and state != "Z" else None
+    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError, IndexError):
+        return None
+
+
+def _member(folder: Path, name: str) -> tuple[Path, list[str], str]:
+    doc = load_network(folder)
+    if name == "arbiter":
+        home = Path(folder) / "arbiter"
+        return home, ["arbiter", "--home", str(home)], "arbiter"
+    for n in doc["nodes"]:
+        if n["name"] == name:
+            home = Path(folder) / n["home"]
+            return home, ["node", "--home", str(home)], "node"
+    raise InputError(f"NODE: no node named {name!r} in {folder} (have {', '.join(n['name'] for n in doc['nodes'])})")
+
+
+def start_member(folder: Path, name: str, extra_env: dict[str, str] | None = None) -> int:
+    """Start one node (app + cometbft, one process group) or the arbiter; returns its pid."""
+    home, args, role = _member(folder, name)
+    pidfile = home / f"{role}.pid"
+    pid = _pid(pidfile)
+    if pid is not None:
+        return pid
+    log = open(home / f"{role}.log", "ab")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1", **(extra_env or {})}
+    proc = subprocess.Popen([sys.executable, "-m", "edgepoc", *args], stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+    log.close()
+    pidfile.write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def stop_member(folder: Path, name: str, kill: bool = False, wait: float = 15.0) -> int | None:
+    """Stop one node's process group: SIGTERM, or SIGKILL with `kill` (a crash). Returns the pid it stopped."""
+    home, _, role = _member(folder, name)
+    pidfile = home / f"{role}.pid"
+    pid = _pid(pidfile)
+    if pid is None:
+        pidfile.unlink(missing_ok=True)
+        return None
+    try:
+        os.killpg(pid, signal.SIGKILL if kill else signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and _group_alive(pid):
+        _reap(pid)
+        time.sleep(0.05)
+    if _group_alive(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _reap(pid)
+    pidfile.unlink(missing_ok=True)
+    return pid
+
+
+def _group_alive(pgid: int) -> bool:
+    """Is any process of the group still running (zombies of our own children do not count)?"""
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            fields = (p / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def up(folder: Path, env: dict[str, str] | None = None) -> dict[str, int]:
+    doc = load_network(folder)
+    pids = {"arbiter": start_member(folder, "arbiter", env)}
+    for n in doc["nodes"]:
+        pids[n["name"]] = start_member(folder, n["name"], env)
+    return pids
+
+
+def down(folder: Path) -> list[str]:
+    doc = load_network(folder)
+    return [name for name in [n["name"] for n in doc["nodes"]] + ["arbiter"] if stop_member(folder, name)]
+
+
+def status(folder: Path, timeout: float = 2.0) -> list[dict]:
+    doc = load_network(folder)
+    rows = []
+    for n in doc["nodes"]:
+        pid = _pid(Path(folder) / n["home"] / "node.pid")
+        row: dict[str, Any] = {"name": n["name"], "pid": pid, "api": n["api"]}
+        if pid is not None:
+            client = HttpClient(n["api"], timeout=timeout)
+            try:
+                row.update(client.get("/status"))
+            except EdgepocError as exc:
+                row["error"] = str(exc)
+            finally:
+                client.close()
+        rows.append(row)
+    return rows
+
+
+def wait_ready(folder: Path, timeout: float = 90.0, names: list[str] | None = None, height: int = 1) -> None:
+    """Block until the named nodes (default: all) answer /status at `height` or more, or raise."""
+    doc = load_network(folder)
+    todo = {n["name"]: n for n in doc["nodes"] if names is None or n["name"] in names}
+    deadline = time.monotonic() + timeout
+    while todo and time.monotonic() < deadline:
+        for name, n in list(todo.items()):
+            if _pid(Path(folder) / n["home"] / "node.pid") is None:
+                log = (Path(folder) / n["home"] / "node.log")
+                tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+                raise EdgepocError(f"{name} exited at start: {tail[0] if tail else 'no log'}")
+            client = HttpClient(n["api"], timeout=1.0)
+            try:
+                if client.get("/status")["height"] >= height:
+                    del todo[name]
+            except EdgepocError:
+                pass
+            finally:
+                client.close()
+        if todo:
+            time.sleep(0.2)
+    if todo:
+        raise EdgepocError(f"nodes not ready after {timeout:.0f} s: {', '.join(todo)}")

@@ -1,0 +1,374 @@
+"""One provider's node on CometBFT: the edgepoc app process and the cometbft process beside it.
+
+`edgepoc node --home H` serves ABCI over gRPC (service `cometbft.abci.v1.ABCIService`) to CometBFT,
+starts `cometbft start --home H/cometbft` as its child (same process group: `network stop --kill`
+takes both down, as a machine crash would), and serves the client HTTP API (FastAPI, `chain.api`)
+until SIGTERM. Submission goes through CometBFT's RPC (`broadcast_tx_sync`), so every task enters
+the chain through the replicated mempool and CheckTx.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgepoc.chain.abci.app import PocApplication, byzantine_modes, voting_powers
+from edgepoc.chain.abci.store import AppStore
+from edgepoc.chain.genesis import Genesis
+from edgepoc.errors import EdgepocError, InputError
+
+log = logging.getLogger("edgepoc.node")
+MAX_SUBMIT_ITEMS = 5000
+
+
+def cometbft_binary() -> str:
+    """The pinned CometBFT build (`make install` puts it beside the venv's python)."""
+    here = Path(sys.executable).parent / "cometbft"
+    path = str(here) if here.exists() else shutil.which("cometbft")
+    if path is None:
+        raise EdgepocError("cometbft is not installed (run `make install`)")
+    return path
+
+
+@dataclass
+class AppConfig:
+    """`app.json` in a node's home: its name, ports and allocator."""
+
+    name: str
+    host: str
+    abci_port: int
+    api_port: int
+    rpc_port: int
+    p2p_port: int
+    arbiter_url: str | None = None
+    model: str | None = None
+    byzantine: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, home: Path) -> "AppConfig":
+        try:
+            return cls(**json.loads((Path(home) / "app.json").read_text()))
+        except FileNotFoundError:
+            raise EdgepocError(f"node: {home}/app.json does not exist (run `edgepoc network init`)") from None
+        except (TypeError, json.JSONDecodeError) as exc:
+            raise InputError(f"{home}/app.json: malformed ({exc})") from None
+
+
+def load_genesis(home: Path) -> Genesis:
+    """The application's genesis: the `app_state` of CometBFT's genesis.json (one file for both)."""
+    path = Path(home) / "cometbft" / "config" / "genesis.json"
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise EdgepocError(f"{path} does not exist (run `edgepoc network init`)") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not JSON ({exc})") from None
+    return Genesis.from_dict(doc.get("app_state") or {})
+
+
+def validator_address(home: Path) -> str:
+    doc = json.loads((Path(home) / "cometbft" / "config" / "priv_validator_key.json").read_text())
+    return doc["address"].lower()
+
+
+class RpcClient:
+    """CometBFT's JSON-RPC over HTTP, one kept-alive connection per thread."""
+
+    def __init__(self, host: str, port: int, timeout: float = 10.0):
+        self.host, self.port, self.timeout = host, port, timeout
+        self._local = threading.local()
+
+    def call(self, method: str, params: dict | None = None, timeout: float | None = None) -> dict:
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}})
+        for attempt in range(2):
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self._local.conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout or self.timeout)
+            try:
+                conn.request("POST", "/", body=body, headers={"Content-Type": "application/json"})
+                doc = json.loads(conn.getresponse().read())
+                if "error" in doc:
+                    err = doc["error"]
+                    raise EdgepocError(f"{err.get('message', '')} {err.get('data', '')}".strip())
+                return doc["result"]
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                conn.close()
+                self._local.conn = None
+                if attempt:
+                    raise EdgepocError(f"cometbft rpc {self.host}:{self.port} unreachable ({exc})") from None
+        raise AssertionError("unreachable")
+
+
+class CometNodeView:
+    """The NodeView (edgepoc.chain.api.view) of an application and its CometBFT node."""
+
+    def __init__(self, app: PocApplication, config: AppConfig, address: str):
+        self.app = app
+        self.config = config
+        self.address = address
+        self.genesis = app.genesis
+        self.names = [v.name for v in self.genesis.validators]
+        self.rpc = RpcClient(config.host, config.rpc_port)
+        self.started = time.time()
+
+    def _unix(self, clock: float) -> float:
+        return self.genesis.genesis_time + clock
+
+    def status(self) -> dict:
+        app = self.app
+        st = app.state
+        rnd = step = None
+        mempool = len(app.pending)
+        reachable: dict[str, bool] = {}
+        try:
+            cs = self.rpc.call("consensus_state", timeout=1.0)["round_state"]["height/round/step"].split("/")
+            rnd, step = int(cs[1]), {"1": "new-height", "2": "new-round", "3": "propose", "4": "prevote",
+                                     "5": "prevote-wait", "6": "precommit", "7": "precommit-wait",
+                                     "8": "commit"}.get(cs[2], cs[2])
+            mempool = int(self.rpc.call("num_unconfirmed_txs", timeout=1.0)["n_txs"])
+            peers = self.rpc.call("net_info", timeout=1.0)["peers"]
+            up = {p["node_info"]["moniker"] for p in peers}
+            reachable = {n: (n in up or n == self.config.name) for n in self.names}
+        except (EdgepocError, KeyError, ValueError, IndexError):
+            pass
+        powers = voting_powers(app.params, st.scores)
+        age = None if app.last_commit_time is None else time.time() - app.last_commit_time
+        return {"name": self.config.name, "chain_id": self.genesis.chain_id, "address": self.address,
+                "engine": "cometbft", "height": st.height, "last_block_time": self._unix(st.last_time),
+                "last_commit_age": age, "mempool": mempool, "tasks_committed": st.tasks_committed,
+                "round": rnd, "step": step, "resources": self.genesis.n_resources,
+                "genesis_time": self.genesis.genesis_time,
+                "validators": [{"name": v.name, "address": v.address, "power": powers[i],
+                                "reachable": reachable.get(v.name)} for i, v in enumerate(self.genesis.validators)],
+                "total_power": sum(powers), "allocator": app.allocator_name, "byzantine": sorted(app.byzantine),
+                "pid": os.getpid(), "uptime": time.time() - self.started, "explorer": "/explorer/"}
+
+    def block(self, height: int | None) -> dict | None:
+        h = self.app.state.height if height is None else height
+        rec = self.app.store.block(h)
+        if rec is None:
+            return None
+        rec = {**rec, "time": self._unix(rec["time"]), "clock": rec["time"]}
+        return {"height": h, "hash": rec["hash"], "block": rec, "commit": None}
+
+    def blocks(self, before: int | None, limit: int) -> list[dict]:
+        rows = []
+        for rec in self.app.store.blocks(before, limit):
+            alloc = rec.get("allocation") or {}
+            rows.append({"height": rec["height"], "hash": rec["hash"], "time": self._unix(rec["time"]),
+                         "proposer": rec.get("proposer_name") or rec["proposer"], "n_tasks": len(rec["tasks"]),
+                         "total_latency": alloc.get("claimed_latency", 0.0),
+                         "arbitrated": rec.get("arbitration") is not None, "rounds": None})
+        return rows
+
+    def task(self, task_id: str) -> dict:
+        row = self.app.store.task(task_id)
+        if row is None:
+            return {"id": task_id, "status": "pending" if task_id in self.app.pending else "unknown"}
+        row["provider_name"] = self.names[row["provider"]]
+        return row
+
+    def submit(self, items: list[dict]) -> dict:
+        if not isinstance(items, list) or len(items) > MAX_SUBMIT_ITEMS:
+            raise InputError(f"tasks: expected a list of at most {MAX_SUBMIT_ITEMS} signed batches")
+        ids: list[str] = []
+        rejected: list[dict] = []
+        for i, item in enumerate(items):
+            try:
+                batch = self.app.parse_batch(item)
+            except InputError as exc:
+                rejected.append({"index": i, "error": str(exc)})
+                continue
+            done = self.app.store.committed_ids(batch.ids)
+            if done:
+                rejected.append({"index": i, "ids": batch.ids,
+                                 "error": f"replay: task {sorted(done)[0]} is already committed"})
+                continue
+            tx = base64.b64encode(batch.tx()).decode()
+            try:
+                res = self.rpc.call("broadcast_tx_sync", {"tx": tx})
+            except EdgepocError as exc:
+                if "already exists in cache" in str(exc):  # a resubmission: harmless, the same ids
+                    ids.extend(batch.ids)
+                else:
+                    rejected.append({"index": i, "ids": batch.ids, "error": str(exc)})
+                continue
+            if int(res.get("code", 0)) == 0:
+                ids.extend(batch.ids)
+            else:
+                rejected.append({"index": i, "ids": batch.ids, "error": res.get("log", "rejected")})
+        return {"accepted": len(ids), "ids": ids, "rejected": rejected}
+
+    def contributions(self) -> dict:
+        from edgepoc.chain import consensus as rules
+
+        st = self.app.state
+        q = rules.qualified(self.genesis, st)
+        powers = voting_powers(self.app.params, st.scores)
+        total = sum(powers)
+        rows = [{"name": v.name, "address": v.address, "score": st.scores[i], "balance": st.balances[i],
+                 "penalties": st.penalties[i], "qualified": q[i], "proposer_share": powers[i] / total,
+                 "power": powers[i]} for i, v in enumerate(self.genesis.validators)]
+        return {"height": st.height, "validators": rows}
+
+    def history(self, limit: int) -> list[dict]:
+        out = []
+        for rec in reversed(self.app.store.blocks(None, limit, with_tasks=True)):
+            st = self.app.store.state(rec["height"])
+            if st is None:
+                continue
+            out.append({"height": rec["height"], "time": self._unix(rec["time"]),
+                        "proposer": rec.get("proposer_name") or rec["proposer"],
+                        "scores": dict(zip(self.names, st.scores)), "powers": dict(zip(self.names, rec["powers"])),
+                        "rewards": dict(zip(self.names, st.balances)), "penalties": dict(zip(self.names, st.penalties)),
+                        "backlog": {n: max(0.0, f - rec["time"]) for n, f in zip(self.names, st.free_times)}})
+        return out
+
+    def evidence(self) -> list[dict]:
+        return self.app.store.evidence()
+
+    def arbitrations(self, limit: int) -> list[dict]:
+        out = []
+        for rec in self.app.store.blocks(None, 2000, with_tasks=True):
+            if rec.get("arbitration"):
+                out.append({"height": rec["height"], "time": self._unix(rec["time"]),
+                            "proposer": rec.get("proposer_name"), "method": rec["arbitration"].get("method"),
+                            "n_tasks": len(rec["tasks"])})
+                if len(out) >= limit:
+                    break
+        return out
+
+
+def _servicer(app: PocApplication):
+    from edgepoc.chain.abci.proto import grpc_pb, pb
+
+    class Servicer(grpc_pb.ABCIServiceServicer):
+        def Echo(self, req, ctx):
+            return pb.EchoResponse(message=req.message)
+
+        def Flush(self, req, ctx):
+            return pb.FlushResponse()
+
+        def Info(self, req, ctx):
+            return app.info(req)
+
+        def CheckTx(self, req, ctx):
+            return app.check_tx(req)
+
+        def Query(self, req, ctx):
+            return app.query(req)
+
+        def Commit(self, req, ctx):
+            return app.commit(req)
+
+        def InitChain(self, req, ctx):
+            return app.init_chain(req)
+
+        def ListSnapshots(self, req, ctx):
+            return pb.ListSnapshotsResponse()
+
+        def OfferSnapshot(self, req, ctx):
+            return pb.OfferSnapshotResponse(result=pb.OFFER_SNAPSHOT_RESULT_REJECT)
+
+        def LoadSnapshotChunk(self, req, ctx):
+            return pb.LoadSnapshotChunkResponse()
+
+        def ApplySnapshotChunk(self, req, ctx):
+            return pb.ApplySnapshotChunkResponse(result=pb.APPLY_SNAPSHOT_CHUNK_RESULT_ABORT)
+
+        def PrepareProposal(self, req, ctx):
+            return app.prepare_proposal(req)
+
+        def ProcessProposal(self, req, ctx):
+            return app.process_proposal(req)
+
+        def ExtendVote(self, req, ctx):
+            return pb.ExtendVoteResponse()
+
+        def VerifyVoteExtension(self, req, ctx):
+            return pb.VerifyVoteExtensionResponse(status=pb.VERIFY_VOTE_EXTENSION_STATUS_ACCEPT)
+
+        def FinalizeBlock(self, req, ctx):
+            return app.finalize_block(req)
+
+    return Servicer()
+
+
+def build_app(home: Path, config: AppConfig, metrics: Any = None) -> tuple[PocApplication, str]:
+    from edgepoc.chain.allocator import make_allocator, probe_instance
+    from edgepoc.chain.abci.arbiter import arbiter_client
+
+    genesis = load_genesis(home)
+    address = validator_address(home)
+    if genesis.index_of(address) is None:
+        raise EdgepocError(f"{home}: this node's validator key is not in genesis")
+    p = genesis.params
+    allocate, name = make_allocator(p.allocator, model=config.model, seconds=p.allocator_seconds,
+                                    probe=probe_instance(genesis.capacity, genesis.delays), decode=p.allocator_decode)
+    arbiter = arbiter_client(home, config.arbiter_url, genesis) if config.arbiter_url else None
+    store = AppStore(Path(home) / "data" / "app.sqlite")
+    app = PocApplication(genesis, store, allocate, name, address, config.byzantine or byzantine_modes(), metrics,
+                         arbiter)
+    return app, address
+
+
+def run_node(home: Path) -> None:
+    """The `edgepoc node` command on a CometBFT home: serve ABCI, run cometbft, serve the API."""
+    import grpc
+
+    from edgepoc.chain.api.metrics import ChainMetrics
+    from edgepoc.chain.api.serve import serve_api
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    home = Path(home).resolve()
+    config = AppConfig.load(home)
+    binary = cometbft_binary()
+    metrics = ChainMetrics()
+    app, address = build_app(home, config, metrics)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8),
+                         options=[("grpc.max_receive_message_length", 256 << 20),
+                                  ("grpc.max_send_message_length", 256 << 20)])
+    from edgepoc.chain.abci.proto import grpc_pb
+
+    grpc_pb.add_ABCIServiceServicer_to_server(_servicer(app), server)
+    if server.add_insecure_port(f"{config.host}:{config.abci_port}") == 0:
+        raise EdgepocError(f"node {config.name}: cannot listen on {config.host}:{config.abci_port} for ABCI")
+    server.start()
+    log.info("node %s (%s): ABCI gRPC on %s:%d, allocator %s, at height %d%s", config.name, address[:8], config.host,
+             config.abci_port, app.allocator_name, app.state.height,
+             f"; BYZANTINE {sorted(app.byzantine)}" if app.byzantine else "")
+    out = open(home / "cometbft.log", "ab")
+    comet = subprocess.Popen([binary, "start", "--home", str(home / "cometbft")], stdout=out, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL)
+    out.close()
+    (home / "cometbft.pid").write_text(f"{comet.pid}\n")
+
+    def watch() -> None:  # if cometbft dies, the node is down: take the app process with it
+        code = comet.wait()
+        log.error("cometbft exited with code %s; stopping", code)
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        serve_api(CometNodeView(app, config, address), metrics, config.host, config.api_port)
+    finally:
+        if comet.poll() is None:
+            comet.terminate()
+            try:
+                comet.wait(10)
+            except subprocess.TimeoutExpired:
+                comet.kill()
+        server.stop(1)
+        (home / "cometbft.pid").unlink(missing_ok=True)

@@ -1,0 +1,118 @@
+"""The application's store: SQLite (WAL, synchronous=FULL), one transaction per committed block.
+
+CometBFT keeps the blocks and their commits; this store keeps what they mean: the state after every
+height (queues, scores, rewards, penalties), the block records the API serves, the task index and
+the evidence punished. `Info` reads the last height and app hash from here, so after a crash CometBFT
+replays exactly the blocks the store does not have.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+from edgepoc.chain.consensus import ChainState
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS blocks (height INTEGER PRIMARY KEY, hash TEXT NOT NULL, time REAL NOT NULL,
+                                   n_tasks INTEGER NOT NULL, committed_at REAL NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS states (height INTEGER PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tasks (id TEXT PRIMARY KEY, height INTEGER NOT NULL, position INTEGER NOT NULL,
+                                  provider INTEGER NOT NULL, latency REAL NOT NULL, arrival REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS evidence (n INTEGER PRIMARY KEY AUTOINCREMENT, height INTEGER NOT NULL, body TEXT NOT NULL);
+"""
+
+
+class AppStore:
+    """One node's application data in one SQLite file; readers get their own connection per thread."""
+
+    def __init__(self, path: Path, readonly: bool = False):
+        self.path = Path(path)
+        self.readonly = readonly
+        if not readonly:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self.db = self._connect()
+        if not readonly:
+            self.db.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        uri = f"file:{self.path}?mode=ro" if self.readonly else f"file:{self.path}"
+        db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=30)
+        if not self.readonly:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+        return db
+
+    @property
+    def _r(self) -> sqlite3.Connection:
+        """This thread's reading connection (WAL: readers never block the writer)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = self._connect()
+        return db
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- writing (the ABCI Commit)
+    def save_block(self, state: ChainState, record: dict, rows: list[tuple], evidence: list[dict]) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("INSERT INTO blocks VALUES (?,?,?,?,?,?)",
+                            (state.height, record["hash"], record["time"], len(rows), record["committed_at"],
+                             json.dumps(record)))
+            self.db.execute("INSERT INTO states VALUES (?,?)", (state.height, json.dumps(state.to_dict())))
+            self.db.executemany("INSERT INTO tasks VALUES (?,?,?,?,?,?)", rows)
+            self.db.executemany("INSERT INTO evidence (height, body) VALUES (?,?)",
+                                [(state.height, json.dumps(e)) for e in evidence])
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    # -- reading
+    def height(self) -> int:
+        row = self._r.execute("SELECT MAX(height) FROM states").fetchone()
+        return int(row[0] or 0)
+
+    def state(self, height: int | None = None) -> ChainState | None:
+        if height is None:
+            row = self._r.execute("SELECT body FROM states ORDER BY height DESC LIMIT 1").fetchone()
+        else:
+            row = self._r.execute("SELECT body FROM states WHERE height=?", (height,)).fetchone()
+        return ChainState.from_dict(json.loads(row[0])) if row else None
+
+    def block(self, height: int) -> dict | None:
+        row = self._r.execute("SELECT body FROM blocks WHERE height=?", (height,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def blocks(self, before: int | None, limit: int, with_tasks: bool = False) -> list[dict]:
+        q = "SELECT body FROM blocks WHERE height < ?" + (" AND n_tasks > 0" if with_tasks else "")
+        rows = self._r.execute(q + " ORDER BY height DESC LIMIT ?", (before or 2**62, limit)).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def committed_ids(self, ids: list[str]) -> set[str]:
+        out: set[str] = set()
+        for i in range(0, len(ids), 900):
+            chunk = ids[i:i + 900]
+            q = f"SELECT id FROM tasks WHERE id IN ({','.join('?' * len(chunk))})"
+            out.update(r[0] for r in self._r.execute(q, chunk))
+        return out
+
+    def task(self, task_id: str) -> dict | None:
+        row = self._r.execute("SELECT t.height, t.position, t.provider, t.latency, t.arrival, b.committed_at "
+                              "FROM tasks t JOIN blocks b ON b.height = t.height WHERE t.id=?", (task_id,)).fetchone()
+        if row is None:
+            return None
+        return {"id": task_id, "status": "committed", "height": row[0], "position": row[1], "provider": row[2],
+                "latency": row[3], "arrival": row[4], "committed_at": row[5]}
+
+    def tasks_at(self, height: int) -> list[tuple]:
+        return self._r.execute("SELECT id, position, provider, latency, arrival FROM tasks WHERE height=? "
+                               "ORDER BY position", (height,)).fetchall()
+
+    def evidence(self) -> list[dict]:
+        return [json.loads(r[0]) for r in self._r.execute("SELECT body FROM evidence ORDER BY n")]
