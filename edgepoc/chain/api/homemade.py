@@ -48,7 +48,7 @@ class HomemadeNodeView:
         st = n.status()
         if st.get("round") is None or st["round"] < 0:  # between heights, or waiting for tasks to propose
             st["round"] = None
-            st["step"] = "committing" if n.machine is None else "waiting for tasks"
+            st["step"] = "committing" if n.machine is None else "idle"
         connected = {p["address"]: p["connected"] for p in st.get("peers", [])}
         st["validators"] = [{"name": v.name, "address": v.address, "power": v.power,
                              "reachable": True if v.address == n.key.address else connected.get(v.address, False)}

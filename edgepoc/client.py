@@ -1,0 +1,353 @@
+"""`EdgepocClient`: talk to a provider network through any of its nodes, and keep a receipt.
+
+Transport and bookkeeping only: the signed task objects come from `edgepoc.chain.client` (each has
+`to_dict()` and its task id as `id`, or `ids` for a client-signed batch). A request goes to the node
+that answered last; if it cannot be reached, the next node is tried. Resubmitting is harmless: a task
+id names a (client, nonce) pair, a node accepts a pending task again and refuses a committed one as a
+replay, which the client then looks up instead of counting as rejected.
+
+The receipt is a JSON-lines file, appended and flushed as things happen, one record per event:
+    {"id", "state": "planned", "task": {...}}           the signed task, written before it is sent
+    {"id", "state": "accepted", "node": URL}
+    {"id", "state": "committed", "height", "provider", "latency"[, "provider_was_down": true]}
+    {"id", "state": "rejected", "reason"}
+`Receipt.load` folds them (the last state wins); `EdgepocClient.submit` skips tasks already committed
+or rejected and resends the rest, so an interrupted `edgepoc submit --receipt FILE` resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import requests
+
+from edgepoc.errors import EdgepocError, InputError
+
+FINAL = ("committed", "rejected")
+STATUS_CHUNK = 1000
+
+
+def item_ids(item: Any) -> list[str]:
+    """The task id(s) a signed item carries: `ids` (a batch) or `id` (one task)."""
+    if isinstance(item, dict):
+        ids = item.get("ids") or ([item["id"]] if "id" in item else None)
+    else:
+        ids = getattr(item, "ids", None) or [item.id]
+    if not ids:
+        raise InputError("submit: an item without a task id")
+    return list(ids)
+
+
+class NodeUnreachable(EdgepocError):
+    """No node answered (each one tried once)."""
+
+
+class Receipt:
+    """The append-only JSON-lines receipt (see the module docstring)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.records: dict[str, dict] = {}
+        if self.path.exists():
+            self._load()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = self.path.open("a", encoding="utf-8")
+
+    def _load(self) -> None:
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                tid = rec["id"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                if n == len(lines):
+                    continue  # a line cut off by a crash mid-write: the event is redone
+                raise InputError(f"{self.path}:{n}: not a receipt record") from None
+            merged = {**self.records.get(tid, {}), **rec}
+            if rec.get("state") != "committed":
+                merged.pop("provider_was_down", None)
+            self.records[tid] = merged
+
+    def record(self, task_id: str, state: str, **fields: Any) -> None:
+        rec = {"id": task_id, "state": state, **fields}
+        self.records[task_id] = {**self.records.get(task_id, {}), **rec}
+        self._fh.write(json.dumps(rec, allow_nan=False) + "\n")
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def state(self, task_id: str) -> str | None:
+        return self.records.get(task_id, {}).get("state")
+
+    def planned_items(self) -> list[tuple[dict, list[str]]]:
+        """(signed wire dict, its task ids) as recorded by an earlier run, in the order they were planned."""
+        return [(r["task"], r.get("ids") or [r["id"]]) for r in self.records.values() if "task" in r]
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.records.values():
+            out[r["state"]] = out.get(r["state"], 0) + 1
+        return out
+
+
+@dataclass
+class SubmitResult:
+    accepted: list[str] = field(default_factory=list)
+    rejected: list[dict] = field(default_factory=list)  # {"id"?, "index"?, "reason"}
+    skipped: int = 0  # already final in the receipt
+    failed: str | None = None  # why submission stopped early (every node unreachable)
+    unsent: list[str] = field(default_factory=list)
+
+
+@dataclass
+class WaitResult:
+    committed: dict[str, dict] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    down_seen: dict[str, float] = field(default_factory=dict)  # node name -> first time seen unreachable
+    flagged: dict[str, str] = field(default_factory=dict)  # task id -> provider that was down at the time
+
+
+class EdgepocClient:
+    """A JSON client for several nodes of one network, failing over between them."""
+
+    def __init__(self, urls: Sequence[str], timeout: float = 10.0, names: Sequence[str] | None = None):
+        if not urls:
+            raise InputError("client: no node URL given")
+        self.urls = [u if "://" in u else f"http://{u}" for u in urls]
+        self.urls = [u.rstrip("/") for u in self.urls]
+        self.names = list(names) if names else [None] * len(self.urls)
+        self.timeout = timeout
+        self.current = 0
+        self.session = requests.Session()
+        self.failures: list[tuple[float, str, str]] = []  # (time, url, why)
+
+    # ---- transport
+    def request(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> tuple[int, Any, str]:
+        """(status, JSON document, URL of the node that answered); raises NodeUnreachable if none did."""
+        errors = []
+        for k in range(len(self.urls)):
+            i = (self.current + k) % len(self.urls)
+            url = self.urls[i]
+            try:
+                r = self.session.request(method, url + path, json=body, timeout=timeout or self.timeout)
+            except requests.RequestException as exc:
+                why = type(exc).__name__
+                self.failures.append((time.time(), url, why))
+                errors.append(f"{url} ({why})")
+                continue
+            self.current = i
+            try:
+                doc = r.json() if r.content else None
+            except ValueError:
+                doc = {"error": r.text[:200]}
+            return r.status_code, doc, url
+        raise NodeUnreachable(f"cannot reach any node: {', '.join(errors)}")
+
+    def get(self, path: str) -> Any:
+        status, doc, url = self.request("GET", path)
+        if status != 200:
+            raise EdgepocError(f"GET {path} at {url}: {status} {_reason(doc)}")
+        return doc
+
+    def post(self, path: str, body: Any) -> Any:
+        status, doc, url = self.request("POST", path, body)
+        if status != 200:
+            raise EdgepocError(f"POST {path} at {url}: {status} {_reason(doc)}")
+        return doc
+
+    def close(self) -> None:
+        self.session.close()
+
+    # ---- reads
+    def status(self) -> dict:
+        return self.get("/status")
+
+    def block(self, ref: int | str = "latest") -> dict:
+        return self.get(f"/blocks/{ref}")
+
+    def task(self, task_id: str) -> dict:
+        return self.get(f"/tasks/{task_id}")
+
+    def tasks(self, ids: Sequence[str]) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        for i in range(0, len(ids), STATUS_CHUNK):
+            out.update(self.post("/tasks/status", {"ids": list(ids[i:i + STATUS_CHUNK])})["tasks"])
+        return out
+
+    def probe(self, timeout: float = 1.0) -> dict[str, dict | None]:
+        """Each node's /status (None where it does not answer), keyed by URL: for quorum and down-node reports."""
+        out: dict[str, dict | None] = {}
+        for url in self.urls:
+            try:
+                r = self.session.get(url + "/status", timeout=timeout)
+                out[url] = r.json() if r.status_code == 200 else None
+            except (requests.RequestException, ValueError):
+                out[url] = None
+        return out
+
+    # ---- submit and wait
+    def submit(self, items: Sequence[Any], receipt: Receipt | None = None, batch: int = 500,
+               pace: Iterable[float] | None = None) -> SubmitResult:
+        """Send signed items in batches, skipping those the receipt already has as committed or rejected.
+
+        `items` are signed objects (`to_dict()` and `id` or `ids`) or `(wire dict, [ids])` pairs (what
+        `Receipt.planned_items` gives back). `pace`, if given, yields the monotonic time at which each
+        batch may go (rate-limited submits). Stops at the first batch no node takes and says so in
+        `failed`: everything before it is in `accepted` (and in the receipt).
+        """
+        if batch < 1:
+            raise InputError("--batch: must be >= 1")
+        res = SubmitResult()
+        todo: list[tuple[dict, list[str]]] = []
+        for item in items:
+            body, ids = item if isinstance(item, tuple) else (item.to_dict(), item_ids(item))
+            if receipt is not None and all(receipt.state(t) in FINAL for t in ids):
+                res.skipped += 1
+                continue
+            if receipt is not None and receipt.state(ids[0]) is None:
+                receipt.record(ids[0], "planned", task=body, ids=ids)
+                for t in ids[1:]:
+                    receipt.record(t, "planned")
+            todo.append((body, ids))
+        if receipt is not None:
+            receipt.flush()
+        times = iter(pace) if pace is not None else None
+        for start in range(0, len(todo), batch):
+            chunk = todo[start:start + batch]
+            at = next(times, None) if times is not None else None
+            if at is not None:
+                time.sleep(max(0.0, at - time.monotonic()))
+            try:
+                status, doc, url = self.request("POST", "/tasks", {"tasks": [b for b, _ in chunk]})
+            except NodeUnreachable as exc:
+                res.failed = str(exc)
+                res.unsent = [t for _, ids in todo[start:] for t in ids]
+                break
+            if status != 200:
+                raise EdgepocError(f"POST /tasks at {url}: {status} {_reason(doc)}")
+            accepted = list(doc.get("ids", []))
+            rejected, replays = [], []
+            for r in doc.get("rejected", []):
+                reason = str(r.get("reason") or r.get("error") or "rejected")
+                index = r.get("index") if isinstance(r.get("index"), int) else None
+                tid = r.get("id")
+                if tid is None and index is not None and 0 <= index < len(chunk) and len(chunk[index][1]) == 1:
+                    tid = chunk[index][1][0]
+                if tid is not None and reason.startswith("replay"):
+                    replays.append(tid)  # sent before (by us, or a run we resume): look it up
+                else:
+                    rejected.append({"id": tid, "index": None if index is None else start + index, "reason": reason})
+            if replays:
+                known = self.tasks(replays)
+                for tid in replays:
+                    if known.get(tid, {}).get("status") in ("committed", "pending"):
+                        accepted.append(tid)
+                    else:
+                        rejected.append({"id": tid, "reason": "replay: this (client, nonce) was used by another task"})
+            res.accepted.extend(accepted)
+            res.rejected.extend(rejected)
+            if receipt is not None:
+                for tid in accepted:
+                    if receipt.state(tid) != "committed":
+                        receipt.record(tid, "accepted", node=url)
+                for r in rejected:
+                    if r["id"]:
+                        receipt.record(r["id"], "rejected", reason=r["reason"])
+                receipt.flush()
+        return res
+
+    def wait(self, ids: Sequence[str], timeout: float = 60.0, poll: float = 0.25, receipt: Receipt | None = None,
+             watch_nodes: bool = True) -> WaitResult:
+        """Poll until every id is committed or `timeout` passes; notes which nodes were down meanwhile and
+        flags the committed tasks whose provider was one of them."""
+        t0 = time.monotonic()
+        res = WaitResult()
+        todo = list(ids)
+        down_windows: dict[str, list[float]] = {}  # provider name -> wall times it was seen down
+        while True:
+            if watch_nodes:
+                for name in self._down_names():
+                    down_windows.setdefault(name, []).append(time.time())
+                    res.down_seen.setdefault(name, time.time())
+            try:
+                known = self.tasks(todo) if todo else {}
+            except EdgepocError:
+                known = {}
+            still = []
+            for tid in todo:
+                st = known.get(tid, {})
+                if st.get("status") == "committed":
+                    res.committed[tid] = st
+                    provider = st.get("provider_name", str(st.get("provider")))
+                    if provider in down_windows:
+                        res.flagged[tid] = provider
+                    if receipt is not None:
+                        extra = {"provider_was_down": True} if tid in res.flagged else {}
+                        receipt.record(tid, "committed", height=st.get("height"), provider=provider,
+                                       latency=st.get("latency"), **extra)
+                elif st.get("status") == "rejected":
+                    if receipt is not None:
+                        receipt.record(tid, "rejected", reason=st.get("reason", "rejected"))
+                    still.append(tid)
+                else:
+                    still.append(tid)
+            if receipt is not None:
+                receipt.flush()
+            todo = [t for t in still if known.get(t, {}).get("status") != "rejected"]
+            res.missing = todo
+            if not todo or time.monotonic() - t0 >= timeout:
+                break
+            time.sleep(poll)
+        res.seconds = time.monotonic() - t0
+        return res
+
+    def _down_names(self) -> list[str]:
+        """Validators unreachable now: nodes of ours that do not answer, and those an answering node reports."""
+        down: set[str] = set()
+        seen_up: set[str] = set()
+        for i, (url, st) in enumerate(self.probe().items()):
+            if st is None:
+                if self.names[i]:
+                    down.add(self.names[i])
+            else:
+                seen_up.add(st.get("name", ""))
+                for v in st.get("validators", []) or []:
+                    if v.get("reachable") is False:
+                        down.add(v.get("name", ""))
+        return sorted(down - seen_up - {""})
+
+    def quorum(self) -> dict | None:
+        """{"up", "total", "needed", "down": [names], "lost": bool} from the nodes' status, or None if none answers."""
+        probes = self.probe()
+        statuses = [s for s in probes.values() if s]
+        if not statuses:
+            return None
+        vals = statuses[0].get("validators") or []
+        if not vals:
+            return None
+        answering = {s.get("name") for s in statuses}
+        down_names = {self.names[i] for i, s in enumerate(probes.values()) if s is None and self.names[i]}
+        total = sum(int(v.get("power", 1)) for v in vals)
+        up, down = 0, []
+        for v in vals:
+            reachable = v.get("name") in answering or (v.get("reachable", True) and v.get("name") not in down_names)
+            if reachable:
+                up += int(v.get("power", 1))
+            else:
+                down.append(v.get("name"))
+        needed = total * 2 // 3 + 1
+        return {"up": up, "total": total, "needed": needed, "down": down, "lost": up < needed}
+
+
+def _reason(doc: Any) -> str:
+    return str(doc.get("error")) if isinstance(doc, dict) and "error" in doc else str(doc)[:200]
