@@ -4,7 +4,11 @@ Transport and bookkeeping only: the signed task objects come from `edgepoc.chain
 `to_dict()` and its task id as `id`, or `ids` for a client-signed batch). A request goes to the node
 that answered last; if it cannot be reached, the next node is tried. Resubmitting is harmless: a task
 id names a (client, nonce) pair, a node accepts a pending task again and refuses a committed one as a
-replay, which the client then looks up instead of counting as rejected.
+replay, which the client then looks up.
+
+A replay refusal counts as "already there" only for a task this client may have sent before (a
+request that failed over, or a task in the receipt of a run being resumed); otherwise the nonce was
+used by another task and the refusal stands.
 
 The receipt is a JSON-lines file, appended and flushed as things happen, one record per event:
     {"id", "state": "planned", "task": {...}}           the signed task, written before it is sent
@@ -130,11 +134,13 @@ class EdgepocClient:
         self.current = 0
         self.session = requests.Session()
         self.failures: list[tuple[float, str, str]] = []  # (time, url, why)
+        self.last_failovers = 0  # nodes that failed before the last request got an answer
 
     # ---- transport
     def request(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> tuple[int, Any, str]:
         """(status, JSON document, URL of the node that answered); raises NodeUnreachable if none did."""
         errors = []
+        self.last_failovers = 0
         for k in range(len(self.urls)):
             i = (self.current + k) % len(self.urls)
             url = self.urls[i]
@@ -144,6 +150,7 @@ class EdgepocClient:
                 why = type(exc).__name__
                 self.failures.append((time.time(), url, why))
                 errors.append(f"{url} ({why})")
+                self.last_failovers += 1
                 continue
             self.current = i
             try:
@@ -208,6 +215,7 @@ class EdgepocClient:
         if batch < 1:
             raise InputError("--batch: must be >= 1")
         res = SubmitResult()
+        sent_before = set(receipt.records) if receipt is not None else set()  # a run we resume may have sent these
         todo: list[tuple[dict, list[str]]] = []
         for item in items:
             body, ids = item if isinstance(item, tuple) else (item.to_dict(), item_ids(item))
@@ -237,16 +245,18 @@ class EdgepocClient:
                 raise EdgepocError(f"POST /tasks at {url}: {status} {_reason(doc)}")
             accepted = list(doc.get("ids", []))
             rejected, replays = [], []
+            maybe_sent = sent_before | ({t for _, ids in chunk for t in ids} if self.last_failovers else set())
             for r in doc.get("rejected", []):
                 reason = str(r.get("reason") or r.get("error") or "rejected")
                 index = r.get("index") if isinstance(r.get("index"), int) else None
-                tid = r.get("id")
-                if tid is None and index is not None and 0 <= index < len(chunk) and len(chunk[index][1]) == 1:
-                    tid = chunk[index][1][0]
-                if tid is not None and reason.startswith("replay"):
-                    replays.append(tid)  # sent before (by us, or a run we resume): look it up
-                else:
-                    rejected.append({"id": tid, "index": None if index is None else start + index, "reason": reason})
+                tids = r.get("ids") or ([r["id"]] if r.get("id") else [])
+                if not tids and index is not None and 0 <= index < len(chunk):
+                    tids = chunk[index][1]
+                for tid in tids or [None]:
+                    if tid is not None and reason.startswith("replay") and tid in maybe_sent:
+                        replays.append(tid)  # our own earlier send (a failover, or a run we resume): look it up
+                    else:
+                        rejected.append({"id": tid, "index": None if index is None else start + index, "reason": reason})
             if replays:
                 known = self.tasks(replays)
                 for tid in replays:
