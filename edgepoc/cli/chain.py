@@ -58,33 +58,51 @@ def arbiter_cmd(
     asyncio.run(run_arbiter(home, cfg["host"], int(cfg["port"]), method, cfg.get("model")))
 
 
+def _net(dir: Path | None):
+    """The network module of the engine that `dir` was initialised for (CometBFT, or the home-made one)."""
+    from edgepoc.chain.abci import network as comet
+
+    doc = comet.load_network(dir or DEFAULT_DIR)
+    if doc.get("engine") == "cometbft":
+        return comet
+    from edgepoc.chain import network as homemade
+
+    return homemade
+
+
 def network_init(
     nodes: int = typer.Option(4, help="Number of provider nodes."),
-    base_port: int = typer.Option(26600, help="First port (node i: peer base+2i, API base+2i+1; arbiter after); 0 = free ports."),
+    base_port: int = typer.Option(26600, help="First port (node i: p2p base+4i, RPC +1, ABCI +2, API +3; arbiter after); 0 = free ports."),
     dir: Path = typer.Option(DEFAULT_DIR, "--dir", help="Folder for the network."),
     seed: int = typer.Option(0, help="Seed for keys and provider capacities."),
     chain_id: str = typer.Option("edgepoc-local", help="Chain id."),
     param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="Consensus parameter key=value (repeatable)."),
     student: Optional[Path] = typer.Option(None, help="Student checkpoint every node allocates with (default: bundled, else greedy)."),
     teacher: Optional[Path] = typer.Option(None, help="Teacher checkpoint for the arbiter (default: bundled, else GA)."),
+    hosts: Optional[str] = typer.Option(None, help="Comma-separated IPs: node i runs on host i mod H; writes one bundle per host under DIR/hosts/."),
 ) -> None:
-    """Write keys, genesis and configs for a local testnet."""
-    from edgepoc.chain.network import init_network
+    """Write fresh keys, the genesis and CometBFT + app configs for a network of provider nodes."""
+    from edgepoc.chain.abci.network import init_network
 
     for name, path in (("--student", student), ("--teacher", teacher)):
         if path is not None and not path.is_file():
             raise InputError(f"{name}: {path} does not exist")
-    doc = init_network(dir, nodes, base_port, seed, parse_params(param), chain_id, student=student, teacher=teacher)
+    host_list = [h.strip() for h in hosts.split(",") if h.strip()] if hosts else None
+    doc = init_network(dir, nodes, base_port, seed, parse_params(param), chain_id, student=student, teacher=teacher,
+                       hosts=host_list)
     typer.echo(f"initialised {nodes} nodes in {dir}/ (chain {chain_id}); start them with `edgepoc network up --dir {dir}`",
                err=True)
     for n in doc["nodes"]:
-        typer.echo(f"  {n['name']}  {n['address'][:12]}  api {n['api']}  peer :{n['peer_port']}", err=True)
+        typer.echo(f"  {n['name']}  {n['address'][:12]}  api {n['api']}  rpc {n['rpc']}  p2p :{n['peer_port']}", err=True)
+    if host_list and len(host_list) > 1:
+        typer.echo(f"  one bundle per machine in {dir}/hosts/<ip>/: copy it there and run `edgepoc network up --dir` on it",
+                   err=True)
 
 
 def network_up(dir: Path = typer.Option(DEFAULT_DIR, "--dir"), wait: float = typer.Option(60.0, help="Seconds to wait for the nodes' APIs.")) -> None:
     """Start every node and the arbiter as separate processes."""
-    from edgepoc.chain.network import load_network, up, wait_ready
-
+    net = _net(dir)
+    load_network, up, wait_ready = net.load_network, net.up, net.wait_ready
     t0 = time.monotonic()
     pids = up(dir)
     typer.echo("started: " + ", ".join(f"{k} (pid {v})" for k, v in pids.items())
@@ -97,7 +115,7 @@ def network_up(dir: Path = typer.Option(DEFAULT_DIR, "--dir"), wait: float = typ
 
 def network_down(dir: Path = typer.Option(DEFAULT_DIR, "--dir")) -> None:
     """Stop every node and the arbiter."""
-    from edgepoc.chain.network import down
+    down = _net(dir).down
 
     stopped = down(dir)
     typer.echo(f"stopped: {', '.join(stopped) or 'nothing was running'}", err=True)
@@ -124,9 +142,7 @@ def quorum_of(rows: list[dict]) -> dict | None:
 
 def network_status(dir: Path = typer.Option(DEFAULT_DIR, "--dir"), as_json: bool = typer.Option(False, "--json")) -> None:
     """Each node's height, last commit and peers; whether the network has quorum."""
-    from edgepoc.chain.network import status
-
-    rows = status(dir)
+    rows = _net(dir).status(dir)
     if as_json:
         print_json(rows)
         return
@@ -162,9 +178,9 @@ def network_status(dir: Path = typer.Option(DEFAULT_DIR, "--dir"), as_json: bool
 def network_stop(name: str = typer.Argument(..., help="node<i> or arbiter"), dir: Path = typer.Option(DEFAULT_DIR, "--dir"),
                  kill: bool = typer.Option(False, "--kill", help="SIGKILL (a crash) instead of SIGTERM.")) -> None:
     """Stop one node (for demos and fault tests)."""
-    from edgepoc.chain.network import load_network, stop_member
-
-    doc = load_network(dir)
+    net = _net(dir)
+    stop_member = net.stop_member
+    doc = net.load_network(dir)
     home = next((n["home"] for n in doc["nodes"] if n["name"] == name), "arbiter" if name == "arbiter" else None)
     pids = []
     if home is not None:
@@ -181,9 +197,7 @@ def network_stop(name: str = typer.Argument(..., help="node<i> or arbiter"), dir
 
 def network_start(name: str = typer.Argument(..., help="node<i> or arbiter"), dir: Path = typer.Option(DEFAULT_DIR, "--dir")) -> None:
     """Start (restart) one node; it recovers from its store and catches up."""
-    from edgepoc.chain.network import start_member
-
-    pid = start_member(dir, name)
+    pid = _net(dir).start_member(dir, name)
     typer.echo(f"{name}: running (pid {pid})", err=True)
 
 
@@ -191,9 +205,7 @@ def _node_urls(nodes: Optional[list[str]], dir: Optional[Path]) -> tuple[list[st
     """The API URLs to use (and the nodes' names, when they come from a network folder)."""
     if nodes:
         return list(nodes), None
-    from edgepoc.chain.network import load_network
-
-    doc = load_network(dir or DEFAULT_DIR)
+    doc = _net(dir).load_network(dir or DEFAULT_DIR)
     return [n["api"] for n in doc["nodes"]], [n["name"] for n in doc["nodes"]]
 
 
@@ -218,7 +230,7 @@ def submit_cmd(
     rate: float = typer.Option(0.0, help="Tasks per second to send generated tasks at (0: all at once)."),
     seed: int = typer.Option(0, help="Seed for generated demands."),
     nonce: Optional[int] = typer.Option(None, help="First nonce (default: microseconds now, so reruns never replay)."),
-    batch: int = typer.Option(500, help="Tasks per request."),
+    batch: int = typer.Option(500, help="Tasks per client-signed batch (CometBFT engine) or per request."),
     wait: bool = typer.Option(False, "--wait", help="Block until the tasks are committed."),
     timeout: float = typer.Option(120.0, help="Seconds to wait with --wait."),
     receipt: Optional[Path] = typer.Option(None, help="JSON-lines receipt (task id -> accepted / committed at height h / "
@@ -247,7 +259,19 @@ def submit_cmd(
         st = client.status()
         chain_id, clock = st["chain_id"], time.time() - st["genesis_time"]
         nonce0 = nonce if nonce is not None else time.time_ns() // 1000
-        if instance is not None:
+        if st.get("engine") == "cometbft":  # client-signed batches; the chain stamps arrivals
+            from edgepoc.chain.abci.client import instance_batches, random_batches
+
+            per = min(2000, batch if rate == 0 else max(1, int(rate / 10)))
+            if instance is not None:
+                items = instance_batches(read_instance(instance), signer, chain_id, nonce0, per)
+            else:
+                items = random_batches(count, int(st["resources"]), signer, chain_id, nonce0, seed, per)
+            if rate > 0:
+                t0 = time.monotonic()
+                pace = [t0 + j * per / rate for j in range(len(items))]
+            batch = 1 if rate > 0 else max(1, 20000 // per)  # signed batches per request
+        elif instance is not None:
             items = tasks_from_instance(read_instance(instance), signer, chain_id, clock, nonce0)
         else:
             step = batch if rate == 0 else max(1, int(rate / 10))
@@ -301,9 +325,14 @@ def submit_cmd(
 
 def verify_cmd(home: Path = typer.Option(..., "--home", help="A node's home folder.")) -> None:
     """Re-check every hash, signature, commit and re-simulated latency from the store alone."""
-    from edgepoc.chain.verify import verify_chain
+    if (home / "app.json").exists():  # a CometBFT node
+        from edgepoc.chain.abci.verify import verify_app_chain
 
-    rep = verify_chain(home, show_progress=True)
+        rep = verify_app_chain(home)
+    else:
+        from edgepoc.chain.verify import verify_chain
+
+        rep = verify_chain(home, show_progress=True)
     print_json({"ok": rep.ok, "height": rep.height, "blocks": rep.blocks, "tasks": rep.tasks, "evidence": rep.evidence,
                 "signatures": rep.signatures, "problems": rep.problems})
     if not rep.ok:

@@ -125,7 +125,7 @@ class PocApplication:
         self.arbiter = arbiter
         self.lock = threading.RLock()
         self.state: ChainState = store.state() or rules.initial_state(genesis)
-        self.staged: tuple[ChainState, dict, list[tuple], list[dict]] | None = None
+        self.staged: tuple[ChainState, dict, list[tuple], list[dict], list[bytes]] | None = None
         self.checked: dict[bytes, CheckedBlock | str] = {}  # block hash -> result of ProcessProposal
         self.verified: dict[bytes, list[str]] = {}  # tx hash -> task ids (signature checked in CheckTx)
         self.pending: dict[str, float] = {}  # task id -> when CheckTx accepted it here
@@ -379,6 +379,7 @@ class PocApplication:
                 penalties[i] += 1
                 evidence.append({"validator": m.validator.address.hex(), "name": self.genesis.validators[i].name,
                                  "kind": pb.MisbehaviorType.Name(m.type), "height": m.height,
+                                 "power": m.validator.power,
                                  "committed_height": req.height})
             after = ChainState(req.height, req.hash.hex(), clock, effects.free_after, scores,
                                balances, penalties, state.tasks_committed + len(tasks))
@@ -396,7 +397,8 @@ class PocApplication:
             pi = self.genesis.index_of(proposer)
             alloc = checked.allocation
             record = {
-                "height": req.height, "hash": req.hash.hex(), "time": clock, "proposer": proposer,
+                "height": req.height, "hash": req.hash.hex(), "time": clock,
+                "time_ns": req.time.seconds * 10**9 + req.time.nanos, "proposer": proposer,
                 "proposer_name": names[pi] if pi is not None else None,
                 "tasks": [t.to_dict() for t in tasks],
                 "allocation": None if alloc is None else {
@@ -413,7 +415,7 @@ class PocApplication:
             }
             rows = [(t.id, req.height, i, int(alloc.assignment[i]), latencies[i], t.arrival)
                     for i, t in enumerate(tasks)]
-            self.staged = (after, record, rows, evidence)
+            self.staged = (after, record, rows, evidence, list(req.txs))
             results = [pb.ExecTxResult(code=0) for _ in req.txs]
             return pb.FinalizeBlockResponse(tx_results=results, validator_updates=updates,
                                             app_hash=bytes.fromhex(after.hash))
@@ -422,10 +424,10 @@ class PocApplication:
         with self.lock:
             if self.staged is None:
                 return pb.CommitResponse()
-            after, record, rows, evidence = self.staged
+            after, record, rows, evidence, txs = self.staged
             now = time.time()
             record["committed_at"] = now
-            self.store.save_block(after, record, rows, evidence)
+            self.store.save_block(after, record, rows, evidence, txs)
             self.state, self.staged = after, None
             self.last_commit_time = now
             for r in rows:

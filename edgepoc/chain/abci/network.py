@@ -157,7 +157,7 @@ def init_network(folder: Path, nodes: int = 4, base_port: int = 26600, seed: int
             ("consensus", "timeout_precommit", _duration(p.timeout_precommit)),
             ("consensus", "timeout_precommit_delta", _duration(p.timeout_delta)),
             ("consensus", "timeout_commit", _duration(p.timeout_commit)),
-            ("consensus", "create_empty_blocks", True),
+            ("consensus", "create_empty_blocks", False),  # empty blocks only every interval (and the app-hash proof block)
             ("consensus", "create_empty_blocks_interval", _duration(p.empty_block_interval)),
             ("consensus", "peer_gossip_sleep_duration", "10ms"),
             ("tx_index", "indexer", "null"),

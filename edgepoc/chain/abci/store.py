@@ -17,7 +17,8 @@ from edgepoc.chain.consensus import ChainState
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (height INTEGER PRIMARY KEY, hash TEXT NOT NULL, time REAL NOT NULL,
-                                   n_tasks INTEGER NOT NULL, committed_at REAL NOT NULL, body TEXT NOT NULL);
+                                   n_tasks INTEGER NOT NULL, committed_at REAL NOT NULL, body TEXT NOT NULL,
+                                   txs TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS states (height INTEGER PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tasks (id TEXT PRIMARY KEY, height INTEGER NOT NULL, position INTEGER NOT NULL,
                                   provider INTEGER NOT NULL, latency REAL NOT NULL, arrival REAL NOT NULL);
@@ -58,12 +59,14 @@ class AppStore:
         self.db.close()
 
     # -- writing (the ABCI Commit)
-    def save_block(self, state: ChainState, record: dict, rows: list[tuple], evidence: list[dict]) -> None:
+    def save_block(self, state: ChainState, record: dict, rows: list[tuple], evidence: list[dict],
+                   txs: list[bytes]) -> None:
+        """Everything a committed block changes, atomically; `txs` are its raw transactions (for verify)."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            self.db.execute("INSERT INTO blocks VALUES (?,?,?,?,?,?)",
+            self.db.execute("INSERT INTO blocks VALUES (?,?,?,?,?,?,?)",
                             (state.height, record["hash"], record["time"], len(rows), record["committed_at"],
-                             json.dumps(record)))
+                             json.dumps(record), json.dumps([t.decode() for t in txs])))
             self.db.execute("INSERT INTO states VALUES (?,?)", (state.height, json.dumps(state.to_dict())))
             self.db.executemany("INSERT INTO tasks VALUES (?,?,?,?,?,?)", rows)
             self.db.executemany("INSERT INTO evidence (height, body) VALUES (?,?)",
@@ -93,6 +96,10 @@ class AppStore:
         q = "SELECT body FROM blocks WHERE height < ?" + (" AND n_tasks > 0" if with_tasks else "")
         rows = self._r.execute(q + " ORDER BY height DESC LIMIT ?", (before or 2**62, limit)).fetchall()
         return [json.loads(r[0]) for r in rows]
+
+    def txs(self, height: int) -> list[bytes] | None:
+        row = self._r.execute("SELECT txs FROM blocks WHERE height=?", (height,)).fetchone()
+        return [t.encode() for t in json.loads(row[0])] if row else None
 
     def committed_ids(self, ids: list[str]) -> set[str]:
         out: set[str] = set()
