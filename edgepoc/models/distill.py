@@ -149,7 +149,8 @@ def distill(teacher_path: str | Path, train_items: list[LabelledInstance], test_
                 save_checkpoint(run_dir / "best.pt", student, {**meta, "epoch": epoch,
                                                                "test_student_guided_delay": float(g_test)})
             save_checkpoint(run_dir / "last.pt", student, {**meta, "epoch": epoch})
-            bar.update(task, advance=1, status=f"loss {row['train_loss']:.4f} gap to teacher "
+            bar.update(task, advance=1, status=f"loss {row['train_loss']:.4f} test guided delay {g_test:.4g} "
+                                                f"(best {best_delay:.4g}, epoch {best_epoch}) gap to teacher "
                                                 f"{row['test_gap_to_teacher_pct']:+.2f}%")
             if epoch - best_epoch >= cfg.patience:
                 break

@@ -173,8 +173,8 @@ def train_model(train_items: list[LabelledInstance], test_items: list[LabelledIn
                 save_checkpoint(run_dir / "best.pt", model, {**meta, "epoch": epoch, "test": te, "train": tr})
             save_checkpoint(last, model, {**meta, "epoch": epoch}, train_state={
                 "optimizer": opt.state_dict(), "epoch": epoch, "best_delay": best_delay, "best_epoch": best_epoch})
-            bar.update(task, advance=1, status=f"loss {tr['loss']:.4f} test gap {te['gap_pct']:+.2f}% "
-                                                f"acc {te['accuracy']:.3f}")
+            bar.update(task, advance=1, status=f"loss {tr['loss']:.4f} test {cfg.select_on} {te[cfg.select_on]:.4g} "
+                                                f"(best {best_delay:.4g}, epoch {best_epoch})")
             if epoch - best_epoch >= cfg.patience:
                 break
     log.close()

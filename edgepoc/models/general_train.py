@@ -1,0 +1,286 @@
+"""Training the general model: a mixed market curriculum, imitation, then direct optimisation of f(x).
+
+1. Instances: a mix (`training_mix`) of the `paper`, `varied` and `alibaba` presets, bursty arrivals and
+   per-task delays, 2-12 providers, 1-4 resources (alibaba: 2), 100-600 tasks; instance `i` of a seed is
+   the same whatever the count.
+2. Imitation: GA labels (the paper's meta strategy, its default generation budget, so labels do not
+   depend on machine speed); the dynamic features are computed along the label's own queue states
+   (teacher forcing) and the whole network (encoders, pair embedding, head) learns the label's choice
+   by cross-entropy on the per-step scores. The head starts as the rollout method, so what is learnt
+   is the correction to the pilot.
+3. Direct fine-tuning on f(x): evolution strategies (antithetic Gaussian perturbations, centred ranks,
+   Adam) on the dynamic head, each candidate scored by the real one-pass decode (the compiled decoder
+   the nodes run, the kernel's semantics) on the states the model itself visits: the on-policy step
+   that imitation lacks. Fitness: mean of f(x) / f(rollout) over a mini-batch of instances.
+4. Selection on a validation mix of another seed (never the benchmark's held-out seeds).
+
+Distillation (`distill_general`) trains the student on the teacher's own trajectories: the student's
+per-step softmax matches the teacher's (KL at a temperature) on the states the teacher visits, then
+the same ES step fine-tunes the student's head on f(x).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from edgepoc.game.generators import alibaba, paper, varied
+from edgepoc.game.instance import Instance
+from edgepoc.game.kernel import simulate
+from edgepoc.models.allocation import count_parameters
+from edgepoc.models.checkpoint import save_checkpoint
+from edgepoc.models.general import GeneralAllocationModel, GeneralConfig, embedding, student_general_config
+from edgepoc.models.onepass import Head, onepass, trajectory_features
+from edgepoc.solvers.rollout import rollout_assignment
+
+FAMILIES = ("paper", "varied", "alibaba", "bursty", "task-delays")
+
+
+def mixed_instance(seed: int, index: int, n_range=(100, 600), k_range=(2, 12)) -> Instance:
+    """Instance `index` of the training mix of `seed` (family, K, R, size drawn from (seed, index))."""
+    rng = np.random.default_rng([seed, index, 7])
+    family = FAMILIES[index % len(FAMILIES)]
+    n = int(round(np.exp(rng.uniform(np.log(n_range[0]), np.log(n_range[1])))))
+    k = int(rng.integers(k_range[0], k_range[1] + 1))
+    r = int(rng.integers(1, 5))
+    load = float(rng.uniform(0.7, 1.1))
+    if family == "paper":
+        inst = paper(seed, index, n_tasks=n, providers=k, resources=r, load=load)
+    elif family == "varied":
+        inst = varied(seed, index, n_tasks=n, providers=k, resources=r)
+    elif family == "alibaba":
+        inst = alibaba(seed, index, n_tasks=n, providers=k, load=load)
+    elif family == "bursty":
+        inst = varied(seed, index, n_tasks=n, providers=k, resources=r, load=load,
+                      burstiness=float(rng.uniform(0.7, 1.0)))
+    else:  # per-task delays: each task sees each provider's link at its own delay
+        base = paper(seed, index, n_tasks=n, providers=k, resources=r, load=load)
+        delays = base.provider_delay[None, :] * rng.uniform(0.2, 4.0, size=(n, k))
+        inst = Instance.create(base.capacity, base.provider_delay, base.arrival, base.demand, task_delays=delays,
+                               name=f"taskdelay-s{seed}-{index}")
+    inst.name = f"mix-{family}-s{seed}-{index}-k{k}"
+    return inst
+
+
+def training_mix(seed: int, count: int, **kw) -> list[Instance]:
+    return [mixed_instance(seed, i, **kw) for i in range(count)]
+
+
+@dataclass
+class GeneralTrainConfig:
+    seed: int = 1000  # training mix seed (validation: seed + 1000)
+    count: int = 150
+    val_count: int = 25
+    imitation_epochs: int = 40
+    lr: float = 2e-3
+    es_generations: int = 150
+    es_pairs: int = 12  # antithetic pairs per generation
+    es_sigma: float = 0.05
+    es_lr: float = 0.03
+    es_batch: int = 24  # instances per generation
+    threads: int = 1
+    hidden: int = 64
+    gnn_layers: int = 3
+    label_generations: int | None = None  # GA generation budget (None: its default)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _progress(show: bool) -> Progress:
+    cols = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(), TextColumn("{task.fields[status]}")]
+    return Progress(*cols, console=Console(stderr=True), disable=not show)
+
+
+def ga_labels(instances: list[Instance], seed: int, generations: int | None, show: bool = True) -> list[np.ndarray]:
+    from edgepoc.solvers.registry import SolveOptions, solve
+
+    out = []
+    params = {"generations": generations} if generations else {}
+    with _progress(show) as bar:
+        task = bar.add_task("GA labels", total=len(instances), status="")
+        for i, inst in enumerate(instances):
+            out.append(solve(inst, "ga", SolveOptions(seed=seed + i, params=dict(params))).assignment)
+            bar.advance(task)
+    return out
+
+
+class Evaluator:
+    """Instances with cached embeddings and rollout baselines: scores heads by real one-pass decodes."""
+
+    def __init__(self, instances: list[Instance]):
+        self.instances = instances
+        self.baseline = np.array([simulate(inst, rollout_assignment(inst)) for inst in instances])
+        self.emb: list[np.ndarray] = []
+
+    def refresh(self, model: GeneralAllocationModel) -> None:
+        model.eval()
+        self.emb = [embedding(model, inst, exact=False) for inst in self.instances]
+
+    def ratios(self, head: Head, idx=None) -> np.ndarray:
+        idx = range(len(self.instances)) if idx is None else idx
+        return np.array([onepass(self.instances[i], self.emb[i], head)[1] / max(self.baseline[i], 1e-12)
+                         for i in idx])
+
+
+def imitation(model: GeneralAllocationModel, instances: list[Instance], targets: list, epochs: int, lr: float,
+              rng: np.random.Generator, val: Evaluator, show: bool = True, kl_temperature: float | None = None,
+              log: list | None = None) -> float:
+    """Cross-entropy on the label's choices (targets: allocations) or KL to a teacher's per-step scores
+    (targets: (allocation, scores) pairs, `kl_temperature`), features along the targets' trajectories.
+    Keeps the weights with the best validation one-pass ratio; returns it."""
+    dyn, inputs, labels, soft = [], [], [], []
+    for inst, t in zip(instances, targets):
+        x = t[0] if kl_temperature else t
+        dyn.append(torch.from_numpy(trajectory_features(inst, x, model.config.horizon)).float())
+        inputs.append(model.inputs(inst))
+        labels.append(torch.as_tensor(np.asarray(x), dtype=torch.long))
+        soft.append(torch.from_numpy(np.asarray(t[1])).float() if kl_temperature else None)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    val.refresh(model)
+    best = float(val.ratios(model.head()).mean())
+    best_state = {k: v.clone() for k, v in model.state_dict().items()}
+    with _progress(show) as bar:
+        task = bar.add_task("imitation", total=epochs, status=f"val one-pass/rollout {best:.4f}")
+        for epoch in range(1, epochs + 1):
+            model.train()
+            for i in rng.permutation(len(instances)):
+                opt.zero_grad()
+                s = model.scores(model.embed_inputs(**inputs[i]), dyn[i])
+                if kl_temperature:
+                    loss = F.kl_div(F.log_softmax(s / kl_temperature, 1), F.softmax(soft[i] / kl_temperature, 1),
+                                    reduction="batchmean")
+                else:
+                    loss = F.cross_entropy(s, labels[i])
+                loss.backward()
+                opt.step()
+            val.refresh(model)
+            score = float(val.ratios(model.head()).mean())
+            if log is not None:
+                log.append({"phase": "imitation", "step": epoch, "val_ratio_to_rollout": score})
+            if score < best:
+                best, best_state = score, {k: v.clone() for k, v in model.state_dict().items()}
+            bar.update(task, advance=1, status=f"val one-pass/rollout {score:.4f} (best {best:.4f})")
+    model.load_state_dict(best_state)
+    return best
+
+
+def evolve_head(model: GeneralAllocationModel, train: Evaluator, val: Evaluator, cfg: GeneralTrainConfig,
+                rng: np.random.Generator, show: bool = True, log: list | None = None) -> float:
+    """ES on the dynamic head with the encoders fixed; keeps the best head on validation."""
+    train.refresh(model)
+    val.refresh(model)
+    head = model.head()
+    theta = head.flat()
+    m, v = np.zeros_like(theta), np.zeros_like(theta)
+    best_head, best = head, float(val.ratios(head).mean())
+    with _progress(show) as bar:
+        task = bar.add_task("ES on f(x)", total=cfg.es_generations, status=f"val one-pass/rollout {best:.4f}")
+        for gen in range(1, cfg.es_generations + 1):
+            idx = rng.choice(len(train.instances), size=min(cfg.es_batch, len(train.instances)), replace=False)
+            eps = rng.standard_normal((cfg.es_pairs, theta.size))
+            fit = np.empty(2 * cfg.es_pairs)
+            for j in range(cfg.es_pairs):
+                fit[2 * j] = train.ratios(head.with_flat(theta + cfg.es_sigma * eps[j]), idx).mean()
+                fit[2 * j + 1] = train.ratios(head.with_flat(theta - cfg.es_sigma * eps[j]), idx).mean()
+            ranks = np.empty_like(fit)
+            ranks[np.argsort(fit)] = np.arange(fit.size)
+            ranks = ranks / (fit.size - 1) - 0.5  # centred ranks; low ratio = good
+            grad = ((ranks[0::2] - ranks[1::2])[:, None] * eps).sum(0) / (cfg.es_pairs * cfg.es_sigma)
+            m = 0.9 * m + 0.1 * grad
+            v = 0.999 * v + 0.001 * grad ** 2
+            theta = theta - cfg.es_lr * (m / (1 - 0.9 ** gen)) / (np.sqrt(v / (1 - 0.999 ** gen)) + 1e-8)
+            head = head.with_flat(theta)
+            status = ""
+            if gen % 5 == 0 or gen == cfg.es_generations:
+                score = float(val.ratios(head).mean())
+                if log is not None:
+                    log.append({"phase": "es", "step": gen, "val_ratio_to_rollout": score,
+                                "train_batch_ratio": float(fit.mean())})
+                if score < best:
+                    best, best_head = score, head
+                status = f"val one-pass/rollout {score:.4f} (best {best:.4f})"
+                bar.update(task, status=status)
+            bar.advance(task)
+    model.set_head(best_head)
+    return best
+
+
+def train_general(out: str | Path, cfg: GeneralTrainConfig, show: bool = True) -> dict:
+    """Train a general teacher; writes `teacher.pt`, `config.json`, `log.json` into `out`."""
+    t0 = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(max(1, cfg.threads))
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    train_inst = training_mix(cfg.seed, cfg.count)
+    val_inst = training_mix(cfg.seed + 1000, cfg.val_count)
+    labels_path = out / "labels.npz"
+    if labels_path.exists():
+        rec = np.load(labels_path)
+        labels = [rec[f"x{i}"].astype(np.int64) for i in range(cfg.count)]
+    else:
+        labels = ga_labels(train_inst, cfg.seed, cfg.label_generations, show)
+        np.savez_compressed(labels_path, **{f"x{i}": x.astype(np.int8) for i, x in enumerate(labels)})
+    t_labels = time.perf_counter() - t0
+    model = GeneralAllocationModel(GeneralConfig(hidden=cfg.hidden, gnn_layers=cfg.gnn_layers))
+    train_eval, val_eval = Evaluator(train_inst), Evaluator(val_inst)
+    log: list[dict] = []
+    imit = imitation(model, train_inst, labels, cfg.imitation_epochs, cfg.lr, rng, val_eval, show, log=log)
+    save_checkpoint(out / "imitation.pt", model, {"val_ratio_to_rollout": imit})
+    best = evolve_head(model, train_eval, val_eval, cfg, rng, show, log=log)
+    label_ratio = float(np.mean([simulate(i, x) / b for i, x, b in zip(train_inst, labels, train_eval.baseline)]))
+    meta = {"params": count_parameters(model), "val_ratio_to_rollout": best, "imitation_val_ratio": imit,
+            "train_label_ratio_to_rollout": label_ratio, "seconds": time.perf_counter() - t0,
+            "label_seconds": t_labels, "config": cfg.to_dict()}
+    save_checkpoint(out / "teacher.pt", model, meta)
+    (out / "log.json").write_text(json.dumps(log, indent=1))
+    return meta
+
+
+def distill_general(teacher_path: str | Path, out: str | Path, cfg: GeneralTrainConfig, epochs: int = 40,
+                    temperature: float = 1.0, student: GeneralConfig | None = None, show: bool = True) -> dict:
+    """Distil a general student from a general teacher; writes `student.pt` into `out`."""
+    from edgepoc.models.checkpoint import load_model
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(max(1, cfg.threads))
+    torch.manual_seed(cfg.seed + 1)
+    rng = np.random.default_rng(cfg.seed + 1)
+    teacher, _ = load_model(teacher_path, "teacher")
+    train_inst = training_mix(cfg.seed, cfg.count)
+    val_inst = training_mix(cfg.seed + 1000, cfg.val_count)
+    targets = []
+    for inst in train_inst:
+        x, _, s = onepass(inst, embedding(teacher, inst, exact=False), teacher.head(), keep_scores=True)
+        targets.append((x, s))
+    model = GeneralAllocationModel(student or student_general_config())
+    model.set_head(Head(np.zeros_like(model.head().a), *[np.zeros_like(a) for a in (model.head().b, model.head().w)],
+                        teacher.head().c.copy(), 1.0, teacher.config.horizon))
+    train_eval, val_eval = Evaluator(train_inst), Evaluator(val_inst)
+    val_eval.refresh(teacher)
+    teacher_val = float(val_eval.ratios(teacher.head()).mean())
+    log: list[dict] = []
+    imit = imitation(model, train_inst, targets, epochs, cfg.lr, rng, val_eval, show, kl_temperature=temperature,
+                     log=log)
+    best = evolve_head(model, train_eval, val_eval, cfg, rng, show, log=log)
+    meta = {"params": count_parameters(model), "teacher_params": count_parameters(teacher),
+            "teacher": str(teacher_path), "val_ratio_to_rollout": best, "imitation_val_ratio": imit,
+            "teacher_val_ratio_to_rollout": teacher_val, "gap_to_teacher_pct": 100.0 * (best / teacher_val - 1.0),
+            "seconds": time.perf_counter() - t0, "config": cfg.to_dict()}
+    save_checkpoint(out / "student.pt", model, meta)
+    (out / "log.json").write_text(json.dumps(log, indent=1))
+    return meta
