@@ -169,7 +169,8 @@ class CompareResult:
         return {"deep_method": d, "measured_pct": gain.mean, "ci_low": gain.low, "ci_high": gain.high,
                 "verdict": verdict,
                 "statement": f"Against the no-model control ({NO_MODEL_CONTROL}: the same search on uniform "
-                             f"scores) {d} is {gain.mean:+.2f}% better, 95% interval {_interval_text(gain)}: "
+                             f"scores) {d} is {abs(gain.mean):.2f}% {'better' if gain.mean >= 0 else 'worse'} "
+                             f"on average, 95% interval {_interval_text(gain)}: "
                              f"{verdict}."}
 
 

@@ -67,3 +67,24 @@ def test_same_seed_same_labels(tmp_path):
         assert info.returncode == 0, info.stderr
         digests.append(json.loads(info.stdout)["digest"])
     assert digests[0] == digests[1]
+
+
+def test_report_stage_without_the_chain_stage(quick_run, tmp_path):
+    """`--stages compare,report` in a folder whose chain stage never ran: a report that says so."""
+    out, _, _ = quick_run
+    copy = tmp_path / "nochain"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("testnet", "contributions.out", "chain*"))
+    r = run_cli("demo", "--quick", "--out", str(copy), "--stages", "report")
+    assert r.returncode == 0, r.stderr[-2000:]
+    md = (copy / "report.md").read_text()
+    assert "## PoC chain" in md and "The chain stage did not run" in md
+    assert "## Algorithm comparison" in md and "95% interval" in md
+
+
+def test_compare_stage_is_held_out(quick_run):
+    out, _, _ = quick_run
+    cmd = (out / "logs" / "compare.cmd").read_text()
+    assert "--instance-seed 5000" in cmd  # seed 0 + 5000: never a training (0) or validation (1) seed
+    summary = json.loads((out / "compare" / "summary.json").read_text())
+    assert all(name.startswith("paper-s5000-") for name in summary["best_known"])
+    assert {"rollout", "greedy"} <= {m["method"] for m in summary["methods"]}
