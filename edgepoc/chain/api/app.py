@@ -8,6 +8,7 @@ FastAPI runs them on worker threads, and `NodeView` promises thread-safe calls.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from pathlib import Path
 from typing import Annotated, Any
@@ -93,7 +94,7 @@ def _reason(exc: RequestValidationError) -> str:
 
 def make_api(view: NodeView, metrics: ChainMetrics, max_body: int = MAX_BODY) -> FastAPI:
     """The node's ASGI app over `view` (reads, submit) and `metrics` (/metrics)."""
-    app = FastAPI(title="edgepoc node API", version="1", responses=ERRORS,
+    app = FastAPI(title="edgepoc node API", version="1", responses=ERRORS, docs_url=None, redoc_url=None,
                   description="Client API of one edgepoc provider node: submit signed tasks, follow them to "
                               "their block, read blocks, contributions, evidence and arbitrations.")
     app.add_middleware(BodyLimit, max_body=max_body)
@@ -113,6 +114,8 @@ def make_api(view: NodeView, metrics: ChainMetrics, max_body: int = MAX_BODY) ->
     @app.exception_handler(EdgepocError)
     async def _refused(request: Request, exc: EdgepocError) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, 409)
+
+    takes_with_tasks = "with_tasks" in inspect.signature(view.blocks).parameters
 
     def _not_found(what: str) -> HTTPException:
         return HTTPException(404, what)
@@ -135,8 +138,13 @@ def make_api(view: NodeView, metrics: ChainMetrics, max_body: int = MAX_BODY) ->
 
     @app.get("/blocks", summary="Recent block summaries, newest first")
     def blocks(before: Annotated[int | None, Query(ge=1, le=2**53)] = None,
-               limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 20) -> dict:
-        return {"blocks": view.blocks(before, limit)}
+               limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 20,
+               with_tasks: Annotated[bool, Query(description="Only blocks that carry tasks")] = False) -> dict:
+        if not with_tasks:
+            return {"blocks": view.blocks(before, limit)}
+        if takes_with_tasks:
+            return {"blocks": view.blocks(before, limit, with_tasks=True)}
+        return {"blocks": [b for b in view.blocks(before, MAX_LIST) if b.get("n_tasks")][:limit]}
 
     @app.get("/blocks/{ref}", summary="One block with its commit and hash (`latest` for the newest)")
     def block(ref: Annotated[str, PathParam(pattern=r"^(latest|[0-9]{1,15})$")]) -> dict:

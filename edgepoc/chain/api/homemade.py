@@ -84,15 +84,16 @@ class HomemadeNodeView:
         i = self.node.genesis.index_of(address)
         return self.names[i] if i is not None else address[:12]
 
-    def blocks(self, before: int | None, limit: int) -> list[dict]:
-        return self._on_loop(self._blocks, before, limit)
+    def blocks(self, before: int | None, limit: int, with_tasks: bool = False) -> list[dict]:
+        return self._on_loop(self._blocks, before, limit, with_tasks)
 
-    def _blocks(self, before: int | None, limit: int) -> list[dict]:
+    def _blocks(self, before: int | None, limit: int, with_tasks: bool) -> list[dict]:
         rows = self.node.store.db.execute(
             "SELECT height, hash, json_extract(body,'$.time'), json_extract(body,'$.proposer'),"
             " json_array_length(body,'$.tasks'), json_extract(body,'$.claimed_latency'),"
             " json_extract(body,'$.arbitration') IS NOT NULL, json_extract(body,'$.round')"
-            " FROM blocks WHERE height < ? ORDER BY height DESC LIMIT ?", (before or 2**62, limit)).fetchall()
+            " FROM blocks WHERE height < ?" + (" AND json_array_length(body,'$.tasks') > 0" if with_tasks else "")
+            + " ORDER BY height DESC LIMIT ?", (before or 2**62, limit)).fetchall()
         return [{"height": r[0], "hash": r[1], "time": r[2], "proposer": self._name_of(r[3]), "n_tasks": r[4],
                  "total_latency": r[5], "arbitrated": bool(r[6]), "rounds": r[7] + 1} for r in rows]
 

@@ -25,9 +25,9 @@ class NodeView(Protocol):
         (assignment, provider names, latencies, claimed total latency, shapley) and arbitration (or null)."""
         ...
 
-    def blocks(self, before: int | None, limit: int) -> list[dict]:
-        """Newest first, heights < `before` (None: from the latest): height, hash, time, proposer, n_tasks,
-        total_latency, arbitrated (bool), rounds (int or None)."""
+    def blocks(self, before: int | None, limit: int, with_tasks: bool = False) -> list[dict]:
+        """Newest first, heights < `before` (None: from the latest), only blocks with tasks if `with_tasks`:
+        height, hash, time, proposer (name), n_tasks, total_latency, arbitrated (bool), rounds (int or None)."""
         ...
 
     def task(self, task_id: str) -> dict:

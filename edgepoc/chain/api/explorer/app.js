@@ -1,0 +1,327 @@
+// The explorer: one page over the node's own JSON API (same origin), no build step.
+// Views: #/ (dashboard), #/block/<height>, #/task/<id>. Everything is built with DOM calls and
+// textContent: nothing the chain carries is ever parsed as HTML.
+
+const POLL_MS = 1000;
+const SLOW_EVERY = 5; // evidence and arbitrations: every 5th poll
+const COLORS = ["#0f62fe", "#da1e28", "#198038", "#8a3ffc", "#ff832b", "#007d79", "#a2191f", "#6929c4",
+                "#b28600", "#1192e8", "#9f1853", "#005d5d"];
+
+const state = { status: null, height: -1, polls: 0, charts: {}, view: null };
+
+// ---------------------------------------------------------------- helpers
+async function api(path) {
+  const r = await fetch(path, { headers: { accept: "application/json" } });
+  const doc = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(doc.error || `${r.status} on ${path}`);
+  return doc;
+}
+
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined) continue;
+    if (k === "class") e.className = v;
+    else if (k === "text") e.textContent = v;
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return e;
+}
+
+const fmt = (x, digits = 4) => (typeof x === "number" && isFinite(x) ? Number(x.toPrecision(digits)).toString() : "–");
+const when = (t) => (t ? new Date(t * 1000).toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC") : "–");
+const ago = (s) => (s === null || s === undefined ? "–" : s < 1 ? "just now" : `${s.toFixed(1)} s ago`);
+const short = (s, n = 12) => (typeof s === "string" && s.length > n ? s.slice(0, n) + "…" : String(s ?? "–"));
+const blockLink = (h) => el("a", { href: `#/block/${h}`, class: "block-link", text: String(h) });
+const taskLink = (id) => el("a", { href: `#/task/${encodeURIComponent(id)}`, class: "task-link", title: id, text: short(id, 16) });
+
+function table(headers, rows, attrs = {}) {
+  const t = el("table", attrs);
+  const head = el("tr");
+  for (const h of headers) head.append(el("th", { class: h.num ? "num" : null, text: h.label ?? h }));
+  t.append(el("thead", {}, head));
+  const body = el("tbody");
+  for (const r of rows) body.append(r);
+  t.append(body);
+  return t;
+}
+
+function row(cells, attrs = {}) {
+  const tr = el("tr", attrs);
+  for (const c of cells) {
+    const num = typeof c === "number";
+    tr.append(el("td", { class: num ? "num" : null }, c instanceof Node ? c : num ? fmt(c) : String(c ?? "–")));
+  }
+  return tr;
+}
+
+function panel(title, ...children) {
+  return el("section", { class: "panel" }, el("h2", { text: title }), ...children);
+}
+
+function showError(msg) {
+  const e = document.getElementById("error");
+  e.hidden = !msg;
+  e.textContent = msg || "";
+}
+
+// ---------------------------------------------------------------- summary cards (every view)
+function renderSummary(st) {
+  document.getElementById("chain").textContent =
+    `${st.chain_id} · node ${st.name} · ${st.engine || ""} · allocator ${st.allocator || "–"}`;
+  document.getElementById("height").textContent = st.height;
+  document.getElementById("finality").textContent =
+    st.height > 0 ? `final ${ago(st.last_commit_age)}` : "no block yet";
+  document.getElementById("roundstep").textContent =
+    st.round === null || st.round === undefined ? st.step || "idle" : `${st.round} / ${st.step}`;
+  document.getElementById("mempool").textContent = st.mempool;
+  document.getElementById("tasks-committed").textContent = st.tasks_committed;
+  const vals = st.validators || [];
+  const total = vals.reduce((a, v) => a + (v.power || 0), 0);
+  const up = vals.reduce((a, v) => a + (v.reachable === false ? 0 : v.power || 0), 0);
+  const q = document.getElementById("quorum");
+  q.textContent = total ? `${up} / ${total}` + (3 * up > 2 * total ? "" : " (no quorum)") : "–";
+  q.className = "value" + (total && 3 * up <= 2 * total ? " error" : "");
+  const down = vals.filter((v) => v.reachable === false).map((v) => v.name);
+  q.title = down.length ? `unreachable: ${down.join(", ")}` : "every validator reachable";
+}
+
+// ---------------------------------------------------------------- dashboard
+function dashboardSkeleton() {
+  const view = document.getElementById("view");
+  view.replaceChildren(
+    el("div", { class: "grid2" },
+      panel("Recent blocks",
+            el("label", { class: "muted" }, onlyTasksBox(), " only blocks with tasks"), el("div", { id: "blocks" })),
+      panel("Providers: contribution, voting power, rewards", el("div", { id: "providers" }))),
+    panel("Over time (one point per block with tasks)", el("div", { class: "charts", id: "charts" })),
+    el("div", { class: "grid2" },
+      panel("Arbitrations", el("div", { id: "arbitrations" })),
+      panel("Evidence", el("div", { id: "evidence" }))),
+  );
+  state.charts = {};
+}
+
+function onlyTasksBox() {
+  const box = el("input", { type: "checkbox", id: "only-tasks" });
+  box.checked = state.onlyTasks ?? true;
+  box.addEventListener("change", () => { state.onlyTasks = box.checked; refreshDashboard(true); });
+  return box;
+}
+
+function renderBlocks(blocks) {
+  const rows = blocks.map((b) => row([
+    blockLink(b.height), when(b.time), b.proposer, b.n_tasks, b.total_latency,
+    b.arbitrated ? el("span", { class: "badge", text: "arbitrated" }) : "", b.rounds ?? "–",
+  ], { "data-height": b.height, class: b.height > state.lastSeenTop ? "fresh" : null }));
+  state.lastSeenTop = blocks.length ? blocks[0].height : state.lastSeenTop;
+  document.getElementById("blocks").replaceChildren(table(
+    ["height", "time", "proposer", { label: "tasks", num: 1 }, { label: "total latency", num: 1 }, "", "rounds"],
+    rows, { id: "blocks-table" }));
+}
+
+function renderProviders(contrib, history) {
+  const last = history.length ? history[history.length - 1] : null;
+  const totalPower = contrib.validators.reduce((a, v) => a + (v.power || 0), 0);
+  const rows = contrib.validators.map((v) => row([
+    v.name, v.score, v.power ?? "–", `${(100 * (v.proposer_share ?? (totalPower ? v.power / totalPower : 0))).toFixed(1)}%`,
+    v.balance, v.penalties, v.qualified ? "yes" : el("span", { class: "badge bad", text: "no" }),
+    last && last.backlog ? last.backlog[v.name] ?? 0 : "–",
+  ], { "data-provider": v.name }));
+  document.getElementById("providers").replaceChildren(table(
+    ["provider", { label: "score", num: 1 }, { label: "power", num: 1 }, { label: "proposer share", num: 1 },
+     { label: "rewards", num: 1 }, { label: "penalties", num: 1 }, "qualified", { label: "backlog (s)", num: 1 }],
+    rows, { id: "providers-table" }));
+}
+
+const CHARTS = [
+  { key: "scores", title: "Contribution score", value: (r, n) => r.scores?.[n] },
+  { key: "share", title: "Proposer share (voting power / total)",
+    value: (r, n) => { const t = Object.values(r.powers || {}).reduce((a, b) => a + b, 0); return t ? r.powers[n] / t : null; } },
+  { key: "rewards", title: "Rewards (cumulative balance)", value: (r, n) => r.rewards?.[n] },
+  { key: "penalties", title: "Penalties (committed evidence)", value: (r, n) => r.penalties?.[n] },
+  { key: "backlog", title: "Queue backlog after the block (s)", value: (r, n) => r.backlog?.[n] },
+];
+
+function renderCharts(history, names) {
+  const box = document.getElementById("charts");
+  if (!box) return;
+  if (!history.length) {
+    if (!box.querySelector(".empty")) box.replaceChildren(el("p", { class: "muted empty", text: "no block with tasks yet" }));
+    return;
+  }
+  box.querySelector(".empty")?.remove();
+  const xs = history.map((r) => r.height);
+  const width = Math.max(360, Math.min(640, box.clientWidth - 20));
+  for (const c of CHARTS) {
+    const data = [xs, ...names.map((n) => history.map((r) => c.value(r, n) ?? null))];
+    let ch = state.charts[c.key];
+    if (ch && ch.series.length === names.length + 1) {
+      ch.setData(data);
+      continue;
+    }
+    ch?.destroy();
+    const holder = el("div", { class: "chart", "data-chart": c.key }, el("h3", { text: c.title }));
+    const old = box.querySelector(`[data-chart="${c.key}"]`);
+    old ? old.replaceWith(holder) : box.append(holder);
+    state.charts[c.key] = new uPlot({
+      width, height: 220, scales: { x: { time: false } },
+      axes: [{ label: "height" }, {}],
+      series: [{ label: "height" }, ...names.map((n, i) => ({ label: n, stroke: COLORS[i % COLORS.length], width: 1.5 }))],
+    }, data, holder);
+  }
+}
+
+function renderArbitrations(list) {
+  const box = document.getElementById("arbitrations");
+  if (!box) return;
+  box.replaceChildren(list.length
+    ? table(["height", "time", "proposer", "method", { label: "tasks", num: 1 }],
+            list.map((a) => row([blockLink(a.height), when(a.time), a.proposer ?? "–", a.method ?? "–", a.n_tasks ?? 0])),
+            { id: "arbitrations-table" })
+    : el("p", { class: "muted", text: "none: every block so far was allocated by its proposer" }));
+}
+
+function renderEvidence(list) {
+  const box = document.getElementById("evidence");
+  if (!box) return;
+  box.replaceChildren(list.length
+    ? table(["kind", "validator", "height", "round", "committed in"],
+            list.map((e) => row([e.kind ?? e.type ?? "–", short(e.validator ?? e.name, 12), e.height ?? "–", e.round ?? "–",
+                                 e.committed_height ? blockLink(e.committed_height) : "pending"])),
+            { id: "evidence-table" })
+    : el("p", { class: "muted", text: "none" }));
+}
+
+async function refreshDashboard(force) {
+  const st = state.status;
+  if (!st) return;
+  const slow = force || state.polls % SLOW_EVERY === 0;
+  if (force || st.height !== state.height) {
+    const onlyTasks = document.getElementById("only-tasks")?.checked ?? true;
+    const [blocks, contrib, hist] = await Promise.all([api(`/blocks?limit=15&with_tasks=${onlyTasks}`), api("/contributions"),
+                                                       api("/history?limit=300")]);
+    if (state.view !== "dashboard") return;
+    state.height = st.height;
+    renderBlocks(blocks.blocks);
+    renderProviders(contrib, hist.history);
+    renderCharts(hist.history, contrib.validators.map((v) => v.name));
+  }
+  if (slow) {
+    const [arb, ev] = await Promise.all([api("/arbitrations?limit=20"), api("/evidence")]);
+    if (state.view !== "dashboard") return;
+    renderArbitrations(arb.arbitrations);
+    renderEvidence(ev.evidence);
+  }
+}
+
+// ---------------------------------------------------------------- block and task views
+async function showBlock(h) {
+  const doc = await api(`/blocks/${encodeURIComponent(h)}`);
+  const b = doc.block;
+  const alloc = b.allocation || {};
+  const providers = alloc.providers || (b.assignment || []).map(String);
+  const lat = alloc.latencies || [];
+  const tasks = b.tasks || [];
+  const per = {};
+  providers.forEach((p, i) => {
+    per[p] ??= { n: 0, lat: 0 };
+    per[p].n += 1;
+    per[p].lat += lat[i] ?? 0;
+  });
+  const arb = b.arbitration;
+  const info = el("dl", { class: "kv", id: "block-info" },
+    el("dt", { text: "height" }), el("dd", { "data-field": "height", text: String(doc.height ?? b.height) }),
+    el("dt", { text: "hash" }), el("dd", { "data-field": "hash", text: doc.hash }),
+    el("dt", { text: "time" }), el("dd", { text: when(b.time) }),
+    el("dt", { text: "proposer" }), el("dd", { text: b.proposer_name || short(b.proposer, 16) }),
+    el("dt", { text: "tasks" }), el("dd", { "data-field": "n_tasks", text: String(tasks.length) }),
+    el("dt", { text: "claimed total latency" }), el("dd", { text: fmt(alloc.claimed_latency ?? b.claimed_latency, 6) }),
+    el("dt", { text: "arbitration" }), el("dd", { text: arb ? `by the arbiter (${arb.method || "teacher"})` : "none" }),
+    el("dt", { text: "evidence" }), el("dd", { text: String((b.evidence || []).length) }),
+  );
+  const perRows = Object.entries(per).sort().map(([p, v]) => row([p, v.n, v.n ? v.lat / v.n : 0]));
+  const shap = alloc.shapley || b.contributions || [];
+  const view = document.getElementById("view");
+  view.replaceChildren(
+    el("p", {}, el("a", { href: "#/", text: "← dashboard" }), " · ",
+       doc.height > 1 ? el("a", { href: `#/block/${doc.height - 1}`, text: "previous" }) : "", " · ",
+       el("a", { href: `#/block/${(doc.height ?? b.height) + 1}`, text: "next" })),
+    el("div", { class: "grid2" },
+      panel(`Block ${doc.height ?? b.height}`, info),
+      panel("Allocation per provider",
+            table(["provider", { label: "tasks", num: 1 }, { label: "mean latency (s)", num: 1 }], perRows, { id: "allocation-table" }),
+            shap.length ? el("p", { class: "muted", text: `Shapley value per validator: ${shap.map((x) => fmt(x)).join(", ")}` }) : "")),
+    panel(`Tasks (${tasks.length})`, table(
+      ["task", { label: "arrival", num: 1 }, "demand", "provider", { label: "latency (s)", num: 1 }],
+      tasks.slice(0, 500).map((t, i) => row([t.id ? taskLink(t.id) : `#${i}`, t.arrival ?? "–",
+        (t.demand || []).map((x) => fmt(x, 3)).join(", "), providers[i] ?? "–", lat[i] ?? "–"])),
+      { id: "tasks-table" }),
+      tasks.length > 500 ? el("p", { class: "muted", text: `first 500 of ${tasks.length}` }) : ""),
+  );
+}
+
+async function showTask(id) {
+  const t = await api(`/tasks/${encodeURIComponent(id)}`);
+  const items = [["id", t.id], ["status", t.status]];
+  if (t.status === "committed") {
+    items.push(["block", blockLink(t.height)], ["provider", t.provider_name ?? String(t.provider)],
+               ["latency", `${fmt(t.latency, 6)} s`], ["arrival (chain clock)", t.arrival !== undefined ? `${fmt(t.arrival, 8)} s` : "–"],
+               ["committed at", when(t.committed_at ?? t.block_time)]);
+  }
+  if (t.reason) items.push(["reason", t.reason]);
+  const dl = el("dl", { class: "kv", id: "task-info" });
+  for (const [k, v] of items) dl.append(el("dt", { text: k }), el("dd", { "data-field": k }, v instanceof Node ? v : String(v ?? "–")));
+  document.getElementById("view").replaceChildren(
+    el("p", {}, el("a", { href: "#/", text: "← dashboard" })), panel(`Task ${short(t.id, 20)}`, dl));
+}
+
+// ---------------------------------------------------------------- routing and polling
+async function route() {
+  const [, kind, arg] = (location.hash || "#/").split("/");
+  showError("");
+  try {
+    if (kind === "block" && arg) {
+      state.view = "block";
+      await showBlock(decodeURIComponent(arg));
+    } else if (kind === "task" && arg) {
+      state.view = "task";
+      await showTask(decodeURIComponent(arg));
+    } else {
+      state.view = "dashboard";
+      dashboardSkeleton();
+      await refreshDashboard(true);
+    }
+  } catch (e) {
+    showError(e.message);
+  }
+}
+
+async function poll() {
+  try {
+    state.status = await api("/status");
+    renderSummary(state.status);
+    if (state.view === "dashboard") await refreshDashboard(false);
+    showError("");
+  } catch (e) {
+    showError(`node unreachable: ${e.message}`);
+  } finally {
+    state.polls += 1;
+    setTimeout(poll, POLL_MS);
+  }
+}
+
+document.getElementById("search").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const q = document.getElementById("search-input").value.trim();
+  if (!q) return;
+  location.hash = /^\d{1,15}$/.test(q) || q === "latest" ? `#/block/${q}` : `#/task/${encodeURIComponent(q)}`;
+});
+window.addEventListener("hashchange", route);
+
+state.lastSeenTop = Infinity;
+state.status = await api("/status").catch(() => null);
+if (state.status) renderSummary(state.status);
+await route();
+setTimeout(poll, POLL_MS);
