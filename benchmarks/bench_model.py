@@ -1,16 +1,25 @@
-"""The teacher against GA labels on held-out `paper` instances (issue 4 targets).
+"""The general model per family against GA 5 s and greedy, on held-out instances (issue 11 targets).
 
-For each of `--count` held-out `paper` instances (1000 tasks; seed 1000, never used in training)
-the GA labels are computed in this run; then, on ONE core (torch and numba single-threaded):
+Families: `paper`, `varied`, `alibaba` windows, and `paper` with K in {2, 3, 5, 8, 12} providers. Each
+family's instances come from a held-out seed (5000 + ..., never used to train or select the bundled
+models: those train on seed 1000 and select on seed 2000, docs/models.md). Everything runs in this one
+process on ONE core (torch and numba single-threaded), so every ratio compares methods measured in the
+same run on the same machine state. Per instance and method: total delay (re-simulated by the kernel)
+and the CPU time of the call (`time.thread_time`; the GA's budget counts the same clock).
 
-* argmax inference time (features + forward + argmax; median of `--repeats`), target <= 20 ms;
-* the `search` decoder within a `--budget-ms` budget (default 50), target: within 2% of GA;
-* the same decoder without the greedy candidate (`lambdas` without the ECT extreme), and the same
-  search with NO model (uniform P, greedy start only: greedy + the GA's local search + random kicks),
-  so the model's own contribution is visible; greedy-ECT alone as the simple baseline;
-* accuracy against the GA label and the diversity score D of P.
+Columns (the controls beside the model):
 
-    python benchmarks/bench_model.py [--count 10] [--model CKPT] [--labeler ga] [--label-seconds S]
+* greedy (earliest completion) and `rollout` (the pilot method, H = 20): the classical one-pass controls;
+* `onepass`: the teacher's one-pass decode on the live queues, no local search;
+* `search`: the teacher's search decoder at its default work budget (the "50 ms-equivalent" sweeps);
+* `no-model`: the same search decoder on uniform scores (registry method `search`), same budget;
+* the student's one-pass and search decodes (its target: within 3 % of the teacher after decoding).
+
+Ratios are total delay / the GA's total delay on the same instance: mean, worst and a 95 % t-interval
+over the family's instances. The target checks of issue 11 are printed under the table.
+
+    python benchmarks/bench_model.py            # full: 10 instances per family, GA 5 s -> results/model.md|json
+    python benchmarks/bench_model.py --quick    # 3 instances per family, GA 1 s, 300 tasks -> runs/
 """
 
 from __future__ import annotations
@@ -19,6 +28,8 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -26,143 +37,207 @@ import numba
 import numpy as np
 import torch
 
-from edgepoc.game.generators import generate
-from edgepoc.game.kernel import greedy_assignment, simulate
-from edgepoc.models.checkpoint import bundled_path, load_model
-from edgepoc.models.decode import DEFAULT_LAMBDAS, DecodeOptions, decode
-from edgepoc.models.metrics import accuracy, diversity
-from edgepoc.models.solve import model_probabilities
-from edgepoc.solvers.registry import SolveOptions, solve
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-HELD_OUT_SEED = 1000
+from edgepoc.experiments.stats import mean_interval  # noqa: E402
+from edgepoc.game.generators import generate  # noqa: E402
+from edgepoc.game.kernel import simulate  # noqa: E402
+from edgepoc.solvers.registry import SolveOptions, solve  # noqa: E402
+
+# family -> (preset, generator params, held-out instance seed)
+FAMILIES: dict[str, tuple[str, dict, int]] = {
+    "paper": ("paper", {}, 5000),
+    "varied": ("varied", {}, 5000),
+    "alibaba": ("alibaba", {}, 5000),
+    **{f"K={k}": ("paper", {"providers": k}, 5100 + k) for k in (2, 3, 5, 8, 12)},
+}
+# column -> (registry method, params); the GA column is the reference and runs separately
+COLUMNS: dict[str, tuple[str, dict]] = {
+    "greedy": ("greedy", {}),
+    "rollout": ("rollout", {}),
+    "onepass": ("teacher", {"decode": "onepass"}),
+    "search": ("teacher", {"decode": "search"}),
+    "no-model": ("search", {}),
+    "student onepass": ("student", {"decode": "onepass"}),
+    "student search": ("student", {"decode": "search"}),
+}
+# issue 11 targets on the family means (ratio to GA 5 s)
+ONEPASS_TARGET = {"paper": 1.05, "varied": 1.05, "alibaba": 1.15}
+SEARCH_TARGET = 1.02
 
 
-def median_ms(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(times))
+def run_column(inst, method: str, params: dict, seed: int) -> dict:
+    """One method on one instance: delay (kernel re-simulation) and CPU seconds of this thread."""
+    t0, w0 = time.thread_time(), time.perf_counter()
+    try:
+        res = solve(inst, method, SolveOptions(seed=seed, params=dict(params)))
+    except Exception as exc:  # a column that fails is reported, the others still run
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    cpu, wall = time.thread_time() - t0, time.perf_counter() - w0
+    assert res.total_latency == simulate(inst, res.assignment)
+    return {"delay": res.total_latency, "cpu_s": cpu, "wall_s": wall}
 
 
-def held_out(count: int, labeler: str, label_seconds: float | None, params: dict) -> list[dict]:
-    """The benchmark instances with their labels, computed now (shared with bench_distill.py)."""
+def run_ga(inst, seconds: float, seed: int) -> dict:
+    t0 = time.thread_time()
+    res = solve(inst, "ga", SolveOptions(seed=seed, seconds=seconds, params={"clock": "cpu"}))
+    return {"delay": res.total_latency, "cpu_s": time.thread_time() - t0,
+            "generations": res.extra.get("generations")}
+
+
+def family_stats(rows: list[dict], column: str) -> dict:
+    """Ratio to GA over the family's instances: mean, worst, 95 % interval; median CPU ms per 1000 tasks."""
+    ok = [r for r in rows if "delay" in r[column]]
+    ratios = [r[column]["delay"] / r["ga"]["delay"] for r in ok if r["ga"]["delay"] > 0]
+    iv = mean_interval(ratios)
+    ms_per_1000 = [1e3 * r[column]["cpu_s"] / r["n_tasks"] * 1000 for r in ok]
+    errors = sorted({r[column]["error"] for r in rows if "error" in r[column]})
+    return {"instances": len(ok), "mean": iv.mean, "low": iv.low, "high": iv.high,
+            "worst": float(max(ratios)) if ratios else float("nan"),
+            "ms_per_1000_tasks": float(np.median(ms_per_1000)) if ms_per_1000 else float("nan"),
+            "errors": errors}
+
+
+def gain_interval(rows: list[dict], a: str, b: str):
+    """Per-instance improvement of column `a` over column `b`, in % of `b` (paired)."""
+    pairs = [(r[a]["delay"], r[b]["delay"]) for r in rows if "delay" in r[a] and "delay" in r[b]]
+    return mean_interval([(y - x) / y * 100 for x, y in pairs if y > 0])
+
+
+def fmt_ratio(s: dict) -> str:
+    if not s["instances"]:
+        return "failed"
+    ci = f" [{s['low']:.3f}, {s['high']:.3f}]" if np.isfinite(s["low"]) else ""
+    return f"{s['mean']:.3f}{ci} / {s['worst']:.3f}"
+
+
+def targets(stats: dict, rows_by_family: dict) -> list[str]:
+    """The issue's targets, each as `met` / `missed (by how much)` with the measured numbers."""
     out = []
-    for inst in generate("paper", seed=HELD_OUT_SEED, count=count):
-        res = solve(inst, labeler, SolveOptions(seed=0, seconds=label_seconds, params=dict(params)))
-        out.append({"instance": inst, "label": res.assignment, "label_delay": res.total_latency,
-                    "label_seconds": res.seconds, "greedy_delay": greedy_assignment(inst)[1]})
+    for fam, st in stats.items():
+        one, ro, se, nm = st["onepass"], st["rollout"], st["search"], st["no-model"]
+        if not (one["instances"] and se["instances"]):
+            out.append(f"- {fam}: the model did not run ({'; '.join(one['errors'] + se['errors'])})")
+            continue
+        checks = []
+        if fam in ONEPASS_TARGET:
+            t = ONEPASS_TARGET[fam]
+            checks.append(f"one-pass <= {t:.2f}x GA: {'met' if one['mean'] <= t else 'missed'} ({one['mean']:.3f}x)")
+        g = gain_interval(rows_by_family[fam], "onepass", "rollout")
+        checks.append(f"one-pass better than rollout: {'met' if one['mean'] < ro['mean'] else 'missed'} "
+                      f"({one['mean']:.3f}x vs {ro['mean']:.3f}x; paired gain {g.fmt('+.2f', '%')})")
+        checks.append(f"search <= {SEARCH_TARGET:.2f}x GA: {'met' if se['mean'] <= SEARCH_TARGET else 'missed'} "
+                      f"({se['mean']:.3f}x)")
+        ctrl_gap, gap = nm["mean"] - 1.0, se["mean"] - 1.0
+        if ctrl_gap > 0:
+            closed = (ctrl_gap - gap) / ctrl_gap
+            checks.append(f"search closes >= 1/3 of the no-model gap: {'met' if closed >= 1 / 3 else 'missed'} "
+                          f"({100 * closed:.0f}% of {100 * ctrl_gap:.2f}%)")
+        else:
+            checks.append(f"search vs no-model: the control is already at or below GA ({nm['mean']:.3f}x); "
+                          f"search {se['mean']:.3f}x")
+        checks.append(f"one-pass <= 20 ms / 1000 tasks: {'met' if one['ms_per_1000_tasks'] <= 20 else 'missed'} "
+                      f"({one['ms_per_1000_tasks']:.1f} ms)")
+        if st["student search"]["instances"]:
+            d = 100 * (st["student search"]["mean"] / se["mean"] - 1)
+            checks.append(f"student search within 3% of teacher: {'met' if d <= 3 else 'missed'} ({d:+.2f}%)")
+        out.append(f"- **{fam}**: " + "; ".join(checks))
     return out
 
 
-def run_model(model, inst, label, budget_ms: float, repeats: int, seed: int) -> dict:
-    p = model_probabilities(model, inst)
-    argmax_ms = median_ms(lambda: model_probabilities(model, inst).argmax(axis=1), repeats)
-    x_arg = p.argmax(axis=1)
-    t0 = time.perf_counter()
-    p_again = model_probabilities(model, inst)  # the decoder's wall time includes inference
-    x, info = decode(inst, p_again, DecodeOptions("search", budget_s=budget_ms / 1e3, seed=seed), started_at=t0)
-    search_ms = 1e3 * (time.perf_counter() - t0)
-    no_greedy = tuple(v for v in DEFAULT_LAMBDAS if v < 1e8)
-    x_ng, _ = decode(inst, p, DecodeOptions("search", budget_s=budget_ms / 1e3, seed=seed, lambdas=no_greedy))
-    uniform = np.full_like(p, 1.0 / p.shape[1])  # no model: the decoder's local search on its own
-    x_nm, _ = decode(inst, uniform, DecodeOptions("search", budget_s=budget_ms / 1e3, seed=seed, lambdas=(1e9,)))
-    return {"argmax_ms": argmax_ms, "argmax_delay": simulate(inst, x_arg), "search_delay": simulate(inst, x),
-            "search_ms": search_ms, "source": info["source"], "search_no_greedy_delay": simulate(inst, x_ng),
-            "no_model_search_delay": simulate(inst, x_nm),
-            "accuracy": accuracy(x_arg, label), "diversity": diversity(p)}
+def bundle_commit() -> str:
+    try:
+        return subprocess.run(["git", "log", "-1", "--format=%h %cs %s", "--", "edgepoc/models/bundled"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--count", type=int, default=10)
-    ap.add_argument("--model", type=Path, default=None, help="teacher checkpoint (default: bundled)")
-    ap.add_argument("--labeler", default="ga")
-    ap.add_argument("--label-seconds", type=float, default=None)
-    ap.add_argument("--label-param", action="append", default=[])
-    ap.add_argument("--budget-ms", type=float, default=50.0)
-    ap.add_argument("--repeats", type=int, default=15)
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "model.md")
+    ap.add_argument("--quick", action="store_true", help="3 instances per family, GA 1 s, 300 tasks (development)")
+    ap.add_argument("--count", type=int, default=None, help="instances per family (default 10; quick 3)")
+    ap.add_argument("--ga-seconds", type=float, default=None, help="GA CPU-time budget (default 5; quick 1)")
+    ap.add_argument("--n-tasks", type=int, default=None, help="tasks per instance (default 1000; quick 300; "
+                                                              "varied draws its own size)")
+    ap.add_argument("--families", default=",".join(FAMILIES), help="comma-separated subset of the families")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="Markdown file (+ .json beside it); default results/model.md, quick: runs/bench-model-quick.md")
     args = ap.parse_args()
-    load_at_start = os.getloadavg()[0]  # the budget is wall-clock: a busy machine searches less in it
+    count = args.count or (3 if args.quick else 10)
+    ga_seconds = args.ga_seconds or (1.0 if args.quick else 5.0)
+    n_tasks = args.n_tasks or (300 if args.quick else 1000)
+    out = args.out or (ROOT / "runs" / "bench-model-quick.md" if args.quick
+                       else Path(__file__).parent / "results" / "model.md")
+    families = [f.strip() for f in args.families.split(",") if f.strip()]
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown:
+        sys.exit(f"error: --families: unknown {', '.join(unknown)}; known: {', '.join(FAMILIES)}")
     torch.set_num_threads(1)
     numba.set_num_threads(1)
-    from edgepoc.cli.common import parse_params
+    load_at_start = os.getloadavg()[0]
+    t_start = time.perf_counter()
 
-    path = args.model or bundled_path("teacher")
-    model, doc = load_model(path, expect_kind="teacher")
-    cases = held_out(args.count, args.labeler, args.label_seconds, parse_params(args.label_param))
-    warm = cases[0]["instance"]
-    run_model(model, warm, cases[0]["label"], 5, 2, 0)  # compile / warm caches outside the timing
-    rows = []
-    for i, c in enumerate(cases):
-        r = run_model(model, c["instance"], c["label"], args.budget_ms, args.repeats, i)
-        r.update({k: c[k] for k in ("label_delay", "label_seconds", "greedy_delay")})
-        r["name"] = c["instance"].name
-        rows.append(r)
+    warm = generate("paper", seed=4999, count=1, n_tasks=60)[0]  # compile and load every column first
+    for method, params in COLUMNS.values():
+        run_column(warm, method, params, 0)
+    run_ga(warm, 0.05, 0)
 
-    def gap(key):
-        return np.array([100.0 * (r[key] / r["label_delay"] - 1.0) for r in rows])
+    rows_by_family: dict[str, list[dict]] = {}
+    for fam in families:
+        preset, params, seed = FAMILIES[fam]
+        size = {} if preset == "varied" else {"n_tasks": n_tasks}
+        rows = []
+        for i, inst in enumerate(generate(preset, seed=seed, count=count, **params, **size)):
+            row = {"instance": inst.name, "n_tasks": inst.n_tasks, "providers": inst.n_providers,
+                   "ga": run_ga(inst, ga_seconds, i)}
+            for col, (method, p) in COLUMNS.items():
+                row[col] = run_column(inst, method, p, i)
+            rows.append(row)
+            print(f"{fam} {inst.name}: " + ", ".join(
+                f"{c} {row[c]['delay'] / row['ga']['delay']:.3f}" if "delay" in row[c] else f"{c} failed"
+                for c in COLUMNS), flush=True)
+        rows_by_family[fam] = rows
+    stats = {fam: {col: family_stats(rows, col) for col in COLUMNS} for fam, rows in rows_by_family.items()}
 
+    model_line = bundle_commit()
     lines = [
-        f"# Teacher vs {args.labeler} labels: {args.count} held-out `paper` instances (1000 tasks, seed {HELD_OUT_SEED})",
+        f"# The general model per family vs GA {ga_seconds:g} s (CPU) and greedy: held-out instances",
         "",
-        f"Model `{path.name}` ({sum(p.numel() for p in model.parameters()):,} parameters, {model.config.conv} conv), "
-        f"one core (torch + numba 1 thread), {platform.machine()}, {os.cpu_count()} CPUs, 1-min load average "
-        f"{load_at_start:.1f} at start (the budget is wall-clock), decode budget {args.budget_ms:g} ms.",
-        "Gaps are (method / label - 1) in %; negative = better than the label.",
+        f"{count} instances per family ({n_tasks} tasks; `varied` draws 50-1000), held-out seeds "
+        f"({', '.join(f'{f}: {FAMILIES[f][2]}' for f in families)}). One core (torch + numba 1 thread), "
+        f"{platform.machine()}, {os.cpu_count()} CPUs, 1-min load average {load_at_start:.1f} at start; budgets "
+        f"and times are CPU time of the solving thread. Bundled models: `{model_line}`. "
+        f"Run took {time.perf_counter() - t_start:.0f} s.",
         "",
-        "| instance | label delay | label s | greedy gap % | argmax gap % | search gap % | search w/o greedy gap % "
-        "| no-model search gap % | winner | argmax ms | search ms | accuracy | D |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+        "Each cell: mean ratio to the GA's total delay on the same instance [95% interval] / worst instance. "
+        "Below 1: better than the GA. `onepass`/`search`: the teacher's decoders; `no-model`: the same search "
+        "on uniform scores (same work budget).",
+        "",
+        "| family | " + " | ".join(COLUMNS) + " |",
+        "|---|" + "---:|" * len(COLUMNS),
     ]
-    for r in rows:
-        g = lambda k: 100.0 * (r[k] / r["label_delay"] - 1.0)  # noqa: E731
-        lines.append(f"| {r['name']} | {r['label_delay']:.1f} | {r['label_seconds']:.1f} | {g('greedy_delay'):+.2f} "
-                     f"| {g('argmax_delay'):+.2f} | {g('search_delay'):+.2f} | {g('search_no_greedy_delay'):+.2f} "
-                     f"| {g('no_model_search_delay'):+.2f} | {r['source']} | {r['argmax_ms']:.2f} | {r['search_ms']:.1f} | {r['accuracy']:.3f} "
-                     f"| {r['diversity']:.4f} |")
-    s = gap("search_delay")
-    summary = {
-        "labeler": args.labeler, "instances": args.count, "budget_ms": args.budget_ms,
-        "greedy_gap_pct_mean": float(gap("greedy_delay").mean()),
-        "argmax_gap_pct_mean": float(gap("argmax_delay").mean()),
-        "search_gap_pct_mean": float(s.mean()), "search_gap_pct_max": float(s.max()),
-        "search_no_greedy_gap_pct_mean": float(gap("search_no_greedy_delay").mean()),
-        "no_model_search_gap_pct_mean": float(gap("no_model_search_delay").mean()),
-        "no_model_search_gap_pct_max": float(gap("no_model_search_delay").max()),
-        "beats_label": int((s < 0).sum()), "within_2pct": int((s <= 2.0).sum()),
-        "argmax_ms_median": float(np.median([r["argmax_ms"] for r in rows])),
-        "search_ms_median": float(np.median([r["search_ms"] for r in rows])),
-        "accuracy_mean": float(np.mean([r["accuracy"] for r in rows])),
-        "diversity_mean": float(np.mean([r["diversity"] for r in rows])),
-    }
-    lines += [
-        "",
-        f"**Mean gap to {args.labeler}:** greedy {summary['greedy_gap_pct_mean']:+.2f}%, teacher argmax "
-        f"{summary['argmax_gap_pct_mean']:+.2f}%, teacher search {summary['search_gap_pct_mean']:+.2f}% "
-        f"(worst {summary['search_gap_pct_max']:+.2f}%; without the greedy candidate "
-        f"{summary['search_no_greedy_gap_pct_mean']:+.2f}%; the same search without the model, from greedy: "
-        f"{summary['no_model_search_gap_pct_mean']:+.2f}%, worst {summary['no_model_search_gap_pct_max']:+.2f}%); "
-        f"search beats the label on "
-        f"{summary['beats_label']}/{args.count}.",
-        f"**Targets:** search within 2% of the label: on every instance {'met' if s.max() <= 2.0 else 'missed'} "
-        f"({int((s <= 2.0).sum())}/{args.count} within 2%), on the mean {'met' if s.mean() <= 2.0 else 'missed'} "
-        f"(mean {s.mean():+.2f}%); argmax inference <= 20 ms: "
-        f"{'met' if summary['argmax_ms_median'] <= 20 else 'missed'} ({summary['argmax_ms_median']:.2f} ms median); "
-        f"search decode (incl. inference) median {summary['search_ms_median']:.1f} ms.",
-        f"Accuracy vs labels {summary['accuracy_mean']:.3f}; diversity D {summary['diversity_mean']:.4f}.",
-    ]
+    for fam, st in stats.items():
+        lines.append(f"| {fam} | " + " | ".join(fmt_ratio(st[c]) for c in COLUMNS) + " |")
+    lines += ["", "CPU milliseconds per 1000 tasks (median over the family's instances; GA: its budget):", "",
+              "| family | " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
+    for fam, st in stats.items():
+        lines.append(f"| {fam} | " + " | ".join(f"{st[c]['ms_per_1000_tasks']:.1f}" for c in COLUMNS) + " |")
+    errors = [f"- {fam} {c}: {e}" for fam, st in stats.items() for c in COLUMNS for e in st[c]["errors"]]
+    if errors:
+        lines += ["", "Failures:", "", *errors]
+    lines += ["", "Targets of issue 11 (on the family means):", "", *targets(stats, rows_by_family)]
     text = "\n".join(lines) + "\n"
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    config.update({"model_path": str(path), "held_out_seed": HELD_OUT_SEED, "platform": platform.platform(),
-                   "cpus": os.cpu_count(), "load_average_at_start": load_at_start})
-    args.out.with_suffix(".json").write_text(json.dumps({"config": config, "summary": summary, "rows": rows},
-                                                        indent=1, default=float))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    config = {"quick": args.quick, "count": count, "ga_seconds": ga_seconds, "n_tasks": n_tasks,
+              "families": {f: FAMILIES[f] for f in families}, "columns": COLUMNS, "bundle": model_line,
+              "platform": platform.platform(), "cpus": os.cpu_count(), "load_average_at_start": load_at_start,
+              "command": " ".join([Path(sys.executable).name, *sys.argv])}
+    out.with_suffix(".json").write_text(json.dumps({"config": config, "stats": stats, "rows": rows_by_family},
+                                                   indent=1, default=float))
 
 
 if __name__ == "__main__":
