@@ -55,6 +55,9 @@ METHODS: dict[str, tuple[str, str]] = {
     "brute-force": ("edgepoc.solvers.exact:solve_brute_force", "exhaustive search (tiny instances only)"),
 }
 
+# Methods whose search stops on a time budget (`--seconds`); the others take none and refuse one.
+TIME_BUDGET_METHODS = frozenset({"ga", "cpsat", "teacher", "student", "search"})
+
 
 def _load(method: str):
     if method not in METHODS:
