@@ -107,7 +107,7 @@ class Receipt:
 class SubmitResult:
     accepted: list[str] = field(default_factory=list)
     rejected: list[dict] = field(default_factory=list)  # {"id"?, "index"?, "reason"}
-    skipped: int = 0  # already final in the receipt
+    skipped: int = 0  # tasks already final in the receipt (not sent again)
     failed: str | None = None  # why submission stopped early (every node unreachable)
     unsent: list[str] = field(default_factory=list)
 
@@ -220,7 +220,7 @@ class EdgepocClient:
         for item in items:
             body, ids = item if isinstance(item, tuple) else (item.to_dict(), item_ids(item))
             if receipt is not None and all(receipt.state(t) in FINAL for t in ids):
-                res.skipped += 1
+                res.skipped += len(ids)
                 continue
             if receipt is not None and receipt.state(ids[0]) is None:
                 receipt.record(ids[0], "planned", task=body, ids=ids)

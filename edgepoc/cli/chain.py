@@ -169,10 +169,10 @@ def network_status(dir: Path = typer.Option(DEFAULT_DIR, "--dir"), as_json: bool
         console.print("no node answers: the network is down" + (f" ({', '.join(down)})" if down else ""))
     elif q["lost"]:
         console.print(f"[bold red]quorum lost[/]: voting power up {q['up']}/{q['total']}, a commit needs "
-                      f"{q['needed']}; unreachable: {', '.join(down) or '-'}")
+                      f"{q['needed']}; unreachable: {', '.join(down) or '-'}", soft_wrap=True)
     else:
         console.print(f"quorum: voting power up {q['up']}/{q['total']} (a commit needs {q['needed']})"
-                      + (f"; unreachable: {', '.join(down)}" if down else ""))
+                      + (f"; unreachable: {', '.join(down)}" if down else ""), soft_wrap=True)
 
 
 def network_stop(name: str = typer.Argument(..., help="node<i> or arbiter"), dir: Path = typer.Option(DEFAULT_DIR, "--dir"),
