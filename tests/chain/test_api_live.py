@@ -1,0 +1,305 @@
+"""The node's HTTP face against a live 4-node network on the engine on main (CometBFT): API contract,
+/metrics, the explorer in headless Chromium, a property-based fuzzer on the OpenAPI document, the
+multi-node client (failover, receipts, resume) and the operator's view of lost nodes and lost quorum.
+
+One network for the whole module (bringing one up costs seconds); the tests run in file order and
+the last ones stop nodes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from edgepoc.chain.abci import network
+from edgepoc.chain.abci.client import random_batches
+from edgepoc.chain.crypto import SigningKey
+from edgepoc.client import EdgepocClient, Receipt
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PARAMS = {"allocator": "greedy"}
+
+
+def edgepoc(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "80"}
+    return subprocess.run([sys.executable, "-m", "edgepoc", *args], capture_output=True, text=True, timeout=timeout,
+                          env=env)
+
+
+class Net:
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.doc = network.init_network(folder, 4, 0, seed=3, params=PARAMS)
+        self.urls = [n["api"] for n in self.doc["nodes"]]
+        self.names = [n["name"] for n in self.doc["nodes"]]
+        self.key = SigningKey.load(folder / "client_key.json")
+        self.nonce = 1
+
+    def batches(self, count: int, per: int = 25):
+        st = requests.get(self.urls[0] + "/status", timeout=10).json()
+        out = random_batches(count, int(st["resources"]), self.key, st["chain_id"], self.nonce, seed=self.nonce, batch=per)
+        self.nonce += count
+        return out
+
+    def client(self, urls: list[str] | None = None) -> EdgepocClient:
+        return EdgepocClient(urls or self.urls, timeout=10.0, names=None if urls else self.names)
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    n = Net(tmp_path_factory.mktemp("ops") / "net")
+    try:
+        network.up(n.folder)
+        network.wait_ready(n.folder, timeout=90)
+        yield n
+    finally:
+        network.down(n.folder)
+
+
+def _commit(net: Net, count: int = 30) -> tuple[list[str], dict]:
+    c = net.client()
+    res = c.submit(net.batches(count))
+    assert not res.rejected and not res.failed, res.rejected[:3]
+    w = c.wait(res.accepted, timeout=60, watch_nodes=False)
+    assert not w.missing, f"{len(w.missing)} tasks not committed"
+    return res.accepted, w.committed
+
+
+# ------------------------------------------------------------------ API contract and metrics
+def test_api_reads_blocks_tasks_history_and_metrics(net):
+    ids, committed = _commit(net, 40)
+    url = net.urls[1]
+    get = lambda p: requests.get(url + p, timeout=10)  # noqa: E731
+    st = get("/status").json()
+    assert st["engine"] and st["height"] >= 1 and st["explorer"] == "/explorer/"
+    assert {v["name"] for v in st["validators"]} == set(net.names) and st["total_power"] > 0
+    t = get(f"/tasks/{ids[0]}").json()
+    assert t["status"] == "committed" and t["provider_name"] in net.names and t["latency"] >= 0
+    h = t["height"]
+    b = get(f"/blocks/{h}").json()
+    assert b["hash"] and b["height"] == h
+    assert ids[0] in [x.get("id") for x in b["block"]["tasks"]]
+    alloc = b["block"]["allocation"]
+    assert len(alloc["providers"]) == len(b["block"]["tasks"]) == len(alloc["latencies"])
+    recent = get("/blocks?limit=5&with_tasks=true").json()["blocks"]
+    assert recent and all(r["n_tasks"] > 0 for r in recent) and h in [r["height"] for r in recent]
+    hist = get("/history?limit=50").json()["history"]
+    assert hist[-1]["height"] >= h and set(hist[-1]["scores"]) == set(net.names)
+    assert set(hist[-1]["backlog"]) == set(net.names)
+    contrib = get("/contributions").json()
+    assert len(contrib["validators"]) == 4
+    assert isinstance(get("/evidence").json()["evidence"], list)
+    assert isinstance(get("/arbitrations").json()["arbitrations"], list)
+    m = get("/metrics")
+    assert m.status_code == 200 and m.headers["content-type"].startswith("text/plain")
+    text = m.text
+    height = float(re.search(r"^edgepoc_height (\S+)$", text, re.M).group(1))
+    assert height >= h
+    assert float(re.search(r"^edgepoc_tasks_committed_total (\S+)$", text, re.M).group(1)) >= 40
+    for name in net.names:
+        assert f'edgepoc_contribution_score{{provider="{name}"}}' in text
+    assert "process_resident_memory_bytes" in text and "edgepoc_allocation_seconds_count" in text
+    paths = get("/openapi.json").json()["paths"]
+    assert {"/tasks", "/tasks/status", "/blocks/{ref}", "/status", "/metrics"} <= set(paths)
+
+
+@pytest.mark.parametrize("method,path,body,status", [
+    ("GET", "/blocks/abc", None, 400),
+    ("GET", "/blocks/99999999", None, 404),
+    ("GET", "/blocks?limit=0", None, 400),
+    ("GET", "/blocks?limit=100000", None, 400),
+    ("GET", "/history?limit=-1", None, 400),
+    ("GET", "/no/such/route", None, 404),
+    ("DELETE", "/status", None, 405),
+    ("POST", "/tasks", b"{not json", 400),
+    ("POST", "/tasks", b'{"tasks": 5}', 400),
+    ("POST", "/tasks", b"[]", 400),
+    ("POST", "/tasks/status", b'{"ids": [1, 2]}', 400),
+    ("POST", "/tasks/status", json.dumps({"ids": ["x"] * 6000}).encode(), 400),
+    ("GET", "/tasks/" + "a" * 300, None, 400),
+])
+def test_bad_requests_get_a_4xx_with_a_reason(net, method, path, body, status):
+    r = requests.request(method, net.urls[2] + path, data=body, headers={"content-type": "application/json"}, timeout=10)
+    assert r.status_code == status, r.text[:200]
+    assert r.json()["error"]
+
+
+def test_body_over_the_cap_is_refused_unread(net):
+    r = requests.post(net.urls[2] + "/tasks", data=b"x" * (9 << 20), headers={"content-type": "application/json"},
+                      timeout=30)
+    assert r.status_code == 413 and "over" in r.json()["error"]
+    # a malformed item inside a well-formed request is a per-item rejection with its reason, not an error
+    doc = requests.post(net.urls[2] + "/tasks", json={"tasks": [{"garbage": True}]}, timeout=10).json()
+    assert doc["accepted"] == 0 and doc["rejected"][0]["error"]
+
+
+# ------------------------------------------------------------------ explorer in headless Chromium
+def test_explorer_follows_a_fresh_block_to_a_task_and_plots(net, tmp_path):
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: CI must `apt-get install -y chromium`")
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    url = net.urls[0]
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(url + "/explorer/", timeout=30000)
+            page.wait_for_selector("#blocks-table", timeout=30000)
+            ids, committed = _commit(net, 30)  # committed while the page is open: it must show up by itself
+            h = committed[ids[0]]["height"]
+            page.wait_for_selector(f'#blocks-table tr[data-height="{h}"]', timeout=30000)
+            assert int(page.text_content("#height")) >= h
+            assert page.locator("#providers-table tr[data-provider]").count() == 4
+            page.wait_for_function("document.querySelectorAll('#charts canvas').length >= 5", timeout=30000)
+            page.click(f'#blocks-table tr[data-height="{h}"] a.block-link')
+            page.wait_for_selector("#tasks-table a.task-link", timeout=30000)
+            assert page.text_content('#block-info [data-field="height"]') == str(h)
+            page.click(f'#tasks-table a.task-link[title="{ids[0]}"]')
+            page.wait_for_selector('#task-info [data-field="status"]', timeout=30000)
+            assert page.text_content('#task-info [data-field="status"]') == "committed"
+            assert page.text_content('#task-info [data-field="provider"]') == committed[ids[0]]["provider_name"]
+            page.click("text=← dashboard")
+            page.wait_for_function("document.querySelectorAll('#charts canvas').length >= 5", timeout=30000)
+            page.wait_for_timeout(500)
+            shot = tmp_path / "explorer.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 20000
+            if os.environ.get("EDGEPOC_EXPLORER_SCREENSHOT"):  # how docs/explorer.png is made
+                shutil.copy(shot, os.environ["EDGEPOC_EXPLORER_SCREENSHOT"])
+        finally:
+            browser.close()
+    assert not errors, errors
+
+
+# ------------------------------------------------------------------ OpenAPI fuzzing
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_fuzzing_the_openapi_document_finds_no_5xx_no_hang(net, tmp_path):
+    url = net.urls[3]
+    pid = requests.get(url + "/status", timeout=10).json()["pid"]
+    rss0 = _rss_kib(pid)
+    cfg = tmp_path / "schemathesis.toml"
+    cfg.write_text('[checks.negative_data_rejection]\nexpected-statuses = ["400", "404", "405", "413", "422"]\n')
+    st = Path(sys.executable).with_name("schemathesis")
+    cmd = [str(st), "--config-file", str(cfg), "run", f"{url}/openapi.json", "--checks", "all", "--seed", "1",
+           "--max-examples", "15", "--phases", "coverage,fuzzing", "--request-timeout", "10", "--max-time", "45",
+           "-w", "1", "--no-color", "--output-truncate", "true", "--suppress-health-check", "all"]
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    took = time.monotonic() - t0
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-4000:]
+    assert re.search(r"\d+ generated", out), out[-2000:]
+    t1 = time.monotonic()
+    assert requests.get(url + "/status", timeout=5).status_code == 200  # still answering, promptly
+    assert time.monotonic() - t1 < 5 and took < 110
+    assert _rss_kib(pid) - rss0 < 200 * 1024, f"RSS grew from {rss0} KiB to {_rss_kib(pid)} KiB"
+
+
+# ------------------------------------------------------------------ the client: failover, receipts, resume
+def test_client_fails_over_and_resumes_from_its_receipt(net, tmp_path):
+    dead = f"http://127.0.0.1:{network.free_port()}"
+    c = net.client([dead, net.urls[1], net.urls[2]])
+    rec = Receipt(tmp_path / "r.jsonl")
+    res = c.submit(net.batches(20, per=5), rec)
+    assert len(res.accepted) == 20 and not res.failed and c.urls[c.current] == net.urls[1]  # stays on the one that answered
+    assert any(u == dead for _, u, _ in c.failures)
+    w = c.wait(res.accepted, timeout=60, receipt=rec, watch_nodes=False)
+    assert not w.missing
+    rec.close()
+    states = Receipt(tmp_path / "r.jsonl").records
+    assert {r["state"] for r in states.values()} == {"committed"} and len(states) == 20
+    assert all(isinstance(r["height"], int) and r["provider"] in net.names for r in states.values())
+
+    # every node unreachable: the receipt keeps the signed batches; a later run resumes from it
+    rec2 = Receipt(tmp_path / "r2.jsonl")
+    batches = net.batches(15, per=5)
+    res = EdgepocClient([dead], timeout=2.0).submit(batches, rec2)
+    assert res.failed and not res.accepted and len(res.unsent) == 15
+    rec2.close()
+    rec2 = Receipt(tmp_path / "r2.jsonl")
+    assert len(rec2.planned_items()) == 3
+    c2 = net.client()
+    res = c2.submit(rec2.planned_items(), rec2)
+    assert len(res.accepted) == 15
+    w = c2.wait(res.accepted, timeout=60, receipt=rec2, watch_nodes=False)
+    assert not w.missing
+    again = c2.submit(rec2.planned_items(), rec2)  # everything is final: nothing is sent
+    assert again.skipped == 15 and not again.accepted
+    rec2.close()
+
+
+def test_cli_submit_with_failover_receipt_show_and_task(net, tmp_path):
+    d = str(net.folder)
+    dead = f"http://127.0.0.1:{network.free_port()}"
+    receipt = tmp_path / "cli.jsonl"
+    r = edgepoc("submit", "--node", dead, "--node", net.urls[0], "--count", "25", "--key",
+                str(net.folder / "client_key.json"), "--wait", "--timeout", "60", "--receipt", str(receipt))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout.strip().splitlines()[-1])
+    assert doc["submitted"] == doc["committed"] == 25 and doc["missing"] == 0
+    recs = [json.loads(x) for x in receipt.read_text().splitlines()]
+    done = {x["id"]: x for x in recs if x["state"] == "committed"}
+    assert len(done) == 25
+    # rerun with the same receipt: nothing left to do, nothing resent
+    r = edgepoc("submit", "--node", net.urls[1], "--wait", "--timeout", "30", "--receipt", str(receipt))
+    assert r.returncode == 0 and "25 already final" in r.stderr, r.stderr
+    tid, rec = next(iter(done.items()))
+    r = edgepoc("task", tid, "--dir", d)
+    assert r.returncode == 0 and "committed" in r.stdout and rec["provider"] in r.stdout, r.stdout + r.stderr
+    r = edgepoc("chain", "show", str(rec["height"]), "--dir", d)
+    assert r.returncode == 0 and f"block {rec['height']}" in r.stdout and "per provider" in r.stdout
+    assert edgepoc("chain", "show", "nope", "--dir", d).stderr.startswith("error: HEIGHT")
+    r = edgepoc("task", "0" * 32, "--dir", d)
+    assert r.returncode == 2 and "unknown" in r.stderr
+
+
+# ------------------------------------------------------------------ lost nodes and lost quorum (stops nodes: last)
+def test_operator_sees_down_nodes_and_lost_quorum(net):
+    d = str(net.folder)
+    r = edgepoc("network", "status", "--dir", d)
+    assert r.returncode == 0 and "quorum: voting power up" in r.stdout
+    assert all(len(line) <= 80 for line in r.stdout.splitlines()), r.stdout
+    assert "None" not in r.stdout and "-1/" not in r.stdout
+
+    r = edgepoc("network", "stop", "node2", "--kill", "--dir", d)
+    assert r.returncode == 0 and "SIGKILL" in r.stderr and "pid" in r.stderr, r.stderr
+    r = edgepoc("submit", "--dir", d, "--count", "60", "--wait", "--timeout", "60")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout.strip().splitlines()[-1])
+    assert doc["committed"] == 60 and doc["providers_down"] == ["node2"]
+    assert doc["assigned_while_down"].get("node2", 0) == doc["providers"].get("node2", 0)
+    assert "down while waiting: node2" in r.stderr
+    r = edgepoc("network", "status", "--dir", d)
+    assert "unreachable: node2" in r.stdout and "quorum lost" not in r.stdout
+
+    edgepoc("network", "stop", "node3", "--dir", d)
+    r = edgepoc("network", "status", "--dir", d)
+    assert "quorum lost" in r.stdout and "node2, node3" in r.stdout, r.stdout
+    r = edgepoc("submit", "--dir", d, "--count", "10", "--wait", "--timeout", "5")
+    assert r.returncode == 2 and "lost quorum" in r.stderr, r.stderr
+
+    network.down(net.folder)
+    r = edgepoc("contributions", "--dir", d)
+    assert r.returncode == 2 and f"--home {d}/node0" in r.stderr, r.stderr
