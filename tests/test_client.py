@@ -1,0 +1,66 @@
+"""The client's receipt file: folding events, a line cut by a crash, resuming, and bad input."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from edgepoc.client import EdgepocClient, NodeUnreachable, Receipt, item_ids
+from edgepoc.errors import InputError
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_receipt_folds_events_and_survives_a_cut_last_line(tmp_path):
+    path = tmp_path / "r.jsonl"
+    r = Receipt(path)
+    r.record("a", "planned", task={"x": 1}, ids=["a", "b"])
+    r.record("b", "planned")
+    r.record("a", "accepted", node="http://n0")
+    r.record("a", "committed", height=7, provider="node1", latency=0.5)
+    r.record("b", "rejected", reason="replay")
+    r.close()
+    with path.open("a") as fh:
+        fh.write('{"id": "a", "state": "acc')  # the process died mid-write
+    again = Receipt(path)
+    assert again.state("a") == "committed" and again.records["a"]["height"] == 7
+    assert again.records["a"]["task"] == {"x": 1}  # the signed body is kept for a resume
+    assert again.state("b") == "rejected"
+    assert again.planned_items() == [({"x": 1}, ["a", "b"])]
+    assert again.counts() == {"committed": 1, "rejected": 1}
+    again.close()
+
+
+def test_receipt_with_garbage_in_the_middle_is_a_one_line_error(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text('not json\n{"id": "a", "state": "accepted"}\n')
+    with pytest.raises(InputError, match=r"r.jsonl:1: not a receipt record"):
+        Receipt(path)
+
+
+def test_every_node_down_stops_submission_and_keeps_the_plan(tmp_path):
+    urls = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
+    client = EdgepocClient(urls, timeout=1.0)
+    rec = Receipt(tmp_path / "r.jsonl")
+    res = client.submit([({"t": i}, [f"id{i}"]) for i in range(4)], rec, batch=2)
+    assert res.failed and "cannot reach any node" in res.failed and res.unsent == ["id0", "id1", "id2", "id3"]
+    assert not res.accepted and len(client.failures) == 2
+    assert [body for body, _ in rec.planned_items()] == [{"t": i} for i in range(4)]
+    with pytest.raises(NodeUnreachable):
+        client.status()
+    rec.close()
+
+
+def test_item_ids_and_bad_arguments():
+    class Batch:
+        ids = ["x", "y"]
+    assert item_ids(Batch()) == ["x", "y"] and item_ids({"id": "z"}) == ["z"]
+    with pytest.raises(InputError):
+        item_ids({})
+    with pytest.raises(InputError):
+        EdgepocClient([])
