@@ -16,6 +16,9 @@ import math
 from pathlib import Path
 from typing import Callable
 
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
 from edgepoc.chain.crypto import SigningKey, canonical, verify
 from edgepoc.chain.genesis import Genesis
 from edgepoc.errors import EdgepocError, InputError
@@ -116,8 +119,8 @@ class Arbiter:
 def run_arbiter(home: Path, method: str = "auto") -> None:
     """Serve `POST /arbitrate` and `GET /status` until SIGTERM."""
     import uvicorn
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
+    from fastapi import FastAPI
+    from starlette.concurrency import run_in_threadpool
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = json.loads((Path(home) / "config.json").read_text())
@@ -131,8 +134,6 @@ def run_arbiter(home: Path, method: str = "auto") -> None:
         except ValueError:
             return JSONResponse({"error": "body is not JSON"}, status_code=400)
         try:
-            from starlette.concurrency import run_in_threadpool
-
             return JSONResponse(await run_in_threadpool(arbiter.arbitrate, doc))
         except InputError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)

@@ -216,6 +216,17 @@ def _pid(pidfile: Path) -> int | None:
         return None
 
 
+def _alive(pidfile: Path) -> bool:
+    """Is the process in `pidfile` still running (whatever it has exec'd so far)?"""
+    try:
+        pid = int(pidfile.read_text().strip())
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        _reap(pid)
+        return state != "Z"
+    except (FileNotFoundError, ValueError, IndexError):
+        return False
+
+
 def _member(folder: Path, name: str) -> tuple[Path, list[str], str]:
     doc = load_network(folder)
     if name == "arbiter":
@@ -326,10 +337,22 @@ def wait_ready(folder: Path, timeout: float = 90.0, names: list[str] | None = No
     """Block until the named nodes (default: all) answer /status at `height` or more, or raise."""
     doc = load_network(folder)
     todo = {n["name"]: n for n in doc["nodes"] if names is None or n["name"] in names}
+    if names is None or "arbiter" in names:
+        todo["arbiter"] = {"home": "arbiter", "api": doc["arbiter"]["url"], "role": "arbiter"}
     deadline = time.monotonic() + timeout
     while todo and time.monotonic() < deadline:
         for name, n in list(todo.items()):
-            if _pid(Path(folder) / n["home"] / "node.pid") is None:
+            if n.get("role") == "arbiter":
+                client = HttpClient(n["api"], timeout=1.0)
+                try:
+                    client.get("/status")
+                    del todo[name]
+                except EdgepocError:
+                    pass
+                finally:
+                    client.close()
+                continue
+            if not _alive(Path(folder) / n["home"] / "node.pid"):
                 log = (Path(folder) / n["home"] / "node.log")
                 tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
                 raise EdgepocError(f"{name} exited at start: {tail[0] if tail else 'no log'}")

@@ -14,6 +14,7 @@ import http.client
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -82,6 +83,12 @@ def load_genesis(home: Path) -> Genesis:
 def validator_address(home: Path) -> str:
     doc = json.loads((Path(home) / "cometbft" / "config" / "priv_validator_key.json").read_text())
     return doc["address"].lower()
+
+
+def checktx_log(message: str) -> str:
+    """The CheckTx reason inside CometBFT's broadcast error (v1 answers an invalid tx with an RPC error)."""
+    m = re.search(r"log='(.*)', codespace", message)
+    return m.group(1) if m else message
 
 
 class RpcClient:
@@ -204,7 +211,7 @@ class CometNodeView:
                 if "already exists in cache" in str(exc):  # a resubmission: harmless, the same ids
                     ids.extend(batch.ids)
                 else:
-                    rejected.append({"index": i, "ids": batch.ids, "error": str(exc)})
+                    rejected.append({"index": i, "ids": batch.ids, "error": checktx_log(str(exc))})
                 continue
             if int(res.get("code", 0)) == 0:
                 ids.extend(batch.ids)

@@ -1,0 +1,230 @@
+"""End-to-end tests of the chain on CometBFT: real cometbft and app processes on 127.0.0.1.
+
+One 4-node network serves the module's tests in order (commit, attacks, arbiter, crashes); the
+Byzantine-proposer and arbitration tests start their own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+
+from edgepoc.chain.abci import network
+from edgepoc.chain.abci.app import arbitration_bytes
+from edgepoc.chain.abci.arbiter import request_bytes, validator_key
+from edgepoc.chain.abci.verify import verify_app_chain
+from edgepoc.chain.abci.wire import TaskBatch
+from edgepoc.chain.crypto import SigningKey, verify
+from edgepoc.chain.genesis import Genesis
+from edgepoc.chain.httpapi import HttpClient
+from tests.chain.cometnet import CometNet, raw_tx
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    n = CometNet(tmp_path_factory.mktemp("comet") / "net")
+    try:
+        n.up()
+        yield n
+    finally:
+        n.down()
+
+
+def _same_blocks(net: CometNet, nodes, upto: int) -> None:
+    ref = net.block_hashes(nodes[0], upto)
+    for i in nodes[1:]:
+        assert net.block_hashes(i, upto) == ref, f"node{i} diverges from node{nodes[0]}"
+
+
+def test_tasks_commit_once_on_every_node_and_the_chain_verifies(net):
+    ids, res = net.submit_and_wait(0, 3000, poll_node=1)
+    assert not res.missing, f"{len(res.missing)} tasks not committed"
+    st = net.status(2)
+    assert st["engine"] == "cometbft" and st["tasks_committed"] >= 3000
+    top = min(net.heights(range(4)).values())
+    _same_blocks(net, [0, 1, 2, 3], top)
+    h = next(iter(res.committed.values()))["height"]
+    doc = net.block(3, h)
+    b = doc["block"]
+    assert doc["hash"] and len(b["allocation"]["assignment"]) == len(b["tasks"]) == len(b["allocation"]["latencies"])
+    assert all(t["arrival"] == b["clock"] for t in b["tasks"])  # the chain stamps arrival with the block time
+    table = net.get(1, "/contributions")["validators"]
+    total = sum(r["power"] for r in table)
+    assert all(r["power"] >= 10 and 3 * r["power"] < total for r in table)  # floor, and below a third
+
+
+def test_client_attacks_are_rejected_by_checktx(net):
+    key, cid = net.client_key, net.chain_id
+    good = TaskBatch(cid, key.public_hex, [(10**12, [0.1, 0.1])]).signed(key)
+
+    def body(**change) -> dict:
+        d = {**good.body(), **change}
+        return {**d, "sig": key.sign(json.dumps(d, sort_keys=True, separators=(",", ":")).encode())}
+
+    cases = {
+        "huge demand": (body(tasks=[{"nonce": 1, "demand": [1e308, 0.1]}]), "demand"),
+        "zero demand": (body(tasks=[{"nonce": 2, "demand": [0.0, 0.1]}]), "demand"),
+        "client arrival": (body(tasks=[{"nonce": 3, "demand": [0.1, 0.1], "arrival": 1e12}]), "arrival"),
+        "client delays": (body(tasks=[{"nonce": 4, "demand": [0.1, 0.1], "delays": [1e6, 0, 1e6, 1e6]}]), "delays"),
+        "duplicate nonce": (body(tasks=[{"nonce": 5, "demand": [0.1, 0.1]}, {"nonce": 5, "demand": [0.2, 0.1]}]),
+                            "twice"),
+        "bad signature": ({**good.to_dict(), "sig": "00" * 64}, "sig"),
+        "other chain": (body(chain_id="other"), "chain_id"),
+    }
+    for name, (doc, needle) in cases.items():
+        out = net.post(0, "/tasks", {"tasks": [doc]})
+        assert out["accepted"] == 0 and needle in out["rejected"][0]["error"], (name, out)
+        res = net.broadcast(1, raw_tx(doc))  # around the API: CheckTx itself stops it
+        assert res["code"] != 0 and needle in res["log"], (name, res)
+    res = net.broadcast(1, raw_tx({"type": "allocation", "assignment": [], "claimed_latency": 0, "shapley": [],
+                                   "stderr": 0}))
+    assert res["code"] != 0 and "proposers only" in res["log"]
+
+    # The same (client, nonce) in two differently signed batches: committed once, the chain goes on.
+    a = TaskBatch(cid, key.public_hex, [(7 * 10**12, [0.1, 0.1])]).signed(key)
+    b = TaskBatch(cid, key.public_hex, [(7 * 10**12, [0.2, 0.2]), (7 * 10**12 + 1, [0.1, 0.1])]).signed(key)
+    before = net.status(0)["tasks_committed"]
+    net.post(0, "/tasks", {"tasks": [a.to_dict(), b.to_dict()]})
+    ids, res = net.submit_and_wait(2, 200)
+    assert not res.missing
+    after = net.status(0)["tasks_committed"]
+    assert after - before in (200 + 1, 200 + 2)  # a's task, or b's two: never the id twice
+    # Replays of committed tasks: the same batch, or the nonce re-signed with another demand.
+    for replay in (a, TaskBatch(cid, key.public_hex, [(7 * 10**12, [0.3, 0.3])]).signed(key)):
+        out = net.post(1, "/tasks", {"tasks": [replay.to_dict()]})
+        if out["accepted"]:  # `a` lost to `b`: its id was still committed once, by `b`
+            assert a.ids[0] in [t for t in out["ids"]] and net.get(1, f"/tasks/{a.ids[0]}")["status"] == "committed"
+        else:
+            assert "replay" in out["rejected"][0]["error"]
+    res = net.broadcast(3, replay.tx())
+    assert res["code"] != 0 and "replay" in res["log"]
+    ids, res = net.submit_and_wait(3, 100)
+    assert not res.missing, "the chain stopped after the attacks"
+
+
+def test_arbiter_answers_only_validators_and_signs_everything_it_depends_on(net):
+    genesis = Genesis.load(net.folder / "genesis.json")
+    arb = HttpClient(net.doc["arbiter"]["url"], timeout=30)
+    body = {"height": 5, "state": "ab" * 32, "free_times": [0.0, 1.0, 0.5, 0.0],
+            "tasks": [{"id": "t1", "client": "c", "nonce": 1, "demand": [0.2, 0.1], "arrival": 3.0}]}
+    outsider = SigningKey.generate()
+    v0 = validator_key(net.home(0))
+    bad = [{"body": body},  # unauthenticated
+           {"validator": outsider.address, "body": body, "sig": outsider.sign(request_bytes(net.chain_id, body))},
+           {"validator": v0.address, "body": body, "sig": outsider.sign(request_bytes(net.chain_id, body))}]
+    for req in bad:
+        status, doc = arb.request("POST", "/arbitrate", req)
+        assert status == 400, doc
+    status, doc = arb.request("POST", "/arbitrate", {"validator": v0.address, "body": body,
+                                                     "sig": v0.sign(request_bytes(net.chain_id, body))})
+    arb.close()
+    assert status == 200, doc
+    msg = arbitration_bytes(net.chain_id, 5, body["state"], ["t1"], body["free_times"], doc["assignment"])
+    assert verify(genesis.arbiter_public_key, msg, doc["sig"])
+    other = arbitration_bytes(net.chain_id, 5, body["state"], ["t1"], [9.0, 1.0, 0.5, 0.0], doc["assignment"])
+    assert not verify(genesis.arbiter_public_key, other, doc["sig"])  # free times are covered
+
+
+def test_keys_are_fresh_and_private(net, tmp_path):
+    other = network.init_network(tmp_path / "again", 4, 0, seed=1)  # same seed, same chain id
+    assert {n["address"] for n in other["nodes"]}.isdisjoint({n["address"] for n in net.doc["nodes"]})
+    for path in [net.folder / "client_key.json", net.folder / "arbiter" / "arbiter_key.json",
+                 net.home(0) / "cometbft" / "config" / "priv_validator_key.json",
+                 net.home(0) / "cometbft" / "config" / "node_key.json"]:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
+
+
+def test_crash_restart_and_catch_up(net):
+    assert network.stop_member(net.folder, "node2", kill=True)
+    ids, res = net.submit_and_wait(0, 500, poll_node=1)
+    assert not res.missing, "three of four nodes must keep committing"
+    top = net.status(0)["height"]
+    network.start_member(net.folder, "node2")
+    hs = net.wait_height([2], top, timeout=90)
+    assert hs[2] >= top, f"node2 did not catch up: {hs}"
+    # Every node crashes at once, then comes back from its stores.
+    for i in range(4):
+        network.stop_member(net.folder, f"node{i}", kill=True)
+    network.up(net.folder)
+    network.wait_ready(net.folder, 120, height=top)
+    all_ids, res = net.submit_and_wait(3, 300, poll_node=2)
+    assert not res.missing
+    st = net.post(1, "/tasks/status", {"ids": ids + all_ids})["tasks"]
+    assert all(s["status"] == "committed" for s in st.values())
+    top = min(net.heights(range(4)).values())
+    _same_blocks(net, [0, 1, 2, 3], top)
+    net.down()
+    for i in range(4):
+        rep = verify_app_chain(net.home(i))
+        assert rep.ok and rep.height >= top, rep.problems
+        assert rep.tasks == net_tasks(net, i)
+
+
+def net_tasks(net: CometNet, i: int) -> int:
+    from edgepoc.chain.abci.store import AppStore
+
+    store = AppStore(net.home(i) / "data" / "app.sqlite", readonly=True)
+    try:
+        return store.state().tasks_committed
+    finally:
+        store.close()
+
+
+def test_byzantine_proposers_are_rejected_and_the_chain_keeps_committing(tmp_path):
+    import torch
+
+    from edgepoc.models.checkpoint import build_model, save_checkpoint
+    from edgepoc.models.features import FeatureConfig
+    from edgepoc.models.student import student_config
+
+    torch.manual_seed(0)  # an untrained 4-provider student: what matters is the path, not its quality
+    ckpt = save_checkpoint(tmp_path / "student.pt", build_model(student_config(FeatureConfig(4, 2))).eval())
+    byz = {0: ["grab-all"], 1: ["wrong-latency"], 2: ["duplicate"]}
+    net = CometNet(tmp_path / "net", byzantine=byz, params={"allocator": "auto"}, student=str(ckpt))
+    try:
+        net.up()
+        assert net.status(3)["allocator"] == "student"  # the honest node allocates with its student
+        reasons = ("quality", "latency-mismatch", "appears twice")  # grab-all, wrong-latency, duplicate
+        heights: set[int] = set()
+        for _ in range(12):  # until each Byzantine node has had its turn to propose a block with tasks
+            ids, res = net.submit_and_wait(3, 200, timeout=120, per=50)
+            assert not res.missing, f"{len(res.missing)} tasks not committed"
+            heights |= {s["height"] for s in res.committed.values()}
+            logs = net.log(3)
+            if all(r in logs for r in reasons):
+                break
+        for reason in reasons:
+            assert reason in logs, reason
+        top = min(net.heights(range(4)).values())
+        names = {n["address"]: n["name"] for n in net.doc["nodes"]}
+        for h in sorted(heights):
+            b = net.block(0, h)["block"]
+            assert names[b["proposer"]] == "node3", f"a Byzantine block was committed at {h}"
+        _same_blocks(net, [0, 1, 2, 3], top)
+        net.down()
+        rep = verify_app_chain(net.home(1))
+        assert rep.ok, rep.problems
+    finally:
+        net.down()
+
+
+def test_arbiter_settles_blocks_the_allocator_gets_wrong(tmp_path):
+    # A node allocating at random is far worse than greedy: it asks the arbiter (the teacher, else GA),
+    # signs nothing itself, and validators check the arbiter's signature and the quality.
+    net = CometNet(tmp_path / "net", params={"allocator": "random", "tolerance": 0.02})
+    try:
+        net.up()
+        ids, res = net.submit_and_wait(0, 600, timeout=120)
+        assert not res.missing
+        blocks = [net.block(1, h)["block"] for h in sorted({s["height"] for s in res.committed.values()})]
+        arbitrated = [b for b in blocks if b["arbitration"] is not None]
+        assert arbitrated, [b["allocation"]["allocator"] for b in blocks]
+        assert net.get(1, "/arbitrations")["arbitrations"]
+        net.down()
+        rep = verify_app_chain(net.home(2))
+        assert rep.ok, rep.problems
+    finally:
+        net.down()
