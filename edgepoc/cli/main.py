@@ -16,6 +16,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain Click help: wraps at any width, never truncates an option name
 )
 
 # Each module defines `register(app)`; the order is the order of `edgepoc --help`.
@@ -39,7 +40,7 @@ _register_areas()
 
 def main() -> None:
     try:
-        app()
+        app(prog_name="edgepoc")
     except EdgepocError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
