@@ -75,22 +75,29 @@ def solve_cmd(
     instance: Path = typer.Argument(..., help="Instance JSON (edgepoc-instance/1)."),
     method: str = typer.Option("greedy", "--method", "-m", help="Allocation method (see `edgepoc methods`)."),
     model: Optional[Path] = typer.Option(None, help="Checkpoint for learned methods (default: the bundled one)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the allocation JSON here."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the allocation JSON here (then stdout "
+                                                                 "gets a one-line summary)."),
     seed: int = typer.Option(0, help="Seed for randomised methods."),
     seconds: Optional[float] = typer.Option(None, help="Time budget for methods that have one."),
     param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="Method setting key=value (repeatable)."),
 ) -> None:
-    """Allocate every task of INSTANCE and print the allocation JSON."""
-    from edgepoc.solvers.registry import SolveOptions, solve
+    """Allocate every task of INSTANCE; print the allocation JSON (or write it to --out)."""
+    from edgepoc.solvers.registry import METHODS, TIME_BUDGET_METHODS, SolveOptions, solve
 
     inst = read_instance(instance)
     if seconds is not None and not seconds > 0:
         raise InputError(f"--seconds: must be > 0, got {seconds}")
+    if seconds is not None and method in METHODS and method not in TIME_BUDGET_METHODS:
+        raise InputError(f"--seconds: method {method} takes no time budget (only "
+                         f"{', '.join(sorted(TIME_BUDGET_METHODS))} do)")
     options = SolveOptions(seed=seed, seconds=seconds, model=str(model) if model else None, params=parse_params(param))
     result = solve(inst, method, options)
     doc = allocation_to_dict(inst, result.assignment, method, result.total_latency, result.seconds, **result.extra)
     if out:
         write_json(out, doc)
+        typer.echo(f"wrote {out}: {method} on {inst.name} ({inst.n_tasks} tasks, {inst.n_providers} providers), "
+                   f"total delay {result.total_latency:,.4f} s, {result.seconds:.3f} s")
+        return
     print_json(doc)
 
 
@@ -98,10 +105,11 @@ def evaluate_cmd(
     instance: Path = typer.Argument(..., help="Instance JSON."),
     allocation: Path = typer.Argument(..., help="Allocation JSON for that instance."),
     table: bool = typer.Option(False, "--table", help="A table for people instead of JSON."),
+    force: bool = typer.Option(False, "--force", help="Evaluate even if the allocation names another instance."),
 ) -> None:
     """Re-simulate an allocation and print its metrics."""
     inst = read_instance(instance)
-    x = read_allocation(allocation, inst)
+    x = read_allocation(allocation, inst, check_name=not force)
     metrics = evaluate_metrics(inst, x)
     if not table:
         print_json(metrics)

@@ -16,11 +16,15 @@ def _stages(stages: Optional[str]) -> list[str]:
 
 def demo_cmd(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Run folder (results, figures, report)."),
-    quick: bool = typer.Option(False, "--quick", help="The CI-sized run (about 3 minutes on 2 cores)."),
+    quick: bool = typer.Option(False, "--quick", help="The CI-sized run: about 3 minutes on a busy 2-core "
+                                                      "machine (under 1 outside the chain stage)."),
     seed: int = typer.Option(0, help="Seed for data, labels, training and the chain."),
     stages: Optional[str] = typer.Option(None, help=f"Comma-separated subset of: {', '.join(STAGES)}."),
 ) -> None:
-    """Generate -> GA labels -> teacher -> student -> comparison -> 4-node PoC chain -> report."""
+    """Generate -> GA labels -> teacher -> student -> comparison -> 4-node PoC chain -> report.
+
+    About 2 minutes on 2 idle cores (5 on a busy machine); --quick about 3 on a busy machine.
+    """
     cfg = quick_config(str(out), seed) if quick else PipelineConfig(out=str(out), seed=seed)
     cfg.stages = _stages(stages)
     report = run_pipeline(cfg)
@@ -35,7 +39,11 @@ def reproduce_cmd(
     epochs: Optional[int] = typer.Option(None, help="Teacher epochs (default: 300, early stopping may end sooner)."),
     stages: Optional[str] = typer.Option(None, help=f"Comma-separated subset of: {', '.join(STAGES)}."),
 ) -> None:
-    """The paper's experiment at its size (1000 + 1000 tasks, 3 providers) with every figure of §5 and a report."""
+    """The paper's experiment at its size, every figure of §5 and a report: about 25 minutes on 2 cores.
+
+    As in the paper, one training instance of 1000 tasks and one test instance of 1000 tasks (3
+    providers, 2 resources); the comparison runs on 10 further held-out instances of 1000 tasks.
+    """
     cfg = paper_config(str(out), seed)
     cfg.preset = preset
     if epochs is not None:

@@ -1,15 +1,16 @@
-"""`edgepoc dataset info/export/import`: the labelled data-set folders on the command line."""
+"""`edgepoc dataset info/export/import/label`: the labelled data-set folders on the command line."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
-from edgepoc.cli.common import print_json
+from edgepoc.cli.common import parse_params, print_json
 
 dataset_app = typer.Typer(help="Inspect, export and import labelled data sets (edgepoc-dataset/1 folders).",
-                          no_args_is_help=True)
+                          no_args_is_help=True, rich_markup_mode=None)
 
 
 @dataset_app.command("info")
@@ -37,6 +38,36 @@ def import_cmd(source: Path = typer.Argument(..., help="Folder with instances/*.
     from edgepoc.game.dataset import import_json
 
     typer.echo(f"imported {import_json(source, directory, overwrite=overwrite)} instances into {directory}/", err=True)
+
+
+@dataset_app.command("label")
+def label_cmd(source: Path = typer.Argument(..., help="An instance JSON file, or a folder of them "
+                                                      "(FOLDER/*.json or FOLDER/instances/*.json)."),
+              directory: Path = typer.Argument(..., help="New data-set folder."),
+              method: str = typer.Option("ga", "--method", "-m", help="Labelling method (see `edgepoc methods`)."),
+              seed: int = typer.Option(0, help="Seed; file i is solved with a seed derived from (seed, i)."),
+              generations: Optional[int] = typer.Option(None, help="GA generations per file (default 20; "
+                                                                   "deterministic labels)."),
+              seconds: Optional[float] = typer.Option(None, help="Time budget per file (GA: labels then depend "
+                                                                 "on machine speed; cpsat: required)."),
+              param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="Method setting key=value."),
+              overwrite: bool = typer.Option(False, help="Replace a data set already in DIRECTORY.")) -> None:
+    """Label your own instance files with a solver into a data set (for `train --data`)."""
+    from edgepoc.errors import InputError
+    from edgepoc.solvers.labelling import label_files
+
+    if source.is_dir():
+        paths = sorted(source.glob("*.json")) or sorted((source / "instances").glob("*.json"))
+    elif source.is_file():
+        paths = [source]
+    else:
+        raise InputError(f"source: {source} does not exist")
+    if not paths:
+        raise InputError(f"source: no *.json instance files in {source} or {source / 'instances'}")
+    summary = label_files(paths, directory, method=method, seed=seed, generations=generations, seconds=seconds,
+                          params=parse_params(param), overwrite=overwrite)
+    typer.echo(f"labelled {summary['written']} instances with {method} into {directory}/"
+               + ("" if summary["deterministic"] else " (time budget: labels depend on machine speed)"), err=True)
 
 
 def register(app: typer.Typer) -> None:

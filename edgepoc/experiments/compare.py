@@ -30,14 +30,14 @@ import numpy as np
 from edgepoc.errors import EdgepocError, InputError
 from edgepoc.experiments.stats import Interval, claim_verdict, difference_verdict, mean_interval
 from edgepoc.game.instance import Instance
-from edgepoc.solvers.registry import METHODS, SolveOptions, solve
+from edgepoc.solvers.registry import METHODS, TIME_BUDGET_METHODS, SolveOptions, solve
 
 ALL_METHODS = ["random", "round-robin", "greedy", "rollout", "ga", "cpsat", "dqn", "maddpg", "search", "teacher",
                "student"]
 DEEP_METHODS = ("teacher", "student")  # "the deep model" of the paper's claim
 NO_MODEL_CONTROL = "search"  # the models' search decoder on uniform scores
 BUDGETED = ("ga", "cpsat")  # methods that --seconds applies to (the same CPU-time budget, one core)
-TIMEABLE = ("ga", "cpsat", "search", "teacher", "student")  # methods that accept a time limit at all
+TIMEABLE = tuple(sorted(TIME_BUDGET_METHODS))  # methods that accept a time limit at all
 LEARNED = ("dqn", "maddpg", "teacher", "student")  # methods that take a checkpoint
 PAPER_CLAIM_PCT = 5.84
 # Instance seeds the bundled models were trained or selected on (docs/models.md): a comparison on them

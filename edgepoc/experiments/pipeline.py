@@ -51,14 +51,15 @@ STAGES = ["label", "train", "distill", "figures", "compare", "chain", "report"]
 
 
 def quick_config(out: str, seed: int = 0) -> PipelineConfig:
-    """Small enough for CI (about 3 minutes on 2 cores) while still running every stage for real."""
+    """Small enough for CI (about 3 minutes on a busy 2-core machine) while still running every stage for real."""
     return PipelineConfig(out=out, seed=seed, n_tasks=60, train_count=8, test_count=3, label_generations=15,
                           epochs=6, patience=6, distill_epochs=5, compare_count=2, compare_seconds=0.5,
                           chain_tasks=300)
 
 
 def paper_config(out: str, seed: int = 0) -> PipelineConfig:
-    """The paper's experiment at its size: 1000 training and 1000 test tasks, 3 providers, 2 resources."""
+    """The paper's experiment at its size: one training and one test instance of 1000 tasks each (the paper's
+    "1000 training and 1000 test tasks"), 3 providers, 2 resources; 10 held-out instances in the comparison."""
     return PipelineConfig(out=out, seed=seed, n_tasks=1000, train_count=1, test_count=1, label_generations=200,
                           epochs=300, patience=300, distill_epochs=150, compare_count=10, compare_seconds=10.0,
                           chain_tasks=3000)

@@ -168,9 +168,14 @@ def allocation_to_dict(instance: Instance, assignment, method: str, total_latenc
     return doc
 
 
-def allocation_from_dict(doc: Any, instance: Instance, source: str = "allocation") -> np.ndarray:
-    """The assignment of an allocation document, checked against `instance`."""
+def allocation_from_dict(doc: Any, instance: Instance, source: str = "allocation",
+                         check_name: bool = False) -> np.ndarray:
+    """The assignment of an allocation document, checked against `instance` (and its name, if asked)."""
     _check_format(doc, ALLOCATION_FORMAT, source)
+    named = doc.get("instance")
+    if check_name and named is not None and named != instance.name:
+        raise InputError(f"allocation: {source} is for instance {named!r}, not {instance.name!r} "
+                         "(--force evaluates it anyway)")
     x = _require(doc, "assignment", "")
     if not isinstance(x, list):
         raise InputError("assignment: expected a list of provider indices")
@@ -180,5 +185,5 @@ def allocation_from_dict(doc: Any, instance: Instance, source: str = "allocation
     return validate_assignment(x, instance.n_tasks, instance.n_providers)
 
 
-def read_allocation(path: str | Path, instance: Instance) -> np.ndarray:
-    return allocation_from_dict(load_json(path), instance, source=Path(path).stem)
+def read_allocation(path: str | Path, instance: Instance, check_name: bool = False) -> np.ndarray:
+    return allocation_from_dict(load_json(path), instance, source=Path(path).name, check_name=check_name)

@@ -73,6 +73,25 @@ class LabelJob:
         return d
 
 
+def job_difference(stored: Any, wanted: dict[str, Any]) -> str:
+    """The settings that differ between a stored job and the one asked for, named one by one."""
+    if not isinstance(stored, dict):
+        return "it was not made by `generate --label`"
+    names = {"instance_params": "", "params": "--param "}
+    diffs = []
+    for key in sorted(set(stored) | set(wanted)):
+        a, b = stored.get(key), wanted.get(key)
+        if a == b:
+            continue
+        if key in names and isinstance(a, dict) and isinstance(b, dict):
+            for sub in sorted(set(a) | set(b)):
+                if a.get(sub) != b.get(sub):
+                    diffs.append(f"{names[key]}{sub}: stored {a.get(sub)!r}, asked {b.get(sub)!r}")
+        else:
+            diffs.append(f"{key}: stored {a!r}, asked {b!r}")
+    return "; ".join(diffs)
+
+
 def label_seed(seed: int, index: int) -> int:
     """The solver seed of instance `index`: independent streams per index, the same on every worker."""
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
@@ -162,7 +181,7 @@ def run_labelling(
     if (directory / "manifest.json").exists():
         stored = load_manifest(directory)["meta"].get("job")
         if stored != job.identity():
-            raise InputError(f"out: {str(directory)!r} holds a different data set (job {stored}); "
+            raise InputError(f"out: {str(directory)!r} holds a different data set ({job_difference(stored, job.identity())}); "
                              "use another folder or the same settings to resume")
     else:
         create_dataset(directory, {"job": job.identity(), "deterministic": job.deterministic})
@@ -190,3 +209,58 @@ def run_labelling(
         written += append(directory, batch)
     return {"directory": str(directory), "requested": len(wanted), "skipped": len(wanted) - len(pending),
             "written": written, "workers": 0 if ray_address else workers, "ray_address": ray_address}
+
+
+def label_files(paths: list[Path], directory: str | Path, method: str = "ga", seed: int = 0,
+                generations: int | None = None, seconds: float | None = None, params: dict[str, Any] | None = None,
+                overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Label one's own instance files with a solver into a new data-set folder (one process, file order).
+
+    Item `i` is solved with seed `label_seed(seed, i)`; a GA without `seconds` runs `generations`
+    (default 20) generations, so the labels are a pure function of the files and these settings.
+    """
+    from edgepoc.game.dataset import write_dataset
+    from edgepoc.game.files import read_instance
+    from edgepoc.solvers.registry import METHODS, SolveOptions, solve
+
+    if method not in METHODS:
+        raise InputError(f"--method: unknown method {method!r}; known: {', '.join(METHODS)}")
+    if not paths:
+        raise InputError("instances: no instance files to label")
+    if generations is not None and generations < 1:
+        raise InputError(f"--generations: must be >= 1, got {generations}")
+    if generations is not None and method != "ga":
+        raise InputError(f"--generations: only the ga labeller takes generations, not {method}")
+    if seconds is not None and not seconds > 0:
+        raise InputError(f"--seconds: must be > 0, got {seconds}")
+    if method == "cpsat" and seconds is None:
+        raise InputError("--seconds: the cpsat labeller needs a time limit per instance")
+    instances = [read_instance(p) for p in paths]  # all files are checked before any work starts
+    names = [inst.name for inst in instances]
+    if len(set(names)) != len(names):
+        raise InputError(f"instances: instance names repeat ({', '.join(sorted({n for n in names if names.count(n) > 1}))})")
+    params = dict(params or {})
+    if method == "ga" and "generations" not in params:
+        params["generations"] = generations or (None if seconds is not None else DEFAULT_GA_GENERATIONS)
+    deterministic = method in ("greedy", "rollout", "round-robin") or (method == "ga" and seconds is None)
+    job = {"source": [str(p) for p in paths], "method": method, "seed": seed, "generations": generations,
+           "seconds": seconds, "params": params}
+
+    def items() -> Iterator[LabelledInstance]:
+        columns = (TextColumn("[bold]labelling[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
+            task = bar.add_task(f"{len(instances)} files with {method}", total=len(instances))
+            for i, (path, inst) in enumerate(zip(paths, instances)):
+                s = label_seed(seed, i)
+                res = solve(inst, method, SolveOptions(seed=s, seconds=seconds, params=dict(params)))
+                meta: dict[str, Any] = {"index": i, "method": method, "seed": s, "seconds": res.seconds,
+                                        "source": str(path), "deterministic": deterministic}
+                for key in ("greedy_latency", "generations", "stop_reason", "lower_bound", "optimal", "gap"):
+                    if key in res.extra:
+                        meta[key] = res.extra[key]
+                yield LabelledInstance(inst, res.assignment, res.total_latency, meta)
+                bar.advance(task)
+
+    count = write_dataset(directory, items(), meta={"job": job, "deterministic": deterministic}, overwrite=overwrite)
+    return {"directory": str(directory), "written": count, "method": method, "deterministic": deterministic}

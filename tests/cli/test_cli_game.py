@@ -17,7 +17,8 @@ def test_generate_solve_evaluate(tmp_path):
     for method in ("random", "round-robin", "greedy"):
         r = run_cli("solve", str(inst), "--method", method, "--out", str(tmp_path / f"{method}.json"))
         assert r.returncode == 0, r.stderr
-        doc = json.loads(r.stdout)
+        assert len(r.stdout.strip().splitlines()) == 1 and r.stdout.startswith(f"wrote {tmp_path}")  # a summary
+        doc = json.loads((tmp_path / f"{method}.json").read_text())
         assert doc["format"] == "edgepoc-allocation/1" and len(doc["assignment"]) == 200
         totals[method] = doc["total_latency"]
     assert totals["greedy"] < totals["round-robin"]

@@ -1,0 +1,128 @@
+"""Issue 14's researcher paper cuts, each as a user hits it: labelling one's own files, evaluating the
+wrong instance's allocation, budgets a method ignores, setting clashes, docs that disagree, --help at 80."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from edgepoc.cli.main import app
+from edgepoc.game.dataset import read_dataset
+from tests.conftest import run_cli
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_dataset_label_own_files_equals_generate_label(tmp_path):
+    """`dataset label` of exported instance files gives the labels `generate --label` gives (same seed)."""
+    common = ["--preset", "paper", "--n-tasks", "30", "--count", "3", "--seed", "11"]
+    r = run_cli("generate", *common, "--out", str(tmp_path / "files"))
+    assert r.returncode == 0, r.stderr
+    r = run_cli("dataset", "label", str(tmp_path / "files"), str(tmp_path / "mine"), "--method", "ga",
+                "--seed", "11", "--generations", "3")
+    assert r.returncode == 0, r.stderr
+    assert "labelled 3 instances with ga" in r.stderr
+    r = run_cli("generate", *common, "--label", "ga", "--generations", "3", "--workers", "1",
+                "--out", str(tmp_path / "ref"))
+    assert r.returncode == 0, r.stderr
+    mine = {it.instance.name: it for it in read_dataset(tmp_path / "mine")}
+    ref = {it.instance.name: it for it in read_dataset(tmp_path / "ref")}
+    assert mine.keys() == ref.keys()
+    for name, it in ref.items():
+        assert mine[name].assignment.tolist() == it.assignment.tolist()
+        assert mine[name].total_latency == it.total_latency
+    # one file, another method; then bad input is one line
+    one = sorted((tmp_path / "files").glob("*.json"))[0]
+    r = run_cli("dataset", "label", str(one), str(tmp_path / "one"), "--method", "rollout")
+    assert r.returncode == 0, r.stderr
+    assert [it.meta["method"] for it in read_dataset(tmp_path / "one")] == ["rollout"]
+    for args, message in ((["dataset", "label", str(tmp_path / "nope"), str(tmp_path / "x")], "does not exist"),
+                          (["dataset", "label", str(one), str(tmp_path / "mine")], "already holds a data set"),
+                          (["dataset", "label", str(one), str(tmp_path / "y"), "--method", "cpsat"], "--seconds")):
+        r = run_cli(*args)
+        assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_evaluate_refuses_another_instances_allocation(tmp_path):
+    for seed in ("1", "2"):
+        r = run_cli("generate", "--n-tasks", "20", "--seed", seed, "--out", str(tmp_path / f"i{seed}.json"))
+        assert r.returncode == 0, r.stderr
+    r = run_cli("solve", str(tmp_path / "i1.json"), "--out", str(tmp_path / "a1.json"))
+    assert r.returncode == 0, r.stderr
+    r = run_cli("evaluate", str(tmp_path / "i2.json"), str(tmp_path / "a1.json"))
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("error: allocation: a1.json is for instance 'paper-s1-0', not 'paper-s2-0' "
+                                "(--force evaluates it anyway)")
+    r = run_cli("evaluate", str(tmp_path / "i2.json"), str(tmp_path / "a1.json"), "--force")
+    assert r.returncode == 0 and json.loads(r.stdout)["total_latency"] > 0
+
+
+def test_seconds_on_a_method_without_budget_is_refused(tmp_path):
+    run_cli("generate", "--n-tasks", "10", "--out", str(tmp_path / "i.json"))
+    for method in ("dqn", "maddpg", "greedy", "rollout"):
+        r = run_cli("solve", str(tmp_path / "i.json"), "--method", method, "--seconds", "2")
+        assert r.returncode == 2, (method, r.stderr)
+        assert r.stderr.startswith(f"error: --seconds: method {method} takes no time budget")
+    r = run_cli("solve", str(tmp_path / "i.json"), "--method", "ga", "--seconds", "0.2")
+    assert r.returncode == 0, r.stderr
+
+
+def test_generate_label_names_the_setting_that_differs(tmp_path):
+    base = ["generate", "--preset", "paper", "--n-tasks", "15", "--count", "1", "--label", "greedy",
+            "--workers", "1", "--out", str(tmp_path / "ds")]
+    assert run_cli(*base).returncode == 0
+    r = run_cli(*base[:4], "20", *base[5:])
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "n_tasks: stored 15, asked 20" in r.stderr and "'preset'" not in r.stderr
+    r = run_cli(*base, "--seed", "3")
+    assert "seed: stored 0, asked 3" in r.stderr
+
+
+def test_docs_agree_on_timings_and_sizes():
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    runner = CliRunner()
+    demo = runner.invoke(app, ["demo", "--help"], env={"COLUMNS": "200"}).output
+    quick_readme = re.search(r"`--quick` (about \d+ minutes)", readme).group(1)
+    assert quick_readme in " ".join(demo.split())
+    repro = " ".join(runner.invoke(app, ["reproduce", "--help"], env={"COLUMNS": "200"}).output.split())
+    minutes = re.search(r"about (\d+) minutes", repro).group(1)
+    assert f"about {minutes} minutes" in readme
+    assert "one training instance of 1000 tasks and one test instance of 1000 tasks" in repro
+    assert "ONE training instance of 1000 tasks and ONE test instance of 1000 tasks" in readme
+
+
+def _commands(cmd, path):
+    yield path, cmd
+    if hasattr(cmd, "commands"):
+        ctx = type(cmd).context_class(cmd)
+        for name in cmd.list_commands(ctx):
+            yield from _commands(cmd.get_command(ctx, name), [*path, name])
+
+
+def test_help_at_80_columns_shows_every_option_in_full():
+    runner = CliRunner()
+    seen = 0
+    for path, cmd in _commands(typer.main.get_command(app), []):
+        r = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "80"}, prog_name="edgepoc")
+        assert r.exit_code == 0, (path, r.output)
+        assert "…" not in r.output, path
+        assert max(len(line) for line in r.output.splitlines()) <= 80, path
+        names = [o for p in cmd.params for o in (*p.opts, *p.secondary_opts) if o.startswith("--")]
+        assert all(n in r.output for n in names), (path, [n for n in names if n not in r.output])
+        seen += 1
+    assert seen > 20  # every command and sub-command was looked at
+
+
+@pytest.mark.parametrize("command", ["solve", "compare", "dataset label", "evaluate"])
+def test_new_options_documented(command):
+    r = CliRunner().invoke(app, [*command.split(), "--help"], env={"COLUMNS": "80"})
+    assert r.exit_code == 0
+    text = " ".join(r.output.split())
+    expected = {"solve": "one-line summary", "compare": "held out", "dataset label": "--method",
+                "evaluate": "--force"}[command]
+    assert expected in text
