@@ -175,6 +175,10 @@ def test_explorer_follows_a_fresh_block_to_a_task_and_plots(net, tmp_path):
             assert page.text_content('#task-info [data-field="status"]') == "committed"
             assert page.text_content('#task-info [data-field="provider"]') == committed[ids[0]]["provider_name"]
             page.click("text=← dashboard")
+            if os.environ.get("EDGEPOC_EXPLORER_SCREENSHOT"):  # for docs/explorer.png: some history to plot
+                for _ in range(8):
+                    _commit(net, 60)
+                page.wait_for_timeout(2500)
             page.wait_for_function("document.querySelectorAll('#charts canvas').length >= 5", timeout=30000)
             page.wait_for_timeout(500)
             shot = tmp_path / "explorer.png"
