@@ -1,14 +1,17 @@
-"""PoC chain throughput and finality on loopback: 4, 7 and 10 nodes as real processes.
+"""PoC chain throughput and finality on loopback: the CometBFT engine at 4, 7 and 10 nodes, and the
+home-made engine at 4 nodes in the same run (its baseline), all as real processes.
 
-For each network size: a fresh testnet (free ports, greedy/student allocator as configured), a
-warm-up, then an open-loop client offering `--rate` signed tasks per second for `--seconds`,
-in batches spread round-robin over the nodes. Reported: committed tasks per second (committed
-tasks / time from the first submit to the last commit) and submit-to-commit latency p50/p95
-(commit time = when node0 stored the block; one machine, one clock). The baseline is the 4-node
-network measured in the same run. Targets (issue 7): 4 nodes >= 1000 tasks/s, p50 <= 1 s;
-10 nodes >= half the 4-node throughput.
+For each engine and size: a fresh network (free ports), a warm-up, then an open-loop client offering
+a rate of signed tasks per second for `--seconds`, spread over the nodes; the rate ramps up
+(`--rates`) until submit-to-commit p95 passes 2 s (or tasks are not committed within the drain
+time): the best committed tasks/s seen is the saturation throughput. Reported per level: committed
+tasks/s (committed / time from the first submit to the last commit), p50/p95 submit-to-commit
+(commit time = when the polled node stored the block; one machine, one clock), and where the CPU
+went (each node's app and cometbft processes; the app's time per ABCI call and rule).
+Targets (issue 12, 4 nodes): p50 <= 1 s at 1,500 offered tasks/s; saturation 10,000 tasks/s; never
+below the home-made engine; 10 nodes >= 50 % of 4.
 
-    python benchmarks/bench_chain.py [--nodes 4 7 10] [--rate 1500] [--seconds 10]
+    python benchmarks/bench_chain.py [--nodes 4 7 10] [--rates 1500 3000 6000 10000] [--seconds 6]
 """
 
 from __future__ import annotations
@@ -25,135 +28,244 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from rich.progress import Progress
 
-from edgepoc.chain import network
-from edgepoc.chain.client import random_tasks, submit, wait_committed
+from edgepoc.chain.client import wait_committed
 from edgepoc.chain.crypto import SigningKey
 from edgepoc.chain.httpapi import HttpClient
 
 RESULTS = Path(__file__).parent / "results"
+P95_LIMIT = 2.0
 
 
 @dataclass
 class BenchConfig:
     nodes: list[int] = field(default_factory=lambda: [4, 7, 10])
-    rate: float = 1500.0  # offered tasks per second
-    seconds: float = 10.0
-    batch: int = 100  # tasks per request
-    max_block_tasks: int = 2000
-    timeout_commit: float = 0.05
+    rates: list[float] = field(default_factory=lambda: [1500.0, 3000.0, 6000.0, 10000.0])
+    seconds: float = 6.0
+    batch: int = 200  # tasks per client-signed batch (CometBFT) / per request (home-made)
+    max_block_tasks: int = 5000
     allocator: str = "auto"
+    homemade: bool = True
     seed: int = 0
 
 
-def run_one(cfg: BenchConfig, n: int, progress: Progress) -> dict:
-    with tempfile.TemporaryDirectory(prefix=f"bench-chain-{n}-") as tmp:
+def _cpu(pid_file: Path) -> float:
+    """User + system CPU seconds of the process in `pid_file` (0 if gone)."""
+    try:
+        pid = int(pid_file.read_text().split()[0])
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+class Engine:
+    """What differs between the engines: the network module, the wire form, the process names."""
+
+    def __init__(self, name: str):
+        self.name = name
+        if name == "cometbft":
+            from edgepoc.chain.abci import network
+        else:
+            from edgepoc.chain import network
+        self.network = network
+
+    def init(self, folder: Path, n: int, cfg: BenchConfig) -> dict:
+        params = {"max_block_tasks": cfg.max_block_tasks, "allocator": cfg.allocator, "timeout_commit": 0.05}
+        if self.name == "cometbft":
+            params |= {"timeout_propose": 2.0, "timeout_prevote": 0.5, "timeout_precommit": 0.5,
+                       "timeout_delta": 0.25, "max_batch_tasks": 2000}
+        else:
+            params |= {"timeout_propose": 1.0, "empty_block_interval": 0.5, "max_block_tasks": 2000}
+        return self.network.init_network(folder, n, 0, seed=cfg.seed, params=params)
+
+    def items(self, key: SigningKey, chain_id: str, count: int, nonce0: int, per: int, arrival: float, seed: int):
+        """Signed request bodies of `per` tasks each: [(json body, ids)]."""
+        if self.name == "cometbft":
+            from edgepoc.chain.abci.client import random_batches
+
+            out = []
+            for b in random_batches(count, 2, key, chain_id, nonce0, seed=seed, batch=per):
+                out.append(({"tasks": [b.to_dict()]}, b.ids))
+            return out
+        from edgepoc.chain.client import random_tasks
+
+        ts = random_tasks(count, 2, key, chain_id, arrival, nonce0, seed=seed)
+        return [({"tasks": [t.to_dict() for t in ts[i:i + per]]}, [t.id for t in ts[i:i + per]])
+                for i in range(0, count, per)]
+
+    def cpu(self, folder: Path, doc: dict) -> dict[str, float]:
+        out = {"app": 0.0, "cometbft": 0.0}
+        for nd in doc["nodes"]:
+            home = folder / nd["home"]
+            out["app"] += _cpu(home / "node.pid")
+            out["cometbft"] += _cpu(home / "cometbft.pid")
+        return out
+
+
+def run_level(engine: Engine, folder: Path, doc: dict, clients: list[HttpClient], key: SigningKey, rate: float,
+              cfg: BenchConfig, nonce0: int, genesis_time: float) -> dict:
+    n = len(doc["nodes"])
+    total = int(rate * cfg.seconds)
+    per = cfg.batch
+    t_start = time.time() + 1.0
+    items = engine.items(key, doc["chain_id"], total, nonce0, per, t_start - genesis_time, cfg.seed + nonce0)
+    sent: list[tuple[float, list[str]]] = []
+    lock = threading.Lock()
+    st0 = clients[0].get("/status")
+    cpu0, wall0 = engine.cpu(folder, doc), time.time()
+
+    def sender(worker: int, n_workers: int) -> None:
+        client = HttpClient(doc["nodes"][worker % n]["api"], timeout=60)
+        for j in range(worker, len(items), n_workers):
+            delay = t_start + j * per / rate - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            t0 = time.time()
+            try:
+                out = client.post("/tasks", items[j][0])
+                ids = out["ids"]
+            except Exception:  # an overloaded node: these tasks count as not committed
+                ids = []
+            with lock:
+                sent.append((t0, ids))
+        client.close()
+
+    workers = min(8, max(2, n))
+    threads = [threading.Thread(target=sender, args=(w, workers)) for w in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    all_ids = [i for _, ids in sent for i in ids]
+    res = wait_committed(clients[0], all_ids, timeout=60, poll=0.25)
+    cpu1, wall1 = engine.cpu(folder, doc), time.time()
+    st1 = clients[0].get("/status")
+    lat, commits = [], []
+    for t0, ids in sent:
+        for i in ids:
+            s = res.committed.get(i)
+            if s and s.get("committed_at"):
+                lat.append(s["committed_at"] - t0)
+                commits.append(s["committed_at"])
+    first = min(t0 for t0, _ in sent)
+    span = (max(commits) - first) if commits else float("nan")
+    lat_a = np.array(lat) if lat else np.array([np.nan])
+    heights = {s["height"] for s in res.committed.values()}
+    abci = {k: st1.get("abci_seconds", {}).get(k, 0.0) - st0.get("abci_seconds", {}).get(k, 0.0)
+            for k in st1.get("abci_seconds", {})}
+    return {"offered_per_s": rate, "offered": total, "submitted": len(all_ids), "committed": len(res.committed),
+            "not_committed": total - len(res.committed), "tasks_per_s": len(res.committed) / span if commits else 0.0,
+            "p50_s": float(np.percentile(lat_a, 50)), "p95_s": float(np.percentile(lat_a, 95)),
+            "blocks": len(heights), "tasks_per_block": len(res.committed) / max(1, len(heights)),
+            "cpu_s": {k: cpu1[k] - cpu0[k] for k in cpu0}, "wall_s": wall1 - wall0,
+            "node0_abci_s": {k: round(v, 3) for k, v in sorted(abci.items(), key=lambda kv: -kv[1]) if v > 0.005}}
+
+
+def run_engine(engine: Engine, n: int, cfg: BenchConfig, rates: list[float], log) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "net"
-        params = {"max_block_tasks": cfg.max_block_tasks, "timeout_commit": cfg.timeout_commit,
-                  "allocator": cfg.allocator, "timeout_propose": 1.0, "empty_block_interval": 0.5}
-        doc = network.init_network(folder, n, 0, seed=cfg.seed, params=params)
+        doc = engine.init(folder, n, cfg)
         genesis_time = json.loads((folder / "genesis.json").read_text())["genesis_time"]
         key = SigningKey.load(folder / "client_key.json")
         try:
-            network.up(folder)
-            network.wait_ready(folder, 120)
-            clients = [HttpClient(nd["api"], timeout=30) for nd in doc["nodes"]]
-            warm = random_tasks(200, 2, key, doc["chain_id"], time.time() - genesis_time, 10**9, seed=1)
-            ids, _ = submit(clients[0], warm)
+            engine.network.up(folder)
+            engine.network.wait_ready(folder, 180)
+            clients = [HttpClient(nd["api"], timeout=60) for nd in doc["nodes"]]
+            warm = engine.items(key, doc["chain_id"], 400, 10**12, 200, time.time() - genesis_time, 1)
+            ids = [i for body, ids in warm for i in clients[0].post("/tasks", body)["ids"]]
             wait_committed(clients[0], ids, 60)
-
-            total = int(cfg.rate * cfg.seconds)
-            n_batches = max(1, total // cfg.batch)
-            t_start = time.time() + 0.5
-            # pre-sign every batch with the arrival time at which it will be sent (signing is the client's cost)
-            batches = [random_tasks(cfg.batch, 2, key, doc["chain_id"], t_start + b * cfg.batch / cfg.rate - genesis_time,
-                                    b * cfg.batch, seed=cfg.seed + b) for b in range(n_batches)]
-            sent: list[tuple[float, list[str]]] = []
-            lock = threading.Lock()
-            job = progress.add_task(f"{n} nodes: submitting", total=n_batches)
-
-            def sender(worker: int, n_workers: int) -> None:
-                for b in range(worker, n_batches, n_workers):
-                    delay = t_start + b * cfg.batch / cfg.rate - time.time()
-                    if delay > 0:
-                        time.sleep(delay)
-                    t0 = time.time()
-                    ids, rejected = submit(clients[b % n], batches[b], cfg.batch)
-                    with lock:
-                        sent.append((t0, ids))
-                    progress.advance(job)
-
-            threads = [threading.Thread(target=sender, args=(w, min(n, 4))) for w in range(min(n, 4))]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            all_ids = [i for _, ids in sent for i in ids]
-            res = wait_committed(HttpClient(doc["nodes"][0]["api"], timeout=30), all_ids, timeout=120, poll=0.2)
-            latencies, commit_times = [], []
-            for t0, ids in sent:
-                for i in ids:
-                    st = res.committed.get(i)
-                    if st and "committed_at" in st:
-                        latencies.append(st["committed_at"] - t0)
-                        commit_times.append(st["committed_at"])
-            first = min(t0 for t0, _ in sent)
-            span = max(commit_times) - first if commit_times else float("nan")
-            status = network.status(folder)
-            height = max(r.get("height", 0) for r in status)
-            lat = np.array(latencies) if latencies else np.array([np.nan])
-            return {"nodes": n, "offered_per_s": cfg.rate, "submitted": len(all_ids), "committed": len(res.committed),
-                    "lost": len(res.missing), "tasks_per_s": len(res.committed) / span, "p50_s": float(np.percentile(lat, 50)),
-                    "p95_s": float(np.percentile(lat, 95)), "height": height,
-                    "allocator": ",".join(sorted({str(r.get("allocator", "?")) for r in status})),
-                    "tasks_per_block": len(res.committed) / max(1, len({s["height"] for s in res.committed.values()}))}
+            status = clients[0].get("/status")
+            levels = []
+            for j, rate in enumerate(rates):
+                row = run_level(engine, folder, doc, clients, key, rate, cfg, (j + 1) * 10**9, genesis_time)
+                levels.append(row)
+                log(f"{engine.name} {n} nodes, offered {rate:.0f}/s: committed {row['tasks_per_s']:.0f}/s, "
+                    f"p50 {row['p50_s']:.2f} s, p95 {row['p95_s']:.2f} s, {row['committed']}/{row['offered']}, "
+                    f"cpu {row['cpu_s']}, abci {row['node0_abci_s']}")
+                if row["p95_s"] > P95_LIMIT or row["not_committed"] > 0 or not np.isfinite(row["p95_s"]):
+                    break
+            best = max(levels, key=lambda r: r["tasks_per_s"])
+            return {"engine": engine.name, "nodes": n, "allocator": status.get("allocator", "?"), "levels": levels,
+                    "saturation_per_s": best["tasks_per_s"],
+                    "saturated": levels[-1]["p95_s"] > P95_LIMIT or levels[-1]["not_committed"] > 0}
         finally:
-            network.down(folder)
+            engine.network.down(folder)
+
+
+def bound_of(level: dict) -> str:
+    """What bounds a level, from where the time went (the app's ABCI calls and rules, the processes' CPU)."""
+    cpu = level["cpu_s"]
+    busy = sum(cpu.values()) / max(level["wall_s"], 1e-9)
+    abci = level["node0_abci_s"]
+    top = ", ".join(f"{k} {v:.2f} s" for k, v in list(abci.items())[:4])
+    return (f"CPU {busy:.2f} cores busy of {os.cpu_count()} (apps {cpu['app']:.1f} s, cometbft {cpu['cometbft']:.1f} s "
+            f"over {level['wall_s']:.0f} s); node0's app: {top or '-'}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nodes", type=int, nargs="+", default=[4, 7, 10])
-    ap.add_argument("--rate", type=float, default=1500.0)
-    ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--rates", type=float, nargs="+", default=[1500.0, 3000.0, 6000.0, 10000.0])
+    ap.add_argument("--seconds", type=float, default=6.0)
+    ap.add_argument("--batch", type=int, default=200)
     ap.add_argument("--allocator", default="auto")
+    ap.add_argument("--no-homemade", action="store_true", help="Skip the home-made engine's 4-node baseline.")
     ap.add_argument("--out", type=Path, default=RESULTS / "bench_chain.md")
     args = ap.parse_args()
-    cfg = BenchConfig(nodes=args.nodes, rate=args.rate, seconds=args.seconds, batch=args.batch, allocator=args.allocator)
-    rows = []
-    with Progress(transient=True) as progress:
-        for n in cfg.nodes:
-            rows.append(run_one(cfg, n, progress))
-    base = rows[0]["tasks_per_s"]
+    cfg = BenchConfig(nodes=args.nodes, rates=args.rates, seconds=args.seconds, batch=args.batch,
+                      allocator=args.allocator, homemade=not args.no_homemade)
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    runs = []
+    t0 = time.time()
+    if cfg.homemade:
+        runs.append(run_engine(Engine("homemade"), 4, cfg, cfg.rates, log))
+    for n in cfg.nodes:
+        runs.append(run_engine(Engine("cometbft"), n, cfg, cfg.rates, log))
+    load = os.getloadavg()[0]
     lines = [f"# PoC chain on loopback ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
              f"{time.strftime('%Y-%m-%d')})", "",
-             f"Offered load {cfg.rate:.0f} tasks/s for {cfg.seconds:.0f} s, {cfg.batch} tasks per request; "
-             f"allocator {cfg.allocator} (the bundled student where one fits the provider count, else greedy); baseline = the {rows[0]['nodes']}-node network of this run.", "",
-             "| nodes | nodes allocate with | committed tasks/s | vs baseline | p50 finality (s) | p95 finality (s) | committed | lost | tasks/block |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['nodes']} | {r['allocator']} | {r['tasks_per_s']:.0f} | {r['tasks_per_s'] / base:.2f}x | {r['p50_s']:.3f} | "
-                     f"{r['p95_s']:.3f} | {r['committed']}/{r['submitted']} | {r['lost']} | {r['tasks_per_block']:.0f} |")
-    four = next((r for r in rows if r["nodes"] == 4), None)
-    ten = next((r for r in rows if r["nodes"] == 10), None)
-    lines.append("")
+             f"Offered load ramped over {', '.join(f'{r:.0f}' for r in cfg.rates)} tasks/s, {cfg.seconds:.0f} s each, "
+             f"until p95 > {P95_LIMIT:.0f} s; {cfg.batch} tasks per client-signed batch (CometBFT) or request "
+             f"(home-made); allocator {cfg.allocator}. Baseline = the home-made engine at 4 nodes, same run. "
+             f"Whole run {time.time() - t0:.0f} s; load average at the end {load:.1f} (other jobs share the machine).",
+             "", "| engine | nodes | allocator | offered/s | committed tasks/s | p50 (s) | p95 (s) | committed | tasks/block |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in runs:
+        for lv in r["levels"]:
+            lines.append(f"| {r['engine']} | {r['nodes']} | {r['allocator']} | {lv['offered_per_s']:.0f} | "
+                         f"{lv['tasks_per_s']:.0f} | {lv['p50_s']:.3f} | {lv['p95_s']:.3f} | "
+                         f"{lv['committed']}/{lv['offered']} | {lv['tasks_per_block']:.0f} |")
+    lines += ["", "| engine | nodes | saturation tasks/s | reached p95 > 2 s | vs home-made 4 | what bounds it (last level) |",
+              "|---|---:|---:|---|---:|---|"]
+    base = next((r for r in runs if r["engine"] == "homemade"), None)
+    for r in runs:
+        ratio = f"{r['saturation_per_s'] / base['saturation_per_s']:.2f}x" if base else "-"
+        lines.append(f"| {r['engine']} | {r['nodes']} | {r['saturation_per_s']:.0f} | {'yes' if r['saturated'] else 'no'} | "
+                     f"{ratio} | {bound_of(r['levels'][-1])} |")
+    four = next((r for r in runs if r["engine"] == "cometbft" and r["nodes"] == 4), None)
+    ten = next((r for r in runs if r["engine"] == "cometbft" and r["nodes"] == 10), None)
     targets = []
     if four:
-        targets.append(f"4 nodes >= 1000 tasks/s: {'met' if four['tasks_per_s'] >= 1000 else 'MISSED'} "
-                       f"({four['tasks_per_s']:.0f}); 4-node p50 <= 1 s: {'met' if four['p50_s'] <= 1 else 'MISSED'} "
-                       f"({four['p50_s']:.3f} s)")
+        lv = next((lv for lv in four["levels"] if lv["offered_per_s"] == 1500), None)
+        if lv:
+            targets.append(f"4-node p50 <= 1 s at 1500 offered: {'met' if lv['p50_s'] <= 1 else 'MISSED'} "
+                           f"({lv['p50_s']:.3f} s)")
+        targets.append(f"4-node saturation >= 10000 tasks/s: {'met' if four['saturation_per_s'] >= 10000 else 'MISSED'} "
+                       f"({four['saturation_per_s']:.0f})")
+        if base:
+            targets.append(f"never below the home-made engine (4 nodes): "
+                           f"{'met' if four['saturation_per_s'] >= base['saturation_per_s'] else 'MISSED'} "
+                           f"({four['saturation_per_s']:.0f} vs {base['saturation_per_s']:.0f})")
     if four and ten:
-        ratio = ten["tasks_per_s"] / four["tasks_per_s"]
-        targets.append(f"10 nodes >= half of 4: {'met' if ratio >= 0.5 else 'MISSED'} ({ratio:.2f}x)")
-    if targets:
-        lines.append("Targets: " + "; ".join(targets) + ".")
+        ratio = ten["saturation_per_s"] / four["saturation_per_s"]
+        targets.append(f"10 nodes >= 50 % of 4: {'met' if ratio >= 0.5 else 'MISSED'} ({ratio:.2f}x)")
+    lines += ["", "Targets: " + "; ".join(targets) + "."]
     text = "\n".join(lines) + "\n"
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps({"config": asdict(cfg), "rows": rows}, indent=2) + "\n")
+    args.out.with_suffix(".json").write_text(json.dumps({"config": asdict(cfg), "runs": runs}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

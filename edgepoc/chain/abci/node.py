@@ -161,7 +161,8 @@ class CometNodeView:
                 "validators": [{"name": v.name, "address": v.address, "power": powers[i],
                                 "reachable": reachable.get(v.name)} for i, v in enumerate(self.genesis.validators)],
                 "total_power": sum(powers), "allocator": app.allocator_name, "byzantine": sorted(app.byzantine),
-                "pid": os.getpid(), "uptime": time.time() - self.started, "explorer": "/explorer/"}
+                "pid": os.getpid(), "uptime": time.time() - self.started, "explorer": "/explorer/",
+                "abci_seconds": dict(app.profile), "cpu_seconds": time.process_time()}
 
     def block(self, height: int | None) -> dict | None:
         h = self.app.state.height if height is None else height
@@ -259,6 +260,16 @@ class CometNodeView:
         return out
 
 
+def _timed(name: str, fn):
+    def call(self, req, ctx):
+        t0 = time.perf_counter()
+        try:
+            return fn(self, req, ctx)
+        finally:
+            self.app._spent(name, t0)
+    return call
+
+
 def _servicer(app: PocApplication):
     from edgepoc.chain.abci.proto import grpc_pb, pb
 
@@ -311,6 +322,9 @@ def _servicer(app: PocApplication):
         def FinalizeBlock(self, req, ctx):
             return app.finalize_block(req)
 
+    for name in ("CheckTx", "PrepareProposal", "ProcessProposal", "FinalizeBlock", "Commit"):
+        setattr(Servicer, name, _timed(name, getattr(Servicer, name)))
+    Servicer.app = app
     return Servicer()
 
 
