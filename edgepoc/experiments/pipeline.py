@@ -143,9 +143,20 @@ class Pipeline:
             (self.out / "chain_submit_seconds.txt").write_text(f"{time.perf_counter() - t0:.3f}\n")
             self.cli("network-status", "network", "status", "--dir", str(net), "--json")
             self.cli("contributions", "contributions", "--dir", str(net), "--json")
+            self.explorer_screenshot(net)
         finally:
             self.cli("network-down", "network", "down", "--dir", str(net))
         self.cli("chain-verify", "chain", "verify", "--home", str(net / "node0"))
+
+    def explorer_screenshot(self, net: Path) -> None:
+        """node0's explorer while the network still runs -> figures/explorer.png (or explorer.txt: why not)."""
+        from edgepoc.chain.api.screenshot import explorer_screenshot
+
+        shot = self.out / "figures" / "explorer.png"
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        why = explorer_screenshot(json.loads((net / "network.json").read_text())["nodes"][0]["api"], shot)
+        if why is not None:
+            shot.with_suffix(".txt").write_text(why + "\n")
 
     def report(self) -> Path:
         from edgepoc.experiments.report_build import build_report

@@ -22,12 +22,10 @@ import requests
 
 from edgepoc.chain.abci import network
 from edgepoc.chain.abci.client import random_batches
+from edgepoc.chain.api.screenshot import CHROMIUM, CHROMIUM_ARGS, explorer_screenshot
 from edgepoc.chain.crypto import SigningKey
 from edgepoc.client import EdgepocClient, Receipt
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PARAMS = {"allocator": "greedy"}
 
 
@@ -189,6 +187,8 @@ def test_explorer_follows_a_fresh_block_to_a_task_and_plots(net, tmp_path):
         finally:
             browser.close()
     assert not errors, errors
+    assert explorer_screenshot(url, tmp_path / "demo.png") is None  # what the demo's report uses
+    assert (tmp_path / "demo.png").stat().st_size > 20000
 
 
 # ------------------------------------------------------------------ OpenAPI fuzzing
