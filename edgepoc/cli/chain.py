@@ -346,7 +346,22 @@ def contributions_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The contribution table: scores, rewards, penalties, who may propose."""
-    if home is not None:
+    if home is not None and (home / "app.json").exists():  # a CometBFT node's application store
+        from edgepoc.chain import consensus as rules
+        from edgepoc.chain.abci.app import voting_powers
+        from edgepoc.chain.abci.node import load_genesis
+        from edgepoc.chain.abci.store import AppStore
+
+        g = load_genesis(home)
+        store = AppStore(home / "data" / "app.sqlite", readonly=True)
+        state = store.state() or rules.initial_state(g)
+        store.close()
+        q, powers = rules.qualified(g, state), voting_powers(g.params, state.scores)
+        doc = {"height": state.height, "validators": [
+            {"name": v.name, "address": v.address, "score": state.scores[i], "balance": state.balances[i],
+             "penalties": state.penalties[i], "qualified": q[i], "proposer_share": powers[i] / sum(powers),
+             "power": powers[i]} for i, v in enumerate(g.validators)]}
+    elif home is not None:
         from edgepoc.chain import consensus as rules
         from edgepoc.chain.genesis import Genesis
         from edgepoc.chain.store import BlockStore

@@ -151,7 +151,7 @@ def chain_section(run: Path) -> Section:
     net = run / "testnet"
     status = _json(run / "logs" / "network-status.out") if (run / "logs" / "network-status.out").is_file() else None
     contributions = json.loads((run / "logs" / "contributions.out").read_text())
-    db = net / "node0" / "data" / "chain.sqlite"
+    db = net / "node0" / "data" / "app.sqlite"  # the CometBFT engine's application store
     if not db.is_file():
         raise EdgepocError(f"report: {db} is missing (the chain stage did not run)")
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
@@ -179,8 +179,9 @@ def chain_section(run: Path) -> Section:
         f"{len(evidence)} evidence record(s). Submit-to-all-committed took {seconds:.2f} s "
         f"({n_tasks / seconds:,.0f} tasks/s including submission); mean recorded task latency "
         f"{latencies.mean():.3f} s." + (f" Finality p50 {finality[0]:.3f} s, p95 {finality[1]:.3f} s." if finality else ""),
-        "Contribution is each provider's Shapley value in the latency-saving game of every block; the proposer of "
-        "each height is drawn in proportion to these decayed scores.",
+        "Contribution is each provider's Shapley value in the latency-saving game of every block; the decayed "
+        "scores set each validator's CometBFT voting power (floored, capped below a third), and CometBFT's "
+        "proposer rotation follows voting power.",
     ]
     table = Table(["provider", "tasks served", "score", "balance", "penalties"],
                   [[f"node{j}", per_provider.get(j, 0), states[-1]["scores"][j], states[-1]["balances"][j],
@@ -188,8 +189,8 @@ def chain_section(run: Path) -> Section:
     tables = [table]
     if status:
         tables.append(Table(["node", "allocator", "height when the last task committed", "last commit", "peers connected"],
-                            [[s.get("name"), s.get("allocator", "?"), s.get("height"), str(s.get("last_hash", ""))[:16],
-                              sum(1 for p in s.get("peers", []) if p.get("connected"))]
+                            [[s.get("name"), s.get("allocator", "?"), s.get("height"), _last_commit(s),
+                              sum(1 for v in s.get("validators", []) if v.get("reachable")) - 1]
                              for s in (status if isinstance(status, list) else status.get("nodes", []))]))
     del contributions  # the table above is read from the store itself, as `chain verify` does
     return Section("PoC chain", text, tables=tables,
@@ -197,11 +198,17 @@ def chain_section(run: Path) -> Section:
                             Figure(figs / "chain_tasks_per_provider.png", "tasks committed per provider")])
 
 
+def _last_commit(s: dict) -> str:
+    age = s.get("last_commit_age")
+    return "-" if not isinstance(age, (int, float)) else f"{age:.1f} s ago"
+
+
 def _finality(run: Path, blocks: list[dict]) -> tuple[float, float] | None:
-    """Submit-to-commit seconds per task: block time minus the task's client-stamped arrival."""
+    """Seconds per task from its arrival on the chain's clock (the block time) to node0's commit."""
     genesis = _json(run / "testnet" / "genesis.json")
     t0 = float(genesis["genesis_time"])
-    waits = [b["time"] - (t0 + t["arrival"]) for b in blocks for t in b.get("tasks", [])]
+    # On CometBFT the chain stamps arrival with the block time: what is left is block time to local commit.
+    waits = [b.get("committed_at", t0 + b["time"]) - (t0 + t["arrival"]) for b in blocks for t in b.get("tasks", [])]
     if not waits:
         return None
     return float(np.percentile(waits, 50)), float(np.percentile(waits, 95))
