@@ -127,7 +127,7 @@ class PocApplication:
         self.state: ChainState = store.state() or rules.initial_state(genesis)
         self.staged: tuple[ChainState, dict, list[tuple], list[dict], list[bytes]] | None = None
         self.checked: dict[bytes, CheckedBlock | str] = {}  # block hash -> result of ProcessProposal
-        self.verified: dict[bytes, list[str]] = {}  # tx hash -> task ids (signature checked in CheckTx)
+        self.verified: dict[bytes, wire.TaskBatch] = {}  # tx hash -> batch parsed and signature-checked by CheckTx
         self.pending: dict[str, float] = {}  # task id -> when CheckTx accepted it here
         self.last_commit_time: float | None = None
         self.rejections: dict[str, int] = {}
@@ -171,7 +171,7 @@ class PocApplication:
     def check_tx(self, req) -> Any:
         key = hashlib.sha256(req.tx).digest()
         if req.type == pb.CHECK_TX_TYPE_RECHECK and key in self.verified:
-            ids = self.verified[key]
+            ids = self.verified[key].ids
             if self.store.committed_ids(ids):
                 self.verified.pop(key, None)
                 return pb.CheckTxResponse(code=REPLAY, log="replay: a task of this batch is already committed")
@@ -190,7 +190,7 @@ class PocApplication:
             return pb.CheckTxResponse(code=BAD_SIG, log="sig: bad client signature")
         if len(self.verified) > 200_000:
             self.verified.clear()
-        self.verified[key] = b.ids
+        self.verified[key] = b
         now = time.time()
         for i in b.ids:
             self.pending.setdefault(i, now)
@@ -201,16 +201,18 @@ class PocApplication:
         tasks: list[BlockTask] = []
         seen: set[str] = set()
         for j, tx in enumerate(txs):
-            try:
-                b = self.parse_batch(wire.decode_tx(tx))
-            except InputError as exc:
-                raise InvalidBlock(f"txs[{j}]: {exc}") from None
-            if verify_sigs and hashlib.sha256(tx).digest() not in self.verified:
-                t0 = time.perf_counter()
-                ok = b.signature_ok()
-                self._spent("signatures", t0)
-                if not ok:
-                    raise InvalidBlock(f"txs[{j}]: bad client signature")
+            b = self.verified.get(hashlib.sha256(tx).digest())  # parsed and signature-checked by CheckTx
+            if b is None:
+                try:
+                    b = self.parse_batch(wire.decode_tx(tx))
+                except InputError as exc:
+                    raise InvalidBlock(f"txs[{j}]: {exc}") from None
+                if verify_sigs:
+                    t0 = time.perf_counter()
+                    ok = b.signature_ok()
+                    self._spent("signatures", t0)
+                    if not ok:
+                        raise InvalidBlock(f"txs[{j}]: bad client signature")
             for tid, (nonce, demand) in zip(b.ids, b.tasks):
                 if tid in seen:
                     raise InvalidBlock(f"txs[{j}]: task {tid} appears twice in the block")
