@@ -77,12 +77,12 @@ def training_mix(seed: int, count: int, **kw) -> list[Instance]:
 @dataclass
 class GeneralTrainConfig:
     seed: int = 1000  # training mix seed (validation: seed + 1000)
-    count: int = 150
-    val_count: int = 25
-    imitation_epochs: int = 40
+    count: int = 200
+    val_count: int = 30
+    imitation_epochs: int = 30
     lr: float = 2e-3
-    es_generations: int = 150
-    es_pairs: int = 12  # antithetic pairs per generation
+    es_generations: int = 300
+    es_pairs: int = 16  # antithetic pairs per generation
     es_sigma: float = 0.05
     es_lr: float = 0.03
     es_batch: int = 24  # instances per generation

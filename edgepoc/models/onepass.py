@@ -228,7 +228,7 @@ def trajectory_features(inst: Instance, x: np.ndarray, horizon: int = DEFAULT_HO
 
 # ----------------------------------------------------------------------------------------------- search
 
-DEFAULT_SWEEPS = 40  # the "50 ms-equivalent" work budget (docs/models.md says how it was calibrated)
+DEFAULT_SWEEPS = 30  # the "50 ms-equivalent" work budget: median 47 ms of CPU on 1000-task paper instances
 
 
 @dataclass
