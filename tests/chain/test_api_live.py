@@ -210,11 +210,15 @@ def test_fuzzing_the_openapi_document_finds_no_5xx_no_hang(net, tmp_path):
            "--max-examples", "15", "--phases", "coverage,fuzzing", "--request-timeout", "10", "--max-time", "45",
            "-w", "1", "--no-color", "--output-truncate", "true", "--suppress-health-check", "all"]
     t0 = time.monotonic()
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    marker = tmp_path / "hook-ran"
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.chain.st_hooks", "EDGEPOC_ST_MARKER": str(marker),
+           "PYTHONPATH": str(Path(__file__).parents[2])}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     took = time.monotonic() - t0
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-4000:]
     assert re.search(r"\d+ generated", out), out[-2000:]
+    assert marker.exists(), "the 4xx-has-a-reason check (tests/chain/st_hooks.py) did not run"
     t1 = time.monotonic()
     assert requests.get(url + "/status", timeout=5).status_code == 200  # still answering, promptly
     assert time.monotonic() - t1 < 5 and took < 110
