@@ -47,3 +47,14 @@ def test_label_values_from_outside_are_bounded():
         m.proposal_rejected(f"reason {i}")
     reasons = {dict(labels)["reason"] for (name, labels) in samples(m) if name == "edgepoc_proposals_rejected_total"}
     assert len(reasons) == MAX_LABEL_VALUES + 1 and "other" in reasons
+
+
+def test_a_scrape_sees_the_status_of_now():
+    m = ChainMetrics()
+    m.observe_status({"height": 12, "mempool": 40, "last_commit_age": 0.5,
+                      "validators": [{"power": 300, "reachable": True}, {"power": 200, "reachable": False},
+                                     {"power": 250}]})
+    s = samples(m)
+    assert s[("edgepoc_height", ())] == 12 and s[("edgepoc_mempool_tasks", ())] == 40
+    assert s[("edgepoc_last_commit_age_seconds", ())] == 0.5
+    assert s[("edgepoc_voting_power_total", ())] == 750 and s[("edgepoc_voting_power_reachable", ())] == 550

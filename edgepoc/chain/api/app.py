@@ -176,6 +176,7 @@ def make_api(view: NodeView, metrics: ChainMetrics, max_body: int = MAX_BODY) ->
     @app.get("/metrics", summary="Prometheus text format", response_class=Response,
              responses={200: {"content": {"text/plain": {}}}})
     def prometheus() -> Response:
+        metrics.observe_status(view.status())  # height, mempool, commit age, reachable power: as of this scrape
         return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
     app.mount("/explorer", StaticFiles(directory=EXPLORER_DIR, html=True), name="explorer")

@@ -51,6 +51,12 @@ class ChainMetrics:
         self.score = Gauge("contribution_score", "Decayed contribution (Shapley) score per provider.", ["provider"],
                            namespace=ns, registry=r)
         self.power = Gauge("voting_power", "Voting power per provider.", ["provider"], namespace=ns, registry=r)
+        self.power_up = Gauge("voting_power_reachable", "Voting power of the validators this node reaches (itself "
+                              "included); a commit needs more than 2/3 of edgepoc_voting_power_total.", namespace=ns,
+                              registry=r)
+        self.power_total = Gauge("voting_power_total", "Total voting power.", namespace=ns, registry=r)
+        self.commit_age = Gauge("last_commit_age_seconds", "Seconds since this node last committed a block.",
+                                namespace=ns, registry=r)
         self._reasons: set[str] = set()
         self._providers: set[str] = set()
 
@@ -89,6 +95,20 @@ class ChainMetrics:
             self.score.labels(provider=self._bounded(self._providers, str(name)[:64])).set(float(s))
         for name, p in powers.items():
             self.power.labels(provider=self._bounded(self._providers, str(name)[:64])).set(float(p))
+
+    def observe_status(self, status: dict) -> None:
+        """Refresh the gauges a scrape should see as of now from a `NodeView.status()` dict."""
+        if isinstance(status.get("height"), int):
+            self.height.set(status["height"])
+        if isinstance(status.get("mempool"), int):
+            self.mempool(status["mempool"])
+        age = status.get("last_commit_age")
+        if isinstance(age, (int, float)):
+            self.commit_age.set(age)
+        vals = status.get("validators") or []
+        if vals:
+            self.power_total.set(sum(int(v.get("power") or 0) for v in vals))
+            self.power_up.set(sum(int(v.get("power") or 0) for v in vals if v.get("reachable") is not False))
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric above and the process collector's."""
