@@ -291,6 +291,8 @@ def submit_cmd(
         typer.echo(f"  rejected {r.get('id') or '#' + str(r.get('index'))}: {r['reason']}", err=True)
     if res.failed:
         hint = f"; rerun with --receipt {receipt} to resume" if receipt else "; use --receipt FILE to be able to resume"
+        print_json({"submitted": len(res.accepted), "rejected": len(res.rejected), "unsent": len(res.unsent),
+                    "ids": res.accepted})  # which tasks got there before the failure
         raise EdgepocError(f"stopped after {len(res.accepted)} of {total} tasks were accepted ({res.failed}){hint}")
     if not wait:
         print_json({"submitted": len(res.accepted), "rejected": len(res.rejected), "ids": res.accepted})
