@@ -223,7 +223,7 @@ def _stopped_hint(dir: Optional[Path], what: str) -> str:
 
 def submit_cmd(
     instance: Optional[Path] = typer.Argument(None, help="Instance JSON whose tasks to submit (else --count generated tasks)."),
-    node: Optional[list[str]] = typer.Option(None, help="Node API URL (repeatable: fail over between them; default: every node of --dir)."),
+    node: Optional[list[str]] = typer.Option(None, metavar="URL", help="Node API URL (repeatable: fail over between them; default: every node of --dir)."),
     dir: Optional[Path] = typer.Option(None, "--dir", help="Network folder (for the node URLs and client key)."),
     key: Optional[Path] = typer.Option(None, help="Client key (default: <dir>/client_key.json, else a fresh key)."),
     count: int = typer.Option(100, help="Generated tasks (without INSTANCE)."),
@@ -414,7 +414,7 @@ def _read(nodes: Optional[list[str]], dir: Optional[Path], path: str, what: str)
 
 def show_cmd(
     ref: str = typer.Argument("latest", help="Block height, or `latest`."),
-    node: Optional[list[str]] = typer.Option(None, help="Node API URL (repeatable; default: the nodes of --dir)."),
+    node: Optional[list[str]] = typer.Option(None, metavar="URL", help="Node API URL (repeatable; default: the nodes of --dir)."),
     dir: Optional[Path] = typer.Option(None, "--dir", help="Network folder."),
     limit: int = typer.Option(20, help="Tasks to list (the rest are summarised per provider)."),
     as_json: bool = typer.Option(False, "--json"),
@@ -459,7 +459,7 @@ def show_cmd(
 
 def task_cmd(
     task_id: str = typer.Argument(..., help="Task id (as `submit` prints it)."),
-    node: Optional[list[str]] = typer.Option(None, help="Node API URL (repeatable; default: the nodes of --dir)."),
+    node: Optional[list[str]] = typer.Option(None, metavar="URL", help="Node API URL (repeatable; default: the nodes of --dir)."),
     dir: Optional[Path] = typer.Option(None, "--dir", help="Network folder."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
