@@ -21,7 +21,7 @@ def compare_cmd(
     methods: Optional[str] = typer.Option(None, help="Comma-separated methods (default: every registered one "
                                                      "of random, round-robin, greedy, rollout, ga, cpsat, dqn, "
                                                      "maddpg, search, teacher, student)."),
-    seconds: float = typer.Option(2.0, help="CPU-time limit per instance for ga and cpsat (one core each)."),
+    seconds: float = typer.Option(2.0, help="Limit per instance for ga (CPU time) and cpsat (wall time), one core each."),
     method_seconds: Optional[list[str]] = typer.Option(None, "--method-seconds",
                                                        help="Per-method limit, e.g. cpsat=10 (repeatable; "
                                                             "ga, cpsat, search, teacher, student)."),

@@ -9,8 +9,9 @@ instances; the paper's claim (the deep model 5.84 % better than the best other m
 the paired per-instance improvement, with its interval, and reads "not significant" where the interval
 includes zero difference.
 
-Fair budgets: the time-budgeted solvers (GA, CP-SAT) get the same CPU-time budget on one core (the GA
-counts its thread's CPU time, CP-SAT runs one worker), so a busy machine does not change who wins.
+Fair budgets: the time-budgeted solvers (GA, CP-SAT) get the same budget on one core: the GA counts its
+thread's CPU time, so a busy machine does not shorten it; CP-SAT runs one worker on its own wall-clock
+limit (OR-Tools has no CPU clock), so on a busy machine it gets less CPU than the GA.
 The learned decoders and the no-model `search` control run their default *work* budget (deterministic)
 unless a time is given for them explicitly.
 """

@@ -134,7 +134,9 @@ def comparison_section(run: Path) -> tuple[Section, list[list[object]]]:
     n = len(summary.get("best_known", {}))
     text = [f"Every method on the same {n} instance(s), generated from instance seeds never used to train or "
             "select the models (held out). Ratio: total delay over the best any method found on that instance, "
-            "mean and 95% interval over the instances. GA and CP-SAT get the same CPU-time budget on one core.",
+            "mean and 95% interval over the instances. GA and CP-SAT get the same budget on one core (the GA counts "
+            "its thread's CPU time; CP-SAT's limit is its own wall clock, so on a busy machine it gets less CPU); the "
+            "learned decoders and the no-model search control run their fixed work budgets.",
             claim.get("statement", "")]
     section = Section("Algorithm comparison", text,
                       tables=[Table(["method", "status", "instances", "mean total delay (s)",
