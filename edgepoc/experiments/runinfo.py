@@ -33,7 +33,12 @@ def versions() -> dict[str, str]:
 
 
 class RunRecord:
-    """Collects timings per stage and writes `run.json` (config, versions, timings) into the run folder."""
+    """Collects timings per stage and writes `run.json` (config, versions, timings) into the run folder.
+
+    A run folder may be finished in parts (`--stages compare,report` after the others): when its
+    `run.json` holds the same settings, the earlier stages' timings are kept and `config.stages` lists
+    every stage that ran; other settings start a fresh record.
+    """
 
     def __init__(self, out_dir: Path, config: Any):
         self.out_dir = out_dir
@@ -41,7 +46,24 @@ class RunRecord:
         self.timings: dict[str, float] = {}
         self.started = time.time()
         out_dir.mkdir(parents=True, exist_ok=True)
+        self._resume(out_dir / "run.json")
         self.write()
+
+    def _resume(self, path: Path) -> None:
+        try:
+            old = json.loads(path.read_text())
+            old_config, old_timings = dict(old["config"]), dict(old["timings_seconds"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        same = {k: v for k, v in old_config.items() if k != "stages"} == \
+            {k: v for k, v in self.config.items() if k != "stages"}
+        if not same:
+            return
+        new_stages = list(self.config.get("stages") or [])
+        ran = [s for s in old_config.get("stages") or [] if s not in new_stages]
+        self.config["stages"] = ran + new_stages
+        self.timings = {k: v for k, v in old_timings.items() if k not in new_stages}
+        self.started = float(old.get("started_unix", self.started))
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
