@@ -195,9 +195,16 @@ def chain_section(run: Path) -> Section:
                               sum(1 for v in s.get("validators", []) if v.get("reachable")) - 1]
                              for s in (status if isinstance(status, list) else status.get("nodes", []))]))
     del contributions  # the table above is read from the store itself, as `chain verify` does
-    return Section("PoC chain", text, tables=tables,
-                   figures=[Figure(figs / "chain_contribution_scores.png", "contribution scores per height"),
-                            Figure(figs / "chain_tasks_per_provider.png", "tasks committed per provider")])
+    figures = [Figure(figs / "chain_contribution_scores.png", "contribution scores per height"),
+               Figure(figs / "chain_tasks_per_provider.png", "tasks committed per provider")]
+    shot = figs / "explorer.png"  # taken by the chain stage while the network ran
+    if shot.is_file():
+        figures.append(Figure(shot, "the explorer node0 served at /explorer/ after the tasks committed "
+                                    "(every node serves one; docs/operations.md)"))
+    else:
+        why = shot.with_suffix(".txt").read_text().strip() if shot.with_suffix(".txt").is_file() else "not taken"
+        text.append(f"No screenshot of the explorer in this run ({why}); docs/explorer.png shows one.")
+    return Section("PoC chain", text, tables=tables, figures=figures)
 
 
 def _last_commit(s: dict) -> str:
