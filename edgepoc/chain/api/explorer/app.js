@@ -111,13 +111,15 @@ function onlyTasksBox() {
 }
 
 function renderBlocks(blocks) {
+  const withRounds = blocks.some((b) => b.rounds !== null && b.rounds !== undefined); // engines that report them
   const rows = blocks.map((b) => row([
     blockLink(b.height), when(b.time), b.proposer, b.n_tasks, b.total_latency,
-    b.arbitrated ? el("span", { class: "badge", text: "arbitrated" }) : "", b.rounds ?? "–",
+    b.arbitrated ? el("span", { class: "badge", text: "arbitrated" }) : "", ...(withRounds ? [b.rounds ?? "–"] : []),
   ], { "data-height": b.height, class: b.height > state.lastSeenTop ? "fresh" : null }));
   state.lastSeenTop = blocks.length ? blocks[0].height : state.lastSeenTop;
   document.getElementById("blocks").replaceChildren(table(
-    ["height", "time", "proposer", { label: "tasks", num: 1 }, { label: "total latency", num: 1 }, "", "rounds"],
+    ["height", "time", "proposer", { label: "tasks", num: 1 }, { label: "total latency", num: 1 }, "",
+     ...(withRounds ? ["rounds"] : [])],
     rows, { id: "blocks-table" }));
 }
 
