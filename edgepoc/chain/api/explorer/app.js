@@ -4,10 +4,11 @@
 
 const POLL_MS = 1000;
 const SLOW_EVERY = 5; // evidence and arbitrations: every 5th poll
+const HISTORY_MS = 3000;
 const COLORS = ["#0f62fe", "#da1e28", "#198038", "#8a3ffc", "#ff832b", "#007d79", "#a2191f", "#6929c4",
                 "#b28600", "#1192e8", "#9f1853", "#005d5d"];
 
-const state = { status: null, height: -1, polls: 0, charts: {}, view: null };
+const state = { status: null, height: -1, polls: 0, charts: {}, view: null, history: null, historyAt: 0 };
 
 // ---------------------------------------------------------------- helpers
 async function api(path) {
@@ -202,13 +203,20 @@ async function refreshDashboard(force) {
   const slow = force || state.polls % SLOW_EVERY === 0;
   if (force || st.height !== state.height) {
     const onlyTasks = document.getElementById("only-tasks")?.checked ?? true;
-    const [blocks, contrib, hist] = await Promise.all([api(`/blocks?limit=15&with_tasks=${onlyTasks}`), api("/contributions"),
-                                                       api("/history?limit=300")]);
+    // the history (plots) is the heavy read: at most every HISTORY_MS while blocks commit
+    const wantHistory = force || !state.history || Date.now() - state.historyAt >= HISTORY_MS;
+    const [blocks, contrib, hist] = await Promise.all([
+      api(`/blocks?limit=15&with_tasks=${onlyTasks}`), api("/contributions"),
+      wantHistory ? api("/history?limit=300") : Promise.resolve(null)]);
     if (state.view !== "dashboard") return;
     state.height = st.height;
+    if (hist) {
+      state.history = hist.history;
+      state.historyAt = Date.now();
+    }
     renderBlocks(blocks.blocks);
-    renderProviders(contrib, hist.history);
-    renderCharts(hist.history, contrib.validators.map((v) => v.name));
+    renderProviders(contrib, state.history);
+    if (hist) renderCharts(state.history, contrib.validators.map((v) => v.name));
   }
   if (slow) {
     const [arb, ev] = await Promise.all([api("/arbitrations?limit=20"), api("/evidence")]);
