@@ -1,7 +1,7 @@
-"""The proof-of-contribution blockchain (SPEC §6-7): provider nodes, consensus, arbitration, ledger.
+"""The proof-of-contribution blockchain (SPEC §6-7): provider nodes on CometBFT, arbitration, ledger.
 
-Layout (names after CometBFT): `crypto` (keys, canonical JSON), `types` (TaskRequest, Vote, Block,
-Commit, Evidence, Proposal), `genesis`, `contribution` (Shapley values), `consensus` (pure rules),
-`state_machine` (Tendermint rounds), `store` (SQLite), `node` (one provider's process), `arbiter`,
-`allocator`, `network` (local testnets), `verify` (chain verify from the store).
+Layout: `crypto` (keys, canonical JSON), `genesis`, `contribution` (Shapley values), `consensus`
+(pure rules: state, block instance, effects, tolerance), `allocator` (the proposer's student), and
+`abci/` (the ABCI++ application `app`, its `store`, the `wire` transactions, the `node` process beside
+cometbft, `network` (init/up/down), `arbiter`, `verify`, `client`); `api/` serves the HTTP API.
 """

@@ -15,24 +15,21 @@ from rich.table import Table
 from edgepoc.cli.common import parse_params, print_json
 from edgepoc.errors import EdgepocError, InputError
 
-network_app = typer.Typer(help="A local testnet of provider nodes on loopback.", no_args_is_help=True)
+network_app = typer.Typer(help="A network of provider nodes (CometBFT + the edgepoc app), on loopback or on several hosts.", no_args_is_help=True)
 chain_app = typer.Typer(help="Inspect and verify a node's chain.", no_args_is_help=True)
 DEFAULT_DIR = Path("testnet")
 
 
 def node_cmd(
     home: Path = typer.Option(..., "--home", help="The node's home folder (from `network init`)."),
-    byzantine: Optional[str] = typer.Option(None, help="Test only: misbehave (grab-all, equivocate; comma-separated)."),
 ) -> None:
-    """Run one provider's node (the ABCI app beside its cometbft process, and the client API) until killed."""
-    if (home / "app.json").exists():  # a CometBFT node
-        from edgepoc.chain.abci.node import run_node as run_app_node
+    """Run one provider's node (the ABCI app, its cometbft process, the client API) until killed.
 
-        run_app_node(home)
-        return
-    from edgepoc.chain.node import run_node
+    Test builds misbehave as proposers with EDGEPOC_BYZANTINE=grab-all,wrong-latency,duplicate
+    (or "byzantine" in the node's app.json)."""
+    from edgepoc.chain.abci.node import run_node
 
-    run_node(home, [m for m in byzantine.split(",") if m] if byzantine else None)
+    run_node(home)
 
 
 def arbiter_cmd(
@@ -40,34 +37,18 @@ def arbiter_cmd(
     method: str = typer.Option("auto", help="Allocation method: auto (teacher, else GA), or any solver name."),
 ) -> None:
     """Run the resource management centre's arbiter (teacher allocations, signed) until killed."""
-    import asyncio
-    import logging
+    from edgepoc.chain.abci.arbiter import run_arbiter
 
-    from edgepoc.chain.arbiter import run_arbiter
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        cfg = json.loads((home / "config.json").read_text())
-    except FileNotFoundError:
-        raise EdgepocError(f"arbiter: {home}/config.json does not exist (run `edgepoc network init`)") from None
-    if cfg.get("engine") == "cometbft":
-        from edgepoc.chain.abci.arbiter import run_arbiter as run_app_arbiter
-
-        run_app_arbiter(home, method)
-        return
-    asyncio.run(run_arbiter(home, cfg["host"], int(cfg["port"]), method, cfg.get("model")))
+    if not (home / "config.json").exists():
+        raise EdgepocError(f"arbiter: {home}/config.json does not exist (run `edgepoc network init`)")
+    run_arbiter(home, method)
 
 
-def _net(dir: Path | None):
-    """The network module of the engine that `dir` was initialised for (CometBFT, or the home-made one)."""
-    from edgepoc.chain.abci import network as comet
+def _net(dir: Path | None = None):
+    """The network module (CometBFT nodes), imported when a command needs it."""
+    from edgepoc.chain.abci import network
 
-    doc = comet.load_network(dir or DEFAULT_DIR)
-    if doc.get("engine") == "cometbft":
-        return comet
-    from edgepoc.chain import network as homemade
-
-    return homemade
+    return network
 
 
 def network_init(
@@ -99,7 +80,7 @@ def network_init(
                    err=True)
 
 
-def network_up(dir: Path = typer.Option(DEFAULT_DIR, "--dir"), wait: float = typer.Option(60.0, help="Seconds to wait for the nodes' APIs.")) -> None:
+def network_up(dir: Path = typer.Option(DEFAULT_DIR, "--dir"), wait: float = typer.Option(120.0, help="Seconds to wait for the nodes to be in consensus.")) -> None:
     """Start every node and the arbiter as separate processes."""
     net = _net(dir)
     load_network, up, wait_ready = net.load_network, net.up, net.wait_ready
@@ -237,7 +218,6 @@ def submit_cmd(
                                                       "rejected and why); if it exists, resume: resend what is not final."),
 ) -> None:
     """Sign tasks with a client key and submit them to any reachable node; with --wait, report where they were committed."""
-    from edgepoc.chain.client import random_tasks, tasks_from_instance
     from edgepoc.chain.crypto import SigningKey
     from edgepoc.client import Receipt
     from edgepoc.game.files import read_instance
@@ -257,31 +237,20 @@ def submit_cmd(
             key = (dir or DEFAULT_DIR) / "client_key.json"
         signer = SigningKey.load(key) if key else SigningKey.generate()
         st = client.status()
-        chain_id, clock = st["chain_id"], time.time() - st["genesis_time"]
+        chain_id = st["chain_id"]
         nonce0 = nonce if nonce is not None else time.time_ns() // 1000
-        if st.get("engine") == "cometbft":  # client-signed batches; the chain stamps arrivals
-            from edgepoc.chain.abci.client import instance_batches, random_batches
+        # client-signed batches of `per` tasks; the chain stamps arrivals, genesis holds the delays
+        from edgepoc.chain.abci.client import instance_batches, random_batches
 
-            per = min(2000, batch if rate == 0 else max(1, int(rate / 10)))
-            if instance is not None:
-                items = instance_batches(read_instance(instance), signer, chain_id, nonce0, per)
-            else:
-                items = random_batches(count, int(st["resources"]), signer, chain_id, nonce0, seed, per)
-            if rate > 0:
-                t0 = time.monotonic()
-                pace = [t0 + j * per / rate for j in range(len(items))]
-            batch = 1 if rate > 0 else max(1, 20000 // per)  # signed batches per request
-        elif instance is not None:
-            items = tasks_from_instance(read_instance(instance), signer, chain_id, clock, nonce0)
+        per = min(2000, batch if rate == 0 else max(1, int(rate / 10)))
+        if instance is not None:
+            items = instance_batches(read_instance(instance), signer, chain_id, nonce0, per)
         else:
-            step = batch if rate == 0 else max(1, int(rate / 10))
-            for i in range(0, count, step):
-                at = clock + (i / rate if rate > 0 else 0.0)
-                items.extend(random_tasks(min(step, count - i), int(st["resources"]), signer, chain_id, at, nonce0 + i,
-                                          seed + i))
-            if rate > 0:
-                t0 = time.monotonic()
-                batch, pace = step, [t0 + i / rate for i in range(0, count, step)]
+            items = random_batches(count, int(st["resources"]), signer, chain_id, nonce0, seed, per)
+        if rate > 0:
+            t0 = time.monotonic()
+            pace = [t0 + j * per / rate for j in range(len(items))]
+        batch = 1 if rate > 0 else max(1, 20000 // per)  # signed batches per request
     res = client.submit(items, rec, batch, pace)
     total = len(res.accepted) + len(res.rejected) + len(res.unsent)
     via = client.urls[client.current]
@@ -327,14 +296,9 @@ def submit_cmd(
 
 def verify_cmd(home: Path = typer.Option(..., "--home", help="A node's home folder.")) -> None:
     """Re-check every hash, signature, commit and re-simulated latency from the store alone."""
-    if (home / "app.json").exists():  # a CometBFT node
-        from edgepoc.chain.abci.verify import verify_app_chain
+    from edgepoc.chain.abci.verify import verify_app_chain
 
-        rep = verify_app_chain(home)
-    else:
-        from edgepoc.chain.verify import verify_chain
-
-        rep = verify_chain(home, show_progress=True)
+    rep = verify_app_chain(home)
     print_json({"ok": rep.ok, "height": rep.height, "blocks": rep.blocks, "tasks": rep.tasks, "evidence": rep.evidence,
                 "signatures": rep.signatures, "problems": rep.problems})
     if not rep.ok:
@@ -348,7 +312,7 @@ def contributions_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The contribution table: scores, rewards, penalties, who may propose."""
-    if home is not None and (home / "app.json").exists():  # a CometBFT node's application store
+    if home is not None:  # a node's application store (works while the network is down)
         from edgepoc.chain import consensus as rules
         from edgepoc.chain.abci.app import voting_powers
         from edgepoc.chain.abci.node import load_genesis
@@ -363,20 +327,6 @@ def contributions_cmd(
             {"name": v.name, "address": v.address, "score": state.scores[i], "balance": state.balances[i],
              "penalties": state.penalties[i], "qualified": q[i], "proposer_share": powers[i] / sum(powers),
              "power": powers[i]} for i, v in enumerate(g.validators)]}
-    elif home is not None:
-        from edgepoc.chain import consensus as rules
-        from edgepoc.chain.genesis import Genesis
-        from edgepoc.chain.store import BlockStore
-
-        g = Genesis.load(home / "genesis.json")
-        store = BlockStore(home / "data" / "chain.sqlite")
-        state = store.state() or rules.initial_state(g)
-        store.close()
-        q, w = rules.qualified(g, state), rules.proposer_weights(g, state)
-        doc = {"height": state.height, "validators": [
-            {"name": v.name, "address": v.address, "score": state.scores[i], "balance": state.balances[i],
-             "penalties": state.penalties[i], "qualified": q[i], "proposer_share": w[i] / (sum(w) or 1)}
-            for i, v in enumerate(g.validators)]}
     else:
         from edgepoc.client import NodeUnreachable
 

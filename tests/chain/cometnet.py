@@ -8,10 +8,9 @@ import time
 from pathlib import Path
 
 from edgepoc.chain.abci import network
-from edgepoc.chain.abci.client import random_batches, submit
+from edgepoc.chain.abci.client import WaitResult, random_batches, submit, wait_committed
 from edgepoc.chain.abci.node import RpcClient, checktx_log
 from edgepoc.chain.abci.wire import TaskBatch
-from edgepoc.chain.client import WaitResult, wait_committed
 from edgepoc.chain.crypto import SigningKey
 from edgepoc.chain.httpapi import HttpClient
 from edgepoc.errors import EdgepocError
@@ -35,7 +34,7 @@ class CometNet:
 
     def up(self) -> None:
         network.up(self.folder)
-        network.wait_ready(self.folder, timeout=120)
+        network.wait_ready(self.folder, timeout=180, arbiter=True)
 
     def down(self) -> None:
         network.down(self.folder)

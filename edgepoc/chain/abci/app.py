@@ -33,7 +33,7 @@ from edgepoc.chain.consensus import ChainState, InvalidBlock
 from edgepoc.chain.crypto import canonical, verify
 from edgepoc.chain.genesis import ConsensusParams, Genesis
 from edgepoc.errors import EdgepocError, InputError
-from edgepoc.game.kernel import greedy_assignment, simulate_state
+from edgepoc.game.kernel import simulate_state
 
 log = logging.getLogger("edgepoc.app")
 BYZANTINE_MODES = ("grab-all", "wrong-latency", "duplicate")
@@ -227,10 +227,7 @@ class PocApplication:
 
     def _reference(self, state: ChainState, tasks: list[BlockTask]) -> tuple[list[int], float]:
         """Greedy (earliest completion): the allocation every honest node computes identically."""
-        if not tasks:
-            return [], 0.0
-        a, total = greedy_assignment(rules.block_instance(self.genesis, tasks, state.height + 1), state.free_times)
-        return [int(x) for x in a], float(total)
+        return rules.greedy_reference(self.genesis, state, tasks)
 
     def _good_enough(self, claimed: float, reference: float) -> bool:
         p = self.params

@@ -61,7 +61,6 @@ def arbiter_client(home: Path, url: str, genesis: Genesis, timeout: float = 5.0)
 class Arbiter:
     def __init__(self, home: Path, method: str = "auto", model: str | None = None):
         from edgepoc.chain.allocator import make_allocator, probe_instance
-        from edgepoc.chain.arbiter import _teacher_or_ga
 
         self.home = Path(home)
         self.genesis = Genesis.load(self.home / "genesis.json")
@@ -70,7 +69,7 @@ class Arbiter:
             raise InputError("arbiter_key.json: not the arbiter key named in genesis")
         probe = probe_instance(self.genesis.capacity, self.genesis.delays)
         if method == "auto":
-            self.allocate, self.method = _teacher_or_ga(model, probe)
+            self.allocate, self.method = teacher_or_ga(model, probe)
         else:
             self.allocate, self.method = make_allocator(method, model=model, seconds=0.5, probe=probe)
         self.requests = 0
@@ -114,6 +113,21 @@ class Arbiter:
         log.info("arbitrated height %d for %s: %d tasks with %s", height, self.genesis.validators[i].name,
                  len(tasks), self.method)
         return {"assignment": assignment, "sig": sig, "method": self.method}
+
+
+def teacher_or_ga(model: str | None, probe):
+    """The teacher when it exists and fits the chain, else the GA meta strategy, else greedy."""
+    from edgepoc.chain.allocator import _bundled, make_allocator
+
+    for method in ("teacher", "ga"):
+        if method == "teacher" and model is None and not _bundled("teacher"):
+            log.info("arbiter: no teacher model installed")
+            continue
+        try:  # probed with the chain's own shape: a teacher for another provider count cannot arbitrate it
+            return make_allocator(method, model=model if method == "teacher" else None, seconds=0.5, probe=probe)
+        except EdgepocError as exc:
+            log.warning("arbiter: %s unavailable (%s)", method, exc)
+    return make_allocator("greedy")
 
 
 def run_arbiter(home: Path, method: str = "auto") -> None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from edgepoc.chain.abci.wire import TaskBatch
 from edgepoc.chain.crypto import SigningKey
 from edgepoc.chain.httpapi import HttpClient
+from edgepoc.errors import EdgepocError
 from edgepoc.game.instance import Instance
 
 
@@ -35,3 +39,38 @@ def submit(client: HttpClient, batches: list[TaskBatch], per_request: int = 50) 
         ids.extend(doc["ids"])
         rejected.extend(doc["rejected"])
     return ids, rejected
+
+
+@dataclass
+class WaitResult:
+    committed: dict[str, dict] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def wait_committed(client: HttpClient, ids: list[str], timeout: float = 60.0, poll: float = 0.1) -> WaitResult:
+    """Poll until every id is committed or `timeout` passes (bounded in time and in requests)."""
+    t0 = time.monotonic()
+    todo = list(ids)
+    res = WaitResult()
+    while todo and time.monotonic() - t0 < timeout:
+        still = []
+        for i in range(0, len(todo), 5000):
+            chunk = todo[i:i + 5000]
+            try:
+                doc = client.post("/tasks/status", {"ids": chunk})
+            except EdgepocError:
+                still.extend(chunk)
+                continue
+            for tid in chunk:
+                st = doc["tasks"].get(tid, {})
+                if st.get("status") == "committed":
+                    res.committed[tid] = st
+                else:
+                    still.append(tid)
+        todo = still
+        if todo:
+            time.sleep(poll)
+    res.missing = todo
+    res.seconds = time.monotonic() - t0
+    return res

@@ -333,11 +333,13 @@ def status(folder: Path, timeout: float = 2.0) -> list[dict]:
     return rows
 
 
-def wait_ready(folder: Path, timeout: float = 90.0, names: list[str] | None = None, height: int = 1) -> None:
-    """Block until the named nodes (default: all) answer /status at `height` or more, or raise."""
+def wait_ready(folder: Path, timeout: float = 90.0, names: list[str] | None = None, height: int = 1,
+               arbiter: bool = False) -> None:
+    """Block until the named nodes (default: all) answer /status at `height` or more with CometBFT past block
+    sync (it refuses transactions while catching up), and with `arbiter` the arbiter answers; or raise."""
     doc = load_network(folder)
     todo = {n["name"]: n for n in doc["nodes"] if names is None or n["name"] in names}
-    if names is None or "arbiter" in names:
+    if arbiter:  # nodes do not need it to start: it loads the teacher (torch), slow on a busy host
         todo["arbiter"] = {"home": "arbiter", "api": doc["arbiter"]["url"], "role": "arbiter"}
     deadline = time.monotonic() + timeout
     while todo and time.monotonic() < deadline:
@@ -356,9 +358,10 @@ def wait_ready(folder: Path, timeout: float = 90.0, names: list[str] | None = No
                 log = (Path(folder) / n["home"] / "node.log")
                 tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
                 raise EdgepocError(f"{name} exited at start: {tail[0] if tail else 'no log'}")
-            client = HttpClient(n["api"], timeout=1.0)
+            client = HttpClient(n["api"], timeout=3.0)
             try:
-                if client.get("/status")["height"] >= height:
+                st = client.get("/status")
+                if st["height"] >= height and st.get("catching_up") is False:  # cometbft is in consensus
                     del todo[name]
             except EdgepocError:
                 pass

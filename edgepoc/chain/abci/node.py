@@ -138,6 +138,7 @@ class CometNodeView:
         app = self.app
         st = app.state
         rnd = step = None
+        catching_up = None
         mempool = len(app.pending)
         reachable: dict[str, bool] = {}
         try:
@@ -146,6 +147,7 @@ class CometNodeView:
                                      "5": "prevote-wait", "6": "precommit", "7": "precommit-wait",
                                      "8": "commit"}.get(cs[2], cs[2])
             mempool = int(self.rpc.call("num_unconfirmed_txs", timeout=1.0)["n_txs"])
+            catching_up = bool(self.rpc.call("status", timeout=1.0)["sync_info"]["catching_up"])
             peers = self.rpc.call("net_info", timeout=1.0)["peers"]
             up = {p["node_info"]["moniker"] for p in peers}
             reachable = {n: (n in up or n == self.config.name) for n in self.names}
@@ -156,7 +158,7 @@ class CometNodeView:
         return {"name": self.config.name, "chain_id": self.genesis.chain_id, "address": self.address,
                 "engine": "cometbft", "height": st.height, "last_block_time": self._unix(st.last_time),
                 "last_commit_age": age, "mempool": mempool, "tasks_committed": st.tasks_committed,
-                "round": rnd, "step": step, "resources": self.genesis.n_resources,
+                "round": rnd, "step": step, "catching_up": catching_up, "resources": self.genesis.n_resources,
                 "genesis_time": self.genesis.genesis_time,
                 "validators": [{"name": v.name, "address": v.address, "power": powers[i],
                                 "reachable": reachable.get(v.name)} for i, v in enumerate(self.genesis.validators)],
@@ -172,9 +174,9 @@ class CometNodeView:
         rec = {**rec, "time": self._unix(rec["time"]), "clock": rec["time"]}
         return {"height": h, "hash": rec["hash"], "block": rec, "commit": None}
 
-    def blocks(self, before: int | None, limit: int) -> list[dict]:
+    def blocks(self, before: int | None, limit: int, with_tasks: bool = False) -> list[dict]:
         rows = []
-        for rec in self.app.store.blocks(before, limit):
+        for rec in self.app.store.blocks(before, limit, with_tasks=with_tasks):
             alloc = rec.get("allocation") or {}
             rows.append({"height": rec["height"], "hash": rec["hash"], "time": self._unix(rec["time"]),
                          "proposer": rec.get("proposer_name") or rec["proposer"], "n_tasks": len(rec["tasks"]),
@@ -190,10 +192,16 @@ class CometNodeView:
         return row
 
     def submit(self, items: list[dict]) -> dict:
+        """Each item is a client-signed batch; it goes to CometBFT (broadcast_tx_sync: CheckTx on this node,
+        then the replicated mempool). A rejected batch gets one entry per task id, with CheckTx's reason."""
         if not isinstance(items, list) or len(items) > MAX_SUBMIT_ITEMS:
             raise InputError(f"tasks: expected a list of at most {MAX_SUBMIT_ITEMS} signed batches")
         ids: list[str] = []
         rejected: list[dict] = []
+
+        def reject(i: int, batch_ids: list[str], reason: str) -> None:
+            rejected.extend({"index": i, "id": t, "error": reason} for t in batch_ids)
+
         for i, item in enumerate(items):
             try:
                 batch = self.app.parse_batch(item)
@@ -202,8 +210,7 @@ class CometNodeView:
                 continue
             done = self.app.store.committed_ids(batch.ids)
             if done:
-                rejected.append({"index": i, "ids": batch.ids,
-                                 "error": f"replay: task {sorted(done)[0]} is already committed"})
+                reject(i, batch.ids, f"replay: task {sorted(done)[0]} is already committed")
                 continue
             tx = base64.b64encode(batch.tx()).decode()
             try:
@@ -212,12 +219,12 @@ class CometNodeView:
                 if "already exists in cache" in str(exc):  # a resubmission: harmless, the same ids
                     ids.extend(batch.ids)
                 else:
-                    rejected.append({"index": i, "ids": batch.ids, "error": checktx_log(str(exc))})
+                    reject(i, batch.ids, checktx_log(str(exc)))
                 continue
             if int(res.get("code", 0)) == 0:
                 ids.extend(batch.ids)
             else:
-                rejected.append({"index": i, "ids": batch.ids, "error": res.get("log", "rejected")})
+                reject(i, batch.ids, res.get("log", "rejected"))
         return {"accepted": len(ids), "ids": ids, "rejected": rejected}
 
     def contributions(self) -> dict:

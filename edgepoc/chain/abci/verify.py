@@ -9,6 +9,7 @@ record and task index must equal the stored ones at every height.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgepoc.chain.abci.app import PocApplication
@@ -16,8 +17,21 @@ from edgepoc.chain.abci.node import load_genesis
 from edgepoc.chain.abci.proto import pb
 from edgepoc.chain.abci.store import AppStore
 from edgepoc.chain.consensus import InvalidBlock
-from edgepoc.chain.verify import VerifyReport
 from edgepoc.errors import EdgepocError
+
+@dataclass
+class VerifyReport:
+    height: int = 0
+    blocks: int = 0
+    tasks: int = 0
+    evidence: int = 0
+    signatures: int = 0  # client batch signatures re-verified
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
 
 VOLATILE = ("committed_at", "last_commit")  # local wall time; CometBFT's commit info (checked by CometBFT)
 
