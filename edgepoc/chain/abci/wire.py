@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -108,7 +108,6 @@ class Allocation:
     stderr: float
     allocator: str = ""
     arbitration: dict | None = None  # {"sig": arbiter's signature, "method": ...}
-    rejected: list[int] = field(default_factory=list)  # not used by honest proposers; kept empty
 
     def to_dict(self) -> dict:
         return {"type": ALLOCATION, "assignment": self.assignment, "claimed_latency": self.claimed_latency,
