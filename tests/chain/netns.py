@@ -5,8 +5,10 @@ one more address, so the test (in the root namespace) reaches every host like an
 Everything is named after the creating pid (`epc<pid>...`): a crashed run leaves names that the next run
 removes (`remove_stale`) and never blocks it.
 
-Link delay: `tc netem` on every host's interface when the kernel has sch_netem (`delay_applied` says
-whether it did; some VM kernels are built without it). Partitions: blackhole routes inside the
+Link delay: `tc netem delay` on every host's interface when the kernel has sch_netem. Kernels built
+without it (this project's CI VMs) get the same links from a user-space switch instead: each host's
+interface is a TAP device whose frames a small switch process (`DelaySwitch`, MAC learning, run as
+`python -m tests.chain.netns switch ...`) forwards after the delay. `delay_how` says which. Partitions: blackhole routes inside the
 namespaces (iproute2 only, no iptables/nft needed): packets to the other side vanish like on a cut
 link, TCP connections stay open and resume when the routes go, while the bridge address stays reachable
 so the test can still watch an isolated host.
@@ -14,12 +16,17 @@ so the test can still watch an isolated host.
 
 from __future__ import annotations
 
+import fcntl
+import heapq
 import ipaddress
 import os
 import re
 import shutil
 import signal
+import selectors
+import struct
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -68,7 +75,7 @@ def remove_stale() -> list[str]:
             ip("netns", "del", ns, check=False)
             removed.append(ns)
     for line in ip("-o", "link", "show", check=False).stdout.splitlines():
-        m = re.match(rf"\d+: ({PREFIX}(\d+)(?:br|v\d+))[@:]", line)
+        m = re.match(rf"\d+: ({PREFIX}(\d+)(?:br|v\d+|t\d+))[@:]", line)
         if m and not _pid_alive(int(m.group(2))):
             ip("link", "del", m.group(1), check=False)
             removed.append(m.group(1))
@@ -107,10 +114,13 @@ class NetnsLab:
         self.ips = [str(addrs[i]) for i in range(hosts)]
         self.bridge_ip = str(addrs[-1])
         self.delay_applied = False
-        self.delay_reason = ""
+        self.delay_how = ""
+        self.switch: subprocess.Popen | None = None
         self.blackholes: dict[int, list[str]] = {}
 
     def create(self) -> "NetnsLab":
+        if self.delay_ms > 0 and not netem_available():
+            return self._create_switched()
         plen = self.subnet.prefixlen
         ip("link", "add", self.bridge, "type", "bridge")
         ip("addr", "add", f"{self.bridge_ip}/{plen}", "dev", self.bridge)
@@ -129,28 +139,61 @@ class NetnsLab:
         self._delay()
         return self
 
+    def _create_switched(self) -> "NetnsLab":
+        """Hosts on TAP devices joined by a user-space switch that delays every host's frames by delay_ms."""
+        plen = self.subnet.prefixlen
+        taps = [f"{self.tag}t{i}" for i in range(len(self.namespaces))]
+        root_tap = f"{self.tag}br"  # the root namespace's port (the test's address), named like the bridge
+        for t in [*taps, root_tap]:
+            ip("tuntap", "add", "dev", t, "mode", "tap")
+        self.switch = subprocess.Popen([sys.executable, "-m", "tests.chain.netns", "switch", str(self.delay_ms),
+                                        root_tap, *taps], stdout=subprocess.PIPE, text=True,
+                                       cwd=Path(__file__).resolve().parents[2])
+        line = self.switch.stdout.readline().strip()
+        if line != "ready":
+            raise RuntimeError(f"delay switch did not start: {line!r}")
+        ip("addr", "add", f"{self.bridge_ip}/{plen}", "dev", root_tap)
+        ip("link", "set", root_tap, "up")
+        for i, ns in enumerate(self.namespaces):
+            ip("netns", "add", ns)
+            ip("link", "set", taps[i], "netns", ns)
+            ip("-n", ns, "link", "set", taps[i], "name", "eth0")
+            ip("-n", ns, "addr", "add", f"{self.ips[i]}/{plen}", "dev", "eth0")
+            ip("-n", ns, "link", "set", "eth0", "up")
+            ip("-n", ns, "link", "set", "lo", "up")
+        self.delay_applied = True
+        self.delay_how = f"user-space delay switch ({self.delay_ms} ms per host egress; kernel has no sch_netem)"
+        return self
+
     def _delay(self) -> None:
         """`tc netem delay` on every host's egress: `delay_ms` one way, 2x between two hosts."""
         if self.delay_ms <= 0:
-            self.delay_reason = "no delay asked"
+            self.delay_how = "none asked"
             return
         for ns in self.namespaces:
             res = subprocess.run(["ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", "eth0", "root", "netem",
                                   "delay", f"{self.delay_ms}ms"], capture_output=True, text=True)
             if res.returncode != 0:
-                self.delay_reason = f"tc netem unavailable on this kernel ({res.stderr.strip()})"
+                self.delay_how = f"none: tc netem failed ({res.stderr.strip()})"
                 return
         self.delay_applied = True
+        self.delay_how = f"tc netem delay {self.delay_ms}ms on every host's eth0"
 
     def rtt_ms(self, a: int, b: int, port: int = 9) -> float | None:
         """Host a -> host b round trip in ms (a TCP connect to a closed port: SYN, then RST), None when cut."""
         code = ("import socket,sys,time\n"
-                "s=socket.socket(); s.settimeout(2); t=time.perf_counter()\n"
-                "try: s.connect((sys.argv[1], int(sys.argv[2])))\n"
-                "except ConnectionRefusedError: print((time.perf_counter()-t)*1000)\n"
-                "except OSError as e: print('cut', e)\n")
+                "for _ in range(2):  # the first also resolves the neighbour's MAC (ARP)\n"
+                "    s=socket.socket(); s.settimeout(2); t=time.perf_counter()\n"
+                "    try: s.connect((sys.argv[1], int(sys.argv[2]))); out='open'\n"
+                "    except ConnectionRefusedError: out=(time.perf_counter()-t)*1000\n"
+                "    except OSError as e: out='cut %s' % e\n"
+                "    s.close()\n"
+                "print(out)\n")
         out = self.exec(a, ["python3", "-c", code, self.ips[b], str(port)], timeout=30).stdout.strip()
-        return None if not out or out.startswith("cut") else float(out)
+        try:
+            return float(out)
+        except ValueError:  # cut (or an open port: not a measure)
+            return None
 
     def exec(self, i: int, argv: list[str], timeout: float = 120.0, **kw) -> subprocess.CompletedProcess:
         """Run argv inside host i's namespace (its processes bind host i's address)."""
@@ -179,6 +222,10 @@ class NetnsLab:
 
     def destroy(self) -> None:
         """Remove everything this lab made (the caller stops its processes first; leftovers are killed)."""
+        if self.switch is not None:
+            self.switch.kill()
+            self.switch.wait()
+            self.switch = None
         for i, ns in enumerate(self.namespaces):
             _kill_inside(ns)
             ip("link", "del", f"{self.tag}v{i}", check=False)
@@ -188,3 +235,84 @@ class NetnsLab:
         while time.monotonic() < deadline and any(ns in ip("netns", "list", check=False).stdout
                                                   for ns in self.namespaces):
             time.sleep(0.1)
+
+
+def netem_available() -> bool:
+    """Does this kernel have sch_netem? (Tried on a throwaway veth pair.)"""
+    a, b = f"{PREFIX}{os.getpid()}qa", f"{PREFIX}{os.getpid()}qb"
+    if ip("link", "add", a, "type", "veth", "peer", "name", b, check=False).returncode != 0:
+        return False
+    try:
+        return subprocess.run(["tc", "qdisc", "add", "dev", a, "root", "netem", "delay", "1ms"],
+                              capture_output=True).returncode == 0
+    finally:
+        ip("link", "del", a, check=False)
+
+
+TUNSETIFF = 0x400454CA
+IFF_TAP, IFF_NO_PI = 0x0002, 0x1000
+
+
+class DelaySwitch:
+    """A learning Ethernet switch over TAP devices: a frame from port p leaves delay[p] seconds later,
+    in order, like `tc netem delay` on that host's egress (a full output queue drops, like a link)."""
+
+    def __init__(self, taps: list[str], delays: list[float]):
+        self.fds = []
+        for name in taps:
+            fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
+            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TAP | IFF_NO_PI))
+            self.fds.append(fd)
+        self.delays = delays
+        self.where: dict[bytes, int] = {}  # MAC -> port
+        self.due: list[tuple[float, int, int, bytes]] = []  # (time, seq, in port, frame)
+        self.seq = 0
+
+    def _forward(self, port: int, frame: bytes) -> None:
+        dst, src = frame[0:6], frame[6:12]
+        self.where[src] = port
+        out = self.where.get(dst)
+        targets = [out] if out is not None and not dst[0] & 1 else [p for p in range(len(self.fds)) if p != port]
+        for p in targets:
+            if p != port:
+                try:
+                    os.write(self.fds[p], frame)
+                except OSError:  # queue full or the interface is down: dropped, as on a wire
+                    pass
+
+    def run(self) -> None:
+        sel = selectors.DefaultSelector()
+        for port, fd in enumerate(self.fds):
+            sel.register(fd, selectors.EVENT_READ, port)
+        parent = os.getppid()
+        while sel.get_map() and os.getppid() == parent:  # ends with its ports, or when the test dies
+            now = time.monotonic()
+            while self.due and self.due[0][0] <= now:
+                _, _, port, frame = heapq.heappop(self.due)
+                self._forward(port, frame)
+            timeout = min(1.0, max(0.0, self.due[0][0] - time.monotonic())) if self.due else 1.0
+            for key, _ in sel.select(timeout):
+                port = key.data
+                for _ in range(64):
+                    try:
+                        frame = os.read(key.fd, 65536)
+                    except BlockingIOError:
+                        break
+                    except OSError:  # the interface went away with its namespace
+                        sel.unregister(key.fd)
+                        break
+                    if len(frame) < 14:
+                        continue
+                    if self.delays[port] <= 0:
+                        self._forward(port, frame)
+                    else:
+                        self.seq += 1
+                        heapq.heappush(self.due, (time.monotonic() + self.delays[port], self.seq, port, frame))
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["switch"]:
+    # python -m tests.chain.netns switch DELAY_MS ROOT_TAP HOST_TAP...: the root port forwards at once
+    ms, root, *hosts = sys.argv[2:]
+    switch = DelaySwitch([root, *hosts], [0.0] + [float(ms) / 1000] * len(hosts))
+    print("ready", flush=True)
+    switch.run()
