@@ -8,7 +8,6 @@ FastAPI runs them on worker threads, and `NodeView` promises thread-safe calls.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from pathlib import Path
 from typing import Annotated, Any
@@ -115,8 +114,6 @@ def make_api(view: NodeView, metrics: ChainMetrics, max_body: int = MAX_BODY) ->
     async def _refused(request: Request, exc: EdgepocError) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, 409)
 
-    takes_with_tasks = "with_tasks" in inspect.signature(view.blocks).parameters
-
     def _not_found(what: str) -> HTTPException:
         return HTTPException(404, what)
 
@@ -140,11 +137,7 @@ def make_api(view: NodeView, metrics: ChainMetrics, max_body: int = MAX_BODY) ->
     def blocks(before: Annotated[int | None, Query(ge=1, le=2**53)] = None,
                limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 20,
                with_tasks: Annotated[bool, Query(description="Only blocks that carry tasks")] = False) -> dict:
-        if not with_tasks:
-            return {"blocks": view.blocks(before, limit)}
-        if takes_with_tasks:
-            return {"blocks": view.blocks(before, limit, with_tasks=True)}
-        return {"blocks": [b for b in view.blocks(before, MAX_LIST) if b.get("n_tasks")][:limit]}
+        return {"blocks": view.blocks(before, limit, with_tasks=with_tasks)}
 
     @app.get("/blocks/{ref}", summary="One block with its commit and hash (`latest` for the newest)")
     def block(ref: Annotated[str, PathParam(pattern=r"^(latest|[0-9]{1,15})$")]) -> dict:
