@@ -2,7 +2,14 @@
 
 Every method goes through `edgepoc.solvers.registry.solve`, so the result is re-simulated by the
 shared kernel. "auto" asks for the student (the distilled model every edge node runs, SPEC §5) and
-falls back to greedy (earliest completion time) when no student checkpoint is installed.
+falls back to greedy (earliest completion time) when no student checkpoint is installed. The bundled
+student is the general model: it serves every chain size (2-16 providers, any resource count).
+
+Every node must compute the same allocation for the same block, so a general model never runs on a
+wall-clock budget here: the node's decoder is the one-pass decode (`decode` "onepass"; the paper
+variant's names "guided"/"argmax" mean the same for a general model), or the search with its WORK
+budget (`decode` "search", the default when no decoder is named, e.g. the arbiter); `seconds` then
+does not apply. A paper-variant checkpoint (`--model`, fixed K) keeps its own decoders and `seconds`.
 """
 
 from __future__ import annotations
@@ -57,14 +64,31 @@ def make_allocator(method: str = "auto", model: str | None = None, seconds: floa
     if method == "auto" and model is None and not _bundled("student"):
         log.info("allocator: no student model installed; using %s", fallback)
         method = fallback
+
+    def general(m: str) -> bool:
+        from edgepoc.models.checkpoint import is_general, load_cached
+
+        try:
+            return is_general(load_cached(model, m)[0])
+        except EdgepocError:
+            return False  # the solve below reports what is wrong with the checkpoint
+
     def params(m: str) -> dict:
-        return {"decode": decode} if decode and m in ("student", "teacher") else {}
+        if m not in ("student", "teacher"):
+            return {}
+        if general(m):
+            return {"decode": decode if decode in ("onepass", "search") else ("search" if decode is None else "onepass")}
+        return {"decode": decode} if decode else {}
+
+    def budget(m: str) -> float | None:
+        return None if m in ("student", "teacher") and general(m) else seconds
 
     if probe is not None or method == "auto":
         target = "student" if method == "auto" else method
         test = probe if probe is not None else probe_instance(np.ones((3, 2)), np.zeros(3))
         try:
-            solve(test, target, SolveOptions(model=model, seconds=0.05, params=params(target)))
+            solve(test, target, SolveOptions(model=model, seconds=None if budget(target) is None else 0.05,
+                                             params=params(target)))
             method = target
         except EdgepocError as exc:
             if method != "auto":
@@ -72,9 +96,11 @@ def make_allocator(method: str = "auto", model: str | None = None, seconds: floa
             log.warning("allocator: the student cannot allocate this chain's blocks (%s); using %s", exc, fallback)
             method = fallback
 
+    fixed_params, fixed_seconds = params(method), budget(method)
+
     def allocate(inst: Instance, free_times: list[float]) -> np.ndarray:
-        opts = SolveOptions(seed=0, seconds=seconds, model=model, free_times=np.asarray(free_times, dtype=np.float64),
-                            params=params(method))
+        opts = SolveOptions(seed=0, seconds=fixed_seconds, model=model,
+                            free_times=np.asarray(free_times, dtype=np.float64), params=dict(fixed_params))
         return solve(inst, method, opts).assignment
 
     return allocate, method

@@ -98,10 +98,13 @@ def train_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt."),
 ) -> None:
     """Train the teacher (ResourceAllocationModel) on labelled instances; prints a JSON summary."""
+    import time
+
     from edgepoc.models.allocation import ModelConfig
     from edgepoc.models.features import FeatureConfig
     from edgepoc.models.train import TrainConfig, train_model
 
+    t0 = time.perf_counter()
     if resume and data is None and from_run is None:
         from_run = out  # a resumed generated run reuses its own labels
     train, test, record = _labelled_sets(data, test_data, test_fraction, preset, seed, count, test_count, n_tasks,
@@ -113,7 +116,10 @@ def train_cmd(
                       loss=loss, lr=lr, batch_size=batch_size, epochs=epochs, patience=patience,
                       select_on=select_on, seed=seed,
                       threads=threads, data=record)
-    print_json(train_model(train, test, cfg, out, resume=resume))
+    summary = train_model(train, test, cfg, out, resume=resume)
+    summary["train_seconds"] = summary["seconds"]
+    summary["seconds"] = time.perf_counter() - t0  # the whole command, labelling included
+    print_json(summary)
 
 
 def distill_cmd(
@@ -142,17 +148,60 @@ def distill_cmd(
     temperature: float = typer.Option(2.0, help="Softmax temperature of the soft targets."),
     threads: int = typer.Option(2),
 ) -> None:
-    """Distil a small student from a teacher checkpoint; prints a JSON summary."""
-    from edgepoc.models.checkpoint import bundled_path
+    """Distil a small student from a teacher checkpoint; prints a JSON summary.
+
+    A general teacher (the bundled one, or one from `train-general`) gives a general student trained on
+    the teacher's own decodes of the training mix (`--seed`: 1000 by default there); the data options
+    apply to a paper-variant teacher."""
+    import time
+
+    from edgepoc.models.checkpoint import bundled_path, is_general, load_model
     from edgepoc.models.distill import DistillConfig, distill
 
+    t0 = time.perf_counter()
     teacher_path = teacher or bundled_path("teacher")
+    if is_general(load_model(teacher_path, "teacher")[0]):
+        from edgepoc.models.general import student_general_config
+        from edgepoc.models.general_train import GeneralTrainConfig, distill_general
+
+        gcfg = GeneralTrainConfig(seed=seed if seed else GeneralTrainConfig.seed, threads=threads)
+        student = student_general_config(hidden=hidden, provider_hidden=rnn_hidden, pair_hidden=decoder_hidden)
+        summary = distill_general(teacher_path, out, gcfg, epochs=epochs, temperature=temperature, student=student)
+        summary["seconds"] = time.perf_counter() - t0
+        print_json(summary)
+        return
     train, test, record = _labelled_sets(data, test_data, test_fraction, preset, seed, count, test_count, n_tasks,
                                          labeler, label_seconds, label_param, from_run, out)
     cfg = DistillConfig(hidden=hidden, rnn_hidden=rnn_hidden, decoder_hidden=decoder_hidden, alpha=alpha,
                         temperature=temperature, lr=lr, batch_size=batch_size, epochs=epochs, patience=patience,
                         seed=seed, threads=threads, data=record)
-    print_json(distill(teacher_path, train, test, cfg, out))
+    summary = distill(teacher_path, train, test, cfg, out)
+    summary["distill_seconds"] = summary["seconds"]
+    summary["seconds"] = time.perf_counter() - t0  # the whole command, labelling included
+    print_json(summary)
+
+
+def train_general_cmd(
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory (config.json, labels.npz, teacher.pt, log.json)."),
+    seed: int = typer.Option(1000, help="Seed of the training mix (validation: seed + 1000)."),
+    count: int = typer.Option(200, help="Training instances (mixed families, 2-12 providers, 1-4 resources)."),
+    val_count: int = typer.Option(30, help="Validation instances (checkpoint selection)."),
+    imitation_epochs: int = typer.Option(30, help="Epochs of imitation of the GA labels."),
+    es_generations: int = typer.Option(300, help="Generations of evolution strategies on f(x)."),
+    es_pairs: int = typer.Option(16, help="Antithetic perturbation pairs per generation."),
+    hidden: int = typer.Option(64, help="Task encoder (GNN) width."),
+    gnn_layers: int = typer.Option(3),
+    threads: int = typer.Option(1, help="Torch CPU threads."),
+) -> None:
+    """Train the general teacher (any K and R): GA labels, imitation, then ES on f(x); prints a JSON summary."""
+    from edgepoc.models.general_train import GeneralTrainConfig, train_general
+
+    if min(count, val_count, es_pairs) < 1 or min(imitation_epochs, es_generations) < 0:
+        raise InputError("train-general: counts and pairs must be >= 1, epochs and generations >= 0")
+    cfg = GeneralTrainConfig(seed=seed, count=count, val_count=val_count, imitation_epochs=imitation_epochs,
+                             es_generations=es_generations, es_pairs=es_pairs, hidden=hidden, gnn_layers=gnn_layers,
+                             threads=threads)
+    print_json(train_general(out, cfg))
 
 
 def plot_cmd(
@@ -169,4 +218,5 @@ def plot_cmd(
 def register(app: typer.Typer) -> None:
     app.command("train")(train_cmd)
     app.command("distill")(distill_cmd)
+    app.command("train-general")(train_general_cmd)
     app.command("plot")(plot_cmd)

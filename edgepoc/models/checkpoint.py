@@ -24,8 +24,14 @@ FORMAT = "edgepoc-model/1"
 BUNDLED = {"teacher": "teacher.pt", "student": "student.pt"}
 
 
-def build_model(config: ModelConfig) -> nn.Module:
-    """Instantiate the class a config describes."""
+def build_model(config) -> nn.Module:
+    """Instantiate the class a config describes (the general variant, or the paper's fixed-K one)."""
+    from edgepoc.models.general import GeneralAllocationModel, GeneralConfig
+
+    if isinstance(config, GeneralConfig):
+        if config.kind not in ("teacher", "student"):
+            raise EdgepocError(f"model: unknown kind {config.kind!r} (expected teacher or student)")
+        return GeneralAllocationModel(config)
     if config.kind == "teacher":
         return ResourceAllocationModel(config)
     if config.kind == "student":
@@ -63,12 +69,25 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return doc
 
 
+def config_from_dict(d: dict):
+    """A checkpoint's config: `variant: general` (the size-free model) or the paper's fixed-K `ModelConfig`."""
+    from edgepoc.models.general import GeneralConfig
+
+    if d.get("variant") == "general":
+        return GeneralConfig.from_dict(d)
+    return ModelConfig.from_dict(d)
+
+
+def is_general(model: nn.Module) -> bool:
+    return getattr(model.config, "variant", "paper") == "general"
+
+
 def load_model(path: str | Path, expect_kind: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """`(model in eval mode, checkpoint dict)`; a student loads without its teacher."""
     doc = read_checkpoint(path)
     try:
-        config = ModelConfig.from_dict(doc["config"])
-    except (KeyError, TypeError) as exc:
+        config = config_from_dict(doc["config"])
+    except (KeyError, TypeError, AttributeError) as exc:
         raise EdgepocError(f"model: {str(path)!r} has an invalid config ({exc})") from None
     if expect_kind and config.kind != expect_kind:
         raise EdgepocError(f"model: {str(path)!r} holds a {config.kind}, expected a {expect_kind}")
@@ -83,32 +102,11 @@ def load_model(path: str | Path, expect_kind: str | None = None) -> tuple[nn.Mod
     return model, doc
 
 
-def bundled_path(kind: str, n_providers: int | None = None) -> Path:
-    """Where the checkpoint shipped in the package lives.
-
-    A model is built for a fixed provider count. `teacher.pt`/`student.pt` are for the paper's 3
-    providers; `<kind>-k<K>.pt` (e.g. `student-k4.pt`, what the nodes of the 4-node demo chain run) are
-    for K. With `n_providers`, the one for that count if shipped, else the default.
-    """
+def bundled_path(kind: str) -> Path:
+    """Where the checkpoint shipped in the package lives: ONE general teacher and ONE general student
+    (`teacher.pt`, `student.pt`) that serve every provider and resource count."""
     folder = resources.files("edgepoc.models").joinpath("bundled")
-    if n_providers is not None:
-        ref = folder.joinpath(f"{kind}-k{int(n_providers)}.pt")
-        if ref.is_file():
-            return Path(str(ref))
     return Path(str(folder.joinpath(BUNDLED[kind])))
-
-
-@lru_cache(maxsize=4)
-def bundled_provider_counts(kind: str) -> tuple[int, ...]:
-    """Provider counts the package ships a `kind` checkpoint for (3 = the default file); read once, as
-    it is asked on every solve (every block on a chain node)."""
-    folder = resources.files("edgepoc.models").joinpath("bundled")
-    counts = [3] if folder.joinpath(BUNDLED[kind]).is_file() else []
-    for entry in folder.iterdir():
-        stem = entry.name.removesuffix(".pt")
-        if entry.name.endswith(".pt") and stem.startswith(f"{kind}-k") and stem[len(kind) + 2:].isdigit():
-            counts.append(int(stem[len(kind) + 2:]))
-    return tuple(sorted(set(counts)))
 
 
 @lru_cache(maxsize=8)
@@ -121,6 +119,7 @@ def load_cached(path: str | Path | None, kind: str) -> tuple[nn.Module, dict[str
     p = Path(path) if path else bundled_path(kind)
     if not p.is_file():
         if path is None:
-            raise EdgepocError(f"model: no bundled {kind} in this install; pass --model CKPT")
+            maker = "edgepoc distill" if kind == "student" else "edgepoc train-general"
+            raise EdgepocError(f"model: no bundled {kind} in this install; make one with `{maker}` and pass --model CKPT")
         raise EdgepocError(f"model: checkpoint {str(p)!r} does not exist")
     return _cached(str(p.resolve()), p.stat().st_mtime, kind)

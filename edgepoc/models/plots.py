@@ -22,6 +22,9 @@ def _plt():
     return plt
 
 
+VARIANT = "paper variant: fixed-K ResourceAllocationModel (`edgepoc train`)"  # SPEC §4: each figure says which
+
+
 def _series(rows: list[dict], key: str, source: str) -> np.ndarray:
     if not rows or key not in rows[0]:
         raise EdgepocError(f"plot: {source} has no column {key!r}")
@@ -34,7 +37,7 @@ def _line(path: Path, x, ys: dict[str, np.ndarray], title: str, ylabel: str, xla
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for label, y in ys.items():
         ax.plot(x, y, label=label, linestyle="--" if "label" in label or "teacher" in label else "-")
-    ax.set_title(title)
+    ax.set_title(f"{title}\n({VARIANT})", fontsize=10)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if logy:
@@ -68,7 +71,7 @@ def _actions(path: Path, p: np.ndarray, label: np.ndarray, title: str) -> Path:
     ax.scatter(idx, p.argmax(axis=1), s=4, label="model action (argmax P)")
     ax.scatter(idx, label + 0.15, s=4, alpha=0.5, label="label (meta strategy), offset +0.15")
     ax.set_yticks(range(p.shape[1]), [f"provider {k}" for k in range(p.shape[1])])
-    ax.set_title(title)
+    ax.set_title(f"{title}\n({VARIANT})", fontsize=10)
     ax.set_xlabel("task (arrival order)")
     ax.set_ylabel("chosen provider")
     ax.legend(loc="upper right", fontsize=8)

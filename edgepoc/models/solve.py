@@ -1,8 +1,10 @@
 """`teacher` and `student` as registered allocation methods (`edgepoc solve --method teacher`).
 
-`options.model` is a checkpoint path (None: the one bundled in the package); `options.params`
-takes the decoder settings (`decode=argmax|guided|sample|search`, `budget_ms`, `samples`, ...);
-`options.seconds` is the decoder's time budget when `budget_ms` is not given.
+`options.model` is a checkpoint path (None: the one bundled in the package: the general model, any
+K and R). A general checkpoint takes `decode=onepass|search` (default `search`), `sweeps` (the search's
+work budget), `budget_ms` or `--seconds` (a wall-clock budget instead, explicit only), `kick_fraction`,
+`swap_window`, `temperature`. A paper-variant checkpoint (fixed K, `edgepoc train`) takes the decoder
+settings of `edgepoc.models.decode` (`decode=argmax|guided|sample|search`, `budget_ms`, ...).
 """
 
 from __future__ import annotations
@@ -15,9 +17,13 @@ import torch
 
 from edgepoc.game.instance import Instance
 from edgepoc.errors import InputError
-from edgepoc.models.checkpoint import bundled_path, bundled_provider_counts, load_cached
+from edgepoc.game.kernel import greedy_assignment
+from edgepoc.models.checkpoint import is_general, load_cached
 from edgepoc.models.decode import DecodeOptions, decode
 from edgepoc.models.features import to_graph
+from edgepoc.models.onepass import SEARCH_KEYS, onepass, search, search_options, softmax_weights
+
+GENERAL_DECODERS = ("onepass", "search")
 
 
 def model_probabilities(model, inst: Instance, free_times=None) -> np.ndarray:
@@ -34,15 +40,38 @@ def warm_decoders() -> None:
     decode(inst, np.full((2, 2), 0.5), DecodeOptions("search", budget_s=0.0))
 
 
+def solve_general(model, instance: Instance, options) -> tuple[np.ndarray, dict]:
+    """One-pass decode of a general model, then (default) the work-budgeted search from it."""
+    from edgepoc.models.general import embedding
+
+    params = dict(options.params)
+    method = str(params.pop("decode", "search"))
+    if method not in GENERAL_DECODERS:
+        raise InputError(f"decode: expected one of {', '.join(GENERAL_DECODERS)}, got {method!r}")
+    unknown = set(params) - SEARCH_KEYS
+    if unknown:
+        raise InputError(f"--param: unknown model setting(s) {sorted(unknown)}; known: decode, {', '.join(sorted(SEARCH_KEYS))}")
+    opts = search_options(params, options.seconds, options.seed)
+    t0 = time.perf_counter()
+    emb = embedding(model, instance)
+    infer = time.perf_counter() - t0
+    x, total, scores = onepass(instance, emb, model.head(), options.free_times, keep_scores=method == "search")
+    info = {"decode": "onepass", "onepass_latency": total, "inference_seconds": infer,
+            "onepass_seconds": time.perf_counter() - t0}
+    if method == "search":
+        g, _ = greedy_assignment(instance, options.free_times)
+        weights = softmax_weights(scores, (instance.n_tasks, instance.n_providers), opts.temperature)
+        x, extra = search(instance, [("onepass", x), ("greedy", g)], weights, opts, options.free_times)
+        info.update(extra)
+    return x, info
+
+
 def _solve(kind: str, instance: Instance, options) -> tuple[np.ndarray, dict]:
-    path = options.model
-    counts = bundled_provider_counts(kind) if path is None else ()
-    if counts:  # the bundled model for this provider count (none bundled: load_cached names the missing file)
-        if instance.n_providers not in counts:
-            raise InputError(f"model: no bundled {kind} for {instance.n_providers} providers (bundled: "
-                             f"{', '.join(map(str, counts))}); train one with `edgepoc train` and pass --model")
-        path = bundled_path(kind, instance.n_providers)
-    model, doc = load_cached(path, kind)
+    model, doc = load_cached(options.model, kind)
+    if is_general(model):
+        x, info = solve_general(model, instance, options)
+        info["model"] = options.model or f"bundled {kind}"
+        return x, info
     warm_decoders()
     opts = DecodeOptions.from_params(dict(options.params), options.seconds, options.seed)
     t0 = time.perf_counter()

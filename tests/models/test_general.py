@@ -1,0 +1,134 @@
+"""The bundled general teacher and student: every market size, deterministic, and better than greedy.
+
+Held-out instances only: the models were trained on the training mix of seed 1000 and selected on
+seed 2000; these tests use seed 5000 (the benchmarks' held-out seed) and up.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgepoc.game.generators import alibaba, paper, varied
+from edgepoc.game.kernel import greedy_assignment, simulate
+from edgepoc.models.allocation import count_parameters
+from edgepoc.models.checkpoint import bundled_path, is_general, load_cached
+from edgepoc.models.general_train import GeneralTrainConfig, distill_general, mixed_instance, train_general
+from edgepoc.models.onepass import Head, onepass
+from edgepoc.solvers.registry import SolveOptions, solve
+from edgepoc.solvers.rollout import rollout_assignment
+
+HELD_OUT = 5000
+
+
+def _onepass(kind: str, inst, free_times=None) -> np.ndarray:
+    return solve(inst, kind, SolveOptions(params={"decode": "onepass"}, free_times=free_times)).assignment
+
+
+@pytest.mark.parametrize("kind", ["teacher", "student"])
+def test_bundled_models_are_general(kind):
+    model, _ = load_cached(None, kind)
+    assert is_general(model)
+    assert bundled_path(kind).name == f"{kind}.pt"
+    assert not list(bundled_path(kind).parent.glob("*-k*.pt")), "per-K bundles are gone: one teacher, one student"
+
+
+@pytest.mark.parametrize("kind", ["teacher", "student"])
+def test_every_market_size_decodes(kind):
+    """2-16 providers x 1-4 resources, with and without initial queues."""
+    for k in range(2, 17):
+        for r in range(1, 5):
+            inst = paper(HELD_OUT + k, r, n_tasks=25, providers=k, resources=r)
+            free = np.linspace(0.0, 1.0, k) if (k + r) % 2 else None
+            x = _onepass(kind, inst, free)
+            assert x.shape == (25,) and x.min() >= 0 and x.max() < k
+
+
+def test_decoding_is_deterministic():
+    inst = varied(HELD_OUT, 3, n_tasks=400, providers=6)
+    for kind in ("teacher", "student"):
+        a, b = _onepass(kind, inst), _onepass(kind, inst)
+        assert np.array_equal(a, b)
+        # the search's default budget is work (sweeps), not wall clock: same input, same allocation
+        s1 = solve(inst, kind, SolveOptions(seed=4))
+        s2 = solve(inst, kind, SolveOptions(seed=4))
+        assert np.array_equal(s1.assignment, s2.assignment) and s1.extra["budget"].endswith("sweeps")
+    c1, c2 = solve(inst, "search", SolveOptions(seed=1)), solve(inst, "search", SolveOptions(seed=1))
+    assert np.array_equal(c1.assignment, c2.assignment)
+
+
+def _held_out_families():
+    return [paper(HELD_OUT, i, n_tasks=500, providers=k) for i, k in enumerate((3, 5, 8))] + \
+           [varied(HELD_OUT, i, providers=k) for i, k in enumerate((2, 4, 12))] + \
+           [alibaba(HELD_OUT, i, n_tasks=500, providers=k) for i, k in enumerate((3, 6))]
+
+
+@pytest.mark.parametrize("kind", ["teacher", "student"])
+def test_onepass_beats_greedy_and_matches_rollout_on_held_out_instances(kind):
+    ratios_greedy, ratios_rollout = [], []
+    for inst in _held_out_families():
+        f = simulate(inst, _onepass(kind, inst))
+        ratios_greedy.append(f / greedy_assignment(inst)[1])
+        ratios_rollout.append(f / simulate(inst, rollout_assignment(inst)))
+    assert np.mean(ratios_greedy) < 0.9, ratios_greedy
+    assert max(ratios_greedy) < 1.0, ratios_greedy
+    assert np.mean(ratios_rollout) < 1.0, ratios_rollout
+
+
+def test_student_is_small_and_close_to_the_teacher():
+    teacher, _ = load_cached(None, "teacher")
+    student, _ = load_cached(None, "student")
+    assert count_parameters(student) <= 0.10 * count_parameters(teacher)
+    t = [simulate(i, _onepass("teacher", i)) for i in _held_out_families()]
+    s = [simulate(i, _onepass("student", i)) for i in _held_out_families()]
+    assert np.mean(np.array(s) / np.array(t)) <= 1.03
+
+
+def test_search_beats_its_start_and_the_control_is_never_worse_than_greedy():
+    inst = paper(HELD_OUT, 9, n_tasks=300, providers=4)
+    res = solve(inst, "teacher", SolveOptions(params={"sweeps": 10}))
+    assert res.total_latency <= res.extra["onepass_latency"] + 1e-9
+    control = solve(inst, "search", SolveOptions(params={"sweeps": 10}))
+    assert control.total_latency <= greedy_assignment(inst)[1] + 1e-9
+    assert control.extra["sweeps"] <= 10
+
+
+def test_rollout_prior_is_the_rollout_method():
+    """An untrained head (zero corrections) decides exactly as the pilot method does."""
+    inst = varied(HELD_OUT, 5, n_tasks=200, providers=5)
+    x, total, _ = onepass(inst, np.zeros((200, 5, 4)), Head.rollout_prior(4))
+    assert np.array_equal(x, rollout_assignment(inst)) and total == simulate(inst, x)
+
+
+def test_bad_decoder_settings_are_one_line_errors():
+    from edgepoc.errors import InputError
+
+    inst = paper(HELD_OUT, 0, n_tasks=20)
+    with pytest.raises(InputError, match="decode"):
+        solve(inst, "teacher", SolveOptions(params={"decode": "argmax"}))
+    with pytest.raises(InputError, match="unknown model setting"):
+        solve(inst, "student", SolveOptions(params={"bogus": 1}))
+
+
+def test_training_and_distillation_run_end_to_end(tmp_path):
+    """A tiny run of the real pipeline (GA labels, imitation, ES on f(x), distillation)."""
+    cfg = GeneralTrainConfig(count=3, val_count=2, imitation_epochs=1, es_generations=2, es_pairs=2, es_batch=2,
+                             label_generations=1, hidden=8, gnn_layers=1)
+    meta = train_general(tmp_path, cfg, show=False)
+    assert (tmp_path / "teacher.pt").is_file() and meta["val_ratio_to_rollout"] <= meta["imitation_val_ratio"] + 1e-12
+    dmeta = distill_general(tmp_path / "teacher.pt", tmp_path, cfg, epochs=1, show=False)
+    assert (tmp_path / "student.pt").is_file() and dmeta["params"] < dmeta["teacher_params"]
+    inst = mixed_instance(HELD_OUT, 4)
+    x = solve(inst, "student", SolveOptions(model=str(tmp_path / "student.pt"), params={"decode": "onepass"}))
+    assert x.assignment.shape == (inst.n_tasks,)
+
+
+def test_a_missing_bundle_names_the_command_that_makes_one(monkeypatch, tmp_path):
+    from edgepoc.errors import EdgepocError
+    from edgepoc.models import checkpoint
+
+    monkeypatch.setattr(checkpoint, "bundled_path", lambda kind: tmp_path / f"{kind}.pt")
+    with pytest.raises(EdgepocError, match="edgepoc distill"):
+        checkpoint.load_cached(None, "student")
+    with pytest.raises(EdgepocError, match="edgepoc train-general"):
+        checkpoint.load_cached(None, "teacher")
