@@ -147,6 +147,7 @@ def distill_cmd(
     alpha: float = typer.Option(0.7, help="Weight of the soft-target term (1 - alpha on the labels)."),
     temperature: float = typer.Option(2.0, help="Softmax temperature of the soft targets."),
     threads: int = typer.Option(2),
+    es_generations: int = typer.Option(300, help="General teacher only: ES generations on the student's head."),
 ) -> None:
     """Distil a small student from a teacher checkpoint; prints a JSON summary.
 
@@ -164,7 +165,8 @@ def distill_cmd(
         from edgepoc.models.general import student_general_config
         from edgepoc.models.general_train import GeneralTrainConfig, distill_general
 
-        gcfg = GeneralTrainConfig(seed=seed if seed else GeneralTrainConfig.seed, threads=threads)
+        gcfg = GeneralTrainConfig(seed=seed if seed else GeneralTrainConfig.seed, threads=threads,
+                                  es_generations=es_generations)
         student = student_general_config(hidden=hidden, provider_hidden=rnn_hidden, pair_hidden=decoder_hidden)
         summary = distill_general(teacher_path, out, gcfg, epochs=epochs, temperature=temperature, student=student)
         summary["seconds"] = time.perf_counter() - t0
