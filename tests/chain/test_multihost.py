@@ -129,6 +129,16 @@ class MultiHost:
             time.sleep(0.2)
         raise AssertionError(f"nodes {list(nodes)} not at height {height} after {timeout:.0f} s: {self.heights()}")
 
+    def settled(self, quiet: float = 2.0, timeout: float = 15.0) -> dict[int, int]:
+        """The heights once no node has moved for `quiet` seconds."""
+        last, since, t0 = self.heights(), time.monotonic(), time.monotonic()
+        while time.monotonic() - since < quiet and time.monotonic() - t0 < timeout:
+            time.sleep(0.25)
+            now = self.heights()
+            if now != last:
+                last, since = now, time.monotonic()
+        return last
+
     def submit(self, node: int, count: int) -> list[str]:
         batches = random_batches(count, 2, self.key, self.chain_id, self.nonce, seed=self.nonce, batch=50)
         self.nonce += count
@@ -270,8 +280,7 @@ def test_partition_isolating_one_node(mh):
 def test_split_two_two_stops_commits_until_healed(mh):
     mh.lab.partition([0, 1], [2, 3])
     try:
-        time.sleep(2.0)  # a block whose precommits were already on the wire may still land
-        frozen = mh.heights()
+        frozen = mh.settled()  # a block whose precommits were already on the wire may still land
         ids = mh.submit(0, 200) + mh.submit(3, 200)  # accepted into each side's mempool
         time.sleep(8.0)
         during = mh.heights()
