@@ -55,9 +55,14 @@ class ChainState:
 
     @property
     def hash(self) -> str:
-        """The app hash: SHA-256 of the canonical state (its `last_hash` excluded: that is the block's own)."""
+        """The app hash: SHA-256 of what blocks change (queues, scores, rewards, penalties, task count).
+
+        Height, block hash and time are the block header's, not the state's: an empty block leaves the
+        app hash as it was, so CometBFT (create_empty_blocks = false) needs no proof block for it and an
+        idle chain stays quiet instead of committing empty blocks back to back."""
         d = self.to_dict()
-        d.pop("last_hash")
+        for k in ("last_hash", "height", "last_time"):
+            d.pop(k)
         return sha256_hex(canonical(d))
 
 

@@ -86,10 +86,11 @@ def network_up(dir: Path = typer.Option(DEFAULT_DIR, "--dir"), wait: float = typ
     load_network, up, wait_ready = net.load_network, net.up, net.wait_ready
     t0 = time.monotonic()
     pids = up(dir)
+    bundle = "this_host" in load_network(dir)  # one machine's share of a multi-host network
     typer.echo("started: " + ", ".join(f"{k} (pid {v})" for k, v in pids.items())
-               + f"; waiting up to {wait:.0f} s for their APIs ...", err=True)
-    wait_ready(dir, wait)
-    nodes = load_network(dir)["nodes"]
+               + f"; waiting up to {wait:.0f} s for them{'' if bundle else ' to be in consensus'} ...", err=True)
+    wait_ready(dir, wait, in_consensus=not bundle)
+    nodes = net.local_nodes(dir)
     typer.echo(f"up: {len(nodes)} nodes ready in {time.monotonic() - t0:.1f} s; explorer: {nodes[0]['api']}/explorer/ "
                f"(every node serves one)", err=True)
 

@@ -439,6 +439,7 @@ class PocApplication:
                 return pb.CommitResponse()
             after, record, rows, evidence, txs = self.staged
             now = time.time()
+            since = None if self.last_commit_time is None else now - self.last_commit_time
             record["committed_at"] = now
             self.store.save_block(after, record, rows, evidence, txs)
             self.state, self.staged = after, None
@@ -446,7 +447,8 @@ class PocApplication:
             for r in rows:
                 self.pending.pop(r[0], None)
             if self.metrics is not None:
-                self.metrics.block_committed(after.height, len(rows), None, None)
+                # rounds: CometBFT tells the round of the previous height's commit (decided_last_commit)
+                self.metrics.block_committed(after.height, len(rows), record["last_commit"]["round"] + 1, since)
                 self.metrics.contributions({v.name: s for v, s in zip(self.genesis.validators, after.scores)},
                                            {v.name: p for v, p in zip(self.genesis.validators, record["powers"])})
             if rows:

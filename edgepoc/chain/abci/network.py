@@ -140,9 +140,11 @@ def init_network(folder: Path, nodes: int = 4, base_port: int = 26600, seed: int
         peers = ",".join(f"{ids[j]}@{node_hosts[j]}:{ports[j][0]}" for j in range(nodes) if j != i)
         cfg = (cmt / "config" / "config.toml").read_text()
         for section, key, value in [
-            ("", "moniker", f"node{i}"), ("", "proxy_app", f"{host}:{abci}"), ("", "abci", "grpc"),
+            # ABCI and RPC stay on loopback: cometbft and its app share a machine, and neither may be
+            # reachable from outside (anyone on the ABCI port could call FinalizeBlock); p2p and the API face out.
+            ("", "moniker", f"node{i}"), ("", "proxy_app", f"127.0.0.1:{abci}"), ("", "abci", "grpc"),
             ("", "log_level", "info"),
-            ("rpc", "laddr", f"tcp://{host}:{rpc}"), ("rpc", "max_body_bytes", 16 << 20),
+            ("rpc", "laddr", f"tcp://127.0.0.1:{rpc}"), ("rpc", "max_body_bytes", 16 << 20),
             ("rpc", "max_open_connections", 2000),
             ("p2p", "laddr", f"tcp://{host}:{p2p}"), ("p2p", "persistent_peers", peers),
             ("p2p", "addr_book_strict", False), ("p2p", "allow_duplicate_ip", True), ("p2p", "pex", False),
@@ -171,7 +173,7 @@ def init_network(folder: Path, nodes: int = 4, base_port: int = 26600, seed: int
                    "byzantine": (byzantine or {}).get(i, [])}
         (home / "app.json").write_text(json.dumps(app_cfg, indent=2) + "\n")
         doc["nodes"].append({"name": f"node{i}", "home": f"node{i}", "address": genesis.validators[i].address,
-                             "host": host, "api": f"http://{host}:{api}", "rpc": f"http://{host}:{rpc}",
+                             "host": host, "api": f"http://{host}:{api}", "rpc": f"http://127.0.0.1:{rpc}",
                              "peer_port": p2p, "abci_port": abci, "node_id": ids[i]})
     arb = folder / "arbiter"
     arb.mkdir(exist_ok=True)
@@ -302,24 +304,45 @@ def _reap(pid: int) -> None:
         pass
 
 
+def local_nodes(folder: Path) -> list[dict]:
+    """The nodes whose homes this folder holds (all of them, or one host's bundle's)."""
+    return [n for n in load_network(folder)["nodes"] if (Path(folder) / n["home"] / "app.json").exists()]
+
+
+def has_arbiter(folder: Path) -> bool:
+    return (Path(folder) / "arbiter" / "config.json").exists()
+
+
 def up(folder: Path, env: dict[str, str] | None = None) -> dict[str, int]:
-    doc = load_network(folder)
-    pids = {"arbiter": start_member(folder, "arbiter", env)}
-    for n in doc["nodes"]:
+    """Start the arbiter (if this folder holds it) and every node this folder holds."""
+    pids = {"arbiter": start_member(folder, "arbiter", env)} if has_arbiter(folder) else {}
+    for n in local_nodes(folder):
         pids[n["name"]] = start_member(folder, n["name"], env)
     return pids
 
 
 def down(folder: Path) -> list[str]:
-    doc = load_network(folder)
-    return [name for name in [n["name"] for n in doc["nodes"]] + ["arbiter"] if stop_member(folder, name)]
+    names = [n["name"] for n in local_nodes(folder)] + (["arbiter"] if has_arbiter(folder) else [])
+    return [name for name in names if stop_member(folder, name)]
 
 
 def status(folder: Path, timeout: float = 2.0) -> list[dict]:
+    """Each node of the network; nodes on other hosts (a bundle) are asked over their API, pid unknown."""
     doc = load_network(folder)
     rows = []
     for n in doc["nodes"]:
-        pid = _pid(Path(folder) / n["home"] / "node.pid")
+        local = (Path(folder) / n["home"] / "app.json").exists()
+        pid = _pid(Path(folder) / n["home"] / "node.pid") if local else None
+        if not local:
+            client = HttpClient(n["api"], timeout=timeout)
+            try:
+                row = {"name": n["name"], "pid": None, "api": n["api"], **client.get("/status")}
+            except EdgepocError as exc:
+                row = {"name": n["name"], "pid": None, "api": n["api"], "error": str(exc)}
+            finally:
+                client.close()
+            rows.append(row)
+            continue
         row: dict[str, Any] = {"name": n["name"], "pid": pid, "api": n["api"]}
         if pid is not None:
             client = HttpClient(n["api"], timeout=timeout)
@@ -334,12 +357,13 @@ def status(folder: Path, timeout: float = 2.0) -> list[dict]:
 
 
 def wait_ready(folder: Path, timeout: float = 90.0, names: list[str] | None = None, height: int = 1,
-               arbiter: bool = False) -> None:
+               arbiter: bool = False, in_consensus: bool = True) -> None:
     """Block until the named nodes (default: all) answer /status at `height` or more with CometBFT past block
-    sync (it refuses transactions while catching up), and with `arbiter` the arbiter answers; or raise."""
+    sync (it refuses transactions while catching up), and with `arbiter` the arbiter answers; or raise.
+    `in_consensus=False`: only until their APIs answer (one host's bundle cannot commit alone)."""
     doc = load_network(folder)
-    todo = {n["name"]: n for n in doc["nodes"] if names is None or n["name"] in names}
-    if arbiter:  # nodes do not need it to start: it loads the teacher (torch), slow on a busy host
+    todo = {n["name"]: n for n in local_nodes(folder) if names is None or n["name"] in names}
+    if arbiter and has_arbiter(folder):  # nodes do not need it to start: it loads the teacher (torch), slow on a busy host
         todo["arbiter"] = {"home": "arbiter", "api": doc["arbiter"]["url"], "role": "arbiter"}
     deadline = time.monotonic() + timeout
     while todo and time.monotonic() < deadline:
@@ -361,7 +385,7 @@ def wait_ready(folder: Path, timeout: float = 90.0, names: list[str] | None = No
             client = HttpClient(n["api"], timeout=3.0)
             try:
                 st = client.get("/status")
-                if st["height"] >= height and st.get("catching_up") is False:  # cometbft is in consensus
+                if not in_consensus or (st["height"] >= height and st.get("catching_up") is False):
                     del todo[name]
             except EdgepocError:
                 pass

@@ -128,7 +128,7 @@ class CometNodeView:
         self.address = address
         self.genesis = app.genesis
         self.names = [v.name for v in self.genesis.validators]
-        self.rpc = RpcClient(config.host, config.rpc_port)
+        self.rpc = RpcClient("127.0.0.1", config.rpc_port)  # cometbft's RPC listens on loopback only
         self.started = time.time()
 
     def _unix(self, clock: float) -> float:
@@ -372,10 +372,10 @@ def run_node(home: Path) -> None:
     from edgepoc.chain.abci.proto import grpc_pb
 
     grpc_pb.add_ABCIServiceServicer_to_server(_servicer(app), server)
-    if server.add_insecure_port(f"{config.host}:{config.abci_port}") == 0:
-        raise EdgepocError(f"node {config.name}: cannot listen on {config.host}:{config.abci_port} for ABCI")
+    if server.add_insecure_port(f"127.0.0.1:{config.abci_port}") == 0:  # cometbft only, on this machine
+        raise EdgepocError(f"node {config.name}: cannot listen on 127.0.0.1:{config.abci_port} for ABCI")
     server.start()
-    log.info("node %s (%s): ABCI gRPC on %s:%d, allocator %s, at height %d%s", config.name, address[:8], config.host,
+    log.info("node %s (%s): ABCI gRPC on 127.0.0.1:%d, allocator %s, at height %d%s", config.name, address[:8],
              config.abci_port, app.allocator_name, app.state.height,
              f"; BYZANTINE {sorted(app.byzantine)}" if app.byzantine else "")
     out = open(home / "cometbft.log", "ab")

@@ -1,4 +1,4 @@
-"""The application's store: SQLite (WAL, synchronous=FULL), one transaction per committed block.
+"""The application's store: SQLite (WAL), one transaction per committed block.
 
 CometBFT keeps the blocks and their commits; this store keeps what they mean: the state after every
 height (queues, scores, rewards, penalties), the block records the API serves, the task index and
@@ -44,7 +44,11 @@ class AppStore:
         db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=30)
         if not self.readonly:
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
+            # NORMAL: a block's transaction is atomic, but an OS crash may roll back the last few. That is
+            # safe here: CometBFT fsyncs its blocks and WAL, and at restart replays every block above the
+            # height Info reports from this store. FULL (an fsync per block) cost Commit ~40 % of the
+            # app's time at 10,000 offered tasks/s.
+            db.execute("PRAGMA synchronous=NORMAL")
         return db
 
     @property
