@@ -160,8 +160,10 @@ class GeneralAllocationModel(nn.Module):
     def embed_inputs(self, tasks, edges, providers, pairs) -> torch.Tensor:
         h = self.tasks(tasks, edges)  # (n, hidden)
         g = self.providers(providers)  # (K, provider_hidden)
-        z = self.pair_task(h)[:, None, :] + self.pair_provider(g)[None, :, :] + self.pair_static(pairs)
-        return self.pair_out(torch.relu(z))  # (n, K, head_hidden)
+        z = self.pair_static(pairs)  # (n, K, pair_hidden); in place from here: the (n, K) tensors dominate the cost
+        z += self.pair_task(h)[:, None, :]
+        z += self.pair_provider(g)[None, :, :]
+        return self.pair_out(z.relu_())  # (n, K, head_hidden)
 
     def embed(self, inst: Instance) -> torch.Tensor:
         return self.embed_inputs(**self.inputs(inst))
