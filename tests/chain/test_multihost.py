@@ -1,10 +1,11 @@
 """The chain as a real multi-host network: 4 provider nodes in 4 network namespaces on a bridge.
 
-`edgepoc network init --hosts <4 IPs>` writes one bundle per host; each node (its app process and its
-cometbft child) is started inside its host's namespace from that host's bundle with
-`ip netns exec <ns> edgepoc network start node<i> --dir <bundle>`, so it binds only that host's address
-and reaches its peers across the bridge, every host's frames delayed 20 ms (`tc netem`, or where the
-kernel lacks sch_netem a user-space switch that does the same: see tests/chain/netns.py).
+`edgepoc network init --hosts <4 IPs>` writes one bundle per host; each host's node (its app process
+and its cometbft child) and, on the first, the arbiter are started inside the host's namespace from its
+bundle with `ip netns exec <ns> edgepoc network up --dir <bundle>` (restarts: `network start node<i>`),
+so they bind that host's address and reach their peers across the shared link, every host's frames
+delayed 20 ms (`tc netem`, or where the kernel lacks sch_netem a user-space switch that does the same:
+see tests/chain/netns.py).
 
 One network runs the scenarios in order (CI time): steady commits; a partition isolating one node; a
 2/2 split (no commits while split, commits again within 20 s of healing); SIGKILL and restart of one
@@ -71,6 +72,15 @@ class MultiHost:
         with ThreadPoolExecutor(len(names)) as pool:
             for name, res in zip(names, pool.map(one, names)):
                 assert res.returncode == 0, f"{name}: {res.stderr}"
+
+    def up_hosts(self) -> None:
+        """`edgepoc network up --dir <bundle>` on every host at once, as each operator would run it."""
+        with ThreadPoolExecutor(NODES) as pool:
+            done = list(pool.map(lambda i: self.lab.exec(i, [*EDGEPOC, "network", "up", "--dir", str(self.bundles[i]),
+                                                             "--wait", "120"], timeout=180), range(NODES)))
+        for i, res in enumerate(done):
+            assert res.returncode == 0, f"host {i}: {res.stderr[-500:]}"
+        assert "arbiter" in done[0].stderr and "arbiter" not in done[1].stderr  # only the first bundle holds it
 
     def kill(self, i: int) -> None:
         assert network.stop_member(self.bundles[i], f"node{i}", kill=True), f"node{i} was not running"
@@ -219,8 +229,7 @@ def mh(tmp_path_factory):
         lab.create()
         net = MultiHost(tmp_path_factory.mktemp("multihost") / "net", lab)
         t0 = time.monotonic()
-        net.start(["arbiter"])
-        net.start([f"node{i}" for i in range(NODES)])
+        net.up_hosts()
         net.wait_ready()
         TIMINGS["up"] = time.monotonic() - t0
         yield net
@@ -236,7 +245,7 @@ def test_bundles_bind_each_host_and_links_carry_the_delay(mh):
     for i, n in enumerate(mh.doc["nodes"]):
         assert n["host"] == mh.lab.ips[i] and n["api"].startswith(f"http://{mh.lab.ips[i]}:")
         cfg = (mh.home(i) / "cometbft" / "config" / "config.toml").read_text()
-        assert f'laddr = "tcp://{mh.lab.ips[i]}:' in cfg  # p2p and RPC bind the host's own address
+        assert f'laddr = "tcp://{mh.lab.ips[i]}:' in cfg  # p2p binds the host's own address (ABCI, RPC: loopback)
         assert not (mh.bundles[i] / f"node{(i + 1) % NODES}").exists()  # a bundle holds its own host's node only
     deadline = time.monotonic() + 60  # every node sees every other across the bridge (peers dial with backoff)
     while True:
