@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test bench clean
+.PHONY: install browser demo test bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,10 +29,15 @@ $(ABCI_GEN): edgepoc/chain/abci/genproto.py $(COMETBFT_STAMP)
 
 install: $(BIN)/.installed $(COMETBFT_STAMP) $(ABCI_GEN)
 
-demo: install
+demo: install browser
 	$(BIN)/edgepoc demo
 
-test: install
+# Debian's headless Chromium, for the explorer's browser test (never a browser download).
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } \
+	  || echo "note: install Debian's chromium (apt-get install chromium) to run the explorer's browser test"
+
+test: install browser
 	$(BIN)/python -m pytest
 
 bench: install
