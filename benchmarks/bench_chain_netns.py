@@ -144,8 +144,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "bench_chain_netns.md")
     args = ap.parse_args()
     why = unavailable()
-    if why:
-        sys.exit(f"error: bench_chain_netns: {why}")
+    if why:  # `make bench` as a normal user: say so and leave the other benchmarks running
+        print(f"bench_chain_netns: skipped: {why}", file=sys.stderr)
+        return
     cfg = BenchConfig(nodes=[args.nodes], rates=args.rates, seconds=args.seconds, allocator=args.allocator)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     t0 = time.time()
