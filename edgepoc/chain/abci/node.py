@@ -241,15 +241,11 @@ class CometNodeView:
 
     def history(self, limit: int) -> list[dict]:
         out = []
-        for rec in reversed(self.app.store.blocks(None, limit, with_tasks=True)):
-            st = self.app.store.state(rec["height"])
-            if st is None:
-                continue
-            out.append({"height": rec["height"], "time": self._unix(rec["time"]),
-                        "proposer": rec.get("proposer_name") or rec["proposer"],
-                        "scores": dict(zip(self.names, st.scores)), "powers": dict(zip(self.names, rec["powers"])),
+        for h, t, proposer, powers, st in reversed(self.app.store.history(limit)):
+            out.append({"height": h, "time": self._unix(t), "proposer": proposer,
+                        "scores": dict(zip(self.names, st.scores)), "powers": dict(zip(self.names, powers)),
                         "rewards": dict(zip(self.names, st.balances)), "penalties": dict(zip(self.names, st.penalties)),
-                        "backlog": {n: max(0.0, f - rec["time"]) for n, f in zip(self.names, st.free_times)}})
+                        "backlog": {n: max(0.0, f - t) for n, f in zip(self.names, st.free_times)}})
         return out
 
     def evidence(self) -> list[dict]:

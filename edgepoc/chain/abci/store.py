@@ -105,6 +105,16 @@ class AppStore:
         row = self._r.execute("SELECT txs FROM blocks WHERE height=?", (height,)).fetchone()
         return [t.encode() for t in json.loads(row[0])] if row else None
 
+    def history(self, limit: int) -> list[tuple]:
+        """(height, time, proposer name, powers, state) of the last `limit` blocks with tasks, newest first;
+        SQLite picks the few fields out of each block body (no task lists through Python)."""
+        rows = self._r.execute(
+            "SELECT b.height, b.time, json_extract(b.body, '$.proposer_name'), json_extract(b.body, '$.powers'), "
+            "s.body FROM blocks b JOIN states s ON s.height = b.height WHERE b.n_tasks > 0 "
+            "ORDER BY b.height DESC LIMIT ?", (limit,)).fetchall()
+        return [(h, t, name, json.loads(powers), ChainState.from_dict(json.loads(st)))
+                for h, t, name, powers, st in rows]
+
     def committed_ids(self, ids: list[str]) -> set[str]:
         out: set[str] = set()
         for i in range(0, len(ids), 900):
