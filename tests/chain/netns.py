@@ -1,4 +1,4 @@
-"""Four "hosts" on one machine: Linux network namespaces on a bridge, with link delay and partitions.
+"""Four "hosts" on one machine: Linux network namespaces on one link, with link delay and partitions.
 
 Each namespace gets one veth whose peer is a port of a bridge in the root namespace; the bridge holds
 one more address, so the test (in the root namespace) reaches every host like an operator would.
@@ -6,12 +6,15 @@ Everything is named after the creating pid (`epc<pid>...`): a crashed run leaves
 removes (`remove_stale`) and never blocks it.
 
 Link delay: `tc netem delay` on every host's interface when the kernel has sch_netem. Kernels built
-without it (this project's CI VMs) get the same links from a user-space switch instead: each host's
-interface is a TAP device whose frames a small switch process (`DelaySwitch`, MAC learning, run as
-`python -m tests.chain.netns switch ...`) forwards after the delay. `delay_how` says which. Partitions: blackhole routes inside the
-namespaces (iproute2 only, no iptables/nft needed): packets to the other side vanish like on a cut
-link, TCP connections stay open and resume when the routes go, while the bridge address stays reachable
-so the test can still watch an isolated host.
+without it (the VM this was written and measured on) get the same link from a user-space switch
+instead of the bridge: each host's interface is a TAP device whose frames a small switch process
+(`DelaySwitch`, MAC learning, `python -m tests.chain.netns switch ...`) forwards after the delay; the
+root namespace has its own port. `delay_how` says which was used.
+
+Partitions: blackhole routes inside the namespaces (iproute2 only; no iptables/nft needed): packets
+to the other side are discarded like on a cut link, TCP connections stay open and resume when the
+routes go, while the root namespace's address stays reachable so the test can still watch an
+isolated host.
 """
 
 from __future__ import annotations
@@ -44,8 +47,8 @@ def unavailable() -> str | None:
     """Why namespaces cannot be made here, or None when they can."""
     if os.geteuid() != 0:
         return "needs root (creates network namespaces, veth pairs and a bridge)"
-    if shutil.which("ip") is None or shutil.which("tc") is None:
-        return "needs iproute2 (`ip`, `tc`)"
+    if shutil.which("ip") is None:
+        return "needs iproute2 (`ip`)"
     probe = f"{PREFIX}{os.getpid()}probe"
     res = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
     if res.returncode != 0:
@@ -94,7 +97,9 @@ def _kill_inside(ns: str) -> None:
 def _free_subnet() -> ipaddress.IPv4Network:
     used = ip("-4", "-o", "addr", "show", check=False).stdout + ip("-4", "route", "show", "table", "all",
                                                                    check=False).stdout
-    for third in range(10, 250):
+    start = os.getpid() % 240  # concurrent runs start from different subnets
+    for k in range(240):
+        third = 10 + (start + k) % 240
         net = ipaddress.IPv4Network(f"10.231.{third}.0/24")
         if f"10.231.{third}." not in used:
             return net
@@ -189,7 +194,7 @@ class NetnsLab:
                 "    except OSError as e: out='cut %s' % e\n"
                 "    s.close()\n"
                 "print(out)\n")
-        out = self.exec(a, ["python3", "-c", code, self.ips[b], str(port)], timeout=30).stdout.strip()
+        out = self.exec(a, [sys.executable, "-c", code, self.ips[b], str(port)], timeout=30).stdout.strip()
         try:
             return float(out)
         except ValueError:  # cut (or an open port: not a measure)
@@ -238,7 +243,9 @@ class NetnsLab:
 
 
 def netem_available() -> bool:
-    """Does this kernel have sch_netem? (Tried on a throwaway veth pair.)"""
+    """Does this kernel have sch_netem (and is `tc` installed)? Tried on a throwaway veth pair."""
+    if shutil.which("tc") is None:
+        return False
     a, b = f"{PREFIX}{os.getpid()}qa", f"{PREFIX}{os.getpid()}qb"
     if ip("link", "add", a, "type", "veth", "peer", "name", b, check=False).returncode != 0:
         return False
