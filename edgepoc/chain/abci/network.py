@@ -16,6 +16,7 @@ import base64
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -39,7 +40,28 @@ HOST = "127.0.0.1"
 PORTS_PER_NODE = 4  # p2p, rpc, abci, api
 
 
+_taken: set[int] = set()
+
+
 def free_port(host: str = HOST) -> int:
+    """A port free now and below the kernel's ephemeral range: a port the OS hands out for `bind(0)` can be
+    taken by any outgoing connection before the node listens on it (seen under load in the tests)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.SystemRandom()  # port allocation only: nothing measured or reproduced depends on it
+    for _ in range(200):
+        port = rng.randrange(10000, max(10001, low))
+        if port in _taken:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _taken.add(port)
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
