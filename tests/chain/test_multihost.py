@@ -276,6 +276,7 @@ def test_partition_isolating_one_node(mh):
     mh.lab.partition([0, 1, 2], [3])
     try:
         h3 = mh.heights([3])[3]
+        stranded = mh.submit(3, 100)  # accepted by the isolated node: they must not be lost
         ids = mh.submit(1, 300)
         TIMINGS["isolated_commit"] = mh.wait_committed(ids, node=2)  # three of four keep committing
         mh.wait_height(h3 + 3, [0, 1, 2], timeout=30)
@@ -285,6 +286,7 @@ def test_partition_isolating_one_node(mh):
         mh.lab.heal()
     top = max(mh.heights([0, 1, 2]).values())
     TIMINGS["isolated_catch_up"] = mh.wait_height(top, [3], timeout=60)
+    TIMINGS["isolated_tasks_after_heal"] = mh.wait_committed(stranded, node=0, timeout=60)
     mh.check()
 
 
