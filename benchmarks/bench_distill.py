@@ -2,7 +2,7 @@
 
 Families: `paper` (K = 3 and 8), `varied`, `alibaba` windows (K = 5), and `paper` at K = 2, 12, 16; held-out
 seed 5000 (training used the mix of seed 1000, selection seed 2000). On one core (torch + numba 1 thread):
-parameter counts; one-pass decode (no search) delay and time per 1000 tasks (embedding + decode); the
+parameter counts; one-pass decode (no search) delay and CPU time per 1000 tasks (features + embedding + decode); the
 search decode at its default work budget; greedy and rollout (H = 20) in the same run as baselines.
 Targets: student parameters <= 10 % of the teacher's, decoded student within 3 % of the decoded teacher.
 
@@ -42,9 +42,10 @@ FAMILIES = {
 
 
 def run(kind: str, path: Path, inst, decode: str) -> tuple[float, float]:
-    t0 = time.perf_counter()
+    """(delay, thread CPU seconds): CPU time, as the machine is shared and wall time depends on its load."""
+    t0 = time.thread_time()
     res = solve(inst, kind, SolveOptions(model=str(path), params={"decode": decode}))
-    return res.total_latency, time.perf_counter() - t0
+    return res.total_latency, time.thread_time() - t0
 
 
 def main() -> None:
@@ -53,6 +54,9 @@ def main() -> None:
     ap.add_argument("--teacher", type=Path, default=None)
     ap.add_argument("--student", type=Path, default=None)
     ap.add_argument("--quick", action="store_true", help="3 instances per family, no search column")
+    ap.add_argument("--ga-seconds", type=float, default=0.0,
+                    help="also run the GA with this CPU-time budget (one core) as a reference column")
+    ap.add_argument("--families", default=",".join(FAMILIES), help="comma-separated subset of the families")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "distill.md")
     args = ap.parse_args()
     count = 3 if args.quick else args.count
@@ -65,12 +69,18 @@ def main() -> None:
     warm = paper(SEED, 99, n_tasks=50)
     for kind, p in (("teacher", tpath), ("student", spath)):
         run(kind, p, warm, "search")
+    families = {f: FAMILIES[f] for f in args.families.split(",")}
     rows = []
-    for fam, make in FAMILIES.items():
+    for fam, make in families.items():
         for i in range(count):
             inst = make(i)
             row = {"family": fam, "name": inst.name, "n": inst.n_tasks, "k": inst.n_providers,
                    "greedy": greedy_assignment(inst)[1], "rollout": simulate(inst, rollout_assignment(inst))}
+            if not args.quick:  # the no-model control: the same search from greedy, uniform kicks, same budget
+                row["control_search"] = solve(inst, "search", SolveOptions(seed=0)).total_latency
+            if args.ga_seconds > 0:
+                row["ga"] = solve(inst, "ga", SolveOptions(seed=i, seconds=args.ga_seconds,
+                                                         params={"clock": "cpu"})).total_latency
             for kind, p in (("teacher", tpath), ("student", spath)):
                 row[f"{kind}_onepass"], sec = run(kind, p, inst, "onepass")
                 row[f"{kind}_ms_per_1000"] = 1000.0 * sec * 1000.0 / inst.n_tasks
@@ -85,17 +95,19 @@ def main() -> None:
         "",
         f"One core (torch + numba 1 thread), {platform.machine()}, {os.cpu_count()} CPUs, 1-min load average "
         f"{load_at_start:.1f} at start. Ratios are means over instances of (method delay / baseline delay) "
-        "in this run; `onepass` = the one-pass decode (no search), `search` = its default work budget.",
+        "in this run; `onepass` = the one-pass decode (no search), `search` = its default work budget; "
+        "ms/1000 = thread CPU time of the one-pass solve (features, embedding, decode) per 1000 tasks, median.",
         "",
         f"Parameters: teacher {nt:,}, student {ns:,} ({100.0 * ns / nt:.1f} %); checkpoints "
         f"{tpath.stat().st_size / 1024:.0f} / {spath.stat().st_size / 1024:.0f} KiB.",
         "",
         "| family | K | teacher/greedy | teacher/rollout | student/rollout | student/teacher one-pass "
-        + ("| student/teacher search " if not args.quick else "") + "| teacher ms/1000 | student ms/1000 |",
-        "|---|---:|---:|---:|---:|---:|" + ("---:|" if not args.quick else "") + "---:|---:|",
+        + ("| student/teacher search | teacher search/no-model search " if not args.quick else "")
+        + "| teacher ms/1000 | student ms/1000 |",
+        "|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if not args.quick else "") + "---:|---:|",
     ]
     summary = {}
-    for fam in FAMILIES:
+    for fam in families:
         r = [x for x in rows if x["family"] == fam]
         m = lambda a, b: float(np.mean([x[a] / x[b] for x in r]))  # noqa: E731
         s = {"teacher/greedy": m("teacher_onepass", "greedy"), "teacher/rollout": m("teacher_onepass", "rollout"),
@@ -105,13 +117,32 @@ def main() -> None:
              "student_ms": float(np.median([x["student_ms_per_1000"] for x in r]))}
         if not args.quick:
             s["student/teacher search"] = m("student_search", "teacher_search")
+            s["teacher search/control"] = m("teacher_search", "control_search")
+            s["student search/control"] = m("student_search", "control_search")
+        if args.ga_seconds > 0:
+            for c in ["onepass"] + ([] if args.quick else ["search"]):
+                s[f"teacher {c}/ga"] = m(f"teacher_{c}", "ga")
+                s[f"student {c}/ga"] = m(f"student_{c}", "ga")
+            s["rollout/ga"] = m("rollout", "ga")
+            if not args.quick:
+                s["control search/ga"] = m("control_search", "ga")
         summary[fam] = s
         lines.append(f"| {fam} | {r[0]['k'] if 'varied' not in fam else '2-6'} | {s['teacher/greedy']:.3f} | "
                      f"{s['teacher/rollout']:.3f} | {s['student/rollout']:.3f} | {s['student/teacher onepass']:.3f} | "
-                     + ("" if args.quick else f"{s['student/teacher search']:.3f} | ")
+                     + ("" if args.quick else f"{s['student/teacher search']:.3f} | {s['teacher search/control']:.3f} | ")
                      + f"{s['teacher_ms']:.1f} | {s['student_ms']:.1f} |")
     gaps = {c: 100.0 * (float(np.mean([x[f"student_{c}"] / x[f"teacher_{c}"] for x in rows])) - 1.0) for c in cols}
-    worst = {c: max(100.0 * (summary[f][f"student/teacher {c}"] - 1.0) for f in FAMILIES) for c in cols}
+    worst = {c: max(100.0 * (summary[f][f"student/teacher {c}"] - 1.0) for f in families) for c in cols}
+    if args.ga_seconds > 0:
+        lines += ["", f"Against the GA at {args.ga_seconds:g} s CPU (one core, same run):", "",
+                  "| family | rollout/GA | " + " | ".join(f"teacher {c}/GA | student {c}/GA" for c in cols)
+                  + (" | no-model search/GA" if not args.quick else "") + " |",
+                  "|---|---:|" + "---:|---:|" * len(cols) + ("---:|" if not args.quick else "")]
+        for fam in families:
+            s = summary[fam]
+            lines.append(f"| {fam} | {s['rollout/ga']:.3f} | " + " | ".join(
+                f"{s[f'teacher {c}/ga']:.3f} | {s[f'student {c}/ga']:.3f}" for c in cols)
+                + ("" if args.quick else f" | {s['control search/ga']:.3f}") + " |")
     lines += ["", f"**Targets:** student parameters <= 10 % of the teacher's: "
               f"{'met' if ns <= 0.1 * nt else 'missed'} ({100.0 * ns / nt:.1f} %); decoded student within 3 % of "
               "the decoded teacher: " + "; ".join(
