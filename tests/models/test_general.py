@@ -6,6 +6,8 @@ seed 2000; these tests use seed 5000 (the benchmarks' held-out seed) and up.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import pytest
 
@@ -57,6 +59,7 @@ def test_decoding_is_deterministic():
     assert np.array_equal(c1.assignment, c2.assignment)
 
 
+@lru_cache(maxsize=1)
 def _held_out_families():
     return [paper(HELD_OUT, i, n_tasks=500, providers=k) for i, k in enumerate((3, 5, 8))] + \
            [varied(HELD_OUT, i, providers=k) for i, k in enumerate((2, 4, 12))] + \
