@@ -161,7 +161,7 @@ def solve_cpsat(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, 
     s_hint, c_hint, f_hint = _integer_schedule(ready, proc, free0, x_start)
     for i in range(n):
         for q in range(kk):
-            m.AddHint(x[i][q], int(x_start[i]) == q)
+            m.AddHint(x[i][q], int(int(x_start[i]) == q))  # an int: newer protobuf refuses a bool here
         m.AddHint(start[i], s_hint[i])
         m.AddHint(done[i], c_hint[i])
         if i < len(free_vars):
