@@ -148,11 +148,14 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise EdgepocError(f"plot: {str(run_dir)!r} is not a run directory")
-    out = Path(out_dir) if out_dir else run_dir / "figures"
-    out.mkdir(parents=True, exist_ok=True)
     has_train, has_distill = (run_dir / "log.csv").exists(), (run_dir / "distill_log.csv").exists()
     if not (has_train or has_distill):
-        raise EdgepocError(f"plot: {str(run_dir)!r} has neither log.csv (training) nor distill_log.csv")
+        what = ("a compare run (it draws its own fig18_comparison.png)" if (run_dir / "summary.json").exists()
+                else "not a training or distillation run")
+        raise EdgepocError(f"plot: {str(run_dir)!r} is {what}; plot accepts the folder of `edgepoc train` "
+                           "(log.csv: Fig. 4-14) or `edgepoc distill` (distill_log.csv: Fig. 15-17)")
+    out = Path(out_dir) if out_dir else run_dir / "figures"
+    out.mkdir(parents=True, exist_ok=True)
     made = []
     if has_train:
         made += plot_training(run_dir, out)

@@ -42,6 +42,14 @@ def test_train_distill_plot_end_to_end(tmp_path):
 def test_plot_without_logs_fails_loudly(tmp_path):
     r = run_cli("plot", str(tmp_path))
     assert r.returncode == 2 and r.stderr.startswith("error: plot:")
+    assert "edgepoc train" in r.stderr and "edgepoc distill" in r.stderr  # says what it accepts
+    assert not (tmp_path / "figures").exists()  # a refused folder is left as it was
+
+
+def test_plot_names_a_compare_run(tmp_path):
+    (tmp_path / "summary.json").write_text("{}")
+    r = run_cli("plot", str(tmp_path))
+    assert r.returncode == 2 and "compare run" in r.stderr and "fig18" in r.stderr
 
 
 def test_corrupt_model_on_cli_is_one_line(tmp_path):
