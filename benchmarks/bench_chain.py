@@ -150,33 +150,38 @@ def run_level(engine: Engine, folder: Path, doc: dict, clients: list[HttpClient]
             "node0_abci_s": {k: round(v, 3) for k, v in sorted(abci.items(), key=lambda kv: -kv[1]) if v > 0.005}}
 
 
+def ramp(engine, folder: Path, doc: dict, cfg: BenchConfig, rates: list[float], log) -> dict:
+    """Warm up a running network, then offer each rate in turn until p95 passes P95_LIMIT (saturation)."""
+    genesis_time = json.loads((folder / "genesis.json").read_text())["genesis_time"]
+    key = SigningKey.load(folder / "client_key.json")
+    clients = [HttpClient(nd["api"], timeout=60) for nd in doc["nodes"]]
+    warm = engine.items(key, doc["chain_id"], 400, 10**12, 200, time.time() - genesis_time, 1)
+    ids = [i for body, ids in warm for i in clients[0].post("/tasks", body)["ids"]]
+    wait_committed(clients[0], ids, 60)
+    status = clients[0].get("/status")
+    levels = []
+    for j, rate in enumerate(rates):
+        row = run_level(engine, folder, doc, clients, key, rate, cfg, (j + 1) * 10**9, genesis_time)
+        levels.append(row)
+        log(f"{engine.name} {len(doc['nodes'])} nodes, offered {rate:.0f}/s: committed {row['tasks_per_s']:.0f}/s, "
+            f"p50 {row['p50_s']:.2f} s, p95 {row['p95_s']:.2f} s, {row['committed']}/{row['offered']}, "
+            f"cpu {row['cpu_s']}, abci {row['node0_abci_s']}")
+        if row["p95_s"] > P95_LIMIT or row["not_committed"] > 0 or not np.isfinite(row["p95_s"]):
+            break
+    best = max(levels, key=lambda r: r["tasks_per_s"])
+    return {"engine": engine.name, "nodes": len(doc["nodes"]), "allocator": status.get("allocator", "?"),
+            "levels": levels, "saturation_per_s": best["tasks_per_s"],
+            "saturated": levels[-1]["p95_s"] > P95_LIMIT or levels[-1]["not_committed"] > 0}
+
+
 def run_engine(engine: Engine, n: int, cfg: BenchConfig, rates: list[float], log) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "net"
         doc = engine.init(folder, n, cfg)
-        genesis_time = json.loads((folder / "genesis.json").read_text())["genesis_time"]
-        key = SigningKey.load(folder / "client_key.json")
         try:
             engine.network.up(folder)
             engine.network.wait_ready(folder, 180)
-            clients = [HttpClient(nd["api"], timeout=60) for nd in doc["nodes"]]
-            warm = engine.items(key, doc["chain_id"], 400, 10**12, 200, time.time() - genesis_time, 1)
-            ids = [i for body, ids in warm for i in clients[0].post("/tasks", body)["ids"]]
-            wait_committed(clients[0], ids, 60)
-            status = clients[0].get("/status")
-            levels = []
-            for j, rate in enumerate(rates):
-                row = run_level(engine, folder, doc, clients, key, rate, cfg, (j + 1) * 10**9, genesis_time)
-                levels.append(row)
-                log(f"{engine.name} {n} nodes, offered {rate:.0f}/s: committed {row['tasks_per_s']:.0f}/s, "
-                    f"p50 {row['p50_s']:.2f} s, p95 {row['p95_s']:.2f} s, {row['committed']}/{row['offered']}, "
-                    f"cpu {row['cpu_s']}, abci {row['node0_abci_s']}")
-                if row["p95_s"] > P95_LIMIT or row["not_committed"] > 0 or not np.isfinite(row["p95_s"]):
-                    break
-            best = max(levels, key=lambda r: r["tasks_per_s"])
-            return {"engine": engine.name, "nodes": n, "allocator": status.get("allocator", "?"), "levels": levels,
-                    "saturation_per_s": best["tasks_per_s"],
-                    "saturated": levels[-1]["p95_s"] > P95_LIMIT or levels[-1]["not_committed"] > 0}
+            return ramp(engine, folder, doc, cfg, rates, log)
         finally:
             engine.network.down(folder)
 

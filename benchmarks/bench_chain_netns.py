@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,11 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-import numpy as np  # noqa: E402
 
-from bench_chain import P95_LIMIT, RESULTS, BenchConfig, Engine, bound_of, run_engine, run_level  # noqa: E402
-from edgepoc.chain.abci.client import wait_committed  # noqa: E402
-from edgepoc.chain.crypto import SigningKey  # noqa: E402
+from bench_chain import P95_LIMIT, RESULTS, BenchConfig, Engine, bound_of, ramp, run_engine  # noqa: E402
 from edgepoc.chain.httpapi import HttpClient  # noqa: E402
 from tests.chain.netns import NetnsLab, remove_stale, unavailable  # noqa: E402
 
@@ -108,28 +104,10 @@ def run_netns(engine: NetnsEngine, n: int, cfg: BenchConfig, rates: list[float],
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "net"
         doc = engine.init(folder, n, cfg)
-        genesis_time = json.loads((folder / "genesis.json").read_text())["genesis_time"]
-        key = SigningKey.load(folder / "client_key.json")
         try:
             engine.start(folder, doc)
             wait_ready(doc)
-            clients = [HttpClient(nd["api"], timeout=60) for nd in doc["nodes"]]
-            warm = engine.items(key, doc["chain_id"], 400, 10**12, 200, time.time() - genesis_time, 1)
-            ids = [i for body, ids in warm for i in clients[0].post("/tasks", body)["ids"]]
-            wait_committed(clients[0], ids, 60)
-            status = clients[0].get("/status")
-            levels = []
-            for j, rate in enumerate(rates):
-                row = run_level(engine, folder, doc, clients, key, rate, cfg, (j + 1) * 10**9, genesis_time)
-                levels.append(row)
-                log(f"{engine.name} {n} nodes, offered {rate:.0f}/s: committed {row['tasks_per_s']:.0f}/s, "
-                    f"p50 {row['p50_s']:.2f} s, p95 {row['p95_s']:.2f} s, {row['committed']}/{row['offered']}")
-                if row["p95_s"] > P95_LIMIT or row["not_committed"] > 0 or not np.isfinite(row["p95_s"]):
-                    break
-            best = max(levels, key=lambda r: r["tasks_per_s"])
-            return {"engine": engine.name, "nodes": n, "allocator": status.get("allocator", "?"), "levels": levels,
-                    "saturation_per_s": best["tasks_per_s"],
-                    "saturated": levels[-1]["p95_s"] > P95_LIMIT or levels[-1]["not_committed"] > 0}
+            return ramp(engine, folder, doc, cfg, rates, log)
         finally:
             engine.stop(folder, doc)
 
