@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -171,7 +170,3 @@ def make_validators(public_keys: list[str], seed: int, resources: int = 2) -> li
         delay = round(float(rng.uniform(0.01, 0.1)), 4)
         out.append(ValidatorInfo(f"node{i}", pk, address_of(pk), 1, cap, delay))
     return out
-
-
-def params_dict(params: ConsensusParams) -> dict[str, Any]:
-    return asdict(params)

@@ -188,7 +188,3 @@ def run_pipeline(config: PipelineConfig) -> Path | None:
     if (out / "testnet" / "network.json").exists() and "chain" in config.stages:
         raise EdgepocError(f"{out} already holds a run; pick another --out or remove it")
     return Pipeline(config).run()
-
-
-def write_config(config: PipelineConfig, path: Path) -> None:
-    path.write_text(json.dumps(config.__dict__, indent=2) + "\n")

@@ -38,6 +38,13 @@ DEFAULT_LAMBDAS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 1e9)
 GREEDY_LAMBDA = 1e8  # lambdas at or above this mean pure earliest completion time
 
 
+def wall_budget_s(params: dict, seconds: float | None, default: float | None) -> float | None:
+    """A decoder's wall-clock budget: `budget_ms` in params wins over `--seconds`; else `default`."""
+    if "budget_ms" in params:
+        return float(params["budget_ms"]) / 1000.0
+    return default if seconds is None else float(seconds)
+
+
 @dataclass
 class DecodeOptions:
     method: str = "search"
@@ -62,10 +69,7 @@ class DecodeOptions:
         opts.method = str(params.get("decode", opts.method))
         if opts.method not in DECODERS:
             raise InputError(f"decode: expected one of {', '.join(DECODERS)}, got {opts.method!r}")
-        if seconds is not None:
-            opts.budget_s = float(seconds)
-        if "budget_ms" in params:
-            opts.budget_s = float(params["budget_ms"]) / 1000.0
+        opts.budget_s = wall_budget_s(params, seconds, opts.budget_s)
         opts.samples = int(params.get("samples", opts.samples))
         opts.temperature = float(params.get("temperature", opts.temperature))
         opts.starts = int(params.get("starts", opts.starts))

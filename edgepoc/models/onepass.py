@@ -33,6 +33,7 @@ import numpy as np
 from edgepoc.errors import InputError
 from edgepoc.game.instance import Instance
 from edgepoc.game.kernel import _free_times, _greedy, greedy_assignment, simulate
+from edgepoc.models.decode import wall_budget_s
 
 DYN_FEATURES = ("lat_regret", "pilot5_regret", "pilot_regret", "wait", "log_lat", "log_lat_regret",
                 "log_pilot_regret", "log_idle")
@@ -299,10 +300,7 @@ def search_options(params: dict, seconds: float | None, seed: int, extra_known=(
     opts = SearchOptions(seed=seed)
     if "sweeps" in params:
         opts.sweeps = int(params["sweeps"])
-    if seconds is not None:
-        opts.budget_s = float(seconds)
-    if "budget_ms" in params:
-        opts.budget_s = float(params["budget_ms"]) / 1000.0
+    opts.budget_s = wall_budget_s(params, seconds, opts.budget_s)
     opts.kick_fraction = float(params.get("kick_fraction", opts.kick_fraction))
     opts.swap_window = int(params.get("swap_window", opts.swap_window))
     opts.temperature = float(params.get("temperature", opts.temperature))
