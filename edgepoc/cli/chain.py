@@ -55,7 +55,7 @@ def network_init(
     nodes: int = typer.Option(4, help="Number of provider nodes."),
     base_port: int = typer.Option(26600, help="First port (node i: p2p base+4i, RPC +1, ABCI +2, API +3; arbiter after); 0 = free ports."),
     dir: Path = typer.Option(DEFAULT_DIR, "--dir", help="Folder for the network."),
-    seed: int = typer.Option(0, help="Seed for keys and provider capacities."),
+    seed: int = typer.Option(0, help="Seed for the providers' capacities and delays (keys are always fresh, not seeded)."),
     chain_id: str = typer.Option("edgepoc-local", help="Chain id."),
     param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="Consensus parameter key=value (repeatable)."),
     student: Optional[Path] = typer.Option(None, help="Student checkpoint every node allocates with (default: bundled, else greedy)."),
