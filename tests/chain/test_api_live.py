@@ -108,7 +108,7 @@ def test_api_reads_blocks_tasks_history_and_metrics(net):
     for name in net.names:
         assert f'edgepoc_contribution_score{{provider="{name}"}}' in text
     assert "process_resident_memory_bytes" in text and "edgepoc_allocation_seconds_count" in text
-    total = float(re.search(r"^edgepoc_voting_power_total (\S+)$", text, re.M).group(1))
+    total = float(re.search(r"^edgepoc_total_voting_power (\S+)$", text, re.M).group(1))
     assert total > 0
 
     def reachable() -> float:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from edgepoc.chain.api.activity import MAX_BLOCKS, providers_summary
 from edgepoc.chain.api.metrics import CONTENT_TYPE, ChainMetrics
 from edgepoc.chain.api.view import NodeView
 from edgepoc.errors import EdgepocError, InputError
@@ -162,6 +163,14 @@ def make_api(view: NodeView, metrics: ChainMetrics, max_body: int = MAX_BODY) ->
     def arbitrations(limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 50) -> dict:
         return {"arbitrations": view.arbitrations(limit)}
 
+    @app.get("/activity", summary="The newest blocks in brief (time, tasks, proposer, who signed the commit they "
+                                  "carry) and each provider's signatures over them, newest first")
+    def activity(limit: Annotated[int, Query(ge=1, le=MAX_BLOCKS)] = 300) -> dict:
+        rows = metrics.log.window(view, limit)
+        names = [v["name"] for v in view.contributions().get("validators") or [] if isinstance(v, dict)]
+        return {"height": rows[0]["height"] if rows else 0, "blocks": rows,
+                "providers": providers_summary(rows, names)}
+
     @app.get("/status", summary="Height, finality, mempool, validators and this node's process")
     def status() -> dict:
         return {"explorer": "/explorer/", **view.status()}
@@ -170,6 +179,7 @@ def make_api(view: NodeView, metrics: ChainMetrics, max_body: int = MAX_BODY) ->
              responses={200: {"content": {"text/plain": {}}}})
     def prometheus() -> Response:
         metrics.observe_status(view.status())  # height, mempool, commit age, reachable power: as of this scrape
+        metrics.observe_contributions(view.contributions())  # scores, powers, rewards, penalties: committed state
         return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
     app.mount("/explorer", StaticFiles(directory=EXPLORER_DIR, html=True), name="explorer")
