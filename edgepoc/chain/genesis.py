@@ -16,6 +16,10 @@ from edgepoc.chain.crypto import address_of, canonical, sha256_hex
 from edgepoc.errors import EdgepocError, InputError
 
 
+MAX_VALIDATORS = 32  # the contribution game's coalition masks and the 1/3 power cap are sized for this
+MAX_PROPOSAL_BYTES = 3 << 20  # below CometBFT's 4 MiB gRPC client limit, with room for the allocation
+
+
 @dataclass
 class ConsensusParams:
     """Protocol constants; see docs/consensus.md for what each one governs."""
@@ -50,7 +54,14 @@ class ConsensusParams:
     allocator_decode: str = "guided"
     # CometBFT engine (edgepoc.chain.abci): client-input bounds checked in CheckTx and ProcessProposal.
     max_demand: float = 10.0  # per resource; capacities are ~0.5..1.5, so one task occupies a provider <= ~20 s
+    # A task's smallest demand per resource: a 5e-324 demand is zero work that still earns contribution.
+    min_demand: float = 1e-4
     max_batch_tasks: int = 2000  # tasks in one client-signed batch (one transaction)
+    # Byte bounds, checked before any parsing. A proposal stays well below CometBFT's 4 MiB gRPC message
+    # limit on the PrepareProposal response (bigger ones made every proposer fail), and the block size
+    # limit in CometBFT's genesis is set from it.
+    max_tx_bytes: int = 1 << 20
+    max_proposal_bytes: int = 2 << 20
     # Voting power from contribution: `power_total` split in proportion to the scores, each at least
     # `power_floor` (nobody is dropped) and, with >= 4 validators, below a third of the total.
     power_total: int = 1000
@@ -63,10 +74,12 @@ class ConsensusParams:
         if unknown:
             raise InputError(f"genesis.params: unknown parameters {sorted(unknown)}")
         p = cls(**d)
-        if not p.l_cloud > 0 or not 0 < p.decay <= 1 or p.max_block_tasks < 1 or not p.max_demand > 0 \
-                or p.max_batch_tasks < 1 or p.power_floor < 1 or p.power_total < p.power_floor:
-            raise InputError("genesis.params: need l_cloud > 0, 0 < decay <= 1, max_block_tasks >= 1, max_demand > 0, "
-                             "max_batch_tasks >= 1, 1 <= power_floor <= power_total")
+        if not p.l_cloud > 0 or not 0 < p.decay <= 1 or p.max_block_tasks < 1 or not 0 < p.min_demand <= p.max_demand \
+                or p.max_batch_tasks < 1 or p.power_floor < 1 or p.power_total < p.power_floor \
+                or not 1024 <= p.max_tx_bytes <= p.max_proposal_bytes <= MAX_PROPOSAL_BYTES:
+            raise InputError("genesis.params: need l_cloud > 0, 0 < decay <= 1, max_block_tasks >= 1, "
+                             "0 < min_demand <= max_demand, max_batch_tasks >= 1, 1 <= power_floor <= power_total, "
+                             f"1024 <= max_tx_bytes <= max_proposal_bytes <= {MAX_PROPOSAL_BYTES}")
         return p
 
 
@@ -137,8 +150,8 @@ class Genesis:
                     ConsensusParams.from_dict(d.get("params", {})))
         except (KeyError, TypeError) as exc:
             raise InputError(f"genesis: malformed ({exc})") from None
-        if not g.validators:
-            raise InputError("genesis.validators: need at least one validator")
+        if not 1 <= len(g.validators) <= MAX_VALIDATORS:
+            raise InputError(f"genesis.validators: need 1..{MAX_VALIDATORS} validators, got {len(g.validators)}")
         r = len(g.validators[0].capacity)
         for i, v in enumerate(g.validators):
             if v.address != address_of(v.public_key):

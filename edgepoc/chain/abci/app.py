@@ -18,6 +18,7 @@ Test builds misbehave with EDGEPOC_BYZANTINE=grab-all,wrong-latency,duplicate (p
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -38,8 +39,14 @@ from edgepoc.game.kernel import simulate_state
 log = logging.getLogger("edgepoc.app")
 BYZANTINE_MODES = ("grab-all", "wrong-latency", "duplicate")
 OK, BAD_TX, REPLAY, BAD_SIG, PROPOSER_ONLY = 0, 1, 2, 3, 4
+ALLOCATION_ROOM = 64 << 10  # bytes kept free in a proposal for the allocation transaction
+VERIFIED_CACHE = 20_000  # parsed, signature-checked batches kept for PrepareProposal/ProcessProposal
 ACCEPT = pb.PROCESS_PROPOSAL_STATUS_ACCEPT
 REJECT = pb.PROCESS_PROPOSAL_STATUS_REJECT
+
+
+class StoreFailure(EdgepocError):
+    """The store refused a committed block; the node must stop (CometBFT replays it at restart)."""
 
 
 @dataclass
@@ -144,9 +151,30 @@ class PocApplication:
                                    last_block_app_hash=bytes.fromhex(self.state.hash) if h else b"")
 
     def init_chain(self, req) -> Any:
-        if req.chain_id != self.genesis.chain_id:
-            raise EdgepocError(f"InitChain: chain id {req.chain_id!r} is not genesis' {self.genesis.chain_id!r}")
-        return pb.InitChainResponse(app_hash=bytes.fromhex(rules.initial_state(self.genesis).hash))
+        """CometBFT's genesis must be this application's: chain id, first height, app state, validator keys
+        and the powers contribution gives them at the start. A mismatch stops the node with the reason."""
+        g = self.genesis
+        problem = None
+        if req.chain_id != g.chain_id:
+            problem = f"chain id {req.chain_id!r} is not genesis' {g.chain_id!r}"
+        elif req.initial_height != 1:
+            problem = f"initial height {req.initial_height}, this application starts at 1"
+        else:
+            try:
+                theirs = Genesis.from_dict(json.loads(req.app_state_bytes)).hash if req.app_state_bytes else None
+            except (ValueError, EdgepocError):
+                theirs = "unreadable"
+            if theirs != g.hash:
+                problem = "app_state differs from this node's genesis"
+            else:
+                powers = voting_powers(self.params, [self.params.initial_score] * len(g.validators))
+                want = [(bytes.fromhex(v.public_key), powers[i]) for i, v in enumerate(g.validators)]
+                got = [(v.pub_key_bytes, v.power) for v in req.validators]
+                if got and sorted(got) != sorted(want):
+                    problem = "the validator set (keys and powers) differs from genesis"
+        if problem:
+            raise EdgepocError(f"InitChain: {problem}")
+        return pb.InitChainResponse(app_hash=bytes.fromhex(rules.initial_state(g).hash))
 
     def query(self, req) -> Any:
         path = req.path.strip("/")
@@ -161,7 +189,7 @@ class PocApplication:
     def parse_batch(self, d: Any) -> wire.TaskBatch:
         p = self.params
         b = wire.TaskBatch.from_dict(d, n_resources=self.genesis.n_resources, max_demand=p.max_demand,
-                                     max_tasks=p.max_batch_tasks)
+                                     max_tasks=p.max_batch_tasks, min_demand=p.min_demand)
         if b.chain_id != self.genesis.chain_id:
             raise InputError(f"tx.chain_id: not {self.genesis.chain_id}")
         if len(set(b.ids)) != len(b.ids):
@@ -169,6 +197,13 @@ class PocApplication:
         return b
 
     def check_tx(self, req) -> Any:
+        try:
+            return self._check_tx(req)
+        except Exception as exc:  # never on the honest path: reject the transaction, keep the node
+            log.exception("CheckTx failed on a %d-byte transaction", len(req.tx))
+            return pb.CheckTxResponse(code=BAD_TX, log=f"internal: {type(exc).__name__}")
+
+    def _check_tx(self, req) -> Any:
         key = hashlib.sha256(req.tx).digest()
         if req.type == pb.CHECK_TX_TYPE_RECHECK and key in self.verified:
             ids = self.verified[key].ids
@@ -177,7 +212,7 @@ class PocApplication:
                 return pb.CheckTxResponse(code=REPLAY, log="replay: a task of this batch is already committed")
             return pb.CheckTxResponse(code=OK)
         try:
-            d = wire.decode_tx(req.tx)
+            d = wire.decode_tx(req.tx, self.params.max_tx_bytes)
             if d.get("type") == wire.ALLOCATION:
                 return pb.CheckTxResponse(code=PROPOSER_ONLY, log="allocation transactions are added by proposers only")
             b = self.parse_batch(d)
@@ -188,8 +223,8 @@ class PocApplication:
             return pb.CheckTxResponse(code=REPLAY, log=f"replay: task {sorted(done)[0]} is already committed")
         if not b.signature_ok():
             return pb.CheckTxResponse(code=BAD_SIG, log="sig: bad client signature")
-        if len(self.verified) > 200_000:
-            self.verified.clear()
+        while len(self.verified) >= VERIFIED_CACHE:  # oldest first (dicts keep insertion order)
+            self.verified.pop(next(iter(self.verified)))
         self.verified[key] = b
         now = time.time()
         for i in b.ids:
@@ -204,7 +239,7 @@ class PocApplication:
             b = self.verified.get(hashlib.sha256(tx).digest())  # parsed and signature-checked by CheckTx
             if b is None:
                 try:
-                    b = self.parse_batch(wire.decode_tx(tx))
+                    b = self.parse_batch(wire.decode_tx(tx, self.params.max_tx_bytes))
                 except InputError as exc:
                     raise InvalidBlock(f"txs[{j}]: {exc}") from None
                 if verify_sigs:
@@ -234,15 +269,31 @@ class PocApplication:
         return rules.within_tolerance(claimed, reference, p.tolerance, p.tolerance_abs)
 
     def check_block(self, height: int, clock: float, txs) -> CheckedBlock:
-        """Every rule a proposed block must satisfy on the committed state; raises InvalidBlock."""
+        """Every rule a proposed block must satisfy on the committed state; raises InvalidBlock.
+
+        Any other exception is a bug or an input no rule foresaw: it is logged with its cause and the
+        block is invalid, so one crafted block can neither crash the node nor split honest nodes (they run
+        the same code on the same bytes)."""
+        try:
+            return self._check_block(height, clock, txs)
+        except InvalidBlock:
+            raise
+        except Exception as exc:
+            log.exception("checking the block at height %d raised", height)
+            raise InvalidBlock(f"internal: {type(exc).__name__} while checking the block") from None
+
+    def _check_block(self, height: int, clock: float, txs) -> CheckedBlock:
         state = self.state
         if height != state.height + 1:
             raise InvalidBlock(f"height {height}: the application is at {state.height}")
         txs = list(txs)
         if not txs:
             return CheckedBlock([], None, rules.block_effects(self.genesis, state, [], []), 0.0)
+        size = sum(len(t) for t in txs)
+        if size > self.params.max_proposal_bytes:
+            raise InvalidBlock(f"size: {size} bytes of transactions > max_proposal_bytes {self.params.max_proposal_bytes}")
         try:
-            alloc = wire.Allocation.from_dict(wire.decode_tx(txs[-1]))
+            alloc = wire.Allocation.from_dict(wire.decode_tx(txs[-1], self.params.max_tx_bytes))
         except InputError as exc:
             raise InvalidBlock(f"the last transaction must be the allocation ({exc})") from None
         tasks = self._tasks_of(txs[:-1], clock, verify_sigs=True)
@@ -274,6 +325,13 @@ class PocApplication:
 
     # ---------------------------------------------------------------- proposals
     def prepare_proposal(self, req) -> Any:
+        try:
+            return self._prepare_proposal(req)
+        except Exception:  # an empty proposal is always valid: the height still commits
+            log.exception("PrepareProposal failed at height %d; proposing an empty block", req.height)
+            return pb.PrepareProposalResponse(txs=[])
+
+    def _prepare_proposal(self, req) -> Any:
         t0 = time.perf_counter()
         with self.lock:
             state = self.state
@@ -281,8 +339,9 @@ class PocApplication:
             chosen: list[bytes] = []
             tasks: list[BlockTask] = []
             seen: set[str] = set()
-            size = 0
-            budget = req.max_tx_bytes - 64 * 1024  # room for the allocation transaction
+            size = skipped = 0
+            # room for the allocation transaction; never above max_proposal_bytes (CometBFT's gRPC limit)
+            budget = min(req.max_tx_bytes, self.params.max_proposal_bytes) - ALLOCATION_ROOM
             for tx in req.txs:
                 try:
                     batch_tasks = self._tasks_of([tx], clock, verify_sigs=True)
@@ -291,7 +350,10 @@ class PocApplication:
                 if any(t.id in seen for t in batch_tasks):
                     continue
                 if len(tasks) + len(batch_tasks) > self.params.max_block_tasks or size + len(tx) > budget:
-                    break
+                    skipped += 1  # a smaller transaction further on may still fit, but look only so far
+                    if skipped > 64 or len(tasks) >= self.params.max_block_tasks:
+                        break
+                    continue
                 chosen.append(tx)
                 tasks.extend(batch_tasks)
                 seen.update(t.id for t in batch_tasks)
@@ -327,11 +389,10 @@ class PocApplication:
                     assignment, name = ref_assignment, "greedy"
             total = float(simulate_state(inst, assignment, state.free_times)[0])
             if not self._good_enough(total, reference) and self.arbiter is not None:
-                arb = self.arbiter({"height": height, "state": state.hash, "free_times": state.free_times,
-                                    "tasks": [t.to_dict() for t in tasks]})
+                arb = self._ask_arbiter(height, state, tasks)
                 if arb is not None:
-                    assignment, name = [int(x) for x in arb["assignment"]], f"arbiter:{arb.get('method')}"
-                    arbitration = {"sig": arb["sig"], "method": arb.get("method")}
+                    assignment, name = arb["assignment"], f"arbiter:{arb['method']}"
+                    arbitration = {"sig": arb["sig"], "method": arb["method"]}
                     total = float(simulate_state(inst, assignment, state.free_times)[0])
                     if self.metrics is not None:
                         self.metrics.arbitration()
@@ -343,6 +404,27 @@ class PocApplication:
         return wire.Allocation(assignment, effects.claimed_latency, effects.shapley.values, effects.shapley.stderr,
                                name, arbitration)
 
+    def _ask_arbiter(self, height: int, state: ChainState, tasks: list[BlockTask]) -> dict | None:
+        """The arbiter's answer, checked before use (shape, range, signature); None when it has none."""
+        k = len(self.genesis.validators)
+        try:
+            arb = self.arbiter({"height": height, "state": state.hash, "free_times": state.free_times,
+                                "tasks": [t.to_dict() for t in tasks]})
+            if arb is None:
+                return None
+            a, sig, method = arb.get("assignment"), arb.get("sig"), arb.get("method")
+            if not isinstance(a, list) or len(a) != len(tasks) \
+                    or any(isinstance(x, bool) or not isinstance(x, int) or not 0 <= x < k for x in a):
+                raise InputError(f"assignment: expected {len(tasks)} provider indices in 0..{k - 1}")
+            method = method if isinstance(method, str) else "unknown"
+            msg = arbitration_bytes(self.genesis.chain_id, height, state.hash, [t.id for t in tasks], state.free_times, a)
+            if not isinstance(sig, str) or not verify(self.genesis.arbiter_public_key, msg, sig):
+                raise InputError("sig: not the arbiter's signature over this request")
+            return {"assignment": a, "sig": sig, "method": method[:wire.MAX_LABEL]}
+        except Exception as exc:  # a lying, broken or unreachable arbiter: fall back, never stop proposing
+            log.warning("arbiter answer for height %d refused: %s", height, exc)
+            return None
+
     def process_proposal(self, req) -> Any:
         with self.lock:
             try:
@@ -350,7 +432,7 @@ class PocApplication:
                 self.checked[req.hash] = checked
                 return pb.ProcessProposalResponse(status=ACCEPT)
             except InvalidBlock as exc:
-                reason = str(exc)
+                reason = str(exc)[:300]
                 self.checked[req.hash] = reason
                 slug = reason.split(":")[0].split()[0] if reason else "invalid"
                 self.rejections[slug] = self.rejections.get(slug, 0) + 1
@@ -441,20 +523,35 @@ class PocApplication:
             now = time.time()
             since = None if self.last_commit_time is None else now - self.last_commit_time
             record["committed_at"] = now
-            self.store.save_block(after, record, rows, evidence, txs)
+            try:
+                self.store.save_block(after, record, rows, evidence, txs)
+            except Exception as exc:
+                # The store cannot take the block (disk full, a damaged file): going on would leave memory
+                # ahead of disk. Stop; at restart CometBFT replays the block from its own store.
+                log.critical("Commit: the store refused height %d (%s); stopping the node", after.height, exc)
+                raise StoreFailure(str(exc)) from exc
             self.state, self.staged = after, None
             self.last_commit_time = now
             for r in rows:
                 self.pending.pop(r[0], None)
             if self.metrics is not None:
-                # rounds: CometBFT tells the round of the previous height's commit (decided_last_commit)
-                self.metrics.block_committed(after.height, len(rows), record["last_commit"]["round"] + 1, since)
-                self.metrics.contributions({v.name: s for v, s in zip(self.genesis.validators, after.scores)},
-                                           {v.name: p for v, p in zip(self.genesis.validators, record["powers"])})
+                try:
+                    self._report(record, after, len(rows), since)
+                except Exception:  # metrics never stop a commit
+                    log.exception("metrics: could not record height %d", after.height)
             if rows:
                 log.info("committed height %d: %d tasks, latency %.4g, proposer %s", after.height, len(rows),
                          record["allocation"]["claimed_latency"], record["proposer_name"])
             return pb.CommitResponse(retain_height=0)
+
+
+    def _report(self, record: dict, after: ChainState, n_tasks: int, since: float | None) -> None:
+        vals = self.genesis.validators
+        self.metrics.on_block(record, {v.address: v.name for v in vals})
+        # rounds: CometBFT tells the round of the previous height's commit (decided_last_commit)
+        self.metrics.block_committed(after.height, n_tasks, record["last_commit"]["round"] + 1, since)
+        self.metrics.contributions({v.name: s for v, s in zip(vals, after.scores)},
+                                   {v.name: p for v, p in zip(vals, record["powers"])})
 
 
 def byzantine_modes() -> list[str]:

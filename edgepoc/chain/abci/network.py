@@ -32,12 +32,15 @@ from typing import Any
 from edgepoc.chain.abci.app import voting_powers
 from edgepoc.chain.abci.node import cometbft_binary
 from edgepoc.chain.crypto import SigningKey
-from edgepoc.chain.genesis import ConsensusParams, Genesis, make_validators
+from edgepoc.chain.genesis import MAX_VALIDATORS, ConsensusParams, Genesis, make_validators
 from edgepoc.chain.httpapi import HttpClient
 from edgepoc.errors import EdgepocError, InputError
 
 HOST = "127.0.0.1"
 PORTS_PER_NODE = 4  # p2p, rpc, abci, api
+# CometBFT's own Prometheus metrics: base_port + 300 + the node's index on its host (above the 4 ports of
+# up to 64 nodes and the arbiter's), or a free port with base_port 0.
+PROMETHEUS_PORT_OFFSET = 300
 
 
 _taken: set[int] = set()
@@ -108,8 +111,8 @@ def init_network(folder: Path, nodes: int = 4, base_port: int = 26600, seed: int
     the bundle to copy to that machine; ports then repeat per host from `base_port`.
     """
     folder = Path(folder)
-    if not 1 <= nodes <= 64:
-        raise InputError(f"--nodes: must be 1..64, got {nodes}")
+    if not 1 <= nodes <= MAX_VALIDATORS:
+        raise InputError(f"--nodes: must be 1..{MAX_VALIDATORS}, got {nodes}")
     if (folder / "network.json").exists():
         raise EdgepocError(f"{folder} already holds a network; remove it or pick another --dir")
     binary = cometbft_binary()
@@ -141,7 +144,7 @@ def init_network(folder: Path, nodes: int = 4, base_port: int = 26600, seed: int
     cmt_genesis = {
         "genesis_time": _rfc3339(genesis_time), "chain_id": chain_id, "initial_height": "1",
         "consensus_params": {
-            "block": {"max_bytes": str(16 << 20), "max_gas": "-1"},
+            "block": {"max_bytes": str(p.max_proposal_bytes + (64 << 10)), "max_gas": "-1"},
             "evidence": {"max_age_num_blocks": "100000", "max_age_duration": "172800000000000", "max_bytes": "1048576"},
             "validator": {"pub_key_types": ["ed25519"]}, "version": {"app": "1"},
             "synchrony": {"precision": "505000000", "message_delay": "15000000000"},
@@ -161,19 +164,20 @@ def init_network(folder: Path, nodes: int = 4, base_port: int = 26600, seed: int
         host, (p2p, rpc, abci, api) = node_hosts[i], ports[i]
         peers = ",".join(f"{ids[j]}@{node_hosts[j]}:{ports[j][0]}" for j in range(nodes) if j != i)
         cfg = (cmt / "config" / "config.toml").read_text()
+        prom = free_port() if base_port == 0 else base_port + PROMETHEUS_PORT_OFFSET + node_hosts[:i].count(host)
         for section, key, value in [
             # ABCI and RPC stay on loopback: cometbft and its app share a machine, and neither may be
             # reachable from outside (anyone on the ABCI port could call FinalizeBlock); p2p and the API face out.
             ("", "moniker", f"node{i}"), ("", "proxy_app", f"127.0.0.1:{abci}"), ("", "abci", "grpc"),
             ("", "log_level", "info"),
-            ("rpc", "laddr", f"tcp://127.0.0.1:{rpc}"), ("rpc", "max_body_bytes", 16 << 20),
+            ("rpc", "laddr", f"tcp://127.0.0.1:{rpc}"), ("rpc", "max_body_bytes", 2 * p.max_tx_bytes + (64 << 10)),
             ("rpc", "max_open_connections", 2000),
             ("p2p", "laddr", f"tcp://{host}:{p2p}"), ("p2p", "persistent_peers", peers),
             ("p2p", "addr_book_strict", False), ("p2p", "allow_duplicate_ip", True), ("p2p", "pex", False),
             ("p2p", "send_rate", 100 << 20), ("p2p", "recv_rate", 100 << 20),
             ("p2p", "flush_throttle_timeout", "10ms"),
             ("mempool", "size", 100000), ("mempool", "max_txs_bytes", 1 << 30), ("mempool", "cache_size", 200000),
-            ("mempool", "max_tx_bytes", 4 << 20),
+            ("mempool", "max_tx_bytes", p.max_tx_bytes),
             ("consensus", "timeout_propose", _duration(p.timeout_propose)),
             ("consensus", "timeout_propose_delta", _duration(p.timeout_delta)),
             ("consensus", "timeout_prevote", _duration(p.timeout_prevote)),
@@ -185,6 +189,7 @@ def init_network(folder: Path, nodes: int = 4, base_port: int = 26600, seed: int
             ("consensus", "create_empty_blocks_interval", _duration(p.empty_block_interval)),
             ("consensus", "peer_gossip_sleep_duration", "10ms"),
             ("tx_index", "indexer", "null"),
+            ("instrumentation", "prometheus", True), ("instrumentation", "prometheus_listen_addr", f"{host}:{prom}"),
         ]:
             cfg = _set_toml(cfg, section, key, value)
         (cmt / "config" / "config.toml").write_text(cfg)
@@ -196,7 +201,8 @@ def init_network(folder: Path, nodes: int = 4, base_port: int = 26600, seed: int
         (home / "app.json").write_text(json.dumps(app_cfg, indent=2) + "\n")
         doc["nodes"].append({"name": f"node{i}", "home": f"node{i}", "address": genesis.validators[i].address,
                              "host": host, "api": f"http://{host}:{api}", "rpc": f"http://127.0.0.1:{rpc}",
-                             "peer_port": p2p, "abci_port": abci, "node_id": ids[i]})
+                             "peer_port": p2p, "abci_port": abci, "node_id": ids[i],
+                             "cometbft_metrics": f"http://{host}:{prom}/metrics"})
     arb = folder / "arbiter"
     arb.mkdir(exist_ok=True)
     arbiter_key.save(arb / "arbiter_key.json")

@@ -263,72 +263,31 @@ class CometNodeView:
         return out
 
 
-def _timed(name: str, fn):
+def _guarded(name: str, fn, fallback):
+    """One ABCI method, timed, with no exception let out to CometBFT (an escaped one stops its consensus
+    or mempool connection). Where a safe answer exists (reject the tx, reject the proposal, propose an
+    empty block) it is given; FinalizeBlock and Commit have none (their answer is the state), so a failure
+    there stops this node cleanly and CometBFT replays the block at restart."""
     def call(self, req, ctx):
         t0 = time.perf_counter()
         try:
             return fn(self, req, ctx)
+        except Exception as exc:
+            log.exception("ABCI %s raised", name)
+            if fallback is not None:
+                return fallback(exc)
+            log.critical("ABCI %s cannot answer (%s: %s); stopping this node", name, type(exc).__name__, exc)
+            os.kill(os.getpid(), signal.SIGTERM)
+            ctx.abort(grpc_status_internal(), f"{name} failed; the node is stopping")
         finally:
             self.app._spent(name, t0)
     return call
 
 
-def _servicer(app: PocApplication):
-    from edgepoc.chain.abci.proto import grpc_pb, pb
+def grpc_status_internal():
+    import grpc
 
-    class Servicer(grpc_pb.ABCIServiceServicer):
-        def Echo(self, req, ctx):
-            return pb.EchoResponse(message=req.message)
-
-        def Flush(self, req, ctx):
-            return pb.FlushResponse()
-
-        def Info(self, req, ctx):
-            return app.info(req)
-
-        def CheckTx(self, req, ctx):
-            return app.check_tx(req)
-
-        def Query(self, req, ctx):
-            return app.query(req)
-
-        def Commit(self, req, ctx):
-            return app.commit(req)
-
-        def InitChain(self, req, ctx):
-            return app.init_chain(req)
-
-        def ListSnapshots(self, req, ctx):
-            return pb.ListSnapshotsResponse()
-
-        def OfferSnapshot(self, req, ctx):
-            return pb.OfferSnapshotResponse(result=pb.OFFER_SNAPSHOT_RESULT_REJECT)
-
-        def LoadSnapshotChunk(self, req, ctx):
-            return pb.LoadSnapshotChunkResponse()
-
-        def ApplySnapshotChunk(self, req, ctx):
-            return pb.ApplySnapshotChunkResponse(result=pb.APPLY_SNAPSHOT_CHUNK_RESULT_ABORT)
-
-        def PrepareProposal(self, req, ctx):
-            return app.prepare_proposal(req)
-
-        def ProcessProposal(self, req, ctx):
-            return app.process_proposal(req)
-
-        def ExtendVote(self, req, ctx):
-            return pb.ExtendVoteResponse()
-
-        def VerifyVoteExtension(self, req, ctx):
-            return pb.VerifyVoteExtensionResponse(status=pb.VERIFY_VOTE_EXTENSION_STATUS_ACCEPT)
-
-        def FinalizeBlock(self, req, ctx):
-            return app.finalize_block(req)
-
-    for name in ("CheckTx", "PrepareProposal", "ProcessProposal", "FinalizeBlock", "Commit"):
-        setattr(Servicer, name, _timed(name, getattr(Servicer, name)))
-    Servicer.app = app
-    return Servicer()
+    return grpc.StatusCode.INTERNAL
 
 
 def build_app(home: Path, config: AppConfig, metrics: Any = None) -> tuple[PocApplication, str]:
@@ -347,6 +306,15 @@ def build_app(home: Path, config: AppConfig, metrics: Any = None) -> tuple[PocAp
     app = PocApplication(genesis, store, allocate, name, address, config.byzantine or byzantine_modes(), metrics,
                          arbiter)
     return app, address
+
+
+def _die_with_parent() -> None:
+    """In the cometbft child before exec: the kernel sends it SIGTERM when this app process dies, however
+    it dies (SIGKILL included), so no cometbft is left orphaned holding the node's ports."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def run_node(home: Path) -> None:
@@ -376,7 +344,7 @@ def run_node(home: Path) -> None:
              f"; BYZANTINE {sorted(app.byzantine)}" if app.byzantine else "")
     out = open(home / "cometbft.log", "ab")
     comet = subprocess.Popen([binary, "start", "--home", str(home / "cometbft")], stdout=out, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL)
+                             stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
     out.close()
     (home / "cometbft.pid").write_text(f"{comet.pid}\n")
 

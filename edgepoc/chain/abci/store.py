@@ -14,11 +14,14 @@ import threading
 from pathlib import Path
 
 from edgepoc.chain.consensus import ChainState
+from edgepoc.errors import EdgepocError
 
+SCHEMA_VERSION = 2  # 2: raw transactions as bytes (block_txs), never decoded to text
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (height INTEGER PRIMARY KEY, hash TEXT NOT NULL, time REAL NOT NULL,
-                                   n_tasks INTEGER NOT NULL, committed_at REAL NOT NULL, body TEXT NOT NULL,
-                                   txs TEXT NOT NULL);
+                                   n_tasks INTEGER NOT NULL, committed_at REAL NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS block_txs (height INTEGER NOT NULL, position INTEGER NOT NULL, tx BLOB NOT NULL,
+                                      PRIMARY KEY (height, position));
 CREATE TABLE IF NOT EXISTS states (height INTEGER PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tasks (id TEXT PRIMARY KEY, height INTEGER NOT NULL, position INTEGER NOT NULL,
                                   provider INTEGER NOT NULL, latency REAL NOT NULL, arrival REAL NOT NULL);
@@ -35,9 +38,30 @@ class AppStore:
         if not readonly:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self.db = self._connect()
-        if not readonly:
+        existed = self.path.exists() and self.path.stat().st_size > 0
+        if readonly and not existed:
+            raise EdgepocError(f"store {self.path}: does not exist or is empty")
+        try:
+            self.db = self._connect()
+            self._check(existed)
+        except sqlite3.DatabaseError as exc:
+            raise EdgepocError(f"store {self.path}: damaged ({exc}); restore it from a backup, or move it aside "
+                               "and let CometBFT replay the chain into a fresh one") from None
+
+    def _check(self, existed: bool) -> None:
+        """Refuse a damaged or foreign store at start, not at the first Commit (a node that votes and then
+        dies is worse than one that never starts)."""
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if existed:
+            bad = self.db.execute("PRAGMA quick_check").fetchone()[0]
+            if bad != "ok":
+                raise sqlite3.DatabaseError(f"integrity check: {bad}")
+            if version != SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(f"schema version {version}, this edgepoc reads {SCHEMA_VERSION}")
+        if not self.readonly:
             self.db.executescript(SCHEMA)
+            if not existed:
+                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _connect(self) -> sqlite3.Connection:
         uri = f"file:{self.path}?mode=ro" if self.readonly else f"file:{self.path}"
@@ -68,9 +92,11 @@ class AppStore:
         """Everything a committed block changes, atomically; `txs` are its raw transactions (for verify)."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            self.db.execute("INSERT INTO blocks VALUES (?,?,?,?,?,?,?)",
+            self.db.execute("INSERT INTO blocks VALUES (?,?,?,?,?,?)",
                             (state.height, record["hash"], record["time"], len(rows), record["committed_at"],
-                             json.dumps(record), json.dumps([t.decode() for t in txs])))
+                             json.dumps(record)))
+            self.db.executemany("INSERT INTO block_txs VALUES (?,?,?)",
+                                [(state.height, i, bytes(t)) for i, t in enumerate(txs)])
             self.db.execute("INSERT INTO states VALUES (?,?)", (state.height, json.dumps(state.to_dict())))
             self.db.executemany("INSERT INTO tasks VALUES (?,?,?,?,?,?)", rows)
             self.db.executemany("INSERT INTO evidence (height, body) VALUES (?,?)",
@@ -102,8 +128,10 @@ class AppStore:
         return [json.loads(r[0]) for r in rows]
 
     def txs(self, height: int) -> list[bytes] | None:
-        row = self._r.execute("SELECT txs FROM blocks WHERE height=?", (height,)).fetchone()
-        return [t.encode() for t in json.loads(row[0])] if row else None
+        if self._r.execute("SELECT 1 FROM blocks WHERE height=?", (height,)).fetchone() is None:
+            return None
+        return [bytes(r[0]) for r in self._r.execute("SELECT tx FROM block_txs WHERE height=? ORDER BY position",
+                                                     (height,))]
 
     def history(self, limit: int) -> list[tuple]:
         """(height, time, proposer name, powers, state) of the last `limit` blocks with tasks, newest first;

@@ -1,6 +1,9 @@
 """The chain's transactions on CometBFT: client-signed task batches and the proposer's allocation.
 
-A transaction is canonical JSON. `tasks`: one client signature over a batch of tasks (nonce and
+A transaction is canonical JSON, and only that: its bytes must equal the canonical encoding
+(`crypto.canonical`: UTF-8, keys sorted, no whitespace, shortest float repr) of what they parse to.
+So one request has one byte form (no padded or re-encoded copies that are new transactions to the
+mempool), and size and nesting are bounded before any parser runs. `tasks`: one client signature over a batch of tasks (nonce and
 demand each); the chain stamps every task's arrival with the block time, and the providers' delays
 come from genesis, so neither is the client's to choose. `allocation`: the last transaction of a
 block with tasks, added by the proposer in PrepareProposal (assignment, claimed latency, Shapley
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -20,6 +24,7 @@ from edgepoc.errors import InputError
 
 TASKS = "tasks"
 ALLOCATION = "allocation"
+MAX_LABEL = 64  # an allocator or arbiter method name (a label in the block record, never trusted)
 
 
 def task_id(chain_id: str, client: str, nonce: int) -> str:
@@ -61,7 +66,8 @@ class TaskBatch:
         return verify(self.client, self.sign_bytes(), self.sig)
 
     @classmethod
-    def from_dict(cls, d: Any, *, n_resources: int, max_demand: float, max_tasks: int) -> "TaskBatch":
+    def from_dict(cls, d: Any, *, n_resources: int, max_demand: float, max_tasks: int,
+                  min_demand: float = 1e-4) -> "TaskBatch":
         """Parse and bound-check (not the signature): a bad field raises InputError naming it."""
         if not isinstance(d, dict):
             raise InputError("tx: expected an object")
@@ -92,8 +98,8 @@ class TaskBatch:
                 raise InputError(f"{where}.demand: expected {n_resources} numbers")
             for x in demand:
                 if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) \
-                        or not 0 < x <= max_demand:
-                    raise InputError(f"{where}.demand: each must be in (0, {max_demand:g}], got {x!r:.40}")
+                        or not min_demand <= x <= max_demand:
+                    raise InputError(f"{where}.demand: each must be in [{min_demand:g}, {max_demand:g}], got {x!r:.40}")
             out.append((nonce, [float(x) for x in demand]))
         return cls(chain_id, client, out, sig)
 
@@ -127,20 +133,62 @@ class Allocation:
         if not _finite(lat) or not _finite(se) or not isinstance(sh, list) or not all(_finite(x) for x in sh):
             raise InputError("allocation: claimed_latency, stderr and shapley must be finite numbers")
         arb = d.get("arbitration")
-        if arb is not None and not (isinstance(arb, dict) and isinstance(arb.get("sig"), str)):
-            raise InputError("allocation.arbitration: expected an object with sig")
+        if arb is not None and not (isinstance(arb, dict) and set(arb) == {"sig", "method"}
+                                    and isinstance(arb["sig"], str) and len(arb["sig"]) == 128
+                                    and isinstance(arb["method"], str) and len(arb["method"]) <= MAX_LABEL):
+            raise InputError("allocation.arbitration: expected {sig: 128 hex characters, method: a short string}")
         alloc = d.get("allocator", "")
-        return cls(a, float(lat), [float(x) for x in sh], float(se), alloc if isinstance(alloc, str) else "", arb)
+        if not isinstance(alloc, str) or len(alloc) > MAX_LABEL:
+            raise InputError(f"allocation.allocator: expected a string of at most {MAX_LABEL} characters")
+        extra = set(d) - {"type", "assignment", "claimed_latency", "shapley", "stderr", "allocator", "arbitration"}
+        if extra:
+            raise InputError(f"allocation: unknown fields {sorted(extra)}")
+        return cls(a, float(lat), [float(x) for x in sh], float(se), alloc, arb)
 
 
-def decode_tx(tx: bytes) -> dict:
-    """JSON object of a transaction; InputError when it is not one."""
+MAX_DEPTH = 6  # the deepest honest transaction: {"tasks": [{"demand": [..]}]} is 3 levels
+_BRACKETS = bytes(range(256)).translate(None, b'[]{}"\\')  # every byte but these is deleted
+_ESCAPE = re.compile(rb"\\.", re.S)
+_STRING = re.compile(rb'"[^"]*"')
+
+
+def nesting_depth(tx: bytes) -> int:
+    """The deepest bracket nesting of JSON bytes, outside strings, in C-speed passes (no parser runs)."""
+    skel = _STRING.sub(b"", _ESCAPE.sub(b"", tx).translate(None, _BRACKETS))
+    depth = best = 0
+    for chunk in re.findall(rb"[\[{]+|[\]}]+", skel):
+        depth += len(chunk) if chunk[0] in b"[{" else -len(chunk)
+        best = max(best, depth)
+    return best
+
+
+def decode_tx(tx: bytes, max_bytes: int = 1 << 20) -> dict:
+    """The JSON object of a transaction; InputError (with the reason) unless it is canonical JSON.
+
+    Checks run cheapest first: size, nesting depth, strict UTF-8 (no UTF-16/32, no encoded surrogates),
+    then the parser, then byte equality with the canonical re-encoding (whitespace, key order, escapes,
+    duplicate keys, NaN and number spellings all make a different byte string)."""
+    if len(tx) > max_bytes:
+        raise InputError(f"tx: {len(tx)} bytes, at most {max_bytes}")
+    depth = nesting_depth(tx)
+    if depth > MAX_DEPTH:
+        raise InputError(f"tx: nested {depth} levels deep, at most {MAX_DEPTH}")
     try:
-        d = json.loads(tx)
-    except (ValueError, UnicodeDecodeError):
+        text = tx.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError("tx: not UTF-8") from None
+    try:
+        d = json.loads(text)
+    except (ValueError, RecursionError):
         raise InputError("tx: not JSON") from None
     if not isinstance(d, dict):
         raise InputError("tx: expected a JSON object")
+    try:
+        same = canonical(d) == tx
+    except (ValueError, TypeError, RecursionError):  # NaN/Infinity, lone surrogates
+        same = False
+    if not same:
+        raise InputError("tx: not canonical JSON (UTF-8, keys sorted, no whitespace, shortest numbers)")
     return d
 
 

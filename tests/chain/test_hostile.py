@@ -1,0 +1,232 @@
+"""Hostile bytes against the application in process: no single message stops the chain (issue 20).
+
+Every path a transaction takes on CometBFT is driven with the protobuf requests CometBFT sends:
+CheckTx (from any client or peer), PrepareProposal (as mempool content), ProcessProposal (inside a
+Byzantine proposal), FinalizeBlock and Commit (a block decided anyway, or replayed). After each
+attack an honest block must still commit and the store must still replay (`chain verify`).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edgepoc.chain.abci import wire
+from edgepoc.chain.abci.app import PocApplication
+from edgepoc.chain.abci.proto import pb
+from edgepoc.chain.abci.store import AppStore
+from edgepoc.chain.crypto import canonical
+from edgepoc.chain.genesis import Genesis, MAX_VALIDATORS
+from edgepoc.errors import EdgepocError, InputError
+from tests.chain.test_app import ARBITER, CLIENT, Harness, batch, make_genesis
+
+ACCEPT, REJECT = pb.PROCESS_PROPOSAL_STATUS_ACCEPT, pb.PROCESS_PROPOSAL_STATUS_REJECT
+
+
+def honest_block_commits(h: Harness, nonce0: int, t: float) -> None:
+    b = batch(5, nonce0=nonce0, seed=nonce0)
+    assert h.check(b).code == 0
+    proposal, _ = h.block([b.tx()], t)
+    assert len(proposal) == 2, "the honest batch and its allocation"
+    assert h.app.store.committed_ids(b.ids) == set(b.ids)
+
+
+def reencoded(b: wire.TaskBatch) -> dict[str, bytes]:
+    """The same signed batch in every byte form json.loads would accept."""
+    d = b.to_dict()
+    text = json.dumps(d, sort_keys=True, separators=(",", ":"))
+    v0 = d["tasks"][0]["demand"][0]
+    return {
+        "utf-16": text.encode("utf-16"),
+        "utf-16-le": text.encode("utf-16-le"),
+        "utf-32": text.encode("utf-32"),
+        "padded": b.tx() + b" " * 1000,
+        "inner whitespace": json.dumps(d, sort_keys=True).encode(),
+        "unsorted keys": json.dumps(dict(reversed(list(d.items()))), separators=(",", ":")).encode(),
+        "escaped ascii": json.dumps(d, sort_keys=True, separators=(",", ":")).replace('"tasks"', '"t\\u0061sks"').encode(),
+        "duplicate key": b.tx()[:-1] + b',"type":"tasks"}',
+        "exponent number": text.replace(json.dumps(v0), f"{v0:.17e}", 1).encode(),  # the same float
+    }
+
+
+@pytest.mark.parametrize("form", list(reencoded(batch(1)).keys()))
+def test_only_the_canonical_byte_form_of_a_signed_batch_is_a_transaction(tmp_path, form):
+    h = Harness(tmp_path)
+    b = batch(3, nonce0=100)
+    tx = reencoded(b)[form]
+    res = h.check(tx)
+    assert res.code != 0 and ("canonical" in res.log or "UTF-8" in res.log or "JSON" in res.log), res.log
+    # the same bytes inside a Byzantine proposal are rejected; decided anyway, they are recorded, not executed
+    assert h.process([tx, canonical({"type": "allocation", "assignment": [0, 0, 0], "claimed_latency": 1.0,
+                                     "shapley": [0.0] * 4, "stderr": 0.0, "allocator": "x", "arbitration": None})],
+                     1.0) == REJECT
+    h.finalize([tx], 1.0)
+    honest_block_commits(h, 0, 2.0)
+    assert h.check(b).code == 0, "the canonical form of the same batch is still accepted"
+
+
+def test_deep_nesting_is_refused_before_the_parser_runs(tmp_path):
+    h = Harness(tmp_path)
+    for tx in (b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+               b'{"type":"tasks","x":' + b"[" * 7 + b"]" * 7 + b"}"):
+        res = h.check(tx)
+        assert res.code != 0 and "nested" in res.log, res.log
+        assert h.process([tx], 1.0) == REJECT
+    # brackets inside strings do not count
+    assert wire.nesting_depth(b'{"a":"[[[[[[[[[[[[[[[[[[[[\\"[[[["}') == 1
+    honest_block_commits(h, 0, 2.0)
+
+
+def test_oversized_transactions_and_proposals_are_bounded(tmp_path):
+    h = Harness(tmp_path, make_genesis(max_tx_bytes=64 << 10, max_proposal_bytes=256 << 10, max_batch_tasks=2000))
+    big = batch(2000, nonce0=10_000)
+    assert len(big.tx()) > 64 << 10
+    res = h.check(big)
+    assert res.code != 0 and "bytes" in res.log
+    # many valid batches: the proposal stops below max_proposal_bytes whatever CometBFT offers
+    txs = [batch(500, nonce0=20_000 + 1000 * i, seed=i).tx() for i in range(20)]
+    for tx in txs:
+        assert h.check(tx).code == 0
+    proposal = h.prepare(txs, 1.0)
+    assert sum(map(len, proposal)) <= 256 << 10
+    assert 2 <= len(proposal) < len(txs)
+    # a Byzantine proposal beyond the bound is rejected
+    alloc_free = txs[:12]
+    assert h.process([*alloc_free, proposal[-1]], 1.0) == REJECT
+
+
+def test_huge_numbers_and_tiny_demands_are_rejected(tmp_path):
+    h = Harness(tmp_path)
+    base = batch(1, nonce0=7).to_dict()
+    for demand in ([1e308, 0.1], [5e-324, 0.1], [1e-5, 0.1]):
+        d = {**base, "tasks": [{"nonce": 7, "demand": demand}]}
+        res = h.check(canonical(d))
+        assert res.code != 0 and "demand" in res.log, res.log
+    for raw in (b'{"type":"tasks","nonce":' + b"9" * 5000 + b"}", b'{"a":NaN}', b'{"a":Infinity}', b'{"a":1e999}'):
+        assert h.check(raw).code != 0
+    honest_block_commits(h, 0, 1.0)
+
+
+def test_a_lying_arbiter_cannot_stop_or_steer_the_proposer(tmp_path):
+    """Answers of the wrong shape, out of range, or unsigned are refused; the proposer falls back."""
+    answers = iter([{"assignment": [99]}, {"assignment": "x", "sig": 1}, None,
+                    {"assignment": [0] * 40, "sig": "00" * 64, "method": "ga"}])
+
+    def liar(body):
+        a = next(answers)
+        if a is None:
+            raise RuntimeError("arbiter blew up")
+        return a
+
+    h = Harness(tmp_path, make_genesis(tolerance=-0.5))  # every allocation is "too slow": the arbiter is asked
+    h.app.arbiter = liar
+    h.app.allocate = lambda inst, free: [0] * inst.n_tasks
+    for i in range(4):
+        b = batch(40, nonce0=1000 * i, seed=i)
+        assert h.check(b).code == 0
+        proposal = h.prepare([b.tx()], 1.0 + i)
+        assert json.loads(proposal[-1])["arbitration"] is None
+        # greedy's fallback is within any tolerance of itself only when tolerance >= 0: the empty block
+        # or greedy is what an honest proposer offers; either way the height commits
+        hh = bytes([h.height + 1]) * 32
+        h.process(proposal, 1.0 + i, hh)
+        h.finalize(proposal, 1.0 + i, hh)
+    assert h.height == 4
+
+
+def test_network_size_is_bounded_by_genesis():
+    g = make_genesis().to_dict()
+    g["validators"] = g["validators"] * (MAX_VALIDATORS // 4 + 1)
+    with pytest.raises(InputError, match="validators"):
+        Genesis.from_dict(g)
+
+
+def test_a_damaged_store_is_refused_at_start(tmp_path):
+    h = Harness(tmp_path)
+    honest_block_commits(h, 0, 1.0)
+    h.app.store.close()
+    data = h.path.read_bytes()
+    h.path.write_bytes(data[: len(data) // 2])
+    for wal in tmp_path.glob("*.sqlite-*"):
+        wal.unlink()
+    with pytest.raises(EdgepocError, match="damaged"):
+        AppStore(h.path)
+    other = tmp_path / "other.sqlite"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE x (a)")
+    con.close()
+    with pytest.raises(EdgepocError, match="schema version"):
+        AppStore(other)
+
+
+def test_init_chain_checks_the_whole_genesis(tmp_path):
+    h = Harness(tmp_path)
+    g = h.genesis
+    good = pb.InitChainRequest(chain_id=g.chain_id, initial_height=1, app_state_bytes=json.dumps(g.to_dict()).encode())
+    assert h.app.init_chain(good).app_hash
+    for bad, why in [
+        (pb.InitChainRequest(chain_id=g.chain_id, initial_height=5, app_state_bytes=good.app_state_bytes), "height"),
+        (pb.InitChainRequest(chain_id=g.chain_id, initial_height=1, app_state_bytes=b"{}"), "app_state"),
+        (pb.InitChainRequest(chain_id=g.chain_id, initial_height=1, app_state_bytes=good.app_state_bytes,
+                             validators=[pb.ValidatorUpdate(power=999, pub_key_type="ed25519",
+                                                            pub_key_bytes=bytes.fromhex(ARBITER.public_hex))]),
+         "validator set"),
+    ]:
+        with pytest.raises(EdgepocError, match=why):
+            h.app.init_chain(bad)
+
+
+# ------------------------------------------------------------------ property-based fuzz
+
+def json_values(max_leaves: int = 30):
+    leaves = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20)
+    return st.recursive(leaves, lambda c: st.lists(c, max_size=5) | st.dictionaries(st.text(max_size=8), c, max_size=5),
+                        max_leaves=max_leaves)
+
+
+def mutations(b: wire.TaskBatch):
+    d = b.to_dict()
+    return st.one_of(
+        st.binary(max_size=2000),
+        json_values().map(lambda v: json.dumps(v).encode()),
+        json_values().map(lambda v: canonical({**d, "tasks": v}) if _ok(v) else b"{}"),
+        st.sampled_from(list(reencoded(b).values())),
+        st.sampled_from(["utf-8", "utf-16", "utf-32", "latin-1"]).flatmap(
+            lambda enc: json_values().map(lambda v: json.dumps({"type": "tasks", "x": v}).encode(enc, "replace"))),
+        st.integers(1, 400).map(lambda n: b"[" * n + b"]" * n),
+        st.text(max_size=300).map(lambda t: t.encode("utf-8", "surrogatepass")),
+    )
+
+
+def _ok(v) -> bool:
+    try:
+        canonical(v)
+        return True
+    except (ValueError, TypeError):
+        return False
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                   HealthCheck.too_slow])
+@given(data=st.data())
+def test_fuzz_no_exception_escapes_and_honest_blocks_keep_committing(tmp_path_factory, data):
+    h = Harness(tmp_path_factory.mktemp("fuzz"))
+    honest = batch(3, nonce0=1, seed=1)
+    junk = data.draw(st.lists(mutations(honest), min_size=1, max_size=4))
+    for tx in junk:
+        res = h.check(tx)  # no exception: a code and a reason
+        assert res.code == 0 or res.log
+    # as mempool content beside an honest batch: the proposal keeps the honest one and is accepted by all
+    proposal = h.prepare([*junk, honest.tx()], 1.0)
+    assert h.process(proposal, 1.0, b"p" * 32) == ACCEPT
+    # as a Byzantine proposal: rejected (or accepted only when the junk is itself a valid block)
+    byz = data.draw(st.lists(st.sampled_from(junk), min_size=1, max_size=3))
+    h.process(byz, 1.0, b"b" * 32)
+    # decided anyway (more than 1/3 Byzantine power) and committed: the node survives it
+    h.finalize(byz, 1.0, b"b" * 32)
+    honest_block_commits(h, 500, 2.0)
+    assert h.app.store.txs(1) == [bytes(t) for t in byz], "raw transactions stored as the bytes received"
