@@ -290,6 +290,73 @@ def grpc_status_internal():
     return grpc.StatusCode.INTERNAL
 
 
+def _servicer(app: PocApplication):
+    """The gRPC ABCI service over `app`, every method behind `_guarded` (the safe answer, if any)."""
+    from edgepoc.chain.abci.app import BAD_TX, REJECT
+    from edgepoc.chain.abci.proto import grpc_pb, pb
+
+    class Servicer(grpc_pb.ABCIServiceServicer):
+        def Echo(self, req, ctx):
+            return pb.EchoResponse(message=req.message)
+
+        def Flush(self, req, ctx):
+            return pb.FlushResponse()
+
+        def Info(self, req, ctx):
+            return app.info(req)
+
+        def CheckTx(self, req, ctx):
+            return app.check_tx(req)
+
+        def Query(self, req, ctx):
+            return app.query(req)
+
+        def Commit(self, req, ctx):
+            return app.commit(req)
+
+        def InitChain(self, req, ctx):
+            return app.init_chain(req)
+
+        def ListSnapshots(self, req, ctx):
+            return pb.ListSnapshotsResponse()
+
+        def OfferSnapshot(self, req, ctx):
+            return pb.OfferSnapshotResponse(result=pb.OFFER_SNAPSHOT_RESULT_REJECT)
+
+        def LoadSnapshotChunk(self, req, ctx):
+            return pb.LoadSnapshotChunkResponse()
+
+        def ApplySnapshotChunk(self, req, ctx):
+            return pb.ApplySnapshotChunkResponse(result=pb.APPLY_SNAPSHOT_CHUNK_RESULT_ABORT)
+
+        def PrepareProposal(self, req, ctx):
+            return app.prepare_proposal(req)
+
+        def ProcessProposal(self, req, ctx):
+            return app.process_proposal(req)
+
+        def ExtendVote(self, req, ctx):
+            return pb.ExtendVoteResponse()
+
+        def VerifyVoteExtension(self, req, ctx):
+            return pb.VerifyVoteExtensionResponse(status=pb.VERIFY_VOTE_EXTENSION_STATUS_ACCEPT)
+
+        def FinalizeBlock(self, req, ctx):
+            return app.finalize_block(req)
+
+    fallbacks = {
+        "CheckTx": lambda exc: pb.CheckTxResponse(code=BAD_TX, log=f"internal: {type(exc).__name__}"),
+        "Query": lambda exc: pb.QueryResponse(code=1, log=f"internal: {type(exc).__name__}"),
+        "PrepareProposal": lambda exc: pb.PrepareProposalResponse(txs=[]),
+        "ProcessProposal": lambda exc: pb.ProcessProposalResponse(status=REJECT),
+        "Info": None, "InitChain": None, "FinalizeBlock": None, "Commit": None,
+    }
+    for name, fallback in fallbacks.items():
+        setattr(Servicer, name, _guarded(name, getattr(Servicer, name), fallback))
+    Servicer.app = app
+    return Servicer()
+
+
 def build_app(home: Path, config: AppConfig, metrics: Any = None) -> tuple[PocApplication, str]:
     from edgepoc.chain.allocator import make_allocator, probe_instance
     from edgepoc.chain.abci.arbiter import arbiter_client
