@@ -46,6 +46,9 @@ def item_ids(item: Any) -> list[str]:
     return list(ids)
 
 
+ON_CHAIN = ("committed", "assigned", "reassigned", "executed")  # a task in a committed block, run or not yet
+
+
 class NodeUnreachable(EdgepocError):
     """No node answered (each one tried once)."""
 
@@ -296,7 +299,7 @@ class EdgepocClient:
             still = []
             for tid in todo:
                 st = known.get(tid, {})
-                if st.get("status") == "committed":
+                if st.get("status") in ON_CHAIN:
                     res.committed[tid] = st
                     provider = st.get("provider_name", str(st.get("provider")))
                     if provider in down_windows:

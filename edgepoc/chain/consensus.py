@@ -43,11 +43,33 @@ class ChainState:
     balances: list[float]  # reward ledger
     penalties: list[int] = field(default_factory=list)  # punished evidence per validator
     tasks_committed: int = 0
+    # execution (edgepoc.chain.work): liveness, measured capacity, receipts and audits per validator
+    last_signed: list[int] = field(default_factory=list)  # last height whose commit it signed
+    cooldown_until: list[int] = field(default_factory=list)  # unavailable up to this height (missed deadline)
+    capacity_factor: list[int] = field(default_factory=list)  # micro-units; 1_000_000 = as declared
+    receipts: list[int] = field(default_factory=list)  # receipts accepted
+    overdue: list[int] = field(default_factory=list)  # tasks taken away from it (deadline or absence)
+    audits_passed: list[int] = field(default_factory=list)
+    audits_failed: list[int] = field(default_factory=list)
+    last_receipt_time: list[float] = field(default_factory=list)
+    work_digest: str = ""
+
+    def __post_init__(self) -> None:
+        k = len(self.scores)
+        for name, zero in (("last_signed", 0), ("cooldown_until", 0), ("capacity_factor", 1_000_000),
+                           ("receipts", 0), ("overdue", 0), ("audits_passed", 0), ("audits_failed", 0),
+                           ("last_receipt_time", 0.0)):
+            if not getattr(self, name):
+                setattr(self, name, [zero] * k)
 
     def to_dict(self) -> dict:
         return {"height": self.height, "last_hash": self.last_hash, "last_time": self.last_time,
                 "free_times": self.free_times, "scores": self.scores, "balances": self.balances,
-                "penalties": self.penalties, "tasks_committed": self.tasks_committed}
+                "penalties": self.penalties, "tasks_committed": self.tasks_committed,
+                "last_signed": self.last_signed, "cooldown_until": self.cooldown_until,
+                "capacity_factor": self.capacity_factor, "receipts": self.receipts, "overdue": self.overdue,
+                "audits_passed": self.audits_passed, "audits_failed": self.audits_failed,
+                "last_receipt_time": self.last_receipt_time, "work_digest": self.work_digest}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ChainState":
@@ -61,7 +83,7 @@ class ChainState:
         app hash as it was, so CometBFT (create_empty_blocks = false) needs no proof block for it and an
         idle chain stays quiet instead of committing empty blocks back to back."""
         d = self.to_dict()
-        for k in ("last_hash", "height", "last_time"):
+        for k in ("last_hash", "height", "last_time", "last_signed"):  # last_signed moves with every height
             d.pop(k)
         return sha256_hex(canonical(d))
 
@@ -82,14 +104,17 @@ def qualified(genesis: Genesis, state: ChainState) -> list[bool]:
     return out if any(out) else [True] * len(genesis.validators)
 
 
-def block_instance(genesis: Genesis, tasks: Sequence[BlockTaskLike], height: int = 0) -> Instance:
-    """The game instance of a block's tasks on the validators' capacities and (genesis) delays."""
+def block_instance(genesis: Genesis, tasks: Sequence[BlockTaskLike], height: int = 0,
+                   capacity: np.ndarray | None = None) -> Instance:
+    """The game instance of a block's tasks on the validators' capacities (measured, where `capacity` is
+    given) and (genesis) delays."""
     r = genesis.n_resources
     for i, t in enumerate(tasks):
         if len(t.demand) != r:
             raise InvalidBlock(f"tasks[{i}].demand: expected {r} resources, got {len(t.demand)}")
     try:
-        return Instance.create(genesis.capacity, genesis.delays, [t.arrival for t in tasks],
+        return Instance.create(genesis.capacity if capacity is None else capacity, genesis.delays,
+                               [t.arrival for t in tasks],
                                np.array([t.demand for t in tasks], dtype=np.float64).reshape(len(tasks), r),
                                None, name=f"block-{height}", provider_ids=[v.name for v in genesis.validators],
                                task_ids=[t.id for t in tasks])
@@ -102,32 +127,55 @@ def contribution_seed(prev_hash: str, height: int) -> int:
 
 
 @dataclass
+class QueueView:
+    """What allocation sees at a height: measured capacities and the queues, unavailable providers masked."""
+
+    capacity: np.ndarray
+    free_times: list[float]  # masked (edgepoc.chain.work.masked_free_times)
+    available: list[bool]
+
+
+def queue_view(genesis: Genesis, state: ChainState, available: list[bool]) -> QueueView:
+    from edgepoc.chain import work
+
+    return QueueView(work.effective_capacity(genesis, state.capacity_factor, state.receipts),
+                     work.masked_free_times(state.free_times, available), list(available))
+
+
+@dataclass
 class BlockEffects:
     claimed_latency: float
     free_after: list[float]
     shapley: ShapleyResult
+    completion: list[float] = field(default_factory=list)
 
 
-def block_effects(genesis: Genesis, state: ChainState, tasks: Sequence[BlockTaskLike], assignment) -> BlockEffects:
+def block_effects(genesis: Genesis, state: ChainState, tasks: Sequence[BlockTaskLike], assignment,
+                  view: QueueView) -> BlockEffects:
     """Re-run the kernel and the contribution game for a block: the numbers every node must agree on."""
     p = genesis.params
     if not tasks:
         return BlockEffects(0.0, list(state.free_times), ShapleyResult([0.0] * len(genesis.validators), 0.0, True, 0.0))
-    inst = block_instance(genesis, tasks, state.height + 1)
+    if any(not view.available[int(x)] for x in assignment):
+        raise InvalidBlock("assignment: a task goes to a provider that is unavailable (absent or past a deadline)")
+    inst = block_instance(genesis, tasks, state.height + 1, view.capacity)
     try:
-        total, _, free_after = simulate_state(inst, assignment, state.free_times)
+        total, completion, free_after = simulate_state(inst, assignment, view.free_times)
     except InputError as exc:
         raise InvalidBlock(str(exc)) from None
-    sh = shapley(inst, state.free_times, p.l_cloud, p.shapley_exact_max, p.shapley_samples,
+    sh = shapley(inst, view.free_times, p.l_cloud, p.shapley_exact_max, p.shapley_samples,
                  contribution_seed(state.last_hash, state.height + 1))
-    return BlockEffects(float(total), [float(f) for f in free_after], sh)
+    # the masked queues only steer allocation: an available provider's queue is the real one
+    free = [float(f) if a else float(s) for f, s, a in zip(free_after, state.free_times, view.available)]
+    return BlockEffects(float(total), free, sh, [float(c) for c in completion])
 
 
-def greedy_reference(genesis: Genesis, state: ChainState, tasks: Sequence[BlockTaskLike]) -> tuple[list[int], float]:
+def greedy_reference(genesis: Genesis, state: ChainState, tasks: Sequence[BlockTaskLike],
+                     view: QueueView) -> tuple[list[int], float]:
     """Greedy (earliest completion, lowest index on ties): the reference every honest node computes identically."""
     if not tasks:
         return [], 0.0
-    a, total = greedy_assignment(block_instance(genesis, tasks, state.height + 1), state.free_times)
+    a, total = greedy_assignment(block_instance(genesis, tasks, state.height + 1, view.capacity), view.free_times)
     return [int(x) for x in a], float(total)
 
 

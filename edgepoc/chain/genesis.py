@@ -66,6 +66,30 @@ class ConsensusParams:
     # `power_floor` (nobody is dropped) and, with >= 4 validators, below a third of the total.
     power_total: int = 1000
     power_floor: int = 10
+    # Execution (SPEC §7b, docs/execution.md). A work task's queue demand comes from what it declares:
+    # resource 0 = fuel / fuel_per_unit, the others = memory / memory_per_unit (at least min_demand), so a
+    # provider of capacity 1.0 is declared to run fuel_per_unit fuel per second.
+    fuel_per_unit: int = 1_000_000_000
+    memory_per_unit: int = 256 << 20
+    max_module_bytes: int = 256 << 10
+    max_task_memory: int = 64 << 20  # bytes a task may declare
+    max_receipts: int = 2000  # receipts in one provider-signed transaction
+    # Liveness: a validator absent from the last `liveness_window` commits is unavailable until it signs
+    # again; one with a task past its deadline (simulated completion + receipt_grace, in block time) is
+    # unavailable for `overdue_cooldown` heights. Either way its open tasks are reassigned.
+    liveness_window: int = 2
+    receipt_grace: float = 5.0
+    overdue_cooldown: int = 20
+    # Measured capacity: once a provider has `min_receipts` receipts, its capacity is genesis' x a factor
+    # (micro-units, 1_000_000 = as declared) that falls towards the fuel rate it shows while it has a backlog
+    # older than `backlog_allowance` seconds, and recovers towards 1 when it keeps up; never below
+    # `capacity_floor` (micro-units).
+    min_receipts: int = 20
+    backlog_allowance: float = 1.5
+    capacity_floor: int = 50_000
+    # Audits: this many per million work tasks (chosen from the block hash) also run on a second provider.
+    audit_per_million: int = 50_000
+    result_retention: float = 3600.0  # seconds a worker keeps results it served
 
     @classmethod
     def from_dict(cls, d: dict) -> "ConsensusParams":

@@ -122,10 +122,13 @@ def test_arbiter_answers_only_validators_and_signs_everything_it_depends_on(net)
                                                      "sig": v0.sign(request_bytes(net.chain_id, body))})
     arb.close()
     assert status == 200, doc
-    msg = arbitration_bytes(net.chain_id, 5, body["state"], ["t1"], body["free_times"], doc["assignment"])
+    msg = arbitration_bytes(net.chain_id, 5, body["state"], body["tasks"], body["free_times"], doc["assignment"])
     assert verify(genesis.arbiter_public_key, msg, doc["sig"])
-    other = arbitration_bytes(net.chain_id, 5, body["state"], ["t1"], [9.0, 1.0, 0.5, 0.0], doc["assignment"])
+    other = arbitration_bytes(net.chain_id, 5, body["state"], body["tasks"], [9.0, 1.0, 0.5, 0.0], doc["assignment"])
     assert not verify(genesis.arbiter_public_key, other, doc["sig"])  # free times are covered
+    heavier = [{**body["tasks"][0], "demand": [0.9, 0.1]}]
+    assert not verify(genesis.arbiter_public_key, arbitration_bytes(net.chain_id, 5, body["state"], heavier,
+                                                                    body["free_times"], doc["assignment"]), doc["sig"])
 
 
 def test_keys_are_fresh_and_private(net, tmp_path):

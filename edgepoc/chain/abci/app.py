@@ -23,10 +23,11 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from edgepoc.chain import consensus as rules
+from edgepoc.chain import work as works
 from edgepoc.chain.abci import wire
 from edgepoc.chain.abci.proto import pb
 from edgepoc.chain.abci.store import AppStore
@@ -51,18 +52,22 @@ class StoreFailure(EdgepocError):
 
 @dataclass
 class BlockTask:
-    """One task as the chain sees it: the client's nonce and demand, the arrival the chain stamped."""
+    """One task as the chain sees it: the client's nonce and demand, the arrival the chain stamped, and
+    for a task that really runs, its WebAssembly call (its demand is then derived from fuel and memory)."""
 
     id: str
     client: str
     nonce: int
     demand: list[float]
     arrival: float
+    work: wire.Work | None = None
     delays: None = None  # per-provider delays come from genesis, never from a client
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "client": self.client, "nonce": self.nonce, "demand": self.demand,
-                "arrival": self.arrival}
+        d = {"id": self.id, "client": self.client, "nonce": self.nonce, "demand": self.demand, "arrival": self.arrival}
+        if self.work is not None:
+            d["work"] = self.work.to_dict()
+        return d
 
 
 @dataclass
@@ -73,6 +78,23 @@ class CheckedBlock:
     allocation: wire.Allocation | None
     effects: rules.BlockEffects
     reference_latency: float
+    view: rules.QueueView | None = None
+    last_signed: list[int] | None = None
+    modules: list[tuple[wire.ModuleTx, Any]] = field(default_factory=list)
+    receipts: list[wire.ReceiptBatch] = field(default_factory=list)
+
+
+@dataclass
+class StagedBlock:
+    """FinalizeBlock's result, written by Commit in one store transaction."""
+
+    state: ChainState
+    record: dict
+    rows: list[tuple]  # the task index
+    evidence: list[dict]
+    txs: list[bytes]
+    work: dict[str, dict]  # work rows inserted or changed
+    modules: list[tuple]  # (hash, height, functions json, wasm)
 
 
 def chain_clock(genesis: Genesis, ts) -> float:
@@ -105,11 +127,13 @@ def voting_powers(params: ConsensusParams, scores: list[float]) -> list[int]:
     return powers
 
 
-def arbitration_bytes(chain_id: str, height: int, state_hash: str, task_ids: list[str], free_times: list[float],
-                      assignment: list[int]) -> bytes:
-    """What the arbiter signs: everything the allocation depends on, and the allocation."""
+def arbitration_bytes(chain_id: str, height: int, state_hash: str, tasks: list[dict], free_times: list[float],
+                      assignment: list[int], capacity: list[list[float]] | None = None) -> bytes:
+    """What the arbiter signs: everything the allocation depends on (each task's id, demand and arrival, the
+    queues, the capacities), and the allocation."""
     return canonical({"type": "arbitration", "chain_id": chain_id, "height": height, "state": state_hash,
-                      "tasks": task_ids, "free_times": free_times, "assignment": assignment})
+                      "tasks": [[t["id"], t["demand"], t["arrival"]] for t in tasks], "free_times": free_times,
+                      "capacity": capacity, "assignment": assignment})
 
 
 class PocApplication:
@@ -132,9 +156,9 @@ class PocApplication:
         self.arbiter = arbiter
         self.lock = threading.RLock()
         self.state: ChainState = store.state() or rules.initial_state(genesis)
-        self.staged: tuple[ChainState, dict, list[tuple], list[dict], list[bytes]] | None = None
+        self.staged: StagedBlock | None = None
         self.checked: dict[bytes, CheckedBlock | str] = {}  # block hash -> result of ProcessProposal
-        self.verified: dict[bytes, wire.TaskBatch] = {}  # tx hash -> batch parsed and signature-checked by CheckTx
+        self.verified: dict[bytes, Any] = {}  # tx hash -> transaction parsed and signature-checked by CheckTx
         self.pending: dict[str, float] = {}  # task id -> when CheckTx accepted it here
         self.last_commit_time: float | None = None
         self.rejections: dict[str, int] = {}
@@ -206,16 +230,25 @@ class PocApplication:
     def _check_tx(self, req) -> Any:
         key = hashlib.sha256(req.tx).digest()
         if req.type == pb.CHECK_TX_TYPE_RECHECK and key in self.verified:
-            ids = self.verified[key].ids
-            if self.store.committed_ids(ids):
+            stale = self._stale(self.verified[key])
+            if stale:
                 self.verified.pop(key, None)
-                return pb.CheckTxResponse(code=REPLAY, log="replay: a task of this batch is already committed")
+                return pb.CheckTxResponse(code=REPLAY, log=stale)
             return pb.CheckTxResponse(code=OK)
         try:
             d = wire.decode_tx(req.tx, self.params.max_tx_bytes)
-            if d.get("type") == wire.ALLOCATION:
+            kind = d.get("type")
+            if kind == wire.ALLOCATION:
                 return pb.CheckTxResponse(code=PROPOSER_ONLY, log="allocation transactions are added by proposers only")
+            if kind in (wire.MODULE, wire.RECEIPTS):
+                parsed = self._parse_module(d) if kind == wire.MODULE else self._parse_receipts(d)
+                stale = self._stale(parsed)
+                if stale:
+                    return pb.CheckTxResponse(code=REPLAY, log=stale)
+                self._remember(key, parsed)
+                return pb.CheckTxResponse(code=OK)
             b = self.parse_batch(d)
+            self._check_work(b)
         except InputError as exc:
             return pb.CheckTxResponse(code=BAD_TX, log=str(exc))
         done = self.store.committed_ids(b.ids)
@@ -223,87 +256,212 @@ class PocApplication:
             return pb.CheckTxResponse(code=REPLAY, log=f"replay: task {sorted(done)[0]} is already committed")
         if not b.signature_ok():
             return pb.CheckTxResponse(code=BAD_SIG, log="sig: bad client signature")
-        while len(self.verified) >= VERIFIED_CACHE:  # oldest first (dicts keep insertion order)
-            self.verified.pop(next(iter(self.verified)))
-        self.verified[key] = b
+        self._remember(key, b)
         now = time.time()
         for i in b.ids:
             self.pending.setdefault(i, now)
         return pb.CheckTxResponse(code=OK, gas_wanted=len(b.ids))
 
+    def _remember(self, key: bytes, parsed: Any) -> None:
+        while len(self.verified) >= VERIFIED_CACHE:  # oldest first (dicts keep insertion order)
+            self.verified.pop(next(iter(self.verified)))
+        self.verified[key] = parsed
+
+    def _stale(self, parsed: Any) -> str | None:
+        """Why a transaction that was valid is no longer worth including (None if it still is)."""
+        if isinstance(parsed, wire.TaskBatch):
+            return "replay: a task of this batch is already committed" if self.store.committed_ids(parsed.ids) else None
+        if isinstance(parsed, tuple):  # (ModuleTx, ModuleInfo)
+            return "module: already on chain" if self.store.module_heights([parsed[0].hash]) else None
+        if isinstance(parsed, wire.ReceiptBatch):
+            open_ = self.store.work([r.task for r in parsed.receipts])
+            i = self.genesis.index_of(parsed.provider)
+            if not any(w["status"] == "assigned" and w["provider"] == i for w in open_.values()):
+                return "receipts: no task of this batch is open for this provider"
+        return None
+
+    def _parse_module(self, d: dict) -> tuple[wire.ModuleTx, Any]:
+        """A module transaction, signature checked and the module compiled and admitted (edgepoc.execution)."""
+        from edgepoc.execution import compile_module
+
+        m = wire.ModuleTx.from_dict(d)
+        if m.chain_id != self.genesis.chain_id:
+            raise InputError(f"module tx.chain_id: not {self.genesis.chain_id}")
+        if not m.signature_ok():
+            raise InputError("module tx.sig: bad client signature")
+        info = compile_module(m.wasm, max_bytes=self.params.max_module_bytes,
+                              max_memory_bytes=self.params.max_task_memory)
+        return m, info
+
+    def _parse_receipts(self, d: dict) -> wire.ReceiptBatch:
+        rb = wire.ReceiptBatch.from_dict(d, self.params.max_receipts)
+        i = self.genesis.index_of(rb.provider)
+        if rb.chain_id != self.genesis.chain_id or i is None:
+            raise InputError("receipts tx: not from a validator of this chain")
+        if not rb.signature_ok(self.genesis.validators[i].public_key):
+            raise InputError("receipts tx.sig: not signed by that validator's key")
+        return rb
+
+    def _check_work(self, b: wire.TaskBatch, modules: dict[str, dict] | None = None) -> None:
+        """Every work task names a committed module, one of its exported functions with the right number of
+        arguments, and fuel and memory within genesis' bounds (InputError naming the task otherwise)."""
+        if not b.work:
+            return
+        p = self.params
+        max_fuel = int(p.max_demand * p.fuel_per_unit)
+        for i, w in enumerate(b.work):
+            if w is None:
+                continue
+            where = f"tx.tasks[{i}]"
+            funcs = (modules or {}).get(w.module)
+            if funcs is None:
+                found = self.store.module(w.module)
+                if found is None:
+                    raise InputError(f"{where}.module: unknown module {w.module[:16]}; add it first (`edgepoc module add`)")
+                funcs = found[0]
+            sig = funcs.get(w.function)
+            if sig is None:
+                raise InputError(f"{where}.function: {w.function!r} is not exported; exports: {', '.join(sorted(funcs))}")
+            if len(sig["params"]) != len(w.args):
+                raise InputError(f"{where}.args: {w.function} takes {len(sig['params'])} arguments, got {len(w.args)}")
+            if w.fuel > max_fuel:
+                raise InputError(f"{where}.fuel: {w.fuel} > the most a task may declare, {max_fuel}")
+            if w.memory > p.max_task_memory:
+                raise InputError(f"{where}.memory: {w.memory} bytes > max_task_memory {p.max_task_memory}")
+
     # ---------------------------------------------------------------- the block's meaning
-    def _tasks_of(self, txs, clock: float, *, verify_sigs: bool) -> list[BlockTask]:
+    def _parse_tx(self, j: int, tx: bytes, *, verify_sigs: bool) -> Any:
+        """A block's transaction, parsed (from CheckTx's cache when this node saw it); InvalidBlock if bad."""
+        parsed = self.verified.get(hashlib.sha256(tx).digest())
+        if parsed is not None:
+            return parsed
+        try:
+            d = wire.decode_tx(tx, self.params.max_tx_bytes)
+            kind = d.get("type")
+            if kind == wire.MODULE:
+                return self._parse_module(d)
+            if kind == wire.RECEIPTS:
+                return self._parse_receipts(d)
+            if kind == wire.ALLOCATION:
+                raise InputError("an allocation is only the block's last transaction")
+            b = self.parse_batch(d)
+        except InputError as exc:
+            raise InvalidBlock(f"txs[{j}]: {exc}") from None
+        if verify_sigs:
+            t0 = time.perf_counter()
+            ok = b.signature_ok()
+            self._spent("signatures", t0)
+            if not ok:
+                raise InvalidBlock(f"txs[{j}]: bad client signature")
+        return b
+
+    def _classify(self, txs, clock: float, *, verify_sigs: bool) -> tuple[list[BlockTask], list, list]:
+        """(tasks, modules, receipt batches) of a block's transactions (the allocation excluded)."""
         tasks: list[BlockTask] = []
+        modules: list[tuple[wire.ModuleTx, Any]] = []
+        receipts: list[wire.ReceiptBatch] = []
         seen: set[str] = set()
+        r = self.genesis.n_resources
         for j, tx in enumerate(txs):
-            b = self.verified.get(hashlib.sha256(tx).digest())  # parsed and signature-checked by CheckTx
-            if b is None:
-                try:
-                    b = self.parse_batch(wire.decode_tx(tx, self.params.max_tx_bytes))
-                except InputError as exc:
-                    raise InvalidBlock(f"txs[{j}]: {exc}") from None
-                if verify_sigs:
-                    t0 = time.perf_counter()
-                    ok = b.signature_ok()
-                    self._spent("signatures", t0)
-                    if not ok:
-                        raise InvalidBlock(f"txs[{j}]: bad client signature")
-            for tid, (nonce, demand) in zip(b.ids, b.tasks):
+            parsed = self._parse_tx(j, tx, verify_sigs=verify_sigs)
+            if isinstance(parsed, tuple):
+                if any(m.hash == parsed[0].hash for m, _ in modules):
+                    raise InvalidBlock(f"txs[{j}]: module {parsed[0].hash[:16]} twice in the block")
+                modules.append(parsed)
+                continue
+            if isinstance(parsed, wire.ReceiptBatch):
+                receipts.append(parsed)
+                continue
+            b = parsed
+            try:
+                self._check_work(b)
+            except InputError as exc:
+                raise InvalidBlock(f"txs[{j}]: {exc}") from None
+            for n, (tid, (nonce, demand)) in enumerate(zip(b.ids, b.tasks)):
                 if tid in seen:
                     raise InvalidBlock(f"txs[{j}]: task {tid} appears twice in the block")
                 seen.add(tid)
-                tasks.append(BlockTask(tid, b.client, nonce, demand, clock))
+                w = b.work[n] if b.work else None
+                if w is not None:
+                    demand = works.work_demand(self.params, r, w.fuel, w.memory)
+                tasks.append(BlockTask(tid, b.client, nonce, demand, clock, w))
         done = self.store.committed_ids(list(seen))
         if done:
             raise InvalidBlock(f"task {sorted(done)[0]} was already committed (replay)")
+        if modules and self.store.module_heights([m.hash for m, _ in modules]):
+            raise InvalidBlock("a module of the block is already on chain")
         if len(tasks) > self.params.max_block_tasks:
             raise InvalidBlock(f"{len(tasks)} tasks > max_block_tasks {self.params.max_block_tasks}")
-        return tasks
+        return tasks, modules, receipts
 
-    def _reference(self, state: ChainState, tasks: list[BlockTask]) -> tuple[list[int], float]:
+    def _tasks_of(self, txs, clock: float, *, verify_sigs: bool) -> list[BlockTask]:
+        return self._classify(txs, clock, verify_sigs=verify_sigs)[0]
+
+    def _view(self, height: int, votes) -> tuple[rules.QueueView, list[int]]:
+        """Liveness at `height` from the block's last commit votes, and the queues allocation sees."""
+        state = self.state
+        last_signed = works.signed_last_commit(self.genesis, state.last_signed, height, votes)
+        available = works.availability(self.params, height, last_signed, state.cooldown_until)
+        if not any(available):  # nobody would take a task: the chain cannot tell, so it trusts everyone
+            available = [True] * len(available)
+        return rules.queue_view(self.genesis, state, available), last_signed
+
+    def _reference(self, state: ChainState, tasks: list[BlockTask], view: rules.QueueView) -> tuple[list[int], float]:
         """Greedy (earliest completion): the allocation every honest node computes identically."""
-        return rules.greedy_reference(self.genesis, state, tasks)
+        return rules.greedy_reference(self.genesis, state, tasks, view)
 
     def _good_enough(self, claimed: float, reference: float) -> bool:
         p = self.params
         return rules.within_tolerance(claimed, reference, p.tolerance, p.tolerance_abs)
 
-    def check_block(self, height: int, clock: float, txs) -> CheckedBlock:
+    def check_block(self, height: int, clock: float, txs, votes=()) -> CheckedBlock:
         """Every rule a proposed block must satisfy on the committed state; raises InvalidBlock.
 
-        Any other exception is a bug or an input no rule foresaw: it is logged with its cause and the
-        block is invalid, so one crafted block can neither crash the node nor split honest nodes (they run
-        the same code on the same bytes)."""
+        `votes`: (validator address hex, signed) of the block's last commit, for liveness. Any other
+        exception is a bug or an input no rule foresaw: it is logged with its cause and the block is
+        invalid, so one crafted block can neither crash the node nor split honest nodes (they run the same
+        code on the same bytes)."""
         try:
-            return self._check_block(height, clock, txs)
+            return self._check_block(height, clock, txs, votes)
         except InvalidBlock:
             raise
         except Exception as exc:
             log.exception("checking the block at height %d raised", height)
             raise InvalidBlock(f"internal: {type(exc).__name__} while checking the block") from None
 
-    def _check_block(self, height: int, clock: float, txs) -> CheckedBlock:
+    def _check_block(self, height: int, clock: float, txs, votes) -> CheckedBlock:
         state = self.state
         if height != state.height + 1:
             raise InvalidBlock(f"height {height}: the application is at {state.height}")
+        view, last_signed = self._view(height, votes)
         txs = list(txs)
+        empty = CheckedBlock([], None, rules.block_effects(self.genesis, state, [], [], view), 0.0, view, last_signed)
         if not txs:
-            return CheckedBlock([], None, rules.block_effects(self.genesis, state, [], []), 0.0)
+            return empty
         size = sum(len(t) for t in txs)
         if size > self.params.max_proposal_bytes:
             raise InvalidBlock(f"size: {size} bytes of transactions > max_proposal_bytes {self.params.max_proposal_bytes}")
+        alloc = None
         try:
-            alloc = wire.Allocation.from_dict(wire.decode_tx(txs[-1], self.params.max_tx_bytes))
+            last = wire.decode_tx(txs[-1], self.params.max_tx_bytes)
+            if last.get("type") == wire.ALLOCATION:
+                alloc = wire.Allocation.from_dict(last)
         except InputError as exc:
-            raise InvalidBlock(f"the last transaction must be the allocation ({exc})") from None
-        tasks = self._tasks_of(txs[:-1], clock, verify_sigs=True)
+            raise InvalidBlock(f"txs[{len(txs) - 1}]: {exc}") from None
+        tasks, modules, receipts = self._classify(txs[:-1] if alloc is not None else txs, clock, verify_sigs=True)
+        if not tasks:
+            if alloc is not None:
+                raise InvalidBlock("allocation: a block without tasks carries no allocation")
+            return CheckedBlock([], None, empty.effects, 0.0, view, last_signed, modules, receipts)
+        if alloc is None:
+            raise InvalidBlock("the last transaction must be the allocation of the block's tasks")
         k = len(self.genesis.validators)
         if len(alloc.assignment) != len(tasks):
             raise InvalidBlock(f"assignment: {len(alloc.assignment)} providers for {len(tasks)} tasks")
         if any(not 0 <= x < k for x in alloc.assignment):
             raise InvalidBlock("assignment: provider index out of range")
         t0 = time.perf_counter()
-        effects = rules.block_effects(self.genesis, state, tasks, alloc.assignment)
+        effects = rules.block_effects(self.genesis, state, tasks, alloc.assignment, view)
         self._spent("re-simulation+shapley", t0)
         if effects.claimed_latency != alloc.claimed_latency:
             raise InvalidBlock(f"latency-mismatch: claimed {alloc.claimed_latency!r}, the kernel gives "
@@ -311,17 +469,17 @@ class PocApplication:
         if effects.shapley.values != alloc.shapley or effects.shapley.stderr != alloc.stderr:
             raise InvalidBlock("shapley: the contributions do not match the Shapley values")
         if alloc.arbitration is not None:
-            msg = arbitration_bytes(self.genesis.chain_id, height, state.hash, [t.id for t in tasks],
-                                    state.free_times, alloc.assignment)
+            msg = arbitration_bytes(self.genesis.chain_id, height, state.hash, [t.to_dict() for t in tasks],
+                                    view.free_times, alloc.assignment, view.capacity.tolist())
             if not verify(self.genesis.arbiter_public_key, msg, alloc.arbitration["sig"]):
                 raise InvalidBlock("arbitration: not the arbiter's signature over this state, tasks and allocation")
         t0 = time.perf_counter()
-        _, reference = self._reference(state, tasks)
+        _, reference = self._reference(state, tasks, view)
         self._spent("greedy reference", t0)
         if not self._good_enough(effects.claimed_latency, reference):
             raise InvalidBlock(f"quality: latency {effects.claimed_latency:.6g} is worse than greedy's "
                                f"{reference:.6g} by more than the tolerance {self.params.tolerance:g}")
-        return CheckedBlock(tasks, alloc, effects, reference)
+        return CheckedBlock(tasks, alloc, effects, reference, view, last_signed, modules, receipts)
 
     # ---------------------------------------------------------------- proposals
     def prepare_proposal(self, req) -> Any:
@@ -336,21 +494,49 @@ class PocApplication:
         with self.lock:
             state = self.state
             clock = chain_clock(self.genesis, req.time)
+            votes = _votes(req.local_last_commit)
+            view, _ = self._view(req.height, votes)
+            head: list[bytes] = []  # modules and receipts, before the tasks that may use them
             chosen: list[bytes] = []
             tasks: list[BlockTask] = []
             seen: set[str] = set()
+            modules_seen: set[str] = set()
+            receipts_seen: set[str] = set()
             size = skipped = 0
             # room for the allocation transaction; never above max_proposal_bytes (CometBFT's gRPC limit)
             budget = min(req.max_tx_bytes, self.params.max_proposal_bytes) - ALLOCATION_ROOM
             for tx in req.txs:
+                if size + len(tx) > budget:
+                    skipped += 1  # a smaller transaction further on may still fit, but look only so far
+                    if skipped > 64:
+                        break
+                    continue
                 try:
+                    parsed = self._parse_tx(0, tx, verify_sigs=True)
+                    if self._stale(parsed):
+                        continue
+                    if isinstance(parsed, tuple):
+                        if parsed[0].hash in modules_seen:
+                            continue
+                        modules_seen.add(parsed[0].hash)
+                        head.append(tx)
+                        size += len(tx)
+                        continue
+                    if isinstance(parsed, wire.ReceiptBatch):
+                        ids = {r.task for r in parsed.receipts}
+                        if ids & receipts_seen:
+                            continue
+                        receipts_seen |= ids
+                        head.append(tx)
+                        size += len(tx)
+                        continue
                     batch_tasks = self._tasks_of([tx], clock, verify_sigs=True)
                 except InvalidBlock:
                     continue  # a transaction gone stale since CheckTx (its tasks committed meanwhile)
                 if any(t.id in seen for t in batch_tasks):
                     continue
-                if len(tasks) + len(batch_tasks) > self.params.max_block_tasks or size + len(tx) > budget:
-                    skipped += 1  # a smaller transaction further on may still fit, but look only so far
+                if len(tasks) + len(batch_tasks) > self.params.max_block_tasks:
+                    skipped += 1
                     if skipped > 64 or len(tasks) >= self.params.max_block_tasks:
                         break
                     continue
@@ -359,21 +545,21 @@ class PocApplication:
                 seen.update(t.id for t in batch_tasks)
                 size += len(tx)
             if not tasks:
-                return pb.PrepareProposalResponse(txs=[])
-            alloc = self._allocate(state, req.height, tasks)
+                return pb.PrepareProposalResponse(txs=head)
+            alloc = self._allocate(state, req.height, tasks, view)
             if "duplicate" in self.byzantine:
                 chosen.append(chosen[0])
             if "wrong-latency" in self.byzantine:
                 alloc.claimed_latency *= 0.5
             if self.metrics is not None:
                 self.metrics.allocation_seconds(time.perf_counter() - t0)
-            return pb.PrepareProposalResponse(txs=[*chosen, alloc.tx()])
+            return pb.PrepareProposalResponse(txs=[*head, *chosen, alloc.tx()])
 
-    def _allocate(self, state: ChainState, height: int, tasks: list[BlockTask]) -> wire.Allocation:
+    def _allocate(self, state: ChainState, height: int, tasks: list[BlockTask], view: rules.QueueView) -> wire.Allocation:
         """The student's allocation; the arbiter's (the teacher) when the student's falls outside the
         tolerance; greedy when neither does: an honest proposer's block always passes ProcessProposal."""
-        ref_assignment, reference = self._reference(state, tasks)
-        inst = rules.block_instance(self.genesis, tasks, height)
+        ref_assignment, reference = self._reference(state, tasks, view)
+        inst = rules.block_instance(self.genesis, tasks, height, view.capacity)
         name, arbitration = self.allocator_name, None
         if "grab-all" in self.byzantine and self.me is not None:
             assignment = [self.genesis.index_of(self.me)] * len(tasks)
@@ -382,34 +568,38 @@ class PocApplication:
             if self.allocate is not None:
                 try:
                     t0 = time.perf_counter()
-                    assignment = [int(x) for x in self.allocate(inst, state.free_times)]
+                    assignment = [int(x) for x in self.allocate(inst, view.free_times)]
                     self._spent("allocation", t0)
+                    if any(not view.available[x] for x in assignment):
+                        raise InputError("the allocator chose an unavailable provider")
                 except Exception:  # a model failure must not stop the proposer: greedy is always valid
                     log.exception("allocator failed at height %d; proposing greedy", height)
                     assignment, name = ref_assignment, "greedy"
-            total = float(simulate_state(inst, assignment, state.free_times)[0])
+            total = float(simulate_state(inst, assignment, view.free_times)[0])
             if not self._good_enough(total, reference) and self.arbiter is not None:
-                arb = self._ask_arbiter(height, state, tasks)
+                arb = self._ask_arbiter(height, state, tasks, view)
                 if arb is not None:
                     assignment, name = arb["assignment"], f"arbiter:{arb['method']}"
                     arbitration = {"sig": arb["sig"], "method": arb["method"]}
-                    total = float(simulate_state(inst, assignment, state.free_times)[0])
+                    total = float(simulate_state(inst, assignment, view.free_times)[0])
                     if self.metrics is not None:
                         self.metrics.arbitration()
-            if not self._good_enough(total, reference):
+            if not self._good_enough(total, reference) or any(not view.available[x] for x in assignment):
                 log.info("height %d: %s allocation %.6g is outside the tolerance of greedy %.6g; proposing greedy",
                          height, name, total, reference)
                 assignment, name, arbitration = ref_assignment, "greedy", None
-        effects = rules.block_effects(self.genesis, state, tasks, assignment)
+        effects = rules.block_effects(self.genesis, state, tasks, assignment, view)
         return wire.Allocation(assignment, effects.claimed_latency, effects.shapley.values, effects.shapley.stderr,
                                name, arbitration)
 
-    def _ask_arbiter(self, height: int, state: ChainState, tasks: list[BlockTask]) -> dict | None:
+    def _ask_arbiter(self, height: int, state: ChainState, tasks: list[BlockTask], view: rules.QueueView) -> dict | None:
         """The arbiter's answer, checked before use (shape, range, signature); None when it has none."""
         k = len(self.genesis.validators)
+        task_dicts = [t.to_dict() for t in tasks]
+        capacity = view.capacity.tolist()
         try:
-            arb = self.arbiter({"height": height, "state": state.hash, "free_times": state.free_times,
-                                "tasks": [t.to_dict() for t in tasks]})
+            arb = self.arbiter({"height": height, "state": state.hash, "free_times": view.free_times,
+                                "capacity": capacity, "tasks": task_dicts})
             if arb is None:
                 return None
             a, sig, method = arb.get("assignment"), arb.get("sig"), arb.get("method")
@@ -417,7 +607,7 @@ class PocApplication:
                     or any(isinstance(x, bool) or not isinstance(x, int) or not 0 <= x < k for x in a):
                 raise InputError(f"assignment: expected {len(tasks)} provider indices in 0..{k - 1}")
             method = method if isinstance(method, str) else "unknown"
-            msg = arbitration_bytes(self.genesis.chain_id, height, state.hash, [t.id for t in tasks], state.free_times, a)
+            msg = arbitration_bytes(self.genesis.chain_id, height, state.hash, task_dicts, view.free_times, a, capacity)
             if not isinstance(sig, str) or not verify(self.genesis.arbiter_public_key, msg, sig):
                 raise InputError("sig: not the arbiter's signature over this request")
             return {"assignment": a, "sig": sig, "method": method[:wire.MAX_LABEL]}
@@ -428,7 +618,8 @@ class PocApplication:
     def process_proposal(self, req) -> Any:
         with self.lock:
             try:
-                checked = self.check_block(req.height, chain_clock(self.genesis, req.time), req.txs)
+                checked = self.check_block(req.height, chain_clock(self.genesis, req.time), req.txs,
+                                           _votes(req.proposed_last_commit))
                 self.checked[req.hash] = checked
                 return pb.ProcessProposalResponse(status=ACCEPT)
             except InvalidBlock as exc:
@@ -444,49 +635,64 @@ class PocApplication:
 
     # ---------------------------------------------------------------- execution
     def finalize_block(self, req) -> Any:
+        """The block's effects, as named steps over a StagedBlock: queues (the allocation), work (new tasks,
+        receipts, audits, measured capacity), liveness (overdue and absent providers' work reassigned),
+        contribution and rewards, evidence, voting powers."""
         with self.lock:
             state = self.state
             clock = chain_clock(self.genesis, req.time)
+            votes = _votes(req.decided_last_commit)
             checked = self.checked.get(req.hash)
             if not isinstance(checked, CheckedBlock):
                 try:  # replay, block sync, or a block decided without our prevote
-                    checked = self.check_block(req.height, clock, req.txs)
+                    checked = self.check_block(req.height, clock, req.txs, votes)
                 except InvalidBlock as exc:
                     # Only with more than 1/3 Byzantine power: the block is recorded, its tasks ignored.
                     log.error("decided block %d breaks a rule (%s): its tasks are not executed", req.height, exc)
-                    checked = CheckedBlock([], None, rules.block_effects(self.genesis, state, [], []), 0.0)
+                    view, last_signed = self._view(req.height, votes)
+                    checked = CheckedBlock([], None, rules.block_effects(self.genesis, state, [], [], view), 0.0,
+                                           view, last_signed)
             self.checked.clear()
             p = self.params
             tasks, effects = checked.tasks, checked.effects
             scores, balances, penalties = list(state.scores), list(state.balances), list(state.penalties)
+            after = ChainState(req.height, req.hash.hex(), clock, list(effects.free_after), scores, balances, penalties,
+                               state.tasks_committed + len(tasks), list(checked.last_signed),
+                               list(state.cooldown_until), list(state.capacity_factor), list(state.receipts),
+                               list(state.overdue), list(state.audits_passed), list(state.audits_failed),
+                               list(state.last_receipt_time), state.work_digest)
+            # work: new tasks, receipts, audits, capacity, then liveness (reassignments)
+            from edgepoc.chain.abci.ledger import apply_work
+
+            latencies: list[float] = [max(0.0, c - t.arrival) for c, t in zip(effects.completion, tasks)]
+            outcome = apply_work(self, after, checked, req.hash.hex(), clock)
+            # contribution and rewards: Shapley values of this block's game (unavailable providers ~0)
             if tasks:
                 phi = effects.shapley.values
-                scores = [p.decay * s + f for s, f in zip(scores, phi)]
+                after.scores = [p.decay * s + f for s, f in zip(after.scores, phi)]
                 positive = [max(f, 0.0) for f in phi]
                 if sum(positive) > 0:
-                    balances = [b + p.block_reward * f / sum(positive) for b, f in zip(balances, positive)]
+                    after.balances = [b + p.block_reward * f / sum(positive) for b, f in zip(after.balances, positive)]
+            for i in outcome.penalised:  # a wrong result found by an audit counts as evidence
+                after.scores[i] *= 1.0 - p.evidence_penalty
+                after.penalties[i] += 1
+            for i in outcome.overdue_providers:  # tasks taken away: half the score
+                after.scores[i] *= 0.5
             evidence = []
             for m in req.misbehavior:
                 i = self.genesis.index_of(m.validator.address.hex())
                 if i is None:
                     continue
-                scores[i] *= 1.0 - p.evidence_penalty
-                penalties[i] += 1
+                after.scores[i] *= 1.0 - p.evidence_penalty
+                after.penalties[i] += 1
                 evidence.append({"validator": m.validator.address.hex(), "name": self.genesis.validators[i].name,
                                  "kind": pb.MisbehaviorType.Name(m.type), "height": m.height,
                                  "power": m.validator.power,
                                  "committed_height": req.height})
-            after = ChainState(req.height, req.hash.hex(), clock, effects.free_after, scores,
-                               balances, penalties, state.tasks_committed + len(tasks))
-            old_p, new_p = voting_powers(p, state.scores), voting_powers(p, scores)
+            old_p, new_p = voting_powers(p, state.scores), voting_powers(p, after.scores)
             updates = [pb.ValidatorUpdate(power=new_p[i], pub_key_type="ed25519",
                                           pub_key_bytes=bytes.fromhex(v.public_key))
                        for i, v in enumerate(self.genesis.validators) if new_p[i] != old_p[i]]
-            latencies: list[float] = []
-            if tasks:
-                inst = rules.block_instance(self.genesis, tasks, req.height)
-                _, completion, _ = simulate_state(inst, checked.allocation.assignment, state.free_times)
-                latencies = [max(0.0, float(c) - t.arrival) for c, t in zip(completion.tolist(), tasks)]
             names = [v.name for v in self.genesis.validators]
             proposer = req.proposer_address.hex()
             pi = self.genesis.index_of(proposer)
@@ -506,25 +712,30 @@ class PocApplication:
                                 "votes": [{"address": v.validator.address.hex(), "power": v.validator.power,
                                            "signed": v.block_id_flag == 2}  # BLOCK_ID_FLAG_COMMIT
                                           for v in req.decided_last_commit.votes]},
+                "available": checked.view.available,
+                "work": outcome.summary,
                 "app_hash": after.hash, "powers": new_p,
             }
             rows = [(t.id, req.height, i, int(alloc.assignment[i]), latencies[i], t.arrival)
                     for i, t in enumerate(tasks)]
-            self.staged = (after, record, rows, evidence, list(req.txs))
+            modules = [(m.hash, req.height, json.dumps({k: v.to_dict() for k, v in info.functions.items()}), m.wasm)
+                       for m, info in checked.modules]
+            self.staged = StagedBlock(after, record, rows, evidence, list(req.txs), outcome.rows, modules)
             results = [pb.ExecTxResult(code=0) for _ in req.txs]
             return pb.FinalizeBlockResponse(tx_results=results, validator_updates=updates,
                                             app_hash=bytes.fromhex(after.hash))
 
     def commit(self, req) -> Any:
         with self.lock:
-            if self.staged is None:
+            staged = self.staged
+            if staged is None:
                 return pb.CommitResponse()
-            after, record, rows, evidence, txs = self.staged
+            after, record, rows = staged.state, staged.record, staged.rows
             now = time.time()
             since = None if self.last_commit_time is None else now - self.last_commit_time
             record["committed_at"] = now
             try:
-                self.store.save_block(after, record, rows, evidence, txs)
+                self.store.save_block(after, record, rows, staged.evidence, staged.txs, staged.work, staged.modules)
             except Exception as exc:
                 # The store cannot take the block (disk full, a damaged file): going on would leave memory
                 # ahead of disk. Stop; at restart CometBFT replays the block from its own store.
@@ -552,6 +763,13 @@ class PocApplication:
         self.metrics.block_committed(after.height, n_tasks, record["last_commit"]["round"] + 1, since)
         self.metrics.contributions({v.name: s for v, s in zip(vals, after.scores)},
                                    {v.name: p for v, p in zip(vals, record["powers"])})
+
+
+def _votes(commit) -> list[tuple[str, bool]]:
+    """(validator address hex, signed) of a CommitInfo / ExtendedCommitInfo (BLOCK_ID_FLAG_COMMIT = 2)."""
+    if commit is None:
+        return []
+    return [(v.validator.address.hex(), v.block_id_flag == 2) for v in commit.votes]
 
 
 def byzantine_modes() -> list[str]:

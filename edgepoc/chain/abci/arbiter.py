@@ -14,6 +14,8 @@ import json
 import logging
 import math
 from pathlib import Path
+
+import numpy as np
 from typing import Callable
 
 from fastapi import Request
@@ -105,10 +107,17 @@ class Arbiter:
                     or not math.isfinite(task.arrival):
                 raise InputError(f"tasks[{j}]: demand out of bounds")
             tasks.append(task)
-        assignment = [int(x) for x in self.allocate(rules.block_instance(self.genesis, tasks, height), free)] \
+        capacity = body.get("capacity")
+        cap = None
+        if capacity is not None:
+            cap = np.asarray(capacity, dtype=np.float64) if isinstance(capacity, list) else None
+            if cap is None or cap.shape != self.genesis.capacity.shape or not np.all(np.isfinite(cap)) \
+                    or not np.all(cap > 0) or not np.all(cap <= self.genesis.capacity):
+                raise InputError("capacity: one row per validator, positive, at most genesis' capacities")
+        assignment = [int(x) for x in self.allocate(rules.block_instance(self.genesis, tasks, height, cap), free)] \
             if tasks else []
-        sig = self.key.sign(arbitration_bytes(self.genesis.chain_id, height, state, [t.id for t in tasks],
-                                              [float(x) for x in free], assignment))
+        sig = self.key.sign(arbitration_bytes(self.genesis.chain_id, height, state, [t.to_dict() for t in tasks],
+                                              [float(x) for x in free], assignment, capacity))
         self.requests += 1
         log.info("arbitrated height %d for %s: %d tasks with %s", height, self.genesis.validators[i].name,
                  len(tasks), self.method)

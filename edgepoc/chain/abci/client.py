@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgepoc.chain.abci.wire import TaskBatch
+from edgepoc.chain.abci.wire import TaskBatch, Work
 from edgepoc.chain.crypto import SigningKey
 from edgepoc.chain.httpapi import HttpClient
 from edgepoc.errors import EdgepocError
@@ -74,3 +74,75 @@ def wait_committed(client: HttpClient, ids: list[str], timeout: float = 60.0, po
     res.missing = todo
     res.seconds = time.monotonic() - t0
     return res
+
+
+def work_batches(count: int, key: SigningKey, chain_id: str, nonce0: int, work: Work, batch: int = 100) -> list[TaskBatch]:
+    """`count` tasks that all run the same WebAssembly call, signed `batch` at a time."""
+    from edgepoc.chain.abci.wire import TaskBatch as _TB
+
+    out = []
+    for s in range(0, count, batch):
+        n = min(batch, count - s)
+        out.append(_TB(chain_id, key.public_hex, [(nonce0 + s + i, []) for i in range(n)], work=[work] * n).signed(key))
+    return out
+
+
+@dataclass
+class ResultCheck:
+    executed: dict[str, dict] = field(default_factory=dict)
+    verified: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # task id -> why
+    missing: list[str] = field(default_factory=list)
+
+
+def wait_executed(client, ids: list[str], timeout: float, poll: float = 0.25) -> tuple[dict[str, dict], list[str]]:
+    """Poll until every task has an accepted receipt (status `executed`) or `timeout` passes."""
+    t0 = time.monotonic()
+    todo, done = list(ids), {}
+    while todo and time.monotonic() - t0 < timeout:
+        still = []
+        for i in range(0, len(todo), 2000):
+            chunk = todo[i:i + 2000]
+            try:
+                docs = client.tasks(chunk)
+            except EdgepocError:
+                still.extend(chunk)
+                continue
+            for tid in chunk:
+                d = docs.get(tid) or {}
+                (done.__setitem__(tid, d) if d.get("status") == "executed" else still.append(tid))
+        todo = still
+        if todo:
+            time.sleep(poll)
+    return done, todo
+
+
+def fetch_results(executed: dict[str, dict], provider_urls: dict[str, str], any_client) -> ResultCheck:
+    """Each executed task's result from the provider that ran it (its node API), checked against the receipt on
+    chain: the result hash must be the receipt's, and the value the one the receipt carries."""
+    from edgepoc.chain.httpapi import HttpClient
+    from edgepoc.execution import result_hash
+
+    check = ResultCheck(executed=dict(executed))
+    clients: dict[str, HttpClient] = {}
+    try:
+        for tid, st in executed.items():
+            url = provider_urls.get(st.get("provider_name", ""))
+            try:
+                if url is not None:
+                    c = clients.setdefault(url, HttpClient(url, timeout=5.0))
+                    got = c.get(f"/results/{tid}")
+                else:
+                    got = any_client.get(f"/results/{tid}")
+            except EdgepocError as exc:
+                check.failed[tid] = f"result not served by {st.get('provider_name')}: {str(exc)[:120]}"
+                continue
+            digest = result_hash(got.get("status"), got.get("result"))
+            if digest != st.get("result_hash") or got.get("result_hash") != digest or got.get("result") != st.get("result"):
+                check.failed[tid] = "the served result does not match the receipt on chain"
+            else:
+                check.verified.append(tid)
+    finally:
+        for c in clients.values():
+            c.close()
+    return check

@@ -16,7 +16,11 @@ from pathlib import Path
 from edgepoc.chain.consensus import ChainState
 from edgepoc.errors import EdgepocError
 
-SCHEMA_VERSION = 2  # 2: raw transactions as bytes (block_txs), never decoded to text
+SCHEMA_VERSION = 3  # 2: raw transactions as bytes (block_txs); 3: modules and work (tasks that really run)
+WORK_COLUMNS = ("id", "task", "kind", "height", "position", "provider", "task_time", "assigned_time", "deadline",
+                "module", "function", "args", "fuel", "memory", "status", "result", "result_hash", "fuel_used",
+                "receipt_height", "measured_latency", "simulated_latency", "reassigned", "audit", "exec_status")
+JSON_COLUMNS = ("args", "result", "audit")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (height INTEGER PRIMARY KEY, hash TEXT NOT NULL, time REAL NOT NULL,
                                    n_tasks INTEGER NOT NULL, committed_at REAL NOT NULL, body TEXT NOT NULL);
@@ -25,6 +29,18 @@ CREATE TABLE IF NOT EXISTS block_txs (height INTEGER NOT NULL, position INTEGER 
 CREATE TABLE IF NOT EXISTS states (height INTEGER PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tasks (id TEXT PRIMARY KEY, height INTEGER NOT NULL, position INTEGER NOT NULL,
                                   provider INTEGER NOT NULL, latency REAL NOT NULL, arrival REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS modules (hash TEXT PRIMARY KEY, height INTEGER NOT NULL, functions TEXT NOT NULL,
+                                    wasm BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS work (id TEXT PRIMARY KEY, task TEXT NOT NULL, kind TEXT NOT NULL, height INTEGER NOT NULL,
+                                 position INTEGER NOT NULL, provider INTEGER NOT NULL, task_time REAL NOT NULL,
+                                 assigned_time REAL NOT NULL, deadline REAL NOT NULL, module TEXT NOT NULL,
+                                 function TEXT NOT NULL, args TEXT NOT NULL, fuel INTEGER NOT NULL,
+                                 memory INTEGER NOT NULL, status TEXT NOT NULL, result TEXT, result_hash TEXT,
+                                 fuel_used INTEGER, receipt_height INTEGER, measured_latency REAL,
+                                 simulated_latency REAL, reassigned INTEGER NOT NULL DEFAULT 0, audit TEXT,
+                                 exec_status TEXT);
+CREATE INDEX IF NOT EXISTS work_open ON work (status, provider, height, position);
+CREATE INDEX IF NOT EXISTS work_task ON work (task);
 CREATE TABLE IF NOT EXISTS evidence (n INTEGER PRIMARY KEY AUTOINCREMENT, height INTEGER NOT NULL, body TEXT NOT NULL);
 """
 
@@ -88,7 +104,7 @@ class AppStore:
 
     # -- writing (the ABCI Commit)
     def save_block(self, state: ChainState, record: dict, rows: list[tuple], evidence: list[dict],
-                   txs: list[bytes]) -> None:
+                   txs: list[bytes], work: dict[str, dict] | None = None, modules: list[tuple] = ()) -> None:
         """Everything a committed block changes, atomically; `txs` are its raw transactions (for verify)."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
@@ -101,6 +117,12 @@ class AppStore:
             self.db.executemany("INSERT INTO tasks VALUES (?,?,?,?,?,?)", rows)
             self.db.executemany("INSERT INTO evidence (height, body) VALUES (?,?)",
                                 [(state.height, json.dumps(e)) for e in evidence])
+            self.db.executemany("INSERT OR IGNORE INTO modules VALUES (?,?,?,?)", list(modules))
+            if work:
+                marks = ",".join("?" * len(WORK_COLUMNS))
+                self.db.executemany(f"INSERT OR REPLACE INTO work VALUES ({marks})",
+                                    [tuple(json.dumps(w.get(c)) if c in JSON_COLUMNS else _sql(w.get(c))
+                                           for c in WORK_COLUMNS) for w in work.values()])
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -163,5 +185,65 @@ class AppStore:
         return self._r.execute("SELECT id, position, provider, latency, arrival FROM tasks WHERE height=? "
                                "ORDER BY position", (height,)).fetchall()
 
+    # -- work (tasks that really run)
+    def module(self, digest: str) -> tuple[dict, bytes] | None:
+        """(exported functions, wasm) of a module committed on chain."""
+        row = self._r.execute("SELECT functions, wasm FROM modules WHERE hash=?", (digest,)).fetchone()
+        return (json.loads(row[0]), bytes(row[1])) if row else None
+
+    def module_heights(self, digests: list[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for i in range(0, len(digests), 900):
+            chunk = digests[i:i + 900]
+            q = f"SELECT hash, height FROM modules WHERE hash IN ({','.join('?' * len(chunk))})"
+            out.update(self._r.execute(q, chunk).fetchall())
+        return out
+
+    def work(self, ids: list[str]) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        for i in range(0, len(ids), 900):
+            chunk = ids[i:i + 900]
+            q = f"SELECT * FROM work WHERE id IN ({','.join('?' * len(chunk))})"
+            out.update((r[0], _work_row(r)) for r in self._r.execute(q, chunk))
+        return out
+
+    def work_of_task(self, task_id: str) -> list[dict]:
+        return [_work_row(r) for r in self._r.execute("SELECT * FROM work WHERE task=? ORDER BY id", (task_id,))]
+
+    def open_work(self, provider: int | None = None, limit: int = 1_000_000) -> list[dict]:
+        """Assigned work without an accepted receipt, in the committed order (height, position)."""
+        if provider is None:
+            rows = self._r.execute("SELECT * FROM work WHERE status='assigned' ORDER BY height, position LIMIT ?",
+                                   (limit,))
+        else:
+            rows = self._r.execute("SELECT * FROM work WHERE status='assigned' AND provider=? "
+                                   "ORDER BY height, position LIMIT ?", (provider, limit))
+        return [_work_row(r) for r in rows]
+
+    def overdue_work(self, clock: float, unavailable: list[int]) -> list[dict]:
+        """Open work past its deadline, or held by an unavailable provider, in committed order."""
+        q = "SELECT * FROM work WHERE status='assigned' AND (deadline < ?"
+        if unavailable:
+            q += f" OR provider IN ({','.join(str(int(i)) for i in unavailable)})"
+        return [_work_row(r) for r in self._r.execute(q + ") ORDER BY height, position, id", (clock,))]
+
+    def backlog_ids(self, provider: int, assigned_before: float, limit: int = 64) -> list[str]:
+        """Open work of a provider assigned before a time (its backlog), oldest first."""
+        return [r[0] for r in self._r.execute("SELECT id FROM work WHERE status='assigned' AND provider=? AND "
+                                              "assigned_time < ? ORDER BY height, position LIMIT ?",
+                                              (provider, assigned_before, limit))]
+
     def evidence(self) -> list[dict]:
         return [json.loads(r[0]) for r in self._r.execute("SELECT body FROM evidence ORDER BY n")]
+
+
+def _sql(v):
+    return json.dumps(v) if isinstance(v, (list, dict)) else v
+
+
+def _work_row(r) -> dict:
+    d = dict(zip(WORK_COLUMNS, r))
+    for k in JSON_COLUMNS:
+        if isinstance(d[k], str):
+            d[k] = json.loads(d[k])
+    return d

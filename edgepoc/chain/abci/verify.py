@@ -43,9 +43,13 @@ def _request(rec: dict, txs: list[bytes]):
     mis = [pb.Misbehavior(type=pb.MisbehaviorType.Value(e["kind"]), height=int(e["height"]),
                           validator=pb.Validator(address=bytes.fromhex(e["validator"]), power=int(e.get("power", 0))))
            for e in rec.get("evidence", [])]
+    lc = rec.get("last_commit") or {}
+    commit = pb.CommitInfo(round=int(lc.get("round", 0)), votes=[
+        pb.VoteInfo(validator=pb.Validator(address=bytes.fromhex(v["address"]), power=int(v["power"])),
+                    block_id_flag=2 if v["signed"] else 1) for v in lc.get("votes", [])])
     return pb.FinalizeBlockRequest(txs=txs, height=rec["height"], time=Timestamp(seconds=ns // 10**9, nanos=ns % 10**9),
                                    hash=bytes.fromhex(rec["hash"]), proposer_address=bytes.fromhex(rec["proposer"]),
-                                   misbehavior=mis)
+                                   misbehavior=mis, decided_last_commit=commit)
 
 
 def verify_app_chain(home: Path) -> VerifyReport:
@@ -65,12 +69,13 @@ def verify_app_chain(home: Path) -> VerifyReport:
                 break
             req = _request(rec, txs)
             try:
-                checked = app.check_block(h, rec["time"], txs)
+                votes = [(v["address"], v["signed"]) for v in (rec.get("last_commit") or {}).get("votes", [])]
+                checked = app.check_block(h, rec["time"], txs, votes)
             except InvalidBlock as exc:
                 report.problems.append(f"height {h}: {exc}")
                 break
             res = app.finalize_block(req)
-            replayed = app.staged[1]
+            replayed = app.staged.record
             app.commit(None)
             if res.app_hash.hex() != rec["app_hash"] or stored.hash != rec["app_hash"]:
                 report.problems.append(f"height {h}: app hash differs from the replayed state's")

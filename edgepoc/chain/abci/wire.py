@@ -12,6 +12,7 @@ values, optionally the arbiter's signature); a client can never submit one (Chec
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
@@ -24,6 +25,12 @@ from edgepoc.errors import InputError
 
 TASKS = "tasks"
 ALLOCATION = "allocation"
+MODULE = "module"
+RECEIPTS = "receipts"
+RECEIPT_STATUSES = ("ok", "out_of_fuel", "trap")
+MAX_ARGS = 16
+MAX_RESULT_INTS = 16
+MAX_FUNCTION_NAME = 64
 MAX_LABEL = 64  # an allocator or arbiter method name (a label in the block record, never trusted)
 
 
@@ -33,17 +40,176 @@ def task_id(chain_id: str, client: str, nonce: int) -> str:
 
 
 @dataclass
+class Work:
+    """What a task runs (SPEC §7b): an exported function of a module on chain, its integer arguments, and
+    its demand as fuel and memory (bytes). The chain derives the task's queue demand from these."""
+
+    module: str  # SHA-256 hex of the module's binary
+    function: str
+    args: list[int]
+    fuel: int
+    memory: int
+
+    def to_dict(self) -> dict:
+        return {"module": self.module, "function": self.function, "args": self.args, "fuel": self.fuel,
+                "memory": self.memory}
+
+    @classmethod
+    def from_dict(cls, t: dict, where: str) -> "Work":
+        if set(t) != {"nonce", "module", "function", "args", "fuel", "memory"}:
+            raise InputError(f"{where}: a work task has exactly nonce, module, function, args, fuel, memory")
+        m, f, a, fuel, mem = t["module"], t["function"], t["args"], t["fuel"], t["memory"]
+        if not isinstance(m, str) or len(m) != 64 or not _is_hex(m) or m != m.lower():
+            raise InputError(f"{where}.module: expected the module's SHA-256 (64 lowercase hex characters)")
+        if not isinstance(f, str) or not 0 < len(f) <= MAX_FUNCTION_NAME:
+            raise InputError(f"{where}.function: expected a name of 1..{MAX_FUNCTION_NAME} characters")
+        if not isinstance(a, list) or len(a) > MAX_ARGS or any(
+                isinstance(x, bool) or not isinstance(x, int) or not -2**63 <= x < 2**64 for x in a):
+            raise InputError(f"{where}.args: expected at most {MAX_ARGS} 64-bit integers")
+        for name, v in (("fuel", fuel), ("memory", mem)):
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 < v < 2**63:
+                raise InputError(f"{where}.{name}: expected a positive integer")
+        return cls(m, f, list(a), fuel, mem)
+
+
+@dataclass
+class ModuleTx:
+    """A client-signed WebAssembly module: every node compiles it in CheckTx and keeps it once committed."""
+
+    chain_id: str
+    client: str
+    wasm: bytes
+    sig: str = ""
+
+    def body(self) -> dict:
+        return {"type": MODULE, "chain_id": self.chain_id, "client": self.client,
+                "wasm": base64.b64encode(self.wasm).decode()}
+
+    def signed(self, key: SigningKey) -> "ModuleTx":
+        self.sig = key.sign(canonical(self.body()))
+        return self
+
+    def tx(self) -> bytes:
+        return canonical({**self.body(), "sig": self.sig})
+
+    @property
+    def hash(self) -> str:
+        return sha256_hex(self.wasm)
+
+    def signature_ok(self) -> bool:
+        return verify(self.client, canonical(self.body()), self.sig)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModuleTx":
+        if set(d) != {"type", "chain_id", "client", "wasm", "sig"}:
+            raise InputError("module tx: expected exactly type, chain_id, client, wasm, sig")
+        for name, n in (("client", 64), ("sig", 128)):
+            v = d[name]
+            if not isinstance(v, str) or len(v) != n or not _is_hex(v):
+                raise InputError(f"module tx.{name}: expected {n} hex characters")
+        if not isinstance(d["chain_id"], str) or not isinstance(d["wasm"], str):
+            raise InputError("module tx: chain_id and wasm (base64) must be strings")
+        try:
+            wasm = base64.b64decode(d["wasm"], validate=True)
+        except ValueError:
+            raise InputError("module tx.wasm: not base64") from None
+        m = cls(d["chain_id"], d["client"], wasm, d["sig"])
+        if m.body()["wasm"] != d["wasm"]:
+            raise InputError("module tx.wasm: not canonical base64")
+        return m
+
+
+@dataclass
+class Receipt:
+    """A provider's account of one task it ran: the result and its hash, the status, the fuel used."""
+
+    task: str  # the work id (a task id, or `<task id>/audit<n>` for an audit copy)
+    status: str
+    result: int | list[int] | None
+    result_hash: str
+    fuel: int
+
+    def to_dict(self) -> dict:
+        return {"task": self.task, "status": self.status, "result": self.result, "result_hash": self.result_hash,
+                "fuel": self.fuel}
+
+    @classmethod
+    def from_dict(cls, r: Any, where: str) -> "Receipt":
+        if not isinstance(r, dict) or set(r) != {"task", "status", "result", "result_hash", "fuel"}:
+            raise InputError(f"{where}: expected exactly task, status, result, result_hash, fuel")
+        task, status, result, rh, fuel = r["task"], r["status"], r["result"], r["result_hash"], r["fuel"]
+        if not isinstance(task, str) or not 0 < len(task) <= 48:
+            raise InputError(f"{where}.task: expected a task id")
+        if status not in RECEIPT_STATUSES:
+            raise InputError(f"{where}.status: expected one of {', '.join(RECEIPT_STATUSES)}")
+        ints = result if isinstance(result, list) else [] if result is None else [result]
+        if len(ints) > MAX_RESULT_INTS or any(isinstance(x, bool) or not isinstance(x, int) or not -2**63 <= x < 2**64
+                                              for x in ints):
+            raise InputError(f"{where}.result: expected null, an integer or at most {MAX_RESULT_INTS} integers")
+        if not isinstance(rh, str) or len(rh) != 64 or not _is_hex(rh):
+            raise InputError(f"{where}.result_hash: expected 64 hex characters")
+        if isinstance(fuel, bool) or not isinstance(fuel, int) or not 0 <= fuel < 2**63:
+            raise InputError(f"{where}.fuel: expected a non-negative integer")
+        return cls(task, status, result, rh, fuel)
+
+
+@dataclass
+class ReceiptBatch:
+    """Receipts signed by one provider's validator key (the key CometBFT votes with)."""
+
+    chain_id: str
+    provider: str  # validator address, hex
+    receipts: list[Receipt]
+    sig: str = ""
+
+    def body(self) -> dict:
+        return {"type": RECEIPTS, "chain_id": self.chain_id, "provider": self.provider,
+                "receipts": [r.to_dict() for r in self.receipts]}
+
+    def signed(self, key: SigningKey) -> "ReceiptBatch":
+        self.sig = key.sign(canonical(self.body()))
+        return self
+
+    def tx(self) -> bytes:
+        return canonical({**self.body(), "sig": self.sig})
+
+    def signature_ok(self, public_key: str) -> bool:
+        return verify(public_key, canonical(self.body()), self.sig)
+
+    @classmethod
+    def from_dict(cls, d: dict, max_receipts: int) -> "ReceiptBatch":
+        if set(d) != {"type", "chain_id", "provider", "receipts", "sig"}:
+            raise InputError("receipts tx: expected exactly type, chain_id, provider, receipts, sig")
+        if not isinstance(d["chain_id"], str) or not isinstance(d["provider"], str) or len(d["provider"]) != 40:
+            raise InputError("receipts tx: chain_id and provider (a validator address) expected")
+        sig = d["sig"]
+        if not isinstance(sig, str) or len(sig) != 128 or not _is_hex(sig):
+            raise InputError("receipts tx.sig: expected 128 hex characters")
+        rs = d["receipts"]
+        if not isinstance(rs, list) or not 0 < len(rs) <= max_receipts:
+            raise InputError(f"receipts tx.receipts: expected 1..{max_receipts} receipts")
+        out = [Receipt.from_dict(r, f"receipts[{i}]") for i, r in enumerate(rs)]
+        if len({r.task for r in out}) != len(out):
+            raise InputError("receipts tx: a task appears twice")
+        return cls(d["chain_id"], d["provider"], out, sig)
+
+
+@dataclass
 class TaskBatch:
     """A client's signed request to have some tasks served; `(client, nonce)` is unique on the chain."""
 
     chain_id: str
     client: str  # Ed25519 public key, hex
-    tasks: list[tuple[int, list[float]]]  # (nonce, demand per resource)
+    tasks: list[tuple[int, list[float]]]  # (nonce, demand per resource); a work task's demand is [] here
     sig: str = ""
+    work: list[Work | None] | None = None  # per task: the WebAssembly call it names, if any
 
     def body(self) -> dict:
-        return {"type": TASKS, "chain_id": self.chain_id, "client": self.client,
-                "tasks": [{"nonce": n, "demand": d} for n, d in self.tasks]}
+        out = []
+        for i, (n, d) in enumerate(self.tasks):
+            w = self.work[i] if self.work else None
+            out.append({"nonce": n, **w.to_dict()} if w is not None else {"nonce": n, "demand": d})
+        return {"type": TASKS, "chain_id": self.chain_id, "client": self.client, "tasks": out}
 
     def sign_bytes(self) -> bytes:
         return canonical(self.body())
@@ -87,8 +253,17 @@ class TaskBatch:
         if len(tasks) > max_tasks:
             raise InputError(f"tx.tasks: {len(tasks)} tasks, at most {max_tasks} per batch")
         out: list[tuple[int, list[float]]] = []
+        work: list[Work | None] = []
         for i, t in enumerate(tasks):
             where = f"tx.tasks[{i}]"
+            if isinstance(t, dict) and "module" in t:
+                nonce = t.get("nonce")
+                if isinstance(nonce, bool) or not isinstance(nonce, int) or not 0 <= nonce < 2**63:
+                    raise InputError(f"{where}.nonce: expected an integer in 0..2^63-1")
+                work.append(Work.from_dict(t, where))
+                out.append((nonce, []))
+                continue
+            work.append(None)
             if not isinstance(t, dict) or set(t) != {"nonce", "demand"}:
                 raise InputError(f"{where}: expected exactly nonce and demand (arrival and delays are set by the chain)")
             nonce, demand = t["nonce"], t["demand"]
@@ -101,7 +276,7 @@ class TaskBatch:
                         or not min_demand <= x <= max_demand:
                     raise InputError(f"{where}.demand: each must be in [{min_demand:g}, {max_demand:g}], got {x!r:.40}")
             out.append((nonce, [float(x) for x in demand]))
-        return cls(chain_id, client, out, sig)
+        return cls(chain_id, client, out, sig, work if any(w is not None for w in work) else None)
 
 
 @dataclass

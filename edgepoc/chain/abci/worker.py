@@ -1,0 +1,168 @@
+"""A provider's worker: runs the tasks the chain assigned to it and sends signed receipts.
+
+It follows the committed work ledger (the node's own store, read-only), executes its open work in the
+committed order (height, position) with wasmtime (edgepoc.execution: fuel-metered, memory-limited, no
+imports), keeps every result in a content-addressed store the node API serves (`GET /results/<id>`),
+and sends receipts (task, status, result, result hash, fuel used), signed with the validator key, to
+its CometBFT node. A receipt not yet accepted after `RESEND` seconds is sent again; the chain ignores
+duplicates. The node starts it beside cometbft: `python -m edgepoc.chain.abci.worker --home H`.
+
+Test builds misbehave with EDGEPOC_WORKER_FAULT (or "worker_fault" in app.json):
+`slow:<seconds>` sleeps per task, `wrong` returns wrong results, `fake` sends receipts without running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+
+from edgepoc.chain.abci import wire
+from edgepoc.errors import EdgepocError
+
+log = logging.getLogger("edgepoc.worker")
+RESEND = 3.0  # seconds before an unconfirmed receipt is sent again
+FLUSH = 0.05  # seconds between receipt transactions while there is work
+FAULTS = ("slow", "wrong", "fake")
+
+
+class Worker:
+    def __init__(self, home: Path, fault: str | None = None):
+        from edgepoc.chain.abci.arbiter import validator_key
+        from edgepoc.chain.abci.node import AppConfig, RpcClient, load_genesis
+        from edgepoc.execution import ResultStore
+
+        self.home = Path(home)
+        self.config = AppConfig.load(self.home)
+        self.genesis = load_genesis(self.home)
+        self.key = validator_key(self.home)
+        me = self.genesis.index_of(self.key.address)
+        if me is None:
+            raise EdgepocError(f"worker: {home}: this node's validator key is not in genesis")
+        self.me = me
+        self.rpc = RpcClient("127.0.0.1", self.config.rpc_port)
+        self.results = ResultStore(self.home / "results")
+        self.fault, self.slow = _parse_fault(fault)
+        self.store = None
+        self.sent: dict[str, float] = {}  # work id -> when its receipt was last sent
+        self.done: dict[str, wire.Receipt] = {}  # executed here, receipt not yet accepted on chain
+        self.executed = 0
+
+    def _open_store(self):
+        from edgepoc.chain.abci.store import AppStore
+
+        path = self.home / "data" / "app.sqlite"
+        while self.store is None:
+            try:
+                self.store = AppStore(path, readonly=True)
+            except EdgepocError:
+                time.sleep(0.2)  # the app creates it at start
+
+    def run_once(self) -> int:
+        """Execute open work (up to a batch), send due receipts; the number of tasks executed."""
+        from edgepoc.execution import compile_module, run_task
+        from edgepoc.execution.wasm import ExecResult
+
+        p = self.genesis.params
+        open_work = self.store.open_work(self.me, limit=256)
+        still_open = {w["id"] for w in open_work}
+        for wid in [w for w in self.done if w not in still_open]:  # accepted (or taken away): forget it
+            self.done.pop(wid, None)
+            self.sent.pop(wid, None)
+        n = 0
+        deadline = time.monotonic() + 0.25
+        for w in open_work:
+            if w["id"] in self.done:
+                continue
+            if self.fault == "fake":
+                res = ExecResult("ok", secrets.randbelow(2**31), w["fuel"] // 2, None)
+            else:
+                found = self.store.module(w["module"])
+                if found is None:
+                    continue  # cannot happen on an honest chain: tasks name committed modules
+                info = compile_module(found[1], max_bytes=p.max_module_bytes, max_memory_bytes=p.max_task_memory)
+                res = run_task(info, w["function"], list(w["args"]), fuel=int(w["fuel"]), memory_bytes=int(w["memory"]))
+                if self.fault == "wrong":
+                    res = ExecResult(res.status, (res.result if isinstance(res.result, int) else 0) + 1,
+                                     res.fuel_used, res.error)
+                if self.slow:
+                    time.sleep(self.slow)
+            digest = self.results.put(w["id"].replace("/", "_"), res)
+            self.done[w["id"]] = wire.Receipt(w["id"], res.status, res.result, digest, int(res.fuel_used))
+            self.executed += 1
+            n += 1
+            if time.monotonic() > deadline:
+                break
+        self._send()
+        return n
+
+    def _send(self) -> None:
+        now = time.monotonic()
+        due = [r for wid, r in self.done.items() if now - self.sent.get(wid, -1e9) > RESEND]
+        max_n = self.genesis.params.max_receipts
+        for i in range(0, len(due), max_n):
+            chunk = due[i:i + max_n]
+            tx = wire.ReceiptBatch(self.genesis.chain_id, self.key.address, chunk).signed(self.key).tx()
+            try:
+                res = self.rpc.call("broadcast_tx_sync", {"tx": base64.b64encode(tx).decode()})
+                if int(res.get("code", 0)) != 0:
+                    log.warning("receipts refused: %s", res.get("log"))
+            except EdgepocError as exc:
+                log.warning("receipts not sent (%s); retrying", str(exc)[:200])
+                continue
+            for r in chunk:
+                self.sent[r.task] = now
+
+    def serve(self) -> None:
+        self._open_store()
+        log.info("worker of %s (%s) following %s%s", self.config.name, self.key.address[:8], self.store.path,
+                 f"; FAULT {self.fault}" if self.fault else "")
+        last_prune = time.monotonic()
+        stop = []
+        signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+        while not stop:
+            n = self.run_once()
+            if time.monotonic() - last_prune > 60:
+                self.results.prune(self.genesis.params.result_retention)
+                last_prune = time.monotonic()
+            time.sleep(FLUSH if n else 0.05)
+
+
+def _parse_fault(fault: str | None) -> tuple[str | None, float]:
+    if not fault:
+        return None, 0.0
+    kind, _, arg = fault.partition(":")
+    if kind not in FAULTS:
+        raise EdgepocError(f"worker fault {fault!r}: known: slow:<seconds>, wrong, fake")
+    if kind == "slow":
+        try:
+            return "slow", float(arg)
+        except ValueError:
+            raise EdgepocError("worker fault slow:<seconds>: seconds must be a number") from None
+    return kind, 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="edgepoc-worker", description=__doc__.splitlines()[0])
+    ap.add_argument("--home", required=True, type=Path)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        from edgepoc.chain.abci.node import AppConfig
+
+        fault = os.environ.get("EDGEPOC_WORKER_FAULT") or AppConfig.load(args.home).worker_fault
+        Worker(args.home, fault).serve()
+    except EdgepocError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

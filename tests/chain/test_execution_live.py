@@ -1,0 +1,121 @@
+"""Tasks that really run (issue 17), on a real 4-node CometBFT network with real wasmtime workers.
+
+A client puts a module on chain, submits tasks that call it, and gets every result back checked
+against its receipt; a provider SIGKILLed mid-stream stops getting tasks, its work is reassigned and
+finishes elsewhere; hostile modules are refused with a reason while the chain keeps committing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edgepoc.chain.abci import network
+from edgepoc.chain.abci.verify import verify_app_chain
+from edgepoc.execution import workload_path
+from tests.chain.cometnet import CometNet
+
+MODULES = Path(__file__).parent.parent / "execution" / "modules"
+
+
+def edgepoc(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgepoc.cli.main", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def last_json(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    n = CometNet(tmp_path_factory.mktemp("exec") / "net", params={"receipt_grace": 3.0})
+    try:
+        n.up()
+        yield n
+    finally:
+        n.down()
+
+
+@pytest.fixture(scope="module")
+def primes(net):
+    res = edgepoc("module", "add", str(workload_path("primes")), "--dir", str(net.folder))
+    assert res.returncode == 0, res.stderr
+    doc = last_json(res.stdout)
+    assert len(doc["module"]) == 64 and doc["height"] >= 1 and "count" in doc["functions"]
+    return doc["module"]
+
+
+def test_tasks_run_on_the_providers_and_every_result_checks_against_its_receipt(net, primes, tmp_path):
+    out = tmp_path / "results"
+    res = edgepoc("submit", "--dir", str(net.folder), "--module", primes, "--function", "count", "--args", "10000",
+                  "--fuel", "5000000", "--count", "200", "--results", str(out), "--timeout", "120")
+    assert res.returncode == 0, res.stderr[-2000:]
+    doc = last_json(res.stdout)
+    assert doc["executed"] == 200 and doc["verified"] == 200 and doc["failed"] == 0, doc
+    files = sorted(out.glob("*.json"))
+    assert len(files) == 200
+    one = json.loads(files[0].read_text())
+    assert one["result"] == 1229 and one["status"] == "ok" and one["measured_latency"] > 0
+    assert len({json.loads(f.read_text())["provider"] for f in files}) >= 2, "work spread over providers"
+    t = edgepoc("task", one["id"], "--dir", str(net.folder))
+    assert t.returncode == 0, t.stderr
+    st = last_json(t.stdout)
+    assert st["status"] == "executed" and st["result"] == 1229 and st["measured_latency"] > 0
+    # a task that needs more fuel than it declared stops honestly
+    res = edgepoc("submit", "--dir", str(net.folder), "--module", primes, "--function", "count", "--args", "100000",
+                  "--fuel", "100000", "--count", "3", "--results", str(tmp_path / "oof"), "--timeout", "60")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert {json.loads(f.read_text())["status"] for f in (tmp_path / "oof").glob("*.json")} == {"out_of_fuel"}
+
+
+def test_hostile_modules_and_unknown_modules_are_refused_with_a_reason(net, primes):
+    for name, why in [("wasi_import.wat", "import"), ("host_import.wat", "import")]:
+        path = MODULES / name
+        if not path.exists():
+            pytest.skip(f"{path} missing")
+        res = edgepoc("module", "add", str(path), "--dir", str(net.folder), timeout=60)
+        assert res.returncode != 0 and why in res.stderr.lower(), res.stderr
+    res = edgepoc("submit", "--dir", str(net.folder), "--module", "ab" * 32, "--function", "count", "--args", "1",
+                  "--count", "1", "--wait", timeout=60)
+    assert res.returncode != 0 and "unknown module" in res.stderr, res.stderr
+    res = edgepoc("submit", "--dir", str(net.folder), "--module", primes, "--function", "nope", "--count", "1",
+                  timeout=60)
+    assert "not exported" in res.stderr, res.stderr
+
+
+def test_a_killed_provider_gets_no_new_work_and_its_work_finishes_elsewhere(net, primes, tmp_path):
+    victim = 2
+    name = net.doc["nodes"][victim]["name"]
+    network.stop_member(net.folder, name, kill=True)
+    stopped = net.status(0)["height"]
+    try:
+        res = edgepoc("submit", "--dir", str(net.folder), "--node", net.doc["nodes"][0]["api"], "--module", primes,
+                      "--function", "count", "--args", "1000", "--fuel", "1000000", "--count", "300", "--rate", "100",
+                      "--results", str(tmp_path / "r"), "--timeout", "120")
+        assert res.returncode == 0, res.stderr[-2000:]
+        doc = last_json(res.stdout)
+        assert doc["executed"] == 300 and doc["verified"] == 300, doc
+        late = []
+        for f in (tmp_path / "r").glob("*.json"):
+            d = json.loads(f.read_text())
+            assert d["provider"] != name, "an executed task's accepted result came from the dead provider"
+        # tasks given to the dead provider after it stopped signing: at most a few heights' worth
+        for h in range(stopped + 1, net.status(0)["height"] + 1):
+            blk = net.block(0, h)["block"]
+            alloc = blk.get("allocation") or {}
+            if name in (alloc.get("providers") or []) and h > stopped + 3:
+                late.append(h)
+        assert not late, f"tasks assigned to {name} at heights {late} after it stopped at {stopped}"
+    finally:
+        network.start_member(net.folder, name)
+    net.wait_height([0, 1, 2, 3], net.status(0)["height"] + 2, timeout=120)
+    report = verify_app_chain(net.home(0))
+    assert report.ok, report.problems
