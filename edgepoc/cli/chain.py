@@ -217,14 +217,42 @@ def submit_cmd(
     timeout: float = typer.Option(120.0, help="Seconds to wait with --wait."),
     receipt: Optional[Path] = typer.Option(None, help="JSON-lines receipt (task id -> accepted / committed at height h / "
                                                       "rejected and why); if it exists, resume: resend what is not final."),
+    module: Optional[str] = typer.Option(None, help="Run a WebAssembly module on chain (its hash, from `module add`)."),
+    function: str = typer.Option("", help="The module's exported function to call (with --module)."),
+    args: str = typer.Option("", help="Comma-separated integer arguments (with --module), e.g. 1,2."),
+    fuel: int = typer.Option(100_000_000, help="Fuel each task may use (its CPU demand); out of fuel stops it."),
+    memory: int = typer.Option(16, help="MiB of memory each task may use (with --module)."),
+    results: Optional[Path] = typer.Option(None, help="With --module: wait until every task ran, fetch each result from "
+                                                      "the provider that ran it, check it against the receipt on chain, "
+                                                      "write DIR/<task id>.json."),
 ) -> None:
-    """Sign tasks with a client key and submit them to any reachable node; with --wait, report where they were committed."""
+    """Sign tasks with a client key and submit them to any reachable node; with --wait, report where they were committed.
+
+    With --module, every task runs FUNCTION(ARGS) of that module on the provider the chain assigns it to."""
     from edgepoc.chain.crypto import SigningKey
     from edgepoc.client import Receipt
     from edgepoc.game.files import read_instance
 
     if batch < 1 or count < 1 or rate < 0 or timeout < 0:
         raise InputError("--batch and --count must be >= 1, --rate and --timeout >= 0")
+    work = None
+    if module is not None:
+        from edgepoc.chain.abci.wire import Work
+
+        if instance is not None:
+            raise InputError("--module: give either an INSTANCE or a module to run, not both")
+        try:
+            arg_list = [int(a, 0) for a in args.split(",") if a.strip()]
+        except ValueError:
+            raise InputError(f"--args: expected comma-separated integers, got {args!r}") from None
+        if not function:
+            raise InputError("--function: name the exported function to call (see `edgepoc module add`'s output)")
+        if fuel < 1 or memory < 1:
+            raise InputError("--fuel and --memory must be >= 1")
+        work = Work.from_dict({"nonce": 0, "module": module.lower(), "function": function, "args": arg_list,
+                               "fuel": fuel, "memory": memory << 20}, "--module")
+    elif results is not None:
+        raise InputError("--results: only with --module (tasks that really run)")
     client = _client(node, dir)
     rec = Receipt(receipt) if receipt is not None else None
     items: list = rec.planned_items() if rec is not None else []
@@ -244,7 +272,11 @@ def submit_cmd(
         from edgepoc.chain.abci.client import instance_batches, random_batches
 
         per = min(2000, batch if rate == 0 else max(1, int(rate / 10)))
-        if instance is not None:
+        if work is not None:
+            from edgepoc.chain.abci.client import work_batches
+
+            items = work_batches(count, signer, chain_id, nonce0, work, per)
+        elif instance is not None:
             items = instance_batches(read_instance(instance), signer, chain_id, nonce0, per)
         else:
             items = random_batches(count, int(st["resources"]), signer, chain_id, nonce0, seed, per)
@@ -264,7 +296,10 @@ def submit_cmd(
         print_json({"submitted": len(res.accepted), "rejected": len(res.rejected), "unsent": len(res.unsent),
                     "ids": res.accepted})  # which tasks got there before the failure
         raise EdgepocError(f"stopped after {len(res.accepted)} of {total} tasks were accepted ({res.failed}){hint}")
-    if not wait:
+    if not res.accepted and res.rejected:
+        print_json({"submitted": 0, "rejected": len(res.rejected), "ids": []})
+        raise EdgepocError(f"every task was rejected; first reason: {res.rejected[0]['reason']}")
+    if not wait and results is None:
         print_json({"submitted": len(res.accepted), "rejected": len(res.rejected), "ids": res.accepted})
         return
     w = client.wait(res.accepted, timeout, receipt=rec)
@@ -285,14 +320,97 @@ def submit_cmd(
             lost = q
             typer.echo(f"  the network has lost quorum: voting power up {q['up']}/{q['total']}, needed {q['needed']}; "
                        f"unreachable: {', '.join(q['down']) or '-'}", err=True)
+    extra: dict = {}
+    if work is not None and not w.missing:
+        extra = _executed_report(client, dir, res.accepted, w.committed, timeout, results)
     print_json({"submitted": len(res.accepted), "rejected": len(res.rejected), "committed": len(w.committed),
                 "missing": len(w.missing), "heights": heights, "providers": dict(providers), "seconds": w.seconds,
                 "providers_down": sorted(w.down_seen), "assigned_while_down": dict(flagged),
-                **({"quorum": lost} if lost else {})})
+                **({"quorum": lost} if lost else {}), **extra})
+    if extra.get("failed") or extra.get("not_executed"):
+        raise EdgepocError(f"{extra.get('not_executed', 0)} tasks not executed within {timeout:.0f} s, "
+                           f"{extra.get('failed', 0)} results failed their check")
     if w.missing:
         why = " (the network has lost quorum)" if lost else ""
         raise EdgepocError(f"{len(w.missing)} tasks not committed within {timeout:.0f} s{why}"
                            + (f"; the receipt {receipt} has them: rerun with it to resume" if receipt else ""))
+
+
+def _executed_report(client, dir: Optional[Path], ids: list[str], committed: dict, timeout: float,
+                     results: Optional[Path]) -> dict:
+    """Wait until the tasks ran (accepted receipts); with `results`, fetch and check every result."""
+    from edgepoc.chain.abci.client import fetch_results, wait_executed
+
+    done, todo = wait_executed(client, ids, timeout)
+    measured = sorted(d["measured_latency"] for d in done.values() if d.get("measured_latency") is not None)
+    simulated = sorted(d["simulated_latency"] for d in done.values() if d.get("simulated_latency") is not None)
+
+    def q(xs: list[float], f: float) -> float | None:
+        return round(xs[min(len(xs) - 1, int(f * len(xs)))], 4) if xs else None
+
+    typer.echo(f"executed {len(done)}/{len(ids)} tasks; measured latency p50 {q(measured, 0.5)} s, p95 "
+               f"{q(measured, 0.95)} s (simulated p50 {q(simulated, 0.5)} s)", err=True)
+    out = {"executed": len(done), "not_executed": len(todo), "measured_latency_p50": q(measured, 0.5),
+           "measured_latency_p95": q(measured, 0.95), "simulated_latency_p50": q(simulated, 0.5)}
+    if results is None:
+        return out
+    urls: dict[str, str] = {}
+    if dir is not None or (DEFAULT_DIR / "network.json").exists():
+        try:
+            urls = {n["name"]: n["api"] for n in _net(dir).load_network(dir or DEFAULT_DIR)["nodes"]}
+        except EdgepocError:
+            urls = {}
+    check = fetch_results(done, urls, client)
+    results.mkdir(parents=True, exist_ok=True)
+    for tid, d in done.items():
+        (results / f"{tid}.json").write_text(json.dumps({
+            "id": tid, "result": d.get("result"), "status": d.get("exec_status"), "provider": d.get("provider_name"),
+            "measured_latency": d.get("measured_latency"), "simulated_latency": d.get("simulated_latency"),
+            "result_hash": d.get("result_hash"), "verified": tid in check.verified,
+            **({"error": check.failed[tid]} if tid in check.failed else {})}, indent=1) + "\n")
+    for tid, why in list(check.failed.items())[:5]:
+        typer.echo(f"  result of {tid}: {why}", err=True)
+    typer.echo(f"results: {len(check.verified)} verified against their receipts, {len(check.failed)} failed; in {results}/",
+               err=True)
+    return {**out, "verified": len(check.verified), "failed": len(check.failed)}
+
+
+def module_add(
+    file: Path = typer.Argument(..., help="A WebAssembly module: .wat text or .wasm binary."),
+    node: Optional[list[str]] = typer.Option(None, metavar="URL", help="Node API URL (repeatable; default: the nodes of --dir)."),
+    dir: Optional[Path] = typer.Option(None, "--dir", help="Network folder (node URLs and client key)."),
+    key: Optional[Path] = typer.Option(None, help="Client key (default: <dir>/client_key.json, else a fresh key)."),
+    timeout: float = typer.Option(60.0, help="Seconds to wait until the module is on chain."),
+) -> None:
+    """Put a WebAssembly module on chain (every node compiles and checks it); prints {"module": HASH, "height": h}."""
+    from edgepoc.chain.abci.wire import ModuleTx
+    from edgepoc.chain.crypto import SigningKey
+    from edgepoc.execution import compile_module
+
+    if not file.is_file():
+        raise InputError(f"FILE: {file} does not exist")
+    data = file.read_bytes()
+    client = _client(node, dir)
+    st = client.status()
+    info = compile_module(data, max_bytes=1 << 30)  # the chain's own size bound is checked by every node
+    if key is None and (dir or DEFAULT_DIR).joinpath("client_key.json").exists():
+        key = (dir or DEFAULT_DIR) / "client_key.json"
+    signer = SigningKey.load(key) if key else SigningKey.generate()
+    m = ModuleTx(st["chain_id"], signer.public_hex, info.wasm).signed(signer)
+    body = {"type": "module", "chain_id": m.chain_id, "client": m.client,
+            "wasm": m.body()["wasm"], "sig": m.sig}
+    client.post("/modules", {"module": body})
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        try:
+            doc = client.get(f"/modules/{m.hash}")
+            typer.echo(f"module {m.hash[:16]} on chain at height {doc['height']}; functions: "
+                       + ", ".join(f"{k}({len(v['params'])} args)" for k, v in sorted(doc["functions"].items())), err=True)
+            print_json({"module": m.hash, "height": doc["height"], "functions": doc["functions"]})
+            return
+        except EdgepocError:
+            time.sleep(0.2)
+    raise EdgepocError(f"module {m.hash[:16]} not on chain within {timeout:.0f} s")
 
 
 def verify_cmd(home: Path = typer.Option(..., "--home", help="A node's home folder.")) -> None:
@@ -421,6 +539,13 @@ def task_cmd(
     if as_json:
         print_json(doc)
         return
+    _task_table(task_id, doc)
+    print_json(doc)  # the last line, for scripts (SPEC §7b)
+    if doc.get("status", "unknown") == "unknown":
+        raise EdgepocError(f"task {task_id}: unknown to this node (never submitted, or not yet gossiped to it)")
+
+
+def _task_table(task_id: str, doc: dict) -> None:
     table = Table(show_header=False, title=f"task {task_id}")
     status = doc.get("status", "unknown")
     table.add_row("status", status)
@@ -431,11 +556,22 @@ def task_cmd(
         if doc.get("arrival") is not None:
             table.add_row("arrival", f"{doc['arrival']:.3f} s on the chain clock")
         table.add_row("committed at", _when(doc.get("committed_at") or doc.get("block_time")))
+    elif status in ("assigned", "reassigned", "executed"):
+        table.add_row("block", str(doc.get("height")))
+        table.add_row("provider", str(doc.get("provider_name", doc.get("provider"))))
+        table.add_row("runs", f"{doc.get('function')}({', '.join(map(str, doc.get('args') or []))}) of "
+                              f"{str(doc.get('module'))[:16]}")
+        if status == "executed":
+            table.add_row("result", f"{doc.get('result')} ({doc.get('exec_status')}, fuel {doc.get('fuel_used')})")
+            table.add_row("latency", f"measured {doc.get('measured_latency'):.4g} s, simulated "
+                                     f"{doc.get('simulated_latency'):.4g} s")
+            if doc.get("audit"):
+                table.add_row("audit", json.dumps(doc["audit"]))
+        if doc.get("reassigned"):
+            table.add_row("reassigned", f"{doc['reassigned']} time(s)")
     elif doc.get("reason"):
         table.add_row("reason", str(doc["reason"]))
-    Console().print(table)
-    if status == "unknown":
-        raise EdgepocError(f"task {task_id}: unknown to this node (never submitted, or not yet gossiped to it)")
+    Console(stderr=True).print(table)
 
 
 def register(app: typer.Typer) -> None:
@@ -452,5 +588,8 @@ def register(app: typer.Typer) -> None:
     chain_app.command("verify")(verify_cmd)
     chain_app.command("show")(show_cmd)
     app.command("task")(task_cmd)
+    module_app = typer.Typer(help="WebAssembly modules on chain (the code tasks run).", no_args_is_help=True)
+    module_app.command("add")(module_add)
+    app.add_typer(module_app, name="module")
     app.add_typer(chain_app, name="chain")
     app.command("contributions")(contributions_cmd)

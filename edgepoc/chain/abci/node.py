@@ -57,6 +57,8 @@ class AppConfig:
     arbiter_url: str | None = None
     model: str | None = None
     byzantine: list[str] = field(default_factory=list)
+    worker_fault: str | None = None  # test builds: slow:<s>, wrong, fake (edgepoc.chain.abci.worker)
+    worker: bool = True  # run the provider's worker beside cometbft
 
     @classmethod
     def load(cls, home: Path) -> "AppConfig":
@@ -185,11 +187,59 @@ class CometNodeView:
         return rows
 
     def task(self, task_id: str) -> dict:
+        """Where a task stands; a task that really runs also has its work: `assigned` (or `reassigned`) to a
+        provider, then `executed` with its result, receipt and measured latency beside the simulated one."""
         row = self.app.store.task(task_id)
         if row is None:
             return {"id": task_id, "status": "pending" if task_id in self.app.pending else "unknown"}
         row["provider_name"] = self.names[row["provider"]]
+        row["simulated_latency"] = row["latency"]
+        work = self.app.store.work([task_id]).get(task_id)
+        if work is not None:
+            row["status"] = work["status"] if work["status"] != "assigned" or not work["reassigned"] else "reassigned"
+            row.update({"provider": work["provider"], "provider_name": self.names[work["provider"]],
+                        "receipt_height": work["receipt_height"], "deadline": self._unix(work["deadline"]),
+                        "reassigned": work["reassigned"], "module": work["module"], "function": work["function"],
+                        "args": work["args"]})
+            if work["status"] == "executed":
+                row.update({"result": work["result"], "result_hash": work["result_hash"],
+                            "exec_status": work["exec_status"], "fuel_used": work["fuel_used"],
+                            "measured_latency": work["measured_latency"], "audit": work["audit"]})
         return row
+
+    def result(self, task_id: str) -> dict | None:
+        """The result this node's worker computed for a task (content-addressed, kept for result_retention)."""
+        from edgepoc.execution import ResultStore
+
+        try:
+            return ResultStore(Path(self.app.store.path).parent.parent / "results").get(task_id)
+        except (ValueError, EdgepocError):
+            return None
+
+    def module(self, digest: str) -> dict | None:
+        h = self.app.store.module_heights([digest])
+        if not h:
+            return None
+        funcs, wasm = self.app.store.module(digest)
+        return {"module": digest, "height": h[digest], "functions": funcs, "size": len(wasm)}
+
+    def submit_module(self, item: dict) -> dict:
+        """A client-signed module transaction, through CheckTx (compiled and admitted there) to the mempool."""
+        from edgepoc.chain.abci.wire import ModuleTx
+
+        if not isinstance(item, dict):
+            raise InputError("module: expected a signed module transaction")
+        m = ModuleTx.from_dict(item)
+        tx = base64.b64encode(m.tx()).decode()
+        try:
+            res = self.rpc.call("broadcast_tx_sync", {"tx": tx})
+        except EdgepocError as exc:
+            if "already exists in cache" in str(exc):
+                return {"module": m.hash, "accepted": True}
+            raise InputError(checktx_log(str(exc))) from None
+        if int(res.get("code", 0)) != 0 and "already on chain" not in res.get("log", ""):
+            raise InputError(res.get("log", "rejected"))
+        return {"module": m.hash, "accepted": True}
 
     def submit(self, items: list[dict]) -> dict:
         """Each item is a client-signed batch; it goes to CometBFT (broadcast_tx_sync: CheckTx on this node,
@@ -414,6 +464,12 @@ def run_node(home: Path) -> None:
                              stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
     out.close()
     (home / "cometbft.pid").write_text(f"{comet.pid}\n")
+    worker = None
+    if config.worker:  # the provider's worker: runs the tasks assigned to it, sends receipts
+        wlog = open(home / "worker.log", "ab")
+        worker = subprocess.Popen([sys.executable, "-m", "edgepoc.chain.abci.worker", "--home", str(home)], stdout=wlog,
+                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        wlog.close()
 
     def watch() -> None:  # if cometbft dies, the node is down: take the app process with it
         code = comet.wait()
@@ -423,6 +479,8 @@ def run_node(home: Path) -> None:
     try:
         serve_api(CometNodeView(app, config, address), metrics, config.host, config.api_port)
     finally:
+        if worker is not None and worker.poll() is None:
+            worker.terminate()
         if comet.poll() is None:
             comet.terminate()
             try:

@@ -8,6 +8,7 @@ FastAPI runs them on worker threads, and `NodeView` promises thread-safe calls.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -133,6 +135,28 @@ def make_api(view: NodeView, metrics: ChainMetrics, max_body: int = MAX_BODY) ->
     @app.get("/tasks/{task_id}", summary="One task: committed (where and when, its latency), pending or unknown")
     def task(task_id: Annotated[str, PathParam(max_length=MAX_ID_LEN)]) -> dict:
         return view.task(task_id)
+
+    @app.post("/modules", summary="Submit a client-signed WebAssembly module transaction")
+    async def submit_module(request: Request) -> dict:
+        try:
+            doc = json.loads(await request.body())
+        except ValueError:
+            raise InputError("body: not JSON") from None
+        return await run_in_threadpool(view.submit_module, doc.get("module") if isinstance(doc, dict) else None)
+
+    @app.get("/modules/{digest}", summary="A module on chain: its height and exported functions")
+    def module(digest: Annotated[str, PathParam(pattern=r"^[0-9a-f]{64}$")]) -> dict:
+        found = view.module(digest)
+        if found is None:
+            raise _not_found(f"module {digest[:16]}")
+        return found
+
+    @app.get("/results/{task_id}", summary="The result this provider's worker computed for a task")
+    def result(task_id: Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]) -> dict:
+        found = view.result(task_id)  # an audit copy's result: <task id>_a1
+        if found is None:
+            raise _not_found(f"result of {task_id}")
+        return found
 
     @app.get("/blocks", summary="Recent block summaries, newest first")
     def blocks(before: Annotated[int | None, Query(ge=1, le=2**53)] = None,
