@@ -80,19 +80,31 @@ def network_init(
                    err=True)
 
 
-def network_up(dir: Path = typer.Option(DEFAULT_DIR, "--dir"), wait: float = typer.Option(120.0, help="Seconds to wait for the nodes to be in consensus.")) -> None:
-    """Start every node and the arbiter as separate processes."""
+def network_up(dir: Path = typer.Option(DEFAULT_DIR, "--dir"),
+               wait: float = typer.Option(120.0, help="Seconds to wait for the nodes to be in consensus.")) -> None:
+    """Start every node and the arbiter as separate processes, and wait until they are in consensus.
+
+    Refuses (nothing started) if any of their ports is taken, naming the port and who holds it. Each node
+    must be answered on its API by the process just started (pid, validator address and node id); a
+    member that exits at start, an API answered by another process or a timeout stops what this command
+    started, prints the failing member's last error line and exits non-zero. A bundle of a multi-host
+    network waits only until its nodes run (one host cannot commit alone)."""
     net = _net(dir)
-    load_network, up, wait_ready = net.load_network, net.up, net.wait_ready
+    doc = net.load_network(dir)
+    bundle = "this_host" in doc  # one machine's share of a multi-host network
+    names = (["arbiter"] if net.has_arbiter(dir) else []) + [n["name"] for n in net.local_nodes(dir)]
     t0 = time.monotonic()
-    pids = up(dir)
-    bundle = "this_host" in load_network(dir)  # one machine's share of a multi-host network
-    typer.echo("started: " + ", ".join(f"{k} (pid {v})" for k, v in pids.items())
-               + f"; waiting up to {wait:.0f} s for them{'' if bundle else ' to be in consensus'} ...", err=True)
-    wait_ready(dir, wait, in_consensus=not bundle)
+    typer.echo(f"starting {', '.join(names)}; waiting up to {wait:.0f} s for them"
+               f"{' to run' if bundle else ' to be in consensus'} ...", err=True)
+    res = net.start_members(dir, names, wait, consensus=not bundle, progress=net.Progress())
     nodes = net.local_nodes(dir)
-    typer.echo(f"up: {len(nodes)} nodes ready in {time.monotonic() - t0:.1f} s; explorer: {nodes[0]['api']}/explorer/ "
-               f"(every node serves one)", err=True)
+    already = [k for k, v in res.items() if v.get("already")]
+    heights = [v["height"] for k, v in res.items() if k != "arbiter" and isinstance(v.get("height"), int)]
+    what = "running" if bundle else f"in consensus at height {min(heights) if heights else '-'}"
+    typer.echo(f"up: {len(nodes)} nodes {what} in {time.monotonic() - t0:.1f} s ("
+               + ", ".join(f"{k} pid {v['pid']}" for k, v in res.items())
+               + (f"; already running: {', '.join(already)}" if already else "")
+               + f"); explorer: {nodes[0]['api']}/explorer/ (every node serves one)", err=True)
 
 
 def network_down(dir: Path = typer.Option(DEFAULT_DIR, "--dir")) -> None:
@@ -110,28 +122,70 @@ def _round_step(r: dict) -> str:
     return f"{rnd}/{step}" if step else str(rnd)
 
 
+def _voting(r: dict) -> bool:
+    """Does this `network status` row count toward quorum: it answers with a height and is in consensus?"""
+    return "height" in r and r.get("state", "in consensus") == "in consensus" and r.get("catching_up") is not True
+
+
+def _why_out(r: dict) -> str:
+    if "height" in r:
+        return str(r.get("state") or "catching up")
+    if r.get("state") == "starting":
+        return "starting"
+    return "not running" if r.get("pid") is None and "error" not in r else "no answer"
+
+
 def quorum_of(rows: list[dict]) -> dict | None:
-    """Voting power of the answering nodes against what a commit needs (> 2/3), from `network status` rows."""
+    """Voting power of the nodes in consensus against what a commit needs (> 2/3), from `network status` rows;
+    also lost when no node in consensus sees more than 2/3 of the power among its peers and itself (a
+    partition). None when no node answers."""
     vals = next((r["validators"] for r in rows if r.get("validators")), None)
     if vals is None:
         return None
-    answering = {r["name"] for r in rows if "height" in r}
-    total = sum(int(v.get("power", 1)) for v in vals)
-    up = sum(int(v.get("power", 1)) for v in vals if v.get("name") in answering)
-    return {"up": up, "total": total, "needed": total * 2 // 3 + 1, "lost": 3 * up <= 2 * total,
-            "unreachable": [r["name"] for r in rows if "height" not in r]}
+    power = {v.get("name"): int(v.get("power", 1)) for v in vals}
+    total = sum(power.values())
+    voting = {r["name"] for r in rows if _voting(r)}
+    up = sum(p for name, p in power.items() if name in voting)
+    seen = [sum(power.get(v.get("name"), 0) for v in r["validators"] if v.get("reachable"))
+            for r in rows if r["name"] in voting and r.get("validators")
+            and all(v.get("reachable") is not None for v in r["validators"])]
+    partitioned = bool(seen) and 3 * max(seen) <= 2 * total
+    return {"up": up, "total": total, "needed": total * 2 // 3 + 1, "lost": 3 * up <= 2 * total or partitioned,
+            "partitioned": partitioned, "best_seen": max(seen) if seen else None,
+            "unreachable": [r["name"] for r in rows if not _voting(r)],
+            "why": {r["name"]: _why_out(r) for r in rows if not _voting(r)}}
 
 
 def network_status(dir: Path = typer.Option(DEFAULT_DIR, "--dir"), as_json: bool = typer.Option(False, "--json")) -> None:
-    """Each node's height, last commit and peers; whether the network has quorum."""
+    """Each node's height, last commit and peers; whether the network has quorum.
+
+    Exits 1, with a one-line reason, when no node answers or the nodes in consensus hold 2/3 of the
+    voting power or less (or none of them sees more than 2/3 among its peers)."""
     rows = _net(dir).status(dir)
+    q = quorum_of(rows)
+    down = [r["name"] for r in rows if not _voting(r)]
+    if q is None:
+        reason = "no node answers: the network is down" + (f" ({', '.join(down)})" if down else "")
+    elif q["lost"] and q["partitioned"] and 3 * q["up"] > 2 * q["total"]:
+        reason = (f"quorum lost: partitioned, no node in consensus sees more than {q['best_seen']}/{q['total']} "
+                  f"of the voting power (a commit needs {q['needed']})")
+    elif q["lost"]:
+        reason = (f"quorum lost: voting power up {q['up']}/{q['total']}, a commit needs {q['needed']}; "
+                  f"unreachable: {', '.join(down) or '-'}")
+    else:
+        reason = None
     if as_json:
         print_json(rows)
+        if reason:
+            typer.echo(reason, err=True)
+            raise typer.Exit(1)
         return
     table = Table("node", "pid", "height", "last commit", "round", "mempool", "tasks", "peers")
     for r in rows:
         if "height" not in r:
-            why = "not running" if r.get("pid") is None else "no answer"
+            why = _why_out(r)
+            if why == "starting" and r.get("phase"):
+                why = f"starting: {r['phase']}"
             table.add_row(r["name"], str(r.get("pid") or "-"), "-", why, "", "", "", "")
             continue
         age = r.get("last_commit_age")
@@ -141,20 +195,19 @@ def network_status(dir: Path = typer.Option(DEFAULT_DIR, "--dir"), as_json: bool
         else:
             vals = r.get("validators") or []
             up = f"{sum(1 for v in vals if v.get('reachable')) - 1}/{max(0, len(vals) - 1)}" if vals else "-"
-        table.add_row(r["name"], str(r["pid"]), str(r["height"]), "-" if age is None else f"{age:.1f} s ago",
+        last = "-" if age is None else f"{age:.1f} s ago"
+        if r.get("state") == "catching up":
+            last += " (catching up)"
+        table.add_row(r["name"], str(r["pid"] or "-"), str(r["height"]), last,
                       _round_step(r), str(r.get("mempool", "-")), str(r.get("tasks_committed", "-")), up)
     console = Console()
     console.print(table)
-    q = quorum_of(rows)
-    down = [r["name"] for r in rows if "height" not in r]
-    if q is None:
-        console.print("no node answers: the network is down" + (f" ({', '.join(down)})" if down else ""))
-    elif q["lost"]:
-        console.print(f"[bold red]quorum lost[/]: voting power up {q['up']}/{q['total']}, a commit needs "
-                      f"{q['needed']}; unreachable: {', '.join(down) or '-'}", soft_wrap=True)
-    else:
+    if reason is None:
         console.print(f"quorum: voting power up {q['up']}/{q['total']} (a commit needs {q['needed']})"
                       + (f"; unreachable: {', '.join(down)}" if down else ""), soft_wrap=True)
+        return
+    console.print(reason.replace("quorum lost", "[bold red]quorum lost[/]", 1), soft_wrap=True)
+    raise typer.Exit(1)
 
 
 def network_stop(name: str = typer.Argument(..., help="node<i> or arbiter"), dir: Path = typer.Option(DEFAULT_DIR, "--dir"),
@@ -177,10 +230,26 @@ def network_stop(name: str = typer.Argument(..., help="node<i> or arbiter"), dir
     typer.echo(f"{name}: stopped with {how}{pid_txt}" if was else f"{name}: was not running", err=True)
 
 
-def network_start(name: str = typer.Argument(..., help="node<i> or arbiter"), dir: Path = typer.Option(DEFAULT_DIR, "--dir")) -> None:
-    """Start (restart) one node; it recovers from its store and catches up."""
-    pid = _net(dir).start_member(dir, name)
-    typer.echo(f"{name}: running (pid {pid})", err=True)
+def network_start(name: str = typer.Argument(..., help="node<i> or arbiter"), dir: Path = typer.Option(DEFAULT_DIR, "--dir"),
+                  wait: float = typer.Option(120.0, help="Seconds to wait for the node to be back in consensus.")) -> None:
+    """Start (restart) one node and wait until it is back at the network's tip in consensus.
+
+    As `network up`: ports checked first, the answering process checked, the last error line printed and
+    the start undone on failure (exit non-zero). When no other node answers, it waits only until the node
+    runs (there is no chain to catch up with)."""
+    net = _net(dir)
+    consensus = name != "arbiter" and net.others_answer(dir, [name])
+    t0 = time.monotonic()
+    if name != "arbiter" and not consensus:
+        typer.echo(f"{name}: no other node answers; not waiting for consensus", err=True)
+    r = net.start_members(dir, [name], wait, consensus=consensus, progress=net.Progress())[name]
+    if r.get("already"):
+        typer.echo(f"{name}: already running (pid {r['pid']})", err=True)
+        return
+    where = (f"in consensus at height {r.get('height')}" if r.get("state") == "in consensus"
+             else r.get("state", "running"))
+    api = f"; its API answered after {r['api_s']:.1f} s" if r.get("api_s") is not None else ""
+    typer.echo(f"{name}: {where} in {time.monotonic() - t0:.1f} s (pid {r['pid']}{api})", err=True)
 
 
 def _node_urls(nodes: Optional[list[str]], dir: Optional[Path]) -> tuple[list[str], list[str] | None]:
@@ -399,7 +468,9 @@ def module_add(
     m = ModuleTx(st["chain_id"], signer.public_hex, info.wasm).signed(signer)
     body = {"type": "module", "chain_id": m.chain_id, "client": m.client,
             "wasm": m.body()["wasm"], "sig": m.sig}
-    client.post("/modules", {"module": body})
+    ans = client.post("/modules", {"module": body})
+    if not ans.get("accepted"):
+        raise InputError(f"module refused: {ans.get('error')}")
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         try:

@@ -40,6 +40,10 @@ class ErrorBody(BaseModel):
     error: str = Field(description="What was wrong with the request (or why the node cannot answer it).")
 
 
+class ModuleIn(BaseModel):
+    module: dict[str, Any] = Field(description="{type: module, chain_id, client, wasm (base64), sig}")
+
+
 class TasksIn(BaseModel):
     tasks: list[dict[str, Any]] = Field(max_length=MAX_SUBMIT_ITEMS,
                                         description="Signed task requests (the chain's wire form), each an object.")
@@ -136,13 +140,13 @@ def make_api(view: NodeView, metrics: ChainMetrics, max_body: int = MAX_BODY) ->
     def task(task_id: Annotated[str, PathParam(max_length=MAX_ID_LEN)]) -> dict:
         return view.task(task_id)
 
-    @app.post("/modules", summary="Submit a client-signed WebAssembly module transaction")
-    async def submit_module(request: Request) -> dict:
+    @app.post("/modules", summary="Submit a client-signed WebAssembly module transaction (like /tasks: a refused "
+                                  "module is answered with accepted=false and the reason)")
+    def submit_module(body: ModuleIn) -> dict:
         try:
-            doc = json.loads(await request.body())
-        except ValueError:
-            raise InputError("body: not JSON") from None
-        return await run_in_threadpool(view.submit_module, doc.get("module") if isinstance(doc, dict) else None)
+            return view.submit_module(body.module)
+        except InputError as exc:
+            return {"module": None, "accepted": False, "error": str(exc)}
 
     @app.get("/modules/{digest}", summary="A module on chain: its height and exported functions")
     def module(digest: Annotated[str, PathParam(pattern=r"^[0-9a-f]{64}$")]) -> dict:
