@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install browser demo test bench clean
+.PHONY: install browser promtool demo test bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,15 @@ browser:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } \
 	  || echo "note: install Debian's chromium (apt-get install chromium) to run the explorer's browser test"
 
-test: install browser
+# Debian's promtool (package prometheus), for the monitoring tests: only the tool is wanted, so the
+# service the package starts (where systemd runs) is stopped and disabled again.
+promtool:
+	@command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -q \
+	    && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus \
+	    && { systemctl disable --now prometheus >/dev/null 2>&1 || true; }; } \
+	  || echo "note: install Debian's prometheus package (apt-get install prometheus) for promtool, to run the monitoring tests"
+
+test: install browser promtool
 	$(BIN)/python -m pytest
 
 bench: install
