@@ -25,6 +25,7 @@ from edgepoc.chain.abci.client import random_batches
 from edgepoc.chain.api.screenshot import CHROMIUM, CHROMIUM_ARGS, explorer_screenshot
 from edgepoc.chain.crypto import SigningKey
 from edgepoc.client import EdgepocClient, Receipt
+from tests.deploy.monitoring import EVENT_ONLY, exposed_names, queried_names
 
 PARAMS = {"allocator": "greedy"}
 
@@ -120,7 +121,69 @@ def test_api_reads_blocks_tasks_history_and_metrics(net):
         time.sleep(0.5)
     assert reachable() == total
     paths = get("/openapi.json").json()["paths"]
-    assert {"/tasks", "/tasks/status", "/blocks/{ref}", "/status", "/metrics"} <= set(paths)
+    assert {"/tasks", "/tasks/status", "/blocks/{ref}", "/status", "/metrics", "/activity"} <= set(paths)
+
+
+def _scrape(url: str) -> tuple[str, dict[tuple[str, tuple], float]]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(url, timeout=10).text
+    return text, {(s.name, tuple(sorted(s.labels.items()))): s.value
+                  for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+def test_metrics_per_provider_promtool_clean_and_all_that_monitoring_queries(net):
+    ids, committed = _commit(net, 20)
+    h = max(c["height"] for c in committed.values())
+    net_status = requests.get(net.urls[0] + "/status", timeout=10).json()
+    deadline = time.monotonic() + 30  # the signatures of h arrive with block h + 1
+    while time.monotonic() < deadline:
+        text, s = _scrape(net.urls[0] + "/metrics")
+        if all(s.get(("edgepoc_provider_last_signed_height", (("provider", n),)), 0) >= h for n in net.names):
+            break
+        time.sleep(0.3)
+    # a commit needs > 2/3 of the power: a late precommit may leave one provider out of a block's commit
+    assert sum(s[("edgepoc_provider_up", (("provider", n),))] for n in net.names) >= 3
+    for n in net.names:
+        assert s[("edgepoc_provider_last_signed_height", (("provider", n),))] >= h
+        assert ("edgepoc_provider_missed_blocks_total", (("provider", n),)) in s
+        assert ("edgepoc_provider_rewards_total", (("provider", n),)) in s
+        assert ("edgepoc_provider_penalties_total", (("provider", n),)) in s
+    assert sum(s[("edgepoc_provider_rewards_total", (("provider", n),))] for n in net.names) > 0
+    assert sum(s[("edgepoc_provider_tasks_total", (("provider", n),))] for n in net.names) >= 20
+    assert s[("edgepoc_task_latency_seconds_count", ())] >= 20 and s[("edgepoc_task_latency_seconds_sum", ())] > 0
+    (build,) = [dict(lb) for name, lb in s if name == "edgepoc_build_info"]
+    version = subprocess.run([network.cometbft_binary(), "version"], capture_output=True, text=True).stdout.strip()
+    assert build["cometbft"] == version and build["python"] == sys.version.split()[0] and build["torch"]
+    assert not any(name == "edgepoc_voting_power_total" for name, _ in s)
+    assert s[("edgepoc_total_voting_power", ())] == net_status["total_power"]
+
+    # promtool (Debian's prometheus package) has nothing to say about a real scrape
+    promtool = shutil.which("promtool")
+    if promtool is not None:
+        r = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0 and not (r.stdout + r.stderr).strip(), r.stdout + r.stderr
+
+    # CometBFT's own metrics are on, each node on its own port; every metric the dashboard and the alerts
+    # in deploy/monitoring query is in a real scrape of the two
+    comet_urls = [n["cometbft_metrics"] for n in net.doc["nodes"]]
+    assert len(set(comet_urls)) == 4
+    comet_text, comet = _scrape(comet_urls[1])
+    assert comet[("cometbft_consensus_validators", (("chain_id", net_status["chain_id"]),))] == 4
+    have = exposed_names(text) | exposed_names(comet_text)
+    missing = queried_names() - have - EVENT_ONLY
+    assert not missing, f"queried by deploy/monitoring but in no scrape: {sorted(missing)}"
+
+    # /activity: the newest blocks in brief, who signed the commit each carries
+    act = requests.get(net.urls[2] + "/activity?limit=50", timeout=10).json()
+    assert act["height"] >= h and act["blocks"][0]["height"] == act["height"] and len(act["blocks"]) <= 50
+    heights = [b["height"] for b in act["blocks"]]
+    assert heights == sorted(heights, reverse=True) and len(set(heights)) == len(heights)
+    lc = next(b["last_commit"] for b in act["blocks"] if b["height"] == h + 1)
+    assert sorted(lc["signed"] + lc["absent"]) == sorted(net.names) and len(lc["signed"]) >= 3 and lc["height"] == h
+    assert lc["signed_power"] * 3 > lc["total_power"] * 2
+    assert sum(b["n_tasks"] for b in act["blocks"]) >= 20 and all(b["time"] > 1e9 for b in act["blocks"])
+    assert all(act["providers"][n]["signed"] >= 1 for n in net.names)
 
 
 @pytest.mark.parametrize("method,path,body,status", [
@@ -176,6 +239,16 @@ def test_explorer_follows_a_fresh_block_to_a_task_and_plots(net, tmp_path):
             assert int(page.text_content("#height")) >= h
             assert page.locator("#providers-table tr[data-provider]").count() == 4
             page.wait_for_function("document.querySelectorAll('#charts canvas').length >= 5", timeout=30000)
+            # who signed block h: known once block h + 1 carries its commit
+            signers = f'#blocks-table tr[data-height="{h}"] .signers'
+            page.wait_for_selector(signers, timeout=30000)
+            signed = page.get_attribute(signers, "data-signers").split(",")
+            absent = [x for x in page.get_attribute(signers, "data-absent").split(",") if x]
+            assert sorted(signed + absent) == sorted(net.names) and len(signed) >= 3
+            assert page.text_content(signers).startswith(f"{len(signed)}/4")
+            assert page.locator("#providers-table [data-liveness]").count() == 4
+            assert page.locator('#providers-table [data-liveness="down"]').count() <= 1
+            page.wait_for_function("document.querySelectorAll('#block-charts canvas').length >= 2", timeout=30000)
             page.click(f'#blocks-table tr[data-height="{h}"] a.block-link')
             page.wait_for_selector("#tasks-table a.task-link", timeout=30000)
             assert page.text_content('#block-info [data-field="height"]') == str(h)
@@ -312,6 +385,27 @@ def test_operator_sees_down_nodes_and_lost_quorum(net):
     assert "down while waiting: node2" in r.stderr
     r = edgepoc("network", "status", "--dir", d)
     assert "unreachable: node2" in r.stdout and "quorum lost" not in r.stdout
+    _, s = _scrape(net.urls[0] + "/metrics")  # the blocks committed since carry commits without node2
+    assert s[("edgepoc_provider_up", (("provider", "node2"),))] == 0
+    assert s[("edgepoc_provider_up", (("provider", "node1"),))] == 1
+    assert s[("edgepoc_provider_missed_blocks_total", (("provider", "node2"),))] >= 1
+    act = requests.get(net.urls[0] + "/activity?limit=20", timeout=10).json()
+    assert act["providers"]["node2"]["signed_last"] is False and act["providers"]["node2"]["missed"] >= 1
+    assert "node2" in act["blocks"][0]["last_commit"]["absent"]
+    if Path(CHROMIUM).exists():  # the explorer marks node2 down and the blocks it did not sign
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(net.urls[0] + "/explorer/", timeout=30000)
+                page.wait_for_selector('#providers-table tr[data-provider="node2"].down [data-liveness="down"]',
+                                       timeout=30000)
+                assert page.locator('#providers-table [data-liveness="down"]').count() == 1
+                assert "node2" in page.get_attribute("#blocks-table .signers.bad", "data-absent").split(",")
+            finally:
+                browser.close()
 
     edgepoc("network", "stop", "node3", "--dir", d)
     r = edgepoc("network", "status", "--dir", d)

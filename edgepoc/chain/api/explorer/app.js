@@ -1,6 +1,8 @@
 // The explorer: one page over the node's own JSON API (same origin), no build step.
 // Views: #/ (dashboard), #/block/<height>, #/task/<id>. Everything is built with DOM calls and
 // textContent: nothing the chain carries is ever parsed as HTML.
+// Who signed a block comes from the next block's last_commit (/activity); block time and throughput
+// are charted from the same brief per-block rows.
 
 const POLL_MS = 1000;
 const SLOW_EVERY = 5; // evidence and arbitrations: every 5th poll
@@ -8,7 +10,13 @@ const HISTORY_MS = 3000;
 const COLORS = ["#0f62fe", "#da1e28", "#198038", "#8a3ffc", "#ff832b", "#007d79", "#a2191f", "#6929c4",
                 "#b28600", "#1192e8", "#9f1853", "#005d5d"];
 
-const state = { status: null, height: -1, polls: 0, charts: {}, view: null, history: null, historyAt: 0 };
+const ACTIVITY_BLOCKS = 300; // blocks in the signer columns and the block-time and throughput charts
+const THROUGHPUT_WINDOW_S = 10;
+const RECENT_COMMITS = 20; // "missing blocks": absent from 2 or more of the newest RECENT_COMMITS commits
+const DOWN_AFTER = 3; // "down": absent from each of the newest DOWN_AFTER commits (one late precommit is not down)
+
+const state = { status: null, height: -1, polls: 0, charts: {}, view: null, history: null, historyAt: 0,
+                activity: null };
 
 // ---------------------------------------------------------------- helpers
 async function api(path) {
@@ -92,10 +100,11 @@ function renderSummary(st) {
 function dashboardSkeleton() {
   const view = document.getElementById("view");
   view.replaceChildren(
+    panel("Providers: signing, contribution, voting power, rewards", el("div", { id: "providers" })),
     el("div", { class: "grid2" },
       panel("Recent blocks",
             el("label", { class: "muted" }, onlyTasksBox(), " only blocks with tasks"), el("div", { id: "blocks" })),
-      panel("Providers: contribution, voting power, rewards", el("div", { id: "providers" }))),
+      panel("Time between blocks and throughput (every block)", el("div", { class: "charts stacked", id: "block-charts" }))),
     panel("Over time (one point per block with tasks)", el("div", { class: "charts", id: "charts" })),
     el("div", { class: "grid2" },
       panel("Arbitrations", el("div", { id: "arbitrations" })),
@@ -111,31 +120,138 @@ function onlyTasksBox() {
   return box;
 }
 
+// The commit of height h (who signed block h), carried by block h + 1: {height → last_commit}.
+function commitsByHeight(activity) {
+  const out = {};
+  for (const b of activity?.blocks || []) if (b.last_commit) out[b.last_commit.height] = b.last_commit;
+  return out;
+}
+
+function signedCell(commit) {
+  if (!commit) return el("span", { class: "muted", title: "signatures arrive with the next block", text: "…" });
+  const n = commit.signed.length, all = n + commit.absent.length;
+  const text = commit.absent.length ? `${n}/${all} −${commit.absent.join(", ")}` : `${n}/${all}`;
+  return el("span", {
+    class: commit.absent.length ? "badge bad signers" : "signers", text,
+    "data-signers": commit.signed.join(","), "data-absent": commit.absent.join(","),
+    title: `signed by ${commit.signed.join(", ") || "nobody"}` +
+           (commit.absent.length ? `; missing ${commit.absent.join(", ")}` : "") + ` (round ${commit.round ?? "–"})`,
+  });
+}
+
 function renderBlocks(blocks) {
   const withRounds = blocks.some((b) => b.rounds !== null && b.rounds !== undefined); // engines that report them
+  const commits = commitsByHeight(state.activity);
   const rows = blocks.map((b) => row([
     blockLink(b.height), when(b.time), b.proposer, b.n_tasks, b.total_latency,
-    b.arbitrated ? el("span", { class: "badge", text: "arbitrated" }) : "", ...(withRounds ? [b.rounds ?? "–"] : []),
+    b.arbitrated ? el("span", { class: "badge", text: "arbitrated" }) : "", signedCell(commits[b.height]),
+    ...(withRounds ? [b.rounds ?? "–"] : []),
   ], { "data-height": b.height, class: b.height > state.lastSeenTop ? "fresh" : null }));
   state.lastSeenTop = blocks.length ? blocks[0].height : state.lastSeenTop;
   document.getElementById("blocks").replaceChildren(table(
-    ["height", "time", "proposer", { label: "tasks", num: 1 }, { label: "total latency", num: 1 }, "",
+    ["height", "time", "proposer", { label: "tasks", num: 1 }, { label: "total latency", num: 1 }, "", "signed by",
      ...(withRounds ? ["rounds"] : [])],
     rows, { id: "blocks-table" }));
+}
+
+// A provider is down when this node cannot reach it or it signed none of the newest DOWN_AFTER commits; it
+// is missing blocks when absent from 2 or more of the newest RECENT_COMMITS commits.
+function liveness(name) {
+  const sig = state.activity?.providers?.[name];
+  const reach = (state.status?.validators || []).find((v) => v.name === name)?.reachable;
+  const window = sig ? sig.signed + sig.missed : 0;
+  const recent = (state.activity?.blocks || []).filter((b) => b.last_commit).slice(0, RECENT_COMMITS);
+  const recentMissed = recent.filter((b) => b.last_commit.absent.includes(name)).length;
+  const newest = recent.slice(0, DOWN_AFTER);
+  const silent = newest.length === DOWN_AFTER && newest.every((b) => b.last_commit.absent.includes(name));
+  const why = [];
+  if (silent) {
+    why.push(`signed none of the last ${DOWN_AFTER} commits`);
+  } else if (sig && sig.signed_last === false) {
+    why.push("did not sign the last commit");
+  }
+  if (reach === false) why.push("unreachable from this node");
+  const detail = sig && window
+    ? `missed ${recentMissed} of the last ${recent.length} commits and ${sig.missed} of the last ${window}; ` +
+      `last signed height ${sig.last_signed ?? "none in the window"}`
+    : "no commit seen yet";
+  return { down: silent || reach === false, missing: recentMissed >= 2, title: [...why, detail].join("; "),
+           missed: sig ? sig.missed : null, window, lastSigned: sig ? sig.last_signed : null };
+}
+
+function livenessCell(name) {
+  const l = liveness(name);
+  const text = l.down ? "down" : l.missing ? "missing blocks" : "up";
+  return el("span", { class: `badge ${l.down ? "bad" : l.missing ? "warn" : "good"} liveness`, "data-liveness": text,
+                      title: l.title, text });
 }
 
 function renderProviders(contrib, history) {
   const last = history.length ? history[history.length - 1] : null;
   const totalPower = contrib.validators.reduce((a, v) => a + (v.power || 0), 0);
-  const rows = contrib.validators.map((v) => row([
-    v.name, v.score, v.power ?? "–", `${(100 * (v.proposer_share ?? (totalPower ? v.power / totalPower : 0))).toFixed(1)}%`,
-    v.balance, v.penalties, v.qualified ? "yes" : el("span", { class: "badge bad", text: "no" }),
-    last && last.backlog ? last.backlog[v.name] ?? 0 : "–",
-  ], { "data-provider": v.name }));
+  const rows = contrib.validators.map((v) => {
+    const l = liveness(v.name);
+    return row([
+      v.name, livenessCell(v.name), l.window ? `${l.missed}/${l.window}` : "–", l.lastSigned ?? "–",
+      v.score, v.power ?? "–", `${(100 * (v.proposer_share ?? (totalPower ? v.power / totalPower : 0))).toFixed(1)}%`,
+      v.balance, v.penalties, v.qualified ? "yes" : el("span", { class: "badge bad", text: "no" }),
+      last && last.backlog ? last.backlog[v.name] ?? 0 : "–",
+    ], { "data-provider": v.name, class: l.down ? "down" : null });
+  });
   document.getElementById("providers").replaceChildren(table(
-    ["provider", { label: "score", num: 1 }, { label: "power", num: 1 }, { label: "proposer share", num: 1 },
+    ["provider", "signing", "commits missed", { label: "last signed", num: 1 },
+     { label: "score", num: 1 }, { label: "power", num: 1 }, { label: "proposer share", num: 1 },
      { label: "rewards", num: 1 }, { label: "penalties", num: 1 }, "qualified", { label: "backlog (s)", num: 1 }],
     rows, { id: "providers-table" }));
+}
+
+// Block time (s between consecutive heights) and throughput (tasks committed in the THROUGHPUT_WINDOW_S
+// before each block, per second), one point per block, over wall-clock time.
+function blockSeries(activity) {
+  const rows = (activity?.blocks || []).filter((b) => typeof b.time === "number").slice().reverse();
+  const xs = [], dt = [], tput = [];
+  let lo = 0, inWindow = 0;
+  for (let i = 0; i < rows.length; i++) {
+    const b = rows[i];
+    inWindow += b.n_tasks;
+    while (rows[lo].time <= b.time - THROUGHPUT_WINDOW_S) inWindow -= rows[lo++].n_tasks;
+    const span = Math.min(THROUGHPUT_WINDOW_S, b.time - rows[0].time);
+    xs.push(b.time);
+    dt.push(i > 0 && rows[i - 1].height === b.height - 1 ? b.time - rows[i - 1].time : null);
+    tput.push(span > 0 ? inWindow / span : null);
+  }
+  return { xs, dt, tput };
+}
+
+function renderBlockCharts(activity) {
+  const box = document.getElementById("block-charts");
+  if (!box) return;
+  const { xs, dt, tput } = blockSeries(activity);
+  if (xs.length < 2) {
+    if (!box.querySelector(".empty")) box.replaceChildren(el("p", { class: "muted empty", text: "fewer than two blocks yet" }));
+    return;
+  }
+  box.querySelector(".empty")?.remove();
+  const width = Math.max(360, Math.min(640, box.clientWidth - 20));
+  const specs = [
+    { key: "blocktime", title: "Time between blocks (s)", data: [xs, dt], label: "block time", color: COLORS[0] },
+    { key: "throughput", title: `Throughput (tasks/s over ${THROUGHPUT_WINDOW_S} s)`, data: [xs, tput],
+      label: "tasks/s", color: COLORS[2] },
+  ];
+  for (const c of specs) {
+    const ch = state.charts[c.key];
+    if (ch) {
+      ch.setData(c.data);
+      continue;
+    }
+    const holder = el("div", { class: "chart", "data-chart": c.key }, el("h3", { text: c.title }));
+    box.append(holder);
+    state.charts[c.key] = new uPlot({
+      width, height: 200, scales: { x: { time: true } },
+      axes: [{}, {}],
+      series: [{ label: "time" }, { label: c.label, stroke: c.color, width: 1.5, points: { show: false } }],
+    }, c.data, holder);
+  }
 }
 
 const CHARTS = [
@@ -205,18 +321,21 @@ async function refreshDashboard(force) {
     const onlyTasks = document.getElementById("only-tasks")?.checked ?? true;
     // the history (plots) is the heavy read: at most every HISTORY_MS while blocks commit
     const wantHistory = force || !state.history || Date.now() - state.historyAt >= HISTORY_MS;
-    const [blocks, contrib, hist] = await Promise.all([
+    const [blocks, contrib, hist, activity] = await Promise.all([
       api(`/blocks?limit=15&with_tasks=${onlyTasks}`), api("/contributions"),
-      wantHistory ? api("/history?limit=300") : Promise.resolve(null)]);
+      wantHistory ? api("/history?limit=300") : Promise.resolve(null),
+      api(`/activity?limit=${ACTIVITY_BLOCKS}`).catch(() => null)]); // an engine without it: no signer columns
     if (state.view !== "dashboard") return;
     state.height = st.height;
     if (hist) {
       state.history = hist.history;
       state.historyAt = Date.now();
     }
+    if (activity) state.activity = activity;
     renderBlocks(blocks.blocks);
     renderProviders(contrib, state.history);
     if (hist) renderCharts(state.history, contrib.validators.map((v) => v.name));
+    if (activity && wantHistory) renderBlockCharts(state.activity);
   }
   if (slow) {
     const [arb, ev] = await Promise.all([api("/arbitrations?limit=20"), api("/evidence")]);
