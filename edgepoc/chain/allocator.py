@@ -10,6 +10,10 @@ wall-clock budget here: the node's decoder is the one-pass decode (`decode` "one
 variant's names "guided"/"argmax" mean the same for a general model), or the search with its WORK
 budget (`decode` "search", the default when no decoder is named, e.g. the arbiter); `seconds` then
 does not apply. A paper-variant checkpoint (`--model`, fixed K) keeps its own decoders and `seconds`.
+
+A node does not load PyTorch: the bundled models (and any general checkpoint with its `.npz` beside it, or a
+`.npz` named directly) run the NumPy forward pass of `edgepoc.models.portable`; only a checkpoint without
+one (a paper-variant model, or an old general `.pt`) is read with torch.
 """
 
 from __future__ import annotations
@@ -66,10 +70,10 @@ def make_allocator(method: str = "auto", model: str | None = None, seconds: floa
         method = fallback
 
     def general(m: str) -> bool:
-        from edgepoc.models.checkpoint import is_general, load_cached
+        from edgepoc.models.solve import is_general, load_general_or_torch  # torch only for a checkpoint without .npz
 
         try:
-            return is_general(load_cached(model, m)[0])
+            return is_general(load_general_or_torch(model, m))
         except EdgepocError:
             return False  # the solve below reports what is wrong with the checkpoint
 

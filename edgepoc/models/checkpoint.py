@@ -41,7 +41,8 @@ def build_model(config) -> nn.Module:
 
 def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any] | None = None,
                     train_state: dict[str, Any] | None = None) -> Path:
-    """Write atomically (temp file + rename) so a crash never leaves half a checkpoint."""
+    """Write atomically (temp file + rename) so a crash never leaves half a checkpoint. A general model also
+    gets its torch-free weight file beside it (`X.npz`, `edgepoc.models.portable`), which edge nodes load."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"format": FORMAT, "config": model.config.to_dict(),
@@ -52,6 +53,10 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any] | N
     tmp = path.with_name(path.name + ".tmp")
     torch.save(doc, tmp)
     os.replace(tmp, path)
+    if is_general(model):
+        from edgepoc.models.portable import export_npz
+
+        export_npz(path)
     return path
 
 

@@ -12,13 +12,13 @@ The paper's shape, made size-free and queue-aware:
   queues (`edgepoc.models.onepass`, where the head is run compiled in float64).
 
 The same class with `gnn_layers=0` and small widths is the student (each task encoded from its own
-features only, like the paper's student). The paper's fixed-K variant (`ResourceAllocationModel`)
+features only, like the paper's student). The config, the features and the exact float64 forward pass
+that decoding uses live in `edgepoc.models.portable` (NumPy only: what an edge node runs without torch);
+this module is the trainable torch form. The paper's fixed-K variant (`ResourceAllocationModel`)
 stays for the reproduction of Fig. 4-17.
 """
 
 from __future__ import annotations
-
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -27,77 +27,9 @@ from torch import nn
 from edgepoc.game.instance import Instance
 from edgepoc.models.features import window_edges
 from edgepoc.models.gnn import GNNModel
-from edgepoc.models.onepass import DEFAULT_HORIZON, N_DYN, PILOT_INDEX, Head, time_scale
-
-TASK_DIM = 11
-PROVIDER_DIM = 6
-PAIR_DIM = 5
-
-
-@dataclass
-class GeneralConfig:
-    """Shape of a general teacher or student; stored in its checkpoint (`variant: general`)."""
-
-    kind: str = "teacher"
-    hidden: int = 64  # task encoder width
-    gnn_layers: int = 3  # 0: no message passing (the student)
-    edge_window: int = 3
-    provider_hidden: int = 32
-    pair_hidden: int = 64
-    head_hidden: int = 16
-    horizon: int = DEFAULT_HORIZON
-    variant: str = "general"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "GeneralConfig":
-        return cls(**d)
-
-
-def student_general_config(hidden: int = 12, provider_hidden: int = 8, pair_hidden: int = 16,
-                           head_hidden: int = 8) -> GeneralConfig:
-    return GeneralConfig(kind="student", hidden=hidden, gnn_layers=0, edge_window=0, provider_hidden=provider_hidden,
-                         pair_hidden=pair_hidden, head_hidden=head_hidden)
-
-
-def task_features(inst: Instance) -> np.ndarray:
-    """(n, TASK_DIM) float32, unit-free (times / mean processing time), no K or R in the shape."""
-    n = inst.n_tasks
-    scale = time_scale(inst)
-    p = inst.processing / scale
-    d = inst.delays / scale
-    a = inst.arrival / scale
-    prev_gap = np.diff(a, prepend=a[0]) if n else a
-    next_gap = np.append(np.diff(a), 0.0) if n else a
-    ahead = np.minimum(np.arange(n) + 10, n - 1) if n else np.arange(0)
-    span10 = (a[ahead] - a) / np.maximum(ahead - np.arange(n), 1) if n else a
-    cols = [np.log1p(p.min(1)), np.log1p(p.mean(1)), np.log1p(p.max(1)), d.min(1), d.mean(1),
-            np.log1p(prev_gap), np.log1p(next_gap), np.log1p(span10),
-            np.log1p(inst.demand.mean(1)), np.log1p(inst.demand.max(1)), np.arange(n) / max(n - 1, 1)]
-    return np.ascontiguousarray(np.stack(cols, axis=1), dtype=np.float32)
-
-
-def provider_features(inst: Instance) -> np.ndarray:
-    """(K, PROVIDER_DIM) float32: relative speed, share of the market's rate, delay, capacity shape, 1/K."""
-    scale = time_scale(inst)
-    k = inst.n_providers
-    rate = scale / np.maximum(inst.processing.mean(0), 1e-12)
-    cap = inst.capacity / inst.capacity.mean()
-    cols = [np.log(rate), rate / rate.sum(), inst.provider_delay / scale, np.log(cap.mean(1)),
-            np.log(cap.max(1) / cap.min(1)), np.full(k, 1.0 / k)]
-    return np.ascontiguousarray(np.stack(cols, axis=1), dtype=np.float32)
-
-
-def pair_features(inst: Instance) -> np.ndarray:
-    """(n, K, PAIR_DIM) float32: p_ik and delta_ik, each absolute and relative to the task's best provider."""
-    scale = time_scale(inst)
-    p = inst.processing / scale
-    d = inst.delays / scale
-    rank = p.argsort(1).argsort(1) / max(inst.n_providers - 1, 1)
-    cols = [np.log1p(p), np.log(p / np.maximum(p.min(1, keepdims=True), 1e-12)), d, d - d.min(1, keepdims=True), rank]
-    return np.ascontiguousarray(np.stack(cols, axis=2), dtype=np.float32)
+from edgepoc.models.onepass import N_DYN, PILOT_INDEX, Head
+from edgepoc.models.portable import (PAIR_DIM, PROVIDER_DIM, TASK_DIM, GeneralConfig, as_portable,  # noqa: F401
+                                     pair_features, provider_features, student_general_config, task_features)
 
 
 class ProviderSetEncoder(nn.Module):
@@ -186,24 +118,11 @@ class GeneralAllocationModel(nn.Module):
             self.head_gain.fill_(head.gain)
 
 
-_DOUBLE: dict[int, tuple[GeneralAllocationModel, GeneralAllocationModel]] = {}
-
-
 def embedding(model: GeneralAllocationModel, inst: Instance, exact: bool = True) -> np.ndarray:
-    """E (n, K, H) for the decoder. `exact`: computed in float64 (a float64 copy of the model, made once
-    per loaded model, so the weights must not change afterwards) so that the nodes' decodes agree;
-    training passes `exact=False` (float32, the weights as they are now)."""
-    if not exact:
-        with torch.no_grad():
-            return model.embed(inst).double().numpy()
-    entry = _DOUBLE.get(id(model))
-    if entry is None or entry[0] is not model:
-        import copy
-
-        entry = (model, copy.deepcopy(model).double().eval())
-        _DOUBLE.clear()  # at most one at a time: the cached model of a solve, or the one being trained
-        _DOUBLE[id(model)] = entry
-    d = entry[1]
-    inputs = {k: (v.double() if v.is_floating_point() else v) for k, v in d.inputs(inst).items()}
-    with torch.inference_mode():
-        return d.embed_inputs(**inputs).numpy()
+    """E (n, K, H) for the decoder. `exact`: the float64 forward pass of `edgepoc.models.portable` (the one
+    every node runs, torch or not) on the model's weights as they are now; training passes `exact=False`
+    (torch, float32, differentiable code path)."""
+    if exact:
+        return as_portable(model).embed(inst)
+    with torch.no_grad():
+        return model.embed(inst).double().numpy()

@@ -5,6 +5,9 @@ K and R). A general checkpoint takes `decode=onepass|search` (default `search`),
 work budget), `budget_ms` or `--seconds` (a wall-clock budget instead, explicit only), `kick_fraction`,
 `swap_window`, `temperature`. A paper-variant checkpoint (fixed K, `edgepoc train`) takes the decoder
 settings of `edgepoc.models.decode` (`decode=argmax|guided|sample|search`, `budget_ms`, ...).
+
+A general checkpoint with its `.npz` beside it (the bundled ones have it) runs without PyTorch: this module
+imports torch only for a checkpoint that needs it (`edgepoc.models.portable`).
 """
 
 from __future__ import annotations
@@ -13,21 +16,23 @@ import time
 from functools import lru_cache
 
 import numpy as np
-import torch
 
+from edgepoc.errors import EdgepocError, InputError
 from edgepoc.game.instance import Instance
-from edgepoc.errors import InputError
 from edgepoc.game.kernel import greedy_assignment
-from edgepoc.models.checkpoint import is_general, load_cached
 from edgepoc.models.decode import DecodeOptions, decode
-from edgepoc.models.features import to_graph
 from edgepoc.models.onepass import SEARCH_KEYS, onepass, search, search_options, softmax_weights
+from edgepoc.models.portable import PortableModel, as_portable, load_portable
 
 GENERAL_DECODERS = ("onepass", "search")
 
 
 def model_probabilities(model, inst: Instance, free_times=None) -> np.ndarray:
     """`P` (n, K) for one instance."""
+    import torch
+
+    from edgepoc.models.features import to_graph
+
     data = to_graph(inst, model.config.features, free_times=free_times)
     with torch.inference_mode():
         return model(data).numpy()
@@ -41,9 +46,9 @@ def warm_decoders() -> None:
 
 
 def solve_general(model, instance: Instance, options) -> tuple[np.ndarray, dict]:
-    """One-pass decode of a general model, then (default) the work-budgeted search from it."""
-    from edgepoc.models.general import embedding
-
+    """One-pass decode of a general model (a `PortableModel` or the torch one), then (default) the
+    work-budgeted search from it. Both forms run the same float64 forward pass (`portable`)."""
+    model = as_portable(model)
     params = dict(options.params)
     method = str(params.pop("decode", "search"))
     if method not in GENERAL_DECODERS:
@@ -53,7 +58,7 @@ def solve_general(model, instance: Instance, options) -> tuple[np.ndarray, dict]
         raise InputError(f"--param: unknown model setting(s) {sorted(unknown)}; known: decode, {', '.join(sorted(SEARCH_KEYS))}")
     opts = search_options(params, options.seconds, options.seed)
     t0 = time.perf_counter()
-    emb = embedding(model, instance)
+    emb = model.embed(instance)
     infer = time.perf_counter() - t0
     x, total, scores = onepass(instance, emb, model.head(), options.free_times, keep_scores=method == "search")
     info = {"decode": "onepass", "onepass_latency": total, "inference_seconds": infer,
@@ -66,11 +71,29 @@ def solve_general(model, instance: Instance, options) -> tuple[np.ndarray, dict]
     return x, info
 
 
+def load_general_or_torch(path: str | None, kind: str):
+    """The checkpoint's model: torch-free (`PortableModel`) when a matching `.npz` exists, else loaded by torch."""
+    model = load_portable(path, kind)
+    if model is not None:
+        return model
+    try:
+        from edgepoc.models.checkpoint import load_cached
+    except ModuleNotFoundError as exc:
+        raise EdgepocError(f"model: {path or f'the bundled {kind}'} has no .npz weight file beside it and PyTorch "
+                           f"is not installed to read the checkpoint ({exc})") from None
+    return load_cached(path, kind)[0]
+
+
+def is_general(model) -> bool:
+    return getattr(model.config, "variant", "paper") == "general"
+
+
 def _solve(kind: str, instance: Instance, options) -> tuple[np.ndarray, dict]:
-    model, doc = load_cached(options.model, kind)
+    model = load_general_or_torch(options.model, kind)
     if is_general(model):
+        weights = "npz" if isinstance(model, PortableModel) else "pt"
         x, info = solve_general(model, instance, options)
-        info["model"] = options.model or f"bundled {kind}"
+        info.update({"model": options.model or f"bundled {kind}", "weights": weights})
         return x, info
     warm_decoders()
     opts = DecodeOptions.from_params(dict(options.params), options.seconds, options.seed)

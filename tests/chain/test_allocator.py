@@ -3,6 +3,10 @@ deterministically (every node must compute the same allocation), never on a wall
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -55,3 +59,32 @@ def test_an_unusable_checkpoint_is_an_error_at_start(tmp_path):
         make_allocator("student", model=str(bad), probe=_probe(3))
     allocate, name = make_allocator("auto", model=str(bad), probe=_probe(3))
     assert name == "greedy"
+
+
+NODE_START = """
+import json, sys
+from pathlib import Path
+from edgepoc.chain.abci.node import AppConfig, build_app
+home = Path(sys.argv[1])
+app, _ = build_app(home, AppConfig.load(home))
+print(json.dumps({"allocator": app.allocator_name,
+                  "heavy": [m for m in ("torch", "torch_geometric") if m in sys.modules]}))
+"""
+
+
+def test_a_node_starts_without_importing_torch(tmp_path):
+    """The node's start (genesis, probe of the chain's shape with the bundled student, the app) runs the
+    student's NumPy forward pass; PyTorch is never imported (issue 18, item 5)."""
+    from edgepoc.chain.abci import network
+    from edgepoc.chain.abci.node import cometbft_binary
+
+    try:
+        cometbft_binary()
+    except EdgepocError as exc:
+        pytest.skip(str(exc))
+    network.init_network(tmp_path / "net", 1, 0, seed=1)
+    done = subprocess.run([sys.executable, "-c", NODE_START, str(tmp_path / "net" / "node0")], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out == {"allocator": "student", "heavy": []}
