@@ -218,4 +218,7 @@ def decode(inst: Instance, p: np.ndarray, opts: DecodeOptions | None = None,
         best_f = simulate(inst, best_x, free_times)  # the kernel has the last word
     info = {"decode": opts.method, "source": source, "candidates": tried, "descents": descents, "kicks": kicks,
             "decode_seconds": time.perf_counter() - t0, "decoded_latency": best_f}
+    if opts.method == "search" and descents == 0 and inst.n_tasks > 1 and inst.n_providers > 1:
+        info["budget_note"] = (f"decode: the budget of {opts.budget_s * 1000:g} ms (inference included) ended before "
+                               f"the first descent; the answer is the best candidate ({source}), not a search result")
     return np.asarray(best_x, dtype=np.int64), info

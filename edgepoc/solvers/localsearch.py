@@ -205,8 +205,9 @@ def local_search(instance, x: np.ndarray, free_times: np.ndarray | None = None, 
 
 
 def local_search_inplace(instance, x: np.ndarray, free0: np.ndarray, max_sweeps: int, start: int = 0,
-                         swap_window: int = 0) -> float:
-    """Descend in place on a contiguous int8 row (a GA individual); returns its delay."""
+                         swap_window: int = 0, deadline: float = np.inf) -> float:
+    """Descend in place on a contiguous int8 row (a GA individual); returns its delay. `deadline`: a
+    `time.perf_counter()` value after which the descent stops (`inf`: never)."""
     total, _ = _local_search(instance.arrival, instance.ready, instance.processing, x, free0, int(max_sweeps),
-                             int(start) % max(instance.n_tasks, 1), int(swap_window), np.inf)
+                             int(start) % max(instance.n_tasks, 1), int(swap_window), float(deadline))
     return float(total)
