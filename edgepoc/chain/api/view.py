@@ -22,7 +22,9 @@ class NodeView(Protocol):
     def block(self, height: int | None) -> dict | None:
         """{"height", "hash", "block": {...}, "commit": {...} or None}; None height = latest; None if absent.
         The block dict has time, proposer, tasks (id, client, arrival, demand), the allocation
-        (assignment, provider names, latencies, claimed total latency, shapley) and arbitration (or null)."""
+        (assignment, provider names, latencies, claimed total latency, shapley), arbitration (or null) and
+        last_commit {round, votes: [{address, power, signed}]}: who signed the height before (the
+        explorer's signer columns, via /activity, read it when the metrics' block log lacks the height)."""
         ...
 
     def blocks(self, before: int | None, limit: int, with_tasks: bool = False) -> list[dict]:
