@@ -90,6 +90,9 @@ class ConsensusParams:
     # Audits: this many per million work tasks (chosen from the block hash) also run on a second provider.
     audit_per_million: int = 50_000
     result_retention: float = 3600.0  # seconds a worker keeps results it served
+    # The proposer waits at most this long for the arbiter (asynchronously, outside the application lock);
+    # well inside timeout_propose, so a hung arbiter never costs a round.
+    arbiter_deadline: float = 0.6
 
     @classmethod
     def from_dict(cls, d: dict) -> "ConsensusParams":

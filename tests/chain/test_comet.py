@@ -108,26 +108,39 @@ def test_client_attacks_are_rejected_by_checktx(net):
 def test_arbiter_answers_only_validators_and_signs_everything_it_depends_on(net):
     genesis = Genesis.load(net.folder / "genesis.json")
     arb = HttpClient(net.doc["arbiter"]["url"], timeout=30)
-    body = {"height": 5, "state": "ab" * 32, "free_times": [0.0, 1.0, 0.5, 0.0],
+    st = net.status(0)
+    body = {"height": st["height"] + 1, "state": st["app_hash"], "free_times": [0.0, 1.0, 0.5, 0.0], "nonce": "n" * 32,
             "tasks": [{"id": "t1", "client": "c", "nonce": 1, "demand": [0.2, 0.1], "arrival": 3.0}]}
     outsider = SigningKey.generate()
     v0 = validator_key(net.home(0))
+
+    def signed(b: dict, key=v0) -> dict:
+        return {"validator": v0.address, "body": b, "sig": key.sign(request_bytes(net.chain_id, b))}
+
+    made_up = {**body, "state": "ab" * 32, "nonce": "m" * 32}
     bad = [{"body": body},  # unauthenticated
            {"validator": outsider.address, "body": body, "sig": outsider.sign(request_bytes(net.chain_id, body))},
-           {"validator": v0.address, "body": body, "sig": outsider.sign(request_bytes(net.chain_id, body))}]
+           signed(body, outsider),  # a validator's name, someone else's signature
+           signed({k: v for k, v in body.items() if k != "nonce"}),  # no nonce
+           signed(made_up)]  # a state no node reports: the arbiter cannot check it
     for req in bad:
         status, doc = arb.request("POST", "/arbitrate", req)
         assert status == 400, doc
-    status, doc = arb.request("POST", "/arbitrate", {"validator": v0.address, "body": body,
-                                                     "sig": v0.sign(request_bytes(net.chain_id, body))})
-    arb.close()
+    status, doc = arb.request("POST", "/arbitrate", signed(body))
     assert status == 200, doc
-    msg = arbitration_bytes(net.chain_id, 5, body["state"], body["tasks"], body["free_times"], doc["assignment"])
+    status, again = arb.request("POST", "/arbitrate", signed(body))
+    assert status == 400 and "replay" in again["error"], again
+    status, _ = arb.request("POST", "/arbitrate", {"pad": "x" * (9 << 20)})
+    assert status == 413  # refused before parsing or authenticating
+    arb.close()
+    msg = arbitration_bytes(net.chain_id, body["height"], body["state"], body["tasks"], body["free_times"],
+                            doc["assignment"])
     assert verify(genesis.arbiter_public_key, msg, doc["sig"])
-    other = arbitration_bytes(net.chain_id, 5, body["state"], body["tasks"], [9.0, 1.0, 0.5, 0.0], doc["assignment"])
+    other = arbitration_bytes(net.chain_id, body["height"], body["state"], body["tasks"], [9.0, 1.0, 0.5, 0.0],
+                              doc["assignment"])
     assert not verify(genesis.arbiter_public_key, other, doc["sig"])  # free times are covered
     heavier = [{**body["tasks"][0], "demand": [0.9, 0.1]}]
-    assert not verify(genesis.arbiter_public_key, arbitration_bytes(net.chain_id, 5, body["state"], heavier,
+    assert not verify(genesis.arbiter_public_key, arbitration_bytes(net.chain_id, body["height"], body["state"], heavier,
                                                                     body["free_times"], doc["assignment"]), doc["sig"])
 
 

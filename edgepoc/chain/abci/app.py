@@ -598,8 +598,14 @@ class PocApplication:
         task_dicts = [t.to_dict() for t in tasks]
         capacity = view.capacity.tolist()
         try:
-            arb = self.arbiter({"height": height, "state": state.hash, "free_times": view.free_times,
-                                "capacity": capacity, "tasks": task_dicts})
+            # Waited for outside the lock (CheckTx, queries and the API go on meanwhile); the state cannot
+            # change under us: CometBFT finalizes nothing on this node until PrepareProposal returns.
+            self.lock.release()
+            try:
+                arb = self.arbiter({"height": height, "state": state.hash, "free_times": view.free_times,
+                                    "capacity": capacity, "tasks": task_dicts})
+            finally:
+                self.lock.acquire()
             if arb is None:
                 return None
             a, sig, method = arb.get("assignment"), arb.get("sig"), arb.get("method")

@@ -1,8 +1,12 @@
 """The arbiter on CometBFT: the resource management centre's teacher, for blocks a student allocates badly.
 
-A proposer whose student's allocation falls outside the tolerance asks the arbiter. The request is
-signed with the proposer's validator key and the arbiter answers only validators named in genesis.
-It signs (chain, height, state hash, task ids, free times, assignment): everything the allocation
+A proposer whose student's allocation falls outside the tolerance asks the arbiter, asynchronously and
+with a deadline inside the propose timeout (never holding the application lock). The request is
+signed with the proposer's validator key and carries the height, the committed state's hash and a
+nonce; the arbiter answers only validators named in genesis, only once per nonce, only for the next
+height of a state a node of the network confirms (it reads `/status` of the nodes in network.json),
+and reads at most MAX_BODY bytes before authenticating. It signs (chain, height, state hash, each
+task's id, demand and arrival, free times, capacities, assignment): everything the allocation
 depends on, so a validator checks the signature against its own state, and still checks quality.
 HTTP/JSON: `POST /arbitrate` {validator, body, sig} -> {assignment, sig, method}.
 """
@@ -26,6 +30,8 @@ from edgepoc.chain.genesis import Genesis
 from edgepoc.errors import EdgepocError, InputError
 
 log = logging.getLogger("edgepoc.arbiter")
+MAX_BODY = 8 << 20  # bytes read from one request, before anything is parsed or authenticated
+NONCES = 100_000  # remembered (validator, nonce) pairs: an exact replay is refused
 
 
 def validator_key(home: Path) -> SigningKey:
@@ -41,22 +47,42 @@ def request_bytes(chain_id: str, body: dict) -> bytes:
     return canonical({"type": "arbitration-request", "chain_id": chain_id, "body": body})
 
 
-def arbiter_client(home: Path, url: str, genesis: Genesis, timeout: float = 5.0) -> Callable[[dict], dict | None]:
-    """A function the proposer calls with {height, state, free_times, tasks}; None when unreachable."""
+def arbiter_client(home: Path, url: str, genesis: Genesis, timeout: float | None = None) -> Callable[[dict], dict | None]:
+    """A function the proposer calls with {height, state, free_times, capacity, tasks}; None when unreachable
+    or not answered within `timeout` (default: `arbiter_deadline` of genesis, well inside the propose
+    timeout). The HTTP call runs on its own thread: a hung arbiter costs the proposer the deadline, once."""
+    import concurrent.futures
+    import secrets
+
     from edgepoc.chain.httpapi import HttpClient
 
     key = validator_key(home)
+    deadline = genesis.params.arbiter_deadline if timeout is None else timeout
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="arbiter")
+    busy: list[concurrent.futures.Future] = []
 
-    def ask(body: dict) -> dict | None:
-        client = HttpClient(url, timeout=timeout)
+    def call(body: dict) -> dict | None:
+        client = HttpClient(url, timeout=max(deadline, 1.0) * 4)
         try:
             return client.post("/arbitrate", {"validator": key.address, "body": body,
                                               "sig": key.sign(request_bytes(genesis.chain_id, body))})
-        except EdgepocError as exc:
-            log.warning("arbiter: %s", exc)
-            return None
         finally:
             client.close()
+
+    def ask(body: dict) -> dict | None:
+        if busy and not busy[0].done():  # the last request still hangs: do not pile up threads
+            log.warning("arbiter: the previous request is still unanswered; not asking")
+            return None
+        busy.clear()
+        fut = pool.submit(call, {**body, "nonce": secrets.token_hex(16)})
+        busy.append(fut)
+        try:
+            return fut.result(timeout=deadline)
+        except concurrent.futures.TimeoutError:
+            log.warning("arbiter: no answer within %.2f s; proposing without it", deadline)
+        except EdgepocError as exc:
+            log.warning("arbiter: %s", exc)
+        return None
     return ask
 
 
@@ -75,6 +101,33 @@ class Arbiter:
         else:
             self.allocate, self.method = make_allocator(method, model=model, seconds=0.5, probe=probe)
         self.requests = 0
+        self.nonces: dict[tuple[str, str], None] = {}
+        self.node_urls = _node_urls(self.home)
+        self._confirmed: dict[int, str] = {}  # height -> app hash a node reported
+
+    def _state_known(self, height: int, state: str) -> bool:
+        """True when a node of the network reports `state` as its app hash at `height - 1` (the committed state
+        the proposer allocates on). Without node URLs (a bare arbiter folder) the check cannot run: refuse."""
+        if self._confirmed.get(height - 1) == state:
+            return True
+        from edgepoc.chain.httpapi import HttpClient
+
+        for url in self.node_urls:
+            c = HttpClient(url, timeout=1.0)
+            try:
+                st = c.get("/status")
+                if isinstance(st.get("height"), int) and isinstance(st.get("app_hash"), str):
+                    self._confirmed[st["height"]] = st["app_hash"]
+                    if len(self._confirmed) > 64:
+                        self._confirmed.pop(min(self._confirmed))
+                    # the app hash does not move with empty blocks: a node a block or two ahead confirms it too
+                    if abs(st["height"] - (height - 1)) <= 2 and st["app_hash"] == state:
+                        return True
+            except EdgepocError:
+                continue
+            finally:
+                c.close()
+        return False
 
     def arbitrate(self, doc: dict) -> dict:
         from edgepoc.chain import consensus as rules
@@ -89,6 +142,14 @@ class Arbiter:
         if not verify(self.genesis.validators[i].public_key, request_bytes(self.genesis.chain_id, body),
                       str(doc.get("sig", ""))):
             raise InputError("sig: the request is not signed by that validator")
+        nonce = body.get("nonce")
+        if not isinstance(nonce, str) or not 16 <= len(nonce) <= 64:
+            raise InputError("body.nonce: expected a random string of 16..64 characters")
+        if (doc["validator"], nonce) in self.nonces:
+            raise InputError("nonce: this request was already answered (replay)")
+        self.nonces[(doc["validator"], nonce)] = None
+        while len(self.nonces) > NONCES:
+            self.nonces.pop(next(iter(self.nonces)))
         height, state, free, raw = body.get("height"), body.get("state"), body.get("free_times"), body.get("tasks")
         k, p = len(self.genesis.validators), self.genesis.params
         if not isinstance(height, int) or not isinstance(state, str) or not isinstance(raw, list) \
@@ -96,6 +157,9 @@ class Arbiter:
             raise InputError("body: need height, state, free_times (one per validator), tasks")
         if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in free):
             raise InputError("free_times: finite numbers needed")
+        if not self._state_known(height, state):
+            raise InputError(f"state: no node of this network reports {state[:12]} at height {height - 1}; "
+                             "the arbiter signs only allocations for the next height of a committed state")
         tasks = []
         for j, t in enumerate(raw):
             try:
@@ -122,6 +186,15 @@ class Arbiter:
         log.info("arbitrated height %d for %s: %d tasks with %s", height, self.genesis.validators[i].name,
                  len(tasks), self.method)
         return {"assignment": assignment, "sig": sig, "method": self.method}
+
+
+def _node_urls(home: Path) -> list[str]:
+    """The API URLs of the network's nodes (network.json beside the arbiter's folder)."""
+    try:
+        doc = json.loads((Path(home).parent / "network.json").read_text())
+        return [n["api"] for n in doc.get("nodes", [])]
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return []
 
 
 def teacher_or_ga(model: str | None, probe):
@@ -152,9 +225,16 @@ def run_arbiter(home: Path, method: str = "auto") -> None:
 
     @api.post("/arbitrate")
     async def arbitrate(request: Request) -> JSONResponse:
+        if int(request.headers.get("content-length") or 0) > MAX_BODY:
+            return JSONResponse({"error": f"body larger than {MAX_BODY} bytes"}, status_code=413)
+        data = bytearray()
+        async for chunk in request.stream():  # bounded before parsing, whatever the headers say
+            data += chunk
+            if len(data) > MAX_BODY:
+                return JSONResponse({"error": f"body larger than {MAX_BODY} bytes"}, status_code=413)
         try:
-            doc = json.loads(await request.body())
-        except ValueError:
+            doc = json.loads(bytes(data))
+        except (ValueError, RecursionError):
             return JSONResponse({"error": "body is not JSON"}, status_code=400)
         try:
             return JSONResponse(await run_in_threadpool(arbiter.arbitrate, doc))

@@ -24,7 +24,7 @@ import time
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from edgepoc.chain.abci.app import PocApplication, byzantine_modes, voting_powers
 from edgepoc.chain.abci.store import AppStore
@@ -124,10 +124,11 @@ class RpcClient:
 class CometNodeView:
     """The NodeView (edgepoc.chain.api.view) of an application and its CometBFT node."""
 
-    def __init__(self, app: PocApplication, config: AppConfig, address: str):
+    def __init__(self, app: PocApplication, config: AppConfig, address: str, node_id: str | None = None):
         self.app = app
         self.config = config
         self.address = address
+        self.node_id = node_id  # CometBFT's p2p id of this node (network up/start check who answers)
         self.genesis = app.genesis
         self.names = [v.name for v in self.genesis.validators]
         self.rpc = RpcClient("127.0.0.1", config.rpc_port)  # cometbft's RPC listens on loopback only
@@ -144,12 +145,12 @@ class CometNodeView:
         mempool = len(app.pending)
         reachable: dict[str, bool] = {}
         try:
+            catching_up = bool(self.rpc.call("status", timeout=1.0)["sync_info"]["catching_up"])
             cs = self.rpc.call("consensus_state", timeout=1.0)["round_state"]["height/round/step"].split("/")
             rnd, step = int(cs[1]), {"1": "new-height", "2": "new-round", "3": "propose", "4": "prevote",
                                      "5": "prevote-wait", "6": "precommit", "7": "precommit-wait",
                                      "8": "commit"}.get(cs[2], cs[2])
             mempool = int(self.rpc.call("num_unconfirmed_txs", timeout=1.0)["n_txs"])
-            catching_up = bool(self.rpc.call("status", timeout=1.0)["sync_info"]["catching_up"])
             peers = self.rpc.call("net_info", timeout=1.0)["peers"]
             up = {p["node_info"]["moniker"] for p in peers}
             reachable = {n: (n in up or n == self.config.name) for n in self.names}
@@ -158,9 +159,12 @@ class CometNodeView:
         powers = voting_powers(app.params, st.scores)
         age = None if app.last_commit_time is None else time.time() - app.last_commit_time
         return {"name": self.config.name, "chain_id": self.genesis.chain_id, "address": self.address,
-                "engine": "cometbft", "height": st.height, "last_block_time": self._unix(st.last_time),
+                "engine": "cometbft", "height": st.height, "app_hash": st.hash, "last_block_time": self._unix(st.last_time),
                 "last_commit_age": age, "mempool": mempool, "tasks_committed": st.tasks_committed,
                 "round": rnd, "step": step, "catching_up": catching_up, "resources": self.genesis.n_resources,
+                # starting: cometbft not answering yet (handshake); catching up: block sync; in consensus: past it
+                "state": "starting" if catching_up is None else "catching up" if catching_up else "in consensus",
+                "node_id": self.node_id,
                 "genesis_time": self.genesis.genesis_time,
                 "validators": [{"name": v.name, "address": v.address, "power": powers[i],
                                 "reachable": reachable.get(v.name)} for i, v in enumerate(self.genesis.validators)],
@@ -407,78 +411,160 @@ def _servicer(app: PocApplication):
     return Servicer()
 
 
-def build_app(home: Path, config: AppConfig, metrics: Any = None) -> tuple[PocApplication, str]:
-    from edgepoc.chain.allocator import make_allocator, probe_instance
-    from edgepoc.chain.abci.arbiter import arbiter_client
-
+def open_app(home: Path, config: AppConfig, metrics: Any = None) -> tuple[PocApplication, str, Callable[[], None]]:
+    """The application without its allocator, enough for cometbft's handshake and block replay; and the call
+    that loads the allocator into it (the student, numba's compiled kernels: seconds on a busy host), which a
+    node makes while cometbft connects to its peers. The allocator is used only by PrepareProposal."""
     genesis = load_genesis(home)
     address = validator_address(home)
     if genesis.index_of(address) is None:
         raise EdgepocError(f"{home}: this node's validator key is not in genesis")
     p = genesis.params
-    allocate, name = make_allocator(p.allocator, model=config.model, seconds=p.allocator_seconds,
-                                    probe=probe_instance(genesis.capacity, genesis.delays), decode=p.allocator_decode)
-    arbiter = arbiter_client(home, config.arbiter_url, genesis) if config.arbiter_url else None
     store = AppStore(Path(home) / "data" / "app.sqlite")
-    app = PocApplication(genesis, store, allocate, name, address, config.byzantine or byzantine_modes(), metrics,
-                         arbiter)
+    app = PocApplication(genesis, store, None, p.allocator, address, config.byzantine or byzantine_modes(), metrics)
+
+    def load_allocator() -> None:  # the allocator and the arbiter's client: PrepareProposal's only
+        from edgepoc.chain.allocator import make_allocator, probe_instance
+        from edgepoc.chain.abci.arbiter import arbiter_client
+
+        arbiter = arbiter_client(home, config.arbiter_url, genesis) if config.arbiter_url else None
+        allocate, name = make_allocator(p.allocator, model=config.model, seconds=p.allocator_seconds,
+                                        probe=probe_instance(genesis.capacity, genesis.delays),
+                                        decode=p.allocator_decode)
+        with app.lock:
+            app.allocate, app.allocator_name, app.arbiter = allocate, name, arbiter
+    return app, address, load_allocator
+
+
+def build_app(home: Path, config: AppConfig, metrics: Any = None) -> tuple[PocApplication, str]:
+    """The application with its allocator loaded."""
+    app, address, load_allocator = open_app(home, config, metrics)
+    load_allocator()
     return app, address
 
 
-def _die_with_parent() -> None:
-    """In the cometbft child before exec: the kernel sends it SIGTERM when this app process dies, however
-    it dies (SIGKILL included), so no cometbft is left orphaned holding the node's ports."""
-    import ctypes
+# Run in a fresh `python -S` before exec'ing the real program: PR_SET_PDEATHSIG (the kernel sends SIGTERM
+# when the parent dies, SIGKILL included) set without a `preexec_fn`, which forks this multi-threaded
+# process and runs Python in the child; gRPC's fork handlers then abort the child at random (seen: cometbft
+# exiting with -6 at start).
+_TIE = ("import ctypes, os, signal, sys\n"
+        "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"  # 1 = PR_SET_PDEATHSIG
+        "if os.getppid() != int(sys.argv[1]): sys.exit(1)\n"  # the parent died before the prctl
+        "os.execv(sys.argv[2], sys.argv[2:])\n")
 
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+def _tied(argv: list[str]) -> list[str]:
+    """`argv` as a child that dies with this process, however it dies, so no cometbft is left orphaned
+    holding the node's ports. Call from the main thread: the signal follows the thread that spawned it."""
+    return [sys.executable, "-S", "-c", _TIE, str(os.getpid()), *argv]
 
 
-def run_node(home: Path) -> None:
-    """The `edgepoc node` command on a CometBFT home: serve ABCI, run cometbft, serve the API."""
-    import grpc
+class _Pending:
+    """The application while it loads: the ABCI service is served, and cometbft started, before it exists.
+    An attribute read waits until `set` (PrepareProposal until `complete`: the allocator is loaded); after
+    `fail` (it never loaded) it gets a no-op answer."""
 
-    from edgepoc.chain.api.metrics import ChainMetrics
-    from edgepoc.chain.api.serve import serve_api
+    def __init__(self):
+        self._app: PocApplication | None = None
+        self._ready = threading.Event()
+        self._complete = threading.Event()
 
+    def set(self, app: PocApplication) -> None:
+        self._app = app
+        self._ready.set()
+
+    def complete(self) -> None:
+        self._complete.set()
+
+    def fail(self) -> None:
+        self._ready.set()
+        self._complete.set()
+
+    def __getattr__(self, name: str):
+        (self._complete if name == "prepare_proposal" else self._ready).wait()
+        if self._app is None:
+            return lambda *args, **kwargs: None
+        return getattr(self._app, name)
+
+
+def _age() -> float:
+    """Seconds since this process started (its start-up profile is logged against it)."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        return float(Path("/proc/uptime").read_text().split()[0]) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.process_time()
+
+
+def run_node(home: Path, early: Any = None) -> None:
+    """The `edgepoc node` command on a CometBFT home: serve ABCI, run cometbft, serve the API.
+
+    In the order that brings the node back soonest: the API port answers /status ("starting") first
+    (`early`, an `edgepoc.chain.abci.boot.EarlyApi`, if the caller already opened it); then the ABCI
+    service and cometbft, which starts while the application loads (its handshake waits for it); then
+    the application; then the real API takes the port over ("catching up", then "in consensus")."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     home = Path(home).resolve()
     config = AppConfig.load(home)
     binary = cometbft_binary()
-    metrics = ChainMetrics()
-    app, address = build_app(home, config, metrics)
+    if early is None:
+        from edgepoc.chain.abci.boot import EarlyApi
+
+        early = EarlyApi(home, config.host, config.api_port)
+    log.info("start-up: /status answers \"starting\" on %s:%d at %.2f s", config.host, config.api_port, _age())
+    import grpc
+
+    from edgepoc.chain.abci.proto import grpc_pb
+
+    pending = _Pending()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8),
                          options=[("grpc.max_receive_message_length", 256 << 20),
                                   ("grpc.max_send_message_length", 256 << 20)])
-    from edgepoc.chain.abci.proto import grpc_pb
-
-    grpc_pb.add_ABCIServiceServicer_to_server(_servicer(app), server)
+    grpc_pb.add_ABCIServiceServicer_to_server(_servicer(pending), server)
     if server.add_insecure_port(f"127.0.0.1:{config.abci_port}") == 0:  # cometbft only, on this machine
+        early.close()
         raise EdgepocError(f"node {config.name}: cannot listen on 127.0.0.1:{config.abci_port} for ABCI")
     server.start()
-    log.info("node %s (%s): ABCI gRPC on 127.0.0.1:%d, allocator %s, at height %d%s", config.name, address[:8],
-             config.abci_port, app.allocator_name, app.state.height,
-             f"; BYZANTINE {sorted(app.byzantine)}" if app.byzantine else "")
     out = open(home / "cometbft.log", "ab")
-    comet = subprocess.Popen([binary, "start", "--home", str(home / "cometbft")], stdout=out, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    comet = subprocess.Popen(_tied([binary, "start", "--home", str(home / "cometbft")]), stdout=out,
+                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     out.close()
     (home / "cometbft.pid").write_text(f"{comet.pid}\n")
-    worker = None
-    if config.worker:  # the provider's worker: runs the tasks assigned to it, sends receipts
-        wlog = open(home / "worker.log", "ab")
-        worker = subprocess.Popen([sys.executable, "-m", "edgepoc.chain.abci.worker", "--home", str(home)], stdout=wlog,
-                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
-        wlog.close()
+    log.info("start-up: ABCI on 127.0.0.1:%d and cometbft (pid %d) at %.2f s", config.abci_port, comet.pid, _age())
 
     def watch() -> None:  # if cometbft dies, the node is down: take the app process with it
         code = comet.wait()
         log.error("cometbft exited with code %s; stopping", code)
         os.kill(os.getpid(), signal.SIGTERM)
     threading.Thread(target=watch, daemon=True).start()
+    worker = None
     try:
-        serve_api(CometNodeView(app, config, address), metrics, config.host, config.api_port)
+        from edgepoc.chain.api.metrics import ChainMetrics
+
+        metrics = ChainMetrics()
+        app, address, load_allocator = open_app(home, config, metrics)
+        pending.set(app)  # cometbft's handshake and block sync go on while the allocator loads
+        log.info("start-up: application open at height %d at %.2f s", app.state.height, _age())
+        load_allocator()
+        pending.complete()
+        log.info("node %s (%s): ABCI gRPC on 127.0.0.1:%d, allocator %s, at height %d%s; application loaded at %.2f s",
+                 config.name, address[:8], config.abci_port, app.allocator_name, app.state.height,
+                 f"; BYZANTINE {sorted(app.byzantine)}" if app.byzantine else "", _age())
+        if config.worker:  # the provider's worker: runs the tasks assigned to it, sends receipts
+            wlog = open(home / "worker.log", "ab")
+            worker = subprocess.Popen(_tied([sys.executable, "-m", "edgepoc.chain.abci.worker", "--home", str(home)]),
+                                      stdout=wlog, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            wlog.close()
+        early.phase = "starting the API"
+        from edgepoc.chain.api.serve import serve_api
+
+        view = CometNodeView(app, config, address, early.who.get("node_id"))
+        sock = early.handover()
+        log.info("start-up: the API takes over at %.2f s", _age())
+        serve_api(view, metrics, config.host, config.api_port, sock=sock)
     finally:
+        pending.fail()  # calls still waiting for an application that never loaded get an answer
+        early.close()
         if worker is not None and worker.poll() is None:
             worker.terminate()
         if comet.poll() is None:
