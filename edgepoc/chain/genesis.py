@@ -93,6 +93,17 @@ class ConsensusParams:
     # The proposer waits at most this long for the arbiter (asynchronously, outside the application lock);
     # well inside timeout_propose, so a hung arbiter never costs a round.
     arbiter_deadline: float = 0.6
+    # Admission and fairness (docs/consensus.md): CheckTx answers "busy, retry after" when the least loaded
+    # available provider has more than max_backlog seconds queued, or a client already has
+    # max_client_pending tasks waiting on this node; a block carries at most max_client_block_tasks tasks of
+    # one client, and none while the backlog is over the bound. Proposers fill blocks round-robin by client.
+    max_backlog: float = 30.0
+    max_client_pending: int = 20_000
+    max_client_block_tasks: int = 2000
+    # A proposer whose block is empty while the blocks before and after it (by others) each carry at least
+    # busy_block_tasks tasks withheld work it had: it loses proposer_penalty of its score.
+    busy_block_tasks: int = 50
+    proposer_penalty: float = 0.5
 
     @classmethod
     def from_dict(cls, d: dict) -> "ConsensusParams":

@@ -22,7 +22,7 @@ from edgepoc.chain.abci.store import AppStore
 from edgepoc.chain.crypto import canonical
 from edgepoc.chain.genesis import Genesis, MAX_VALIDATORS
 from edgepoc.errors import EdgepocError, InputError
-from tests.chain.test_app import ARBITER, CLIENT, Harness, batch, make_genesis
+from tests.chain.test_app import ARBITER, CHAIN, CLIENT, Harness, batch, make_genesis, ts
 
 ACCEPT, REJECT = pb.PROCESS_PROPOSAL_STATUS_ACCEPT, pb.PROCESS_PROPOSAL_STATUS_REJECT
 
@@ -230,3 +230,55 @@ def test_fuzz_no_exception_escapes_and_honest_blocks_keep_committing(tmp_path_fa
     h.finalize(byz, 1.0, b"b" * 32)
     honest_block_commits(h, 500, 2.0)
     assert h.app.store.txs(1) == [bytes(t) for t in byz], "raw transactions stored as the bytes received"
+
+
+# ------------------------------------------------------------------ floods, fairness, proposers
+
+def test_a_flooding_client_gets_its_quota_and_another_client_still_gets_in(tmp_path):
+    from edgepoc.chain.crypto import SigningKey
+
+    h = Harness(tmp_path, make_genesis(max_client_block_tasks=300, max_client_pending=1000))
+    flood = [batch(100, nonce0=10_000 + 100 * i, seed=i) for i in range(12)]
+    codes = [h.check(b).code for b in flood]
+    assert codes[:10] == [0] * 10 and all(c != 0 for c in codes[10:]), "the flooder's own pending quota"
+    busy = h.check(flood[10])
+    assert "busy" in busy.log and "retry" in busy.log
+    other = SigningKey.generate()
+    victim = batch(5, nonce0=1, key=other)
+    assert h.check(victim).code == 0
+    proposal = h.prepare([b.tx() for b in flood[:10]] + [victim.tx()], 1.0)  # the victim's batch comes last
+    assert victim.tx() in proposal, "round-robin by client: the victim is in the first block"
+    assert sum(1 for tx in proposal if tx in {b.tx() for b in flood}) == 3, "the flooder's per-block quota"
+    # a block over one client's quota is rejected
+    assert h.process([b.tx() for b in flood[:4]] + [proposal[-1]], 1.0) == REJECT
+
+
+def test_no_new_tasks_while_the_providers_backlog_is_over_the_bound(tmp_path):
+    h = Harness(tmp_path, make_genesis(max_backlog=2.0, max_demand=10.0))
+    heavy = wire.TaskBatch(CHAIN, CLIENT.public_hex, [(i, [5.0, 5.0]) for i in range(8)]).signed(CLIENT)
+    h.block([heavy.tx()], 1.0)
+    assert h.app.backlog() > 2.0
+    res = h.check(batch(3, nonce0=100))
+    assert res.code != 0 and res.log.startswith("busy: the providers' backlog")
+    assert h.prepare([batch(3, nonce0=100).tx()], 1.5) == [], "the proposer admits nothing"
+
+
+def test_an_empty_block_between_busy_blocks_costs_its_proposer(tmp_path):
+    h = Harness(tmp_path, make_genesis(busy_block_tasks=20))
+
+    def height(txs, t, proposer):
+        proposal = h.prepare(txs, t) if txs else []
+        hh = bytes([h.height + 1]) * 32
+        h.app.process_proposal(pb.ProcessProposalRequest(txs=proposal, height=h.height + 1, time=ts(h.genesis.genesis_time + t),
+                                                         hash=hh, proposer_address=bytes.fromhex(h.genesis.validators[proposer].address)))
+        h.app.finalize_block(pb.FinalizeBlockRequest(txs=proposal, height=h.height + 1, time=ts(h.genesis.genesis_time + t),
+                                                     hash=hh, proposer_address=bytes.fromhex(h.genesis.validators[proposer].address)))
+        h.app.commit(pb.CommitRequest())
+        h.height += 1
+
+    height([batch(30, nonce0=0).tx()], 1.0, proposer=0)
+    height([], 1.1, proposer=2)  # withheld: every node's mempool had tasks
+    before = h.app.state.scores[2]
+    height([batch(30, nonce0=100).tx()], 1.2, proposer=1)
+    assert h.app.store.block(3)["withheld"] == h.genesis.validators[2].name
+    assert h.app.state.scores[2] < before * 0.6

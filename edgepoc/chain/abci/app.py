@@ -39,7 +39,8 @@ from edgepoc.game.kernel import simulate_state
 
 log = logging.getLogger("edgepoc.app")
 BYZANTINE_MODES = ("grab-all", "wrong-latency", "duplicate")
-OK, BAD_TX, REPLAY, BAD_SIG, PROPOSER_ONLY = 0, 1, 2, 3, 4
+OK, BAD_TX, REPLAY, BAD_SIG, PROPOSER_ONLY, BUSY = 0, 1, 2, 3, 4, 5
+PENDING_TTL = 600.0  # seconds after which a task CheckTx accepted but no block carried is forgotten here
 ALLOCATION_ROOM = 64 << 10  # bytes kept free in a proposal for the allocation transaction
 VERIFIED_CACHE = 20_000  # parsed, signature-checked batches kept for PrepareProposal/ProcessProposal
 ACCEPT = pb.PROCESS_PROPOSAL_STATUS_ACCEPT
@@ -159,7 +160,8 @@ class PocApplication:
         self.staged: StagedBlock | None = None
         self.checked: dict[bytes, CheckedBlock | str] = {}  # block hash -> result of ProcessProposal
         self.verified: dict[bytes, Any] = {}  # tx hash -> transaction parsed and signature-checked by CheckTx
-        self.pending: dict[str, float] = {}  # task id -> when CheckTx accepted it here
+        self.pending: dict[str, tuple[float, str]] = {}  # task id -> (when CheckTx accepted it here, client)
+        self.pending_by_client: dict[str, int] = {}
         self.last_commit_time: float | None = None
         self.rejections: dict[str, int] = {}
         self.profile: dict[str, float] = {}  # seconds spent per ABCI call and per rule (the benchmark reads it)
@@ -230,9 +232,12 @@ class PocApplication:
     def _check_tx(self, req) -> Any:
         key = hashlib.sha256(req.tx).digest()
         if req.type == pb.CHECK_TX_TYPE_RECHECK and key in self.verified:
-            stale = self._stale(self.verified[key])
+            parsed = self.verified[key]
+            stale = self._stale(parsed)
             if stale:
                 self.verified.pop(key, None)
+                if isinstance(parsed, wire.TaskBatch):  # a losing duplicate: its other tasks are not pending
+                    self._pending_drop(parsed.ids)
                 return pb.CheckTxResponse(code=REPLAY, log=stale)
             return pb.CheckTxResponse(code=OK)
         try:
@@ -254,13 +259,55 @@ class PocApplication:
         done = self.store.committed_ids(b.ids)
         if done:
             return pb.CheckTxResponse(code=REPLAY, log=f"replay: task {sorted(done)[0]} is already committed")
+        busy = self._busy(b)
+        if busy:
+            return pb.CheckTxResponse(code=BUSY, log=busy)
         if not b.signature_ok():
             return pb.CheckTxResponse(code=BAD_SIG, log="sig: bad client signature")
         self._remember(key, b)
-        now = time.time()
-        for i in b.ids:
-            self.pending.setdefault(i, now)
+        self._pending_add(b.ids, b.client)
         return pb.CheckTxResponse(code=OK, gas_wanted=len(b.ids))
+
+    # ---------------------------------------------------------------- admission
+    def backlog(self) -> float:
+        """Seconds of queued work on the least loaded available provider, as of the last block: what a new
+        task would wait at best."""
+        st = self.state
+        avail = works.availability(self.params, st.height + 1, st.last_signed, st.cooldown_until)
+        waits = [max(0.0, f - st.last_time) for f, a in zip(st.free_times, avail) if a] or [0.0]
+        return min(waits)
+
+    def _busy(self, b: wire.TaskBatch) -> str | None:
+        """Admission: "busy, retry after" when the providers are saturated, or this client already has its
+        quota of tasks waiting here. One client's flood fills its own quota, not the providers' queues."""
+        p = self.params
+        wait = self.backlog()
+        if wait > p.max_backlog:
+            return (f"busy: the providers' backlog is {wait:.1f} s (> max_backlog {p.max_backlog:g} s); "
+                    f"retry after {wait - p.max_backlog:.1f} s")
+        mine = self.pending_by_client.get(b.client, 0)
+        if mine + len(b.ids) > p.max_client_pending:
+            return (f"busy: this client has {mine} tasks waiting (max_client_pending {p.max_client_pending}); "
+                    "retry after they are committed")
+        return None
+
+    def _pending_add(self, ids: list[str], client: str) -> None:
+        now = time.time()
+        for i in ids:
+            if i not in self.pending:
+                self.pending[i] = (now, client)
+                self.pending_by_client[client] = self.pending_by_client.get(client, 0) + 1
+
+    def _pending_drop(self, ids) -> None:
+        for i in ids:
+            got = self.pending.pop(i, None)
+            if got is not None:
+                c = got[1]
+                n = self.pending_by_client.get(c, 0) - 1
+                if n > 0:
+                    self.pending_by_client[c] = n
+                else:
+                    self.pending_by_client.pop(c, None)
 
     def _remember(self, key: bytes, parsed: Any) -> None:
         while len(self.verified) >= VERIFIED_CACHE:  # oldest first (dicts keep insertion order)
@@ -406,6 +453,11 @@ class PocApplication:
             available = [True] * len(available)
         return rules.queue_view(self.genesis, state, available), last_signed
 
+    def _block_backlog(self, view: rules.QueueView) -> float:
+        """The least loaded available provider's queued seconds as of the last block (the admission rule)."""
+        st = self.state
+        return min([max(0.0, f - st.last_time) for f, a in zip(st.free_times, view.available) if a] or [0.0])
+
     def _reference(self, state: ChainState, tasks: list[BlockTask], view: rules.QueueView) -> tuple[list[int], float]:
         """Greedy (earliest completion): the allocation every honest node computes identically."""
         return rules.greedy_reference(self.genesis, state, tasks, view)
@@ -455,6 +507,17 @@ class PocApplication:
             return CheckedBlock([], None, empty.effects, 0.0, view, last_signed, modules, receipts)
         if alloc is None:
             raise InvalidBlock("the last transaction must be the allocation of the block's tasks")
+        p = self.params
+        per_client: dict[str, int] = {}
+        for t in tasks:
+            per_client[t.client] = per_client.get(t.client, 0) + 1
+        if max(per_client.values()) > p.max_client_block_tasks:
+            raise InvalidBlock(f"quota: a client has {max(per_client.values())} tasks in the block "
+                               f"(max_client_block_tasks {p.max_client_block_tasks})")
+        wait = self._block_backlog(view)
+        if wait > p.max_backlog:
+            raise InvalidBlock(f"admission: the providers' backlog is {wait:.1f} s > max_backlog {p.max_backlog:g} s; "
+                               "no new tasks until it drains")
         k = len(self.genesis.validators)
         if len(alloc.assignment) != len(tasks):
             raise InvalidBlock(f"assignment: {len(alloc.assignment)} providers for {len(tasks)} tasks")
@@ -497,19 +560,17 @@ class PocApplication:
             votes = _votes(req.local_last_commit)
             view, _ = self._view(req.height, votes)
             head: list[bytes] = []  # modules and receipts, before the tasks that may use them
-            chosen: list[bytes] = []
-            tasks: list[BlockTask] = []
-            seen: set[str] = set()
+            by_client: dict[str, list[tuple[bytes, list[BlockTask]]]] = {}
             modules_seen: set[str] = set()
             receipts_seen: set[str] = set()
-            size = skipped = 0
+            size = 0
+            p = self.params
             # room for the allocation transaction; never above max_proposal_bytes (CometBFT's gRPC limit)
-            budget = min(req.max_tx_bytes, self.params.max_proposal_bytes) - ALLOCATION_ROOM
+            budget = min(req.max_tx_bytes, p.max_proposal_bytes) - ALLOCATION_ROOM
+            admit = self._block_backlog(view) <= p.max_backlog
+            seen: set[str] = set()
             for tx in req.txs:
                 if size + len(tx) > budget:
-                    skipped += 1  # a smaller transaction further on may still fit, but look only so far
-                    if skipped > 64:
-                        break
                     continue
                 try:
                     parsed = self._parse_tx(0, tx, verify_sigs=True)
@@ -530,20 +591,35 @@ class PocApplication:
                         head.append(tx)
                         size += len(tx)
                         continue
+                    if not admit:
+                        continue
                     batch_tasks = self._tasks_of([tx], clock, verify_sigs=True)
                 except InvalidBlock:
                     continue  # a transaction gone stale since CheckTx (its tasks committed meanwhile)
                 if any(t.id in seen for t in batch_tasks):
                     continue
-                if len(tasks) + len(batch_tasks) > self.params.max_block_tasks:
-                    skipped += 1
-                    if skipped > 64 or len(tasks) >= self.params.max_block_tasks:
-                        break
-                    continue
-                chosen.append(tx)
-                tasks.extend(batch_tasks)
                 seen.update(t.id for t in batch_tasks)
-                size += len(tx)
+                by_client.setdefault(parsed.client, []).append((tx, batch_tasks))
+            # Fair share: batches are taken round-robin by client (mempool order within a client), each client
+            # up to its per-block quota, so one client's flood cannot push another's tasks out of blocks.
+            chosen: list[bytes] = []
+            tasks: list[BlockTask] = []
+            taken: dict[str, int] = {}
+            queues = list(by_client.items())
+            while queues and len(tasks) < p.max_block_tasks:
+                rest = []
+                for client, q in queues:
+                    tx, bt = q.pop(0)
+                    fits = (len(tasks) + len(bt) <= p.max_block_tasks and size + len(tx) <= budget
+                            and taken.get(client, 0) + len(bt) <= p.max_client_block_tasks)
+                    if fits:
+                        chosen.append(tx)
+                        tasks.extend(bt)
+                        taken[client] = taken.get(client, 0) + len(bt)
+                        size += len(tx)
+                    if q and (fits or taken.get(client, 0) < p.max_client_block_tasks):
+                        rest.append((client, q))
+                queues = rest
             if not tasks:
                 return pb.PrepareProposalResponse(txs=head)
             alloc = self._allocate(state, req.height, tasks, view)
@@ -695,6 +771,9 @@ class PocApplication:
                                  "kind": pb.MisbehaviorType.Name(m.type), "height": m.height,
                                  "power": m.validator.power,
                                  "committed_height": req.height})
+            withheld = self._withheld(req.height, len(tasks), req.proposer_address.hex())
+            if withheld is not None:
+                after.scores[withheld] *= 1.0 - p.proposer_penalty
             old_p, new_p = voting_powers(p, state.scores), voting_powers(p, after.scores)
             updates = [pb.ValidatorUpdate(power=new_p[i], pub_key_type="ed25519",
                                           pub_key_bytes=bytes.fromhex(v.public_key))
@@ -719,6 +798,7 @@ class PocApplication:
                                            "signed": v.block_id_flag == 2}  # BLOCK_ID_FLAG_COMMIT
                                           for v in req.decided_last_commit.votes]},
                 "available": checked.view.available,
+                "withheld": None if withheld is None else names[withheld],
                 "work": outcome.summary,
                 "app_hash": after.hash, "powers": new_p,
             }
@@ -730,6 +810,17 @@ class PocApplication:
             results = [pb.ExecTxResult(code=0) for _ in req.txs]
             return pb.FinalizeBlockResponse(tx_results=results, validator_updates=updates,
                                             app_hash=bytes.fromhex(after.hash))
+
+    def _withheld(self, height: int, n_tasks: int, proposer: str) -> int | None:
+        """The proposer of the previous block, if that block was empty between two busy blocks by others (it
+        had work in its mempool, as every node had, and proposed none of it): from chain data only."""
+        busy = self.params.busy_block_tasks
+        if n_tasks < busy or height < 3:
+            return None
+        prev, before = self.store.brief(height - 1), self.store.brief(height - 2)
+        if prev is None or before is None or prev[0] != 0 or before[0] < busy or prev[1] in (proposer, before[1]):
+            return None
+        return self.genesis.index_of(prev[1])
 
     def commit(self, req) -> Any:
         with self.lock:
@@ -749,8 +840,10 @@ class PocApplication:
                 raise StoreFailure(str(exc)) from exc
             self.state, self.staged = after, None
             self.last_commit_time = now
-            for r in rows:
-                self.pending.pop(r[0], None)
+            self._pending_drop(r[0] for r in rows)
+            if after.height % 100 == 0:  # tasks CometBFT dropped from its mempool (full, TTL) are forgotten
+                old = time.time() - PENDING_TTL
+                self._pending_drop([i for i, (t, _) in self.pending.items() if t < old])
             if self.metrics is not None:
                 try:
                     self._report(record, after, len(rows), since)

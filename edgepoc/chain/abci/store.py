@@ -149,6 +149,12 @@ class AppStore:
         rows = self._r.execute(q + " ORDER BY height DESC LIMIT ?", (before or 2**62, limit)).fetchall()
         return [json.loads(r[0]) for r in rows]
 
+    def brief(self, height: int) -> tuple[int, str] | None:
+        """(number of tasks, proposer address) of a committed block."""
+        row = self._r.execute("SELECT n_tasks, json_extract(body, '$.proposer') FROM blocks WHERE height=?",
+                              (height,)).fetchone()
+        return (int(row[0]), str(row[1])) if row else None
+
     def txs(self, height: int) -> list[bytes] | None:
         if self._r.execute("SELECT 1 FROM blocks WHERE height=?", (height,)).fetchone() is None:
             return None
