@@ -9,6 +9,16 @@ import typer
 
 from edgepoc.cli.common import parse_params
 
+WIDE = 1000  # columns for output that is not a terminal: tables are never cut or ellipsised there
+
+
+def stdout_console():
+    """A rich console on stdout: the terminal's width on a terminal, WIDE when piped or redirected."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=WIDE)
+
 
 def compare_cmd(
     instances: Optional[list[Path]] = typer.Argument(None, help="Instance JSON files (or use --preset)."),
@@ -70,7 +80,7 @@ def compare_cmd(
                       "this comparison is not held out (default: 5000)", style="yellow", soft_wrap=True)
     result = compare(insts, config=config)
     paths = write_results(result, out)
-    console = Console()
+    console = stdout_console()
     table = Table(title=f"algorithm comparison on {len(insts)} instance(s)", box=box.SIMPLE_HEAD)
     for col in ("method", "status", "solved", "mean delay (s)", "ratio to best [95% CI]", "s/inst"):
         table.add_column(col, justify="left" if col in ("method", "status") else "right", no_wrap=True)

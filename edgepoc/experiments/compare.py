@@ -7,7 +7,9 @@ the install is reported as unavailable; a method that fails on one instance is r
 and still runs on the others. Each method's ratio to the best known gets a 95 % interval over the
 instances; the paper's claim (the deep model 5.84 % better than the best other method) is checked on
 the paired per-instance improvement, with its interval, and reads "not significant" where the interval
-includes zero difference.
+includes zero difference. A sentence that says "X % worse" gives its interval as how much worse (the same
+sign convention as the number beside it). Fewer than 5 instances give no interval anywhere (table, claim,
+figure): "n < 5: no interval" (`stats.MIN_INTERVAL_N`).
 
 Fair budgets: the time-budgeted solvers (GA, CP-SAT) get the same budget on one core: the GA counts its
 thread's CPU time, so a busy machine does not shorten it; CP-SAT runs one worker on its own wall-clock
@@ -29,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from edgepoc.errors import EdgepocError, InputError
-from edgepoc.experiments.stats import Interval, claim_verdict, difference_verdict, mean_interval
+from edgepoc.experiments.stats import MIN_INTERVAL_N, NO_INTERVAL, Interval, claim_verdict, difference_verdict, \
+    mean_interval
 from edgepoc.game.instance import Instance
 from edgepoc.solvers.registry import METHODS, TIME_BUDGET_METHODS, SolveOptions, solve
 
@@ -104,15 +107,21 @@ class CompareResult:
         return mean_interval([r.total_latency / self.best_known[r.instance] for r in self.ok_runs(method)
                               if self.best_known[r.instance] > 0])
 
+    def delay_interval(self, method: str) -> Interval:
+        """Mean total delay over the instances the method solved, with its 95 % interval."""
+        return mean_interval([r.total_latency for r in self.ok_runs(method)])
+
     def summary(self) -> list[dict[str, Any]]:
-        """Per method: instances solved, mean total delay, gap to the best known, ratio with its interval."""
+        """Per method: instances solved, mean total delay, gap to the best known, ratio with its interval
+        (intervals NaN from fewer than MIN_INTERVAL_N instances)."""
         rows = []
         for m in self.config.methods:
             runs = self.ok_runs(m)
             row: dict[str, Any] = {"method": m, "status": self.status.get(m, "ok"), "instances": len(runs)}
             if runs:
-                ratio = self.ratio_interval(m)
+                ratio, delay = self.ratio_interval(m), self.delay_interval(m)
                 row.update(mean_total_latency=float(np.mean([r.total_latency for r in runs])),
+                           delay_ci_low=delay.low, delay_ci_high=delay.high,
                            mean_gap_pct=float(np.mean([r.gap_pct for r in runs])),
                            max_gap_pct=float(np.max([r.gap_pct for r in runs])),
                            ratio_to_best=ratio.mean, ratio_ci_low=ratio.low, ratio_ci_high=ratio.high,
@@ -141,12 +150,12 @@ class CompareResult:
         o = min(other, key=other.get)
         gain = self.improvement(d, o)
         verdict = claim_verdict(gain, PAPER_CLAIM_PCT)
-        word = "better" if gain.mean >= 0 else "worse"
+        amount, interval = gain_text(gain)
         opening = {"holds": "holds here", "does not hold": "does not hold here",
                    "not significant": "is not confirmed here (the difference is not significant)"}[verdict]
         statement = (f"The paper's claim {opening}: the best deep "
-                     f"model ({d}) is {abs(gain.mean):.2f}% {word} than the best other method ({o}) on average "
-                     f"over {n} instance(s), 95% interval {_interval_text(gain)}: "
+                     f"model ({d}) is {amount} than the best other method ({o}) on average "
+                     f"over {gain.n} instance(s){interval}: "
                      f"{difference_verdict(gain)}; the paper reports {PAPER_CLAIM_PCT}% better.")
         doc: dict[str, Any] = {"paper_pct": PAPER_CLAIM_PCT, "measured_pct": gain.mean, "ci_low": gain.low,
                                "ci_high": gain.high, "instances": gain.n, "holds": verdict == "holds",
@@ -167,16 +176,23 @@ class CompareResult:
         d = min(deep, key=lambda m: np.mean([r.total_latency for r in runs[m]]))
         gain = self.improvement(d, NO_MODEL_CONTROL)
         verdict = difference_verdict(gain)
+        amount, interval = gain_text(gain)
         return {"deep_method": d, "measured_pct": gain.mean, "ci_low": gain.low, "ci_high": gain.high,
                 "verdict": verdict,
                 "statement": f"Against the no-model control ({NO_MODEL_CONTROL}: the same search on uniform "
-                             f"scores) {d} is {abs(gain.mean):.2f}% {'better' if gain.mean >= 0 else 'worse'} "
-                             f"on average, 95% interval {_interval_text(gain)}: "
-                             f"{verdict}."}
+                             f"scores) {d} is {amount} on average{interval}: {verdict}."}
 
 
-def _interval_text(iv: Interval) -> str:
-    return f"[{iv.low:+.2f}%, {iv.high:+.2f}%]" if iv.defined else "undefined with one instance"
+def gain_text(gain: Interval) -> tuple[str, str]:
+    """("1.18% worse", " (95% interval of how much worse: [-0.95%, +3.32%])") for a paired improvement in %
+    (positive = better): the interval in the sign convention of the words beside it; no interval part
+    when there is none (the verdict then says "n < 5: no interval")."""
+    better = not gain.mean < 0
+    word = "better" if better else "worse"
+    if not gain.defined:
+        return f"{abs(gain.mean):.2f}% {word}", ""
+    low, high = (gain.low, gain.high) if better else (-gain.high, -gain.low)
+    return f"{abs(gain.mean):.2f}% {word}", f" (95% interval of how much {word}: [{low:+.2f}%, {high:+.2f}%])"
 
 
 def _available(method: str) -> str | None:
@@ -271,8 +287,8 @@ def write_results(result: CompareResult, out: str | Path) -> dict[str, Path]:
                         num(r.seconds, ".4f"), "" if r.lower_bound is None else f"{r.lower_bound:.6f}",
                         num(result.best_known[r.instance], ".6f")])
     summary = result.summary()
-    cols = ["method", "status", "instances", "mean_total_latency", "mean_gap_pct", "max_gap_pct", "ratio_to_best",
-            "ratio_ci_low", "ratio_ci_high", "mean_seconds"]
+    cols = ["method", "status", "instances", "mean_total_latency", "delay_ci_low", "delay_ci_high", "mean_gap_pct",
+            "max_gap_pct", "ratio_to_best", "ratio_ci_low", "ratio_ci_high", "mean_seconds"]
     with paths["summary_csv"].open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
@@ -298,15 +314,20 @@ def _fmt(v: Any, spec: str) -> str:
     return format(v, spec) if isinstance(v, (int, float)) else "—"
 
 
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
 def ratio_text(row: dict) -> str:
-    """`1.023 [1.010, 1.036]`: the ratio to the best known with its 95 % interval (— when not measured)."""
+    """`1.023 [1.010, 1.036]`: the ratio to the best known with its 95 % interval (— when not measured;
+    `1.023 (n < 5: no interval)` from fewer than 5 instances)."""
     r = row.get("ratio_to_best")
-    if not isinstance(r, (int, float)) or not math.isfinite(r):
+    if not _finite(r):
         return "—"
     lo, hi = row.get("ratio_ci_low"), row.get("ratio_ci_high")
-    if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and math.isfinite(lo) and math.isfinite(hi):
+    if row.get("instances", MIN_INTERVAL_N) >= MIN_INTERVAL_N and _finite(lo) and _finite(hi):
         return f"{r:.3f} [{lo:.3f}, {hi:.3f}]"
-    return f"{r:.3f}"
+    return f"{r:.3f} ({NO_INTERVAL})" if row.get("instances", 0) < MIN_INTERVAL_N else f"{r:.3f}"
 
 
 def summary_markdown(summary: list[dict], claim: dict) -> str:
@@ -319,31 +340,72 @@ def summary_markdown(summary: list[dict], claim: dict) -> str:
     return "\n".join(lines) + "\n\n" + claim["statement"] + "\n"
 
 
-def plot_comparison(summary: list[dict], path: Path) -> None:
-    """Fig. 18: mean total delay per method (left) and wall time per instance (right, log scale)."""
+def _error_bars(ax, rows: list[dict], key: str, low: str, high: str) -> np.ndarray:
+    """Draw each bar's 95 % interval on `ax` (none from fewer than 5 instances); returns the (2, n)
+    distances below/above each bar's top (0 where no interval was drawn)."""
+    out = np.zeros((2, len(rows)))
+    drawn = [i for i, r in enumerate(rows)
+             if r.get("instances", 0) >= MIN_INTERVAL_N and _finite(r.get(low)) and _finite(r.get(high))]
+    for i in drawn:
+        out[:, i] = max(rows[i][key] - rows[i][low], 0.0), max(rows[i][high] - rows[i][key], 0.0)
+    if drawn:
+        ax.errorbar(drawn, [rows[i][key] for i in drawn], yerr=out[:, drawn], fmt="none", ecolor="black",
+                    elinewidth=1, capsize=4)
+    return out
+
+
+def comparison_figure(summary: list[dict]):
+    """Fig. 18 as a matplotlib figure: mean total delay and ratio to the best known, each with 95 % error
+    bars over the instances (none from fewer than 5: the panel says so), and wall time per instance."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = [r for r in summary if "mean_total_latency" in r]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.4))
     names = [r["method"] for r in rows]
     colors = ["tab:red" if n in DEEP_METHODS else "tab:purple" if n in ("dqn", "maddpg") else "tab:blue"
               for n in names]
+    few = [r["method"] for r in rows if r.get("instances", 0) < MIN_INTERVAL_N]
     ax1.bar(names, [r["mean_total_latency"] for r in rows], color=colors)
+    delay_err = _error_bars(ax1, rows, "mean_total_latency", "delay_ci_low", "delay_ci_high")
     for i, r in enumerate(rows):
-        ax1.text(i, r["mean_total_latency"], f"{r['mean_gap_pct']:+.1f}%", ha="center", va="bottom", fontsize=8)
+        ax1.text(i, r["mean_total_latency"] + delay_err[1, i], f"{r['mean_gap_pct']:+.1f}%", ha="center",
+                 va="bottom", fontsize=8)
+    ax1.set_ylim(top=ax1.get_ylim()[1] * (1.15 if few else 1.08))  # room for the labels above the bars
     ax1.set_ylabel("mean total delay (s)")
-    ax1.set_title("total delay (label: gap to best known)")
-    ax2.bar(names, [max(r["mean_seconds"], 1e-5) for r in rows], color=colors)
-    ax2.set_yscale("log")
-    ax2.set_ylabel("seconds per instance")
-    ax2.set_title("wall time")
+    ax1.set_title("total delay, 95% interval (label: gap to best known)", fontsize=10)
+    ax2.bar(names, [r["ratio_to_best"] for r in rows], color=colors)
+    ratio_err = _error_bars(ax2, rows, "ratio_to_best", "ratio_ci_low", "ratio_ci_high")
+    ax2.axhline(1.0, color="grey", linewidth=0.8)
+    if rows:
+        top = max(r["ratio_to_best"] + ratio_err[1, i] for i, r in enumerate(rows))
+        bottom = min(r["ratio_to_best"] - ratio_err[0, i] for i, r in enumerate(rows))
+        ax2.set_ylim(min(0.95, bottom - 0.02), top * (1.04 if few else 1.02) + 0.01)
+    ax2.set_ylabel("total delay / best known")
+    ax2.set_title("ratio to best known, 95% interval", fontsize=10)
     for ax in (ax1, ax2):
+        if few:
+            ax.text(0.5, 0.97, NO_INTERVAL + ("" if len(few) == len(rows) else f" ({', '.join(few)})"),
+                    transform=ax.transAxes, ha="center", va="top", fontsize=8, color="tab:red")
+    ax3.bar(names, [max(r["mean_seconds"], 1e-5) for r in rows], color=colors)
+    ax3.set_yscale("log")
+    ax3.set_ylabel("seconds per instance")
+    ax3.set_title("wall time", fontsize=10)
+    for ax in (ax1, ax2, ax3):
         ax.tick_params(axis="x", rotation=40)
-    fig.suptitle("Fig. 18: algorithm comparison")
+    n = max((r.get("instances", 0) for r in rows), default=0)
+    fig.suptitle(f"Fig. 18: algorithm comparison on {n} instance(s); error bars: 95% interval over the instances")
     fig.tight_layout()
+    return fig
+
+
+def plot_comparison(summary: list[dict], path: Path) -> None:
+    """Fig. 18 (`comparison_figure`) as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = comparison_figure(summary)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)

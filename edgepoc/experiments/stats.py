@@ -2,7 +2,9 @@
 
 Every method runs on the same instances, so differences are paired per instance and the interval is
 Student's t on the per-instance values (the instances are the sample; a method's own run-to-run noise
-is inside them). One instance gives no interval: the verdict then says so instead of guessing.
+is inside them). Fewer than `MIN_INTERVAL_N` (5) instances give no interval: a t-interval from 2-4
+values is mostly the t quantile's width (12.7 at 2 values), so nothing prints or plots one and the
+verdict says "n < 5: no interval" instead of guessing.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import numpy as np
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
          2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
          2.045, 2.042]
+MIN_INTERVAL_N = 5  # fewer instances than this: no interval is computed, printed or plotted
+NO_INTERVAL = f"n < {MIN_INTERVAL_N}: no interval"
 
 
 def t975(df: int) -> float:
@@ -30,7 +34,7 @@ def t975(df: int) -> float:
 
 @dataclass(frozen=True)
 class Interval:
-    """Mean of a sample with its 95 % interval (`low`/`high` NaN when n < 2)."""
+    """Mean of a sample with its 95 % interval (`low`/`high` NaN when n < MIN_INTERVAL_N)."""
 
     mean: float
     low: float
@@ -39,26 +43,26 @@ class Interval:
 
     @property
     def defined(self) -> bool:
-        return self.n >= 2 and math.isfinite(self.low)
+        return self.n >= 2 and math.isfinite(self.low) and math.isfinite(self.high)
 
     def contains(self, value: float) -> bool:
         return self.defined and self.low <= value <= self.high
 
     def fmt(self, spec: str = ".2f", unit: str = "") -> str:
         if not self.defined:
-            return f"{self.mean:{spec}}{unit} (n={self.n}, no interval)"
+            return f"{self.mean:{spec}}{unit} (n={self.n}, {NO_INTERVAL if self.n < MIN_INTERVAL_N else 'no interval'})"
         return f"{self.mean:{spec}}{unit} [{self.low:{spec}}, {self.high:{spec}}]"
 
 
-def mean_interval(values) -> Interval:
-    """Mean and 95 % t-interval of `values` (NaNs dropped)."""
+def mean_interval(values, min_n: int = MIN_INTERVAL_N) -> Interval:
+    """Mean and 95 % t-interval of `values` (NaNs dropped); no interval from fewer than `min_n` values."""
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
     n = int(v.size)
     if n == 0:
         return Interval(math.nan, math.nan, math.nan, 0)
     mean = float(v.mean())
-    if n < 2:
+    if n < max(2, min_n):
         return Interval(mean, math.nan, math.nan, n)
     half = t975(n - 1) * float(v.std(ddof=1)) / math.sqrt(n)
     return Interval(mean, mean - half, mean + half, n)
@@ -67,7 +71,7 @@ def mean_interval(values) -> Interval:
 def difference_verdict(diff: Interval) -> str:
     """How an interval on a paired difference (positive = better) reads: better, worse or not significant."""
     if not diff.defined:
-        return "not significant (one instance: no interval)" if diff.n == 1 else "not measured"
+        return f"not significant ({NO_INTERVAL})" if diff.n >= 1 else "not measured"
     if diff.low > 0:
         return "significantly better"
     if diff.high < 0:

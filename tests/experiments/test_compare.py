@@ -39,6 +39,15 @@ def test_compare_every_method_on_two_tiny_instances(tmp_path):
         assert (out / name).stat().st_size > 0
     assert (out / "fig18_comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| method |" in (out / "summary.md").read_text()
+    # stdout is a pipe here: the table is printed in full, never cut to 80 columns or ellipsised
+    assert "…" not in r.stdout and "ratio to best [95% CI]" in r.stdout
+    lines = {line.split()[0]: line for line in r.stdout.splitlines() if line.split() and line.split()[0] in rows}
+    assert set(lines) == set(rows)
+    for method, row in rows.items():
+        # 2 instances: the ratio without an interval, saying why
+        assert f"{row['ratio_to_best']:.3f} (n < 5: no interval)" in lines[method], lines[method]
+        assert row["ratio_ci_low"] is None and row["delay_ci_low"] is None
+    assert "n < 5: no interval" in doc["claim"]["statement"] and "[" not in doc["claim"]["statement"]
 
 
 def test_compare_per_instance_status_a_method_solves_what_it_can(tmp_path):

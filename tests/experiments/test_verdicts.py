@@ -1,4 +1,5 @@
-"""Report verdicts on made-up comparison results: intervals, "not significant", the paper's 5.84 % claim."""
+"""Report verdicts on made-up comparison results: intervals, "not significant", the paper's 5.84 % claim,
+no interval from fewer than 5 instances, the sign of "worse" and its interval, Fig. 18's error bars."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from edgepoc.experiments.compare import CompareConfig, CompareResult, MethodRun, method_status
+from edgepoc.experiments.compare import CompareConfig, CompareResult, MethodRun, comparison_figure, method_status, \
+    ratio_text, summary_markdown
 from edgepoc.experiments.stats import Interval, claim_verdict, difference_verdict, mean_interval, t975
 
 
@@ -19,21 +21,32 @@ def test_t_quantiles():
 
 
 def test_mean_interval_by_hand():
-    iv = mean_interval([1.0, 2.0, 3.0, 4.0])  # mean 2.5, sd 1.2910, se 0.6455, t(3) 3.182
-    assert iv.mean == 2.5 and iv.n == 4
-    assert iv.low == pytest.approx(2.5 - 3.182 * 0.645497, abs=1e-5)
-    assert iv.high == pytest.approx(2.5 + 3.182 * 0.645497, abs=1e-5)
+    iv = mean_interval([1.0, 2.0, 3.0, 4.0, 5.0])  # mean 3, sd 1.5811, se 0.7071, t(4) 2.776
+    assert iv.mean == 3.0 and iv.n == 5 and iv.defined
+    assert iv.low == pytest.approx(3.0 - 2.776 * 0.707107, abs=1e-5)
+    assert iv.high == pytest.approx(3.0 + 2.776 * 0.707107, abs=1e-5)
     one = mean_interval([7.0, float("nan")])
     assert one.n == 1 and one.mean == 7.0 and not one.defined and math.isnan(one.low)
     assert "no interval" in one.fmt()
     assert mean_interval([]).n == 0
 
 
+def test_no_interval_from_fewer_than_five_instances():
+    """Two instances gave a ratio interval of [-2.1, 4.x] (issue 19): below 5 values none is computed."""
+    for n in (2, 3, 4):
+        iv = mean_interval([1.0, 1.5, 0.9, 1.2][:n])
+        assert not iv.defined and math.isnan(iv.low) and math.isnan(iv.high) and iv.n == n
+        assert "n < 5: no interval" in iv.fmt()
+        assert difference_verdict(Interval(3.0, math.nan, math.nan, n)) == "not significant (n < 5: no interval)"
+    assert mean_interval([1.0, 1.5, 0.9, 1.2, 1.1]).defined
+    assert mean_interval([1.0, 1.5], min_n=2).defined  # the plain t-interval is still there when asked
+
+
 @pytest.mark.parametrize("iv, expected", [
     (Interval(3.0, 1.0, 5.0, 10), "significantly better"),
     (Interval(-3.0, -5.0, -1.0, 10), "significantly worse"),
     (Interval(0.5, -1.0, 2.0, 10), "not significant"),
-    (Interval(4.0, math.nan, math.nan, 1), "not significant (one instance: no interval)"),
+    (Interval(4.0, math.nan, math.nan, 1), "not significant (n < 5: no interval)"),
 ])
 def test_difference_verdict(iv, expected):
     assert difference_verdict(iv) == expected
@@ -94,15 +107,33 @@ def test_claim_not_significant_when_noise():
     assert "not significant" in claim["statement"] and "is not confirmed" in claim["statement"]
 
 
-def test_claim_does_not_hold_when_worse_and_one_instance_has_no_interval():
-    res = made_up({"ga": [100.0, 110.0, 120.0], "student": [103.0, 113.5, 123.0]})
+def test_claim_does_not_hold_when_worse_and_few_instances_have_no_interval():
+    res = made_up({"ga": [100.0, 110.0, 120.0, 130.0, 140.0], "student": [103.0, 113.5, 123.0, 134.0, 144.0]})
     assert res.claim()["verdict"] == "does not hold"
-    one = made_up({"ga": [100.0], "student": [80.0]}).claim()
-    assert one["verdict"] == "not significant" and "one instance" in one["statement"]
+    for totals in ({"ga": [100.0], "student": [80.0]}, {"ga": [100.0, 120.0], "student": [80.0, 130.0]}):
+        few = made_up(totals).claim()
+        assert few["verdict"] == "not significant" and "n < 5: no interval" in few["statement"]
+        assert "[" not in few["statement"]  # no interval printed from 1 or 2 instances
+
+
+def test_worse_comes_with_its_interval_in_the_same_sign_convention():
+    """"1.18 % worse" came with "[-3.32 %, +0.95 %]", the improvement's interval (issue 19): the interval
+    of how much worse has the worse-sign too, here [-0.95 %, +3.32 %] around +1.18 %."""
+    ga = [1000.0] * 6
+    student = [1000 * (1 + f) for f in (0.0118 + d for d in (-0.03, 0.03, -0.02, 0.02, 0.0, 0.0))]
+    claim = made_up({"ga": ga, "student": student}).claim()
+    assert claim["measured_pct"] == pytest.approx(-1.18) and claim["ci_low"] < 0 < claim["ci_high"]
+    s = claim["statement"]
+    assert "1.18% worse" in s
+    worse_low, worse_high = -claim["ci_high"], -claim["ci_low"]
+    assert f"95% interval of how much worse: [{worse_low:+.2f}%, {worse_high:+.2f}%]" in s
+    assert worse_low < 1.18 < worse_high  # the number lies inside its own interval
+    better = made_up({"ga": ga, "student": [v * 0.95 for v in ga[:5]] + [960.0]}).claim()["statement"]
+    assert "better" in better and "95% interval of how much better: [+" in better
 
 
 def test_no_model_control_is_reported():
-    search = [100.0, 200.0, 300.0, 400.0]
+    search = [100.0, 200.0, 300.0, 400.0, 500.0]
     res = made_up({"search": search, "teacher": [v * 0.99 for v in search], "ga": [v * 0.98 for v in search]})
     control = res.claim()["control"]
     assert control["deep_method"] == "teacher" and control["measured_pct"] == pytest.approx(1.0)
@@ -111,9 +142,53 @@ def test_no_model_control_is_reported():
 
 
 def test_ratio_interval_and_per_instance_status():
-    res = made_up({"ga": [100.0, 200.0, 300.0], "dqn": [110.0, 220.0, 330.0]}, failed={"dqn": {1}})
+    res = made_up({"ga": [100.0, 200.0, 300.0, 400.0, 500.0], "dqn": [110.0, 220.0, 330.0, 440.0, 550.0]},
+                  failed={"dqn": {1}})
     rows = {r["method"]: r for r in res.summary()}
-    assert rows["dqn"]["instances"] == 2 and rows["dqn"]["ratio_to_best"] == pytest.approx(1.1)
-    assert rows["dqn"]["status"] == "failed on 1 of 3 instance(s): too many providers"
+    assert rows["dqn"]["instances"] == 4 and rows["dqn"]["ratio_to_best"] == pytest.approx(1.1)
+    assert rows["dqn"]["status"] == "failed on 1 of 5 instance(s): too many providers"
     assert rows["ga"]["ratio_to_best"] == 1.0 and rows["ga"]["ratio_ci_low"] == pytest.approx(1.0)
+    assert ratio_text(rows["ga"]) == "1.000 [1.000, 1.000]"
+    assert ratio_text(rows["dqn"]) == "1.100 (n < 5: no interval)"  # 4 instances solved: none printed
+    assert math.isnan(rows["dqn"]["ratio_ci_low"]) and "1.100 (n < 5: no interval)" in summary_markdown(
+        res.summary(), {"statement": ""})
     assert res.claim()["verdict"] == "not measured"  # no deep model at all
+
+
+def _error_bars(ax) -> dict[str, tuple[float, float]]:
+    """method -> (low, high) of each error bar drawn on a bar chart's axes."""
+    from matplotlib.container import ErrorbarContainer
+
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    out = {}
+    for c in ax.containers:
+        if isinstance(c, ErrorbarContainer):
+            for seg in c.lines[2][0].get_segments():
+                (x, y0), (_, y1) = seg
+                out[labels[int(round(x))]] = (min(y0, y1), max(y0, y1))
+    return out
+
+
+def test_fig18_has_95_percent_error_bars_and_none_from_fewer_than_five():
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(1)
+    ga = list(rng.uniform(900, 1100, size=6))
+    res = made_up({"ga": ga, "greedy": [v * 1.2 for v in ga], "dqn": [v * 1.1 for v in ga]},
+                  failed={"dqn": {0, 1}})  # dqn solved 4: no interval, no bar
+    summary = res.summary()
+    rows = {r["method"]: r for r in summary}
+    fig = comparison_figure(summary)
+    try:
+        delay, ratio = _error_bars(fig.axes[0]), _error_bars(fig.axes[1])
+        for name in ("ga", "greedy"):
+            assert delay[name] == pytest.approx((rows[name]["delay_ci_low"], rows[name]["delay_ci_high"]))
+            assert ratio[name] == pytest.approx((rows[name]["ratio_ci_low"], rows[name]["ratio_ci_high"]))
+        assert delay["greedy"][1] - delay["greedy"][0] > 10  # a real interval, not a zero-height bar
+        for bars in (delay, ratio):  # no interval from 4 instances: the bar has zero height
+            assert "dqn" not in bars or bars["dqn"][0] == pytest.approx(bars["dqn"][1])
+        texts = [t.get_text() for ax in fig.axes[:2] for t in ax.texts]
+        assert any("n < 5: no interval" in t and "dqn" in t for t in texts)
+        assert "95% interval" in fig._suptitle.get_text()
+    finally:
+        plt.close(fig)
