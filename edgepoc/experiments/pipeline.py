@@ -44,6 +44,7 @@ class PipelineConfig:
     chain_tasks: int = 2000
     chain_rate: float = 0.0  # tasks/s submitted; 0 = as fast as the node takes them
     workers: int = 0  # 0 = all cores
+    smoke: bool = False  # --quick: every stage at toy size; the run and its report say it is a smoke run
     stages: list[str] = field(default_factory=lambda: list(STAGES))
 
 
@@ -51,10 +52,15 @@ STAGES = ["label", "train", "distill", "figures", "compare", "chain", "report"]
 
 
 def quick_config(out: str, seed: int = 0) -> PipelineConfig:
-    """Small enough for CI (about 3 minutes on a busy 2-core machine) while still running every stage for real."""
+    """The smoke run (`demo --quick`, `reproduce --quick`): small enough for CI (about 3 minutes on a busy
+    2-core machine) while still running every stage for real; marked `smoke` in run.json and the report."""
     return PipelineConfig(out=out, seed=seed, n_tasks=60, train_count=8, test_count=3, label_generations=15,
                           epochs=6, patience=6, distill_epochs=5, compare_count=2, compare_seconds=0.5,
-                          chain_tasks=300)
+                          chain_tasks=300, smoke=True)
+
+
+SMOKE_LINE = ("smoke run (--quick): every stage at toy size; it checks that the pipeline works end to end, "
+              "its numbers do not test the paper's claims")
 
 
 def paper_config(out: str, seed: int = 0) -> PipelineConfig:
@@ -172,11 +178,14 @@ class Pipeline:
         }
         report = None
         t0 = time.perf_counter()
+        if self.cfg.smoke:
+            console.print(SMOKE_LINE, style="yellow", soft_wrap=True)
         for i, name in enumerate(self.cfg.stages, 1):
             with self.step(i, name, what[name]):
                 result = getattr(self, name)()
                 report = result if name == "report" else report
-        console.print(f"[green]done[/green] in {time.perf_counter() - t0:.0f} s; results in {self.out}/")
+        console.print(f"[green]done[/green] in {time.perf_counter() - t0:.0f} s; results in {self.out}/"
+                      + (" (a smoke run)" if self.cfg.smoke else ""))
         return report
 
 

@@ -15,6 +15,9 @@ from edgepoc.experiments.report import Figure, Section, Table, write_report
 PAPER_LATENCY_GAIN_PCT = 5.84  # deep model vs the best other method (paper abstract, §5)
 PAPER_TEACHER_STUDENT_GAP_PCT = 19.37  # teacher better than student (paper Fig. 17)
 PAPER_OVERFIT_EPOCH = 200
+SMOKE_NOTE = ("Smoke run (--quick): every stage ran for real, at toy size (few small instances, a few epochs). "
+              "It shows that the pipeline works end to end; its numbers do not test the paper's claims. "
+              "Run `edgepoc reproduce` without --quick for the experiment at the paper's size.")
 
 
 def _csv(path: Path) -> list[dict]:
@@ -116,19 +119,34 @@ def distillation_section(run: Path) -> tuple[Section, list[list[object]]]:
     return section, claim
 
 
-def comparison_section(run: Path) -> tuple[Section, list[list[object]]]:
+COMPARE_CLAIM = "deep model better than the best other method by"
+
+
+def comparison_section(run: Path, ran: bool = True) -> tuple[Section, list[list[object]]]:
+    """The algorithm comparison (Fig. 18); `ran=False`: a section and claim row saying compare was not run."""
     from edgepoc.experiments.compare import ratio_text
+    from edgepoc.experiments.stats import MIN_INTERVAL_N, NO_INTERVAL
 
     folder = run / "compare"
+    if not ran:
+        return (Section("Algorithm comparison", [
+            "The compare stage was not run for this run folder (no compare/summary.json from these settings): "
+            "this report has no algorithm comparison and no Fig. 18. `--stages compare,report` adds them."]),
+            [[COMPARE_CLAIM, f"{PAPER_LATENCY_GAIN_PCT}%", "not measured: compare was not run", "not measured"]])
     summary = _json(folder / "summary.json")
     rows = [[m["method"], m.get("status", "ok"), m.get("instances", 0), _num(m.get("mean_total_latency")),
              ratio_text(m), _num(m.get("mean_seconds"))] for m in summary["methods"]]
     claim = summary.get("claim", {})
     measured = claim.get("measured_pct")
     verdict = claim.get("verdict") or _verdict(measured is not None and measured >= PAPER_LATENCY_GAIN_PCT)
-    interval = (f", 95% interval [{claim['ci_low']:+.2f}%, {claim['ci_high']:+.2f}%] over {claim.get('instances')} "
-                "instances" if claim.get("ci_low") is not None and claim.get("ci_high") is not None else "")
-    claims = [["deep model better than the best other method by", f"{PAPER_LATENCY_GAIN_PCT}%",
+    if claim.get("ci_low") is not None and claim.get("ci_high") is not None \
+            and (claim.get("instances") or 0) >= MIN_INTERVAL_N:
+        # the same sign convention as the number beside it: positive = better
+        interval = (f", 95% interval [{claim['ci_low']:+.2f}%, {claim['ci_high']:+.2f}%] over "
+                    f"{claim.get('instances')} instances")
+    else:
+        interval = f", {claim.get('instances')} instance(s): {NO_INTERVAL}" if claim.get("instances") else ""
+    claims = [[COMPARE_CLAIM, f"{PAPER_LATENCY_GAIN_PCT}%",
                f"{measured:+.2f}% ({claim.get('deep_method', '?')} vs {claim.get('best_other', '?')}){interval}"
                if measured is not None else "not measured", verdict]]
     n = len(summary.get("best_known", {}))
@@ -266,18 +284,23 @@ def build_report(run: Path) -> Path:
     info = _json(run / "run.json")
     data_teacher, claims = training_sections(run)
     distill, claim_d = distillation_section(run)
-    comparison, claim_c = comparison_section(run)
+    # the comparison is this run's only if compare ran with these settings (run.json lists it) and left its summary
+    compare_ran = "compare" in (info["config"].get("stages") or []) and (run / "compare" / "summary.json").is_file()
+    comparison, claim_c = comparison_section(run, compare_ran)
     if (run / "logs" / "contributions.out").is_file():
         chain = chain_section(run)
     else:
         chain = Section("PoC chain", ["The chain stage did not run for this run folder (no logs/contributions.out): "
                                       "this report has no chain results. `--stages chain,report` adds them."])
     claims = claim_c + claim_d + claims
+    smoke = [SMOKE_NOTE] if info["config"].get("smoke") else []
     summary = Section("The paper's claims beside this run", [
+        *smoke,
         f"Configuration: {json.dumps(info['config'])}",
         "Each row: what the paper reports, what this run measured, and whether the claim holds here.",
     ], tables=[Table(["claim", "paper", "this run", "verdict"], claims)])
     timings = Section("Run record", [f"versions: {json.dumps(info['versions'])}"],
                       tables=[Table(["stage", "seconds"], [[k, v] for k, v in info["timings_seconds"].items()])])
-    _, html = write_report(run, "edgepoc run report", [summary, *data_teacher, distill, comparison, chain, timings])
+    title = "edgepoc run report" + (" (smoke run)" if smoke else "")
+    _, html = write_report(run, title, [summary, *data_teacher, distill, comparison, chain, timings])
     return html

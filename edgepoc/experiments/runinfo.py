@@ -32,12 +32,16 @@ def versions() -> dict[str, str]:
     return out
 
 
+_NOT_SETTINGS = ("stages", "out")  # what may differ between the parts of one run
+
+
 class RunRecord:
     """Collects timings per stage and writes `run.json` (config, versions, timings) into the run folder.
 
     A run folder may be finished in parts (`--stages compare,report` after the others): when its
     `run.json` holds the same settings, the earlier stages' timings are kept and `config.stages` lists
-    every stage that ran; other settings start a fresh record.
+    every stage that ran; other settings start a fresh record. The folder's own path (`out`) is not a
+    setting: a run folder moved or copied elsewhere continues its record.
     """
 
     def __init__(self, out_dir: Path, config: Any):
@@ -55,8 +59,8 @@ class RunRecord:
             old_config, old_timings = dict(old["config"]), dict(old["timings_seconds"])
         except (OSError, ValueError, KeyError, TypeError):
             return
-        same = {k: v for k, v in old_config.items() if k != "stages"} == \
-            {k: v for k, v in self.config.items() if k != "stages"}
+        same = {k: v for k, v in old_config.items() if k not in _NOT_SETTINGS} == \
+            {k: v for k, v in self.config.items() if k not in _NOT_SETTINGS}
         if not same:
             return
         new_stages = list(self.config.get("stages") or [])

@@ -1,4 +1,7 @@
-"""`edgepoc demo --quick` end to end, as CI runs it: every stage for real, then the report."""
+"""`edgepoc reproduce --quick` end to end, as CI runs it: every stage for real, then the report.
+
+`reproduce --quick` and `demo --quick` are the same smoke run (tests/cli/test_researchers.py checks the
+configs are equal); `demo --quick --stages label` runs below."""
 
 from __future__ import annotations
 
@@ -21,14 +24,14 @@ SECTIONS = ["The paper's claims beside this run", "Data", "Teacher model", "Dist
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "run"
     t0 = time.perf_counter()
-    r = run_cli("demo", "--quick", "--out", str(out), timeout=600)
+    r = run_cli("reproduce", "--quick", "--out", str(out), timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return out, time.perf_counter() - t0, r
 
 
 def test_quick_demo_runs_every_stage_and_reports(quick_run):
     out, seconds, r = quick_run
-    assert seconds < 300, f"quick demo took {seconds:.0f} s"
+    assert seconds < 300, f"reproduce --quick took {seconds:.0f} s"
     md = (out / "report.md").read_text()
     html = (out / "report.html").read_text()
     for title in SECTIONS:
@@ -37,6 +40,16 @@ def test_quick_demo_runs_every_stage_and_reports(quick_run):
         assert claim in md
     assert html.count("data:image/png;base64,") >= 17  # figures 4-18 and the chain's, inline
     assert "report:" in r.stdout
+
+
+def test_quick_run_says_it_is_a_smoke_run(quick_run):
+    out, _, r = quick_run
+    assert "smoke run (--quick)" in r.stderr and "smoke run" in r.stdout
+    assert json.loads((out / "run.json").read_text())["config"]["smoke"] is True
+    md = (out / "report.md").read_text()
+    assert md.startswith("# edgepoc run report (smoke run)") and "its numbers do not test the paper's claims" in md
+    # 2 compare instances: no interval is printed from fewer than 5
+    assert "n < 5: no interval" in md and "n < 5: no interval" in (out / "compare" / "summary.md").read_text()
 
 
 def test_run_record_has_config_versions_timings(quick_run):
@@ -79,6 +92,27 @@ def test_report_stage_without_the_chain_stage(quick_run, tmp_path):
     md = (copy / "report.md").read_text()
     assert "## PoC chain" in md and "The chain stage did not run" in md
     assert "## Algorithm comparison" in md and "95% interval" in md
+
+
+def test_report_without_the_compare_stage(quick_run, tmp_path):
+    """`reproduce --stages label,train,distill,figures,report` failed at the report ("compare/summary.json is
+    missing"): a folder whose compare stage never ran now gets a report that says compare was not run."""
+    out, _, _ = quick_run
+    copy = tmp_path / "nocompare"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("compare", "compare.*", "testnet", "chain*",
+                                                             "contributions.out", "report.*"))
+    info = json.loads((copy / "run.json").read_text())
+    info["config"]["stages"] = ["label", "train", "distill", "figures"]  # as if compare and chain never ran
+    info["timings_seconds"] = {k: v for k, v in info["timings_seconds"].items() if k in info["config"]["stages"]}
+    (copy / "run.json").write_text(json.dumps(info))
+    r = run_cli("reproduce", "--quick", "--out", str(copy), "--stages", "report")
+    assert r.returncode == 0, r.stderr[-2000:]
+    md = (copy / "report.md").read_text()
+    assert "## Algorithm comparison" in md and "The compare stage was not run" in md
+    assert "| deep model better than the best other method by | 5.84% | not measured: compare was not run |" in md
+    assert "## Distillation" in md and "fig18" not in md
+    assert json.loads((copy / "run.json").read_text())["config"]["stages"] == [
+        "label", "train", "distill", "figures", "report"]
 
 
 def test_compare_stage_is_held_out(quick_run):
