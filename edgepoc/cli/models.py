@@ -185,9 +185,17 @@ def distill_cmd(
 
 def train_general_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Run directory (config.json, labels.npz, teacher.pt, log.json)."),
+    data: Optional[Path] = typer.Option(None, "--data", help=DATA_HELP + " Train on these labelled instances "
+                                                             "(any K and R) instead of the generated mix."),
+    test_data: Optional[Path] = typer.Option(None, "--test-data", help="With --data: validation set (else split "
+                                                                       "--data)."),
+    test_fraction: float = typer.Option(0.2, help="With --data: share held out for validation when --test-data "
+                                                  "is not given (split by --seed)."),
     seed: int = typer.Option(1000, help="Seed of the training mix (validation: seed + 1000)."),
-    count: int = typer.Option(200, help="Training instances (mixed families, 2-12 providers, 1-4 resources)."),
-    val_count: int = typer.Option(30, help="Validation instances (checkpoint selection)."),
+    count: int = typer.Option(200, help="Training instances (mixed families, 2-12 providers, 1-4 resources); "
+                                        "with --data: the data set's."),
+    val_count: int = typer.Option(30, help="Validation instances (checkpoint selection); with --data: the "
+                                           "held-out ones."),
     imitation_epochs: int = typer.Option(30, help="Epochs of imitation of the GA labels."),
     es_generations: int = typer.Option(300, help="Generations of evolution strategies on f(x)."),
     es_pairs: int = typer.Option(16, help="Antithetic perturbation pairs per generation."),
@@ -195,22 +203,35 @@ def train_general_cmd(
     gnn_layers: int = typer.Option(3),
     threads: int = typer.Option(1, help="Torch CPU threads."),
 ) -> None:
-    """Train the general teacher (any K and R): GA labels, imitation, then ES on f(x); prints a JSON summary."""
+    """Train the general teacher (any K and R): GA labels, imitation, then ES on f(x); prints a JSON summary.
+
+    With --data, one's own labelled instances (the data sets `train` reads) replace the generated mix
+    and its GA labels; their labels are imitated, then ES fine-tunes on f(x) as usual."""
     from edgepoc.models.general_train import GeneralTrainConfig, train_general
 
     if min(count, val_count, es_pairs) < 1 or min(imitation_epochs, es_generations) < 0:
         raise InputError("train-general: counts and pairs must be >= 1, epochs and generations >= 0")
+    if test_data is not None and data is None:
+        raise InputError("--test-data: needs --data")
+    own = None
+    record = None
+    if data is not None:
+        train, test, record = _labelled_sets(data, test_data, test_fraction, "paper", seed, count, val_count, None,
+                                             "ga", None, None, None, out)
+        own = ([it.instance for it in train], [it.assignment for it in train], [it.instance for it in test])
+        count, val_count = len(train), len(test)
     cfg = GeneralTrainConfig(seed=seed, count=count, val_count=val_count, imitation_epochs=imitation_epochs,
                              es_generations=es_generations, es_pairs=es_pairs, hidden=hidden, gnn_layers=gnn_layers,
                              threads=threads)
-    print_json(train_general(out, cfg))
+    print_json(train_general(out, cfg, data=own, data_record=record))
 
 
 def plot_cmd(
-    run_dir: Path = typer.Argument(..., help="A training or distillation run directory."),
+    run_dir: Path = typer.Argument(..., help="A training or distillation run directory (paper variant or general)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Figure folder (default RUN_DIR/figures)."),
 ) -> None:
-    """Write the paper's figures (4-14 from training, 15-17 from distillation) as PNGs."""
+    """Write the paper's figures (4-14 from training, 15-17 from distillation) as PNGs; a general-model run
+    (train-general, or distill of a general teacher) gives its imitation and ES curves."""
     from edgepoc.models.plots import plot_run
 
     made = plot_run(run_dir, out)

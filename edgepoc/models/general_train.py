@@ -215,24 +215,34 @@ def evolve_head(model: GeneralAllocationModel, train: Evaluator, val: Evaluator,
     return best
 
 
-def train_general(out: str | Path, cfg: GeneralTrainConfig, show: bool = True) -> dict:
-    """Train a general teacher; writes `teacher.pt`, `config.json`, `log.json` into `out`."""
+def train_general(out: str | Path, cfg: GeneralTrainConfig, show: bool = True,
+                  data: tuple[list[Instance], list[np.ndarray], list[Instance]] | None = None,
+                  data_record: dict | None = None) -> dict:
+    """Train a general teacher; writes `teacher.pt`, `config.json`, `log.json` into `out`.
+
+    `data`: (training instances, their label allocations, validation instances), one's own labelled
+    instances (`train-general --data`) instead of the generated mix; `data_record` says where they came
+    from (kept in config.json)."""
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, cfg.threads))
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    train_inst = training_mix(cfg.seed, cfg.count)
-    val_inst = training_mix(cfg.seed + 1000, cfg.val_count)
+    doc = cfg.to_dict() | ({"data": data_record or {}} if data is not None else {})
+    (out / "config.json").write_text(json.dumps(doc, indent=2))
     labels_path = out / "labels.npz"
-    if labels_path.exists():
-        rec = np.load(labels_path)
-        labels = [rec[f"x{i}"].astype(np.int64) for i in range(cfg.count)]
+    if data is not None:  # one's own labelled instances: no generated mix, no GA labelling here
+        train_inst, labels, val_inst = data[0], [np.asarray(x, dtype=np.int64) for x in data[1]], data[2]
     else:
-        labels = ga_labels(train_inst, cfg.seed, cfg.label_generations, show)
-        np.savez_compressed(labels_path, **{f"x{i}": x.astype(np.int8) for i, x in enumerate(labels)})
+        train_inst = training_mix(cfg.seed, cfg.count)
+        val_inst = training_mix(cfg.seed + 1000, cfg.val_count)
+        if labels_path.exists():
+            rec = np.load(labels_path)
+            labels = [rec[f"x{i}"].astype(np.int64) for i in range(cfg.count)]
+        else:
+            labels = ga_labels(train_inst, cfg.seed, cfg.label_generations, show)
+            np.savez_compressed(labels_path, **{f"x{i}": x.astype(np.int8) for i, x in enumerate(labels)})
     t_labels = time.perf_counter() - t0
     model = GeneralAllocationModel(GeneralConfig(hidden=cfg.hidden, gnn_layers=cfg.gnn_layers))
     train_eval, val_eval = Evaluator(train_inst), Evaluator(val_inst)
@@ -244,6 +254,8 @@ def train_general(out: str | Path, cfg: GeneralTrainConfig, show: bool = True) -
     meta = {"params": count_parameters(model), "val_ratio_to_rollout": best, "imitation_val_ratio": imit,
             "train_label_ratio_to_rollout": label_ratio, "seconds": time.perf_counter() - t0,
             "label_seconds": t_labels, "config": cfg.to_dict()}
+    if data is not None:
+        meta["data"] = data_record or {}
     save_checkpoint(out / "teacher.pt", model, meta)
     (out / "log.json").write_text(json.dumps(log, indent=1))
     return meta

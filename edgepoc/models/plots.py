@@ -1,7 +1,10 @@
 """The paper's figures 4-17 from a run directory's logs (matplotlib, Agg backend: no display).
 
 A training run (`log.csv`, `figures.npz`) gives figures 4-14; a distillation run
-(`distill_log.csv`) gives 15-17. Missing data for a figure is an `EdgepocError`, never an empty plot.
+(`distill_log.csv`) gives 15-17. A general-model run (`train-general`, or `distill` of a general
+teacher: `log.json` beside `teacher.pt` / `student.pt`) gives what it logged: the validation one-pass
+ratio to rollout per imitation epoch and per ES generation. Missing data for a figure is an
+`EdgepocError`, never an empty plot.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ def _plt():
 
 
 VARIANT = "paper variant: fixed-K ResourceAllocationModel (`edgepoc train`)"  # SPEC §4: each figure says which
+GENERAL_VARIANT = {"teacher": "general model, any K and R (`edgepoc train-general`)",
+                   "student": "general student (`edgepoc distill` of a general teacher)"}
 
 
 def _series(rows: list[dict], key: str, source: str) -> np.ndarray:
@@ -32,12 +37,15 @@ def _series(rows: list[dict], key: str, source: str) -> np.ndarray:
 
 
 def _line(path: Path, x, ys: dict[str, np.ndarray], title: str, ylabel: str, xlabel: str = "epoch",
-          logy: bool = False) -> Path:
+          logy: bool = False, variant: str = VARIANT, hline: tuple[float, str] | None = None) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for label, y in ys.items():
-        ax.plot(x, y, label=label, linestyle="--" if "label" in label or "teacher" in label else "-")
-    ax.set_title(f"{title}\n({VARIANT})", fontsize=10)
+        ax.plot(x, y, label=label, linestyle="--" if "label" in label or "teacher" in label else "-",
+                marker="o" if len(x) < 30 else None, markersize=3)
+    if hline is not None:
+        ax.axhline(hline[0], color="grey", linewidth=0.8, linestyle=":", label=hline[1])
+    ax.set_title(f"{title}\n({variant})", fontsize=10)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if logy:
@@ -143,17 +151,64 @@ def plot_distillation(run_dir: Path, out: Path) -> list[Path]:
     ]
 
 
+def general_kind(run_dir: Path) -> str | None:
+    """"teacher" / "student" for a general-model run folder (log.json beside its checkpoint), else None."""
+    if not (run_dir / "log.json").exists():
+        return None
+    for kind in ("teacher", "student"):
+        if (run_dir / f"{kind}.pt").exists():
+            return kind
+    return None
+
+
+def plot_general(run_dir: Path, out: Path, kind: str) -> list[Path]:
+    """A general run's log.json: validation one-pass / rollout per imitation epoch and per ES generation
+    (with the ES mini-batch's mean ratio on the training instances)."""
+    import json
+
+    src = str(run_dir / "log.json")
+    try:
+        rows = json.loads((run_dir / "log.json").read_text())
+    except ValueError as exc:
+        raise EdgepocError(f"plot: {src!r} is not JSON ({exc})") from None
+    if not isinstance(rows, list) or not rows:
+        raise EdgepocError(f"plot: {src!r} is empty (the run logged no epoch or generation)")
+    variant = GENERAL_VARIANT[kind]
+    rollout = (1.0, "rollout (ratio 1)")
+    made = []
+    imit = [r for r in rows if r.get("phase") == "imitation"]
+    if imit:
+        what = "the GA labels" if kind == "teacher" else "the teacher's decodes (KL)"
+        made.append(_line(out / f"general_{kind}_imitation.png", _series(imit, "step", src),
+                          {"validation": _series(imit, "val_ratio_to_rollout", src)},
+                          f"{kind.capitalize()}: imitation of {what}", "one-pass total delay / rollout",
+                          variant=variant, hline=rollout))
+    es = [r for r in rows if r.get("phase") == "es"]
+    if es:
+        ys = {"validation": _series(es, "val_ratio_to_rollout", src)}
+        if "train_batch_ratio" in es[0]:
+            ys["training mini-batch (perturbed heads, mean)"] = _series(es, "train_batch_ratio", src)
+        made.append(_line(out / f"general_{kind}_es.png", _series(es, "step", src), ys,
+                          f"{kind.capitalize()}: evolution strategies on f(x)", "one-pass total delay / rollout",
+                          xlabel="ES generation", variant=variant, hline=rollout))
+    if not made:
+        raise EdgepocError(f"plot: {src!r} has no imitation or ES entries")
+    return made
+
+
 def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
     """Every figure the run's logs support, as PNGs in `out_dir` (default RUN_DIR/figures)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise EdgepocError(f"plot: {str(run_dir)!r} is not a run directory")
     has_train, has_distill = (run_dir / "log.csv").exists(), (run_dir / "distill_log.csv").exists()
-    if not (has_train or has_distill):
+    general = general_kind(run_dir)
+    if not (has_train or has_distill or general):
         what = ("a compare run (it draws its own fig18_comparison.png)" if (run_dir / "summary.json").exists()
                 else "not a training or distillation run")
         raise EdgepocError(f"plot: {str(run_dir)!r} is {what}; plot accepts the folder of `edgepoc train` "
-                           "(log.csv: Fig. 4-14) or `edgepoc distill` (distill_log.csv: Fig. 15-17)")
+                           "(log.csv: Fig. 4-14), `edgepoc distill` (distill_log.csv: Fig. 15-17) or "
+                           "`edgepoc train-general` / a general distill (log.json: imitation and ES curves)")
     out = Path(out_dir) if out_dir else run_dir / "figures"
     out.mkdir(parents=True, exist_ok=True)
     made = []
@@ -161,4 +216,6 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
         made += plot_training(run_dir, out)
     if has_distill:
         made += plot_distillation(run_dir, out)
+    if general:
+        made += plot_general(run_dir, out, general)
     return made
