@@ -94,6 +94,7 @@ def network_up(dir: Path = typer.Option(DEFAULT_DIR, "--dir"),
     bundle = "this_host" in doc  # one machine's share of a multi-host network
     names = (["arbiter"] if net.has_arbiter(dir) else []) + [n["name"] for n in net.local_nodes(dir)]
     t0 = time.monotonic()
+    net.check_ports(dir, [k for k in names if net.running_pid(dir, k) is None])  # before anything starts
     typer.echo(f"starting {', '.join(names)}; waiting up to {wait:.0f} s for them"
                f"{' to run' if bundle else ' to be in consensus'} ...", err=True)
     res = net.start_members(dir, names, wait, consensus=not bundle, progress=net.Progress())
@@ -123,8 +124,10 @@ def _round_step(r: dict) -> str:
 
 
 def _voting(r: dict) -> bool:
-    """Does this `network status` row count toward quorum: it answers with a height and is in consensus?"""
-    return "height" in r and r.get("state", "in consensus") == "in consensus" and r.get("catching_up") is not True
+    """Does this `network status` row count toward quorum: its API answers with a height and its cometbft is
+    not block-syncing (a starting node answers without a height; unknown counts as voting, as a slow RPC
+    on a busy node is no sign of a lost one)?"""
+    return "height" in r and r.get("catching_up") is not True
 
 
 def _why_out(r: dict) -> str:

@@ -32,7 +32,7 @@ def test_network_cli_round_trip(tmp_path):
         r = edgepoc("submit", "--dir", d, "--count", "50", "--wait", "--timeout", "40", "--nonce", "7")
         assert json.loads(r.stdout)["committed"] == 50
         r = edgepoc("submit", "--dir", d, "--count", "50", "--nonce", "7", "--seed", "9")  # the same nonces: replays
-        assert r.returncode == 0, r.stderr
+        assert r.returncode != 0 and "replay" in r.stderr, r.stderr  # every task rejected: exit non-zero
         r = edgepoc("network", "status", "--dir", d, "--json")
         rows = json.loads(r.stdout)
         assert max(row["tasks_committed"] for row in rows) == 110  # nothing committed twice

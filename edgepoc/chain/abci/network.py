@@ -13,6 +13,7 @@ Layout of a network folder D:
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import json
 import os
@@ -41,6 +42,8 @@ PORTS_PER_NODE = 4  # p2p, rpc, abci, api
 # CometBFT's own Prometheus metrics: base_port + 300 + the node's index on its host (above the 4 ports of
 # up to 64 nodes and the arbiter's), or a free port with base_port 0.
 PROMETHEUS_PORT_OFFSET = 300
+# A node's "state" in /status (edgepoc.chain.abci.boot): its process answers, cometbft block-syncs, past it.
+STATE_STARTING, STATE_CATCHING_UP, STATE_IN_CONSENSUS = "starting", "catching up", "in consensus"
 
 
 _taken: set[int] = set()
@@ -269,6 +272,12 @@ def _member(folder: Path, name: str) -> tuple[Path, list[str], str]:
     raise InputError(f"NODE: no node named {name!r} in {folder} (have {', '.join(n['name'] for n in doc['nodes'])})")
 
 
+def running_pid(folder: Path, name: str) -> int | None:
+    """The pid of the member if its process (one this folder started) is running."""
+    home, _, role = _member(folder, name)
+    return _pid(home / f"{role}.pid")
+
+
 def start_member(folder: Path, name: str, extra_env: dict[str, str] | None = None) -> int:
     """Start one node (app + cometbft, one process group) or the arbiter; returns its pid."""
     home, args, role = _member(folder, name)
@@ -278,7 +287,10 @@ def start_member(folder: Path, name: str, extra_env: dict[str, str] | None = Non
         return pid
     log = open(home / f"{role}.log", "ab")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1", **(extra_env or {})}
-    proc = subprocess.Popen([sys.executable, "-m", "edgepoc", *args], stdout=log, stderr=subprocess.STDOUT,
+    # a node starts through `boot` (what `edgepoc node` runs, less the CLI's imports): its API answers
+    # /status ("starting") within a fraction of a second, before the application is loaded
+    cmd = ["-m", "edgepoc.chain.abci.boot", *args[1:]] if role == "node" else ["-m", "edgepoc", *args]
+    proc = subprocess.Popen([sys.executable, *cmd], stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True, env=env)
     log.close()
     pidfile.write_text(f"{proc.pid}\n")
@@ -342,7 +354,10 @@ def has_arbiter(folder: Path) -> bool:
 
 
 def up(folder: Path, env: dict[str, str] | None = None) -> dict[str, int]:
-    """Start the arbiter (if this folder holds it) and every node this folder holds."""
+    """Start the arbiter (if this folder holds it) and every node this folder holds (no waiting: see
+    `start_members` for the checked start that `network up` does); a taken port raises before any start."""
+    names = (["arbiter"] if has_arbiter(folder) else []) + [n["name"] for n in local_nodes(folder)]
+    check_ports(folder, [name for name in names if running_pid(folder, name) is None])
     pids = {"arbiter": start_member(folder, "arbiter", env)} if has_arbiter(folder) else {}
     for n in local_nodes(folder):
         pids[n["name"]] = start_member(folder, n["name"], env)
@@ -355,31 +370,27 @@ def down(folder: Path) -> list[str]:
 
 
 def status(folder: Path, timeout: float = 2.0) -> list[dict]:
-    """Each node of the network; nodes on other hosts (a bundle) are asked over their API, pid unknown."""
+    """Each node of the network, as its API answers /status (a starting node: its "state" and "phase", no
+    height); nodes on other hosts (a bundle) are asked over their API, pid unknown."""
     doc = load_network(folder)
     rows = []
     for n in doc["nodes"]:
         local = (Path(folder) / n["home"] / "app.json").exists()
         pid = _pid(Path(folder) / n["home"] / "node.pid") if local else None
-        if not local:
-            client = HttpClient(n["api"], timeout=timeout)
-            try:
-                row = {"name": n["name"], "pid": None, "api": n["api"], **client.get("/status")}
-            except EdgepocError as exc:
-                row = {"name": n["name"], "pid": None, "api": n["api"], "error": str(exc)}
-            finally:
-                client.close()
+        row: dict[str, Any] = {"name": n["name"], "pid": pid, "api": n["api"]}
+        if local and pid is None:
             rows.append(row)
             continue
-        row: dict[str, Any] = {"name": n["name"], "pid": pid, "api": n["api"]}
-        if pid is not None:
-            client = HttpClient(n["api"], timeout=timeout)
-            try:
-                row.update(client.get("/status"))
-            except EdgepocError as exc:
-                row["error"] = str(exc)
-            finally:
-                client.close()
+        got = probe(n["api"], timeout)
+        if got is None:
+            row["error"] = f"no answer from {n['api']}"
+        elif got[0] == 200:
+            row.update({k: v for k, v in got[1].items() if k not in ("name", "api")})
+            row["pid"] = pid  # a node on another host: its pid there means nothing here
+        elif got[1].get("state") == STATE_STARTING:
+            row.update(state=STATE_STARTING, phase=got[1].get("phase"), answering_pid=got[1].get("pid"))
+        else:
+            row["error"] = f"HTTP {got[0]} {got[1].get('error', '')}".strip()
         rows.append(row)
     return rows
 
@@ -423,3 +434,377 @@ def wait_ready(folder: Path, timeout: float = 90.0, names: list[str] | None = No
             time.sleep(0.2)
     if todo:
         raise EdgepocError(f"nodes not ready after {timeout:.0f} s: {', '.join(todo)}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Starting members truthfully: ports checked first, the answering process checked, consensus waited for,
+# a failed start undone.
+
+
+class StartFailed(EdgepocError):
+    """A member did not come up; what this command had started is stopped again."""
+
+
+def _toml_value(text: str, section: str, key: str) -> str | None:
+    current = ""
+    for line in text.split("\n"):
+        m = re.match(r"^\[([^\]]+)\]\s*$", line)
+        if m:
+            current = m.group(1)
+            continue
+        m = re.match(rf"^{re.escape(key)}\s*=\s*(.*?)\s*$", line)
+        if m and current == section:
+            return m.group(1).strip('"')
+    return None
+
+
+def _split_addr(addr: str) -> tuple[str, int] | None:
+    addr = addr.split("://", 1)[-1]
+    host, _, port = addr.rpartition(":")
+    if not port.isdigit():
+        return None
+    return (host.strip("[]") or "0.0.0.0"), int(port)
+
+
+def member_ports(folder: Path, name: str) -> list[tuple[str, str, int]]:
+    """(what, host, port) of every port the member listens on: a node's p2p, rpc, abci, api and CometBFT's
+    Prometheus port (when on); the arbiter's port."""
+    home, _, role = _member(folder, name)
+    if role == "arbiter":
+        cfg = json.loads((home / "config.json").read_text())
+        return [("arbiter", cfg.get("host", HOST), int(cfg["port"]))]
+    cfg = json.loads((home / "app.json").read_text())
+    out = [("p2p", cfg["host"], int(cfg["p2p_port"])), ("rpc", "127.0.0.1", int(cfg["rpc_port"])),
+           ("abci", "127.0.0.1", int(cfg["abci_port"])), ("api", cfg["host"], int(cfg["api_port"]))]
+    try:
+        toml = (home / "cometbft" / "config" / "config.toml").read_text()
+    except OSError:
+        return out
+    for what, section, key in (("p2p", "p2p", "laddr"), ("rpc", "rpc", "laddr")):
+        addr = _split_addr(_toml_value(toml, section, key) or "")
+        if addr is not None:  # what cometbft will really bind
+            out = [(w, *addr) if w == what else (w, h, p) for w, h, p in out]
+    if (_toml_value(toml, "instrumentation", "prometheus") or "").lower() == "true":
+        addr = _split_addr(_toml_value(toml, "instrumentation", "prometheus_listen_addr") or "")
+        if addr is not None:
+            out.append(("prometheus", *addr))
+    return out
+
+
+def _listening_inodes(port: int) -> set[str]:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if len(f) > 9 and f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f[9])
+    return inodes
+
+
+def port_holder(port: int) -> str | None:
+    """Who listens on `port` on this machine: "pid 123 (cometbft start --home ...)", or None if that is not
+    visible to this user."""
+    inodes = {f"socket:[{i}]" for i in _listening_inodes(port)}
+    if not inodes:
+        return None
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            for fd in (p / "fd").iterdir():
+                try:
+                    if os.readlink(fd) in inodes:
+                        cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+                        cmd = re.sub(r"^\S*/", "", " ".join(cmd.split()))  # the program's name, not its folder
+                        return f"pid {p.name} ({cmd[:120]})"
+                except OSError:
+                    continue
+        except OSError:
+            continue
+    return None
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """None if `host:port` can be listened on now (as cometbft and uvicorn do, with SO_REUSEADDR), else why not."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return f"cannot be used: address {host} is not on this machine (run this folder on its host)"
+            if exc.errno == errno.EADDRINUSE:
+                holder = port_holder(port)
+                return f"is in use by {holder}" if holder else "is in use (by a process this user cannot see)"
+            return f"cannot be used: {exc.strerror or exc}"
+    return None
+
+
+def check_ports(folder: Path, names: list[str]) -> None:
+    """Raise (before anything starts) naming the first port of `names` that is taken, and by whom."""
+    problems = []
+    for name in names:
+        for what, host, port in member_ports(folder, name):
+            why = port_problem(host, port)
+            if why is not None:
+                problems.append(f"{name}: {what} port {host}:{port} {why}")  # e.g. "... is in use by pid 12 (...)"
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise StartFailed(f"{problems[0]}{more}; nothing was started")
+
+
+def probe(url: str, timeout: float = 2.0) -> tuple[int, dict] | None:
+    """(HTTP status, JSON body) of GET url/status, or None if nothing answers. A starting node answers
+    503 with {"state": "starting", "pid", "address", "node_id", "phase"}."""
+    import http.client
+
+    hostport = url.split("//", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    conn = http.client.HTTPConnection(host.strip("[]"), int(port), timeout=timeout)
+    try:
+        conn.request("GET", "/status")
+        r = conn.getresponse()
+        raw = r.read()
+        try:
+            doc = json.loads(raw) if raw else {}
+        except ValueError:
+            doc = {}
+        return r.status, doc if isinstance(doc, dict) else {}
+    except (OSError, http.client.HTTPException, ValueError):
+        return None
+    finally:
+        conn.close()
+
+
+def _error_line(text: str) -> str | None:
+    """The last line of a log chunk that says what went wrong."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    patterns = (r"^(error|panic)\b", r"^E\[", r" (ERROR|CRITICAL) ", r"address already in use", r"^\w*(Error|Exception):")
+    for ln in reversed(lines):
+        if "cometbft exited with code" in ln:
+            continue  # the node's echo of its child's death: the reason is in cometbft.log
+        if any(re.search(p, ln, re.I if p.startswith("^(error") else 0) for p in patterns):
+            return ln[:300]
+    return None
+
+
+def last_error(home: Path, offsets: dict[str, int] | None = None) -> str:
+    """The last error line written since `offsets` (log name -> size before the start) to the member's logs:
+    the node's own first (its `error: ...` line), then cometbft's (e.g. "bind: address already in use")."""
+    offsets = offsets or {}
+    found = {}
+    for log in ("node.log", "arbiter.log", "cometbft.log"):
+        path = Path(home) / log
+        if not path.exists():
+            continue
+        with open(path, "rb") as f:
+            f.seek(offsets.get(log, 0))
+            text = f.read().decode(errors="replace")
+        line = _error_line(text)
+        if line is not None:
+            found[log] = line
+        elif text.strip() and log != "cometbft.log":
+            found.setdefault("tail", text.strip().splitlines()[-1][:300])
+    node_line = found.get("node.log") or found.get("arbiter.log")
+    comet_line = found.get("cometbft.log")
+    if node_line and comet_line and ("cometbft" in node_line or "exited" in node_line):
+        return f"{comet_line} (cometbft.log)"
+    if node_line:
+        return node_line
+    if comet_line:
+        return f"{comet_line} (cometbft.log)"
+    return found.get("tail") or "no error in its log"
+
+
+def _log_sizes(home: Path) -> dict[str, int]:
+    out = {}
+    for log in ("node.log", "arbiter.log", "cometbft.log"):
+        try:
+            out[log] = (Path(home) / log).stat().st_size
+        except OSError:
+            out[log] = 0
+    return out
+
+
+def _network_tip(doc: dict, exclude: set[str], timeout: float = 1.0) -> int:
+    """The highest height the other nodes of the network report (0 if none answers)."""
+    tip = 0
+    for n in doc["nodes"]:
+        if n["name"] in exclude:
+            continue
+        got = probe(n["api"], timeout)
+        if got is not None and got[0] == 200 and isinstance(got[1].get("height"), int):
+            tip = max(tip, got[1]["height"])
+    return tip
+
+
+class Progress:
+    """One status line on stderr: rewritten in place on a terminal, a line per change of phase otherwise."""
+
+    def __init__(self, stream=None):
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.last: dict[str, str] = {}
+        self.t0 = time.monotonic()
+
+    def show(self, states: dict[str, str]) -> None:
+        el = time.monotonic() - self.t0
+        if self.tty:
+            width = shutil.get_terminal_size((100, 20)).columns
+            line = f"[{el:5.1f} s] " + " | ".join(f"{k}: {v}" for k, v in states.items())
+            self.stream.write("\r" + line[:width - 1] + "\x1b[K")
+            self.stream.flush()
+            return
+        for k, v in states.items():
+            phase = re.sub(r"[\d.]+", "#", v)  # a new line when the phase changes, not the numbers in it
+            if self.last.get(k) != phase:
+                self.last[k] = phase
+                self.stream.write(f"  [{el:5.1f} s] {k}: {v}\n")
+                self.stream.flush()
+
+    def done(self) -> None:
+        if self.tty:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+def start_members(folder: Path, names: list[str], timeout: float = 120.0, consensus: bool = True,
+                  env: dict[str, str] | None = None, progress: Progress | None = None) -> dict[str, dict]:
+    """Start the named members (nodes and/or "arbiter") and wait until each is up; undo on failure.
+
+    Before starting anything: every port of every member not already running must be free (else
+    StartFailed naming the port and its holder). Then each started node must be answered on its API by
+    the process just started (pid, validator address and node id as network.json says), and, with
+    `consensus`, be past block sync at the network's tip (the other nodes' highest height when it started,
+    at least 1); the arbiter must answer with its key's address. A member that exits, an API answered by
+    another process, or a timeout stops every member this call started (nothing else) and raises
+    StartFailed with the reason (the last error line of the failing member's logs).
+
+    Returns name -> {"pid", "state", "height", "api_s" (seconds until its API answered), "ready_s",
+    "already" (it was running before: not started, not stopped)}.
+    """
+    folder = Path(folder)
+    doc = load_network(folder)
+    nodes = {n["name"]: n for n in doc["nodes"]}
+    result: dict[str, dict] = {}
+    todo = []
+    for name in names:
+        pid = running_pid(folder, name)
+        if pid is not None:
+            result[name] = {"pid": pid, "already": True}
+        else:
+            todo.append(name)
+    check_ports(folder, todo)
+    progress = progress or Progress(open(os.devnull, "w"))
+    t0 = time.monotonic()
+    offsets = {name: _log_sizes(_member(folder, name)[0]) for name in todo}
+    started: dict[str, int] = {}
+
+    def undo() -> list[str]:
+        progress.done()
+        return [name for name in reversed(list(started)) if stop_member(folder, name, wait=10.0)]
+    try:
+        for name in todo:
+            started[name] = start_member(folder, name, env)
+            result[name] = {"pid": started[name], "already": False}
+        target = max(1, _network_tip(doc, set(todo))) if consensus else 0
+        _wait_members(folder, doc, nodes, result, started, offsets, target, consensus, timeout, t0, progress)
+    except StartFailed as exc:
+        stopped = undo()
+        raise StartFailed(f"{exc}; stopped what this command started ({', '.join(reversed(stopped))})"
+                          if stopped else str(exc)) from None
+    except BaseException:
+        undo()
+        raise
+    progress.done()
+    return result
+
+
+def others_answer(folder: Path, names: list[str]) -> bool:
+    """Does any node of the network outside `names` answer its API as running (so there is a chain to join)?"""
+    for n in load_network(folder)["nodes"]:
+        if n["name"] not in names:
+            got = probe(n["api"], 1.0)
+            if got is not None and got[0] == 200:
+                return True
+    return False
+
+
+def _arbiter_address(folder: Path) -> str | None:
+    try:
+        return SigningKey.load(Path(folder) / "arbiter" / "arbiter_key.json").address
+    except (OSError, ValueError, EdgepocError, KeyError):
+        return None
+
+
+def _wait_members(folder: Path, doc: dict, nodes: dict, result: dict, started: dict[str, int],
+                  offsets: dict, target: int, consensus: bool, timeout: float, t0: float, progress: Progress) -> None:
+    waiting = dict(started)
+    for name, r in result.items():  # already running: still checked that it answers as itself
+        if r.get("already"):
+            waiting[name] = r["pid"]
+    states = {name: STATE_STARTING for name in waiting}
+    arbiter_addr = _arbiter_address(folder) if "arbiter" in waiting else None
+    while True:
+        for name in list(waiting):
+            pid = waiting[name]
+            home, _, role = _member(folder, name)
+            if name in started and not _alive(home / f"{role}.pid"):
+                raise StartFailed(f"{name} exited at start: {last_error(home, offsets.get(name))}")
+            url = doc["arbiter"]["url"] if name == "arbiter" else nodes[name]["api"]
+            got = probe(url, timeout=2.0)
+            if got is None:
+                states[name] = f"{STATE_STARTING} (no answer yet)"
+                continue
+            code, st = got
+            r = result[name]
+            r.setdefault("api_s", time.monotonic() - t0)
+            if name == "arbiter":
+                if code == 200 and arbiter_addr and st.get("address") not in (None, arbiter_addr):
+                    raise StartFailed(f"arbiter: {url} is answered by another arbiter (address "
+                                      f"{str(st.get('address'))[:12]}, not this network's)")
+                if code == 200:
+                    states[name] = "answering"
+                    r.update(state="answering", ready_s=time.monotonic() - t0)
+                    del waiting[name]
+                continue
+            want_addr, want_id = nodes[name].get("address"), nodes[name].get("node_id")
+            if (st.get("pid") is not None and st.get("pid") != pid) or (
+                    st.get("address") is not None and st.get("address") != want_addr) or (
+                    st.get("node_id") and want_id and st.get("node_id") != want_id):
+                raise StartFailed(
+                    f"{name}: its API {url} is answered by another process (pid {st.get('pid')}, address "
+                    f"{str(st.get('address'))[:12]}, node id {str(st.get('node_id'))[:12]}), not the node "
+                    f"{'just started' if name in started else 'running'} (pid {pid}, address {str(want_addr)[:12]})")
+            if code != 200:
+                states[name] = f"{STATE_STARTING} ({st.get('phase') or f'HTTP {code}'})"
+                continue
+            h, catching = st.get("height"), st.get("catching_up")
+            r.update(height=h)
+            if catching is None:
+                states[name] = f"{STATE_STARTING} (waiting for cometbft)"
+            elif not consensus:
+                states[name] = f"running at height {h} (not waiting for consensus)"
+                r.update(state="running", ready_s=time.monotonic() - t0)
+                del waiting[name]
+            elif catching or not isinstance(h, int) or h < target:
+                states[name] = f"{STATE_CATCHING_UP} (height {h}, tip {target})"
+            else:
+                states[name] = f"{STATE_IN_CONSENSUS} at height {h}"
+                r.update(state=STATE_IN_CONSENSUS, ready_s=time.monotonic() - t0)
+                del waiting[name]
+        progress.show(states)
+        if not waiting:
+            return
+        if time.monotonic() - t0 > timeout:
+            name = next(iter(waiting))
+            raise StartFailed(f"{name} not ready after {timeout:.0f} s: {states[name]}"
+                              + (f"; last error: {last_error(_member(folder, name)[0], offsets.get(name))}"
+                                 if name in started else "")
+                              + " (raise --wait for a long catch-up)")
+        time.sleep(0.2)
