@@ -127,3 +127,48 @@ class CometNet:
 
 def raw_tx(d: dict) -> bytes:
     return json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
+
+
+class Outsider:
+    """A CometBFT node that is not one of the network's: a fresh home with the public genesis, the built-in
+    no-op application, and persistent_peers pointing at every node of the network. Always stopped."""
+
+    __test__ = False
+
+    def __init__(self, folder: Path, net_doc: dict, genesis: Path):
+        import subprocess
+
+        from edgepoc.chain.abci.boot import node_id
+        from edgepoc.chain.abci.node import cometbft_binary
+
+        self.home = Path(folder)
+        binary = cometbft_binary()
+        subprocess.run([binary, "init", "--home", str(self.home)], check=True, capture_output=True)
+        (self.home / "config" / "genesis.json").write_text(Path(genesis).read_text())
+        self.rpc_port, p2p = network.free_port(), network.free_port()
+        peers = ",".join(f"{n['node_id']}@{n['host']}:{n['peer_port']}" for n in net_doc["nodes"])
+        cfg = (self.home / "config" / "config.toml").read_text()
+        for section, key, value in [("", "moniker", "outsider"), ("rpc", "laddr", f"tcp://127.0.0.1:{self.rpc_port}"),
+                                    ("p2p", "laddr", f"tcp://127.0.0.1:{p2p}"), ("p2p", "persistent_peers", peers),
+                                    ("p2p", "pex", False), ("p2p", "addr_book_strict", False),
+                                    ("p2p", "allow_duplicate_ip", True)]:
+            cfg = network._set_toml(cfg, section, key, value)
+        (self.home / "config" / "config.toml").write_text(cfg)
+        self.id = node_id(self.home)
+        self.log = open(self.home / "cometbft.log", "ab")
+        self.proc = subprocess.Popen([binary, "start", "--home", str(self.home), "--proxy_app", "noop"],
+                                     stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def peers(self) -> list[str]:
+        """The node ids the outsider is connected to now."""
+        return [p["node_info"]["id"] for p in RpcClient("127.0.0.1", self.rpc_port).call("net_info")["peers"]]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()

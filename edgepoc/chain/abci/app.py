@@ -204,6 +204,11 @@ class PocApplication:
 
     def query(self, req) -> Any:
         path = req.path.strip("/")
+        if path.startswith("p2p/filter/"):  # filter_peers: CometBFT asks before keeping a peer (0 = keep)
+            from edgepoc.chain.abci.peers import peer_filter
+
+            code, why = peer_filter(os.path.dirname(os.path.dirname(self.store.path)), path)
+            return pb.QueryResponse(code=code, log=why)
         if path.startswith("task/"):
             row = self.store.task(path[5:])
             return pb.QueryResponse(code=0 if row else 1, value=canonical(row or {}), height=self.state.height)

@@ -173,6 +173,9 @@ def init_network(folder: Path, nodes: int = 4, base_port: int = 26600, seed: int
             # reachable from outside (anyone on the ABCI port could call FinalizeBlock); p2p and the API face out.
             ("", "moniker", f"node{i}"), ("", "proxy_app", f"127.0.0.1:{abci}"), ("", "abci", "grpc"),
             ("", "log_level", "info"),
+            # only the genesis validators' nodes (app.json's allowed_peers) are kept as peers: the app answers
+            # CometBFT's /p2p/filter queries (edgepoc.chain.abci.peers)
+            ("", "filter_peers", True),
             ("rpc", "laddr", f"tcp://127.0.0.1:{rpc}"), ("rpc", "max_body_bytes", 2 * p.max_tx_bytes + (64 << 10)),
             ("rpc", "max_open_connections", 2000),
             ("p2p", "laddr", f"tcp://{host}:{p2p}"), ("p2p", "persistent_peers", peers),
@@ -200,7 +203,8 @@ def init_network(folder: Path, nodes: int = 4, base_port: int = 26600, seed: int
         app_cfg = {"name": f"node{i}", "host": host, "abci_port": abci, "api_port": api, "rpc_port": rpc,
                    "p2p_port": p2p, "arbiter_url": arbiter_url,
                    "model": str(Path(student).resolve()) if student else None,
-                   "byzantine": (byzantine or {}).get(i, [])}
+                   "byzantine": (byzantine or {}).get(i, []),
+                   "allowed_peers": ids}  # CometBFT node ids kept as peers (filter_peers); add full nodes here
         (home / "app.json").write_text(json.dumps(app_cfg, indent=2) + "\n")
         doc["nodes"].append({"name": f"node{i}", "home": f"node{i}", "address": genesis.validators[i].address,
                              "host": host, "api": f"http://{host}:{api}", "rpc": f"http://127.0.0.1:{rpc}",

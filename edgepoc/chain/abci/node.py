@@ -59,6 +59,8 @@ class AppConfig:
     byzantine: list[str] = field(default_factory=list)
     worker_fault: str | None = None  # test builds: slow:<s>, wrong, fake (edgepoc.chain.abci.worker)
     worker: bool = True  # run the provider's worker beside cometbft
+    allowed_peers: list[str] = field(default_factory=list)  # node ids kept as peers (edgepoc.chain.abci.peers)
+    allowed_hosts: list[str] = field(default_factory=list)  # more IPs they may connect from
 
     @classmethod
     def load(cls, home: Path) -> "AppConfig":

@@ -1,0 +1,268 @@
+"""`network up`, `start` and `status` tell the truth (issue 19), and peers are filtered (issue 20).
+
+One 4-node network (A) is started once with `network up` and reused: a second folder on A's ports is
+refused, a SIGKILLed node restarted under a task stream answers /status at once and comes back in
+consensus, `status` exits 1 without quorum, an outsider node is refused as a peer. A second, 2-node
+network (B) is never in consensus: its starts fail on purpose and must be undone.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from edgepoc.chain.abci import network
+from edgepoc.chain.abci.node import RpcClient
+from edgepoc.chain.httpapi import HttpClient
+from tests.chain.cometnet import FAST, CometNet, Outsider
+
+EDGEPOC = [sys.executable, "-m", "edgepoc"]
+
+
+def edgepoc(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([*EDGEPOC, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    n = CometNet(tmp_path_factory.mktemp("cmds") / "a")
+    try:
+        n.up_result = edgepoc("network", "up", "--dir", str(n.folder))
+        yield n
+    finally:
+        network.down(n.folder)
+
+
+@pytest.fixture(scope="module")
+def net_b(tmp_path_factory):
+    """Two nodes and an arbiter on free ports, never started for long."""
+    folder = tmp_path_factory.mktemp("cmds") / "b"
+    network.init_network(folder, 2, 0, seed=1, params=FAST)
+    try:
+        yield folder
+    finally:
+        network.down(folder)
+
+
+def test_up_waits_for_consensus_and_the_nodes_are_the_processes_it_started(net):
+    r = net.up_result
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"up: 4 nodes in consensus at height \d+", r.stderr), r.stderr
+    assert "node2: starting" in r.stderr and "node2: in consensus at height" in r.stderr  # the progress lines
+    for i, n in enumerate(net.doc["nodes"]):
+        st = net.status(i)
+        assert st["state"] == "in consensus" and st["height"] >= 1
+        assert st["pid"] == int((net.home(i) / "node.pid").read_text())
+        assert st["address"] == n["address"] and st["node_id"] == n["node_id"]
+
+
+def test_up_refuses_a_second_network_on_the_same_ports(net, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(net.folder, copy, ignore=shutil.ignore_patterns("*.pid", "*.log", "data"))
+    r = edgepoc("network", "up", "--dir", str(copy), timeout=60)
+    assert r.returncode != 0
+    line = r.stderr.strip().splitlines()[-1]
+    assert re.search(r"port 127\.0\.0\.1:\d+ is in use by pid \d+ \(.*/" + re.escape(net.folder.name), line), line
+    assert "nothing was started" in line
+    assert not list(copy.glob("*/*.pid"))
+    r = edgepoc("network", "start", "node1", "--dir", str(copy), timeout=60)
+    assert r.returncode != 0 and "is in use by pid" in r.stderr, r.stderr
+    assert all(st >= 1 for st in net.heights(range(4)).values())  # A untouched
+
+
+def test_a_foreign_listener_is_named_and_nothing_starts(net_b):
+    doc = network.load_network(net_b)
+    host, port = doc["nodes"][1]["api"].split("//")[1].rsplit(":", 1)
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, int(port)))
+        s.listen()
+        r = edgepoc("network", "up", "--dir", str(net_b), timeout=60)
+    assert r.returncode != 0
+    assert f"node1: api port {host}:{port} is in use by pid {os.getpid()}" in r.stderr, r.stderr
+    assert not list(net_b.glob("*/*.pid"))
+
+
+def test_an_api_answered_by_another_process_is_refused_and_undone(net_b, monkeypatch):
+    doc = network.load_network(net_b)
+    host, port = doc["nodes"][0]["api"].split("//")[1].rsplit(":", 1)
+
+    class Impostor(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"state": "starting", "pid": 1, "address": "ab" * 20}).encode()
+            self.send_response(503)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer((host, int(port)), Impostor)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(network, "check_ports", lambda folder, names: None)  # as if it took the port just after
+    try:
+        with pytest.raises(network.StartFailed) as exc:
+            network.start_members(net_b, ["node0"], timeout=30)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "answered by another process (pid 1" in str(exc.value) and "stopped what this command started (node0)" \
+        in str(exc.value), exc.value
+    assert network.running_pid(net_b, "node0") is None
+
+
+def test_a_member_dying_at_start_is_reported_with_its_error_and_the_start_undone(net_b):
+    toml = net_b / "node1" / "cometbft" / "config" / "config.toml"
+    text = toml.read_text()
+    toml.write_text(re.sub(r"(\[mempool\][\s\S]*?\nsize = )\d+", r"\g<1>-1", text, count=1))
+    try:
+        r = edgepoc("network", "up", "--dir", str(net_b), timeout=120)
+    finally:
+        toml.write_text(text)
+    assert r.returncode != 0
+    line = r.stderr.strip().splitlines()[-1]
+    assert "node1 exited at start" in line and "size can't be negative (cometbft.log)" in line, line
+    assert "stopped what this command started (arbiter, node0)" in line, line
+    assert all(network.running_pid(net_b, m) is None for m in ("arbiter", "node0", "node1"))
+    assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline_has(p, str(net_b))]
+
+
+def _cmdline_has(p: Path, text: str) -> bool:
+    try:
+        return text.encode() in (p / "cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def test_last_error_line_of_a_log():
+    assert network._error_line("I[...] starting\nERROR: failed to start node: listen tcp 1.2.3.4:5: bind: "
+                               "address already in use\n").endswith("bind: address already in use")
+    assert network._error_line("x edgepoc.node ERROR cometbft exited with code 1; stopping\n") is None
+    assert network._error_line("error: store x: damaged (schema)\n") == "error: store x: damaged (schema)"
+
+
+def test_status_exits_1_when_the_network_is_down(net_b):
+    r = edgepoc("network", "status", "--dir", str(net_b), timeout=60)
+    assert r.returncode == 1 and "no node answers: the network is down" in r.stdout, r.stdout + r.stderr
+    r = edgepoc("network", "status", "--dir", str(net_b), "--json", timeout=60)
+    assert r.returncode == 1 and "the network is down" in r.stderr
+
+
+class Stream(threading.Thread):
+    """About 200 signed tasks a second to node0 and node1 while a node restarts."""
+
+    def __init__(self, net: CometNet):
+        super().__init__(daemon=True)
+        self.net, self.stop, self.sent = net, threading.Event(), 0
+
+    def run(self):
+        clients = [self.net.api(0), self.net.api(1)]
+        k = 0
+        while not self.stop.is_set():
+            try:
+                clients[k % 2].post("/tasks", {"tasks": [b.to_dict() for b in self.net.batches(20, 20)]})
+                self.sent += 20
+            except Exception:
+                pass
+            k += 1
+            time.sleep(0.1)
+
+
+def test_a_sigkilled_node_restarted_under_load_answers_at_once_and_is_back_in_consensus(net):
+    stream = Stream(net)
+    stream.start()
+    try:
+        time.sleep(1.0)
+        old = network.stop_member(net.folder, "node3", kill=True)
+        assert old
+        time.sleep(2.0)
+        top = max(net.heights([0, 1, 2]).values())
+        url = net.doc["nodes"][3]["api"]
+        t0 = time.monotonic()
+        proc = subprocess.Popen([*EDGEPOC, "network", "start", "node3", "--dir", str(net.folder)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        seen = []  # (seconds, HTTP status, state, pid) of node3's /status while `start` runs
+        while proc.poll() is None and time.monotonic() - t0 < 150:
+            got = network.probe(url, 1.0)
+            if got is not None:
+                seen.append((time.monotonic() - t0, got[0], got[1].get("state"), got[1].get("pid")))
+            time.sleep(0.05)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        stream.stop.set()
+        stream.join(5)
+    assert proc.returncode == 0, err
+    pid = int((net.home(3) / "node.pid").read_text())
+    assert pid != old
+    m = re.search(r"node3: in consensus at height (\d+) in [\d.]+ s \(pid (\d+); its API answered after ([\d.]+) s\)",
+                  err)
+    assert m, err
+    assert int(m.group(2)) == pid and float(m.group(3)) <= 5.0
+    starting = [s for s in seen if s[1] == 503 and s[2] == "starting"]
+    assert starting and all(s[3] == pid for s in starting), seen[:5]  # answered "starting" by the new process
+    assert seen and seen[0][1] == 503, seen[:3]  # nothing else answered first
+    st = net.status(3)
+    assert st["state"] == "in consensus" and st["height"] >= top and st["pid"] == pid
+    assert stream.sent > 0
+
+
+def test_status_exits_1_without_quorum_and_0_with_it(net):
+    r = edgepoc("network", "status", "--dir", str(net.folder))
+    assert r.returncode == 0 and "quorum: voting power up" in r.stdout, r.stdout + r.stderr
+    for name in ("node2", "node3"):
+        assert network.stop_member(net.folder, name)
+    r = edgepoc("network", "status", "--dir", str(net.folder))
+    assert r.returncode == 1 and "quorum lost" in r.stdout and "node2, node3" in r.stdout, r.stdout
+    r = edgepoc("network", "status", "--dir", str(net.folder), "--json")
+    assert r.returncode == 1 and re.match(r"quorum lost: voting power up \d+/\d+, a commit needs", r.stderr), r.stderr
+    assert len(json.loads(r.stdout)) == 4
+    starts = {name: subprocess.Popen([*EDGEPOC, "network", "start", name, "--dir", str(net.folder)], text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE) for name in ("node2", "node3")}
+    for name, proc in starts.items():  # both join the two that answer: back in consensus, quorum again
+        _, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0 and f"{name}: in consensus at height" in err, err
+    r = edgepoc("network", "status", "--dir", str(net.folder))
+    assert r.returncode == 0, r.stdout
+
+
+def test_an_outsider_with_the_public_genesis_is_refused_as_a_peer(net, tmp_path):
+    outsider = Outsider(tmp_path / "outsider", net.doc, net.home(0) / "cometbft" / "config" / "genesis.json")
+    try:
+        deadline = time.monotonic() + 8.0
+        while time.monotonic() < deadline:
+            for n in net.doc["nodes"]:
+                host, port = n["rpc"].split("//")[1].rsplit(":", 1)
+                ids = [p["node_info"]["id"] for p in RpcClient(host, int(port)).call("net_info")["peers"]]
+                assert outsider.id not in ids, f"{n['name']} kept the outsider as a peer"
+            time.sleep(0.5)
+    finally:
+        outsider.stop()
+    logs = "".join((net.home(i) / "cometbft.log").read_text(errors="replace") for i in range(4))
+    assert f"filtered ID<{outsider.id}>" in logs  # refused by the application's /p2p/filter/id answer
+    app_cfg = json.loads((net.home(0) / "app.json").read_text())
+    assert sorted(app_cfg["allowed_peers"]) == sorted(n["node_id"] for n in net.doc["nodes"])
+    c = HttpClient(net.doc["nodes"][0]["api"], timeout=10)
+    try:
+        assert c.get("/status")["state"] == "in consensus"
+    finally:
+        c.close()
