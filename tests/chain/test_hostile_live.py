@@ -90,7 +90,8 @@ def test_app_only_sigkill_under_load_leaves_no_orphan_and_the_node_comes_back(ne
             time.sleep(0.1)
         assert not _alive(comet_pid), f"round {r}: cometbft {comet_pid} orphaned after its app was killed"
         network.start_member(net.folder, "node3")
-        net.wait_height([3], net.status(0)["height"], timeout=90)
+        target = net.status(0)["height"]
+        assert net.wait_height([3], target, timeout=90)[3] >= target, f"round {r}: node3 did not catch up"
     ids, res = net.submit_and_wait(0, 100, timeout=90, poll_node=3)
     assert not res.missing, "the restarted node has every task committed since"
     report = verify_app_chain(home)

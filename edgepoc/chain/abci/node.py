@@ -183,14 +183,9 @@ class CometNodeView:
         return {"height": h, "hash": rec["hash"], "block": rec, "commit": None}
 
     def blocks(self, before: int | None, limit: int, with_tasks: bool = False) -> list[dict]:
-        rows = []
-        for rec in self.app.store.blocks(before, limit, with_tasks=with_tasks):
-            alloc = rec.get("allocation") or {}
-            rows.append({"height": rec["height"], "hash": rec["hash"], "time": self._unix(rec["time"]),
-                         "proposer": rec.get("proposer_name") or rec["proposer"], "n_tasks": len(rec["tasks"]),
-                         "total_latency": alloc.get("claimed_latency", 0.0),
-                         "arbitrated": rec.get("arbitration") is not None, "rounds": None})
-        return rows
+        """Summaries read from indexed columns: cheap at any limit, so the API never parses task lists."""
+        return [{k: v for k, v in {**r, "time": self._unix(r["time"]), "rounds": None}.items() if k != "method"}
+                for r in self.app.store.summaries(before, limit, with_tasks=with_tasks)]
 
     def task(self, task_id: str) -> dict:
         """Where a task stands; a task that really runs also has its work: `assigned` (or `reassigned`) to a
@@ -307,16 +302,11 @@ class CometNodeView:
     def evidence(self) -> list[dict]:
         return self.app.store.evidence()
 
-    def arbitrations(self, limit: int) -> list[dict]:
-        out = []
-        for rec in self.app.store.blocks(None, 2000, with_tasks=True):
-            if rec.get("arbitration"):
-                out.append({"height": rec["height"], "time": self._unix(rec["time"]),
-                            "proposer": rec.get("proposer_name"), "method": rec["arbitration"].get("method"),
-                            "n_tasks": len(rec["tasks"])})
-                if len(out) >= limit:
-                    break
-        return out
+    def arbitrations(self, limit: int, before: int | None = None) -> list[dict]:
+        """Blocks allocated by the arbiter, newest first, from an index (paginate with `before`)."""
+        return [{"height": r["height"], "time": self._unix(r["time"]), "proposer": r["proposer"],
+                 "method": r["method"], "n_tasks": r["n_tasks"]}
+                for r in self.app.store.summaries(before, limit, arbitrated=True)]
 
 
 def _guarded(name: str, fn, fallback):

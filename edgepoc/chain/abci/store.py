@@ -16,14 +16,16 @@ from pathlib import Path
 from edgepoc.chain.consensus import ChainState
 from edgepoc.errors import EdgepocError
 
-SCHEMA_VERSION = 3  # 2: raw transactions as bytes (block_txs); 3: modules and work (tasks that really run)
+SCHEMA_VERSION = 4  # 2: raw transactions as bytes (block_txs); 3: modules and work (tasks that really run); 4: indexed block summaries
 WORK_COLUMNS = ("id", "task", "kind", "height", "position", "provider", "task_time", "assigned_time", "deadline",
                 "module", "function", "args", "fuel", "memory", "status", "result", "result_hash", "fuel_used",
                 "receipt_height", "measured_latency", "simulated_latency", "reassigned", "audit", "exec_status")
 JSON_COLUMNS = ("args", "result", "audit")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (height INTEGER PRIMARY KEY, hash TEXT NOT NULL, time REAL NOT NULL,
-                                   n_tasks INTEGER NOT NULL, committed_at REAL NOT NULL, body TEXT NOT NULL);
+                                   n_tasks INTEGER NOT NULL, committed_at REAL NOT NULL, body TEXT NOT NULL,
+                                   proposer_name TEXT, claimed_latency REAL, arbitration_method TEXT);
+CREATE INDEX IF NOT EXISTS blocks_arbitrated ON blocks (arbitration_method, height);
 CREATE TABLE IF NOT EXISTS block_txs (height INTEGER NOT NULL, position INTEGER NOT NULL, tx BLOB NOT NULL,
                                       PRIMARY KEY (height, position));
 CREATE TABLE IF NOT EXISTS states (height INTEGER PRIMARY KEY, body TEXT NOT NULL);
@@ -108,9 +110,11 @@ class AppStore:
         """Everything a committed block changes, atomically; `txs` are its raw transactions (for verify)."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            self.db.execute("INSERT INTO blocks VALUES (?,?,?,?,?,?)",
+            alloc, arb = record.get("allocation") or {}, record.get("arbitration")
+            self.db.execute("INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?,?)",
                             (state.height, record["hash"], record["time"], len(rows), record["committed_at"],
-                             json.dumps(record)))
+                             json.dumps(record), record.get("proposer_name") or record.get("proposer"),
+                             alloc.get("claimed_latency", 0.0), (arb or {}).get("method") if arb else None))
             self.db.executemany("INSERT INTO block_txs VALUES (?,?,?)",
                                 [(state.height, i, bytes(t)) for i, t in enumerate(txs)])
             self.db.execute("INSERT INTO states VALUES (?,?)", (state.height, json.dumps(state.to_dict())))
@@ -148,6 +152,16 @@ class AppStore:
         q = "SELECT body FROM blocks WHERE height < ?" + (" AND n_tasks > 0" if with_tasks else "")
         rows = self._r.execute(q + " ORDER BY height DESC LIMIT ?", (before or 2**62, limit)).fetchall()
         return [json.loads(r[0]) for r in rows]
+
+    def summaries(self, before: int | None, limit: int, with_tasks: bool = False,
+                  arbitrated: bool = False) -> list[dict]:
+        """Block summaries from indexed columns (no block body is parsed): the explorer's and the API's lists."""
+        q = ("SELECT height, hash, time, n_tasks, proposer_name, claimed_latency, arbitration_method FROM blocks "
+             "WHERE height < ?" + (" AND n_tasks > 0" if with_tasks else "")
+             + (" AND arbitration_method IS NOT NULL" if arbitrated else "") + " ORDER BY height DESC LIMIT ?")
+        return [{"height": h, "hash": hh, "time": t, "n_tasks": n, "proposer": p, "total_latency": lat,
+                 "arbitrated": m is not None, "method": m}
+                for h, hh, t, n, p, lat, m in self._r.execute(q, (before or 2**62, limit))]
 
     def brief(self, height: int) -> tuple[int, str] | None:
         """(number of tasks, proposer address) of a committed block."""

@@ -188,8 +188,9 @@ def make_api(view: NodeView, metrics: ChainMetrics, max_body: int = MAX_BODY) ->
         return {"evidence": view.evidence()}
 
     @app.get("/arbitrations", summary="Blocks whose allocation came from the arbiter, newest first")
-    def arbitrations(limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 50) -> dict:
-        return {"arbitrations": view.arbitrations(limit)}
+    def arbitrations(limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 50,
+                     before: Annotated[int | None, Query(ge=1, le=2**53, description="Only heights below")] = None) -> dict:
+        return {"arbitrations": view.arbitrations(limit, before)}
 
     @app.get("/activity", summary="The newest blocks in brief (time, tasks, proposer, who signed the commit they "
                                   "carry) and each provider's signatures over them, newest first")

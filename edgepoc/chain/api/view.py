@@ -54,6 +54,6 @@ class NodeView(Protocol):
     def evidence(self) -> list[dict]:
         ...
 
-    def arbitrations(self, limit: int) -> list[dict]:
-        """Newest first: height, time, proposer, method, n_tasks (and whatever the engine records)."""
+    def arbitrations(self, limit: int, before: int | None = None) -> list[dict]:
+        """Newest first (heights below `before`): height, time, proposer, method, n_tasks."""
         ...
