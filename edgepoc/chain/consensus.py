@@ -53,6 +53,7 @@ class ChainState:
     audits_failed: list[int] = field(default_factory=list)
     last_receipt_time: list[float] = field(default_factory=list)
     work_digest: str = ""
+    client_busy: dict[str, float] = field(default_factory=dict)  # client -> when its admitted work is done (chain clock)
 
     def __post_init__(self) -> None:
         k = len(self.scores)
@@ -69,7 +70,8 @@ class ChainState:
                 "last_signed": self.last_signed, "cooldown_until": self.cooldown_until,
                 "capacity_factor": self.capacity_factor, "receipts": self.receipts, "overdue": self.overdue,
                 "audits_passed": self.audits_passed, "audits_failed": self.audits_failed,
-                "last_receipt_time": self.last_receipt_time, "work_digest": self.work_digest}
+                "last_receipt_time": self.last_receipt_time, "work_digest": self.work_digest,
+                "client_busy": self.client_busy}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ChainState":
@@ -177,6 +179,30 @@ def greedy_reference(genesis: Genesis, state: ChainState, tasks: Sequence[BlockT
         return [], 0.0
     a, total = greedy_assignment(block_instance(genesis, tasks, state.height + 1, view.capacity), view.free_times)
     return [int(x) for x in a], float(total)
+
+
+def client_work(view: QueueView, tasks: Sequence) -> dict[str, float]:
+    """Seconds of the whole network's (measured, available) capacity each client's tasks take: a task's work
+    is max_r d_r / (sum of the available providers' capacities on r). Admission bounds it per client."""
+    cap = (view.capacity * np.array(view.available, dtype=np.float64)[:, None]).sum(axis=0)
+    cap = np.where(cap > 0, cap, view.capacity.sum(axis=0))
+    out: dict[str, float] = {}
+    for t in tasks:
+        out[t.client] = out.get(t.client, 0.0) + float(max(d / c for d, c in zip(t.demand, cap)))
+    return out
+
+
+def admitted(params, state: ChainState, client: str, work: float) -> str | None:
+    """Why a client's `work` seconds cannot enter a block now (None if they can): one client's work is bounded
+    per block, and the client must have drained its earlier work to within `max_client_backlog` seconds."""
+    ahead = state.client_busy.get(client, state.last_time) - state.last_time
+    if ahead > params.max_client_backlog:
+        return (f"busy: this client's earlier tasks keep the network busy for {ahead:.1f} s more (> max_client_backlog "
+                f"{params.max_client_backlog:g} s); retry after {ahead - params.max_client_backlog:.1f} s")
+    if work > params.max_client_block_seconds:
+        return (f"busy: {work:.1f} s of network capacity in one block (> max_client_block_seconds "
+                f"{params.max_client_block_seconds:g} s); send smaller batches")
+    return None
 
 
 def within_tolerance(claimed: float, reference: float, tolerance: float, tolerance_abs: float) -> bool:

@@ -97,9 +97,14 @@ class ConsensusParams:
     # available provider has more than max_backlog seconds queued, or a client already has
     # max_client_pending tasks waiting on this node; a block carries at most max_client_block_tasks tasks of
     # one client, and none while the backlog is over the bound. Proposers fill blocks round-robin by client.
-    max_backlog: float = 30.0
+    max_backlog: float = 300.0
     max_client_pending: int = 20_000
     max_client_block_tasks: int = 2000
+    # Per client, in seconds of the whole network's capacity: at most max_client_block_seconds of work per
+    # block, and no new work while its earlier work keeps the network busy more than max_client_backlog
+    # ahead. A flood at several times capacity is cut to its share; other clients still get in.
+    max_client_block_seconds: float = 60.0
+    max_client_backlog: float = 60.0
     # A proposer whose block is empty while the blocks before and after it (by others) each carry at least
     # busy_block_tasks tasks withheld work it had: it loses proposer_penalty of its score.
     busy_block_tasks: int = 50

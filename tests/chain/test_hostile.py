@@ -82,7 +82,8 @@ def test_deep_nesting_is_refused_before_the_parser_runs(tmp_path):
 
 
 def test_oversized_transactions_and_proposals_are_bounded(tmp_path):
-    h = Harness(tmp_path, make_genesis(max_tx_bytes=64 << 10, max_proposal_bytes=256 << 10, max_batch_tasks=2000))
+    h = Harness(tmp_path, make_genesis(max_tx_bytes=64 << 10, max_proposal_bytes=256 << 10, max_batch_tasks=2000,
+                                       max_client_block_seconds=1e6, max_client_backlog=1e6, max_backlog=1e6))
     big = batch(2000, nonce0=10_000)
     assert len(big.tx()) > 64 << 10
     res = h.check(big)
@@ -237,7 +238,8 @@ def test_fuzz_no_exception_escapes_and_honest_blocks_keep_committing(tmp_path_fa
 def test_a_flooding_client_gets_its_quota_and_another_client_still_gets_in(tmp_path):
     from edgepoc.chain.crypto import SigningKey
 
-    h = Harness(tmp_path, make_genesis(max_client_block_tasks=300, max_client_pending=1000))
+    h = Harness(tmp_path, make_genesis(max_client_block_tasks=300, max_client_pending=1000,
+                                       max_client_block_seconds=1e6))
     flood = [batch(100, nonce0=10_000 + 100 * i, seed=i) for i in range(12)]
     codes = [h.check(b).code for b in flood]
     assert codes[:10] == [0] * 10 and all(c != 0 for c in codes[10:]), "the flooder's own pending quota"
@@ -282,3 +284,22 @@ def test_an_empty_block_between_busy_blocks_costs_its_proposer(tmp_path):
     height([batch(30, nonce0=100).tx()], 1.2, proposer=1)
     assert h.app.store.block(3)["withheld"] == h.genesis.validators[2].name
     assert h.app.state.scores[2] < before * 0.6
+
+
+def test_a_client_whose_work_keeps_the_network_busy_waits_and_others_do_not(tmp_path):
+    from edgepoc.chain.crypto import SigningKey
+
+    h = Harness(tmp_path, make_genesis(max_client_block_seconds=5.0, max_client_backlog=5.0))
+    big = batch(200, nonce0=0)  # ~19 s of the whole network's capacity
+    res = h.check(big)
+    assert res.code != 0 and "max_client_block_seconds" in res.log
+    first = batch(40, nonce0=1000)  # ~4 s: admitted
+    assert h.check(first).code == 0
+    h.block([first.tx()], 1.0)
+    second = batch(40, nonce0=2000)
+    assert h.check(second).code == 0, "4 s ahead is within the bound"
+    h.block([second.tx()], 1.1)
+    res = h.check(batch(40, nonce0=3000))
+    assert res.code != 0 and "retry after" in res.log, "8 s ahead: this client waits"
+    other = SigningKey.generate()
+    assert h.check(batch(40, nonce0=1, key=other)).code == 0, "another client is not held back"

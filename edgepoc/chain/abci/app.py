@@ -113,7 +113,8 @@ def voting_powers(params: ConsensusParams, scores: list[float]) -> list[int]:
     n = len(scores)
     pos = [max(s, 0.0) for s in scores]
     tot = sum(pos)
-    shares = [p / tot for p in pos] if tot > 0 else [1.0 / n] * n
+    # below 1e-9 the scores carry no signal (every task went past the cloud cut-off): equal shares, not noise
+    shares = [p / tot for p in pos] if tot > 1e-9 else [1.0 / n] * n
     powers = [max(params.power_floor, int(params.power_total * s)) for s in shares]
     if n >= 4:
         for _ in range(4 * n):
@@ -290,6 +291,13 @@ class PocApplication:
         if wait > p.max_backlog:
             return (f"busy: the providers' backlog is {wait:.1f} s (> max_backlog {p.max_backlog:g} s); "
                     f"retry after {wait - p.max_backlog:.1f} s")
+        st = self.state
+        avail = works.availability(p, st.height + 1, st.last_signed, st.cooldown_until)
+        tasks = self._tasks_of_batch(b, st.last_time)
+        why = rules.admitted(p, st, b.client, rules.client_work(rules.queue_view(self.genesis, st, avail), tasks)
+                             .get(b.client, 0.0))
+        if why:
+            return why
         mine = self.pending_by_client.get(b.client, 0)
         if mine + len(b.ids) > p.max_client_pending:
             return (f"busy: this client has {mine} tasks waiting (max_client_pending {p.max_client_pending}); "
@@ -446,6 +454,16 @@ class PocApplication:
             raise InvalidBlock(f"{len(tasks)} tasks > max_block_tasks {self.params.max_block_tasks}")
         return tasks, modules, receipts
 
+    def _tasks_of_batch(self, b: wire.TaskBatch, clock: float) -> list[BlockTask]:
+        r = self.genesis.n_resources
+        out = []
+        for n, (tid, (nonce, demand)) in enumerate(zip(b.ids, b.tasks)):
+            w = b.work[n] if b.work else None
+            if w is not None:
+                demand = works.work_demand(self.params, r, w.fuel, w.memory)
+            out.append(BlockTask(tid, b.client, nonce, demand, clock, w))
+        return out
+
     def _tasks_of(self, txs, clock: float, *, verify_sigs: bool) -> list[BlockTask]:
         return self._classify(txs, clock, verify_sigs=verify_sigs)[0]
 
@@ -519,6 +537,10 @@ class PocApplication:
         if max(per_client.values()) > p.max_client_block_tasks:
             raise InvalidBlock(f"quota: a client has {max(per_client.values())} tasks in the block "
                                f"(max_client_block_tasks {p.max_client_block_tasks})")
+        for client, work in sorted(rules.client_work(view, tasks).items()):
+            why = rules.admitted(p, state, client, work)
+            if why:
+                raise InvalidBlock(f"admission: {why}")
         wait = self._block_backlog(view)
         if wait > p.max_backlog:
             raise InvalidBlock(f"admission: the providers' backlog is {wait:.1f} s > max_backlog {p.max_backlog:g} s; "
@@ -610,17 +632,21 @@ class PocApplication:
             chosen: list[bytes] = []
             tasks: list[BlockTask] = []
             taken: dict[str, int] = {}
-            queues = list(by_client.items())
+            work: dict[str, float] = {}
+            queues = [(c, q) for c, q in by_client.items() if rules.admitted(p, state, c, 0.0) is None]
             while queues and len(tasks) < p.max_block_tasks:
                 rest = []
                 for client, q in queues:
                     tx, bt = q.pop(0)
+                    w = work.get(client, 0.0) + rules.client_work(view, bt).get(client, 0.0)
                     fits = (len(tasks) + len(bt) <= p.max_block_tasks and size + len(tx) <= budget
-                            and taken.get(client, 0) + len(bt) <= p.max_client_block_tasks)
+                            and taken.get(client, 0) + len(bt) <= p.max_client_block_tasks
+                            and w <= p.max_client_block_seconds)
                     if fits:
                         chosen.append(tx)
                         tasks.extend(bt)
                         taken[client] = taken.get(client, 0) + len(bt)
+                        work[client] = w
                         size += len(tx)
                     if q and (fits or taken.get(client, 0) < p.max_client_block_tasks):
                         rest.append((client, q))
@@ -747,7 +773,12 @@ class PocApplication:
                                state.tasks_committed + len(tasks), list(checked.last_signed),
                                list(state.cooldown_until), list(state.capacity_factor), list(state.receipts),
                                list(state.overdue), list(state.audits_passed), list(state.audits_failed),
-                               list(state.last_receipt_time), state.work_digest)
+                               list(state.last_receipt_time), state.work_digest, dict(state.client_busy))
+            # admission ledger: when each client's admitted work is done, at the network's capacity
+            busy = {c: t for c, t in state.client_busy.items() if t > clock}
+            for c, w in rules.client_work(checked.view, tasks).items():
+                busy[c] = max(busy.get(c, clock), clock) + w
+            after.client_busy = dict(sorted(busy.items()))
             # work: new tasks, receipts, audits, capacity, then liveness (reassignments)
             from edgepoc.chain.abci.ledger import apply_work
 
