@@ -196,12 +196,18 @@ function renderProviders(contrib, history) {
       v.score, v.power ?? "–", `${(100 * (v.proposer_share ?? (totalPower ? v.power / totalPower : 0))).toFixed(1)}%`,
       v.balance, v.penalties, v.qualified ? "yes" : el("span", { class: "badge bad", text: "no" }),
       last && last.backlog ? last.backlog[v.name] ?? 0 : "–",
-    ], { "data-provider": v.name, class: l.down ? "down" : null });
+      v.available === false ? el("span", { class: "badge bad", text: "no" }) : "yes",
+      v.capacity_factor === undefined ? "–" : `${(100 * v.capacity_factor).toFixed(0)}%${v.capacity_measured ? "" : " (declared)"}`,
+      v.receipts ?? "–", v.overdue ?? "–",
+      v.audits_passed === undefined ? "–" : `${v.audits_passed} / ${v.audits_failed}`,
+    ], { "data-provider": v.name, class: l.down || v.available === false ? "down" : null });
   });
   document.getElementById("providers").replaceChildren(table(
     ["provider", "signing", "commits missed", { label: "last signed", num: 1 },
      { label: "score", num: 1 }, { label: "power", num: 1 }, { label: "proposer share", num: 1 },
-     { label: "rewards", num: 1 }, { label: "penalties", num: 1 }, "qualified", { label: "backlog (s)", num: 1 }],
+     { label: "rewards", num: 1 }, { label: "penalties", num: 1 }, "qualified", { label: "backlog (s)", num: 1 },
+     "available", { label: "measured capacity", num: 1 }, { label: "receipts", num: 1 },
+     { label: "tasks taken away", num: 1 }, { label: "audits passed / failed", num: 1 }],
     rows, { id: "providers-table" }));
 }
 
