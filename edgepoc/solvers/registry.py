@@ -54,6 +54,9 @@ METHODS: dict[str, tuple[str, str]] = {
                 "pilot method: each task on the provider whose greedy completion of the next H tasks is best"),
     "ga": ("edgepoc.solvers.ga:solve_ga", "genetic algorithm meta strategy (PolicyModel)"),
     "cpsat": ("edgepoc.solvers.cpsat:solve_cpsat", "OR-Tools CP-SAT, exact or best within the time limit, with bound"),
+    "bound": ("edgepoc.solvers.lagrange:solve_bound",
+              "GA allocation with a proven lower bound on the optimum (Lagrangian over per-provider FIFO "
+              "sequences): lower_bound, gap"),
     "teacher": ("edgepoc.models.solve:solve_teacher", "the GNN+RNN ResourceAllocationModel (teacher)"),
     "student": ("edgepoc.models.solve:solve_student", "the distilled student model"),
     "search": ("edgepoc.models.onepass:solve_search_control",
@@ -69,6 +72,7 @@ METHODS: dict[str, tuple[str, str]] = {
 WARM_UPS: dict[str, str] = {
     "ga": "edgepoc.solvers.ga:warm_up",
     "cpsat": "edgepoc.solvers.cpsat:warm_up",
+    "bound": "edgepoc.solvers.lagrange:warm_up",
     "teacher": "edgepoc.models.onepass:warm_up",
     "student": "edgepoc.models.onepass:warm_up",
     "search": "edgepoc.models.onepass:warm_up",
