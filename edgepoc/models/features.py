@@ -112,7 +112,7 @@ def node_features(inst: Instance, cfg: FeatureConfig, free_times: np.ndarray | N
     return np.ascontiguousarray(np.concatenate(cols, axis=1), dtype=np.float32)
 
 
-def provider_features(inst: Instance, cfg: FeatureConfig) -> np.ndarray:
+def paper_provider_features(inst: Instance, cfg: FeatureConfig) -> np.ndarray:
     """The providers' resource vectors as a sequence, shape (K, cfg.provider_dim), float32."""
     check_instance(inst, cfg)
     scale = float(inst.processing.mean()) or 1.0
@@ -127,7 +127,7 @@ def to_graph(inst: Instance, cfg: FeatureConfig, label: np.ndarray | None = None
     data = Data(
         x=torch.from_numpy(node_features(inst, cfg, free_times)),
         edge_index=window_edges(inst.n_tasks, cfg.edge_window),
-        providers=torch.from_numpy(provider_features(inst, cfg)).unsqueeze(0),
+        providers=torch.from_numpy(paper_provider_features(inst, cfg)).unsqueeze(0),
         num_nodes=inst.n_tasks,
     )
     if label is not None:

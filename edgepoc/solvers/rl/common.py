@@ -25,7 +25,7 @@ def bundled_checkpoint(algo: str) -> Path:
     return Path(str(resources.files("edgepoc.solvers") / "bundled" / f"{algo}.pt"))
 
 
-def save_checkpoint(path: Path, fmt: str, config: Any, payload: dict) -> None:
+def save_rl_checkpoint(path: Path, fmt: str, config: Any, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save({"format": fmt, "config": asdict(config), **payload}, tmp)

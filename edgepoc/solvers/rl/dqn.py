@@ -19,7 +19,7 @@ from torch import nn
 
 from edgepoc.game.instance import Instance
 from edgepoc.solvers.rl.common import (TrainLog, Validation, check_providers, load_checkpoint, progress_bar,
-                                       require_positive, save_checkpoint, torch_threads)
+                                       require_positive, save_rl_checkpoint, torch_threads)
 from edgepoc.solvers.rl.env import DispatchEnv, play, preset_source
 from edgepoc.solvers.rl.features import observation_size
 
@@ -98,7 +98,7 @@ def train_dqn(config: DQNConfig, out: str | Path, progress: bool = True) -> dict
     last = {"ratio": float("nan")}
 
     def save(path: Path, step: int, ratio: float) -> None:
-        save_checkpoint(path, FORMAT, config, {"n_providers": config.providers, "step": step,
+        save_rl_checkpoint(path, FORMAT, config, {"n_providers": config.providers, "step": step,
                                                 "val_ratio_to_greedy": ratio,
                                                 "state_dict": model.q_net.q_net.state_dict()})
 

@@ -11,19 +11,14 @@ from __future__ import annotations
 import numpy as np
 
 from edgepoc.game.instance import Instance
+from edgepoc.models.onepass import time_scale  # noqa: F401  (the one typical-time rule; re-exported)
 
 PROVIDER_COLUMNS = ("backlog", "processing", "delay", "finish", "finish_minus_best")
 TASK_COLUMNS = ("next_gap", "mean_demand")
 FEATURE_CLIP = 50.0
 
 
-def time_scale(instance: Instance) -> float:
-    """The typical processing time: divides every time feature and (optionally) the reward."""
-    scale = float(instance.processing.mean()) if instance.n_tasks else 1.0
-    return scale if scale > 0 else 1.0
-
-
-def provider_features(instance: Instance, i: int, free: np.ndarray, scale: float) -> np.ndarray:
+def dispatch_provider_features(instance: Instance, i: int, free: np.ndarray, scale: float) -> np.ndarray:
     """(K, 5) float32: backlog past the arrival, processing time, network delay, finish latency, and
     finish latency minus the best provider's, for task `i` given the providers' free times `free`."""
     a = instance.arrival[i]
@@ -39,7 +34,7 @@ def provider_features(instance: Instance, i: int, free: np.ndarray, scale: float
     return np.clip(cols / scale, 0.0, FEATURE_CLIP).astype(np.float32)
 
 
-def task_features(instance: Instance, i: int, scale: float) -> np.ndarray:
+def dispatch_task_features(instance: Instance, i: int, scale: float) -> np.ndarray:
     """(2,) float32: time to the next arrival (look-ahead) and the task's mean demand."""
     gap = instance.arrival[i + 1] - instance.arrival[i] if i + 1 < instance.n_tasks else 0.0
     return np.clip(np.array([gap / scale, instance.demand[i].mean()], dtype=np.float64),
@@ -52,4 +47,4 @@ def observation_size(n_providers: int) -> int:
 
 def dispatch_observation(instance: Instance, i: int, free: np.ndarray, scale: float) -> np.ndarray:
     """The flat observation of the single-agent dispatcher."""
-    return np.concatenate([provider_features(instance, i, free, scale).ravel(), task_features(instance, i, scale)])
+    return np.concatenate([dispatch_provider_features(instance, i, free, scale).ravel(), dispatch_task_features(instance, i, scale)])

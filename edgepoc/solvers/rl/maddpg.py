@@ -32,7 +32,7 @@ from torch import nn
 
 from edgepoc.game.instance import Instance
 from edgepoc.solvers.rl.common import (TrainLog, Validation, check_providers, load_checkpoint, progress_bar,
-                                       require_positive, save_checkpoint, torch_threads)
+                                       require_positive, save_rl_checkpoint, torch_threads)
 from edgepoc.solvers.rl.env import preset_source
 from edgepoc.solvers.rl.market import MarketEnv, agent_observation_size, winner
 
@@ -178,7 +178,7 @@ def train_maddpg(config: MADDPGConfig, out: str | Path, progress: bool = True) -
     last_ratio = float("nan")
 
     def save(path: Path, step: int, ratio: float) -> None:
-        save_checkpoint(path, FORMAT, config, {"n_providers": k, "obs_size": d, "step": step,
+        save_rl_checkpoint(path, FORMAT, config, {"n_providers": k, "obs_size": d, "step": step,
                                                 "val_ratio_to_greedy": ratio, "actors": actors.state_dict()})
 
     def update() -> tuple[float, float]:

@@ -1,7 +1,7 @@
 """`MarketEnv`: the multi-party game of the paper as a PettingZoo parallel environment.
 
 Every provider is an agent. When a task arrives each agent sees the task and the queues (its own
-columns of `features.provider_features`, the task features, and every provider's finish latency)
+columns of `features.dispatch_provider_features`, the task features, and every provider's finish latency)
 and places a bid in [0, 1]; the task goes to the highest bid, ties to the lowest provider index.
 The queue then advances through the shared kernel. Every agent receives the same reward, minus the
 task's latency (the community's loss), so winning a task one would serve slowly costs the bidder
@@ -24,8 +24,8 @@ from pettingzoo import ParallelEnv
 from edgepoc.errors import InputError
 from edgepoc.game.instance import Instance
 from edgepoc.solvers.rl.env import InstanceSource, QueueStepper, list_source, preset_source
-from edgepoc.solvers.rl.features import FEATURE_CLIP, PROVIDER_COLUMNS, TASK_COLUMNS, provider_features, \
-    task_features, time_scale
+from edgepoc.solvers.rl.features import FEATURE_CLIP, PROVIDER_COLUMNS, TASK_COLUMNS, dispatch_provider_features, \
+    dispatch_task_features, time_scale
 
 FINISH = PROVIDER_COLUMNS.index("finish")
 
@@ -77,8 +77,8 @@ class MarketEnv(ParallelEnv):
         q = self.queue
         if q.done:
             return np.zeros((self.n_providers, self._obs_space.shape[0]), dtype=np.float32)
-        cols = provider_features(q.instance, q.index, q.free, self._scale)
-        task = task_features(q.instance, q.index, self._scale)
+        cols = dispatch_provider_features(q.instance, q.index, q.free, self._scale)
+        task = dispatch_task_features(q.instance, q.index, self._scale)
         k = self.n_providers
         return np.concatenate([cols, np.broadcast_to(task, (k, task.size)),
                                np.broadcast_to(cols[:, FINISH], (k, k))], axis=1)
