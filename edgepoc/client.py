@@ -22,6 +22,7 @@ or rejected and resends the rest, so an interrupted `edgepoc submit --receipt FI
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +114,7 @@ class SubmitResult:
     skipped: int = 0  # tasks already final in the receipt (not sent again)
     failed: str | None = None  # why submission stopped early (every node unreachable)
     unsent: list[str] = field(default_factory=list)
+    busy_seconds: float = 0.0  # time spent waiting because the chain answered "busy, retry after"
 
 
 @dataclass
@@ -138,6 +140,7 @@ class EdgepocClient:
         self.session = requests.Session()
         self.failures: list[tuple[float, str, str]] = []  # (time, url, why)
         self.last_failovers = 0  # nodes that failed before the last request got an answer
+        self.busy_wait = 300.0  # seconds a submit keeps resending batches the chain answered "busy"
 
     # ---- transport
     def request(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> tuple[int, Any, str]:
@@ -246,6 +249,7 @@ class EdgepocClient:
                 break
             if status != 200:
                 raise EdgepocError(f"POST /tasks at {url}: {status} {_reason(doc)}")
+            doc = self._retry_busy(chunk, doc, res)
             accepted = list(doc.get("ids", []))
             rejected, replays = [], []
             maybe_sent = sent_before | ({t for _, ids in chunk for t in ids} if self.last_failovers else set())
@@ -278,6 +282,33 @@ class EdgepocClient:
                         receipt.record(r["id"], "rejected", reason=r["reason"])
                 receipt.flush()
         return res
+
+    def _retry_busy(self, chunk: list[tuple[dict, list[str]]], doc: dict, res: SubmitResult) -> dict:
+        """Resend the batches the chain answered "busy, retry after N s" once it said they may come back, while
+        `busy_wait` seconds last: admission control slows a client down, it does not lose its tasks."""
+        deadline = time.monotonic() + self.busy_wait
+        while True:
+            busy = sorted({r["index"] for r in doc.get("rejected", []) if isinstance(r.get("index"), int)
+                           and str(r.get("reason") or r.get("error") or "").startswith("busy")})
+            if not busy or time.monotonic() >= deadline:
+                return doc
+            why = next(str(r.get("reason") or r.get("error")) for r in doc["rejected"] if r.get("index") in busy)
+            m = re.search(r"retry after ([0-9.]+) s", why)
+            pause = min(5.0, max(0.25, float(m.group(1)) if m else 1.0), max(0.0, deadline - time.monotonic()))
+            time.sleep(pause)
+            res.busy_seconds += pause
+            try:
+                status, again, _ = self.request("POST", "/tasks", {"tasks": [chunk[i][0] for i in busy]})
+            except NodeUnreachable:
+                return doc
+            if status != 200:
+                return doc
+            keep = [r for r in doc.get("rejected", []) if r.get("index") not in busy]
+            for r in again.get("rejected", []):
+                if isinstance(r.get("index"), int):
+                    r = {**r, "index": busy[r["index"]]}
+                keep.append(r)
+            doc = {**doc, "ids": list(doc.get("ids", [])) + list(again.get("ids", [])), "rejected": keep}
 
     def wait(self, ids: Sequence[str], timeout: float = 60.0, poll: float = 0.25, receipt: Receipt | None = None,
              watch_nodes: bool = True) -> WaitResult:

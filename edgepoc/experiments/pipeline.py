@@ -43,6 +43,7 @@ class PipelineConfig:
     nodes: int = 4
     chain_tasks: int = 2000
     chain_rate: float = 0.0  # tasks/s submitted; 0 = as fast as the node takes them
+    work_tasks: int = 300  # tasks that really run (WebAssembly workloads) in the chain stage, per workload
     workers: int = 0  # 0 = all cores
     smoke: bool = False  # --quick: every stage at toy size; the run and its report say it is a smoke run
     stages: list[str] = field(default_factory=lambda: list(STAGES))
@@ -56,7 +57,7 @@ def quick_config(out: str, seed: int = 0) -> PipelineConfig:
     2-core machine) while still running every stage for real; marked `smoke` in run.json and the report."""
     return PipelineConfig(out=out, seed=seed, n_tasks=60, train_count=8, test_count=3, label_generations=15,
                           epochs=6, patience=6, distill_epochs=5, compare_count=2, compare_seconds=0.5,
-                          chain_tasks=300, smoke=True)
+                          chain_tasks=300, work_tasks=40, smoke=True)
 
 
 SMOKE_LINE = ("smoke run (--quick): every stage at toy size; it checks that the pipeline works end to end, "
@@ -147,12 +148,26 @@ class Pipeline:
             self.cli("submit", "submit", "--dir", str(net), "--count", str(c.chain_tasks), "--rate",
                      str(c.chain_rate), "--seed", str(c.seed), "--wait", "--timeout", "300")
             (self.out / "chain_submit_seconds.txt").write_text(f"{time.perf_counter() - t0:.3f}\n")
+            self.workloads(net)
             self.cli("network-status", "network", "status", "--dir", str(net), "--json")
             self.cli("contributions", "contributions", "--dir", str(net), "--json")
             self.explorer_screenshot(net)
         finally:
             self.cli("network-down", "network", "down", "--dir", str(net))
         self.cli("chain-verify", "chain", "verify", "--home", str(net / "node0"))
+
+    def workloads(self, net: Path) -> None:
+        """Tasks that really run: each shipped workload put on chain, run by the providers, every result fetched
+        from the provider that ran it and checked against its receipt (logs/work-<name>.out, results/<name>/)."""
+        from edgepoc.execution import WORKLOADS, workload_path
+
+        for name in sorted(WORKLOADS):
+            function, args, _ = WORKLOADS[name]
+            added = json.loads(self.cli(f"module-{name}", "module", "add", str(workload_path(name)), "--dir",
+                                        str(net)).strip().splitlines()[-1])
+            self.cli(f"work-{name}", "submit", "--dir", str(net), "--module", added["module"], "--function", function,
+                     "--args", ",".join(str(a) for a in args), "--fuel", "50000000", "--count",
+                     str(self.cfg.work_tasks), "--results", str(self.out / "results" / name), "--timeout", "300")
 
     def explorer_screenshot(self, net: Path) -> None:
         """node0's explorer while the network still runs -> figures/explorer.png (or explorer.txt: why not)."""

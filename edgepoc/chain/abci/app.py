@@ -265,11 +265,11 @@ class PocApplication:
         done = self.store.committed_ids(b.ids)
         if done:
             return pb.CheckTxResponse(code=REPLAY, log=f"replay: task {sorted(done)[0]} is already committed")
+        if not b.signature_ok():
+            return pb.CheckTxResponse(code=BAD_SIG, log="sig: bad client signature")
         busy = self._busy(b)
         if busy:
             return pb.CheckTxResponse(code=BUSY, log=busy)
-        if not b.signature_ok():
-            return pb.CheckTxResponse(code=BAD_SIG, log="sig: bad client signature")
         self._remember(key, b)
         self._pending_add(b.ids, b.client)
         return pb.CheckTxResponse(code=OK, gas_wanted=len(b.ids))

@@ -14,11 +14,17 @@ from edgepoc.errors import EdgepocError
 from edgepoc.game.instance import Instance
 
 
+GENERATED_DEMAND = (0.002, 0.03)  # per resource: ~16 ms on a capacity-1 provider, so 4 providers serve ~250/s
+
+
 def random_batches(count: int, resources: int, key: SigningKey, chain_id: str, nonce0: int, seed: int = 0,
                    batch: int = 100) -> list[TaskBatch]:
-    """`count` tasks with seeded demands (uniform 0.02..0.3 per resource), signed `batch` at a time."""
+    """`count` tasks with seeded demands (uniform in GENERATED_DEMAND per resource), signed `batch` at a time.
+
+    Light enough that a generated stream of a few hundred tasks/s stays within what the simulated providers
+    serve: heavier streams are slowed by admission control ("busy, retry after")."""
     rng = np.random.default_rng(seed)
-    demand = rng.uniform(0.02, 0.3, size=(count, resources)).round(6)
+    demand = rng.uniform(*GENERATED_DEMAND, size=(count, resources)).round(6)
     return [TaskBatch(chain_id, key.public_hex, [(nonce0 + i, demand[i].tolist()) for i in range(s, min(s + batch, count))]
                       ).signed(key) for s in range(0, count, batch)]
 
