@@ -1,9 +1,10 @@
 """How fast a SIGKILLed node is back: its API answering, and at the tip in consensus, under a task stream.
 
 A 4-node network on loopback (free ports, the default allocator); an open-loop client sends `--rate`
-signed tasks per second to node0 and node1; each round SIGKILLs `--node` (app and cometbft), lets the
-others commit for `--down` seconds, then runs `edgepoc network start NODE` (the CLI, as an operator
-would) and polls the node's /status every 50 ms from a thread:
+signed tasks per second spread over the nodes; each round SIGKILLs `--node` (default: the node with
+the least voting power, which must block-sync: one holding a third or more switches to consensus at
+once) with its cometbft, lets the others commit for `--down` seconds, then runs `edgepoc network start
+NODE` (the CLI, as an operator would) and polls the node's /status every 50 ms from a thread:
 
     spawned when the node process was created (its node.pid written): the CLI's own imports before it
     api     first HTTP answer of the node's API (any status code), from the start command
@@ -14,7 +15,7 @@ would) and polls the node's /status every 50 ms from a thread:
 
 Targets (issue 19): api <= 5 s, tip <= 10 s.
 
-    python benchmarks/bench_restart.py [--rounds 5] [--rate 400] [--down 3] [--node node3]
+    python benchmarks/bench_restart.py [--rounds 5] [--rate 400] [--down 3] [--node weakest|node<i>]
 """
 
 from __future__ import annotations
@@ -83,6 +84,16 @@ class Stream(threading.Thread):
             k += 1
 
 
+def weakest(doc: dict) -> str:
+    """The node with the least voting power now: one under 1/3 of it must block-sync from its peers (a node
+    holding 1/3 or more switches to consensus at once, since the chain cannot go on without it)."""
+    for n in doc["nodes"]:
+        got = _status(n["api"], 2.0)
+        if got is not None and got[0] == 200 and got[1].get("validators"):
+            return min(got[1]["validators"], key=lambda v: (v["power"], v["name"]))["name"]
+    return doc["nodes"][-1]["name"]
+
+
 def one_round(folder: Path, doc: dict, name: str, down: float) -> dict:
     me = next(n for n in doc["nodes"] if n["name"] == name)
     others = [n for n in doc["nodes"] if n["name"] != name]
@@ -127,7 +138,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--rate", type=float, default=400.0)
     ap.add_argument("--down", type=float, default=3.0, help="seconds the node stays down each round")
-    ap.add_argument("--node", default="node3")
+    ap.add_argument("--node", default="weakest", help="the node to restart (default: the one with the least power)")
     ap.add_argument("--label", default="", help="name of this run in the results file")
     ap.add_argument("--dir", default=None, help="keep the network in this folder (default: a temporary one)")
     ap.add_argument("--param", "-p", action="append", default=[], help="consensus parameter key=value")
@@ -144,14 +155,17 @@ def main() -> None:
         try:
             network.up(folder)
             network.wait_ready(folder, 180)
-            stream = Stream(doc, key, args.rate, [0, 1], Genesis.load(folder / "genesis.json").n_resources)
+            stream = Stream(doc, key, args.rate, list(range(len(doc["nodes"]))),
+                            Genesis.load(folder / "genesis.json").n_resources)
             stream.start()
             time.sleep(3.0)
             rounds = []
             for r in range(args.rounds):
-                res = one_round(folder, doc, args.node, args.down)
+                name = weakest(doc) if args.node == "weakest" else args.node
+                res = one_round(folder, doc, name, args.down)
+                res["node"] = name
                 rounds.append(res)
-                print(f"round {r + 1}: node process after {res['spawned'] if res['spawned'] is None else round(res['spawned'], 2)} s, "
+                print(f"round {r + 1} ({name}): node process after {res['spawned'] if res['spawned'] is None else round(res['spawned'], 2)} s, "
                       f"api {res['api'] if res['api'] is None else round(res['api'], 2)} s, "
                       f"tip {res['tip'] if res['tip'] is None else round(res['tip'], 2)} s (height {res['height']}), "
                       f"command {res['command']:.2f} s (exit {res['rc']}) {res['stderr_tail']}", file=sys.stderr)
