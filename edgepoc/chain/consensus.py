@@ -172,13 +172,34 @@ def block_effects(genesis: Genesis, state: ChainState, tasks: Sequence[BlockTask
     return BlockEffects(float(total), free, sh, [float(c) for c in completion])
 
 
-def greedy_reference(genesis: Genesis, state: ChainState, tasks: Sequence[BlockTaskLike],
-                     view: QueueView) -> tuple[list[int], float]:
-    """Greedy (earliest completion, lowest index on ties): the reference every honest node computes identically."""
+def reference_allocation(genesis: Genesis, state: ChainState, tasks: Sequence[BlockTaskLike],
+                         view: QueueView) -> tuple[list[int], float]:
+    """The quality reference every honest node computes identically from the committed state: the reverse greedy
+    improved by `reference_sweeps` sweeps of exact single-task moves (edgepoc.solvers.batch), unavailable
+    providers excluded; its latency re-simulated by the kernel. Greedy (earliest completion) if the block is
+    not a batch (cannot happen on the chain: a block's tasks share the block time)."""
+    from edgepoc.solvers.batch import batch_allocate, is_batch
+
     if not tasks:
         return [], 0.0
-    a, total = greedy_assignment(block_instance(genesis, tasks, state.height + 1, view.capacity), view.free_times)
+    inst = block_instance(genesis, tasks, state.height + 1, view.capacity)
+    if is_batch(inst):
+        a = batch_allocate(inst, view.free_times, genesis.params.reference_sweeps)
+        total = float(simulate_state(inst, a, view.free_times)[0])
+    else:
+        a, total = greedy_assignment(inst, view.free_times)
     return [int(x) for x in a], float(total)
+
+
+def improve(genesis: Genesis, state: ChainState, tasks: Sequence[BlockTaskLike], view: QueueView,
+            start: Sequence[int]) -> list[int]:
+    """A proposer's descent from its own allocation (`proposal_sweeps` sweeps of exact moves)."""
+    from edgepoc.solvers.batch import batch_allocate, is_batch
+
+    inst = block_instance(genesis, tasks, state.height + 1, view.capacity)
+    if not is_batch(inst):
+        return list(start)
+    return [int(x) for x in batch_allocate(inst, view.free_times, genesis.params.proposal_sweeps, np.asarray(start))]
 
 
 def client_work(view: QueueView, tasks: Sequence) -> dict[str, float]:

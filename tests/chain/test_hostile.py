@@ -283,7 +283,8 @@ def test_an_empty_block_between_busy_blocks_costs_its_proposer(tmp_path):
     before = h.app.state.scores[2]
     height([batch(30, nonce0=100).tx()], 1.2, proposer=1)
     assert h.app.store.block(3)["withheld"] == h.genesis.validators[2].name
-    assert h.app.state.scores[2] < before * 0.6
+    phi = h.app.store.block(3)["allocation"]["shapley"][2]
+    assert h.app.state.scores[2] == pytest.approx((0.9 * before + phi) * 0.5), "half its score, after the block's"
 
 
 def test_a_client_whose_work_keeps_the_network_busy_waits_and_others_do_not(tmp_path):
@@ -303,3 +304,26 @@ def test_a_client_whose_work_keeps_the_network_busy_waits_and_others_do_not(tmp_
     assert res.code != 0 and "retry after" in res.log, "8 s ahead: this client waits"
     other = SigningKey.generate()
     assert h.check(batch(40, nonce0=1, key=other)).code == 0, "another client is not held back"
+
+
+def test_a_lazy_greedy_proposal_is_rejected_by_the_reference_rule(tmp_path):
+    from edgepoc.game.kernel import greedy_assignment
+
+    h = Harness(tmp_path)
+    b = batch(400, nonce0=0)
+    assert h.check(b).code == 0
+    honest = h.prepare([b.tx()], 1.0)
+    alloc = json.loads(honest[-1])
+    inst = h.app.check_block(1, 1.0, honest)
+    view = inst.view
+    from edgepoc.chain import consensus as rules
+
+    block = rules.block_instance(h.genesis, inst.tasks, 1, view.capacity)
+    lazy, _ = greedy_assignment(block, view.free_times)
+    effects = rules.block_effects(h.genesis, h.app.state, inst.tasks, [int(x) for x in lazy], view)
+    assert effects.claimed_latency > inst.reference_latency, "greedy is worse than the reference on this block"
+    lazy_tx = canonical({**alloc, "assignment": [int(x) for x in lazy], "claimed_latency": effects.claimed_latency,
+                         "shapley": effects.shapley.values, "stderr": effects.shapley.stderr})
+    assert h.process([b.tx(), lazy_tx], 1.0) == REJECT
+    assert h.app.checked[b"h" * 32].startswith("quality")
+    assert h.process(honest, 1.0) == ACCEPT

@@ -8,7 +8,8 @@ committed state, calling the pure rules of `consensus` and `contribution`:
 - PrepareProposal: the proposer's allocator allocates the block's tasks on the chain's queue state and
   appends the allocation (assignment, claimed latency, Shapley values) as the block's last transaction.
 - ProcessProposal: re-simulates bit for bit with the kernel and checks every rule, the quality one
-  against greedy, a reference every honest node computes identically; accept or reject, deterministically.
+  against the reference (reverse greedy + exact local search, consensus.reference_allocation) every honest
+  node computes identically; accept or reject, deterministically.
 - FinalizeBlock: stages the next state (queues, scores, rewards, evidence penalties), returns its app
   hash and the voting powers that follow contribution; Commit persists it (one SQLite transaction).
 
@@ -482,8 +483,8 @@ class PocApplication:
         return min([max(0.0, f - st.last_time) for f, a in zip(st.free_times, view.available) if a] or [0.0])
 
     def _reference(self, state: ChainState, tasks: list[BlockTask], view: rules.QueueView) -> tuple[list[int], float]:
-        """Greedy (earliest completion): the allocation every honest node computes identically."""
-        return rules.greedy_reference(self.genesis, state, tasks, view)
+        """The quality reference every honest node computes identically (consensus.reference_allocation)."""
+        return rules.reference_allocation(self.genesis, state, tasks, view)
 
     def _good_enough(self, claimed: float, reference: float) -> bool:
         p = self.params
@@ -565,9 +566,9 @@ class PocApplication:
                 raise InvalidBlock("arbitration: not the arbiter's signature over this state, tasks and allocation")
         t0 = time.perf_counter()
         _, reference = self._reference(state, tasks, view)
-        self._spent("greedy reference", t0)
+        self._spent("reference", t0)
         if not self._good_enough(effects.claimed_latency, reference):
-            raise InvalidBlock(f"quality: latency {effects.claimed_latency:.6g} is worse than greedy's "
+            raise InvalidBlock(f"quality: latency {effects.claimed_latency:.6g} is worse than the reference's "
                                f"{reference:.6g} by more than the tolerance {self.params.tolerance:g}")
         return CheckedBlock(tasks, alloc, effects, reference, view, last_signed, modules, receipts)
 
@@ -664,7 +665,7 @@ class PocApplication:
 
     def _allocate(self, state: ChainState, height: int, tasks: list[BlockTask], view: rules.QueueView) -> wire.Allocation:
         """The student's allocation; the arbiter's (the teacher) when the student's falls outside the
-        tolerance; greedy when neither does: an honest proposer's block always passes ProcessProposal."""
+        tolerance; the reference when neither does: an honest proposer's block always passes ProcessProposal."""
         ref_assignment, reference = self._reference(state, tasks, view)
         inst = rules.block_instance(self.genesis, tasks, height, view.capacity)
         name, arbitration = self.allocator_name, None
@@ -676,25 +677,27 @@ class PocApplication:
                 try:
                     t0 = time.perf_counter()
                     assignment = [int(x) for x in self.allocate(inst, view.free_times)]
-                    self._spent("allocation", t0)
                     if any(not view.available[x] for x in assignment):
                         raise InputError("the allocator chose an unavailable provider")
-                except Exception:  # a model failure must not stop the proposer: greedy is always valid
-                    log.exception("allocator failed at height %d; proposing greedy", height)
-                    assignment, name = ref_assignment, "greedy"
+                    assignment = rules.improve(self.genesis, state, tasks, view, assignment)
+                    self._spent("allocation", t0)
+                except Exception:  # a model failure must not stop the proposer: the reference is always valid
+                    log.exception("allocator failed at height %d; proposing the reference", height)
+                    assignment, name = ref_assignment, "reference"
             total = float(simulate_state(inst, assignment, view.free_times)[0])
-            if not self._good_enough(total, reference) and self.arbiter is not None:
+            if total > reference and self.arbiter is not None:  # the student lost to the reference: ask the teacher
                 arb = self._ask_arbiter(height, state, tasks, view)
                 if arb is not None:
-                    assignment, name = arb["assignment"], f"arbiter:{arb['method']}"
-                    arbitration = {"sig": arb["sig"], "method": arb["method"]}
-                    total = float(simulate_state(inst, assignment, view.free_times)[0])
-                    if self.metrics is not None:
-                        self.metrics.arbitration()
+                    arb_total = float(simulate_state(inst, arb["assignment"], view.free_times)[0])
+                    if arb_total < total:
+                        assignment, name, total = arb["assignment"], f"arbiter:{arb['method']}", arb_total
+                        arbitration = {"sig": arb["sig"], "method": arb["method"]}
+                        if self.metrics is not None:
+                            self.metrics.arbitration()
             if not self._good_enough(total, reference) or any(not view.available[x] for x in assignment):
-                log.info("height %d: %s allocation %.6g is outside the tolerance of greedy %.6g; proposing greedy",
+                log.info("height %d: %s allocation %.6g is outside the tolerance of the reference %.6g; proposing it",
                          height, name, total, reference)
-                assignment, name, arbitration = ref_assignment, "greedy", None
+                assignment, name, arbitration = ref_assignment, "reference", None
         effects = rules.block_effects(self.genesis, state, tasks, assignment, view)
         return wire.Allocation(assignment, effects.claimed_latency, effects.shapley.values, effects.shapley.stderr,
                                name, arbitration)
@@ -807,6 +810,11 @@ class PocApplication:
                                  "kind": pb.MisbehaviorType.Name(m.type), "height": m.height,
                                  "power": m.validator.power,
                                  "committed_height": req.height})
+            pi_ = self.genesis.index_of(req.proposer_address.hex())
+            if tasks and pi_ is not None and checked.reference_latency > 0 \
+                    and effects.claimed_latency < checked.reference_latency:
+                saved = (checked.reference_latency - effects.claimed_latency) / checked.reference_latency
+                after.balances[pi_] += p.proposal_reward * saved  # proposing well is a contribution too
             withheld = self._withheld(req.height, len(tasks), req.proposer_address.hex())
             if withheld is not None:
                 after.scores[withheld] *= 1.0 - p.proposer_penalty
