@@ -158,6 +158,11 @@ class EdgepocClient:
                 errors.append(f"{url} ({why})")
                 self.last_failovers += 1
                 continue
+            if r.status_code == 503:  # a node still starting (or catching up): as good as unreachable, move on
+                self.failures.append((time.time(), url, "starting"))
+                errors.append(f"{url} (starting)")
+                self.last_failovers += 1
+                continue
             self.current = i
             try:
                 doc = r.json() if r.content else None

@@ -83,7 +83,8 @@ def verify_app_chain(home: Path) -> VerifyReport:
                 report.problems.append(f"height {h}: stored state differs from the replayed state")
             if {k: v for k, v in rec.items() if k not in VOLATILE} != \
                     {k: v for k, v in replayed.items() if k not in VOLATILE}:
-                report.problems.append(f"height {h}: stored block record differs from the replayed one")
+                keys = sorted(k for k in set(rec) | set(replayed) if k not in VOLATILE and rec.get(k) != replayed.get(k))
+                report.problems.append(f"height {h}: stored block record differs from the replayed one in {keys}")
             if src.tasks_at(h) != app.store.tasks_at(h):
                 report.problems.append(f"height {h}: task index differs from the replayed one")
             report.signatures += len(txs) - (1 if checked.allocation is not None else 0)
