@@ -39,8 +39,8 @@ class ChainState:
     last_hash: str  # hash of the last block (the genesis hash at height 0)
     last_time: float
     free_times: list[float]  # providers' queue state: when each becomes free (chain clock)
-    scores: list[float]  # decayed contribution scores (proof of contribution weights)
-    balances: list[float]  # reward ledger
+    scores: list[int]  # decayed contribution scores, micro-units (proof of contribution weights)
+    balances: list[int]  # reward ledger, micro-units
     penalties: list[int] = field(default_factory=list)  # punished evidence per validator
     tasks_committed: int = 0
     # execution (edgepoc.chain.work): liveness, measured capacity, receipts and audits per validator
@@ -93,7 +93,21 @@ class ChainState:
 def initial_state(genesis: Genesis) -> ChainState:
     k = len(genesis.validators)
     p = genesis.params
-    return ChainState(0, genesis.hash, genesis.genesis_time, [0.0] * k, [p.initial_score] * k, [0.0] * k, [0] * k, 0)
+    return ChainState(0, genesis.hash, genesis.genesis_time, [0.0] * k, [int(p.initial_score)] * k, [0] * k, [0] * k, 0)
+
+
+MICRO = 1_000_000  # one unit of score or reward in the ledger's integers (as consensus-specs count Gwei)
+
+
+def scaled(x: int, factor: float) -> int:
+    """`x * factor` in the ledger's integers: the factor (a genesis constant) rounded to micro-units first, so
+    every node computes the same integer whatever its float rounding."""
+    return x * int(round(factor * MICRO)) // MICRO
+
+
+def to_micro(x: float) -> int:
+    """A float of the contribution game (the kernel's, bit-identical on every node) into ledger micro-units."""
+    return int(round(x * MICRO))
 
 
 def qualified(genesis: Genesis, state: ChainState) -> list[bool]:

@@ -26,7 +26,7 @@ class ConsensusParams:
 
     l_cloud: float = 5.0  # seconds: latency of the remote cloud in the contribution game (SPEC §6)
     decay: float = 0.9  # score <- decay * score + phi, per block that carries tasks
-    initial_score: float = 1.0
+    initial_score: int = 1_000_000  # micro-units: scores, balances and rewards are integers in the ledger
     qualification: float = 0.1  # "qualified" in the contribution table: score >= this x the mean positive score
     # The quality rule: a block's latency <= the reference's * (1 + tolerance) + tolerance_abs. The reference
     # (consensus.reference_allocation) is the reverse greedy improved by `reference_sweeps` sweeps of exact

@@ -517,7 +517,7 @@ def contributions_cmd(
         store.close()
         q, powers = rules.qualified(g, state), voting_powers(g.params, state.scores)
         doc = {"height": state.height, "validators": [
-            {"name": v.name, "address": v.address, "score": state.scores[i], "balance": state.balances[i],
+            {"name": v.name, "address": v.address, "score": state.scores[i] / 1e6, "balance": state.balances[i] / 1e6,
              "penalties": state.penalties[i], "qualified": q[i], "proposer_share": powers[i] / sum(powers),
              "power": powers[i]} for i, v in enumerate(g.validators)]}
     else:

@@ -284,7 +284,7 @@ def test_an_empty_block_between_busy_blocks_costs_its_proposer(tmp_path):
     height([batch(30, nonce0=100).tx()], 1.2, proposer=1)
     assert h.app.store.block(3)["withheld"] == h.genesis.validators[2].name
     phi = h.app.store.block(3)["allocation"]["shapley"][2]
-    assert h.app.state.scores[2] == pytest.approx((0.9 * before + phi) * 0.5), "half its score, after the block's"
+    assert h.app.state.scores[2] == pytest.approx((0.9 * before + phi * 1e6) * 0.5, abs=2), "half its score"
 
 
 def test_a_client_whose_work_keeps_the_network_busy_waits_and_others_do_not(tmp_path):

@@ -188,6 +188,8 @@ def test_chain_verify_replays_work_and_receipts(tmp_path):
     for r in rows:
         by.setdefault(r["provider"], []).append(r)
     h.height_with([receipt_tx(i, rs) for i, rs in by.items()], 1.5)
+    st = h.app.state
+    assert all(type(x) is int for x in [*st.scores, *st.balances, *st.capacity_factor]), "no float in the ledger"
     # verify reads a node home: lay one out around this store
     home = tmp_path / "home"
     (home / "data").mkdir(parents=True)

@@ -104,7 +104,7 @@ def chain_clock(genesis: Genesis, ts) -> float:
     return ts.seconds + ts.nanos / 1e9 - genesis.genesis_time
 
 
-def voting_powers(params: ConsensusParams, scores: list[float]) -> list[int]:
+def voting_powers(params: ConsensusParams, scores: list[int]) -> list[int]:
     """Contribution -> CometBFT voting power: `power_total` split by score, floored, capped below 1/3.
 
     The floor keeps every provider a validator (a zero-contribution provider still votes); with >= 4
@@ -112,11 +112,11 @@ def voting_powers(params: ConsensusParams, scores: list[float]) -> list[int]:
     silent. The price: a provider's voting weight follows its contribution only within these bounds.
     """
     n = len(scores)
-    pos = [max(s, 0.0) for s in scores]
+    pos = [max(int(s), 0) for s in scores]
     tot = sum(pos)
-    # below 1e-9 the scores carry no signal (every task went past the cloud cut-off): equal shares, not noise
-    shares = [p / tot for p in pos] if tot > 1e-9 else [1.0 / n] * n
-    powers = [max(params.power_floor, int(params.power_total * s)) for s in shares]
+    # integers throughout; with no positive score (every task past the cloud cut-off) the shares are equal
+    raw = [params.power_total * s // tot for s in pos] if tot > 0 else [params.power_total // n] * n
+    powers = [max(params.power_floor, r) for r in raw]
     if n >= 4:
         for _ in range(4 * n):
             changed = False
@@ -788,23 +788,25 @@ class PocApplication:
             latencies: list[float] = [max(0.0, c - t.arrival) for c, t in zip(effects.completion, tasks)]
             outcome = apply_work(self, after, checked, req.hash.hex(), clock)
             # contribution and rewards: Shapley values of this block's game (unavailable providers ~0)
+            # ledger in integer micro-units: the game's floats (bit-identical on every node) are rounded once
             if tasks:
-                phi = effects.shapley.values
-                after.scores = [p.decay * s + f for s, f in zip(after.scores, phi)]
-                positive = [max(f, 0.0) for f in phi]
+                phi = [rules.to_micro(f) for f in effects.shapley.values]
+                after.scores = [rules.scaled(s, p.decay) + f for s, f in zip(after.scores, phi)]
+                positive = [max(f, 0) for f in phi]
                 if sum(positive) > 0:
-                    after.balances = [b + p.block_reward * f / sum(positive) for b, f in zip(after.balances, positive)]
+                    reward = rules.to_micro(p.block_reward)
+                    after.balances = [b + reward * f // sum(positive) for b, f in zip(after.balances, positive)]
             for i in outcome.penalised:  # a wrong result found by an audit counts as evidence
-                after.scores[i] *= 1.0 - p.evidence_penalty
+                after.scores[i] = rules.scaled(after.scores[i], 1.0 - p.evidence_penalty)
                 after.penalties[i] += 1
             for i in outcome.overdue_providers:  # tasks taken away: half the score
-                after.scores[i] *= 0.5
+                after.scores[i] //= 2
             evidence = []
             for m in req.misbehavior:
                 i = self.genesis.index_of(m.validator.address.hex())
                 if i is None:
                     continue
-                after.scores[i] *= 1.0 - p.evidence_penalty
+                after.scores[i] = rules.scaled(after.scores[i], 1.0 - p.evidence_penalty)
                 after.penalties[i] += 1
                 evidence.append({"validator": m.validator.address.hex(), "name": self.genesis.validators[i].name,
                                  "kind": pb.MisbehaviorType.Name(m.type), "height": m.height,
@@ -814,10 +816,10 @@ class PocApplication:
             if tasks and pi_ is not None and checked.reference_latency > 0 \
                     and effects.claimed_latency < checked.reference_latency:
                 saved = (checked.reference_latency - effects.claimed_latency) / checked.reference_latency
-                after.balances[pi_] += p.proposal_reward * saved  # proposing well is a contribution too
+                after.balances[pi_] += rules.to_micro(p.proposal_reward * saved)  # proposing well is a contribution too
             withheld = self._withheld(req.height, len(tasks), req.proposer_address.hex())
             if withheld is not None:
-                after.scores[withheld] *= 1.0 - p.proposer_penalty
+                after.scores[withheld] = rules.scaled(after.scores[withheld], 1.0 - p.proposer_penalty)
             old_p, new_p = voting_powers(p, state.scores), voting_powers(p, after.scores)
             updates = [pb.ValidatorUpdate(power=new_p[i], pub_key_type="ed25519",
                                           pub_key_bytes=bytes.fromhex(v.public_key))
@@ -904,7 +906,7 @@ class PocApplication:
         self.metrics.on_block(record, {v.address: v.name for v in vals})
         # rounds: CometBFT tells the round of the previous height's commit (decided_last_commit)
         self.metrics.block_committed(after.height, n_tasks, record["last_commit"]["round"] + 1, since)
-        self.metrics.contributions({v.name: s for v, s in zip(vals, after.scores)},
+        self.metrics.contributions({v.name: s / rules.MICRO for v, s in zip(vals, after.scores)},
                                    {v.name: p for v, p in zip(vals, record["powers"])})
 
 

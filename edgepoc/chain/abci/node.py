@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 from edgepoc.chain.abci.app import PocApplication, byzantine_modes, voting_powers
 from edgepoc.chain.abci.store import AppStore
+from edgepoc.chain.consensus import MICRO
 from edgepoc.chain.genesis import Genesis
 from edgepoc.errors import EdgepocError, InputError
 
@@ -289,7 +290,8 @@ class CometNodeView:
 
         p = self.app.params
         avail = works.availability(p, st.height + 1, st.last_signed, st.cooldown_until)
-        rows = [{"name": v.name, "address": v.address, "score": st.scores[i], "balance": st.balances[i],
+        rows = [{"name": v.name, "address": v.address, "score": st.scores[i] / rules.MICRO,
+                 "balance": st.balances[i] / rules.MICRO, "score_micro": st.scores[i], "balance_micro": st.balances[i],
                  "penalties": st.penalties[i], "qualified": q[i], "proposer_share": powers[i] / total,
                  "power": powers[i], "available": avail[i], "last_signed": st.last_signed[i],
                  "capacity_factor": st.capacity_factor[i] / works.MICRO,
@@ -302,8 +304,10 @@ class CometNodeView:
         out = []
         for h, t, proposer, powers, st in reversed(self.app.store.history(limit)):
             out.append({"height": h, "time": self._unix(t), "proposer": proposer,
-                        "scores": dict(zip(self.names, st.scores)), "powers": dict(zip(self.names, powers)),
-                        "rewards": dict(zip(self.names, st.balances)), "penalties": dict(zip(self.names, st.penalties)),
+                        "scores": {n: x / MICRO for n, x in zip(self.names, st.scores)},
+                        "powers": dict(zip(self.names, powers)),
+                        "rewards": {n: x / MICRO for n, x in zip(self.names, st.balances)},
+                        "penalties": dict(zip(self.names, st.penalties)),
                         "backlog": {n: max(0.0, f - t) for n, f in zip(self.names, st.free_times)}})
         return out
 
