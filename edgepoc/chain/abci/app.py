@@ -473,7 +473,9 @@ class PocApplication:
         state = self.state
         last_signed = works.signed_last_commit(self.genesis, state.last_signed, height, votes)
         available = works.availability(self.params, height, last_signed, state.cooldown_until)
-        if not any(available):  # nobody would take a task: the chain cannot tell, so it trusts everyone
+        if not any(available):  # everyone cooling down after deadlines: those still signing take the work
+            available = works.availability(self.params, height, last_signed, [0] * len(last_signed))
+        if not any(available):  # nobody signs (cannot be, with a quorum): the chain cannot tell, trust everyone
             available = [True] * len(available)
         return rules.queue_view(self.genesis, state, available), last_signed
 
