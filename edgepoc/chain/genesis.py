@@ -151,6 +151,11 @@ class Genesis:
     validators: list[ValidatorInfo]
     arbiter_public_key: str
     params: ConsensusParams = field(default_factory=ConsensusParams)
+    # The builds every node must run (component -> version, e.g. {"numpy": "2.1.3", "cometbft": "1.0.1"}):
+    # ProcessProposal's determinism depends on them, so a node refuses to start on others
+    # (edgepoc.chain.builds). Empty (no check) unless `network genesis` pinned them; left out of to_dict
+    # then, so genesis files and hashes without it are unchanged.
+    builds: dict[str, str] = field(default_factory=dict)
 
     @property
     def total_power(self) -> int:
@@ -184,9 +189,12 @@ class Genesis:
         return address_of(self.arbiter_public_key)
 
     def to_dict(self) -> dict:
-        return {"chain_id": self.chain_id, "genesis_time": self.genesis_time,
-                "validators": [asdict(v) for v in self.validators], "arbiter_public_key": self.arbiter_public_key,
-                "params": asdict(self.params)}
+        d = {"chain_id": self.chain_id, "genesis_time": self.genesis_time,
+             "validators": [asdict(v) for v in self.validators], "arbiter_public_key": self.arbiter_public_key,
+             "params": asdict(self.params)}
+        if self.builds:
+            d["builds"] = dict(self.builds)
+        return d
 
     @property
     def hash(self) -> str:
@@ -197,8 +205,12 @@ class Genesis:
     def from_dict(cls, d: dict) -> "Genesis":
         try:
             vals = [ValidatorInfo(**v) for v in d["validators"]]
+            builds = d.get("builds") or {}
+            if not isinstance(builds, dict) or not all(isinstance(k, str) and isinstance(v, str) and k and v
+                                                       for k, v in builds.items()):
+                raise InputError("genesis.builds: need an object of component name -> version string")
             g = cls(str(d["chain_id"]), float(d["genesis_time"]), vals, str(d["arbiter_public_key"]),
-                    ConsensusParams.from_dict(d.get("params", {})))
+                    ConsensusParams.from_dict(d.get("params", {})), dict(builds))
         except (KeyError, TypeError) as exc:
             raise InputError(f"genesis: malformed ({exc})") from None
         if not 1 <= len(g.validators) <= MAX_VALIDATORS:

@@ -102,10 +102,10 @@ def network_up(dir: Path = typer.Option(DEFAULT_DIR, "--dir"),
     already = [k for k, v in res.items() if v.get("already")]
     heights = [v["height"] for k, v in res.items() if k != "arbiter" and isinstance(v.get("height"), int)]
     what = "running" if bundle else f"in consensus at height {min(heights) if heights else '-'}"
-    typer.echo(f"up: {len(nodes)} nodes {what} in {time.monotonic() - t0:.1f} s ("
+    typer.echo(f"up: {f'{len(nodes)} nodes {what}' if nodes else 'the arbiter answering'} in {time.monotonic() - t0:.1f} s ("
                + ", ".join(f"{k} pid {v['pid']}" for k, v in res.items())
                + (f"; already running: {', '.join(already)}" if already else "")
-               + f"); explorer: {nodes[0]['api']}/explorer/ (every node serves one)", err=True)
+               + (f"); explorer: {nodes[0]['api']}/explorer/ (every node serves one)" if nodes else ")"), err=True)
 
 
 def network_down(dir: Path = typer.Option(DEFAULT_DIR, "--dir")) -> None:
@@ -219,7 +219,8 @@ def network_stop(name: str = typer.Argument(..., help="node<i> or arbiter"), dir
     net = _net(dir)
     stop_member = net.stop_member
     doc = net.load_network(dir)
-    home = next((n["home"] for n in doc["nodes"] if n["name"] == name), "arbiter" if name == "arbiter" else None)
+    home = next((n.get("home") for n in doc["nodes"] if n["name"] == name),
+                (doc.get("arbiter") or {}).get("home", "arbiter") if name == "arbiter" else None)
     pids = []
     if home is not None:
         for f in sorted((dir / home).glob("*.pid")):
@@ -253,6 +254,116 @@ def network_start(name: str = typer.Argument(..., help="node<i> or arbiter"), di
              else r.get("state", "running"))
     api = f"; its API answered after {r['api_s']:.1f} s" if r.get("api_s") is not None else ""
     typer.echo(f"{name}: {where} in {time.monotonic() - t0:.1f} s (pid {r['pid']}{api})", err=True)
+
+
+def network_keygen(
+    out: Path = typer.Option(..., "--out", help="This machine's folder for the keys (created; never overwritten)."),
+    name: Optional[str] = typer.Option(None, help="The provider's name in the network (1-32 of letters, digits, _.-)."),
+    capacity: Optional[str] = typer.Option(None, help="Declared capacity per resource, comma-separated, e.g. 1.2,0.8."),
+    delay: Optional[float] = typer.Option(None, help="Declared delay in seconds (the provider's network latency)."),
+    bind: Optional[str] = typer.Option(None, help="p2p (or the arbiter's) listen address HOST:PORT [0.0.0.0:26656; arbiter 0.0.0.0:26661]."),
+    advertise: Optional[str] = typer.Option(None, help="HOST:PORT the others dial (default: --bind's, which then must be an IP)."),
+    api_bind: str = typer.Option("0.0.0.0:26659", help="The client API's listen address HOST:PORT."),
+    api_advertise: Optional[str] = typer.Option(None, help="HOST:PORT clients use for the API (default: --advertise's host)."),
+    rpc_port: int = typer.Option(26657, help="CometBFT's RPC port (on 127.0.0.1 only)."),
+    abci_port: int = typer.Option(26658, help="The ABCI port between cometbft and the app (127.0.0.1 only)."),
+    metrics: Optional[str] = typer.Option(None, help="CometBFT's Prometheus HOST:PORT [API host:26660]; 'off': none."),
+    model: Optional[Path] = typer.Option(None, help="Student checkpoint (teacher with --arbiter) this machine uses."),
+    arbiter: bool = typer.Option(False, "--arbiter", help="Make the arbiter's key instead of a provider's."),
+) -> None:
+    """Make this provider's keys on this machine and print its PUBLIC file (also written to OUT/provider.json).
+
+    The validator key and node key (CometBFT's, 0600) stay in OUT; hand only OUT/provider.json (or
+    OUT/arbiter.json with --arbiter) to the coordinator, who runs `network genesis`."""
+    net = _net()
+    if arbiter:
+        extra = [k for k, v in (("--name", name), ("--capacity", capacity), ("--delay", delay)) if v is not None]
+        if extra:
+            raise InputError(f"{', '.join(extra)}: a provider's, not the arbiter's (drop --arbiter or them)")
+        public = net.keygen_arbiter(out, bind or f"0.0.0.0:{net.DEFAULT_ARBITER}", advertise,
+                                    str(model) if model else None)
+        what = net.ARBITER_FILE
+    else:
+        missing = [k for k, v in (("--name", name), ("--capacity", capacity), ("--delay", delay)) if v is None]
+        if missing:
+            raise InputError(f"{', '.join(missing)}: needed for a provider's keys")
+        public = net.keygen(out, name, capacity, delay, bind or f"0.0.0.0:{net.DEFAULT_P2P}", advertise, api_bind,
+                            api_advertise, rpc_port, abci_port, metrics, str(model) if model else None)
+        what = net.PROVIDER_FILE
+    print_json(public)
+    typer.echo(f"keys in {out}/ (private, 0600: never copy them); give {out}/{what} to the coordinator", err=True)
+
+
+def network_genesis(
+    provider: list[Path] = typer.Option(..., "--provider", help="A provider's public file (repeat, in order)."),
+    out: Path = typer.Option(..., "--out", help="The genesis file to write (CometBFT's genesis.json)."),
+    arbiter: Optional[Path] = typer.Option(None, help="The arbiter's public file (arbiter.json)."),
+    arbiter_url: Optional[str] = typer.Option(None, help="Where the arbiter runs, http://HOST:PORT (overrides the file's)."),
+    arbiter_key: Optional[str] = typer.Option(None, help="The arbiter's public key (hex), without --arbiter."),
+    chain_id: str = typer.Option("edgepoc", help="Chain id."),
+    param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="Consensus parameter key=value (repeatable)."),
+    build: Optional[list[str]] = typer.Option(None, "--build", help="Pin COMPONENT=VERSION (default: this machine's edgepoc, cometbft, wasmtime, numpy, python)."),
+    no_builds: bool = typer.Option(False, "--no-builds", help="Pin no builds (nodes do not check them)."),
+    force: bool = typer.Option(False, help="Overwrite --out."),
+) -> None:
+    """Build the genesis from the providers' and the arbiter's PUBLIC files only (no key is read here).
+
+    Every field is checked (one-line errors: duplicate names, keys, node ids or addresses, bad capacities or
+    delays, more than 32 providers, ...). The genesis pins the builds every node must run; a node on
+    others refuses to start. Give the file to every provider: `edgepoc network join --genesis FILE`."""
+    net = _net()
+    if out.exists() and not force:
+        raise InputError(f"--out: {out} exists (use --force to overwrite)")
+    doc = net.build_genesis(provider, arbiter, arbiter_url, arbiter_key, chain_id, parse_params(param),
+                            net.parse_builds(build), pin_builds=not no_builds)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    app = doc["app_state"]
+    typer.echo(f"genesis of chain {chain_id}: {len(app['validators'])} providers "
+               f"({', '.join(v['name'] for v in app['validators'])}), arbiter at {app['network']['arbiter_url']}; "
+               f"builds pinned: {', '.join(f'{k} {v}' for k, v in app.get('builds', {}).items()) or 'none'}; "
+               f"written to {out}", err=True)
+
+
+def network_join(
+    genesis: Path = typer.Option(..., "--genesis", help="The genesis file from `network genesis`."),
+    home: Path = typer.Option(..., "--home", help="This machine's folder from `network keygen`."),
+    model: Optional[Path] = typer.Option(None, help="Student (or, for the arbiter, teacher) checkpoint."),
+) -> None:
+    """Join the network with this machine's own keys: write its configs (peers from the genesis' advertised
+    addresses, only the genesis validators kept as peers, ABCI and RPC on loopback); then start it with
+    `edgepoc network up --dir HOME` or `edgepoc node --home HOME` (or a service: `network service`)."""
+    if model is not None and not model.is_file():
+        raise InputError(f"--model: {model} does not exist")
+    doc = _net().join(home, genesis, str(model.resolve()) if model else None)
+    for w in doc.get("warnings", []):
+        typer.echo(f"warning: {w}", err=True)
+    if doc.get("role") == "arbiter":
+        typer.echo(f"arbiter joined chain {doc['chain_id']} (listens on {doc['arbiter']['bind']}); start it with "
+                   f"`edgepoc network up --dir {home}`", err=True)
+        return
+    me = next(n for n in doc["nodes"] if n.get("home") == ".")
+    typer.echo(f"{me['name']} joined chain {doc['chain_id']} ({len(doc['nodes'])} providers; p2p advertised as "
+               f"{me['host']}:{me['peer_port']}, API {me.get('api_public')}); start it with "
+               f"`edgepoc network up --dir {home}`", err=True)
+
+
+def network_service(
+    home: Path = typer.Option(..., "--home", help="A joined node's (or the arbiter's) folder."),
+    user: Optional[str] = typer.Option(None, help="User= of the unit (default: the current user)."),
+    out: Optional[Path] = typer.Option(None, help="Write the unit there (a folder: its default name) instead of printing."),
+) -> None:
+    """A systemd unit for the node (or the arbiter) in HOME: runs it in the foreground, Restart=on-failure.
+
+    Install: `edgepoc network service --home H --out /etc/systemd/system/` then `systemctl daemon-reload;
+    systemctl enable --now edgepoc-NAME`."""
+    name, text = _net().service_unit(home, user)
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    path = out / name if out.is_dir() else out
+    path.write_text(text)
+    typer.echo(f"wrote {path}; then: systemctl daemon-reload && systemctl enable --now {name}", err=True)
 
 
 def _node_urls(nodes: Optional[list[str]], dir: Optional[Path]) -> tuple[list[str], list[str] | None]:
@@ -657,6 +768,10 @@ def register(app: typer.Typer) -> None:
     network_app.command("status")(network_status)
     network_app.command("stop")(network_stop)
     network_app.command("start")(network_start)
+    network_app.command("keygen")(network_keygen)
+    network_app.command("genesis")(network_genesis)
+    network_app.command("join")(network_join)
+    network_app.command("service")(network_service)
     app.add_typer(network_app, name="network")
     app.command("submit")(submit_cmd)
     chain_app.command("verify")(verify_cmd)

@@ -32,7 +32,7 @@ from typing import Any
 
 from edgepoc.chain.abci.app import voting_powers
 from edgepoc.chain.abci.node import cometbft_binary
-from edgepoc.chain.crypto import SigningKey
+from edgepoc.chain.crypto import SigningKey, address_of
 from edgepoc.chain.genesis import MAX_VALIDATORS, ConsensusParams, Genesis, make_validators
 from edgepoc.chain.httpapi import HttpClient
 from edgepoc.errors import EdgepocError, InputError
@@ -104,6 +104,73 @@ def _node_id(cmt_home: Path) -> str:
     return hashlib.sha256(pub).hexdigest()[:40]
 
 
+def cometbft_config(text: str, p: ConsensusParams, *, moniker: str, abci_port: int, rpc_port: int, p2p_laddr: str,
+                    peers: str, prometheus: str | None, external_address: str = "",
+                    allow_duplicate_ip: bool = True) -> str:
+    """A node's CometBFT config.toml (`text`: the one `cometbft init` wrote) set as every edgepoc node runs it:
+    ABCI and RPC on loopback, p2p on `p2p_laddr` (advertised as `external_address` when given), the
+    persistent peers, filter_peers on, the consensus timeouts and block sizes from genesis' parameters,
+    CometBFT's Prometheus metrics on `prometheus` ("host:port"; None: off). `network init` and `network join`
+    both write it through here."""
+    for section, key, value in [
+        # ABCI and RPC stay on loopback: cometbft and its app share a machine, and neither may be
+        # reachable from outside (anyone on the ABCI port could call FinalizeBlock); p2p and the API face out.
+        ("", "moniker", moniker), ("", "proxy_app", f"127.0.0.1:{abci_port}"), ("", "abci", "grpc"),
+        ("", "log_level", "info"),
+        # only the genesis validators' nodes (app.json's allowed_peers) are kept as peers: the app answers
+        # CometBFT's /p2p/filter queries (edgepoc.chain.abci.peers)
+        ("", "filter_peers", True),
+        ("rpc", "laddr", f"tcp://127.0.0.1:{rpc_port}"), ("rpc", "max_body_bytes", 2 * p.max_tx_bytes + (64 << 10)),
+        ("rpc", "max_open_connections", 2000),
+        ("p2p", "laddr", f"tcp://{p2p_laddr}"), ("p2p", "external_address", external_address),
+        ("p2p", "persistent_peers", peers),
+        ("p2p", "addr_book_strict", False), ("p2p", "allow_duplicate_ip", allow_duplicate_ip), ("p2p", "pex", False),
+        ("p2p", "send_rate", 100 << 20), ("p2p", "recv_rate", 100 << 20),
+        ("p2p", "flush_throttle_timeout", "10ms"),
+        ("mempool", "size", 100000), ("mempool", "max_txs_bytes", 1 << 30), ("mempool", "cache_size", 200000),
+        ("mempool", "max_tx_bytes", p.max_tx_bytes),
+        ("consensus", "timeout_propose", _duration(p.timeout_propose)),
+        ("consensus", "timeout_propose_delta", _duration(p.timeout_delta)),
+        ("consensus", "timeout_prevote", _duration(p.timeout_prevote)),
+        ("consensus", "timeout_prevote_delta", _duration(p.timeout_delta)),
+        ("consensus", "timeout_precommit", _duration(p.timeout_precommit)),
+        ("consensus", "timeout_precommit_delta", _duration(p.timeout_delta)),
+        ("consensus", "timeout_commit", _duration(p.timeout_commit)),
+        ("consensus", "create_empty_blocks", False),  # empty blocks only every interval (and the app-hash proof block)
+        ("consensus", "create_empty_blocks_interval", _duration(p.empty_block_interval)),
+        ("consensus", "peer_gossip_sleep_duration", "10ms"),
+        ("tx_index", "indexer", "null"),
+        ("instrumentation", "prometheus", prometheus is not None),
+        ("instrumentation", "prometheus_listen_addr", prometheus or ":26660"),
+    ]:
+        text = _set_toml(text, section, key, value)
+    return text
+
+
+def cometbft_genesis(genesis: Genesis, network: dict | None = None) -> dict:
+    """CometBFT's genesis.json for `genesis` (the application's genesis is its app_state). `network` (the
+    providers' advertised addresses and node ids, the arbiter's URL: what `network join` needs) goes beside
+    it in app_state, outside the application's genesis and its hash."""
+    p = genesis.params
+    powers = voting_powers(p, [p.initial_score] * len(genesis.validators))
+    app_state = genesis.to_dict()
+    if network is not None:
+        app_state["network"] = network
+    return {
+        "genesis_time": _rfc3339(genesis.genesis_time), "chain_id": genesis.chain_id, "initial_height": "1",
+        "consensus_params": {
+            "block": {"max_bytes": str(p.max_proposal_bytes + (64 << 10)), "max_gas": "-1"},
+            "evidence": {"max_age_num_blocks": "100000", "max_age_duration": "172800000000000", "max_bytes": "1048576"},
+            "validator": {"pub_key_types": ["ed25519"]}, "version": {"app": "1"},
+            "synchrony": {"precision": "505000000", "message_delay": "15000000000"},
+            "feature": {"vote_extensions_enable_height": "0", "pbts_enable_height": "0"}},
+        "validators": [{"address": v.address.upper(),
+                        "pub_key": {"type": "tendermint/PubKeyEd25519",
+                                    "value": base64.b64encode(bytes.fromhex(v.public_key)).decode()},
+                        "power": str(powers[i]), "name": v.name} for i, v in enumerate(genesis.validators)],
+        "app_hash": "", "app_state": app_state}
+
+
 def init_network(folder: Path, nodes: int = 4, base_port: int = 26600, seed: int = 0,
                  params: dict[str, Any] | None = None, chain_id: str = "edgepoc-local",
                  byzantine: dict[int, list[str]] | None = None, student: str | None = None,
@@ -143,20 +210,7 @@ def init_network(folder: Path, nodes: int = 4, base_port: int = 26600, seed: int
     genesis_time = float(int(time.time()))
     genesis = Genesis(chain_id, genesis_time, make_validators(pubkeys, seed), arbiter_key.public_hex, p)
     genesis = Genesis.from_dict(genesis.to_dict())  # validates
-    powers = voting_powers(p, [p.initial_score] * nodes)
-    cmt_genesis = {
-        "genesis_time": _rfc3339(genesis_time), "chain_id": chain_id, "initial_height": "1",
-        "consensus_params": {
-            "block": {"max_bytes": str(p.max_proposal_bytes + (64 << 10)), "max_gas": "-1"},
-            "evidence": {"max_age_num_blocks": "100000", "max_age_duration": "172800000000000", "max_bytes": "1048576"},
-            "validator": {"pub_key_types": ["ed25519"]}, "version": {"app": "1"},
-            "synchrony": {"precision": "505000000", "message_delay": "15000000000"},
-            "feature": {"vote_extensions_enable_height": "0", "pbts_enable_height": "0"}},
-        "validators": [{"address": v.address.upper(),
-                        "pub_key": {"type": "tendermint/PubKeyEd25519",
-                                    "value": base64.b64encode(bytes.fromhex(v.public_key)).decode()},
-                        "power": str(powers[i]), "name": v.name} for i, v in enumerate(genesis.validators)],
-        "app_hash": "", "app_state": genesis.to_dict()}
+    cmt_genesis = cometbft_genesis(genesis)
     arbiter_port = free_port() if base_port == 0 else base_port + PORTS_PER_NODE * per_host.get(hosts[0], 0)
     arbiter_url = f"http://{hosts[0]}:{arbiter_port}"
     doc: dict[str, Any] = {"engine": "cometbft", "chain_id": chain_id, "nodes": [],
@@ -168,36 +222,8 @@ def init_network(folder: Path, nodes: int = 4, base_port: int = 26600, seed: int
         peers = ",".join(f"{ids[j]}@{node_hosts[j]}:{ports[j][0]}" for j in range(nodes) if j != i)
         cfg = (cmt / "config" / "config.toml").read_text()
         prom = free_port() if base_port == 0 else base_port + PROMETHEUS_PORT_OFFSET + node_hosts[:i].count(host)
-        for section, key, value in [
-            # ABCI and RPC stay on loopback: cometbft and its app share a machine, and neither may be
-            # reachable from outside (anyone on the ABCI port could call FinalizeBlock); p2p and the API face out.
-            ("", "moniker", f"node{i}"), ("", "proxy_app", f"127.0.0.1:{abci}"), ("", "abci", "grpc"),
-            ("", "log_level", "info"),
-            # only the genesis validators' nodes (app.json's allowed_peers) are kept as peers: the app answers
-            # CometBFT's /p2p/filter queries (edgepoc.chain.abci.peers)
-            ("", "filter_peers", True),
-            ("rpc", "laddr", f"tcp://127.0.0.1:{rpc}"), ("rpc", "max_body_bytes", 2 * p.max_tx_bytes + (64 << 10)),
-            ("rpc", "max_open_connections", 2000),
-            ("p2p", "laddr", f"tcp://{host}:{p2p}"), ("p2p", "persistent_peers", peers),
-            ("p2p", "addr_book_strict", False), ("p2p", "allow_duplicate_ip", True), ("p2p", "pex", False),
-            ("p2p", "send_rate", 100 << 20), ("p2p", "recv_rate", 100 << 20),
-            ("p2p", "flush_throttle_timeout", "10ms"),
-            ("mempool", "size", 100000), ("mempool", "max_txs_bytes", 1 << 30), ("mempool", "cache_size", 200000),
-            ("mempool", "max_tx_bytes", p.max_tx_bytes),
-            ("consensus", "timeout_propose", _duration(p.timeout_propose)),
-            ("consensus", "timeout_propose_delta", _duration(p.timeout_delta)),
-            ("consensus", "timeout_prevote", _duration(p.timeout_prevote)),
-            ("consensus", "timeout_prevote_delta", _duration(p.timeout_delta)),
-            ("consensus", "timeout_precommit", _duration(p.timeout_precommit)),
-            ("consensus", "timeout_precommit_delta", _duration(p.timeout_delta)),
-            ("consensus", "timeout_commit", _duration(p.timeout_commit)),
-            ("consensus", "create_empty_blocks", False),  # empty blocks only every interval (and the app-hash proof block)
-            ("consensus", "create_empty_blocks_interval", _duration(p.empty_block_interval)),
-            ("consensus", "peer_gossip_sleep_duration", "10ms"),
-            ("tx_index", "indexer", "null"),
-            ("instrumentation", "prometheus", True), ("instrumentation", "prometheus_listen_addr", f"{host}:{prom}"),
-        ]:
-            cfg = _set_toml(cfg, section, key, value)
+        cfg = cometbft_config(cfg, p, moniker=f"node{i}", abci_port=abci, rpc_port=rpc, p2p_laddr=f"{host}:{p2p}",
+                              peers=peers, prometheus=f"{host}:{prom}")
         (cmt / "config" / "config.toml").write_text(cfg)
         (cmt / "config" / "genesis.json").write_text(json.dumps(cmt_genesis, indent=1) + "\n")
         app_cfg = {"name": f"node{i}", "host": host, "abci_port": abci, "api_port": api, "rpc_port": rpc,
@@ -267,10 +293,15 @@ def _alive(pidfile: Path) -> bool:
 def _member(folder: Path, name: str) -> tuple[Path, list[str], str]:
     doc = load_network(folder)
     if name == "arbiter":
-        home = Path(folder) / "arbiter"
+        where = (doc.get("arbiter") or {}).get("home", "arbiter")
+        if where is None:
+            raise InputError(f"arbiter: runs on another machine ({doc['arbiter'].get('url')}); start or stop it there")
+        home = Path(folder) / where
         return home, ["arbiter", "--home", str(home)], "arbiter"
     for n in doc["nodes"]:
         if n["name"] == name:
+            if n.get("home") is None:
+                raise InputError(f"NODE: {name} runs on another machine ({n.get('host')}); start or stop it there")
             home = Path(folder) / n["home"]
             return home, ["node", "--home", str(home)], "node"
     raise InputError(f"NODE: no node named {name!r} in {folder} (have {', '.join(n['name'] for n in doc['nodes'])})")
@@ -350,11 +381,22 @@ def _reap(pid: int) -> None:
 
 def local_nodes(folder: Path) -> list[dict]:
     """The nodes whose homes this folder holds (all of them, or one host's bundle's)."""
-    return [n for n in load_network(folder)["nodes"] if (Path(folder) / n["home"] / "app.json").exists()]
+    return [n for n in load_network(folder)["nodes"]
+            if n.get("home") is not None and (Path(folder) / n["home"] / "app.json").exists()]
+
+
+def arbiter_home(folder: Path) -> Path | None:
+    """The arbiter's home if this folder holds it (network.json's arbiter "home"; "arbiter" by default)."""
+    try:
+        where = (load_network(folder).get("arbiter") or {}).get("home", "arbiter")
+    except EdgepocError:
+        where = "arbiter"
+    return None if where is None else Path(folder) / where
 
 
 def has_arbiter(folder: Path) -> bool:
-    return (Path(folder) / "arbiter" / "config.json").exists()
+    home = arbiter_home(folder)
+    return home is not None and (home / "config.json").exists()
 
 
 def up(folder: Path, env: dict[str, str] | None = None) -> dict[str, int]:
@@ -379,7 +421,7 @@ def status(folder: Path, timeout: float = 2.0) -> list[dict]:
     doc = load_network(folder)
     rows = []
     for n in doc["nodes"]:
-        local = (Path(folder) / n["home"] / "app.json").exists()
+        local = n.get("home") is not None and (Path(folder) / n["home"] / "app.json").exists()
         pid = _pid(Path(folder) / n["home"] / "node.pid") if local else None
         row: dict[str, Any] = {"name": n["name"], "pid": pid, "api": n["api"]}
         if local and pid is None:
@@ -741,8 +783,8 @@ def others_answer(folder: Path, names: list[str]) -> bool:
 
 def _arbiter_address(folder: Path) -> str | None:
     try:
-        return SigningKey.load(Path(folder) / "arbiter" / "arbiter_key.json").address
-    except (OSError, ValueError, EdgepocError, KeyError):
+        return SigningKey.load(arbiter_home(folder) / "arbiter_key.json").address
+    except (OSError, ValueError, EdgepocError, KeyError, TypeError):
         return None
 
 
@@ -812,3 +854,456 @@ def _wait_members(folder: Path, doc: dict, nodes: dict, result: dict, started: d
                                  if name in started else "")
                               + " (raise --wait for a long catch-up)")
         time.sleep(0.2)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The provider flow: each provider makes its own keys on its own machine (`keygen`), a coordinator builds the
+# genesis from their public files only (`build_genesis`), each provider joins with its own keys (`join`).
+
+PROVIDER_FILE = "provider.json"  # public: what the provider hands the coordinator
+ARBITER_FILE = "arbiter.json"  # public: the arbiter's key and URL
+LOCAL_FILE = "local.json"  # this machine's bind addresses and loopback ports (not secret, never shared)
+PROVIDER_KIND, ARBITER_KIND = "edgepoc-provider", "edgepoc-arbiter"
+PROVIDER_FIELDS = ("kind", "name", "public_key", "address", "node_id", "capacity", "delay", "p2p", "api")
+ARBITER_FIELDS = ("kind", "public_key", "address", "url")
+# Defaults of a provider's machine: CometBFT's own p2p/RPC/ABCI/Prometheus ports, the API and arbiter beside them.
+DEFAULT_P2P, DEFAULT_RPC, DEFAULT_ABCI, DEFAULT_API, DEFAULT_METRICS, DEFAULT_ARBITER = (
+    26656, 26657, 26658, 26659, 26660, 26661)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+_HEX = re.compile(r"^[0-9a-f]+$")
+_UNSPECIFIED = ("0.0.0.0", "::", "")
+
+
+def _hostport(text: str, what: str, *, specified: bool = False) -> tuple[str, int]:
+    """("host", port) from "host:port" or "[v6]:port" (an http:// prefix is dropped); `specified`: not 0.0.0.0."""
+    raw = str(text).strip()
+    addr = raw.split("://", 1)[-1].rstrip("/")
+    host, _, port = addr.rpartition(":")
+    host = host.strip("[]")
+    if not port.isdigit() or not 1 <= int(port) <= 65535 or not host or "/" in host or " " in host:
+        raise InputError(f"{what}: expected HOST:PORT with a port in 1..65535, got {raw!r}")
+    if specified and host in _UNSPECIFIED:
+        raise InputError(f"{what}: {raw!r} is not an address others can reach (give this machine's IP or name)")
+    return host, int(port)
+
+
+def _fmt(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://{_fmt(host, port)}"
+
+
+def _check_name(name: Any, what: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name) or name == "arbiter":
+        raise InputError(f"{what}: {name!r} is not a name (1-32 of letters, digits, '_', '.', '-'; not 'arbiter')")
+    return name
+
+
+def _check_capacity(cap: Any, what: str) -> list[float]:
+    if isinstance(cap, str):
+        try:
+            cap = [float(x) for x in cap.split(",")]
+        except ValueError:
+            raise InputError(f"{what}: expected comma-separated numbers, got {cap!r}") from None
+    if not isinstance(cap, list) or not 1 <= len(cap) <= 16 or not all(
+            isinstance(c, (int, float)) and not isinstance(c, bool) for c in cap):
+        raise InputError(f"{what}: expected 1..16 numbers (one per resource), got {cap!r}")
+    if not all(0 < float(c) < 1e6 and float(c) == float(c) for c in cap):
+        raise InputError(f"{what}: every capacity must be a finite number > 0, got {cap!r}")
+    return [float(c) for c in cap]
+
+
+def _check_delay(delay: Any, what: str) -> float:
+    if not isinstance(delay, (int, float)) or isinstance(delay, bool) or not 0 <= float(delay) <= 3600:
+        raise InputError(f"{what}: the provider's delay must be a number of seconds in [0, 3600], got {delay!r}")
+    return float(delay)
+
+
+def _check_hex(value: Any, n: int, what: str) -> str:
+    if not isinstance(value, str) or len(value) != n or not _HEX.match(value):
+        raise InputError(f"{what}: expected {n} lowercase hex digits, got {str(value)[:80]!r}")
+    return value
+
+
+def _private_field(doc: Any, path: str = "") -> str | None:
+    """The first field of `doc` that looks like private key material."""
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            if re.search(r"priv|secret|seed|mnemonic", str(k), re.I):
+                return f"{path}{k}"
+            got = _private_field(v, f"{path}{k}.")
+            if got:
+                return got
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            got = _private_field(v, f"{path}{i}.")
+            if got:
+                return got
+    return None
+
+
+def load_public(path: Path, kind: str = PROVIDER_KIND) -> dict:
+    """A provider's (or the arbiter's) public file, every field checked; InputError in one line naming the file."""
+    path = Path(path)
+    label = path.name if path.name not in (PROVIDER_FILE, ARBITER_FILE) else str(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a JSON file ({str(exc)[:120]})") from None
+    if not isinstance(doc, dict):
+        raise InputError(f"{label}: expected a JSON object")
+    secret = _private_field(doc)
+    if secret:
+        raise InputError(f"{label}: holds private key material ({secret}); hand over only the public file "
+                         f"`edgepoc network keygen` wrote ({PROVIDER_FILE} or {ARBITER_FILE})")
+    want = PROVIDER_FIELDS if kind == PROVIDER_KIND else ARBITER_FIELDS
+    if doc.get("kind") != kind:
+        other = "an arbiter's file" if doc.get("kind") == ARBITER_KIND else "a provider's file" \
+            if doc.get("kind") == PROVIDER_KIND else f"kind {doc.get('kind')!r}"
+        raise InputError(f"{label}: is {other}, expected {kind} (from `edgepoc network keygen"
+                         f"{' --arbiter' if kind == ARBITER_KIND else ''}`)")
+    unknown = sorted(set(doc) - set(want))
+    missing = [k for k in want if k not in doc]
+    if unknown or missing:
+        raise InputError(f"{label}: " + "; ".join(
+            ([f"unknown field(s) {', '.join(unknown)}"] if unknown else [])
+            + ([f"missing field(s) {', '.join(missing)}"] if missing else [])) + f" (expected {', '.join(want)})")
+    pk = _check_hex(doc["public_key"], 64, f"{label}: public_key")
+    if doc["address"] != address_of(pk):
+        raise InputError(f"{label}: address {str(doc['address'])[:40]!r} does not match its public_key")
+    if kind == ARBITER_KIND:
+        h, p = _hostport(doc["url"], f"{label}: url", specified=True)
+        return {**doc, "url": _url(h, p)}
+    _check_name(doc["name"], f"{label}: name")
+    _check_hex(doc["node_id"], 40, f"{label}: node_id")
+    cap = _check_capacity(doc["capacity"], f"{label}: capacity")
+    delay = _check_delay(doc["delay"], f"{label}: delay")
+    _hostport(doc["p2p"], f"{label}: p2p", specified=True)
+    h, p = _hostport(doc["api"], f"{label}: api", specified=True)
+    return {**doc, "capacity": cap, "delay": delay, "api": _url(h, p)}
+
+
+def _secure(folder: Path) -> None:
+    """Private key files 0600 and their folders 0700."""
+    for f in folder.rglob("*"):
+        if f.is_file() and (f.name in ("priv_validator_key.json", "node_key.json", "arbiter_key.json")):
+            os.chmod(f, 0o600)
+    for d in [folder, *(d for d in folder.rglob("*") if d.is_dir())]:
+        os.chmod(d, 0o700)
+
+
+def keygen(out: Path, name: str, capacity: str | list[float], delay: float, bind: str = f"0.0.0.0:{DEFAULT_P2P}",
+           advertise: str | None = None, api_bind: str = f"0.0.0.0:{DEFAULT_API}", api_advertise: str | None = None,
+           rpc_port: int = DEFAULT_RPC, abci_port: int = DEFAULT_ABCI, metrics: str | None = None,
+           model: str | None = None) -> dict:
+    """Make one provider's keys on this machine, in `out` (CometBFT's home `out/cometbft`: validator key and
+    node key, 0600, never copied anywhere), and write its public file `out/provider.json` (returned) and its
+    local settings `out/local.json`. `metrics`: CometBFT's Prometheus address ("off": none; default: the API's
+    host, port 26660)."""
+    out = Path(out)
+    if (out / PROVIDER_FILE).exists() or (out / "cometbft").exists() or (out / "arbiter_key.json").exists():
+        raise EdgepocError(f"{out}: already holds keys; keys are never overwritten (pick another --out)")
+    _check_name(name, "--name")
+    cap = _check_capacity(capacity, "--capacity")
+    delay = _check_delay(delay, "--delay")
+    bh, bp = _hostport(bind, "--bind")
+    if advertise is None and bh in _UNSPECIFIED:
+        raise InputError(f"--advertise: needed with --bind {bind} (the IP:PORT the other providers dial)")
+    ah, ap = _hostport(advertise or bind, "--advertise", specified=True)
+    abh, abp = _hostport(api_bind, "--api-bind")
+    api_adv = api_advertise or _fmt(ah if abh in _UNSPECIFIED else abh, abp)
+    aah, aap = _hostport(api_adv, "--api-advertise", specified=True)
+    for what, port in (("--rpc-port", rpc_port), ("--abci-port", abci_port)):
+        if not 1 <= int(port) <= 65535:
+            raise InputError(f"{what}: expected a port in 1..65535, got {port}")
+    loopback = {"p2p": bp, "api": abp, "rpc": rpc_port, "abci": abci_port}
+    if metrics is None:
+        metrics = _fmt(abh, DEFAULT_METRICS)
+    if metrics != "off":
+        mh, mp = _hostport(metrics, "--metrics")
+        metrics = _fmt(mh, mp)
+        loopback["metrics"] = mp
+    seen: dict[int, str] = {}
+    for what, port in loopback.items():
+        if port in seen:
+            raise InputError(f"ports: {what} and {seen[port]} both use port {port} on this machine")
+        seen[port] = what
+    if model is not None and not Path(model).is_file():
+        raise InputError(f"--model: {model} does not exist")
+    out.mkdir(parents=True, exist_ok=True)
+    cmt = out / "cometbft"
+    res = subprocess.run([cometbft_binary(), "init", "--home", str(cmt)], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise EdgepocError(f"cometbft init failed: {res.stderr.strip()[:300]}")
+    key = json.loads((cmt / "config" / "priv_validator_key.json").read_text())
+    pk = base64.b64decode(key["pub_key"]["value"]).hex()
+    public = {"kind": PROVIDER_KIND, "name": name, "public_key": pk, "address": address_of(pk),
+              "node_id": _node_id(cmt), "capacity": cap, "delay": delay, "p2p": _fmt(ah, ap), "api": _url(aah, aap)}
+    local = {"role": "provider", "name": name, "p2p_bind": _fmt(bh, bp), "api_bind": _fmt(abh, abp),
+             "rpc_port": int(rpc_port), "abci_port": int(abci_port), "metrics": None if metrics == "off" else metrics,
+             "model": str(Path(model).resolve()) if model else None}
+    _secure(out)
+    (out / LOCAL_FILE).write_text(json.dumps(local, indent=2) + "\n")
+    (out / PROVIDER_FILE).write_text(json.dumps(public, indent=2) + "\n")
+    os.chmod(out / PROVIDER_FILE, 0o644)
+    return public
+
+
+def keygen_arbiter(out: Path, bind: str = f"0.0.0.0:{DEFAULT_ARBITER}", advertise: str | None = None,
+                   model: str | None = None) -> dict:
+    """Make the arbiter's key on its machine (`out/arbiter_key.json`, 0600) and its public file `out/arbiter.json`
+    (key, address, the URL nodes reach it at)."""
+    out = Path(out)
+    if (out / ARBITER_FILE).exists() or (out / "arbiter_key.json").exists() or (out / "cometbft").exists():
+        raise EdgepocError(f"{out}: already holds keys; keys are never overwritten (pick another --out)")
+    bh, bp = _hostport(bind, "--bind")
+    if advertise is None and bh in _UNSPECIFIED:
+        raise InputError(f"--advertise: needed with --bind {bind} (the IP:PORT the nodes reach the arbiter at)")
+    ah, ap = _hostport(advertise or bind, "--advertise", specified=True)
+    if model is not None and not Path(model).is_file():
+        raise InputError(f"--model: {model} does not exist")
+    out.mkdir(parents=True, exist_ok=True)
+    key = SigningKey.generate()
+    key.save(out / "arbiter_key.json")
+    public = {"kind": ARBITER_KIND, "public_key": key.public_hex, "address": key.address, "url": _url(ah, ap)}
+    _secure(out)
+    (out / LOCAL_FILE).write_text(json.dumps({"role": "arbiter", "bind": _fmt(bh, bp),
+                                              "model": str(Path(model).resolve()) if model else None}, indent=2) + "\n")
+    (out / ARBITER_FILE).write_text(json.dumps(public, indent=2) + "\n")
+    os.chmod(out / ARBITER_FILE, 0o644)
+    return public
+
+
+def parse_builds(items: list[str] | None) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        name, eq, version = item.partition("=")
+        if not eq or not name.strip() or not version.strip():
+            raise InputError(f"--build: expected COMPONENT=VERSION, got {item!r}")
+        out[name.strip()] = version.strip()
+    return out
+
+
+def build_genesis(providers: list[Path], arbiter: Path | None = None, arbiter_url: str | None = None,
+                  arbiter_key: str | None = None, chain_id: str = "edgepoc", params: dict[str, Any] | None = None,
+                  builds: dict[str, str] | None = None, pin_builds: bool = True,
+                  genesis_time: float | None = None) -> dict:
+    """CometBFT's genesis for the providers' public files (in the order given) and the arbiter's public key:
+    validators with their declared capacities and delays, the consensus parameters, the builds every node
+    must run (this machine's edgepoc, CometBFT, wasmtime, NumPy and Python, overridden by `builds`; none
+    without `pin_builds`), and beside them the providers' advertised addresses and node ids and the arbiter's
+    URL. Reads nothing but the files given. Every problem is an InputError in one line."""
+    if not providers:
+        raise InputError("--provider: give every provider's public file (provider.json), one --provider each")
+    if len(providers) > MAX_VALIDATORS:
+        raise InputError(f"--provider: {len(providers)} providers; a network has at most {MAX_VALIDATORS} "
+                         "(MAX_VALIDATORS: the contribution game's coalition masks are sized for it)")
+    if not isinstance(chain_id, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,49}$", chain_id):
+        raise InputError(f"--chain-id: {chain_id!r}: 1-50 of letters, digits, '_', '.', '-'")
+    docs = [load_public(Path(f)) for f in providers]
+    labels = [Path(f).name if Path(f).name != PROVIDER_FILE else str(f) for f in providers]
+    seen: dict[tuple[str, Any], str] = {}
+    for label, d in zip(labels, docs):
+        for what, value in (("name", d["name"]), ("public key", d["public_key"]), ("node id", d["node_id"])):
+            if (what, value) in seen:
+                raise InputError(f"{label}: duplicate {what} {str(value)[:16]!r} (also in {seen[(what, value)]})")
+            seen[(what, value)] = label
+    endpoints: dict[tuple[str, int], str] = {}
+
+    def endpoint(addr: str, what: str, label: str) -> None:
+        key = _hostport(addr, what)
+        if key in endpoints:
+            raise InputError(f"{label}: {what} address {_fmt(*key)} is also {endpoints[key]} (duplicate host:port)")
+        endpoints[key] = f"{label}'s {what} address"
+    for label, d in zip(labels, docs):
+        endpoint(d["p2p"], "p2p", label)
+        endpoint(d["api"], "api", label)
+    r = len(docs[0]["capacity"])
+    for label, d in zip(labels, docs):
+        if len(d["capacity"]) != r:
+            raise InputError(f"{label}: capacity has {len(d['capacity'])} resources, {labels[0]} has {r} "
+                             "(every provider declares the same resources)")
+    if arbiter is not None:
+        a = load_public(Path(arbiter), ARBITER_KIND)
+        arbiter_key = arbiter_key or a["public_key"]
+        arbiter_url = arbiter_url or a["url"]
+    if arbiter_key is None or arbiter_url is None:
+        raise InputError("--arbiter: give the arbiter's public file (arbiter.json from `network keygen --arbiter`), "
+                         "or --arbiter-key and --arbiter-url")
+    _check_hex(arbiter_key, 64, "--arbiter-key")
+    if ("public key", arbiter_key) in seen:
+        raise InputError(f"--arbiter: its key is {seen[('public key', arbiter_key)]}'s validator key; the arbiter "
+                         "needs its own")
+    ah, ap = _hostport(arbiter_url, "--arbiter-url", specified=True)
+    arbiter_url = _url(ah, ap)
+    endpoint(arbiter_url, "arbiter", "the arbiter")
+    p = ConsensusParams.from_dict({**asdict(ConsensusParams()), **(params or {})})
+    from edgepoc.chain.builds import local_builds
+
+    pinned = {**local_builds(), **(builds or {})} if pin_builds else {}
+    from edgepoc.chain.genesis import ValidatorInfo
+
+    vals = [ValidatorInfo(d["name"], d["public_key"], d["address"], 1, d["capacity"], d["delay"]) for d in docs]
+    t = float(int(time.time())) if genesis_time is None else float(genesis_time)
+    genesis = Genesis.from_dict(Genesis(chain_id, t, vals, arbiter_key, p, pinned).to_dict())  # validates
+    net = {"providers": [{"name": d["name"], "node_id": d["node_id"], "p2p": d["p2p"], "api": d["api"]}
+                         for d in docs], "arbiter_url": arbiter_url}
+    return cometbft_genesis(genesis, net)
+
+
+def _read_genesis_doc(path: Path) -> tuple[bytes, dict, Genesis, dict]:
+    try:
+        raw = Path(path).read_bytes()
+        doc = json.loads(raw)
+    except FileNotFoundError:
+        raise InputError(f"--genesis: {path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"--genesis: {path} is not JSON ({str(exc)[:120]})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("app_state"), dict):
+        raise InputError(f"--genesis: {path} is not a CometBFT genesis with the edgepoc app_state")
+    genesis = Genesis.from_dict(doc["app_state"])
+    net = doc["app_state"].get("network")
+    if not isinstance(net, dict) or not isinstance(net.get("providers"), list) \
+            or len(net["providers"]) != len(genesis.validators):
+        raise InputError(f"--genesis: {path} has no providers' addresses (build it with `edgepoc network genesis`)")
+    return raw, doc, genesis, net
+
+
+def join(home: Path, genesis_path: Path, model: str | None = None) -> dict:
+    """Join the network of `genesis_path` with the keys in `home` (made there by `keygen`): write the node's
+    config.toml (persistent peers: the other providers' advertised addresses; filter_peers with the genesis
+    validators' node ids; p2p bound as keygen said and advertised as genesis says; ABCI and RPC on loopback),
+    its genesis.json, app.json and network.json, so `network up --dir home` (or `edgepoc node --home home`)
+    starts it. The arbiter's folder gets its config.json, genesis.json and network.json. Returns
+    network.json's content plus "warnings" (e.g. builds that differ from genesis': the node will refuse to
+    start)."""
+    home = Path(home)
+    raw, doc, genesis, net = _read_genesis_doc(genesis_path)
+    try:
+        local = json.loads((home / LOCAL_FILE).read_text())
+    except FileNotFoundError:
+        raise EdgepocError(f"{home}: no {LOCAL_FILE} (make this machine's keys with `edgepoc network keygen --out "
+                           f"{home}`)") from None
+    from edgepoc.chain.builds import mismatches
+
+    warnings = []
+    bad = mismatches(genesis.builds) if genesis.builds else []
+    if bad:
+        warnings.append(f"build mismatch: this machine runs {'; '.join(bad)}; the node will refuse to start")
+    provs = net["providers"]
+    same_host = len({_hostport(pv["p2p"], "p2p")[0] for pv in provs}) < len(provs)
+    others = []
+    for i, (v, pv) in enumerate(zip(genesis.validators, provs)):
+        h, pp = _hostport(pv["p2p"], "p2p")
+        others.append({"name": v.name, "home": None, "address": v.address, "host": h, "api": pv["api"],
+                       "rpc": None, "peer_port": pp, "node_id": pv["node_id"]})
+    ah, ap = _hostport(net["arbiter_url"], "arbiter_url")
+    arbiter_entry = {"home": None, "host": ah, "port": ap, "url": net["arbiter_url"]}
+    out: dict[str, Any] = {"engine": "cometbft", "chain_id": genesis.chain_id, "nodes": others,
+                           "arbiter": arbiter_entry}
+    if local.get("role") == "arbiter":
+        key = SigningKey.load(home / "arbiter_key.json")
+        if key.public_hex != genesis.arbiter_public_key:
+            raise EdgepocError(f"{home}: this arbiter's key is not the one genesis names (genesis: "
+                               f"{genesis.arbiter_address[:12]}, here: {key.address[:12]})")
+        bh, bp = _hostport(local["bind"], "bind")
+        genesis.save(home / "genesis.json")
+        (home / "config.json").write_text(json.dumps({"engine": "cometbft", "host": bh, "port": bp,
+                                                      "model": model or local.get("model")}, indent=2) + "\n")
+        out["arbiter"] = {**arbiter_entry, "home": ".", "bind": _fmt(bh, bp)}
+        out["this_host"] = ah
+        out["role"] = "arbiter"
+    else:
+        from edgepoc.chain.abci.node import validator_address
+
+        address = validator_address(home)
+        me = genesis.index_of(address)
+        if me is None:
+            raise EdgepocError(f"{home}: this provider's validator key ({address[:12]}) is not in the genesis; was its "
+                               f"{PROVIDER_FILE} given to `network genesis`?")
+        my_id = _node_id(home / "cometbft")
+        if provs[me]["node_id"] != my_id:
+            raise EdgepocError(f"{home}: this node's id {my_id[:12]} is not the one genesis names for "
+                               f"{genesis.validators[me].name} ({str(provs[me]['node_id'])[:12]})")
+        cmt = home / "cometbft" / "config"
+        old = cmt / "genesis.json"
+        if (home / "data" / "app.sqlite").exists() and old.exists() and old.read_bytes() != raw:
+            raise EdgepocError(f"{home}: already runs another genesis and has a store; a folder joins one chain")
+        p = genesis.params
+        bh, bp = _hostport(local["p2p_bind"], "p2p_bind")
+        abh, abp = _hostport(local["api_bind"], "api_bind")
+        peers = ",".join(f"{pv['node_id']}@{pv['p2p']}" for j, pv in enumerate(provs) if j != me)
+        cfg = cometbft_config((cmt / "config.toml").read_text(), p, moniker=genesis.validators[me].name,
+                              abci_port=local["abci_port"], rpc_port=local["rpc_port"], p2p_laddr=_fmt(bh, bp),
+                              peers=peers, prometheus=local.get("metrics"), external_address=provs[me]["p2p"],
+                              allow_duplicate_ip=same_host)
+        (cmt / "config.toml").write_text(cfg)
+        old.write_bytes(raw)  # the same bytes on every node
+        app_cfg = {"name": genesis.validators[me].name, "host": abh, "abci_port": local["abci_port"],
+                   "api_port": abp, "rpc_port": local["rpc_port"], "p2p_port": bp, "arbiter_url": net["arbiter_url"],
+                   "model": model or local.get("model"), "byzantine": [],
+                   "allowed_peers": [pv["node_id"] for pv in provs]}
+        (home / "app.json").write_text(json.dumps(app_cfg, indent=2) + "\n")
+        api_local = _url("127.0.0.1" if abh in _UNSPECIFIED else abh, abp)
+        out["nodes"][me].update({"home": ".", "api": api_local, "api_public": provs[me]["api"],
+                                 "rpc": _url("127.0.0.1", local["rpc_port"]), "abci_port": local["abci_port"]})
+        if local.get("metrics"):
+            out["nodes"][me]["cometbft_metrics"] = f"http://{local['metrics']}/metrics"
+        out["this_host"] = others[me]["host"]
+        out["role"] = "provider"
+    (home / "network.json").write_text(json.dumps(out, indent=2) + "\n")
+    return {**out, "warnings": warnings}
+
+
+def service_unit(home: Path, user: str | None = None) -> tuple[str, str]:
+    """(unit file name, text) of a systemd unit that runs the node (or the arbiter) joined in `home`, restarted
+    on failure. The node runs in the foreground (`python -m edgepoc.chain.abci.boot`, what `edgepoc node` runs):
+    systemd holds its process group, cometbft included."""
+    import getpass
+
+    home = Path(home).resolve()
+    doc = load_network(home)
+    python = sys.executable
+    if (doc.get("arbiter") or {}).get("home") == ".":
+        name = "arbiter"
+        what = f"edgepoc arbiter of chain {doc['chain_id']}"
+        exec_start = f"{python} -m edgepoc arbiter --home {home}"
+    else:
+        mine = [n for n in doc["nodes"] if n.get("home") == "."]
+        if not mine:
+            raise EdgepocError(f"{home}: holds no joined node or arbiter (run `edgepoc network join` first)")
+        name = mine[0]["name"]
+        what = f"edgepoc node {name} of chain {doc['chain_id']} (app + cometbft)"
+        exec_start = f"{python} -m edgepoc.chain.abci.boot --home {home}"
+    if any(c.isspace() for c in str(home) + python):
+        raise EdgepocError("service: the home folder and the python path must not contain spaces")
+    text = "\n".join([
+        "[Unit]",
+        f"Description={what}",
+        "Wants=network-online.target",
+        "After=network-online.target",
+        "",
+        "[Service]",
+        "Type=simple",
+        f"User={user or getpass.getuser()}",
+        f"WorkingDirectory={home}",
+        "Environment=OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 PYTHONUNBUFFERED=1",
+        f"ExecStart={exec_start}",
+        "Restart=on-failure",
+        "RestartSec=5",
+        # the node's own process group: cometbft and the worker go with it
+        "KillMode=control-group",
+        "TimeoutStopSec=30",
+        "LimitNOFILE=65536",
+        "UMask=0077",
+        f"StandardOutput=append:{home}/{'arbiter' if name == 'arbiter' else 'node'}.log",
+        "StandardError=inherit",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        ""])
+    return f"edgepoc-{name}.service", text

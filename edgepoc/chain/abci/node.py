@@ -173,7 +173,7 @@ class CometNodeView:
                                 "reachable": reachable.get(v.name)} for i, v in enumerate(self.genesis.validators)],
                 "total_power": sum(powers), "allocator": app.allocator_name, "byzantine": sorted(app.byzantine),
                 "pid": os.getpid(), "uptime": time.time() - self.started, "explorer": "/explorer/",
-                "abci_seconds": dict(app.profile), "cpu_seconds": time.process_time()}
+                "abci_seconds": dict(app.profile), "cpu_seconds": time.process_time(), "builds": _builds()}
 
     def block(self, height: int | None) -> dict | None:
         h = self.app.state.height if height is None else height
@@ -319,6 +319,13 @@ class CometNodeView:
         return [{"height": r["height"], "time": self._unix(r["time"]), "proposer": r["proposer"],
                  "method": r["method"], "n_tasks": r["n_tasks"]}
                 for r in self.app.store.summaries(before, limit, arbitrated=True)]
+
+
+def _builds() -> dict[str, str]:
+    """The builds this node runs (edgepoc, CometBFT, wasmtime, NumPy, Python), as genesis may pin them."""
+    from edgepoc.chain.builds import local_builds
+
+    return local_builds()
 
 
 def _guarded(name: str, fn, fallback):
@@ -511,6 +518,9 @@ def run_node(home: Path, early: Any = None) -> None:
     home = Path(home).resolve()
     config = AppConfig.load(home)
     binary = cometbft_binary()
+    from edgepoc.chain.builds import check_node
+
+    check_node(home, binary)  # the builds genesis names (if any), before anything starts; one line naming a mismatch
     if early is None:
         from edgepoc.chain.abci.boot import EarlyApi
 
