@@ -304,6 +304,7 @@ def network_genesis(
     param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="Consensus parameter key=value (repeatable)."),
     build: Optional[list[str]] = typer.Option(None, "--build", help="Pin COMPONENT=VERSION (default: this machine's edgepoc, cometbft, wasmtime, numpy, python)."),
     no_builds: bool = typer.Option(False, "--no-builds", help="Pin no builds (nodes do not check them)."),
+    genesis_time: Optional[str] = typer.Option(None, help="When the chain starts: unix seconds or 2026-12-01T10:00:00Z (default: now); consensus waits for it."),
     force: bool = typer.Option(False, help="Overwrite --out."),
 ) -> None:
     """Build the genesis from the providers' and the arbiter's PUBLIC files only (no key is read here).
@@ -315,7 +316,8 @@ def network_genesis(
     if out.exists() and not force:
         raise InputError(f"--out: {out} exists (use --force to overwrite)")
     doc = net.build_genesis(provider, arbiter, arbiter_url, arbiter_key, chain_id, parse_params(param),
-                            net.parse_builds(build), pin_builds=not no_builds)
+                            net.parse_builds(build), pin_builds=not no_builds,
+                            genesis_time=net.parse_time(genesis_time) if genesis_time else None)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n")
     app = doc["app_state"]

@@ -47,11 +47,13 @@ def one_line_error(r: subprocess.CompletedProcess) -> str:
 
 
 def keygen(folder: Path, name: str, i: int, ports: dict) -> Path:
+    """The last provider binds every interface and advertises 127.0.0.1 (bind and advertise differ)."""
     out = folder / name
     p = ports[name]
+    bind = ["--bind", f"127.0.0.1:{p[0]}", "--api-bind", f"127.0.0.1:{p[1]}"] if i < K - 1 else \
+        ["--bind", f"0.0.0.0:{p[0]}", "--advertise", f"127.0.0.1:{p[0]}", "--api-bind", f"0.0.0.0:{p[1]}"]
     r = ok(edgepoc("network", "keygen", "--name", name, "--capacity", f"1.{i},0.{8 - i}", "--delay", f"0.0{i + 1}",
-                   "--bind", f"127.0.0.1:{p[0]}", "--api-bind", f"127.0.0.1:{p[1]}", "--rpc-port", p[2],
-                   "--abci-port", p[3], "--metrics", f"127.0.0.1:{p[4]}", "--out", out))
+                   *bind, "--rpc-port", p[2], "--abci-port", p[3], "--metrics", f"127.0.0.1:{p[4]}", "--out", out))
     assert json.loads(r.stdout) == json.loads((out / "provider.json").read_text())
     return out
 
@@ -154,6 +156,12 @@ def test_genesis_from_public_files_only_then_join_up_commit_verify(flow):
     assert json.loads((h0 / "app.json").read_text())["allowed_peers"] == [p["node_id"] for p in
                                                                          app["network"]["providers"]]
     assert (h0 / "cometbft" / "config" / "genesis.json").read_bytes() == genesis.read_bytes()
+    last = flow["homes"][-1]
+    cfg = (last / "cometbft" / "config" / "config.toml").read_text()
+    port = flow["ports"][last.name][0]
+    assert network._toml_value(cfg, "p2p", "laddr") == f"tcp://0.0.0.0:{port}"
+    assert network._toml_value(cfg, "p2p", "external_address") == f"127.0.0.1:{port}"
+    assert app["network"]["providers"][-1]["api"] == f"http://127.0.0.1:{flow['ports'][last.name][1]}"
 
     procs = [subprocess.Popen([*EDGEPOC, "network", "up", "--dir", str(h), "--wait", "90"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for h in [*flow["homes"], flow["arbiter"]]]
@@ -199,6 +207,9 @@ def test_a_node_on_other_builds_refuses_to_start_naming_the_component(flow, tmp_
     assert network.running_pid(home, "prov0") is None
     line = one_line_error(edgepoc("node", "--home", home))
     assert "build mismatch" in line and "numpy" in line and "(genesis: 0.0.1)" in line
+    if (flow["homes"][0] / "data" / "app.sqlite").exists():  # a folder with a store joins one chain only
+        line = one_line_error(edgepoc("network", "join", "--genesis", genesis, "--home", flow["homes"][0]))
+        assert "already runs another genesis" in line
 
 
 def _bad(tmp_path: Path, good: dict, file: str, **change) -> Path:

@@ -1088,6 +1088,21 @@ def parse_builds(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+def parse_time(text: str) -> float:
+    """Whole unix seconds from "1764583200" or an RFC 3339 time ("2026-12-01T10:00:00Z")."""
+    try:
+        return float(int(float(text)))
+    except ValueError:
+        pass
+    try:
+        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"--genesis-time: expected unix seconds or e.g. 2026-12-01T10:00:00Z, got {text!r}") from None
+    if t.tzinfo is None:
+        raise InputError(f"--genesis-time: {text!r} has no time zone (add Z for UTC)")
+    return float(int(t.timestamp()))
+
+
 def build_genesis(providers: list[Path], arbiter: Path | None = None, arbiter_url: str | None = None,
                   arbiter_key: str | None = None, chain_id: str = "edgepoc", params: dict[str, Any] | None = None,
                   builds: dict[str, str] | None = None, pin_builds: bool = True,
