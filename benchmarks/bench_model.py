@@ -62,16 +62,25 @@ COLUMNS: dict[str, tuple[str, dict]] = {
     "student onepass": ("student", {"decode": "onepass"}),
     "student search": ("student", {"decode": "search"}),
 }
-# issue 11 targets on the family means (ratio to GA 5 s)
+# with --candidate DIR: the same decoders with DIR/teacher.pt and DIR/student.pt, in the same run
+CANDIDATE_COLUMNS: dict[str, tuple[str, dict, str]] = {
+    "new onepass": ("teacher", {"decode": "onepass"}, "teacher.pt"),
+    "new search": ("teacher", {"decode": "search"}, "teacher.pt"),
+    "new student onepass": ("student", {"decode": "onepass"}, "student.pt"),
+    "new student search": ("student", {"decode": "search"}, "student.pt"),
+}
+MODEL_OF: dict[str, str] = {}  # column -> checkpoint path (filled from --candidate)
+# issue 11/18 targets on the family means (ratio to GA 5 s)
 ONEPASS_TARGET = {"paper": 1.05, "varied": 1.05, "alibaba": 1.15}
 SEARCH_TARGET = 1.02
+STUDENT_TARGET_PCT = 2.0  # issue 18: the student within 2 % of the teacher (one-pass and search)
 
 
-def run_column(inst, method: str, params: dict, seed: int) -> dict:
+def run_column(inst, method: str, params: dict, seed: int, model: str | None = None) -> dict:
     """One method on one instance: delay (kernel re-simulation) and CPU seconds of this thread."""
     t0, w0 = time.thread_time(), time.perf_counter()
     try:
-        res = solve(inst, method, SolveOptions(seed=seed, params=dict(params)))
+        res = solve(inst, method, SolveOptions(seed=seed, model=model, params=dict(params)))
     except Exception as exc:  # a column that fails is reported, the others still run
         return {"error": f"{type(exc).__name__}: {exc}"}
     cpu, wall = time.thread_time() - t0, time.perf_counter() - w0
@@ -139,9 +148,17 @@ def targets(stats: dict, rows_by_family: dict) -> list[str]:
                           f"search {se['mean']:.3f}x")
         checks.append(f"one-pass <= 20 ms / 1000 tasks: {'met' if one['ms_per_1000_tasks'] <= 20 else 'missed'} "
                       f"({one['ms_per_1000_tasks']:.1f} ms)")
-        if st["student search"]["instances"]:
-            d = 100 * (st["student search"]["mean"] / se["mean"] - 1)
-            checks.append(f"student search within 3% of teacher: {'met' if d <= 3 else 'missed'} ({d:+.2f}%)")
+        for dec, teacher_col in (("onepass", "onepass"), ("search", "search")):
+            if st[f"student {dec}"]["instances"]:
+                d = 100 * (st[f"student {dec}"]["mean"] / st[teacher_col]["mean"] - 1)
+                checks.append(f"student {dec} within {STUDENT_TARGET_PCT:g}% of teacher: "
+                              f"{'met' if d <= STUDENT_TARGET_PCT else 'missed'} ({d:+.2f}%)")
+        if "new onepass" in st and st["new onepass"]["instances"]:
+            for col in ("onepass", "search", "student onepass", "student search"):
+                if f"new {col}" not in st:
+                    continue
+                g = gain_interval(rows_by_family[fam], f"new {col}", col)
+                checks.append(f"candidate {col} vs bundled: paired gain {g.fmt('+.2f', '%')}")
         out.append(f"- **{fam}**: " + "; ".join(checks))
     return out
 
@@ -164,7 +181,15 @@ def main() -> None:
     ap.add_argument("--families", default=",".join(FAMILIES), help="comma-separated subset of the families")
     ap.add_argument("--out", type=Path, default=None,
                     help="Markdown file (+ .json beside it); default results/model.md, quick: runs/bench-model-quick.md")
+    ap.add_argument("--candidate", type=Path, default=None,
+                    help="folder with a candidate teacher.pt (and student.pt): its decoders run as extra 'new ...' "
+                         "columns beside the bundled ones, with the paired gain over the bundled model")
     args = ap.parse_args()
+    if args.candidate:
+        for col, (method, p, name) in CANDIDATE_COLUMNS.items():
+            if (args.candidate / name).is_file():
+                COLUMNS[col] = (method, p)
+                MODEL_OF[col] = str(args.candidate / name)
     count = args.count or (3 if args.quick else 10)
     ga_seconds = args.ga_seconds or (1.0 if args.quick else 5.0)
     n_tasks = args.n_tasks or (300 if args.quick else 1000)
@@ -180,8 +205,8 @@ def main() -> None:
     t_start = time.perf_counter()
 
     warm = generate("paper", seed=4999, count=1, n_tasks=60)[0]  # compile and load every column first
-    for method, params in COLUMNS.values():
-        run_column(warm, method, params, 0)
+    for col, (method, params) in COLUMNS.items():
+        run_column(warm, method, params, 0, MODEL_OF.get(col))
     run_ga(warm, 0.05, 0)
 
     rows_by_family: dict[str, list[dict]] = {}
@@ -193,7 +218,7 @@ def main() -> None:
             row = {"instance": inst.name, "n_tasks": inst.n_tasks, "providers": inst.n_providers,
                    "ga": run_ga(inst, ga_seconds, i)}
             for col, (method, p) in COLUMNS.items():
-                row[col] = run_column(inst, method, p, i)
+                row[col] = run_column(inst, method, p, i, MODEL_OF.get(col))
             rows.append(row)
             print(f"{fam} {inst.name}: " + ", ".join(
                 f"{c} {row[c]['delay'] / row['ga']['delay']:.3f}" if "delay" in row[c] else f"{c} failed"
@@ -227,13 +252,14 @@ def main() -> None:
     errors = [f"- {fam} {c}: {e}" for fam, st in stats.items() for c in COLUMNS for e in st[c]["errors"]]
     if errors:
         lines += ["", "Failures:", "", *errors]
-    lines += ["", "Targets of issue 11 (on the family means):", "", *targets(stats, rows_by_family)]
+    lines += ["", "Targets of issues 11 and 18 (on the family means):", "", *targets(stats, rows_by_family)]
     text = "\n".join(lines) + "\n"
     print(text)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     config = {"quick": args.quick, "count": count, "ga_seconds": ga_seconds, "n_tasks": n_tasks,
               "families": {f: FAMILIES[f] for f in families}, "columns": COLUMNS, "bundle": model_line,
+              "candidate": {c: MODEL_OF[c] for c in MODEL_OF},
               "platform": platform.platform(), "cpus": os.cpu_count(), "load_average_at_start": load_at_start,
               "command": " ".join([Path(sys.executable).name, *sys.argv])}
     out.with_suffix(".json").write_text(json.dumps({"config": config, "stats": stats, "rows": rows_by_family},

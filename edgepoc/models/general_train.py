@@ -26,6 +26,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numba as nb
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -38,7 +39,7 @@ from edgepoc.game.kernel import simulate
 from edgepoc.models.allocation import count_parameters
 from edgepoc.models.checkpoint import save_checkpoint
 from edgepoc.models.general import GeneralAllocationModel, GeneralConfig, embedding, student_general_config
-from edgepoc.models.onepass import Head, onepass, trajectory_features
+from edgepoc.models.onepass import N_DYN, Head, _dyn_features, _head_scores, onepass, time_scale, trajectory_features
 from edgepoc.solvers.rollout import rollout_assignment
 
 FAMILIES = ("paper", "varied", "alibaba", "bursty", "task-delays")
@@ -132,17 +133,242 @@ class Evaluator:
                          for i in idx])
 
 
+@dataclass
+class DaggerSample:
+    """One instance's DAgger target: dynamic features (n, K, N_DYN) at states the model's own decode
+    reaches, and the expert's choice (n,) at each of them."""
+
+    dyn: np.ndarray
+    labels: np.ndarray
+
+
+def dagger_sample(inst: Instance, emb: np.ndarray, head: Head, seed: int, segment: int = 100, window: int = 160,
+                  generations: int = 8) -> DaggerSample:
+    """Relabel the states the model visits with the GA (DAgger).
+
+    The model's one-pass decode gives its allocation `x_m`. At every `segment`-th task `i` the queues are
+    those `x_m[:i]` built; the GA (its default settings, `generations` generations) allocates tasks
+    `i .. i + window` from that state, and the segment's tasks `i .. i + segment` get the GA's choices
+    as labels, with the dynamic features along the GA's choices from the model's state (scaled by the
+    whole instance's time scale, look-ahead inside the window)."""
+    from edgepoc.models.onepass import _trajectory_features
+    from edgepoc.solvers.ga import GAConfig, PolicyModel
+
+    n, kk = inst.n_tasks, inst.n_providers
+    x_m, _, _ = onepass(inst, emb, head)
+    scale = time_scale(inst)
+    dyn = np.empty((n, kk, N_DYN))
+    labels = np.empty(n, dtype=np.int64)
+    free = np.zeros(kk)
+    for lo in range(0, n, segment):
+        hi = min(n, lo + segment)
+        sub = inst.subset(slice(lo, min(n, lo + window)))
+        x_e = PolicyModel(GAConfig(generations=generations), seed=seed + lo).solve(sub, free.copy()).assignment
+        out = np.empty((sub.n_tasks, kk, N_DYN))
+        _trajectory_features(sub.arrival, sub.ready, sub.processing, free.copy(), np.ascontiguousarray(x_e),
+                             int(head.horizon), scale, out)
+        dyn[lo:hi] = out[:hi - lo]
+        labels[lo:hi] = x_e[:hi - lo]
+        for i in range(lo, hi):  # advance along the model's own choices
+            k = x_m[i]
+            free[k] = max(inst.ready[i, k], free[k]) + inst.processing[i, k]
+    return DaggerSample(dyn, labels)
+
+
+def dagger_finetune(model_path: str | Path, out: str | Path, cfg: GeneralTrainConfig, rounds: int = 2,
+                    epochs: int = 6, segment: int = 100, window: int = 160, generations: int = 8,
+                    kind: str = "teacher", show: bool = True) -> dict:
+    """DAgger from a trained general model: `rounds` times, relabel the states the current model visits
+    on the training mix with the GA (`dagger_sample`), add them to the aggregate, and train on the
+    aggregate by cross-entropy (`epochs`), keeping the best validation one-pass; then `cfg.es_generations`
+    of ES on the head. Writes `<kind>.pt` and `log.json` into `out`."""
+    from edgepoc.models.checkpoint import load_model
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(max(1, cfg.threads))
+    torch.manual_seed(cfg.seed + 2)
+    rng = np.random.default_rng(cfg.seed + 2)
+    model, _ = load_model(model_path, kind)
+    train_inst = training_mix(cfg.seed, cfg.count)
+    val_inst = training_mix(cfg.seed + 1000, cfg.val_count)
+    train_eval, val_eval = Evaluator(train_inst), Evaluator(val_inst)
+    val_eval.refresh(model)
+    start_val = float(val_eval.ratios(model.head()).mean())
+    log: list[dict] = [{"phase": "start", "step": 0, "val_ratio_to_rollout": start_val}]
+    agg_inst: list[Instance] = []
+    agg: list[DaggerSample] = []
+    best = start_val
+    for r in range(rounds):
+        train_eval.refresh(model)
+        head = model.head()
+        with _progress(show) as bar:
+            task = bar.add_task(f"DAgger round {r + 1}: GA relabelling", total=len(train_inst), status="")
+            for i, inst in enumerate(train_inst):
+                agg.append(dagger_sample(inst, train_eval.emb[i], head, cfg.seed + 7919 * r + i, segment, window,
+                                         generations))
+                agg_inst.append(inst)
+                bar.advance(task)
+        best = imitation(model, agg_inst, agg, epochs, cfg.lr, rng, val_eval, show, log=log)
+        log.append({"phase": "dagger", "step": r + 1, "val_ratio_to_rollout": best, "samples": len(agg),
+                    "seconds": time.perf_counter() - t0})
+        save_checkpoint(out / f"{kind}.pt", model, {"val_ratio_to_rollout": best, "dagger_round": r + 1,
+                                                    "from": str(model_path)})  # a run cut short keeps its rounds
+        (out / "log.json").write_text(json.dumps(log, indent=1))
+    if cfg.es_generations > 0:
+        best = evolve_head(model, train_eval, val_eval, cfg, rng, show, log=log)
+    meta = {"params": count_parameters(model), "val_ratio_to_rollout": best, "start_val_ratio_to_rollout": start_val,
+            "from": str(model_path), "seconds": time.perf_counter() - t0, "config": cfg.to_dict(),
+            "dagger": {"rounds": rounds, "epochs": epochs, "segment": segment, "window": window,
+                       "generations": generations}}
+    save_checkpoint(out / f"{kind}.pt", model, meta)
+    (out / "log.json").write_text(json.dumps(log, indent=1))
+    return meta
+
+
+@nb.njit(cache=True, nogil=True)
+def _onepass_sampled(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec, gain, horizon, scale, u,
+                     temperature, x):
+    """The one-pass decode with each step's provider drawn from softmax(scores / temperature) (uniforms `u`):
+    training only; the nodes' decode is `onepass._onepass` (argmax). Returns the total delay."""
+    n = arrival.shape[0]
+    kk = free.shape[0]
+    dyn = np.empty((kk, N_DYN))
+    trial = np.empty(kk)
+    scratch = np.empty(max(horizon, 1), dtype=np.int64)
+    cost_short = np.empty(kk)
+    cost_long = np.empty(kk)
+    scores = np.empty(kk)
+    prob = np.empty(kk)
+    total = 0.0
+    for i in range(n):
+        _dyn_features(arrival, ready, proc, free, i, horizon, scale, trial, scratch, cost_short, cost_long, dyn)
+        _head_scores(emb[i], dyn, a_mat, b_vec, w_vec, c_vec, gain, scores)
+        top = scores.max()
+        z = 0.0
+        for k in range(kk):
+            prob[k] = np.exp((scores[k] - top) / temperature)
+            z += prob[k]
+        r = u[i] * z
+        best_k = kk - 1
+        acc = 0.0
+        for k in range(kk):
+            acc += prob[k]
+            if r < acc:
+                best_k = k
+                break
+        x[i] = best_k
+        s = ready[i, best_k]
+        if free[best_k] > s:
+            s = free[best_k]
+        c = s + proc[i, best_k]
+        free[best_k] = c
+        lat = c - arrival[i]
+        if lat > 0.0:
+            total += lat
+    return total
+
+
+def policy_gradient(model_path: str | Path, out: str | Path, cfg: GeneralTrainConfig, epochs: int = 10,
+                    samples: int = 8, temperature: float = 0.3, lr: float = 1e-4, kind: str = "teacher",
+                    deadline_s: float | None = None, show: bool = True) -> dict:
+    """POMO-style policy gradient on f(x) from a trained general model, every weight (encoders and head).
+
+    Per training instance: `samples` one-pass decodes sampled at `temperature` on the model's own states;
+    advantage = (mean delay of the samples - delay) / mean delay (the samples' shared baseline, as POMO);
+    loss = - sum advantage x log-probability of the sampled allocation (per-step softmax of the head's
+    scores along that allocation's own queue states). Validation one-pass after every epoch; the best
+    weights are kept and written to `out/<kind>.pt` (a run cut short keeps what it reached)."""
+    from edgepoc.models.checkpoint import load_model
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(max(1, cfg.threads))
+    torch.manual_seed(cfg.seed + 3)
+    rng = np.random.default_rng(cfg.seed + 3)
+    model, _ = load_model(model_path, kind)
+    train_inst = training_mix(cfg.seed, cfg.count)
+    val_eval = Evaluator(training_mix(cfg.seed + 1000, cfg.val_count))
+    val_eval.refresh(model)
+    start = best = float(val_eval.ratios(model.head()).mean())
+    best_state = {k: v.clone() for k, v in model.state_dict().items()}
+    log: list[dict] = [{"phase": "start", "step": 0, "val_ratio_to_rollout": start}]
+    inputs = [model.inputs(inst) for inst in train_inst]
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    with _progress(show) as bar:
+        task = bar.add_task("policy gradient", total=epochs, status=f"val one-pass/rollout {best:.4f}")
+        for epoch in range(1, epochs + 1):
+            model.train()
+            spread = []
+            for j in rng.permutation(len(train_inst)):
+                inst = train_inst[j]
+                emb_t = model.embed_inputs(**inputs[j])
+                emb = emb_t.detach().double().numpy()
+                head = model.head()
+                xs, fs = [], []
+                for _ in range(samples):
+                    x = np.empty(inst.n_tasks, dtype=np.int64)
+                    f = _onepass_sampled(inst.arrival, inst.ready, inst.processing, np.zeros(inst.n_providers), emb,
+                                         head.a, head.b, head.w, head.c, float(head.gain), int(head.horizon),
+                                         time_scale(inst), rng.random(inst.n_tasks), temperature, x)
+                    xs.append(x)
+                    fs.append(f)
+                fs = np.array(fs)
+                base = fs.mean()
+                if base <= 0 or fs.std() == 0:
+                    continue
+                adv = (base - fs) / base
+                spread.append(float(fs.std() / base))
+                loss = 0.0
+                for x, a in zip(xs, adv):
+                    dyn = torch.from_numpy(trajectory_features(inst, x, model.config.horizon)).float()
+                    logp = F.log_softmax(model.scores(emb_t, dyn) / temperature, 1)
+                    loss = loss - float(a) * logp[torch.arange(inst.n_tasks), torch.from_numpy(x)].sum()
+                opt.zero_grad()
+                (loss / samples).backward()
+                opt.step()
+                if deadline_s is not None and time.perf_counter() - t0 > deadline_s:
+                    break
+            val_eval.refresh(model)
+            score = float(val_eval.ratios(model.head()).mean())
+            log.append({"phase": "pg", "step": epoch, "val_ratio_to_rollout": score,
+                        "sample_spread": float(np.mean(spread)) if spread else None,
+                        "seconds": time.perf_counter() - t0})
+            if score < best:
+                best, best_state = score, {k: v.clone() for k, v in model.state_dict().items()}
+                save_checkpoint(out / f"{kind}.pt", model, {"val_ratio_to_rollout": best, "pg_epoch": epoch})
+            (out / "log.json").write_text(json.dumps(log, indent=1))
+            bar.update(task, advance=1, status=f"val one-pass/rollout {score:.4f} (best {best:.4f})")
+            if deadline_s is not None and time.perf_counter() - t0 > deadline_s:
+                break
+    model.load_state_dict(best_state)
+    meta = {"params": count_parameters(model), "val_ratio_to_rollout": best, "start_val_ratio_to_rollout": start,
+            "from": str(model_path), "seconds": time.perf_counter() - t0, "config": cfg.to_dict(),
+            "policy_gradient": {"epochs": epochs, "samples": samples, "temperature": temperature, "lr": lr}}
+    save_checkpoint(out / f"{kind}.pt", model, meta)
+    (out / "log.json").write_text(json.dumps(log, indent=1))
+    return meta
+
+
 def imitation(model: GeneralAllocationModel, instances: list[Instance], targets: list, epochs: int, lr: float,
               rng: np.random.Generator, val: Evaluator, show: bool = True, kl_temperature: float | None = None,
               log: list | None = None) -> float:
     """Cross-entropy on the label's choices (targets: allocations) or KL to a teacher's per-step scores
-    (targets: (allocation, scores) pairs, `kl_temperature`), features along the targets' trajectories.
+    (targets: (allocation, scores) pairs, `kl_temperature`), features along the targets' trajectories;
+    a `DaggerSample` target brings its own features (the model's states) and labels.
     Keeps the weights with the best validation one-pass ratio; returns it."""
     dyn, inputs, labels, soft = [], [], [], []
     for inst, t in zip(instances, targets):
+        inputs.append(model.inputs(inst))
+        if isinstance(t, DaggerSample):  # features along the model's own states, expert labels
+            dyn.append(torch.from_numpy(t.dyn).float())
+            labels.append(torch.as_tensor(t.labels, dtype=torch.long))
+            soft.append(None)
+            continue
         x = t[0] if kl_temperature else t
         dyn.append(torch.from_numpy(trajectory_features(inst, x, model.config.horizon)).float())
-        inputs.append(model.inputs(inst))
         labels.append(torch.as_tensor(np.asarray(x), dtype=torch.long))
         soft.append(torch.from_numpy(np.asarray(t[1])).float() if kl_temperature else None)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -156,7 +382,7 @@ def imitation(model: GeneralAllocationModel, instances: list[Instance], targets:
             for i in rng.permutation(len(instances)):
                 opt.zero_grad()
                 s = model.scores(model.embed_inputs(**inputs[i]), dyn[i])
-                if kl_temperature:
+                if soft[i] is not None:
                     loss = F.kl_div(F.log_softmax(s / kl_temperature, 1), F.softmax(soft[i] / kl_temperature, 1),
                                     reduction="batchmean")
                 else:

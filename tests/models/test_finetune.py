@@ -1,0 +1,69 @@
+"""Fine-tuning the general model (issue 18 item 4): DAgger with GA relabelling (labels at the states the
+model's own decode reaches) and POMO-style policy gradient on f(x)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgepoc.game.generators import paper
+from edgepoc.models.checkpoint import bundled_path, load_cached
+from edgepoc.models.general import embedding
+from edgepoc.models.general_train import (GeneralTrainConfig, _onepass_sampled, dagger_finetune, dagger_sample,
+                                          policy_gradient)
+from edgepoc.models.onepass import time_scale
+from edgepoc.models.onepass import onepass, trajectory_features
+from edgepoc.solvers.ga import GAConfig, PolicyModel
+
+
+def test_one_segment_is_the_ga_label_with_its_own_features():
+    inst = paper(5000, 0, n_tasks=40, providers=3)
+    model, _ = load_cached(None, "teacher")
+    emb = embedding(model, inst)
+    s = dagger_sample(inst, emb, model.head(), seed=11, segment=100, window=100, generations=3)
+    ga = PolicyModel(GAConfig(generations=3), seed=11).solve(inst, np.zeros(3)).assignment
+    assert np.array_equal(s.labels, ga)
+    assert np.array_equal(s.dyn, trajectory_features(inst, ga, model.config.horizon))
+
+
+def test_segments_start_from_the_models_own_queues():
+    inst = paper(5000, 1, n_tasks=60, providers=4)
+    model, _ = load_cached(None, "teacher")
+    emb = embedding(model, inst)
+    head = model.head()
+    s = dagger_sample(inst, emb, head, seed=3, segment=20, window=30, generations=2)
+    assert s.labels.shape == (60,) and s.dyn.shape == (60, 4, trajectory_features(inst, s.labels).shape[2])
+    assert s.labels.min() >= 0 and s.labels.max() < 4
+    # the first row of segment 2 is what the decoder sees after its own first 20 choices (not the labels')
+    x_m = onepass(inst, emb, head)[0]
+    mixed = np.concatenate([x_m[:20], s.labels[20:]])
+    assert np.allclose(s.dyn[20], trajectory_features(inst, mixed)[20])
+
+
+def test_dagger_finetune_runs_and_keeps_a_checkpoint(tmp_path):
+    cfg = GeneralTrainConfig(count=2, val_count=1, es_generations=0)
+    meta = dagger_finetune(bundled_path("teacher"), tmp_path, cfg, rounds=1, epochs=1, segment=50, window=60,
+                           generations=1, show=False)
+    assert (tmp_path / "teacher.pt").is_file() and (tmp_path / "log.json").is_file()
+    assert meta["val_ratio_to_rollout"] <= meta["start_val_ratio_to_rollout"] + 1e-12  # best kept, never worse
+
+
+def test_sampled_decode_at_low_temperature_is_the_argmax_decode():
+    inst = paper(5000, 2, n_tasks=80, providers=3)
+    model, _ = load_cached(None, "teacher")
+    emb, head = embedding(model, inst), model.head()
+    x_ref, f_ref, _ = onepass(inst, emb, head)
+    x = np.empty(80, dtype=np.int64)
+    f = _onepass_sampled(inst.arrival, inst.ready, inst.processing, np.zeros(3), emb, head.a, head.b, head.w, head.c,
+                         float(head.gain), int(head.horizon), time_scale(inst), np.full(80, 0.5), 1e-9, x)
+    assert np.array_equal(x, x_ref) and f == f_ref
+    y = np.empty(80, dtype=np.int64)
+    _onepass_sampled(inst.arrival, inst.ready, inst.processing, np.zeros(3), emb, head.a, head.b, head.w, head.c,
+                     float(head.gain), int(head.horizon), time_scale(inst), np.random.default_rng(0).random(80), 10.0, y)
+    assert not np.array_equal(y, x_ref)  # a high temperature explores
+
+
+def test_policy_gradient_runs_and_never_returns_worse_than_its_start(tmp_path):
+    cfg = GeneralTrainConfig(count=2, val_count=1)
+    meta = policy_gradient(bundled_path("teacher"), tmp_path, cfg, epochs=1, samples=2, show=False)
+    assert (tmp_path / "teacher.pt").is_file()
+    assert meta["val_ratio_to_rollout"] <= meta["start_val_ratio_to_rollout"] + 1e-12
