@@ -3,8 +3,10 @@
 Four providers and the arbiter each make their own keys in their own folder (`network keygen`); a
 coordinator builds the genesis from the public files only (`network genesis`, watched by an audit hook: it
 opens nothing else); each provider joins with its own keys (`network join`) and starts with `network up`;
-tasks commit and `chain verify` passes. A node whose builds differ from the genesis' refuses to start, naming
-the component; bad provider files get one-line errors; `network service` writes a unit systemd accepts.
+tasks commit and `chain verify` passes; no private key is found outside its own key file. A node whose builds
+differ from the genesis' refuses to start, naming the component; bad provider files get one-line errors;
+`network service` writes a unit systemd accepts. As root, the flow runs once more with each provider in a
+network namespace of its own (marked slow).
 """
 
 from __future__ import annotations
@@ -185,7 +187,26 @@ def test_genesis_from_public_files_only_then_join_up_commit_verify(flow):
     v = ok(edgepoc("chain", "verify", "--home", flow["homes"][3]))
     rep = json.loads(v.stdout.strip().splitlines()[-1])
     assert rep["ok"] and rep["tasks"] >= 300, rep
+    assert_keys_stayed_home(flow)
     print(f"provider flow: genesis, join x{K}, up, 300 tasks committed, verify in {time.monotonic() - t0:.1f} s")
+
+
+def assert_keys_stayed_home(flow) -> None:
+    """After the whole flow, every private key is in its own key file and nowhere else under the test's root
+    (not in the coordinator's folder, another provider's, a genesis, a config, a log or a store)."""
+    secrets = {}
+    for h in flow["homes"]:
+        for f in ("priv_validator_key.json", "node_key.json"):
+            path = h / "cometbft" / "config" / f
+            secrets[path] = json.loads(path.read_text())["priv_key"]["value"].encode()
+    path = flow["arbiter"] / "arbiter_key.json"
+    secrets[path] = json.loads(path.read_text())["private_key"].encode()
+    for f in flow["root"].rglob("*"):
+        if not f.is_file() or f in secrets:
+            continue
+        data = f.read_bytes()
+        for origin, secret in secrets.items():
+            assert secret not in data, f"the private key of {origin} is also in {f}"
 
 
 def test_a_node_on_other_builds_refuses_to_start_naming_the_component(flow, tmp_path):
@@ -310,3 +331,72 @@ def test_service_units(flow, tmp_path):
         if shutil.which("systemd-analyze"):
             v = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
             assert v.returncode == 0 and unit.name not in v.stderr, v.stderr
+
+
+@pytest.mark.slow  # ~30 s more on the shared 2-core machine; `-m "not slow"` leaves it out
+def test_the_flow_across_network_namespaces(tmp_path):
+    """The same flow with each provider on a "machine" of its own (a network namespace with its own IP, as in
+    tests/chain/netns.py, no link delay): keygen, join and up run inside each provider's namespace on the
+    default ports (the same on every machine), p2p bound to 0.0.0.0 and advertised as the namespace's IP; the
+    arbiter runs on the first provider's machine; the genesis and the client run outside. Skipped without
+    root or `ip netns`."""
+    from tests.chain.netns import NetnsLab, unavailable
+
+    why = unavailable()
+    if why:
+        pytest.skip(f"network namespaces: {why}")
+    lab = NetnsLab(K, 0)
+    homes = [tmp_path / f"machine{i}" / "edgepoc" for i in range(K)]
+    arb = tmp_path / "machine0" / "arbiter"
+    coord = tmp_path / "coordinator"
+    coord.mkdir()
+    try:
+        lab.create()
+
+        def run(i: int, *args) -> subprocess.CompletedProcess:
+            return ok(lab.exec(i, [*EDGEPOC, *map(str, args)], timeout=120))
+        for i, h in enumerate(homes):
+            run(i, "network", "keygen", "--name", f"m{i}", "--capacity", f"1.{i},0.9", "--delay", "0.02",
+                "--advertise", f"{lab.ips[i]}:26656", "--out", h)
+            shutil.copy(h / "provider.json", coord / f"m{i}.json")
+        run(0, "network", "keygen", "--arbiter", "--advertise", f"{lab.ips[0]}:26661", "--out", arb)
+        shutil.copy(arb / "arbiter.json", coord / "arbiter.json")
+        args = ["network", "genesis", "--arbiter", coord / "arbiter.json", "--chain-id", "netns-flow",
+                "--out", coord / "genesis.json"]
+        for i in range(K):
+            args += ["--provider", coord / f"m{i}.json"]
+        for k, v in FAST.items():
+            args += ["-p", f"{k}={v}"]
+        ok(edgepoc(*args))
+        for i, h in enumerate(homes):
+            run(i, "network", "join", "--genesis", coord / "genesis.json", "--home", h)
+        run(0, "network", "join", "--genesis", coord / "genesis.json", "--home", arb)
+        cfg = (homes[1] / "cometbft" / "config" / "config.toml").read_text()
+        assert network._toml_value(cfg, "p2p", "laddr") == "tcp://0.0.0.0:26656"
+        assert network._toml_value(cfg, "p2p", "external_address") == f"{lab.ips[1]}:26656"
+        ups = [lab.spawn(i, [*EDGEPOC, "network", "up", "--dir", str(h), "--wait", "90"]) for i, h in enumerate(homes)]
+        ups.append(lab.spawn(0, [*EDGEPOC, "network", "up", "--dir", str(arb), "--wait", "90"]))
+        for p in ups:
+            out, _ = p.communicate(timeout=120)
+            assert p.returncode == 0, out
+        api = HttpClient(f"http://{lab.ips[2]}:26659", timeout=10)  # from outside, like a client
+        try:
+            ids, rejected = submit(api, random_batches(200, 2, SigningKey.generate(), "netns-flow", 0, seed=5))
+            assert not rejected
+            res = wait_committed(api, ids, 60)
+            assert not res.missing, res
+            deadline = time.monotonic() + 30
+            while True:  # every node sees every other over its own IP
+                vals = api.get("/status")["validators"]
+                if all(v["reachable"] for v in vals) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            assert all(v["reachable"] for v in vals), vals
+        finally:
+            api.close()
+        assert_keys_stayed_home({"homes": homes, "arbiter": arb, "root": tmp_path})
+    finally:
+        for h in [*homes, arb]:
+            if (h / "network.json").exists():
+                network.down(h)
+        lab.destroy()
