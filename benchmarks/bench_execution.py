@@ -48,14 +48,15 @@ def _q(xs: list[float], f: float) -> float | None:
     return float(np.quantile(xs, f)) if xs else None
 
 
-def _stream(urls: list[str], key, chain_id: str, work, rate: float, seconds: float, nonce0: int) -> tuple[dict, int]:
-    """Submit at `rate` tasks/s for `seconds` (batches every 0.1 s, round-robin over nodes); id -> submit time."""
+def _stream(urls: list[str], key, chain_id: str, work, rate: float, seconds: float, nonce0: int,
+            sent: dict[str, float]) -> int:
+    """Submit at `rate` tasks/s for `seconds` (batches every 0.1 s, round-robin over nodes), recording each
+    accepted id's submit time in `sent`; returns the nonces used."""
     from edgepoc.chain.abci.wire import TaskBatch
     from edgepoc.chain.httpapi import HttpClient
 
     per = max(1, int(rate / 10))
     clients = [HttpClient(u, timeout=10) for u in urls]
-    sent: dict[str, float] = {}
     t0 = time.monotonic()
     j = nonce = 0
     while time.monotonic() - t0 < seconds:
@@ -75,36 +76,49 @@ def _stream(urls: list[str], key, chain_id: str, work, rate: float, seconds: flo
         j += 1
     for c in clients:
         c.close()
-    return sent, nonce
+    return nonce
 
 
-def _wait_results(url: str, sent: dict[str, float], timeout: float) -> dict[str, dict]:
+def _wait_results(url: str, sent: dict[str, float], timeout: float, stop: threading.Event | None = None) -> dict[str, dict]:
+    """Poll the status of every sent task until each is executed; runs beside the stream (`sent` grows while it
+    polls), so a result is seen within one poll of its receipt committing, not after the stream ends."""
     from edgepoc.chain.httpapi import HttpClient
 
     c = HttpClient(url, timeout=20)
     done: dict[str, dict] = {}
-    todo = list(sent)
     t0 = time.monotonic()
-    while todo and time.monotonic() - t0 < timeout:
-        still = []
+    while time.monotonic() - t0 < timeout:
+        todo = [t for t in list(sent) if t not in done]
+        if not todo and (stop is None or stop.is_set()):
+            break
         for i in range(0, len(todo), 2000):
             chunk = todo[i:i + 2000]
             try:
                 docs = c.post("/tasks/status", {"ids": chunk})["tasks"]
             except Exception:
-                still.extend(chunk)
                 continue
             now = time.time()
             for tid in chunk:
                 d = docs.get(tid) or {}
                 if d.get("status") == "executed":
                     done[tid] = {**d, "seen": now}
-                else:
-                    still.append(tid)
-        todo = still
         time.sleep(0.1)
     c.close()
     return done
+
+
+def _measured(urls: list[str], key, chain_id: str, work, rate: float, seconds: float, nonce0: int,
+              drain: float) -> tuple[dict, dict, int]:
+    """Stream and poll at once: (sent id -> submit time, executed id -> status with `seen`, nonces used)."""
+    sent: dict[str, float] = {}
+    stop = threading.Event()
+    box: dict = {}
+    poller = threading.Thread(target=lambda: box.update(done=_wait_results(urls[0], sent, seconds + drain, stop)))
+    poller.start()
+    used = _stream(urls, key, chain_id, work, rate, seconds, nonce0, sent)
+    stop.set()
+    poller.join()
+    return sent, box.get("done", {}), used
 
 
 def _overhead(n: int, fuel: int, reps: int = 300) -> dict:
@@ -170,13 +184,12 @@ def main(argv: list[str] | None = None) -> dict:
                     time.sleep(0.2)
             work = Work(m.hash, "count", [cfg.n], cfg.fuel, 16 << 20)
             nonce0 = time.time_ns() // 1000
-            _stream(urls, key, chain_id, work, 50, 2.0, nonce0)  # warm-up: workers compile, caches fill
+            _stream(urls, key, chain_id, work, 50, 2.0, nonce0, {})  # warm-up: workers compile, caches fill
             nonce0 += 10**6
             for rate in cfg.rates:
                 t_start = time.time()
-                sent, used = _stream(urls, key, chain_id, work, rate, cfg.seconds, nonce0)
+                sent, done, used = _measured(urls, key, chain_id, work, rate, cfg.seconds, nonce0, drain=60)
                 nonce0 += used + 10
-                done = _wait_results(urls[0], sent, timeout=cfg.seconds + 60)
                 lat = [d["seen"] - sent[t] for t, d in done.items()]
                 t_end = max((d["seen"] for d in done.values()), default=time.time())
                 per: dict[str, dict] = {}
@@ -189,10 +202,21 @@ def main(argv: list[str] | None = None) -> dict:
                          "p50_submit_to_result": _q(lat, 0.5), "p95_submit_to_result": _q(lat, 0.95),
                          "per_provider": {k: {"tasks": len(v["measured"]), "measured_p50": _q(v["measured"], 0.5),
                                               "simulated_p50": _q(v["simulated"], 0.5)} for k, v in sorted(per.items())}}
+                prof: dict[str, float] = {}
+                for u in urls:  # where node time goes (seconds per ABCI call and rule, summed over nodes)
+                    try:
+                        st = HttpClient(u, timeout=10).get("/status")
+                        for k2, v2 in (st.get("abci_seconds") or {}).items():
+                            prof[k2] = prof.get(k2, 0.0) + v2
+                    except Exception:
+                        pass
+                level["abci_seconds_total"] = dict(sorted(prof.items(), key=lambda kv: -kv[1]))
                 out["levels"].append(level)
                 print(f"offered {rate:6.0f}/s: executed {level['executed']}/{level['sent']} "
                       f"({level['executed_per_s']:.0f}/s), submit-to-result p50 {level['p50_submit_to_result']:.3f} s "
                       f"p95 {level['p95_submit_to_result']:.3f} s", flush=True)
+                print("    node time (s, all nodes, since start): " + ", ".join(
+                    f"{k2} {v2:.1f}" for k2, v2 in list(level["abci_seconds_total"].items())[:8]), flush=True)
                 for k, v in level["per_provider"].items():
                     print(f"    {k}: {v['tasks']} tasks, measured p50 {v['measured_p50']:.3f} s, "
                           f"simulated p50 {v['simulated_p50']:.4f} s", flush=True)
@@ -201,10 +225,9 @@ def main(argv: list[str] | None = None) -> dict:
             h_before = c.get("/status")["height"]
             killer = threading.Timer(2.0, lambda: network.stop_member(folder, victim, kill=True))
             killer.start()
-            sent, used = _stream([u for i, u in enumerate(urls) if i != 2], key, chain_id, work, cfg.kill_rate,
-                                 cfg.seconds, nonce0)
+            sent, done, used = _measured([u for i, u in enumerate(urls) if i != 2], key, chain_id, work,
+                                         cfg.kill_rate, cfg.seconds, nonce0, drain=90)
             killer.join()
-            done = _wait_results(urls[0], sent, timeout=cfg.seconds + 90)
             h_after = c.get("/status")["height"]
             vi = [n["name"] for n in doc["nodes"]].index(victim)
             last_signed, after_assigned = 0, []

@@ -77,8 +77,10 @@ class ConsensusParams:
     # Execution (SPEC §7b, docs/execution.md). A work task's queue demand comes from what it declares:
     # resource 0 = fuel / fuel_per_unit, the others = memory / memory_per_unit (at least min_demand), so a
     # provider of capacity 1.0 is declared to run fuel_per_unit fuel per second.
+    # Memory is held, not consumed over time: it weighs little (16 MiB = 0.001), so a task's time on a provider
+    # follows its fuel; fuel_per_unit is ~10x below what wasmtime runs per core (measured), a conservative model.
     fuel_per_unit: int = 1_000_000_000
-    memory_per_unit: int = 256 << 20
+    memory_per_unit: int = 16 << 30
     max_module_bytes: int = 256 << 10
     max_task_memory: int = 64 << 20  # bytes a task may declare
     max_receipts: int = 2000  # receipts in one provider-signed transaction

@@ -67,6 +67,7 @@ def apply_work(app: PocApplication, after: ChainState, checked: CheckedBlock, bl
                 other = works.pick_other(block_hash, t.id + "/a1", [prov], available)
                 if other is not None:
                     rows[t.id + "/a1"] = _new_row(t, t.id + "/a1", "audit", h, i, other, clock, deadline, None)
+                    rows[t.id]["audit"] = {"verdict": None}  # pending: step (3) looks only at these tasks
                     events.append(["audit", t.id, other])
 
     # (2) receipts: accepted only from the provider the work is assigned to, once, within its fuel
@@ -89,14 +90,18 @@ def apply_work(app: PocApplication, after: ChainState, checked: CheckedBlock, bl
             after.receipts[pi] += 1
             if r.status != "trap":  # a trap's fuel count is a lower bound (wasmtime): no rate read from it
                 per.setdefault(pi, []).append((r.fuel, row["assigned_time"]))
-            touched.add(row["task"])
+            if row["kind"] != "main" or row.get("audit") is not None:
+                touched.add(row["task"])  # an audited task: step (3) compares its runs
             events.append(["receipt", r.task, pi, r.result_hash, r.status])
 
     # (3) audits: two results agree, or a third run decides and the odd one out is penalised
     verdicts = {"passed": 0, "failed": 0, "third_runs": 0}
+    by_task: dict[str, list[dict]] = {}
+    for w in rows.values():
+        by_task.setdefault(w["task"], []).append(w)
     for task in sorted(touched):
         fam = {w["id"]: w for w in store.work_of_task(task)}
-        fam.update({wid: w for wid, w in rows.items() if w["task"] == task})
+        fam.update({w["id"]: w for w in by_task.get(task, [])})
         main, a1, a2 = fam.get(task), fam.get(task + "/a1"), fam.get(task + "/a2")
         if main is None or a1 is None or (main.get("audit") or {}).get("verdict"):
             continue

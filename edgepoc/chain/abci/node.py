@@ -191,12 +191,19 @@ class CometNodeView:
     def task(self, task_id: str) -> dict:
         """Where a task stands; a task that really runs also has its work: `assigned` (or `reassigned`) to a
         provider, then `executed` with its result, receipt and measured latency beside the simulated one."""
-        row = self.app.store.task(task_id)
+        return self.tasks([task_id])[task_id]
+
+    def tasks(self, ids: list[str]) -> dict[str, dict]:
+        """`task` for many ids with a few batched queries."""
+        rows = self.app.store.tasks(ids)
+        works = self.app.store.work([i for i in ids if i in rows])
+        return {i: self._task(i, rows.get(i), works.get(i)) for i in ids}
+
+    def _task(self, task_id: str, row: dict | None, work: dict | None) -> dict:
         if row is None:
             return {"id": task_id, "status": "pending" if task_id in self.app.pending else "unknown"}
         row["provider_name"] = self.names[row["provider"]]
         row["simulated_latency"] = row["latency"]
-        work = self.app.store.work([task_id]).get(task_id)
         if work is not None:
             row["status"] = work["status"] if work["status"] != "assigned" or not work["reassigned"] else "reassigned"
             row.update({"provider": work["provider"], "provider_name": self.names[work["provider"]],

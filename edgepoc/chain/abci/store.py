@@ -193,6 +193,18 @@ class AppStore:
             out.update(r[0] for r in self._r.execute(q, chunk))
         return out
 
+    def tasks(self, ids: list[str]) -> dict[str, dict]:
+        """`task` for many ids in a few queries (the client API's status of thousands of tasks at once)."""
+        out: dict[str, dict] = {}
+        for i in range(0, len(ids), 900):
+            chunk = ids[i:i + 900]
+            q = ("SELECT t.id, t.height, t.position, t.provider, t.latency, t.arrival, b.committed_at FROM tasks t "
+                 f"JOIN blocks b ON b.height = t.height WHERE t.id IN ({','.join('?' * len(chunk))})")
+            for tid, h, pos, prov, lat, arr, at in self._r.execute(q, chunk):
+                out[tid] = {"id": tid, "status": "committed", "height": h, "position": pos, "provider": prov,
+                            "latency": lat, "arrival": arr, "committed_at": at}
+        return out
+
     def task(self, task_id: str) -> dict | None:
         row = self._r.execute("SELECT t.height, t.position, t.provider, t.latency, t.arrival, b.committed_at "
                               "FROM tasks t JOIN blocks b ON b.height = t.height WHERE t.id=?", (task_id,)).fetchone()
