@@ -75,6 +75,19 @@ def training_mix(seed: int, count: int, **kw) -> list[Instance]:
     return [mixed_instance(seed, i, **kw) for i in range(count)]
 
 
+def heavy_tail_mix(seed: int, count: int) -> list[Instance]:
+    """Half the training mix, half windows of the (heavy-tailed) Alibaba trace of 300-1000 tasks, 2-12
+    providers, load 0.7-1.1: the curriculum where the one-pass decode is furthest from the GA."""
+    out = training_mix(seed, count - count // 2)
+    for i in range(count // 2):
+        rng = np.random.default_rng([seed, i, 11])
+        n = int(rng.integers(300, 1001))
+        inst = alibaba(seed + 17, i, n_tasks=n, providers=int(rng.integers(2, 13)), load=float(rng.uniform(0.7, 1.1)))
+        inst.name = f"heavy-alibaba-s{seed}-{i}"
+        out.append(inst)
+    return out
+
+
 @dataclass
 class GeneralTrainConfig:
     seed: int = 1000  # training mix seed (validation: seed + 1000)
@@ -272,14 +285,17 @@ def _onepass_sampled(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec
 
 def policy_gradient(model_path: str | Path, out: str | Path, cfg: GeneralTrainConfig, epochs: int = 10,
                     samples: int = 8, temperature: float = 0.3, lr: float = 1e-4, kind: str = "teacher",
-                    deadline_s: float | None = None, show: bool = True) -> dict:
+                    deadline_s: float | None = None, show: bool = True,
+                    instances: list[Instance] | None = None) -> dict:
     """POMO-style policy gradient on f(x) from a trained general model, every weight (encoders and head).
 
     Per training instance: `samples` one-pass decodes sampled at `temperature` on the model's own states;
     advantage = (mean delay of the samples - delay) / mean delay (the samples' shared baseline, as POMO);
     loss = - sum advantage x log-probability of the sampled allocation (per-step softmax of the head's
     scores along that allocation's own queue states). Validation one-pass after every epoch; the best
-    weights are kept and written to `out/<kind>.pt` (a run cut short keeps what it reached)."""
+    weights are kept and written to `out/<kind>.pt` (a run cut short keeps what it reached). `instances`:
+    the training instances (default: the training mix of `cfg.seed`; `heavy_tail_mix` weights the
+    heavy-tailed trace windows); validation is always the mix of `cfg.seed + 1000`."""
     from edgepoc.models.checkpoint import load_model
 
     t0 = time.perf_counter()
@@ -289,7 +305,7 @@ def policy_gradient(model_path: str | Path, out: str | Path, cfg: GeneralTrainCo
     torch.manual_seed(cfg.seed + 3)
     rng = np.random.default_rng(cfg.seed + 3)
     model, _ = load_model(model_path, kind)
-    train_inst = training_mix(cfg.seed, cfg.count)
+    train_inst = instances if instances is not None else training_mix(cfg.seed, cfg.count)
     val_eval = Evaluator(training_mix(cfg.seed + 1000, cfg.val_count))
     val_eval.refresh(model)
     start = best = float(val_eval.ratios(model.head()).mean())
