@@ -16,7 +16,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from edgepoc.chain.abci import wire
-from edgepoc.chain.abci.app import PocApplication, voting_powers
+from edgepoc.chain.abci.app import PocApplication, make_application, voting_powers
 from edgepoc.chain.abci.proto import pb
 from edgepoc.chain.abci.store import AppStore
 from edgepoc.chain.contribution import coalition_value, shapley
@@ -56,7 +56,7 @@ class Harness:
         self.genesis = genesis or make_genesis()
         self.path = tmp_path / f"{name}.sqlite"
         me = self.genesis.validators[0].address
-        self.app = PocApplication(self.genesis, AppStore(self.path), None, "greedy", me, byzantine)
+        self.app = make_application(self.genesis, AppStore(self.path), None, "greedy", me, byzantine)
         self.height = 0
 
     def check(self, b: wire.TaskBatch | bytes):

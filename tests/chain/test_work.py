@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from edgepoc.chain.abci import wire
 from edgepoc.chain.abci.proto import pb
 from edgepoc.execution import compile_module, load_workload, run_task
@@ -155,7 +157,16 @@ def test_overdue_work_is_reassigned_and_costs_its_provider(tmp_path):
     assert all(r["status"] == "assigned" for r in h.app.store.work([r["id"] for r in by[victim]]).values())
 
 
-def test_an_audit_catches_a_wrong_result_and_penalises_its_provider(tmp_path):
+def fake_receipt_tx(i: int, row: dict) -> bytes:
+    """What a worker that never runs the task sends: a made-up result, half the fuel (the `fake` test build)."""
+    from edgepoc.execution import result_hash
+
+    r = wire.Receipt(row["id"], "ok", 424242, result_hash("ok", 424242), row["fuel"] // 2)
+    return wire.ReceiptBatch(CHAIN, KEYS_BY_ADDRESS[i].address, [r]).signed(KEYS_BY_ADDRESS[i]).tx()
+
+
+@pytest.mark.parametrize("liar", ["wrong result", "never ran"])
+def test_an_audit_catches_a_wrong_result_and_penalises_its_provider(tmp_path, liar):
     h = setup(tmp_path, audit_per_million=1_000_000)  # audit everything
     b = work_batch(8, 500)
     h.height_with([b.tx()], 1.0)
@@ -163,7 +174,9 @@ def test_an_audit_catches_a_wrong_result_and_penalises_its_provider(tmp_path):
     fam = {w["id"]: w for w in h.app.store.work_of_task(task)}
     main, a1 = fam[task], fam[task + "/a1"]
     assert main["provider"] != a1["provider"]
-    h.height_with([receipt_tx(main["provider"], [main], wrong=True), receipt_tx(a1["provider"], [a1])], 1.5)
+    lie = receipt_tx(main["provider"], [main], wrong=True) if liar == "wrong result" else \
+        fake_receipt_tx(main["provider"], main)
+    h.height_with([lie, receipt_tx(a1["provider"], [a1])], 1.5)
     fam = {w["id"]: w for w in h.app.store.work_of_task(task)}
     a2 = fam[task + "/a2"]
     assert a2["provider"] not in (main["provider"], a1["provider"]) and a2["status"] == "assigned"

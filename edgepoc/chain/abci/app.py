@@ -13,7 +13,8 @@ committed state, calling the pure rules of `consensus` and `contribution`:
 - FinalizeBlock: stages the next state (queues, scores, rewards, evidence penalties), returns its app
   hash and the voting powers that follow contribution; Commit persists it (one SQLite transaction).
 
-Test builds misbehave with EDGEPOC_BYZANTINE=grab-all,wrong-latency,duplicate (proposals only).
+Test builds misbehave with EDGEPOC_BYZANTINE=grab-all,wrong-latency,duplicate (proposals only): a subclass in
+`byzantine.py`, never a branch in this production path.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from edgepoc.errors import EdgepocError, InputError
 from edgepoc.game.kernel import simulate_state
 
 log = logging.getLogger("edgepoc.app")
-BYZANTINE_MODES = ("grab-all", "wrong-latency", "duplicate")
 OK, BAD_TX, REPLAY, BAD_SIG, PROPOSER_ONLY, BUSY = 0, 1, 2, 3, 4, 5
 PENDING_TTL = 600.0  # seconds after which a task CheckTx accepted but no block carried is forgotten here
 ALLOCATION_ROOM = 64 << 10  # bytes kept free in a proposal for the allocation transaction
@@ -143,7 +143,7 @@ class PocApplication:
     """The ABCI++ application of one provider; thread-safe (CometBFT calls it on several connections)."""
 
     def __init__(self, genesis: Genesis, store: AppStore, allocate: Callable | None = None, allocator_name: str = "greedy",
-                 me: str | None = None, byzantine: list[str] | None = None, metrics: Any = None,
+                 me: str | None = None, metrics: Any = None,
                  arbiter: Callable[[dict], dict | None] | None = None):
         self.genesis = genesis
         self.params = genesis.params
@@ -151,10 +151,7 @@ class PocApplication:
         self.allocate = allocate
         self.allocator_name = allocator_name
         self.me = me  # this node's validator address (hex), for the Byzantine test build
-        self.byzantine = set(byzantine or [])
-        bad = self.byzantine - set(BYZANTINE_MODES)
-        if bad:
-            raise InputError(f"byzantine: unknown modes {sorted(bad)}; known: {', '.join(BYZANTINE_MODES)}")
+        self.byzantine: frozenset[str] = frozenset()  # test builds only (edgepoc.chain.abci.byzantine)
         self.metrics = metrics
         self.arbiter = arbiter
         self.lock = threading.RLock()
@@ -657,49 +654,46 @@ class PocApplication:
             if not tasks:
                 return pb.PrepareProposalResponse(txs=head)
             alloc = self._allocate(state, req.height, tasks, view)
-            if "duplicate" in self.byzantine:
-                chosen.append(chosen[0])
-            if "wrong-latency" in self.byzantine:
-                alloc.claimed_latency *= 0.5
             if self.metrics is not None:
                 self.metrics.allocation_seconds(time.perf_counter() - t0)
-            return pb.PrepareProposalResponse(txs=[*head, *chosen, alloc.tx()])
+            return pb.PrepareProposalResponse(txs=self._proposal_txs(head, chosen, alloc))
+
+    def _proposal_txs(self, head: list[bytes], chosen: list[bytes], alloc: wire.Allocation) -> list[bytes]:
+        """A proposal's transactions: modules and receipts, the task batches, the allocation last."""
+        return [*head, *chosen, alloc.tx()]
 
     def _allocate(self, state: ChainState, height: int, tasks: list[BlockTask], view: rules.QueueView) -> wire.Allocation:
-        """The student's allocation; the arbiter's (the teacher) when the student's falls outside the
-        tolerance; the reference when neither does: an honest proposer's block always passes ProcessProposal."""
+        """The student's allocation improved by exact local search; the arbiter's (the teacher) when the student
+        lost to the reference; the reference otherwise: an honest proposer's block always passes ProcessProposal."""
         ref_assignment, reference = self._reference(state, tasks, view)
         inst = rules.block_instance(self.genesis, tasks, height, view.capacity)
         name, arbitration = self.allocator_name, None
-        if "grab-all" in self.byzantine and self.me is not None:
-            assignment = [self.genesis.index_of(self.me)] * len(tasks)
-        else:
-            assignment = ref_assignment
-            if self.allocate is not None:
-                try:
-                    t0 = time.perf_counter()
-                    assignment = [int(x) for x in self.allocate(inst, view.free_times)]
-                    if any(not view.available[x] for x in assignment):
-                        raise InputError("the allocator chose an unavailable provider")
-                    assignment = rules.improve(self.genesis, state, tasks, view, assignment)
-                    self._spent("allocation", t0)
-                except Exception:  # a model failure must not stop the proposer: the reference is always valid
-                    log.exception("allocator failed at height %d; proposing the reference", height)
-                    assignment, name = ref_assignment, "reference"
-            total = float(simulate_state(inst, assignment, view.free_times)[0])
-            if total > reference and self.arbiter is not None:  # the student lost to the reference: ask the teacher
-                arb = self._ask_arbiter(height, state, tasks, view)
-                if arb is not None:
-                    arb_total = float(simulate_state(inst, arb["assignment"], view.free_times)[0])
-                    if arb_total < total:
-                        assignment, name, total = arb["assignment"], f"arbiter:{arb['method']}", arb_total
-                        arbitration = {"sig": arb["sig"], "method": arb["method"]}
-                        if self.metrics is not None:
-                            self.metrics.arbitration()
-            if not self._good_enough(total, reference) or any(not view.available[x] for x in assignment):
-                log.info("height %d: %s allocation %.6g is outside the tolerance of the reference %.6g; proposing it",
-                         height, name, total, reference)
-                assignment, name, arbitration = ref_assignment, "reference", None
+        assignment = ref_assignment
+        if self.allocate is not None:
+            try:
+                t0 = time.perf_counter()
+                assignment = [int(x) for x in self.allocate(inst, view.free_times)]
+                if any(not view.available[x] for x in assignment):
+                    raise InputError("the allocator chose an unavailable provider")
+                assignment = rules.improve(self.genesis, state, tasks, view, assignment)
+                self._spent("allocation", t0)
+            except Exception:  # a model failure must not stop the proposer: the reference is always valid
+                log.exception("allocator failed at height %d; proposing the reference", height)
+                assignment, name = ref_assignment, "reference"
+        total = float(simulate_state(inst, assignment, view.free_times)[0])
+        if total > reference and self.arbiter is not None:  # the student lost to the reference: ask the teacher
+            arb = self._ask_arbiter(height, state, tasks, view)
+            if arb is not None:
+                arb_total = float(simulate_state(inst, arb["assignment"], view.free_times)[0])
+                if arb_total < total:
+                    assignment, name, total = arb["assignment"], f"arbiter:{arb['method']}", arb_total
+                    arbitration = {"sig": arb["sig"], "method": arb["method"]}
+                    if self.metrics is not None:
+                        self.metrics.arbitration()
+        if not self._good_enough(total, reference) or any(not view.available[x] for x in assignment):
+            log.info("height %d: %s allocation %.6g is outside the tolerance of the reference %.6g; proposing it",
+                     height, name, total, reference)
+            assignment, name, arbitration = ref_assignment, "reference", None
         effects = rules.block_effects(self.genesis, state, tasks, assignment, view)
         return wire.Allocation(assignment, effects.claimed_latency, effects.shapley.values, effects.shapley.stderr,
                                name, arbitration)
@@ -921,3 +915,14 @@ def _votes(commit) -> list[tuple[str, bool]]:
 
 def byzantine_modes() -> list[str]:
     return [m for m in os.environ.get("EDGEPOC_BYZANTINE", "").split(",") if m]
+
+
+def make_application(genesis: Genesis, store: AppStore, allocate: Callable | None = None,
+                     allocator_name: str = "greedy", me: str | None = None, byzantine: list[str] | None = None,
+                     metrics: Any = None) -> PocApplication:
+    """The application; a Byzantine test build (edgepoc.chain.abci.byzantine) when `byzantine` names modes."""
+    if byzantine:
+        from edgepoc.chain.abci.byzantine import ByzantineApplication
+
+        return ByzantineApplication(genesis, store, allocate, allocator_name, me, metrics, modes=byzantine)
+    return PocApplication(genesis, store, allocate, allocator_name, me, metrics)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from edgepoc.chain.abci.app import PocApplication, byzantine_modes, voting_powers
+from edgepoc.chain.abci.app import PocApplication, byzantine_modes, make_application, voting_powers
 from edgepoc.chain.abci.store import AppStore
 from edgepoc.chain.consensus import MICRO
 from edgepoc.chain.genesis import Genesis
@@ -439,7 +439,7 @@ def open_app(home: Path, config: AppConfig, metrics: Any = None) -> tuple[PocApp
         raise EdgepocError(f"{home}: this node's validator key is not in genesis")
     p = genesis.params
     store = AppStore(Path(home) / "data" / "app.sqlite")
-    app = PocApplication(genesis, store, None, p.allocator, address, config.byzantine or byzantine_modes(), metrics)
+    app = make_application(genesis, store, None, p.allocator, address, config.byzantine or byzantine_modes(), metrics)
 
     def load_allocator() -> None:  # the allocator and the arbiter's client: PrepareProposal's only
         from edgepoc.chain.allocator import make_allocator, probe_instance

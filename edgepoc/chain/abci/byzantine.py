@@ -1,0 +1,44 @@
+"""Test builds of a Byzantine proposer: the honest application with its proposals corrupted.
+
+`EDGEPOC_BYZANTINE=grab-all,wrong-latency,duplicate` (or "byzantine" in a node's app.json) makes a node
+run this subclass instead of `PocApplication`. Only what the node proposes changes; it checks, votes and
+commits like any node, so the tests see honest validators reject its blocks and the chain go on.
+
+- grab-all: every task of its blocks to itself (the quality rule rejects it);
+- wrong-latency: the claimed latency halved (the bit-for-bit re-simulation rejects it);
+- duplicate: a task batch twice in the block (the "appears twice" rule rejects it).
+"""
+
+from __future__ import annotations
+
+from edgepoc.chain import consensus as rules
+from edgepoc.chain.abci import wire
+from edgepoc.chain.abci.app import PocApplication
+from edgepoc.errors import InputError
+
+BYZANTINE_MODES = ("grab-all", "wrong-latency", "duplicate")
+
+
+class ByzantineApplication(PocApplication):
+    def __init__(self, *args, modes: list[str], **kw):
+        super().__init__(*args, **kw)
+        bad = set(modes) - set(BYZANTINE_MODES)
+        if bad:
+            raise InputError(f"byzantine: unknown modes {sorted(bad)}; known: {', '.join(BYZANTINE_MODES)}")
+        self.byzantine = frozenset(modes)
+
+    def _allocate(self, state, height, tasks, view) -> wire.Allocation:
+        if "grab-all" not in self.byzantine or self.me is None:
+            return super()._allocate(state, height, tasks, view)
+        assignment = [self.genesis.index_of(self.me)] * len(tasks)
+        _, reference = self._reference(state, tasks, view)
+        effects = rules.block_effects(self.genesis, state, tasks, assignment, view)
+        return wire.Allocation(assignment, effects.claimed_latency, effects.shapley.values, effects.shapley.stderr,
+                               "grab-all", None)
+
+    def _proposal_txs(self, head, chosen, alloc) -> list[bytes]:
+        if "wrong-latency" in self.byzantine:
+            alloc.claimed_latency *= 0.5
+        if "duplicate" in self.byzantine and chosen:
+            chosen = [*chosen, chosen[0]]
+        return super()._proposal_txs(head, chosen, alloc)
