@@ -327,3 +327,41 @@ def test_a_lazy_greedy_proposal_is_rejected_by_the_reference_rule(tmp_path):
     assert h.process([b.tx(), lazy_tx], 1.0) == REJECT
     assert h.app.checked[b"h" * 32].startswith("quality")
     assert h.process(honest, 1.0) == ACCEPT
+
+
+def test_a_hung_arbiter_costs_the_proposer_its_deadline_once_not_a_round(tmp_path):
+    """A real HTTP arbiter that accepts and never answers: PrepareProposal returns within the deadline (far
+    inside timeout_propose) with a valid proposal, and the next one does not wait again."""
+    import base64
+    import socket
+    import time
+
+    from edgepoc.chain.abci.arbiter import arbiter_client
+    from tests.chain.test_app import KEYS
+
+    hang = socket.socket()
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(16)  # accepts connections, never reads or answers
+    g = make_genesis(arbiter_deadline=0.3)
+    h = Harness(tmp_path, g)
+    key = next(k for k in KEYS if k.address == g.validators[0].address)
+    home = tmp_path / "home"
+    (home / "cometbft" / "config").mkdir(parents=True)
+    raw = bytes.fromhex(key.private_hex()) + bytes.fromhex(key.public_hex)
+    (home / "cometbft" / "config" / "priv_validator_key.json").write_text(
+        json.dumps({"priv_key": {"type": "tendermint/PrivKeyEd25519", "value": base64.b64encode(raw).decode()}}))
+    h.app.arbiter = arbiter_client(home, f"http://127.0.0.1:{hang.getsockname()[1]}", g)
+    h.app.allocate = lambda inst, free: [0] * inst.n_tasks  # a student that loses to the reference
+    times = []
+    for i in range(3):
+        b = batch(60, nonce0=1000 * i, seed=i)
+        assert h.check(b).code == 0
+        t0 = time.perf_counter()
+        proposal = h.prepare([b.tx()], 1.0 + i)
+        times.append(time.perf_counter() - t0)
+        hh = bytes([h.height + 1]) * 32
+        assert h.process(proposal, 1.0 + i, hh) == ACCEPT
+        h.finalize(proposal, 1.0 + i, hh)
+    assert times[0] < 0.3 + 0.7, times  # the deadline, plus the work of a 60-task proposal on a busy machine
+    assert max(times[1:]) < 0.3 + 0.7, times
+    hang.close()

@@ -96,3 +96,45 @@ def test_app_only_sigkill_under_load_leaves_no_orphan_and_the_node_comes_back(ne
     assert not res.missing, "the restarted node has every task committed since"
     report = verify_app_chain(home)
     assert report.ok, report.problems
+
+
+def test_a_flood_from_one_client_leaves_another_clients_latency_alone(net):
+    """Client A offers several times what the providers can serve; client B's small batches still commit
+    within 2 s (p95, submit to committed), and A is told "busy, retry after"."""
+    import threading
+
+    from edgepoc.chain.crypto import SigningKey
+
+    a_key, b_key, cid = net.client_key, SigningKey.generate(), net.chain_id
+    a_busy: list[str] = []
+
+    def flood() -> None:
+        api = net.api(0)
+        for j in range(40):  # 40 x 500 heavy tasks: ~30 s of the whole network's capacity per batch
+            tb = TaskBatch(cid, a_key.public_hex, [(5 * 10**13 + 500 * j + i, [0.25, 0.25]) for i in range(500)])
+            out = api.post("/tasks", {"tasks": [tb.signed(a_key).to_dict()]})
+            a_busy.extend(r["error"] for r in out["rejected"] if r["error"].startswith("busy"))
+        api.close()
+
+    t = threading.Thread(target=flood)
+    t.start()
+    api = net.api(1)
+    lat = []
+    for j in range(20):
+        tb = TaskBatch(cid, b_key.public_hex, [(10 * j + i, [0.01, 0.01]) for i in range(10)]).signed(b_key)
+        t0 = time.monotonic()
+        out = api.post("/tasks", {"tasks": [tb.to_dict()]})
+        assert out["accepted"] == 10, out["rejected"][:1]
+        while time.monotonic() - t0 < 30:
+            st = api.post("/tasks/status", {"ids": tb.ids})["tasks"]
+            if all(s["status"] == "committed" for s in st.values()):
+                break
+            time.sleep(0.05)
+        lat.append(time.monotonic() - t0)
+        time.sleep(0.2)
+    api.close()
+    t.join()
+    lat.sort()
+    p95 = lat[int(0.95 * (len(lat) - 1))]
+    assert p95 <= 2.0, f"client B's p95 submit-to-commit {p95:.2f} s during A's flood ({lat})"
+    assert a_busy, "the flooding client is told busy, retry after"
