@@ -219,12 +219,17 @@ def improve(genesis: Genesis, state: ChainState, tasks: Sequence[BlockTaskLike],
 def client_work(view: QueueView, tasks: Sequence) -> dict[str, float]:
     """Seconds of the whole network's (measured, available) capacity each client's tasks take: a task's work
     is max_r d_r / (sum of the available providers' capacities on r). Admission bounds it per client."""
+    out: dict[str, float] = {}
+    for t, w in zip(tasks, task_work(view, tasks)):
+        out[t.client] = out.get(t.client, 0.0) + w
+    return out
+
+
+def task_work(view: QueueView, tasks: Sequence) -> list[float]:
+    """Each task's seconds of the whole network's (measured, available) capacity: max_r d_r / sum_k c_kr."""
     cap = (view.capacity * np.array(view.available, dtype=np.float64)[:, None]).sum(axis=0)
     cap = np.where(cap > 0, cap, view.capacity.sum(axis=0))
-    out: dict[str, float] = {}
-    for t in tasks:
-        out[t.client] = out.get(t.client, 0.0) + float(max(d / c for d, c in zip(t.demand, cap)))
-    return out
+    return [float(max(d / c for d, c in zip(t.demand, cap))) for t in tasks]
 
 
 def admitted(params, state: ChainState, client: str, work: float) -> str | None:

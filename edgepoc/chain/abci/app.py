@@ -26,6 +26,8 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+
+import numpy as np
 from typing import Any, Callable
 
 from edgepoc.chain import consensus as rules
@@ -265,7 +267,10 @@ class PocApplication:
             return pb.CheckTxResponse(code=REPLAY, log=f"replay: task {sorted(done)[0]} is already committed")
         if not b.signature_ok():
             return pb.CheckTxResponse(code=BAD_SIG, log="sig: bad client signature")
-        busy = self._busy(b)
+        try:
+            busy = self._busy(b)
+        except InputError as exc:
+            return pb.CheckTxResponse(code=BAD_TX, log=str(exc))
         if busy:
             return pb.CheckTxResponse(code=BUSY, log=busy)
         self._remember(key, b)
@@ -292,8 +297,14 @@ class PocApplication:
         st = self.state
         avail = works.availability(p, st.height + 1, st.last_signed, st.cooldown_until)
         tasks = self._tasks_of_batch(b, st.last_time)
-        why = rules.admitted(p, st, b.client, rules.client_work(rules.queue_view(self.genesis, st, avail), tasks)
-                             .get(b.client, 0.0))
+        each = rules.task_work(rules.queue_view(self.genesis, st, avail), tasks)
+        work = sum(each)
+        if work > p.max_client_block_seconds:  # never admissible as one batch: not "busy", a bad request
+            fits = max(1, int(np.searchsorted(np.cumsum(each), p.max_client_block_seconds, side="right")))
+            raise InputError(f"tx.tasks: this batch is {work:.1f} s of the whole network's capacity, more than one "
+                             f"block takes from a client (max_client_block_seconds {p.max_client_block_seconds:g} s); "
+                             f"split it: its first {fits} tasks fit in one batch")
+        why = rules.admitted(p, st, b.client, work)
         if why:
             return why
         mine = self.pending_by_client.get(b.client, 0)
