@@ -295,8 +295,11 @@ def network_keygen(
 
 
 def network_genesis(
-    provider: list[Path] = typer.Option(..., "--provider", help="A provider's public file (repeat, in order)."),
+    provider: Optional[list[Path]] = typer.Option(None, "--provider", help="A provider's public file (repeat, in order)."),
     out: Path = typer.Option(..., "--out", help="The genesis file to write (CometBFT's genesis.json)."),
+    providers: Optional[Path] = typer.Option(None, "--providers", help="A TOML file naming everything instead: "
+                                             "provider = [public files], arbiter, arbiter_url, chain_id, [params], "
+                                             "[builds] (paths relative to the file)."),
     arbiter: Optional[Path] = typer.Option(None, help="The arbiter's public file (arbiter.json)."),
     arbiter_url: Optional[str] = typer.Option(None, help="Where the arbiter runs, http://HOST:PORT (overrides the file's)."),
     arbiter_key: Optional[str] = typer.Option(None, help="The arbiter's public key (hex), without --arbiter."),
@@ -315,8 +318,21 @@ def network_genesis(
     net = _net()
     if out.exists() and not force:
         raise InputError(f"--out: {out} exists (use --force to overwrite)")
-    doc = net.build_genesis(provider, arbiter, arbiter_url, arbiter_key, chain_id, parse_params(param),
-                            net.parse_builds(build), pin_builds=not no_builds,
+    params = parse_params(param)
+    builds = net.parse_builds(build)
+    if providers is not None:
+        spec = _providers_toml(providers)
+        provider = [*(provider or []), *spec["provider"]]
+        arbiter = arbiter or spec.get("arbiter")
+        arbiter_url = arbiter_url or spec.get("arbiter_url")
+        arbiter_key = arbiter_key or spec.get("arbiter_key")
+        chain_id = spec.get("chain_id", chain_id)
+        params = {**spec.get("params", {}), **params}
+        builds = {**spec.get("builds", {}), **builds}
+    if not provider:
+        raise InputError("--provider or --providers: name at least one provider's public file")
+    doc = net.build_genesis(provider, arbiter, arbiter_url, arbiter_key, chain_id, params,
+                            builds, pin_builds=not no_builds,
                             genesis_time=net.parse_time(genesis_time) if genesis_time else None)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n")
@@ -325,6 +341,41 @@ def network_genesis(
                f"({', '.join(v['name'] for v in app['validators'])}), arbiter at {app['network']['arbiter_url']}; "
                f"builds pinned: {', '.join(f'{k} {v}' for k, v in app.get('builds', {}).items()) or 'none'}; "
                f"written to {out}", err=True)
+
+
+def _providers_toml(path: Path) -> dict:
+    """The `--providers` file: provider (list of public files), arbiter, arbiter_url, arbiter_key, chain_id,
+    [params], [builds]; one-line errors for anything else."""
+    import tomllib
+
+    try:
+        doc = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"--providers: {path} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"--providers: {path} is not TOML ({exc})") from None
+    known = {"provider", "arbiter", "arbiter_url", "arbiter_key", "chain_id", "params", "builds"}
+    extra = set(doc) - known
+    if extra:
+        raise InputError(f"--providers: unknown keys {sorted(extra)}; known: {', '.join(sorted(known))}")
+    files = doc.get("provider")
+    if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
+        raise InputError("--providers: provider = [\"p0/provider.json\", ...] (a list of public files) is needed")
+    base = path.parent
+    out = {"provider": [base / f for f in files]}
+    if isinstance(doc.get("arbiter"), str):
+        out["arbiter"] = base / doc["arbiter"]
+    for k in ("arbiter_url", "arbiter_key", "chain_id"):
+        if k in doc:
+            if not isinstance(doc[k], str):
+                raise InputError(f"--providers: {k} must be a string")
+            out[k] = doc[k]
+    for k in ("params", "builds"):
+        if k in doc:
+            if not isinstance(doc[k], dict):
+                raise InputError(f"--providers: [{k}] must be a table")
+            out[k] = {str(a): (str(b) if k == "builds" else b) for a, b in doc[k].items()}
+    return out
 
 
 def network_join(
@@ -774,6 +825,11 @@ def register(app: typer.Typer) -> None:
     network_app.command("genesis")(network_genesis)
     network_app.command("join")(network_join)
     network_app.command("service")(network_service)
+    provider_app = typer.Typer(help="One provider's side of a multi-machine network (docs/multihost.md).",
+                               no_args_is_help=True)
+    provider_app.command("init", help="Make this provider's keys on this machine and print its public part "
+                                      "(the same as `network keygen`).")(network_keygen)
+    app.add_typer(provider_app, name="provider")
     app.add_typer(network_app, name="network")
     app.command("submit")(submit_cmd)
     chain_app.command("verify")(verify_cmd)
