@@ -21,6 +21,9 @@ from edgepoc.game.instance import Instance
 from edgepoc.game.kernel import greedy_assignment, simulate_state
 
 
+MICRO = 1_000_000  # one unit of score, reward or capacity factor in the ledger's integers (as consensus-specs count Gwei)
+
+
 class InvalidBlock(EdgepocError):
     """A block that breaks a rule; the message says which."""
 
@@ -57,7 +60,7 @@ class ChainState:
 
     def __post_init__(self) -> None:
         k = len(self.scores)
-        for name, zero in (("last_signed", 0), ("cooldown_until", 0), ("capacity_factor", 1_000_000),
+        for name, zero in (("last_signed", 0), ("cooldown_until", 0), ("capacity_factor", MICRO),
                            ("receipts", 0), ("overdue", 0), ("audits_passed", 0), ("audits_failed", 0),
                            ("last_receipt_time", 0.0)):
             if not getattr(self, name):
@@ -95,8 +98,6 @@ def initial_state(genesis: Genesis) -> ChainState:
     p = genesis.params
     return ChainState(0, genesis.hash, genesis.genesis_time, [0.0] * k, [int(p.initial_score)] * k, [0] * k, [0] * k, 0)
 
-
-MICRO = 1_000_000  # one unit of score or reward in the ledger's integers (as consensus-specs count Gwei)
 
 
 def scaled(x: int, factor: float) -> int:
@@ -167,14 +168,15 @@ class BlockEffects:
 
 
 def block_effects(genesis: Genesis, state: ChainState, tasks: Sequence[BlockTaskLike], assignment,
-                  view: QueueView) -> BlockEffects:
-    """Re-run the kernel and the contribution game for a block: the numbers every node must agree on."""
+                  view: QueueView, inst: Instance | None = None) -> BlockEffects:
+    """Re-run the kernel and the contribution game for a block: the numbers every node must agree on.
+    `inst`: the block's instance when the caller has built it already (`block_instance` on `view`)."""
     p = genesis.params
     if not tasks:
         return BlockEffects(0.0, list(state.free_times), ShapleyResult([0.0] * len(genesis.validators), 0.0, True, 0.0))
     if any(not view.available[int(x)] for x in assignment):
         raise InvalidBlock("assignment: a task goes to a provider that is unavailable (absent or past a deadline)")
-    inst = block_instance(genesis, tasks, state.height + 1, view.capacity)
+    inst = block_instance(genesis, tasks, state.height + 1, view.capacity) if inst is None else inst
     try:
         total, completion, free_after = simulate_state(inst, assignment, view.free_times)
     except InputError as exc:
@@ -186,17 +188,16 @@ def block_effects(genesis: Genesis, state: ChainState, tasks: Sequence[BlockTask
     return BlockEffects(float(total), free, sh, [float(c) for c in completion])
 
 
-def reference_allocation(genesis: Genesis, state: ChainState, tasks: Sequence[BlockTaskLike],
-                         view: QueueView) -> tuple[list[int], float]:
+def reference_allocation(genesis: Genesis, inst: Instance, view: QueueView) -> tuple[list[int], float]:
     """The quality reference every honest node computes identically from the committed state: the reverse greedy
     improved by `reference_sweeps` sweeps of exact single-task moves (edgepoc.solvers.batch), unavailable
     providers excluded; its latency re-simulated by the kernel. Greedy (earliest completion) if the block is
-    not a batch (cannot happen on the chain: a block's tasks share the block time)."""
+    not a batch (cannot happen on the chain: a block's tasks share the block time). `inst`: the block's
+    instance (`block_instance` on `view`)."""
     from edgepoc.solvers.batch import batch_allocate, is_batch
 
-    if not tasks:
+    if inst.n_tasks == 0:
         return [], 0.0
-    inst = block_instance(genesis, tasks, state.height + 1, view.capacity)
     if is_batch(inst):
         a = batch_allocate(inst, view.free_times, genesis.params.reference_sweeps)
         total = float(simulate_state(inst, a, view.free_times)[0])
@@ -205,12 +206,11 @@ def reference_allocation(genesis: Genesis, state: ChainState, tasks: Sequence[Bl
     return [int(x) for x in a], float(total)
 
 
-def improve(genesis: Genesis, state: ChainState, tasks: Sequence[BlockTaskLike], view: QueueView,
-            start: Sequence[int]) -> list[int]:
-    """A proposer's descent from its own allocation (`proposal_sweeps` sweeps of exact moves)."""
+def improve(genesis: Genesis, inst: Instance, view: QueueView, start: Sequence[int]) -> list[int]:
+    """A proposer's descent from its own allocation (`proposal_sweeps` sweeps of exact moves) on the block's
+    instance."""
     from edgepoc.solvers.batch import batch_allocate, is_batch
 
-    inst = block_instance(genesis, tasks, state.height + 1, view.capacity)
     if not is_batch(inst):
         return list(start)
     return [int(x) for x in batch_allocate(inst, view.free_times, genesis.params.proposal_sweeps, np.asarray(start))]

@@ -26,9 +26,9 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import numpy as np
-from typing import Any, Callable
 
 from edgepoc.chain import consensus as rules
 from edgepoc.chain import work as works
@@ -86,6 +86,7 @@ class CheckedBlock:
     last_signed: list[int] | None = None
     modules: list[tuple[wire.ModuleTx, Any]] = field(default_factory=list)
     receipts: list[wire.ReceiptBatch] = field(default_factory=list)
+    client_work: dict[str, float] = field(default_factory=dict)  # seconds of network capacity per client
 
 
 @dataclass
@@ -278,24 +279,28 @@ class PocApplication:
         return pb.CheckTxResponse(code=OK, gas_wanted=len(b.ids))
 
     # ---------------------------------------------------------------- admission
-    def backlog(self) -> float:
-        """Seconds of queued work on the least loaded available provider, as of the last block: what a new
-        task would wait at best."""
+    def next_available(self) -> list[bool]:
+        """Who may take tasks at the next height, from the committed state alone (CheckTx has no votes)."""
         st = self.state
-        avail = works.availability(self.params, st.height + 1, st.last_signed, st.cooldown_until)
-        waits = [max(0.0, f - st.last_time) for f, a in zip(st.free_times, avail) if a] or [0.0]
-        return min(waits)
+        return works.availability(self.params, st.height + 1, st.last_signed, st.cooldown_until)
+
+    def backlog(self, available: list[bool] | None = None) -> float:
+        """Seconds of queued work on the least loaded available provider as of the last block (what a new task
+        would wait at best): the admission rule of CheckTx, PrepareProposal and ProcessProposal."""
+        st = self.state
+        available = self.next_available() if available is None else available
+        return min([max(0.0, f - st.last_time) for f, a in zip(st.free_times, available) if a] or [0.0])
 
     def _busy(self, b: wire.TaskBatch) -> str | None:
         """Admission: "busy, retry after" when the providers are saturated, or this client already has its
         quota of tasks waiting here. One client's flood fills its own quota, not the providers' queues."""
         p = self.params
-        wait = self.backlog()
+        avail = self.next_available()
+        wait = self.backlog(avail)
         if wait > p.max_backlog:
             return (f"busy: the providers' backlog is {wait:.1f} s (> max_backlog {p.max_backlog:g} s); "
                     f"retry after {wait - p.max_backlog:.1f} s")
         st = self.state
-        avail = works.availability(p, st.height + 1, st.last_signed, st.cooldown_until)
         tasks = self._tasks_of_batch(b, st.last_time)
         each = rules.task_work(rules.queue_view(self.genesis, st, avail), tasks)
         work = sum(each)
@@ -371,7 +376,7 @@ class PocApplication:
             raise InputError("receipts tx.sig: not signed by that validator's key")
         return rb
 
-    def _check_work(self, b: wire.TaskBatch, modules: dict[str, dict] | None = None) -> None:
+    def _check_work(self, b: wire.TaskBatch) -> None:
         """Every work task names a committed module, one of its exported functions with the right number of
         arguments, and fuel and memory within genesis' bounds (InputError naming the task otherwise)."""
         if not b.work:
@@ -382,12 +387,10 @@ class PocApplication:
             if w is None:
                 continue
             where = f"tx.tasks[{i}]"
-            funcs = (modules or {}).get(w.module)
-            if funcs is None:
-                found = self.store.module(w.module)
-                if found is None:
-                    raise InputError(f"{where}.module: unknown module {w.module[:16]}; add it first (`edgepoc module add`)")
-                funcs = found[0]
+            found = self.store.module(w.module)
+            if found is None:
+                raise InputError(f"{where}.module: unknown module {w.module[:16]}; add it first (`edgepoc module add`)")
+            funcs = found[0]
             sig = funcs.get(w.function)
             if sig is None:
                 raise InputError(f"{where}.function: {w.function!r} is not exported; exports: {', '.join(sorted(funcs))}")
@@ -430,7 +433,6 @@ class PocApplication:
         modules: list[tuple[wire.ModuleTx, Any]] = []
         receipts: list[wire.ReceiptBatch] = []
         seen: set[str] = set()
-        r = self.genesis.n_resources
         for j, tx in enumerate(txs):
             parsed = self._parse_tx(j, tx, verify_sigs=verify_sigs)
             if isinstance(parsed, tuple):
@@ -446,14 +448,11 @@ class PocApplication:
                 self._check_work(b)
             except InputError as exc:
                 raise InvalidBlock(f"txs[{j}]: {exc}") from None
-            for n, (tid, (nonce, demand)) in enumerate(zip(b.ids, b.tasks)):
-                if tid in seen:
-                    raise InvalidBlock(f"txs[{j}]: task {tid} appears twice in the block")
-                seen.add(tid)
-                w = b.work[n] if b.work else None
-                if w is not None:
-                    demand = works.work_demand(self.params, r, w.fuel, w.memory)
-                tasks.append(BlockTask(tid, b.client, nonce, demand, clock, w))
+            for t in self._tasks_of_batch(b, clock):
+                if t.id in seen:
+                    raise InvalidBlock(f"txs[{j}]: task {t.id} appears twice in the block")
+                seen.add(t.id)
+                tasks.append(t)
         done = self.store.committed_ids(list(seen))
         if done:
             raise InvalidBlock(f"task {sorted(done)[0]} was already committed (replay)")
@@ -464,6 +463,7 @@ class PocApplication:
         return tasks, modules, receipts
 
     def _tasks_of_batch(self, b: wire.TaskBatch, clock: float) -> list[BlockTask]:
+        """A batch's tasks as the chain sees them, arriving at `clock`; a work task's demand from fuel and memory."""
         r = self.genesis.n_resources
         out = []
         for n, (tid, (nonce, demand)) in enumerate(zip(b.ids, b.tasks)):
@@ -487,14 +487,9 @@ class PocApplication:
             available = [True] * len(available)
         return rules.queue_view(self.genesis, state, available), last_signed
 
-    def _block_backlog(self, view: rules.QueueView) -> float:
-        """The least loaded available provider's queued seconds as of the last block (the admission rule)."""
-        st = self.state
-        return min([max(0.0, f - st.last_time) for f, a in zip(st.free_times, view.available) if a] or [0.0])
-
-    def _reference(self, state: ChainState, tasks: list[BlockTask], view: rules.QueueView) -> tuple[list[int], float]:
+    def _reference(self, inst, view: rules.QueueView) -> tuple[list[int], float]:
         """The quality reference every honest node computes identically (consensus.reference_allocation)."""
-        return rules.reference_allocation(self.genesis, state, tasks, view)
+        return rules.reference_allocation(self.genesis, inst, view)
 
     def _good_enough(self, claimed: float, reference: float) -> bool:
         p = self.params
@@ -548,11 +543,12 @@ class PocApplication:
         if max(per_client.values()) > p.max_client_block_tasks:
             raise InvalidBlock(f"quota: a client has {max(per_client.values())} tasks in the block "
                                f"(max_client_block_tasks {p.max_client_block_tasks})")
-        for client, work in sorted(rules.client_work(view, tasks).items()):
+        work_by_client = rules.client_work(view, tasks)
+        for client, work in sorted(work_by_client.items()):
             why = rules.admitted(p, state, client, work)
             if why:
                 raise InvalidBlock(f"admission: {why}")
-        wait = self._block_backlog(view)
+        wait = self.backlog(view.available)
         if wait > p.max_backlog:
             raise InvalidBlock(f"admission: the providers' backlog is {wait:.1f} s > max_backlog {p.max_backlog:g} s; "
                                "no new tasks until it drains")
@@ -562,7 +558,8 @@ class PocApplication:
         if any(not 0 <= x < k for x in alloc.assignment):
             raise InvalidBlock("assignment: provider index out of range")
         t0 = time.perf_counter()
-        effects = rules.block_effects(self.genesis, state, tasks, alloc.assignment, view)
+        inst = rules.block_instance(self.genesis, tasks, height, view.capacity)
+        effects = rules.block_effects(self.genesis, state, tasks, alloc.assignment, view, inst)
         self._spent("re-simulation+shapley", t0)
         if effects.claimed_latency != alloc.claimed_latency:
             raise InvalidBlock(f"latency-mismatch: claimed {alloc.claimed_latency!r}, the kernel gives "
@@ -575,12 +572,12 @@ class PocApplication:
             if not verify(self.genesis.arbiter_public_key, msg, alloc.arbitration["sig"]):
                 raise InvalidBlock("arbitration: not the arbiter's signature over this state, tasks and allocation")
         t0 = time.perf_counter()
-        _, reference = self._reference(state, tasks, view)
+        _, reference = self._reference(inst, view)
         self._spent("reference", t0)
         if not self._good_enough(effects.claimed_latency, reference):
             raise InvalidBlock(f"quality: latency {effects.claimed_latency:.6g} is worse than the reference's "
                                f"{reference:.6g} by more than the tolerance {self.params.tolerance:g}")
-        return CheckedBlock(tasks, alloc, effects, reference, view, last_signed, modules, receipts)
+        return CheckedBlock(tasks, alloc, effects, reference, view, last_signed, modules, receipts, work_by_client)
 
     # ---------------------------------------------------------------- proposals
     def prepare_proposal(self, req) -> Any:
@@ -605,7 +602,7 @@ class PocApplication:
             p = self.params
             # room for the allocation transaction; never above max_proposal_bytes (CometBFT's gRPC limit)
             budget = min(req.max_tx_bytes, p.max_proposal_bytes) - ALLOCATION_ROOM
-            admit = self._block_backlog(view) <= p.max_backlog
+            admit = self.backlog(view.available) <= p.max_backlog
             seen: set[str] = set()
             for tx in req.txs:
                 if size + len(tx) > budget:
@@ -676,8 +673,8 @@ class PocApplication:
     def _allocate(self, state: ChainState, height: int, tasks: list[BlockTask], view: rules.QueueView) -> wire.Allocation:
         """The student's allocation improved by exact local search; the arbiter's (the teacher) when the student
         lost to the reference; the reference otherwise: an honest proposer's block always passes ProcessProposal."""
-        ref_assignment, reference = self._reference(state, tasks, view)
         inst = rules.block_instance(self.genesis, tasks, height, view.capacity)
+        ref_assignment, reference = self._reference(inst, view)
         name, arbitration = self.allocator_name, None
         assignment = ref_assignment
         if self.allocate is not None:
@@ -686,7 +683,7 @@ class PocApplication:
                 assignment = [int(x) for x in self.allocate(inst, view.free_times)]
                 if any(not view.available[x] for x in assignment):
                     raise InputError("the allocator chose an unavailable provider")
-                assignment = rules.improve(self.genesis, state, tasks, view, assignment)
+                assignment = rules.improve(self.genesis, inst, view, assignment)
                 self._spent("allocation", t0)
             except Exception:  # a model failure must not stop the proposer: the reference is always valid
                 log.exception("allocator failed at height %d; proposing the reference", height)
@@ -705,7 +702,7 @@ class PocApplication:
             log.info("height %d: %s allocation %.6g is outside the tolerance of the reference %.6g; proposing it",
                      height, name, total, reference)
             assignment, name, arbitration = ref_assignment, "reference", None
-        effects = rules.block_effects(self.genesis, state, tasks, assignment, view)
+        effects = rules.block_effects(self.genesis, state, tasks, assignment, view, inst)
         return wire.Allocation(assignment, effects.claimed_latency, effects.shapley.values, effects.shapley.stderr,
                                name, arbitration)
 
@@ -786,7 +783,7 @@ class PocApplication:
                                list(state.last_receipt_time), state.work_digest, dict(state.client_busy))
             # admission ledger: when each client's admitted work is done, at the network's capacity
             busy = {c: t for c, t in state.client_busy.items() if t > clock}
-            for c, w in rules.client_work(checked.view, tasks).items():
+            for c, w in checked.client_work.items():
                 busy[c] = max(busy.get(c, clock), clock) + w
             after.client_busy = dict(sorted(busy.items()))
             # work: new tasks, receipts, audits, capacity, then liveness (reassignments)
@@ -819,12 +816,13 @@ class PocApplication:
                                  "kind": pb.MisbehaviorType.Name(m.type), "height": m.height,
                                  "power": m.validator.power,
                                  "committed_height": req.height})
-            pi_ = self.genesis.index_of(req.proposer_address.hex())
-            if tasks and pi_ is not None and checked.reference_latency > 0 \
+            proposer = req.proposer_address.hex()
+            pi = self.genesis.index_of(proposer)
+            if tasks and pi is not None and checked.reference_latency > 0 \
                     and effects.claimed_latency < checked.reference_latency:
                 saved = (checked.reference_latency - effects.claimed_latency) / checked.reference_latency
-                after.balances[pi_] += rules.to_micro(p.proposal_reward * saved)  # proposing well is a contribution too
-            withheld = self._withheld(req.height, len(tasks), req.proposer_address.hex())
+                after.balances[pi] += rules.to_micro(p.proposal_reward * saved)  # proposing well is a contribution too
+            withheld = self._withheld(req.height, len(tasks), proposer)
             if withheld is not None:
                 after.scores[withheld] = rules.scaled(after.scores[withheld], 1.0 - p.proposer_penalty)
             old_p, new_p = voting_powers(p, state.scores), voting_powers(p, after.scores)
@@ -832,8 +830,6 @@ class PocApplication:
                                           pub_key_bytes=bytes.fromhex(v.public_key))
                        for i, v in enumerate(self.genesis.validators) if new_p[i] != old_p[i]]
             names = [v.name for v in self.genesis.validators]
-            proposer = req.proposer_address.hex()
-            pi = self.genesis.index_of(proposer)
             alloc = checked.allocation
             record = {
                 "height": req.height, "hash": req.hash.hex(), "time": clock,
@@ -906,7 +902,6 @@ class PocApplication:
                 log.info("committed height %d: %d tasks, latency %.4g, proposer %s", after.height, len(rows),
                          record["allocation"]["claimed_latency"], record["proposer_name"])
             return pb.CommitResponse(retain_height=0)
-
 
     def _report(self, record: dict, after: ChainState, n_tasks: int, since: float | None) -> None:
         vals = self.genesis.validators

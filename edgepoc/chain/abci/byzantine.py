@@ -31,7 +31,6 @@ class ByzantineApplication(PocApplication):
         if "grab-all" not in self.byzantine or self.me is None:
             return super()._allocate(state, height, tasks, view)
         assignment = [self.genesis.index_of(self.me)] * len(tasks)
-        _, reference = self._reference(state, tasks, view)
         effects = rules.block_effects(self.genesis, state, tasks, assignment, view)
         return wire.Allocation(assignment, effects.claimed_latency, effects.shapley.values, effects.shapley.stderr,
                                "grab-all", None)
