@@ -13,15 +13,14 @@ What the chain can check and what it cannot is in docs/execution.md:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
-from edgepoc.chain.crypto import sha256_hex
+from edgepoc.chain.consensus import MICRO  # a factor of 1.0 in the ledger's integer units
+from edgepoc.chain.crypto import canonical, sha256_hex
 from edgepoc.chain.genesis import ConsensusParams, Genesis
 
-MICRO = 1_000_000  # a factor of 1.0 in the ledger's integer units
 UNAVAILABLE_DELAY = 1.0e6  # seconds added to an unavailable provider's queue: no task and no contribution there
 
 
@@ -96,15 +95,4 @@ def pick_other(block_hash: str, work_id: str, exclude: Sequence[int], available:
 def work_digest(prev: str, events: list) -> str:
     """A running hash of every execution event (assignments, receipts, reassignments, audit verdicts): the app
     hash covers the work ledger without hashing the whole open set at every block."""
-    from edgepoc.chain.crypto import canonical
-
     return prev if not events else sha256_hex(prev.encode() + canonical(events))
-
-
-@dataclass
-class Verdict:
-    """An audit's outcome for one task: the accepted result hash and who disagreed with it."""
-
-    task: str
-    accepted: str
-    wrong: list[int]

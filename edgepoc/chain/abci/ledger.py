@@ -16,6 +16,8 @@ import numpy as np
 
 from edgepoc.chain import work as works
 from edgepoc.chain.consensus import ChainState
+from edgepoc.game.instance import Instance
+from edgepoc.game.kernel import greedy_assignment, simulate_state
 
 if TYPE_CHECKING:
     from edgepoc.chain.abci.app import BlockTask, CheckedBlock, PocApplication
@@ -169,21 +171,22 @@ def apply_work(app: PocApplication, after: ChainState, checked: CheckedBlock, bl
     usable = [a and after.cooldown_until[i] < h + 1 for i, a in enumerate(available)]
     reassigned = 0
     if stale and any(usable):
-        cap = works.effective_capacity(g, after.capacity_factor, after.receipts)
-        delays = g.delays
-        free = list(after.free_times)
+        # main tasks: the kernel's greedy (earliest completion, lowest index on ties) on the queues as this
+        # block left them, unusable providers masked out; they arrive now
+        mains = [w for w in stale if w["kind"] == "main"]
+        placed: dict[str, tuple[int, float]] = {}
+        if mains:
+            demand = np.array([works.work_demand(p, g.n_resources, w["fuel"], w["memory"]) for w in mains])
+            inst = Instance.create(works.effective_capacity(g, after.capacity_factor, after.receipts), g.delays,
+                                   [clock] * len(mains), demand, None, name=f"reassign-{h}")
+            masked = works.masked_free_times(after.free_times, usable)
+            a, _ = greedy_assignment(inst, masked)
+            _, completion, free_after = simulate_state(inst, a, masked)
+            after.free_times = [float(f) if u else old for f, old, u in zip(free_after, after.free_times, usable)]
+            placed = {w["id"]: (int(k), float(c)) for w, k, c in zip(mains, a, completion)}
         for w in stale:
             if w["kind"] == "main":
-                d = np.array(works.work_demand(p, g.n_resources, w["fuel"], w["memory"]))
-                proc = (d[None, :] / cap).max(axis=1)
-                best, best_c = None, None
-                for k in range(len(free)):
-                    if not usable[k]:
-                        continue
-                    c = max(clock + float(delays[k]), free[k]) + float(proc[k])
-                    if best_c is None or c < best_c:
-                        best, best_c = k, c
-                free[best] = best_c
+                best, best_c = placed[w["id"]]
                 rows[w["id"]] = {**w, "provider": best, "assigned_time": clock, "deadline": best_c + p.receipt_grace,
                                  "reassigned": w["reassigned"] + 1}
                 events.append(["reassign", w["id"], w["provider"], best])
@@ -199,7 +202,6 @@ def apply_work(app: PocApplication, after: ChainState, checked: CheckedBlock, bl
                                  "deadline": clock + (w["deadline"] - w["assigned_time"]), "reassigned": w["reassigned"] + 1}
                 events.append(["reassign", w["id"], w["provider"], other])
             reassigned += 1
-        after.free_times = free
     after.work_digest = works.work_digest(after.work_digest, events)
     out.summary = {"assigned": sum(1 for w in rows.values() if w["assigned_time"] == clock and w["reassigned"] == 0
                                    and w["status"] == "assigned"),
