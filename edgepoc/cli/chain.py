@@ -681,7 +681,7 @@ def contributions_cmd(
         store.close()
         q, powers = rules.qualified(g, state), voting_powers(g.params, state.scores)
         doc = {"height": state.height, "validators": [
-            {"name": v.name, "address": v.address, "score": state.scores[i] / 1e6, "balance": state.balances[i] / 1e6,
+            {"name": v.name, "address": v.address, "score": state.scores[i] / rules.MICRO, "balance": state.balances[i] / rules.MICRO,
              "penalties": state.penalties[i], "qualified": q[i], "proposer_share": powers[i] / sum(powers),
              "power": powers[i]} for i, v in enumerate(g.validators)]}
     else:

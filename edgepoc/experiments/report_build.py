@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgepoc.chain.consensus import MICRO
 from edgepoc.errors import EdgepocError
 from edgepoc.experiments.report import Figure, Section, Table, write_report
 
@@ -205,7 +206,7 @@ def chain_section(run: Path) -> Section:
         "proposer rotation follows voting power.",
     ]
     table = Table(["provider", "tasks served", "score", "balance", "penalties"],
-                  [[f"node{j}", per_provider.get(j, 0), states[-1]["scores"][j] / 1e6, states[-1]["balances"][j] / 1e6,
+                  [[f"node{j}", per_provider.get(j, 0), states[-1]["scores"][j] / MICRO, states[-1]["balances"][j] / MICRO,
                     states[-1].get("penalties", [0] * k)[j]] for j in range(k)])
     tables = [table]
     if status:
@@ -292,7 +293,7 @@ def _plot_scores(states: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     heights = [s["height"] for s in states]
-    scores = np.array([s["scores"] for s in states], dtype=np.float64) / 1e6  # the ledger's micro-units
+    scores = np.array([s["scores"] for s in states], dtype=np.float64) / MICRO  # the ledger's micro-units
     fig, ax = plt.subplots(figsize=(6.4, 4))
     for j in range(scores.shape[1]):
         ax.plot(heights, scores[:, j], label=f"node{j}")

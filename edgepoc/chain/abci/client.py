@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -54,73 +55,61 @@ class WaitResult:
     seconds: float = 0.0
 
 
-def wait_committed(client: HttpClient, ids: list[str], timeout: float = 60.0, poll: float = 0.1) -> WaitResult:
-    """Poll until every id is committed or `timeout` passes (bounded in time and in requests)."""
+def poll_status(fetch: Callable[[list[str]], dict[str, dict]], ids: list[str], done: Callable[[dict], bool],
+                timeout: float, poll: float, chunk: int = 5000) -> tuple[dict[str, dict], list[str]]:
+    """Ask `fetch` (ids -> status per id) for the ids not yet `done` until all are or `timeout` passes:
+    (id -> its final status, ids still not done). Bounded in time and in request size."""
     t0 = time.monotonic()
-    todo = list(ids)
-    res = WaitResult()
+    todo, found = list(ids), {}
     while todo and time.monotonic() - t0 < timeout:
         still = []
-        for i in range(0, len(todo), 5000):
-            chunk = todo[i:i + 5000]
+        for i in range(0, len(todo), chunk):
+            part = todo[i:i + chunk]
             try:
-                doc = client.post("/tasks/status", {"ids": chunk})
+                docs = fetch(part)
             except EdgepocError:
-                still.extend(chunk)
+                still.extend(part)
                 continue
-            for tid in chunk:
-                st = doc["tasks"].get(tid, {})
-                if st.get("status") == "committed":
-                    res.committed[tid] = st
+            for tid in part:
+                st = docs.get(tid) or {}
+                if done(st):
+                    found[tid] = st
                 else:
                     still.append(tid)
         todo = still
         if todo:
             time.sleep(poll)
-    res.missing = todo
+    return found, todo
+
+
+def wait_committed(client: HttpClient, ids: list[str], timeout: float = 60.0, poll: float = 0.1) -> WaitResult:
+    """Poll until every id is committed or `timeout` passes (bounded in time and in requests)."""
+    t0 = time.monotonic()
+    res = WaitResult()
+    res.committed, res.missing = poll_status(lambda part: client.post("/tasks/status", {"ids": part})["tasks"], ids,
+                                             lambda st: st.get("status") == "committed", timeout, poll)
     res.seconds = time.monotonic() - t0
     return res
 
 
 def work_batches(count: int, key: SigningKey, chain_id: str, nonce0: int, work: Work, batch: int = 100) -> list[TaskBatch]:
     """`count` tasks that all run the same WebAssembly call, signed `batch` at a time."""
-    from edgepoc.chain.abci.wire import TaskBatch as _TB
-
     out = []
     for s in range(0, count, batch):
         n = min(batch, count - s)
-        out.append(_TB(chain_id, key.public_hex, [(nonce0 + s + i, []) for i in range(n)], work=[work] * n).signed(key))
+        out.append(TaskBatch(chain_id, key.public_hex, [(nonce0 + s + i, []) for i in range(n)], work=[work] * n).signed(key))
     return out
 
 
 @dataclass
 class ResultCheck:
-    executed: dict[str, dict] = field(default_factory=dict)
     verified: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # task id -> why
-    missing: list[str] = field(default_factory=list)
 
 
 def wait_executed(client, ids: list[str], timeout: float, poll: float = 0.25) -> tuple[dict[str, dict], list[str]]:
     """Poll until every task has an accepted receipt (status `executed`) or `timeout` passes."""
-    t0 = time.monotonic()
-    todo, done = list(ids), {}
-    while todo and time.monotonic() - t0 < timeout:
-        still = []
-        for i in range(0, len(todo), 2000):
-            chunk = todo[i:i + 2000]
-            try:
-                docs = client.tasks(chunk)
-            except EdgepocError:
-                still.extend(chunk)
-                continue
-            for tid in chunk:
-                d = docs.get(tid) or {}
-                (done.__setitem__(tid, d) if d.get("status") == "executed" else still.append(tid))
-        todo = still
-        if todo:
-            time.sleep(poll)
-    return done, todo
+    return poll_status(client.tasks, ids, lambda st: st.get("status") == "executed", timeout, poll, chunk=2000)
 
 
 def fetch_results(executed: dict[str, dict], provider_urls: dict[str, str], any_client) -> ResultCheck:
@@ -129,7 +118,7 @@ def fetch_results(executed: dict[str, dict], provider_urls: dict[str, str], any_
     from edgepoc.chain.httpapi import HttpClient
     from edgepoc.execution import result_hash
 
-    check = ResultCheck(executed=dict(executed))
+    check = ResultCheck()
     clients: dict[str, HttpClient] = {}
     try:
         for tid, st in executed.items():

@@ -293,15 +293,13 @@ class CometNodeView:
         q = rules.qualified(self.genesis, st)
         powers = voting_powers(self.app.params, st.scores)
         total = sum(powers)
-        from edgepoc.chain import work as works
-
         p = self.app.params
-        avail = works.availability(p, st.height + 1, st.last_signed, st.cooldown_until)
-        rows = [{"name": v.name, "address": v.address, "score": st.scores[i] / rules.MICRO,
-                 "balance": st.balances[i] / rules.MICRO, "score_micro": st.scores[i], "balance_micro": st.balances[i],
+        avail = self.app.next_available()
+        rows = [{"name": v.name, "address": v.address, "score": st.scores[i] / MICRO,
+                 "balance": st.balances[i] / MICRO, "score_micro": st.scores[i], "balance_micro": st.balances[i],
                  "penalties": st.penalties[i], "qualified": q[i], "proposer_share": powers[i] / total,
                  "power": powers[i], "available": avail[i], "last_signed": st.last_signed[i],
-                 "capacity_factor": st.capacity_factor[i] / works.MICRO,
+                 "capacity_factor": st.capacity_factor[i] / MICRO,
                  "capacity_measured": st.receipts[i] >= p.min_receipts, "receipts": st.receipts[i],
                  "overdue": st.overdue[i], "audits_passed": st.audits_passed[i], "audits_failed": st.audits_failed[i]}
                 for i, v in enumerate(self.genesis.validators)]

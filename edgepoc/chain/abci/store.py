@@ -148,11 +148,6 @@ class AppStore:
         row = self._r.execute("SELECT body FROM blocks WHERE height=?", (height,)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def blocks(self, before: int | None, limit: int, with_tasks: bool = False) -> list[dict]:
-        q = "SELECT body FROM blocks WHERE height < ?" + (" AND n_tasks > 0" if with_tasks else "")
-        rows = self._r.execute(q + " ORDER BY height DESC LIMIT ?", (before or 2**62, limit)).fetchall()
-        return [json.loads(r[0]) for r in rows]
-
     def summaries(self, before: int | None, limit: int, with_tasks: bool = False,
                   arbitrated: bool = False) -> list[dict]:
         """Block summaries from indexed columns (no block body is parsed): the explorer's and the API's lists."""
@@ -206,12 +201,7 @@ class AppStore:
         return out
 
     def task(self, task_id: str) -> dict | None:
-        row = self._r.execute("SELECT t.height, t.position, t.provider, t.latency, t.arrival, b.committed_at "
-                              "FROM tasks t JOIN blocks b ON b.height = t.height WHERE t.id=?", (task_id,)).fetchone()
-        if row is None:
-            return None
-        return {"id": task_id, "status": "committed", "height": row[0], "position": row[1], "provider": row[2],
-                "latency": row[3], "arrival": row[4], "committed_at": row[5]}
+        return self.tasks([task_id]).get(task_id)
 
     def tasks_at(self, height: int) -> list[tuple]:
         return self._r.execute("SELECT id, position, provider, latency, arrival FROM tasks WHERE height=? "

@@ -256,19 +256,18 @@ class TaskBatch:
         work: list[Work | None] = []
         for i, t in enumerate(tasks):
             where = f"tx.tasks[{i}]"
-            if isinstance(t, dict) and "module" in t:
-                nonce = t.get("nonce")
-                if isinstance(nonce, bool) or not isinstance(nonce, int) or not 0 <= nonce < 2**63:
-                    raise InputError(f"{where}.nonce: expected an integer in 0..2^63-1")
+            is_work = isinstance(t, dict) and "module" in t  # a task that runs: its field set is Work's
+            if not is_work and (not isinstance(t, dict) or set(t) != {"nonce", "demand"}):
+                raise InputError(f"{where}: expected exactly nonce and demand (arrival and delays are set by the chain)")
+            nonce = t.get("nonce")
+            if isinstance(nonce, bool) or not isinstance(nonce, int) or not 0 <= nonce < 2**63:
+                raise InputError(f"{where}.nonce: expected an integer in 0..2^63-1")
+            if is_work:
                 work.append(Work.from_dict(t, where))
                 out.append((nonce, []))
                 continue
             work.append(None)
-            if not isinstance(t, dict) or set(t) != {"nonce", "demand"}:
-                raise InputError(f"{where}: expected exactly nonce and demand (arrival and delays are set by the chain)")
-            nonce, demand = t["nonce"], t["demand"]
-            if isinstance(nonce, bool) or not isinstance(nonce, int) or not 0 <= nonce < 2**63:
-                raise InputError(f"{where}.nonce: expected an integer in 0..2^63-1")
+            demand = t["demand"]
             if not isinstance(demand, list) or len(demand) != n_resources:
                 raise InputError(f"{where}.demand: expected {n_resources} numbers")
             for x in demand:

@@ -52,7 +52,7 @@ class Worker:
         self.store = None
         self.sent: dict[str, float] = {}  # work id -> when its receipt was last sent
         self.done: dict[str, wire.Receipt] = {}  # executed here, receipt not yet accepted on chain
-        self.executed = 0
+        self.modules: dict[str, object] = {}  # module hash -> admitted ModuleInfo (read and checked once)
 
     def _open_store(self):
         from edgepoc.chain.abci.store import AppStore
@@ -83,10 +83,13 @@ class Worker:
             if self.fault == "fake":
                 res = ExecResult("ok", secrets.randbelow(2**31), w["fuel"] // 2, None)
             else:
-                found = self.store.module(w["module"])
-                if found is None:
-                    continue  # cannot happen on an honest chain: tasks name committed modules
-                info = compile_module(found[1], max_bytes=p.max_module_bytes, max_memory_bytes=p.max_task_memory)
+                info = self.modules.get(w["module"])
+                if info is None:
+                    found = self.store.module(w["module"])
+                    if found is None:
+                        continue  # cannot happen on an honest chain: tasks name committed modules
+                    info = self.modules[w["module"]] = compile_module(found[1], max_bytes=p.max_module_bytes,
+                                                                      max_memory_bytes=p.max_task_memory)
                 res = run_task(info, w["function"], list(w["args"]), fuel=int(w["fuel"]), memory_bytes=int(w["memory"]))
                 if self.fault == "wrong":
                     res = ExecResult(res.status, (res.result if isinstance(res.result, int) else 0) + 1,
@@ -95,7 +98,6 @@ class Worker:
                     time.sleep(self.slow)
             digest = self.results.put(w["id"].replace("/", "_"), res)
             self.done[w["id"]] = wire.Receipt(w["id"], res.status, res.result, digest, int(res.fuel_used))
-            self.executed += 1
             n += 1
             if time.monotonic() > deadline:
                 break
