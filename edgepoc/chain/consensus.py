@@ -8,6 +8,7 @@ reader checks against docs/consensus.md are the rules that run. A violated rule 
 
 from __future__ import annotations
 
+import decimal
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
@@ -93,10 +94,34 @@ class ChainState:
         return sha256_hex(canonical(d))
 
 
+def initial_scores(genesis: Genesis) -> list[int]:
+    """Every provider's score at genesis: `initial_score`, else an equal share of the steady-state total
+    (decay_value / ln(1/decay)), so the first tasks move shares only as much as later ones do."""
+    p, k = genesis.params, len(genesis.validators)
+    if p.initial_score is not None:
+        return [int(p.initial_score)] * k
+    if p.decay >= 1:
+        return [MICRO] * k
+    with decimal.localcontext(decimal.Context(prec=34)):
+        total = decimal.Decimal(repr(p.decay_value)) / -decimal.Decimal(repr(p.decay)).ln()
+        return [int(total * MICRO / k)] * k
+
+
 def initial_state(genesis: Genesis) -> ChainState:
     k = len(genesis.validators)
-    p = genesis.params
-    return ChainState(0, genesis.hash, genesis.genesis_time, [0.0] * k, [int(p.initial_score)] * k, [0] * k, [0] * k, 0)
+    return ChainState(0, genesis.hash, genesis.genesis_time, [0.0] * k, initial_scores(genesis), [0] * k, [0] * k, 0)
+
+
+def decay_factor(params, saved: float) -> int:
+    """`decay ** (saved / decay_value)` in micro-units: how much every score keeps after a block that saved
+    `saved` seconds of latency. Computed in decimal (correctly rounded ln and exp, the same on every
+    platform) rather than with the C library's pow, whose last bit may differ between nodes."""
+    if params.decay >= 1 or saved <= 0:
+        return MICRO
+    with decimal.localcontext(decimal.Context(prec=34)):
+        exponent = decimal.Decimal(repr(float(saved))) / decimal.Decimal(repr(params.decay_value))
+        keep = (decimal.Decimal(repr(params.decay)).ln() * exponent).exp()
+        return int((keep * MICRO).to_integral_value(rounding=decimal.ROUND_HALF_EVEN))
 
 
 

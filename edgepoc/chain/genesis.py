@@ -25,8 +25,15 @@ class ConsensusParams:
     """Protocol constants; see docs/consensus.md for what each one governs."""
 
     l_cloud: float = 5.0  # seconds: latency of the remote cloud in the contribution game (SPEC §6)
-    decay: float = 0.9  # score <- decay * score + phi, per block that carries tasks
-    initial_score: int = 1_000_000  # micro-units: scores, balances and rewards are integers in the ledger
+    # Scores are multiplied by `decay` per `decay_value` seconds of latency the network saves (a block's v(N),
+    # the sum of its Shapley values), not per block: a block of a few tasks moves every score by as little as
+    # it saves, so a few crafted tasks in many blocks cannot wash out everyone else's record (they did, at
+    # 0.9 per block). At steady state the scores sum to ~decay_value / ln(1/decay) (~4,700 s by default).
+    decay: float = 0.9
+    decay_value: float = 500.0
+    # Each provider's score at genesis, micro-units (the ledger's integers). None: the steady state of equal
+    # shares, so a young chain is not steered by its first few tasks either.
+    initial_score: int | None = None
     qualification: float = 0.1  # "qualified" in the contribution table: score >= this x the mean positive score
     # The quality rule: a block's latency <= the reference's * (1 + tolerance) + tolerance_abs. The reference
     # (consensus.reference_allocation) is the reverse greedy improved by `reference_sweeps` sweeps of exact
@@ -129,11 +136,22 @@ class ConsensusParams:
         unknown = set(d) - known
         if unknown:
             raise InputError(f"genesis.params: unknown parameters {sorted(unknown)}")
+        for f in fields(cls):  # a wrong type is a one-line error, not a TypeError deep in a comparison
+            if f.name not in d:
+                continue
+            v, default = d[f.name], f.default
+            want = (int, float) if isinstance(default, float) else (int,) if isinstance(default, int) or default is None \
+                else (type(default),)
+            if (v is None and default is not None) or (v is not None and (isinstance(v, bool) or not isinstance(v, want))):
+                raise InputError(f"genesis.params.{f.name}: expected {'/'.join(t.__name__ for t in want)}, "
+                                 f"got {type(v).__name__}")
         p = cls(**d)
-        if not p.l_cloud > 0 or not 0 < p.decay <= 1 or p.max_block_tasks < 1 or not 0 < p.min_demand <= p.max_demand \
+        if not p.l_cloud > 0 or not 0 < p.decay <= 1 or not p.decay_value > 0 \
+                or (p.initial_score is not None and p.initial_score < 0) or p.max_block_tasks < 1 or not 0 < p.min_demand <= p.max_demand \
                 or p.max_batch_tasks < 1 or p.power_floor < 1 or p.power_total < p.power_floor \
                 or not 1024 <= p.max_tx_bytes <= p.max_proposal_bytes <= MAX_PROPOSAL_BYTES:
-            raise InputError("genesis.params: need l_cloud > 0, 0 < decay <= 1, max_block_tasks >= 1, "
+            raise InputError("genesis.params: need l_cloud > 0, 0 < decay <= 1, decay_value > 0, initial_score >= 0, "
+                             "max_block_tasks >= 1, "
                              "0 < min_demand <= max_demand, max_batch_tasks >= 1, 1 <= power_floor <= power_total, "
                              f"1024 <= max_tx_bytes <= max_proposal_bytes <= {MAX_PROPOSAL_BYTES}")
         return p

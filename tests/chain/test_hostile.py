@@ -19,6 +19,7 @@ from edgepoc.chain.abci import wire
 from edgepoc.chain.abci.app import PocApplication
 from edgepoc.chain.abci.proto import pb
 from edgepoc.chain.abci.store import AppStore
+from edgepoc.chain.consensus import decay_factor
 from edgepoc.chain.crypto import canonical
 from edgepoc.chain.genesis import Genesis, MAX_VALIDATORS
 from edgepoc.errors import EdgepocError, InputError
@@ -283,8 +284,9 @@ def test_an_empty_block_between_busy_blocks_costs_its_proposer(tmp_path):
     before = h.app.state.scores[2]
     height([batch(30, nonce0=100).tx()], 1.2, proposer=1)
     assert h.app.store.block(3)["withheld"] == h.genesis.validators[2].name
-    phi = h.app.store.block(3)["allocation"]["shapley"][2]
-    assert h.app.state.scores[2] == pytest.approx((0.9 * before + phi * 1e6) * 0.5, abs=2), "half its score"
+    shapley = h.app.store.block(3)["allocation"]["shapley"]
+    keep = decay_factor(h.genesis.params, sum(shapley)) / 1e6
+    assert h.app.state.scores[2] == pytest.approx((keep * before + shapley[2] * 1e6) * 0.5, abs=2), "half its score"
 
 
 def test_a_client_whose_work_keeps_the_network_busy_waits_and_others_do_not(tmp_path):
@@ -385,3 +387,51 @@ def test_a_window_of_the_real_alibaba_trace_is_accepted_in_batches_the_chain_nam
         n = int(re.search(r"its first (\d+) tasks", res.log).group(1))
         part = wire.TaskBatch(CHAIN, CLIENT.public_hex, [(i, d) for i, d in enumerate(demands[:n])]).signed(CLIENT)
         assert h.check(part).code == 0
+
+
+def _crafted_for_node3(h: Harness, key, count: int, t: float) -> float:
+    """The review's attack: tasks only node3 finishes before the cloud cut-off (heavy on the resource where
+    its capacity is largest), one per block, spaced so its queue drains."""
+    caps = [v.capacity for v in h.genesis.validators]
+    assert max(range(4), key=lambda i: caps[i][1]) == 3, "the fixture's node3 is strongest on resource 1"
+    for i in range(count):
+        b = wire.TaskBatch(CHAIN, key.public_hex, [(i, [0.01, 4.2])]).signed(key)
+        assert h.check(b).code == 0
+        h.block([b.tx()], t)
+        assert h.app.store.block(h.height)["allocation"]["assignment"] == [3]
+        t += 5.0
+    return t
+
+
+@pytest.mark.parametrize("history", ["fresh chain", "after honest traffic"])
+def test_a_few_crafted_tasks_do_not_steer_contribution(tmp_path, history):
+    from edgepoc.chain.abci.app import voting_powers
+    from edgepoc.chain.crypto import SigningKey
+
+    h = Harness(tmp_path)
+    t = 1.0
+    if history != "fresh chain":
+        for i in range(10):
+            h.block([batch(40, nonce0=1000 * i, seed=i).tx()], t)
+            t += 3.0
+        t += 60.0  # the queues drain: the crafted tasks meet node3 idle, as the review's did
+    before = voting_powers(h.genesis.params, h.app.state.scores)
+    _crafted_for_node3(h, SigningKey.generate(), 40, t)
+    after = voting_powers(h.genesis.params, h.app.state.scores)
+    # under the old rule (scores x0.9 per block with tasks) node3 went to the cap and the others to ~1/12
+    share = [a / sum(after) - b / sum(before) for a, b in zip(after, before)]
+    assert max(abs(x) for x in share) <= 0.01, (before, after)
+
+
+def test_contribution_still_moves_power_when_the_work_is_real(tmp_path):
+    """The control: the same tasks, worth many horizons of saved latency (a small decay_value), do move
+    power to node3: the rule weighs contribution by what it saves, it does not freeze it."""
+    from edgepoc.chain.abci.app import voting_powers
+    from edgepoc.chain.crypto import SigningKey
+
+    h = Harness(tmp_path, make_genesis(decay_value=0.5))
+    before = voting_powers(h.genesis.params, h.app.state.scores)
+    _crafted_for_node3(h, SigningKey.generate(), 40, 1.0)
+    after = voting_powers(h.genesis.params, h.app.state.scores)
+    share = [a / sum(after) for a in after]
+    assert share[3] > 0.3 > 0.25 > max(share[:3]), (before, after)  # node3 at the 1/3 cap

@@ -195,7 +195,7 @@ class PocApplication:
             if theirs != g.hash:
                 problem = "app_state differs from this node's genesis"
             else:
-                powers = voting_powers(self.params, [self.params.initial_score] * len(g.validators))
+                powers = voting_powers(self.params, rules.initial_scores(g))
                 want = [(bytes.fromhex(v.public_key), powers[i]) for i, v in enumerate(g.validators)]
                 got = [(v.pub_key_bytes, v.power) for v in req.validators]
                 if got and sorted(got) != sorted(want):
@@ -795,7 +795,8 @@ class PocApplication:
             # ledger in integer micro-units: the game's floats (bit-identical on every node) are rounded once
             if tasks:
                 phi = [rules.to_micro(f) for f in effects.shapley.values]
-                after.scores = [rules.scaled(s, p.decay) + f for s, f in zip(after.scores, phi)]
+                keep = rules.decay_factor(p, float(sum(effects.shapley.values)))  # decay per second saved
+                after.scores = [s * keep // rules.MICRO + f for s, f in zip(after.scores, phi)]
                 positive = [max(f, 0) for f in phi]
                 if sum(positive) > 0:
                     reward = rules.to_micro(p.block_reward)

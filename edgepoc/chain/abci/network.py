@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from edgepoc.chain.abci.app import voting_powers
+from edgepoc.chain import consensus as rules
 from edgepoc.chain.abci.node import cometbft_binary
 from edgepoc.chain.crypto import SigningKey, address_of
 from edgepoc.chain.genesis import MAX_VALIDATORS, ConsensusParams, Genesis, make_validators
@@ -152,7 +153,7 @@ def cometbft_genesis(genesis: Genesis, network: dict | None = None) -> dict:
     providers' advertised addresses and node ids, the arbiter's URL: what `network join` needs) goes beside
     it in app_state, outside the application's genesis and its hash."""
     p = genesis.params
-    powers = voting_powers(p, [p.initial_score] * len(genesis.validators))
+    powers = voting_powers(p, rules.initial_scores(genesis))
     app_state = genesis.to_dict()
     if network is not None:
         app_state["network"] = network
