@@ -21,16 +21,24 @@ from edgepoc.errors import InputError
 
 
 @nb.njit(cache=True, nogil=True, fastmath=False)
+def completion_time(free_k, ready_ik, proc_ik):
+    """The FIFO queue step (SPEC §1): a task ready at `ready_ik` on a provider free at `free_k` starts at
+    the later of the two and completes `proc_ik` later. Every compiled decoder and search calls this one
+    step (Numba inlines it), so they cannot drift from the kernel's arithmetic."""
+    s = ready_ik
+    if free_k > s:
+        s = free_k
+    return s + proc_ik
+
+
+@nb.njit(cache=True, nogil=True, fastmath=False)
 def _run(arrival, ready, proc, x, free, completion):
     """Simulate one allocation; `free` (K,) is updated in place; fills `completion` if non-empty."""
     total = 0.0
     keep = completion.shape[0] > 0
     for i in range(arrival.shape[0]):
         k = x[i]
-        s = ready[i, k]
-        if free[k] > s:
-            s = free[k]
-        c = s + proc[i, k]
+        c = completion_time(free[k], ready[i, k], proc[i, k])
         free[k] = c
         if keep:
             completion[i] = c
@@ -66,10 +74,7 @@ def _greedy(arrival, ready, proc, free, x):
         best_k = 0
         best_c = np.inf
         for k in range(kk):
-            s = ready[i, k]
-            if free[k] > s:
-                s = free[k]
-            c = s + proc[i, k]
+            c = completion_time(free[k], ready[i, k], proc[i, k])
             if c < best_c:
                 best_c = c
                 best_k = k

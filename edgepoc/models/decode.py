@@ -31,7 +31,7 @@ import numpy as np
 
 from edgepoc.errors import InputError
 from edgepoc.game.instance import Instance
-from edgepoc.game.kernel import simulate, simulate_population
+from edgepoc.game.kernel import completion_time, simulate, simulate_population
 
 DECODERS = ("argmax", "guided", "sample", "search")
 DEFAULT_LAMBDAS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 1e9)
@@ -102,10 +102,7 @@ def _guided(ready, proc, logp, lambdas, scale, free0, out):
         for i in range(ready.shape[0]):
             best_fin = np.inf
             for k in range(kk):
-                s = ready[i, k]
-                if free[k] > s:
-                    s = free[k]
-                fin[k] = s + proc[i, k]
+                fin[k] = completion_time(free[k], ready[i, k], proc[i, k])
                 if fin[k] < best_fin:
                     best_fin = fin[k]
             best_k = 0

@@ -35,7 +35,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from edgepoc.game.generators import alibaba, paper, varied
 from edgepoc.game.instance import Instance
-from edgepoc.game.kernel import simulate
+from edgepoc.game.kernel import completion_time, simulate
 from edgepoc.models.allocation import count_parameters
 from edgepoc.models.checkpoint import save_checkpoint
 from edgepoc.models.general import GeneralAllocationModel, GeneralConfig, embedding, student_general_config
@@ -184,7 +184,7 @@ def dagger_sample(inst: Instance, emb: np.ndarray, head: Head, seed: int, segmen
         labels[lo:hi] = x_e[:hi - lo]
         for i in range(lo, hi):  # advance along the model's own choices
             k = x_m[i]
-            free[k] = max(inst.ready[i, k], free[k]) + inst.processing[i, k]
+            free[k] = completion_time(free[k], inst.ready[i, k], inst.processing[i, k])
     return DaggerSample(dyn, labels)
 
 
@@ -272,10 +272,7 @@ def _onepass_sampled(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec
                 best_k = k
                 break
         x[i] = best_k
-        s = ready[i, best_k]
-        if free[best_k] > s:
-            s = free[best_k]
-        c = s + proc[i, best_k]
+        c = completion_time(free[best_k], ready[i, best_k], proc[i, best_k])
         free[best_k] = c
         lat = c - arrival[i]
         if lat > 0.0:

@@ -32,7 +32,7 @@ import numpy as np
 
 from edgepoc.errors import InputError
 from edgepoc.game.instance import Instance
-from edgepoc.game.kernel import _free_times, _greedy, greedy_assignment, simulate
+from edgepoc.game.kernel import _free_times, _greedy, completion_time, greedy_assignment, simulate
 from edgepoc.models.decode import wall_budget_s
 
 DYN_FEATURES = ("lat_regret", "pilot5_regret", "pilot_regret", "wait", "log_lat", "log_lat_regret",
@@ -54,10 +54,7 @@ def _dyn_features(arrival, ready, proc, free, i, horizon, scale, trial, scratch,
     best_short = np.inf
     best_long = np.inf
     for k in range(kk):
-        s = ready[i, k]
-        if free[k] > s:
-            s = free[k]
-        c = s + proc[i, k]
+        c = completion_time(free[k], ready[i, k], proc[i, k])
         lat = c - arrival[i]
         if lat < 0.0:
             lat = 0.0
@@ -140,10 +137,7 @@ def _onepass(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec, gain, 
             for k in range(kk):
                 scores_out[i, k] = scores[k]
         x[i] = best_k
-        s = ready[i, best_k]
-        if free[best_k] > s:
-            s = free[best_k]
-        c = s + proc[i, best_k]
+        c = completion_time(free[best_k], ready[i, best_k], proc[i, best_k])
         free[best_k] = c
         lat = c - arrival[i]
         if lat > 0.0:
@@ -163,10 +157,7 @@ def _trajectory_features(arrival, ready, proc, free, x, horizon, scale, out):
     for i in range(n):
         _dyn_features(arrival, ready, proc, free, i, horizon, scale, trial, scratch, cost_short, cost_long, out[i])
         k = x[i]
-        s = ready[i, k]
-        if free[k] > s:
-            s = free[k]
-        free[k] = s + proc[i, k]
+        free[k] = completion_time(free[k], ready[i, k], proc[i, k])
 
 
 @dataclass

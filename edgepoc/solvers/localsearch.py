@@ -6,7 +6,7 @@ its ready time whatever happened earlier). So a move is priced by re-walking tha
 the stored free-time history instead of re-simulating all `n` tasks: at load 0.9 a move costs tens of
 task steps, a full sweep over all `n*(K-1)` moves a fraction of a millisecond per 1000 tasks.
 
-The queue arithmetic here mirrors `edgepoc.game.kernel._run` step for step; the solvers never trust
+The queue step is the kernel's own (`edgepoc.game.kernel.completion_time`); the solvers never trust
 these deltas for reporting, the final allocation is always re-simulated by the shared kernel.
 
 Swaps (tasks `i < j` close in arrival order exchange providers) are priced the same way. They matter:
@@ -22,6 +22,8 @@ import warnings
 import numba as nb
 import numpy as np
 from numba.core.errors import NumbaWarning
+
+from edgepoc.game.kernel import completion_time
 
 # The deadline check enters object mode (to read the clock), which holds the GIL; nothing here runs
 # in parallel threads, so Numba's warning about nogil is noise.
@@ -46,11 +48,7 @@ def _history(arrival, ready, proc, x, free0, completion, free_before, first):
             total += lat
     for i in range(first, n):
         k = x[i]
-        s = ready[i, k]
-        f = free_before[i, k]
-        if f > s:
-            s = f
-        c = s + proc[i, k]
+        c = completion_time(free_before[i, k], ready[i, k], proc[i, k])
         completion[i] = c
         for q in range(kk):
             free_before[i + 1, q] = free_before[i, q]
@@ -68,10 +66,7 @@ def _move_delta(arrival, ready, proc, x, completion, free_before, i, b):
     a = x[i]
     fa = free_before[i, a]
     fb = free_before[i, b]
-    s = ready[i, b]
-    if fb > s:
-        s = fb
-    c = s + proc[i, b]
+    c = completion_time(fb, ready[i, b], proc[i, b])
     fb = c
     delta = max(c - arrival[i], 0.0) - max(completion[i] - arrival[i], 0.0)
     for j in range(i + 1, n):
@@ -79,16 +74,10 @@ def _move_delta(arrival, ready, proc, x, completion, free_before, i, b):
             break  # both queues are back on the old trajectory: nothing further changes
         k = x[j]
         if k == a:
-            s = ready[j, a]
-            if fa > s:
-                s = fa
-            c = s + proc[j, a]
+            c = completion_time(fa, ready[j, a], proc[j, a])
             fa = c
         elif k == b:
-            s = ready[j, b]
-            if fb > s:
-                s = fb
-            c = s + proc[j, b]
+            c = completion_time(fb, ready[j, b], proc[j, b])
             fb = c
         else:
             continue
@@ -114,16 +103,10 @@ def _swap_delta(arrival, ready, proc, x, completion, free_before, i, j):
         elif t == j:
             k = a
         if k == a:
-            s = ready[t, a]
-            if fa > s:
-                s = fa
-            c = s + proc[t, a]
+            c = completion_time(fa, ready[t, a], proc[t, a])
             fa = c
         elif k == b:
-            s = ready[t, b]
-            if fb > s:
-                s = fb
-            c = s + proc[t, b]
+            c = completion_time(fb, ready[t, b], proc[t, b])
             fb = c
         else:
             continue

@@ -21,7 +21,7 @@ import numpy as np
 
 from edgepoc.errors import InputError
 from edgepoc.game.instance import Instance
-from edgepoc.game.kernel import _free_times, _greedy
+from edgepoc.game.kernel import _free_times, _greedy, completion_time
 from edgepoc.solvers.registry import SolveOptions
 
 DEFAULT_HORIZON = 20
@@ -40,10 +40,7 @@ def _rollout(arrival, ready, proc, free, horizon, x):
         best_cost = np.inf
         best_c = np.inf
         for k in range(kk):
-            s = ready[i, k]
-            if free[k] > s:
-                s = free[k]
-            c = s + proc[i, k]
+            c = completion_time(free[k], ready[i, k], proc[i, k])
             cost = c - arrival[i]
             if cost < 0.0:
                 cost = 0.0
