@@ -58,12 +58,13 @@ class ChainState:
     last_receipt_time: list[float] = field(default_factory=list)
     work_digest: str = ""
     client_busy: dict[str, float] = field(default_factory=dict)  # client -> when its admitted work is done (chain clock)
+    censorships: list[int] = field(default_factory=list)  # blocks proposed that left out a reported client
 
     def __post_init__(self) -> None:
         k = len(self.scores)
         for name, zero in (("last_signed", 0), ("cooldown_until", 0), ("capacity_factor", MICRO),
                            ("receipts", 0), ("overdue", 0), ("audits_passed", 0), ("audits_failed", 0),
-                           ("last_receipt_time", 0.0)):
+                           ("last_receipt_time", 0.0), ("censorships", 0)):
             if not getattr(self, name):
                 setattr(self, name, [zero] * k)
 
@@ -75,7 +76,7 @@ class ChainState:
                 "capacity_factor": self.capacity_factor, "receipts": self.receipts, "overdue": self.overdue,
                 "audits_passed": self.audits_passed, "audits_failed": self.audits_failed,
                 "last_receipt_time": self.last_receipt_time, "work_digest": self.work_digest,
-                "client_busy": self.client_busy}
+                "client_busy": self.client_busy, "censorships": self.censorships}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ChainState":

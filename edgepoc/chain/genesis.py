@@ -129,6 +129,16 @@ class ConsensusParams:
     # busy_block_tasks tasks withheld work it had: it loses proposer_penalty of its score.
     busy_block_tasks: int = 50
     proposer_penalty: float = 0.5
+    # Censorship (docs/consensus.md): from this height on (0: off) every precommit carries a vote extension,
+    # the validator's signed report on the block it votes for: the clients whose batches were in its mempool
+    # censor_age seconds before it committed the previous height and are not in the block (at most
+    # max_report_clients, oldest first). The next proposer must put all the reports of its last commit first
+    # in its block. A block that left out a client reported by more than 1/3 of the power, with room and the
+    # client admissible, costs its proposer censor_fine from its rewards and counts in its `censorships`.
+    vote_extensions_height: int = 1
+    censor_age: float = 0.05  # + timeout_commit: the gossip delay a proposer is allowed
+    max_report_clients: int = 64
+    censor_fine: float = 1.0
 
     @classmethod
     def from_dict(cls, d: dict) -> "ConsensusParams":
@@ -149,11 +159,13 @@ class ConsensusParams:
         if not p.l_cloud > 0 or not 0 < p.decay <= 1 or not p.decay_value > 0 \
                 or (p.initial_score is not None and p.initial_score < 0) or p.max_block_tasks < 1 or not 0 < p.min_demand <= p.max_demand \
                 or p.max_batch_tasks < 1 or p.power_floor < 1 or p.power_total < p.power_floor \
-                or not 1024 <= p.max_tx_bytes <= p.max_proposal_bytes <= MAX_PROPOSAL_BYTES:
+                or not 1024 <= p.max_tx_bytes <= p.max_proposal_bytes <= MAX_PROPOSAL_BYTES \
+                or p.vote_extensions_height < 0 or p.censor_age < 0 or p.censor_fine < 0 or not 0 <= p.max_report_clients <= 128:
             raise InputError("genesis.params: need l_cloud > 0, 0 < decay <= 1, decay_value > 0, initial_score >= 0, "
                              "max_block_tasks >= 1, "
                              "0 < min_demand <= max_demand, max_batch_tasks >= 1, 1 <= power_floor <= power_total, "
-                             f"1024 <= max_tx_bytes <= max_proposal_bytes <= {MAX_PROPOSAL_BYTES}")
+                             f"1024 <= max_tx_bytes <= max_proposal_bytes <= {MAX_PROPOSAL_BYTES}, vote_extensions_height >= 0, "
+                             "censor_age >= 0, censor_fine >= 0, 0 <= max_report_clients <= 128")
         return p
 
 

@@ -32,10 +32,11 @@ def work_demand(params: ConsensusParams, n_resources: int, fuel: int, memory: in
 
 
 def signed_last_commit(genesis: Genesis, last_signed: Sequence[int], height: int,
-                       votes: Sequence[tuple[str, bool]]) -> list[int]:
-    """Each validator's last signed height after the commit of `height - 1` (CometBFT's last commit votes)."""
+                       votes: Sequence[tuple]) -> list[int]:
+    """Each validator's last signed height after the commit of `height - 1` (CometBFT's last commit votes:
+    (address hex, signed, ...))."""
     out = list(last_signed)
-    for address, signed in votes:
+    for address, signed, *_ in votes:
         i = genesis.index_of(address)
         if i is not None and signed:
             out[i] = max(out[i], height - 1)

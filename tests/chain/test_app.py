@@ -34,6 +34,9 @@ CHAIN = "test-chain"
 
 
 def make_genesis(**params) -> Genesis:
+    """The test genesis; vote extensions off unless asked for (CometBFT sends them; tests/chain/test_censorship.py
+    drives them in process)."""
+    params.setdefault("vote_extensions_height", 0)
     g = Genesis(CHAIN, 1000.0, make_validators([k.public_hex for k in KEYS], seed=3), ARBITER.public_hex,
                 ConsensusParams(**params))
     return Genesis.from_dict(json.loads(json.dumps(g.to_dict())))

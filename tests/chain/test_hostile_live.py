@@ -138,3 +138,58 @@ def test_a_flood_from_one_client_leaves_another_clients_latency_alone(net):
     p95 = lat[int(0.95 * (len(lat) - 1))]
     assert p95 <= 2.0, f"client B's p95 submit-to-commit {p95:.2f} s during A's flood ({lat})"
     assert a_busy, "the flooding client is told busy, retry after"
+
+
+def test_a_censoring_proposer_is_seen_from_the_mempool_reports_and_forfeits_its_rewards(tmp_path):
+    """node1 leaves one client's batches out of its blocks; two clients keep submitting. The vote extensions
+    (every validator's signed mempool report) go first in each next block, so the chain records the blocks that
+    left a reported client out and node1 forfeits its rewards for them; honest proposers are (almost) never
+    named, and every chain still verifies with the reports in it."""
+    import threading
+
+    from edgepoc.chain.crypto import SigningKey
+
+    net = CometNet(tmp_path / "net", byzantine={1: ["censor"]})
+    try:
+        net.up()
+        keys = sorted([SigningKey.generate() for _ in range(2)], key=lambda k: k.public_hex)
+        victim = keys[0].public_hex  # the censor leaves out the smallest client key in its mempool
+        h0 = net.status(0)["height"]
+        stop = threading.Event()
+
+        def client(key, node: int) -> None:
+            api = net.api(node)
+            j = 0
+            while not stop.is_set():
+                tb = TaskBatch(net.chain_id, key.public_hex, [(5 * j + i, [0.01, 0.01]) for i in range(5)])
+                api.post("/tasks", {"tasks": [tb.signed(key).to_dict()]})
+                j += 1
+                time.sleep(0.03)
+            api.close()
+
+        threads = [threading.Thread(target=client, args=(k, i)) for i, k in ((0, keys[0]), (2, keys[1]))]
+        for t in threads:
+            t.start()
+        time.sleep(25)
+        stop.set()
+        for t in threads:
+            t.join()
+        top = net.status(0)["height"]
+        blocks = [net.block(0, h)["block"] for h in range(h0 + 1, top + 1)]
+        by = {f"node{i}": sum(1 for b in blocks if b["proposer_name"] == f"node{i}") for i in range(4)}
+        accusations = [b["censored"] for b in blocks if b["censored"]]
+        named = {f"node{i}": sum(1 for a in accusations if a["proposer"] == f"node{i}") for i in range(4)}
+        assert named["node1"] >= max(1, by["node1"] // 4), (named, by)  # measured: 23 of 45
+        assert all(a["clients"] == [victim] for a in accusations if a["proposer"] == "node1"), accusations
+        honest = sum(named[n] for n in ("node0", "node2", "node3"))
+        honest_blocks = sum(by[n] for n in ("node0", "node2", "node3"))
+        assert honest <= max(1, honest_blocks // 20), f"honest proposers named: {named} of {by} blocks"
+        contrib = {r["name"]: r for r in net.get(0, "/contributions")["validators"]}
+        assert contrib["node1"]["censorships"] == named["node1"], contrib["node1"]
+        print(f"censor named for {named['node1']} of its {by['node1']} blocks; honest named {honest} of "
+              f"{honest_blocks}")
+        for i in range(4):
+            report = verify_app_chain(net.home(i))
+            assert report.ok, (i, report.problems)
+    finally:
+        net.down()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -36,7 +37,7 @@ from edgepoc.chain.abci import wire
 from edgepoc.chain.abci.proto import pb
 from edgepoc.chain.abci.store import AppStore
 from edgepoc.chain.consensus import ChainState, InvalidBlock
-from edgepoc.chain.crypto import canonical, verify
+from edgepoc.chain.crypto import SigningKey, canonical, verify
 from edgepoc.chain.genesis import ConsensusParams, Genesis
 from edgepoc.errors import EdgepocError, InputError
 from edgepoc.game.kernel import simulate_state
@@ -45,6 +46,7 @@ log = logging.getLogger("edgepoc.app")
 OK, BAD_TX, REPLAY, BAD_SIG, PROPOSER_ONLY, BUSY = 0, 1, 2, 3, 4, 5
 PENDING_TTL = 600.0  # seconds after which a task CheckTx accepted but no block carried is forgotten here
 ALLOCATION_ROOM = 64 << 10  # bytes kept free in a proposal for the allocation transaction
+MAX_REPORT_BYTES = 16 << 10  # a vote extension: max_report_clients (<= 64 by default) x ~80 bytes, signed
 VERIFIED_CACHE = 20_000  # parsed, signature-checked batches kept for PrepareProposal/ProcessProposal
 ACCEPT = pb.PROCESS_PROPOSAL_STATUS_ACCEPT
 REJECT = pb.PROCESS_PROPOSAL_STATUS_REJECT
@@ -87,6 +89,8 @@ class CheckedBlock:
     modules: list[tuple[wire.ModuleTx, Any]] = field(default_factory=list)
     receipts: list[wire.ReceiptBatch] = field(default_factory=list)
     client_work: dict[str, float] = field(default_factory=dict)  # seconds of network capacity per client
+    # the previous block's proposer left out clients reported waiting by > 1/3 of the power: (its index, clients)
+    censored: tuple[int, list[str]] | None = None
 
 
 @dataclass
@@ -166,6 +170,7 @@ class PocApplication:
         self.pending_by_client: dict[str, int] = {}
         self.last_commit_time: float | None = None
         self.rejections: dict[str, int] = {}
+        self.signer: SigningKey | None = None  # this node's validator key: signs its vote extensions
         self.profile: dict[str, float] = {}  # seconds spent per ABCI call and per rule (the benchmark reads it)
 
     def _spent(self, what: str, t0: float) -> None:
@@ -200,6 +205,11 @@ class PocApplication:
                 got = [(v.pub_key_bytes, v.power) for v in req.validators]
                 if got and sorted(got) != sorted(want):
                     problem = "the validator set (keys and powers) differs from genesis"
+                elif req.HasField("consensus_params") and \
+                        req.consensus_params.feature.vote_extensions_enable_height.value != self.params.vote_extensions_height:
+                    problem = (f"vote extensions enabled at height "
+                               f"{req.consensus_params.feature.vote_extensions_enable_height.value}, genesis.params says "
+                               f"{self.params.vote_extensions_height}")
         if problem:
             raise EdgepocError(f"InitChain: {problem}")
         return pb.InitChainResponse(app_hash=bytes.fromhex(rules.initial_state(g).hash))
@@ -250,8 +260,8 @@ class PocApplication:
         try:
             d = wire.decode_tx(req.tx, self.params.max_tx_bytes)
             kind = d.get("type")
-            if kind == wire.ALLOCATION:
-                return pb.CheckTxResponse(code=PROPOSER_ONLY, log="allocation transactions are added by proposers only")
+            if kind in (wire.ALLOCATION, wire.REPORTS):
+                return pb.CheckTxResponse(code=PROPOSER_ONLY, log=f"{kind} transactions are added by proposers only")
             if kind in (wire.MODULE, wire.RECEIPTS):
                 parsed = self._parse_module(d) if kind == wire.MODULE else self._parse_receipts(d)
                 stale = self._stale(parsed)
@@ -416,6 +426,8 @@ class PocApplication:
                 return self._parse_receipts(d)
             if kind == wire.ALLOCATION:
                 raise InputError("an allocation is only the block's last transaction")
+            if kind == wire.REPORTS:
+                raise InputError("reports are only the block's first transaction")
             b = self.parse_batch(d)
         except InputError as exc:
             raise InvalidBlock(f"txs[{j}]: {exc}") from None
@@ -516,12 +528,19 @@ class PocApplication:
             raise InvalidBlock(f"height {height}: the application is at {state.height}")
         view, last_signed = self._view(height, votes)
         txs = list(txs)
-        empty = CheckedBlock([], None, rules.block_effects(self.genesis, state, [], [], view), 0.0, view, last_signed)
-        if not txs:
-            return empty
         size = sum(len(t) for t in txs)
         if size > self.params.max_proposal_bytes:
             raise InvalidBlock(f"size: {size} bytes of transactions > max_proposal_bytes {self.params.max_proposal_bytes}")
+        waiting: dict[str, float] = {}
+        if self.reports_due(height):
+            if not txs:
+                raise InvalidBlock("reports: the block must start with its last commit's vote extensions")
+            waiting = self._check_reports(height, txs[0], votes)
+            txs = txs[1:]
+        empty = CheckedBlock([], None, rules.block_effects(self.genesis, state, [], [], view), 0.0, view, last_signed)
+        empty.censored = self._censored(height - 1, waiting)
+        if not txs:
+            return empty
         alloc = None
         try:
             last = wire.decode_tx(txs[-1], self.params.max_tx_bytes)
@@ -533,7 +552,8 @@ class PocApplication:
         if not tasks:
             if alloc is not None:
                 raise InvalidBlock("allocation: a block without tasks carries no allocation")
-            return CheckedBlock([], None, empty.effects, 0.0, view, last_signed, modules, receipts)
+            return CheckedBlock([], None, empty.effects, 0.0, view, last_signed, modules, receipts,
+                                censored=empty.censored)
         if alloc is None:
             raise InvalidBlock("the last transaction must be the allocation of the block's tasks")
         p = self.params
@@ -577,15 +597,175 @@ class PocApplication:
         if not self._good_enough(effects.claimed_latency, reference):
             raise InvalidBlock(f"quality: latency {effects.claimed_latency:.6g} is worse than the reference's "
                                f"{reference:.6g} by more than the tolerance {self.params.tolerance:g}")
-        return CheckedBlock(tasks, alloc, effects, reference, view, last_signed, modules, receipts, work_by_client)
+        return CheckedBlock(tasks, alloc, effects, reference, view, last_signed, modules, receipts, work_by_client,
+                            empty.censored)
+
+    # ---------------------------------------------------------------- censorship: mempool reports
+    def reports_due(self, height: int) -> bool:
+        """Whether block `height` must start with the vote extensions of height - 1 (docs/consensus.md)."""
+        h0 = self.params.vote_extensions_height
+        return h0 > 0 and height > h0
+
+    def _block_ids(self, req) -> set[str]:
+        """The task ids of the block a vote is for (ProcessProposal's result, else its transactions parsed)."""
+        checked = self.checked.get(req.hash)
+        if isinstance(checked, CheckedBlock):
+            return {t.id for t in checked.tasks}
+        ids: set[str] = set()
+        for j, tx in enumerate(req.txs):
+            try:
+                parsed = self._parse_tx(j, tx, verify_sigs=False)
+            except InvalidBlock:
+                continue
+            if isinstance(parsed, wire.TaskBatch):
+                ids.update(parsed.ids)
+        return ids
+
+    def mempool_report(self, height: int, exclude: set[str], cutoff: float) -> wire.MempoolReport | None:
+        """This validator's signed report on the block of `height`: the clients with a batch in this mempool since
+        `cutoff` or earlier, still valid and not in the block (oldest first, at most max_report_clients), each
+        with that batch's work."""
+        if self.signer is None:
+            return None
+        p = self.params
+        oldest: dict[str, tuple[float, wire.TaskBatch]] = {}
+        for parsed in list(self.verified.values()):  # a snapshot: CheckTx adds to it on another thread
+            if not isinstance(parsed, wire.TaskBatch):
+                continue
+            seen = [self.pending.get(i) for i in parsed.ids]
+            if any(x is None for x in seen) or any(i in exclude for i in parsed.ids):
+                continue  # committed, stale, or in this block
+            first = min(x[0] for x in seen)
+            if first <= cutoff and (parsed.client not in oldest or first < oldest[parsed.client][0]):
+                oldest[parsed.client] = (first, parsed)
+        picked = sorted(oldest.items(), key=lambda kv: kv[1][0])[:p.max_report_clients]
+        waiting = []
+        if picked:
+            st = self.state
+            view = rules.queue_view(self.genesis, st, self.next_available())
+            for client, (_, b) in picked:
+                work = sum(rules.task_work(view, self._tasks_of_batch(b, st.last_time)))
+                waiting.append([client, round(work, 6), len(b.ids), len(b.tx())])
+        waiting.sort()
+        me = self.signer.address
+        return wire.MempoolReport(self.genesis.chain_id, height, me, waiting).signed(self.signer)
+
+    def extend_vote(self, req) -> Any:
+        """ExtendVote: this validator's mempool report, signed (empty before vote extensions are enabled)."""
+        with self.lock:
+            h0 = self.params.vote_extensions_height
+            if not (h0 > 0 and req.height >= h0):
+                return pb.ExtendVoteResponse()
+            # Batches here censor_age before this node committed the previous height: the proposer, which began
+            # its proposal timeout_commit after that commit, had them too unless gossip took longer than both.
+            # Just restarted (no commit seen): nothing is reported, so no proposer is blamed for our empty mempool.
+            cutoff = -math.inf if self.last_commit_time is None else self.last_commit_time - self.params.censor_age
+            report = self.mempool_report(req.height, self._block_ids(req), cutoff)
+            return pb.ExtendVoteResponse(vote_extension=canonical(report.to_dict()) if report else b"")
+
+    def _parse_report(self, raw: bytes, height: int, validator: str) -> wire.MempoolReport:
+        if len(raw) > MAX_REPORT_BYTES:
+            raise InputError(f"mempool report: {len(raw)} bytes > {MAX_REPORT_BYTES}")
+        r = wire.MempoolReport.from_dict(wire.decode_tx(raw, MAX_REPORT_BYTES), self.params.max_report_clients)
+        i = self.genesis.index_of(r.validator)
+        if r.chain_id != self.genesis.chain_id or r.height != height or r.validator != validator or i is None:
+            raise InputError(f"mempool report: not {validator[:8]}'s report for height {height} of this chain")
+        if not r.signature_ok(self.genesis.validators[i].public_key):
+            raise InputError("mempool report: bad signature")
+        return r
+
+    def verify_vote_extension(self, req) -> Any:
+        """VerifyVoteExtension: a precommit counts only with its validator's signed, well-formed report."""
+        try:
+            self._parse_report(req.vote_extension, req.height, req.validator_address.hex())
+            return pb.VerifyVoteExtensionResponse(status=pb.VERIFY_VOTE_EXTENSION_STATUS_ACCEPT)
+        except (InputError, ValueError) as exc:
+            log.warning("vote extension of %s at height %d refused: %s", req.validator_address.hex()[:8],
+                        req.height, exc)
+            return pb.VerifyVoteExtensionResponse(status=pb.VERIFY_VOTE_EXTENSION_STATUS_REJECT)
+
+    def reports_tx(self, height: int, commit) -> bytes:
+        """The reports transaction of block `height`: the signed extension of every vote in its last commit (our
+        own re-signed if ours is missing: an ExtendVote that failed must not make our proposal invalid)."""
+        reports = []
+        for v in (commit.votes if commit is not None else []):
+            if v.block_id_flag != 2:
+                continue
+            addr = v.validator.address.hex()
+            try:
+                reports.append(self._parse_report(v.vote_extension, height - 1, addr))
+            except (InputError, ValueError):
+                if self.signer is not None and addr == self.signer.address:
+                    reports.append(wire.MempoolReport(self.genesis.chain_id, height - 1, addr, []).signed(self.signer))
+        return wire.Reports(height - 1, reports).tx()
+
+    def _check_reports(self, height: int, tx: bytes, votes) -> dict[str, tuple[float, int, int]]:
+        """The clients reported waiting by more than 1/3 of the last commit's power, each with the least work,
+        tasks and bytes reported for it. The reports must be exactly those of the last commit's signers."""
+        try:
+            d = wire.decode_tx(tx, self.params.max_tx_bytes)
+            rep = wire.Reports.from_dict(d, self.params.max_report_clients, len(self.genesis.validators))
+            if rep.height != height - 1:
+                raise InputError(f"reports: for height {rep.height}, expected {height - 1}")
+            signers = sorted(a for a, signed, *_ in votes if signed)
+            got = [r.validator for r in rep.reports]
+            if sorted(got) != signers or len(set(got)) != len(got):
+                raise InputError(f"reports: {len(got)} reports for the {len(signers)} signers of the last commit")
+            for r in rep.reports:
+                self._parse_report(canonical(r.to_dict()), height - 1, r.validator)
+        except InputError as exc:
+            raise InvalidBlock(str(exc)) from None
+        power = {a: pw for a, _, pw, *_ in votes}
+        total = sum(power.values())
+        weight: dict[str, int] = {}
+        least: dict[str, tuple[float, int, int]] = {}
+        for r in rep.reports:
+            for client, work, n, size in r.waiting:
+                weight[client] = weight.get(client, 0) + power.get(r.validator, 0)
+                w0, n0, s0 = least.get(client, (math.inf, n, size))
+                least[client] = (min(w0, float(work)), min(n0, n), min(s0, size))
+        return {c: least[c] for c in sorted(weight) if 3 * weight[c] > total}
+
+    def _censored(self, height: int, waiting: dict[str, tuple[float, int, int]]) -> tuple[int, list[str]] | None:
+        """(proposer, clients) when block `height` left out clients reported waiting before its proposal, each
+        admissible by the state it was proposed on and with a batch that fitted, while the providers took new
+        tasks."""
+        if not waiting or height < 1:
+            return None
+        p = self.params
+        rec, txs = self.store.block(height), self.store.txs(height)
+        if rec is None or txs is None:
+            return None
+        pi = self.genesis.index_of(rec["proposer"])
+        if pi is None:
+            return None
+        tasks, size = rec["tasks"], sum(map(len, txs))
+        before = self.store.state(height - 1) if height > 1 else rules.initial_state(self.genesis)
+        if before is None:
+            return None
+        backlog = min([max(0.0, f - before.last_time) for f, a in zip(before.free_times, rec["available"]) if a] or [0.0])
+        if backlog > p.max_backlog:
+            return None  # no new tasks for anyone
+        served = {t["client"] for t in tasks}
+        budget = p.max_proposal_bytes - ALLOCATION_ROOM  # what PrepareProposal fills
+        left_out = [c for c, (work, n, nbytes) in waiting.items()
+                    if c not in served and rules.admitted(p, before, c, work) is None
+                    and len(tasks) + n <= p.max_block_tasks and size + nbytes <= budget]
+        return (pi, left_out) if left_out else None
 
     # ---------------------------------------------------------------- proposals
     def prepare_proposal(self, req) -> Any:
         try:
             return self._prepare_proposal(req)
-        except Exception:  # an empty proposal is always valid: the height still commits
+        except Exception:  # an empty proposal (with its reports) is always valid: the height still commits
             log.exception("PrepareProposal failed at height %d; proposing an empty block", req.height)
-            return pb.PrepareProposalResponse(txs=[])
+            return self.empty_proposal(req)
+
+    def empty_proposal(self, req) -> Any:
+        """The proposal with no tasks: only the last commit's reports where they are due."""
+        with self.lock:
+            due = self.reports_due(req.height)
+            return pb.PrepareProposalResponse(txs=[self.reports_tx(req.height, req.local_last_commit)] if due else [])
 
     def _prepare_proposal(self, req) -> Any:
         t0 = time.perf_counter()
@@ -594,11 +774,12 @@ class PocApplication:
             clock = chain_clock(self.genesis, req.time)
             votes = _votes(req.local_last_commit)
             view, _ = self._view(req.height, votes)
-            head: list[bytes] = []  # modules and receipts, before the tasks that may use them
+            # the last commit's reports first, then modules and receipts, before the tasks that may use them
+            head: list[bytes] = [self.reports_tx(req.height, req.local_last_commit)] if self.reports_due(req.height) else []
             by_client: dict[str, list[tuple[bytes, list[BlockTask]]]] = {}
             modules_seen: set[str] = set()
             receipts_seen: set[str] = set()
-            size = 0
+            size = sum(len(t) for t in head)
             p = self.params
             # room for the allocation transaction; never above max_proposal_bytes (CometBFT's gRPC limit)
             budget = min(req.max_tx_bytes, p.max_proposal_bytes) - ALLOCATION_ROOM
@@ -780,7 +961,8 @@ class PocApplication:
                                state.tasks_committed + len(tasks), list(checked.last_signed),
                                list(state.cooldown_until), list(state.capacity_factor), list(state.receipts),
                                list(state.overdue), list(state.audits_passed), list(state.audits_failed),
-                               list(state.last_receipt_time), state.work_digest, dict(state.client_busy))
+                               list(state.last_receipt_time), state.work_digest, dict(state.client_busy),
+                               list(state.censorships))
             # admission ledger: when each client's admitted work is done, at the network's capacity
             busy = {c: t for c, t in state.client_busy.items() if t > clock}
             for c, w in checked.client_work.items():
@@ -789,6 +971,12 @@ class PocApplication:
             # work: new tasks, receipts, audits, capacity, then liveness (reassignments)
             from edgepoc.chain.abci.ledger import apply_work
 
+            proposer = req.proposer_address.hex()
+            pi = self.genesis.index_of(proposer)
+            if checked.censored is not None:  # the previous block's proposer left out reported clients
+                censor = checked.censored[0]
+                after.censorships[censor] += 1
+                after.balances[censor] = max(0, after.balances[censor] - rules.to_micro(p.censor_fine))
             latencies: list[float] = [max(0.0, c - t.arrival) for c, t in zip(effects.completion, tasks)]
             outcome = apply_work(self, after, checked, req.hash.hex(), clock)
             # contribution and rewards: Shapley values of this block's game (unavailable providers ~0)
@@ -817,8 +1005,6 @@ class PocApplication:
                                  "kind": pb.MisbehaviorType.Name(m.type), "height": m.height,
                                  "power": m.validator.power,
                                  "committed_height": req.height})
-            proposer = req.proposer_address.hex()
-            pi = self.genesis.index_of(proposer)
             if tasks and pi is not None and checked.reference_latency > 0 \
                     and effects.claimed_latency < checked.reference_latency:
                 saved = (checked.reference_latency - effects.claimed_latency) / checked.reference_latency
@@ -849,6 +1035,8 @@ class PocApplication:
                                           for v in req.decided_last_commit.votes]},
                 "available": checked.view.available,
                 "withheld": None if withheld is None else names[withheld],
+                "censored": None if checked.censored is None else {
+                    "height": req.height - 1, "proposer": names[checked.censored[0]], "clients": checked.censored[1]},
                 "work": outcome.summary,
                 "app_hash": after.hash, "powers": new_p,
             }
@@ -913,11 +1101,11 @@ class PocApplication:
                                    {v.name: p for v, p in zip(vals, record["powers"])})
 
 
-def _votes(commit) -> list[tuple[str, bool]]:
-    """(validator address hex, signed) of a CommitInfo / ExtendedCommitInfo (BLOCK_ID_FLAG_COMMIT = 2)."""
+def _votes(commit) -> list[tuple[str, bool, int]]:
+    """(validator address hex, signed, power) of a CommitInfo / ExtendedCommitInfo (BLOCK_ID_FLAG_COMMIT = 2)."""
     if commit is None:
         return []
-    return [(v.validator.address.hex(), v.block_id_flag == 2) for v in commit.votes]
+    return [(v.validator.address.hex(), v.block_id_flag == 2, int(v.validator.power)) for v in commit.votes]
 
 
 def byzantine_modes() -> list[str]:

@@ -6,7 +6,9 @@ commits like any node, so the tests see honest validators reject its blocks and 
 
 - grab-all: every task of its blocks to itself (the quality rule rejects it);
 - wrong-latency: the claimed latency halved (the bit-for-bit re-simulation rejects it);
-- duplicate: a task batch twice in the block (the "appears twice" rule rejects it).
+- duplicate: a task batch twice in the block (the "appears twice" rule rejects it);
+- censor: the batches of one client (the smallest public key in its mempool) left out of its blocks (valid
+  blocks: the other validators' mempool reports show it, and it forfeits its block rewards).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from edgepoc.chain.abci import wire
 from edgepoc.chain.abci.app import PocApplication
 from edgepoc.errors import InputError
 
-BYZANTINE_MODES = ("grab-all", "wrong-latency", "duplicate")
+BYZANTINE_MODES = ("grab-all", "wrong-latency", "duplicate", "censor")
 
 
 class ByzantineApplication(PocApplication):
@@ -26,6 +28,26 @@ class ByzantineApplication(PocApplication):
         if bad:
             raise InputError(f"byzantine: unknown modes {sorted(bad)}; known: {', '.join(BYZANTINE_MODES)}")
         self.byzantine = frozenset(modes)
+
+    def _prepare_proposal(self, req):
+        if "censor" not in self.byzantine:
+            return super()._prepare_proposal(req)
+        clients = []
+        for j, tx in enumerate(req.txs):
+            try:
+                parsed = self._parse_tx(j, tx, verify_sigs=False)
+            except Exception:
+                parsed = None
+            clients.append(parsed.client if isinstance(parsed, wire.TaskBatch) else None)
+        named = [c for c in clients if c is not None]
+        if not named:
+            return super()._prepare_proposal(req)
+        victim = min(named)
+        kept = type(req)()
+        kept.CopyFrom(req)
+        del kept.txs[:]
+        kept.txs.extend(tx for tx, c in zip(req.txs, clients) if c != victim)
+        return super()._prepare_proposal(kept)
 
     def _allocate(self, state, height, tasks, view) -> wire.Allocation:
         if "grab-all" not in self.byzantine or self.me is None:

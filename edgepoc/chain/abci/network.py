@@ -164,7 +164,7 @@ def cometbft_genesis(genesis: Genesis, network: dict | None = None) -> dict:
             "evidence": {"max_age_num_blocks": "100000", "max_age_duration": "172800000000000", "max_bytes": "1048576"},
             "validator": {"pub_key_types": ["ed25519"]}, "version": {"app": "1"},
             "synchrony": {"precision": "505000000", "message_delay": "15000000000"},
-            "feature": {"vote_extensions_enable_height": "0", "pbts_enable_height": "0"}},
+            "feature": {"vote_extensions_enable_height": str(p.vote_extensions_height), "pbts_enable_height": "0"}},
         "validators": [{"address": v.address.upper(),
                         "pub_key": {"type": "tendermint/PubKeyEd25519",
                                     "value": base64.b64encode(bytes.fromhex(v.public_key)).decode()},

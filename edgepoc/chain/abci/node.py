@@ -301,7 +301,8 @@ class CometNodeView:
                  "power": powers[i], "available": avail[i], "last_signed": st.last_signed[i],
                  "capacity_factor": st.capacity_factor[i] / MICRO,
                  "capacity_measured": st.receipts[i] >= p.min_receipts, "receipts": st.receipts[i],
-                 "overdue": st.overdue[i], "audits_passed": st.audits_passed[i], "audits_failed": st.audits_failed[i]}
+                 "overdue": st.overdue[i], "audits_passed": st.audits_passed[i], "audits_failed": st.audits_failed[i],
+                 "censorships": st.censorships[i]}
                 for i, v in enumerate(self.genesis.validators)]
         return {"height": st.height, "validators": rows}
 
@@ -345,7 +346,7 @@ def _guarded(name: str, fn, fallback):
         except Exception as exc:
             log.exception("ABCI %s raised", name)
             if fallback is not None:
-                return fallback(exc)
+                return fallback(exc, req)
             log.critical("ABCI %s cannot answer (%s: %s); stopping this node", name, type(exc).__name__, exc)
             os.kill(os.getpid(), signal.SIGTERM)
             ctx.abort(grpc_status_internal(), f"{name} failed; the node is stopping")
@@ -358,6 +359,17 @@ def grpc_status_internal():
     import grpc
 
     return grpc.StatusCode.INTERNAL
+
+
+def _empty_proposal(app: PocApplication, req):
+    """The last resort of PrepareProposal: its reports only, else nothing (never an exception)."""
+    from edgepoc.chain.abci.proto import pb
+
+    try:
+        return app.empty_proposal(req)
+    except Exception:
+        log.exception("even the empty proposal failed at height %d", req.height)
+        return pb.PrepareProposalResponse(txs=[])
 
 
 def _servicer(app: PocApplication):
@@ -406,19 +418,22 @@ def _servicer(app: PocApplication):
             return app.process_proposal(req)
 
         def ExtendVote(self, req, ctx):
-            return pb.ExtendVoteResponse()
+            return app.extend_vote(req)
 
         def VerifyVoteExtension(self, req, ctx):
-            return pb.VerifyVoteExtensionResponse(status=pb.VERIFY_VOTE_EXTENSION_STATUS_ACCEPT)
+            return app.verify_vote_extension(req)
 
         def FinalizeBlock(self, req, ctx):
             return app.finalize_block(req)
 
     fallbacks = {
-        "CheckTx": lambda exc: pb.CheckTxResponse(code=BAD_TX, log=f"internal: {type(exc).__name__}"),
-        "Query": lambda exc: pb.QueryResponse(code=1, log=f"internal: {type(exc).__name__}"),
-        "PrepareProposal": lambda exc: pb.PrepareProposalResponse(txs=[]),
-        "ProcessProposal": lambda exc: pb.ProcessProposalResponse(status=REJECT),
+        "CheckTx": lambda exc, req: pb.CheckTxResponse(code=BAD_TX, log=f"internal: {type(exc).__name__}"),
+        "Query": lambda exc, req: pb.QueryResponse(code=1, log=f"internal: {type(exc).__name__}"),
+        "PrepareProposal": lambda exc, req: _empty_proposal(app, req),
+        # no report: our precommit may not count this height, but the vote is cast and the node goes on
+        "ExtendVote": lambda exc, req: pb.ExtendVoteResponse(),
+        "VerifyVoteExtension": lambda exc, req: pb.VerifyVoteExtensionResponse(status=pb.VERIFY_VOTE_EXTENSION_STATUS_REJECT),
+        "ProcessProposal": lambda exc, req: pb.ProcessProposalResponse(status=REJECT),
         "Info": None, "InitChain": None, "FinalizeBlock": None, "Commit": None,
     }
     for name, fallback in fallbacks.items():
@@ -438,6 +453,9 @@ def open_app(home: Path, config: AppConfig, metrics: Any = None) -> tuple[PocApp
     p = genesis.params
     store = AppStore(Path(home) / "data" / "app.sqlite")
     app = make_application(genesis, store, None, p.allocator, address, config.byzantine or byzantine_modes(), metrics)
+    from edgepoc.chain.abci.arbiter import validator_key
+
+    app.signer = validator_key(home)  # signs this validator's vote extensions (mempool reports)
 
     def load_allocator() -> None:  # the allocator and the arbiter's client: PrepareProposal's only
         from edgepoc.chain.allocator import make_allocator, probe_instance

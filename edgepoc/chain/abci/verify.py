@@ -69,7 +69,7 @@ def verify_app_chain(home: Path) -> VerifyReport:
                 break
             req = _request(rec, txs)
             try:
-                votes = [(v["address"], v["signed"]) for v in (rec.get("last_commit") or {}).get("votes", [])]
+                votes = [(v["address"], v["signed"], int(v["power"])) for v in (rec.get("last_commit") or {}).get("votes", [])]
                 checked = app.check_block(h, rec["time"], txs, votes)
             except InvalidBlock as exc:
                 report.problems.append(f"height {h}: {exc}")

@@ -27,6 +27,8 @@ TASKS = "tasks"
 ALLOCATION = "allocation"
 MODULE = "module"
 RECEIPTS = "receipts"
+MEMPOOL_REPORT = "mempool_report"  # a validator's vote extension
+REPORTS = "reports"  # the last commit's vote extensions, first in a block
 RECEIPT_STATUSES = ("ok", "out_of_fuel", "trap")
 MAX_ARGS = 16
 MAX_RESULT_INTS = 16
@@ -192,6 +194,78 @@ class ReceiptBatch:
         if len({r.task for r in out}) != len(out):
             raise InputError("receipts tx: a task appears twice")
         return cls(d["chain_id"], d["provider"], out, sig)
+
+
+@dataclass
+class MempoolReport:
+    """A validator's vote extension at `height`: the clients whose task batches waited in its mempool, valid and
+    not in the block it votes for, since before the proposer began (docs/consensus.md); with each client's
+    oldest waiting batch's work (seconds of the network's capacity), task count and bytes. Signed with its
+    validator key."""
+
+    chain_id: str
+    height: int
+    validator: str  # address, hex
+    waiting: list[list]  # [[client public key hex, work seconds, tasks, bytes], ...] sorted by client
+    sig: str = ""
+
+    def body(self) -> dict:
+        return {"type": MEMPOOL_REPORT, "chain_id": self.chain_id, "height": self.height,
+                "validator": self.validator, "waiting": self.waiting}
+
+    def signed(self, key: SigningKey) -> "MempoolReport":
+        self.sig = key.sign(canonical(self.body()))
+        return self
+
+    def to_dict(self) -> dict:
+        return {**self.body(), "sig": self.sig}
+
+    def signature_ok(self, public_key: str) -> bool:
+        return verify(public_key, canonical(self.body()), self.sig)
+
+    @classmethod
+    def from_dict(cls, d: Any, max_clients: int) -> "MempoolReport":
+        if not isinstance(d, dict) or set(d) != {"type", "chain_id", "height", "validator", "waiting", "sig"} \
+                or d["type"] != MEMPOOL_REPORT:
+            raise InputError("mempool report: expected exactly type, chain_id, height, validator, waiting, sig")
+        h, v, sig, w = d["height"], d["validator"], d["sig"], d["waiting"]
+        if isinstance(h, bool) or not isinstance(h, int) or h < 1 or not isinstance(d["chain_id"], str):
+            raise InputError("mempool report: chain_id and a height >= 1 expected")
+        if not isinstance(v, str) or len(v) != 40 or not _is_hex(v):
+            raise InputError("mempool report.validator: expected a validator address (40 hex characters)")
+        if not isinstance(sig, str) or len(sig) != 128 or not _is_hex(sig):
+            raise InputError("mempool report.sig: expected 128 hex characters")
+        if not isinstance(w, list) or len(w) > max_clients:
+            raise InputError(f"mempool report.waiting: expected at most {max_clients} clients")
+        for e in w:
+            if not (isinstance(e, list) and len(e) == 4 and isinstance(e[0], str) and len(e[0]) == 64
+                    and _is_hex(e[0]) and _finite(e[1]) and e[1] >= 0
+                    and all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in e[2:])):
+                raise InputError("mempool report.waiting: expected [client public key hex, work >= 0, tasks > 0, "
+                                 "bytes > 0] entries")
+        if [e[0] for e in w] != sorted({e[0] for e in w}):
+            raise InputError("mempool report.waiting: clients must be sorted and distinct")
+        return cls(d["chain_id"], h, v, w, sig)
+
+
+@dataclass
+class Reports:
+    """The vote extensions of the last commit, put first in the next block by its proposer."""
+
+    height: int  # the height the reports are about (the block's height - 1)
+    reports: list[MempoolReport]
+
+    def tx(self) -> bytes:
+        return canonical({"type": REPORTS, "height": self.height, "reports": [r.to_dict() for r in self.reports]})
+
+    @classmethod
+    def from_dict(cls, d: Any, max_clients: int, max_reports: int) -> "Reports":
+        if not isinstance(d, dict) or set(d) != {"type", "height", "reports"} or d["type"] != REPORTS:
+            raise InputError("reports: expected exactly type, height, reports")
+        h, rs = d["height"], d["reports"]
+        if isinstance(h, bool) or not isinstance(h, int) or not isinstance(rs, list) or len(rs) > max_reports:
+            raise InputError(f"reports: a height and at most {max_reports} reports expected")
+        return cls(h, [MempoolReport.from_dict(r, max_clients) for r in rs])
 
 
 @dataclass
