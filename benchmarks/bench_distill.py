@@ -24,7 +24,7 @@ import torch
 
 from edgepoc.game.generators import alibaba, paper, varied
 from edgepoc.game.kernel import greedy_assignment, simulate
-from edgepoc.models.allocation import count_parameters
+from edgepoc.models.paper.allocation import count_parameters
 from edgepoc.models.checkpoint import bundled_path, load_model
 from edgepoc.solvers.registry import SolveOptions, solve
 from edgepoc.solvers.rollout import rollout_assignment

@@ -100,9 +100,9 @@ def train_cmd(
     """Train the teacher (ResourceAllocationModel) on labelled instances; prints a JSON summary."""
     import time
 
-    from edgepoc.models.allocation import ModelConfig
+    from edgepoc.models.paper.allocation import ModelConfig
     from edgepoc.models.features import FeatureConfig
-    from edgepoc.models.train import TrainConfig, train_model
+    from edgepoc.models.paper.train import TrainConfig, train_model
 
     t0 = time.perf_counter()
     if resume and data is None and from_run is None:
@@ -157,13 +157,13 @@ def distill_cmd(
     import time
 
     from edgepoc.models.checkpoint import bundled_path, is_general, load_model
-    from edgepoc.models.distill import DistillConfig, distill
+    from edgepoc.models.paper.distill import DistillConfig, distill
 
     t0 = time.perf_counter()
     teacher_path = teacher or bundled_path("teacher")
     if is_general(load_model(teacher_path, "teacher")[0]):
-        from edgepoc.models.general import student_general_config
-        from edgepoc.models.general_train import GeneralTrainConfig, distill_general
+        from edgepoc.models.general.model import student_general_config
+        from edgepoc.models.general.train import GeneralTrainConfig, distill_general
 
         gcfg = GeneralTrainConfig(seed=seed if seed else GeneralTrainConfig.seed, threads=threads,
                                   es_generations=es_generations)
@@ -207,7 +207,7 @@ def train_general_cmd(
 
     With --data, one's own labelled instances (the data sets `train` reads) replace the generated mix
     and its GA labels; their labels are imitated, then ES fine-tunes on f(x) as usual."""
-    from edgepoc.models.general_train import GeneralTrainConfig, train_general
+    from edgepoc.models.general.train import GeneralTrainConfig, train_general
 
     if min(count, val_count, es_pairs) < 1 or min(imitation_epochs, es_generations) < 0:
         raise InputError("train-general: counts and pairs must be >= 1, epochs and generations >= 0")

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from edgepoc.errors import EdgepocError
-from edgepoc.models.allocation import ModelConfig, ResourceAllocationModel
-from edgepoc.models.student import StudentModel
+from edgepoc.models.paper.allocation import ModelConfig, ResourceAllocationModel
+from edgepoc.models.paper.student import StudentModel
 
 FORMAT = "edgepoc-model/1"
 BUNDLED = {"teacher": "teacher.pt", "student": "student.pt"}
@@ -26,7 +26,7 @@ BUNDLED = {"teacher": "teacher.pt", "student": "student.pt"}
 
 def build_model(config) -> nn.Module:
     """Instantiate the class a config describes (the general variant, or the paper's fixed-K one)."""
-    from edgepoc.models.general import GeneralAllocationModel, GeneralConfig
+    from edgepoc.models.general.model import GeneralAllocationModel, GeneralConfig
 
     if isinstance(config, GeneralConfig):
         if config.kind not in ("teacher", "student"):
@@ -42,7 +42,7 @@ def build_model(config) -> nn.Module:
 def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any] | None = None,
                     train_state: dict[str, Any] | None = None) -> Path:
     """Write atomically (temp file + rename) so a crash never leaves half a checkpoint. A general model also
-    gets its torch-free weight file beside it (`X.npz`, `edgepoc.models.portable`), which edge nodes load."""
+    gets its torch-free weight file beside it (`X.npz`, `edgepoc.models.general.portable`), which edge nodes load."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"format": FORMAT, "config": model.config.to_dict(),
@@ -54,7 +54,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any] | N
     torch.save(doc, tmp)
     os.replace(tmp, path)
     if is_general(model):
-        from edgepoc.models.portable import export_npz
+        from edgepoc.models.general.portable import export_npz
 
         export_npz(path)
     return path
@@ -76,7 +76,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def config_from_dict(d: dict):
     """A checkpoint's config: `variant: general` (the size-free model) or the paper's fixed-K `ModelConfig`."""
-    from edgepoc.models.general import GeneralConfig
+    from edgepoc.models.general.model import GeneralConfig
 
     if d.get("variant") == "general":
         return GeneralConfig.from_dict(d)

@@ -1,30 +1,30 @@
-"""`teacher` and `student` as registered allocation methods (`edgepoc solve --method teacher`).
+"""The learned methods and the no-model search control as registered allocation methods (`edgepoc solve`).
 
-`options.model` is a checkpoint path (None: the one bundled in the package: the general model, any
-K and R). A general checkpoint takes `decode=onepass|search` (default `search`), `sweeps` (the search's
-work budget), `budget_ms` or `--seconds` (a wall-clock budget instead, explicit only), `kick_fraction`,
-`swap_window`, `temperature`. A paper-variant checkpoint (fixed K, `edgepoc train`) takes the decoder
-settings of `edgepoc.models.decode` (`decode=argmax|guided|sample|search`, `budget_ms`, ...).
+`teacher` / `student`: `options.model` is a checkpoint path (None: the one bundled in the package: the
+general model, any K and R). A general checkpoint takes `decode=onepass|search` (default `search`),
+`sweeps` (the search's work budget), `budget_ms` or `--seconds` (a wall-clock deadline instead, explicit
+only), `kick_fraction`, `swap_window`, `temperature` (`edgepoc.models.general.decode`). A paper-variant
+checkpoint (fixed K, `edgepoc train`) takes `decode=argmax|guided|sample|search`, `budget_ms`, ...
+(`edgepoc.models.paper.decode`). `search`: the shared search loop from greedy, kicks uniform.
 
 A general checkpoint with its `.npz` beside it (the bundled ones have it) runs without PyTorch: this module
-imports torch only for a checkpoint that needs it (`edgepoc.models.portable`).
+imports torch only for a checkpoint that needs it (`edgepoc.models.general.portable`).
 """
 
 from __future__ import annotations
 
 import time
-from functools import lru_cache
 
 import numpy as np
 
-from edgepoc.errors import EdgepocError, InputError
+from edgepoc.errors import EdgepocError
 from edgepoc.game.instance import Instance
 from edgepoc.game.kernel import greedy_assignment
-from edgepoc.models.decode import DecodeOptions, decode
-from edgepoc.models.onepass import SEARCH_KEYS, onepass, search, search_options, softmax_weights
-from edgepoc.models.portable import PortableModel, as_portable, load_portable
-
-GENERAL_DECODERS = ("onepass", "search")
+from edgepoc.models.budget import Budget
+from edgepoc.models.decoding import DEFAULT_SWEEPS, DecodeOptions, search, uniform_weights, warm_search
+from edgepoc.models.general.decode import Head, decode_embedding, general_decode_options, onepass
+from edgepoc.models.general.portable import PortableModel, as_portable, load_portable
+from edgepoc.models.paper.decode import decode_probabilities, paper_decode_options
 
 
 def model_probabilities(model, inst: Instance, free_times=None) -> np.ndarray:
@@ -38,36 +38,33 @@ def model_probabilities(model, inst: Instance, free_times=None) -> np.ndarray:
         return model(data).numpy()
 
 
-@lru_cache(maxsize=1)
-def warm_decoders() -> None:
-    """Load the compiled decoder and kernel once, so the first solve's budget is not spent on it."""
-    inst = Instance.create([[1.0], [1.0]], [0.0, 0.0], [0.0, 0.1], [[0.5], [0.5]], name="warm-up")
-    decode(inst, np.full((2, 2), 0.5), DecodeOptions("search", budget_s=0.0))
+_WARM = False
+
+
+def warm_up() -> None:
+    """Compile (or load from Numba's cache) every decoding strategy and the kernel once per process, outside
+    any clock, on a 4-task instance with the same array types as a real call."""
+    global _WARM
+    if _WARM:
+        return
+    _WARM = True
+    inst = Instance.create([[1.0], [2.0]], [0.0, 0.01], [0.0, 0.1, 0.2, 0.3], [[0.5], [0.9], [0.4], [0.7]],
+                           name="warm-up")
+    onepass(inst, np.zeros((4, 2, 2)), Head.rollout_prior(2), keep_scores=True)
+    decode_probabilities(inst, np.full((4, 2), 0.5), DecodeOptions("guided"))
+    warm_search()
 
 
 def solve_general(model, instance: Instance, options) -> tuple[np.ndarray, dict]:
-    """One-pass decode of a general model (a `PortableModel` or the torch one), then (default) the
-    work-budgeted search from it. Both forms run the same float64 forward pass (`portable`)."""
+    """A general model (a `PortableModel` or the torch one): its embedding, then the one-pass decode and
+    (default) the search from it. Both forms run the same float64 forward pass (`portable`)."""
     model = as_portable(model)
-    params = dict(options.params)
-    method = str(params.pop("decode", "search"))
-    if method not in GENERAL_DECODERS:
-        raise InputError(f"decode: expected one of {', '.join(GENERAL_DECODERS)}, got {method!r}")
-    unknown = set(params) - SEARCH_KEYS
-    if unknown:
-        raise InputError(f"--param: unknown model setting(s) {sorted(unknown)}; known: decode, {', '.join(sorted(SEARCH_KEYS))}")
-    opts = search_options(params, options.seconds, options.seed)
+    opts = general_decode_options(dict(options.params), options.seconds, options.seed)
     t0 = time.perf_counter()
     emb = model.embed(instance)
     infer = time.perf_counter() - t0
-    x, total, scores = onepass(instance, emb, model.head(), options.free_times, keep_scores=method == "search")
-    info = {"decode": "onepass", "onepass_latency": total, "inference_seconds": infer,
-            "onepass_seconds": time.perf_counter() - t0}
-    if method == "search":
-        g, _ = greedy_assignment(instance, options.free_times)
-        weights = softmax_weights(scores, (instance.n_tasks, instance.n_providers), opts.temperature)
-        x, extra = search(instance, [("onepass", x), ("greedy", g)], weights, opts, options.free_times)
-        info.update(extra)
+    x, info = decode_embedding(instance, emb, model.head(), opts, options.free_times, started_at=t0)
+    info["inference_seconds"] = infer
     return x, info
 
 
@@ -95,12 +92,12 @@ def _solve(kind: str, instance: Instance, options) -> tuple[np.ndarray, dict]:
         x, info = solve_general(model, instance, options)
         info.update({"model": options.model or f"bundled {kind}", "weights": weights})
         return x, info
-    warm_decoders()
-    opts = DecodeOptions.from_params(dict(options.params), options.seconds, options.seed)
+    warm_up()
+    opts = paper_decode_options(dict(options.params), options.seconds, options.seed)
     t0 = time.perf_counter()
     p = model_probabilities(model, instance, options.free_times)
     infer = time.perf_counter() - t0
-    x, info = decode(instance, p, opts, options.free_times, started_at=t0)
+    x, info = decode_probabilities(instance, p, opts, options.free_times, started_at=t0)
     info.update({"model": options.model or f"bundled {kind}", "inference_seconds": infer})
     return x, info
 
@@ -113,3 +110,13 @@ def solve_teacher(instance: Instance, options) -> tuple[np.ndarray, dict]:
 def solve_student(instance: Instance, options) -> tuple[np.ndarray, dict]:
     """The distilled student's allocation, with the same decoders."""
     return _solve("student", instance, options)
+
+
+def solve_search_control(instance: Instance, options) -> tuple[np.ndarray, dict]:
+    """The no-model control: the same search loop from greedy, kicks uniform over providers, same budget."""
+    opts = DecodeOptions.from_params(dict(options.params), options.seconds, options.seed, strategies=("search",),
+                                     default_strategy="search", default_budget=Budget.work(DEFAULT_SWEEPS),
+                                     what="search")
+    x, _ = greedy_assignment(instance, options.free_times)
+    found = search(instance, [("greedy", x)], uniform_weights(instance), opts, options.free_times)
+    return found.assignment, found.info(opts.budget)

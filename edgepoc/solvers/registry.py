@@ -59,7 +59,7 @@ METHODS: dict[str, tuple[str, str]] = {
               "sequences): lower_bound, gap"),
     "teacher": ("edgepoc.models.solve:solve_teacher", "the GNN+RNN ResourceAllocationModel (teacher)"),
     "student": ("edgepoc.models.solve:solve_student", "the distilled student model"),
-    "search": ("edgepoc.models.onepass:solve_search_control",
+    "search": ("edgepoc.models.solve:solve_search_control",
                "no-model control: the models' search decoder from greedy, uniform kicks, same work budget"),
     "dqn": ("edgepoc.solvers.rl.dqn:solve_dqn", "Stable-Baselines3 DQN dispatcher"),
     "maddpg": ("edgepoc.solvers.rl.maddpg:solve_maddpg", "MADDPG bidding providers"),
@@ -73,9 +73,9 @@ WARM_UPS: dict[str, str] = {
     "ga": "edgepoc.solvers.ga:warm_up",
     "cpsat": "edgepoc.solvers.cpsat:warm_up",
     "bound": "edgepoc.solvers.lagrange:warm_up",
-    "teacher": "edgepoc.models.onepass:warm_up",
-    "student": "edgepoc.models.onepass:warm_up",
-    "search": "edgepoc.models.onepass:warm_up",
+    "teacher": "edgepoc.models.solve:warm_up",
+    "student": "edgepoc.models.solve:warm_up",
+    "search": "edgepoc.models.solve:warm_up",
 }
 TIME_BUDGET_METHODS = frozenset(WARM_UPS)
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from edgepoc.models.allocation import ModelConfig
+from edgepoc.models.paper.allocation import ModelConfig
 from edgepoc.models.data import generated_labelled
 from edgepoc.models.features import FeatureConfig
-from edgepoc.models.train import TrainConfig, train_model
+from edgepoc.models.paper.train import TrainConfig, train_model
 
 
 def small_sets(n_tasks: int = 60, count: int = 6, test_count: int = 2, seed: int = 3):

@@ -10,7 +10,7 @@ from edgepoc.game.generators import generate
 from edgepoc.models.checkpoint import build_model, load_model, save_checkpoint
 from edgepoc.models.features import to_graph
 from edgepoc.models.solve import model_probabilities
-from edgepoc.models.student import student_config
+from edgepoc.models.paper.student import student_config
 
 from tests.models.conftest import SMALL_TEACHER
 

@@ -10,7 +10,10 @@ import pytest
 from edgepoc.errors import InputError
 from edgepoc.game.generators import generate
 from edgepoc.game.kernel import greedy_assignment, simulate
-from edgepoc.models.decode import DecodeOptions, decode, guided_candidates, kick, sample_candidates
+from edgepoc.models.budget import Budget
+from edgepoc.models.decoding import DecodeOptions, kick
+from edgepoc.models.paper.decode import (decode_probabilities, guided_candidates, paper_decode_options,
+                                        sample_candidates)
 from edgepoc.solvers.registry import SolveOptions, solve
 
 
@@ -45,14 +48,14 @@ def test_search_is_never_worse_and_keeps_budget(inst):
     p = np.random.default_rng(2).random((inst.n_tasks, 3))
     _, greedy_f = greedy_assignment(inst)
     t0 = time.perf_counter()
-    x, info = decode(inst, p, DecodeOptions(method="search", budget_s=0.05))
+    x, info = decode_probabilities(inst, p, DecodeOptions("search", budget=Budget.deadline(0.05)))
     assert time.perf_counter() - t0 < 0.5
     assert info["decoded_latency"] == simulate(inst, x)
     assert info["decoded_latency"] <= greedy_f
-    x2, _ = decode(inst, p, DecodeOptions(method="argmax"))
+    x2, _ = decode_probabilities(inst, p, DecodeOptions("argmax"))
     assert np.array_equal(x2, p.argmax(axis=1))
     # without swaps the descent is still valid and never worse than greedy
-    x3, info3 = decode(inst, p, DecodeOptions(method="search", budget_s=0.05, swap_window=0))
+    x3, info3 = decode_probabilities(inst, p, DecodeOptions("search", budget=Budget.deadline(0.05), swap_window=0))
     assert info3["decoded_latency"] == simulate(inst, x3) and info3["decoded_latency"] <= greedy_f
 
 
@@ -63,17 +66,17 @@ def test_kick_moves_tasks_elsewhere():
 
 
 def test_decode_params_validation():
-    assert DecodeOptions.from_params({"decode": "guided", "budget_ms": 20}).budget_s == pytest.approx(0.02)
+    assert paper_decode_options({"decode": "guided", "budget_ms": 20}).budget.seconds == pytest.approx(0.02)
     with pytest.raises(InputError, match="decode: expected one of"):
-        DecodeOptions.from_params({"decode": "beam"})
+        paper_decode_options({"decode": "beam"})
     with pytest.raises(InputError, match="unknown model setting"):
-        DecodeOptions.from_params({"beam_width": 3})
-    assert DecodeOptions.from_params({"lambdas": [0, 2]}).lambdas == (0.0, 2.0)
+        paper_decode_options({"beam_width": 3})
+    assert paper_decode_options({"lambdas": [0, 2]}).lambdas == (0.0, 2.0)
     with pytest.raises(InputError, match="lambdas"):
-        DecodeOptions.from_params({"lambdas": 3})
-    assert DecodeOptions.from_params({"swap_window": 0}).swap_window == 0
+        paper_decode_options({"lambdas": 3})
+    assert paper_decode_options({"swap_window": 0}).swap_window == 0
     with pytest.raises(InputError, match="swap_window"):
-        DecodeOptions.from_params({"swap_window": -1})
+        paper_decode_options({"swap_window": -1})
 
 
 @pytest.mark.parametrize("method", ["argmax", "guided", "sample", "search"])
@@ -98,3 +101,15 @@ def test_local_search_stops_at_its_deadline():
     free, _, _ = local_search(inst, x0, swap_window=8)
     timed, _, _ = local_search(inst, x0, swap_window=8, deadline=time.perf_counter() + 3600)
     assert np.array_equal(free, timed) and simulate(inst, free) < simulate(inst, x0)
+
+
+def test_paper_search_takes_the_one_budget_type(inst):
+    """The paper model's search runs the shared loop: a work budget is reproducible, like the general model's."""
+    p = np.random.default_rng(3).random((inst.n_tasks, 3))
+    opts = paper_decode_options({"sweeps": 5}, seed=2)
+    assert opts.budget == Budget.work(5)
+    (x1, info1), (x2, _) = decode_probabilities(inst, p, opts), decode_probabilities(inst, p, opts)
+    assert np.array_equal(x1, x2) and info1["budget"] == "5 sweeps" and info1["sweeps"] <= 5
+    assert paper_decode_options({"sweeps": 5, "budget_ms": 10}).budget == Budget.deadline(0.01)  # a deadline wins
+    with pytest.raises(ValueError):
+        Budget()

@@ -10,9 +10,9 @@ import torch
 
 from edgepoc.errors import EdgepocError
 from edgepoc.game.generators import generate
-from edgepoc.models.allocation import count_parameters
+from edgepoc.models.paper.allocation import count_parameters
 from edgepoc.models.checkpoint import load_model
-from edgepoc.models.distill import DistillConfig, distill, distillation_loss, read_distill_log
+from edgepoc.models.paper.distill import DistillConfig, distill, distillation_loss, read_distill_log
 from edgepoc.models.features import to_graph
 from edgepoc.models.solve import model_probabilities
 from edgepoc.solvers.registry import SolveOptions, solve

@@ -7,11 +7,11 @@ import numpy as np
 
 from edgepoc.game.generators import paper
 from edgepoc.models.checkpoint import bundled_path, load_cached
-from edgepoc.models.general import embedding
-from edgepoc.models.general_train import (GeneralTrainConfig, _onepass_sampled, dagger_finetune, dagger_sample,
+from edgepoc.models.general.model import embedding
+from edgepoc.models.general.train import (GeneralTrainConfig, _onepass_sampled, dagger_finetune, dagger_sample,
                                           policy_gradient)
-from edgepoc.models.onepass import time_scale
-from edgepoc.models.onepass import onepass, trajectory_features
+from edgepoc.models.general.decode import time_scale
+from edgepoc.models.general.decode import onepass, trajectory_features
 from edgepoc.solvers.ga import GAConfig, PolicyModel
 
 

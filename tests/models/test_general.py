@@ -13,10 +13,10 @@ import pytest
 
 from edgepoc.game.generators import alibaba, paper, varied
 from edgepoc.game.kernel import greedy_assignment, simulate
-from edgepoc.models.allocation import count_parameters
+from edgepoc.models.paper.allocation import count_parameters
 from edgepoc.models.checkpoint import bundled_path, is_general, load_cached
-from edgepoc.models.general_train import GeneralTrainConfig, distill_general, mixed_instance, train_general
-from edgepoc.models.onepass import Head, onepass
+from edgepoc.models.general.train import GeneralTrainConfig, distill_general, mixed_instance, train_general
+from edgepoc.models.general.decode import Head, onepass
 from edgepoc.solvers.registry import SolveOptions, solve
 from edgepoc.solvers.rollout import rollout_assignment
 

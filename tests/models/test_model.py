@@ -9,13 +9,13 @@ from torch_geometric.data import Batch
 
 from edgepoc.errors import EdgepocError
 from edgepoc.game.generators import generate
-from edgepoc.models.allocation import ResourceAllocationModel
+from edgepoc.models.paper.allocation import ResourceAllocationModel
 from edgepoc.models.checkpoint import build_model
-from edgepoc.models.evaluation import prepare
+from edgepoc.models.paper.evaluation import prepare
 from edgepoc.models.features import FeatureConfig, node_features, to_graph, window_edges
 from edgepoc.models.metrics import diversity, diversity_bruteforce
-from edgepoc.models.student import student_config
-from edgepoc.models.train import TrainConfig, train_model, read_log
+from edgepoc.models.paper.student import student_config
+from edgepoc.models.paper.train import TrainConfig, train_model, read_log
 
 from tests.models.conftest import SMALL_TEACHER, small_sets
 

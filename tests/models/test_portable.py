@@ -23,9 +23,9 @@ from edgepoc.errors import EdgepocError
 from edgepoc.game.files import write_instance
 from edgepoc.game.generators import generate, paper
 from edgepoc.models.checkpoint import bundled_path, load_cached, read_checkpoint, save_checkpoint
-from edgepoc.models.general import GeneralAllocationModel, GeneralConfig, embedding
-from edgepoc.models.onepass import onepass
-from edgepoc.models.portable import (NPZ_FORMAT, PortableModel, dense, export_npz, file_sha256, load_portable,
+from edgepoc.models.general.model import GeneralAllocationModel, GeneralConfig, embedding
+from edgepoc.models.general.decode import onepass
+from edgepoc.models.general.portable import (NPZ_FORMAT, PortableModel, dense, export_npz, file_sha256, load_portable,
                                      npz_beside, read_npz, window_sum)
 from edgepoc.models.solve import solve_general
 from edgepoc.solvers.registry import SolveOptions, solve
@@ -63,7 +63,7 @@ def test_the_bundled_npz_is_the_bundled_checkpoint(kind):
     pt = bundled_path(kind)
     doc = read_checkpoint(pt)
     config, state, sha = read_npz(npz_beside(pt))
-    assert sha == file_sha256(pt), f"{kind}.npz is stale: python -m edgepoc.models.portable {pt}"
+    assert sha == file_sha256(pt), f"{kind}.npz is stale: python -m edgepoc.models.general.portable {pt}"
     assert config == doc["config"]
     assert sorted(state) == sorted(doc["state_dict"])
     for name, tensor in doc["state_dict"].items():

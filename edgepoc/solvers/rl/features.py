@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgepoc.game.instance import Instance
-from edgepoc.models.onepass import time_scale  # noqa: F401  (the one typical-time rule; re-exported)
+from edgepoc.models.general.decode import time_scale  # noqa: F401  (the one typical-time rule; re-exported)
 
 PROVIDER_COLUMNS = ("backlog", "processing", "delay", "finish", "finish_minus_best")
 TASK_COLUMNS = ("next_gap", "mean_demand")

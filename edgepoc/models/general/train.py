@@ -36,10 +36,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from edgepoc.game.generators import alibaba, paper, varied
 from edgepoc.game.instance import Instance
 from edgepoc.game.kernel import completion_time, simulate
-from edgepoc.models.allocation import count_parameters
+from edgepoc.models.paper.allocation import count_parameters
 from edgepoc.models.checkpoint import save_checkpoint
-from edgepoc.models.general import GeneralAllocationModel, GeneralConfig, embedding, student_general_config
-from edgepoc.models.onepass import N_DYN, Head, _dyn_features, _head_scores, onepass, time_scale, trajectory_features
+from edgepoc.models.general.model import GeneralAllocationModel, GeneralConfig, embedding, student_general_config
+from edgepoc.models.general.decode import N_DYN, Head, _dyn_features, _head_scores, onepass, time_scale, trajectory_features
 from edgepoc.solvers.rollout import rollout_assignment
 
 FAMILIES = ("paper", "varied", "alibaba", "bursty", "task-delays")
@@ -164,7 +164,7 @@ def dagger_sample(inst: Instance, emb: np.ndarray, head: Head, seed: int, segmen
     `i .. i + window` from that state, and the segment's tasks `i .. i + segment` get the GA's choices
     as labels, with the dynamic features along the GA's choices from the model's state (scaled by the
     whole instance's time scale, look-ahead inside the window)."""
-    from edgepoc.models.onepass import _trajectory_features
+    from edgepoc.models.general.decode import _trajectory_features
     from edgepoc.solvers.ga import GAConfig, PolicyModel
 
     n, kk = inst.n_tasks, inst.n_providers
@@ -244,7 +244,7 @@ def dagger_finetune(model_path: str | Path, out: str | Path, cfg: GeneralTrainCo
 def _onepass_sampled(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec, gain, horizon, scale, u,
                      temperature, x):
     """The one-pass decode with each step's provider drawn from softmax(scores / temperature) (uniforms `u`):
-    training only; the nodes' decode is `onepass._onepass` (argmax). Returns the total delay."""
+    training only; the nodes' decode is `edgepoc.models.general.decode._onepass` (argmax). Returns the total delay."""
     n = arrival.shape[0]
     kk = free.shape[0]
     dyn = np.empty((kk, N_DYN))

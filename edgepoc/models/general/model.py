@@ -9,11 +9,11 @@ The paper's shape, made size-free and queue-aware:
 * `GeneralAllocationModel` (the `ResourceAllocationModel` of this variant) combines them with per-pair
   features (`pair_features`: p_ik, delta_ik, relative speed) into a static pair embedding `E` (n, K, H)
   and owns the small dynamic head that scores each (task, provider) pair step by step on the live
-  queues (`edgepoc.models.onepass`, where the head is run compiled in float64).
+  queues (`edgepoc.models.general.decode`, where the head is run compiled in float64).
 
 The same class with `gnn_layers=0` and small widths is the student (each task encoded from its own
 features only, like the paper's student). The config, the features and the exact float64 forward pass
-that decoding uses live in `edgepoc.models.portable` (NumPy only: what an edge node runs without torch);
+that decoding uses live in `edgepoc.models.general.portable` (NumPy only: what an edge node runs without torch);
 this module is the trainable torch form. The paper's fixed-K variant (`ResourceAllocationModel`)
 stays for the reproduction of Fig. 4-17.
 """
@@ -27,8 +27,8 @@ from torch import nn
 from edgepoc.game.instance import Instance
 from edgepoc.models.features import window_edges
 from edgepoc.models.gnn import GNNModel
-from edgepoc.models.onepass import N_DYN, PILOT_INDEX, Head
-from edgepoc.models.portable import (PAIR_DIM, PROVIDER_DIM, TASK_DIM, GeneralConfig, as_portable,  # noqa: F401
+from edgepoc.models.general.decode import N_DYN, PILOT_INDEX, Head
+from edgepoc.models.general.portable import (PAIR_DIM, PROVIDER_DIM, TASK_DIM, GeneralConfig, as_portable,  # noqa: F401
                                      pair_features, provider_features, student_general_config, task_features)
 
 
@@ -119,7 +119,7 @@ class GeneralAllocationModel(nn.Module):
 
 
 def embedding(model: GeneralAllocationModel, inst: Instance, exact: bool = True) -> np.ndarray:
-    """E (n, K, H) for the decoder. `exact`: the float64 forward pass of `edgepoc.models.portable` (the one
+    """E (n, K, H) for the decoder. `exact`: the float64 forward pass of `edgepoc.models.general.portable` (the one
     every node runs, torch or not) on the model's weights as they are now; training passes `exact=False`
     (torch, float32, differentiable code path)."""
     if exact:

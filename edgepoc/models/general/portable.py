@@ -11,10 +11,10 @@ FMA, vector width) depends on the library and the CPU, and NumPy's `@` is the sa
 dense layer is a fixed-order sum written with elementwise NumPy operations, `b + x_0 w_0 + x_1 w_1 + ...`,
 each step rounded to float64 by IEEE rules whatever the machine (elementwise ufuncs neither fuse nor
 reorder). It agrees with torch's float64 forward to ~1e-15 relative (tests/models/test_portable.py);
-the one-pass decode that follows is float64 Numba (`edgepoc.models.onepass`).
+the one-pass decode that follows is float64 Numba (`edgepoc.models.general.decode`).
 
 Weight file: `edgepoc-model-npz/1`, a `.npz` written beside a general checkpoint `X.pt` as `X.npz`
-(`save_checkpoint` does it; `python -m edgepoc.models.portable X.pt` for an older one). It holds the
+(`save_checkpoint` does it; `python -m edgepoc.models.general.portable X.pt` for an older one). It holds the
 config as JSON, every weight array exactly as in the `.pt` (float32), and the SHA-256 of the `.pt` it was
 exported from: a `.npz` that does not match its `.pt` is not used (`load_portable` says so and the torch
 path loads the `.pt`). A `.npz` can also be passed on its own (`--model X.npz`).
@@ -37,7 +37,7 @@ import numpy as np
 
 from edgepoc.errors import EdgepocError
 from edgepoc.game.instance import Instance
-from edgepoc.models.onepass import DEFAULT_HORIZON, N_DYN, Head, time_scale
+from edgepoc.models.general.decode import DEFAULT_HORIZON, N_DYN, Head, time_scale
 
 log = logging.getLogger("edgepoc.models")
 
@@ -300,7 +300,7 @@ def _load(npz: str, npz_mtime: float, pt: str | None, pt_mtime: float, kind: str
     config_d, state, sha = read_npz(npz)
     if pt is not None and sha != file_sha256(pt):
         log.warning("model: %s was not exported from %s (its SHA-256 differs); loading the .pt with PyTorch "
-                    "(re-export: python -m edgepoc.models.portable %s)", npz, pt, pt)
+                    "(re-export: python -m edgepoc.models.general.portable %s)", npz, pt, pt)
         return None
     if config_d.get("variant") != "general":
         raise EdgepocError(f"model: {npz!r} does not hold a general model")
@@ -344,7 +344,7 @@ def export_npz(pt_path: str | Path, npz_path: str | Path | None = None) -> Path:
     return write_npz(npz_path or npz_beside(pt_path), doc["config"], state, file_sha256(pt_path))
 
 
-if __name__ == "__main__":  # python -m edgepoc.models.portable CKPT.pt [...]: export the .npz beside each
+if __name__ == "__main__":  # python -m edgepoc.models.general.portable CKPT.pt [...]: export the .npz beside each
     import sys
 
     for arg in sys.argv[1:]:

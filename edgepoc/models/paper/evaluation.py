@@ -13,7 +13,8 @@ from edgepoc.game.dataset import LabelledInstance
 from edgepoc.game.instance import Instance
 from edgepoc.game.kernel import simulate_population
 from edgepoc.models.data import label_latency
-from edgepoc.models.decode import DEFAULT_LAMBDAS, guided_candidates
+from edgepoc.models.decoding import DEFAULT_LAMBDAS
+from edgepoc.models.paper.decode import guided_candidates
 from edgepoc.models.features import FeatureConfig, to_graph
 from edgepoc.models.metrics import accuracy, diversity
 

@@ -20,9 +20,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from edgepoc.errors import EdgepocError, InputError
 from edgepoc.game.dataset import LabelledInstance
-from edgepoc.models.allocation import ModelConfig, count_parameters
+from edgepoc.models.paper.allocation import ModelConfig, count_parameters
 from edgepoc.models.checkpoint import build_model, read_checkpoint, save_checkpoint
-from edgepoc.models.evaluation import Prepared, batches, evaluate, loss_fn, predict, prepare
+from edgepoc.models.paper.evaluation import Prepared, batches, evaluate, loss_fn, predict, prepare
 
 LOG_FIELDS = ["epoch", "seconds"] + [f"{split}_{m}" for split in ("train", "test")
                                      for m in ("loss", "delay", "guided_delay", "label_delay", "gap_pct", "accuracy",

@@ -1,4 +1,4 @@
-"""The general model's decoders: a one-pass step-by-step decode on the live queues, and a search.
+"""The general model's strategies: `onepass`, a step-by-step decode on the live queues, and `search` from it.
 
 One-pass: tasks are decided in arrival order. At task `i`, with the providers' free times `F` that
 the decoder's OWN earlier choices built, every provider `k` gets dynamic features (`DYN_FEATURES`):
@@ -15,25 +15,26 @@ score (ties: the lowest provider index). `c` starts at "minus the pilot regret",
 method; training teaches the rest of the head to correct it. Everything here is float64 Numba, so
 the same input gives the bit-identical allocation on every node.
 
-Search: the one-pass allocation (and greedy) polished by the compiled local search, then iterated
-local search whose kicks send tasks to providers drawn from the model's per-step softmax. Its budget
-is WORK (local-search sweeps), so the same input and seed give the same allocation; a wall-clock
-budget is an explicit option. The no-model control (`search` method) runs the same loop from greedy
-with uniform kicks.
+Search: the one-pass allocation (and greedy) through the shared search loop
+(`edgepoc.models.decoding.search`), kicks drawn from the model's per-step softmax. Its default budget
+is WORK (`sweeps`), so the same input and seed give the same allocation; a wall-clock deadline
+(`budget_ms`, `--seconds`) is an explicit option.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numba as nb
 import numpy as np
 
 from edgepoc.errors import InputError
 from edgepoc.game.instance import Instance
-from edgepoc.game.kernel import _free_times, _greedy, completion_time, greedy_assignment, simulate
-from edgepoc.models.decode import wall_budget_s
+from edgepoc.game.kernel import _free_times, _greedy, completion_time, greedy_assignment
+from edgepoc.models.budget import Budget
+from edgepoc.models.decoding import DEFAULT_SWEEPS, DecodeOptions, search
 
 DYN_FEATURES = ("lat_regret", "pilot5_regret", "pilot_regret", "wait", "log_lat", "log_lat_regret",
                 "log_pilot_regret", "log_idle")
@@ -218,127 +219,37 @@ def trajectory_features(inst: Instance, x: np.ndarray, horizon: int = DEFAULT_HO
     return out
 
 
-# ----------------------------------------------------------------------------------------------- search
+# --------------------------------------------------------------------------------------------- strategies
 
-DEFAULT_SWEEPS = 30  # the "50 ms-equivalent" work budget: median 47 ms of CPU on 1000-task paper instances
-
-
-@dataclass
-class SearchOptions:
-    sweeps: int = DEFAULT_SWEEPS  # local-search sweeps in all (work budget: deterministic)
-    budget_s: float | None = None  # wall-clock budget instead (explicit option; not reproducible)
-    kick_fraction: float = 0.01
-    swap_window: int = 8
-    temperature: float = 1.0
-    seed: int = 0
+GENERAL_STRATEGIES = ("onepass", "search")
 
 
-def softmax_weights(scores: np.ndarray | None, shape: tuple[int, int], temperature: float) -> np.ndarray:
-    """Kick weights per task: the softmax of the one-pass scores, or uniform (the no-model control)."""
-    if scores is None:
-        return np.ones(shape)
+def general_decode_options(params: dict[str, Any], seconds: float | None = None, seed: int = 0) -> DecodeOptions:
+    """From `--param decode=onepass|search --param sweeps=30 ...` (and `--seconds`)."""
+    return DecodeOptions.from_params(params, seconds, seed, strategies=GENERAL_STRATEGIES, default_strategy="search",
+                                     default_budget=Budget.work(DEFAULT_SWEEPS))
+
+
+def softmax_weights(scores: np.ndarray, temperature: float) -> np.ndarray:
+    """Kick weights per task: the softmax of the one-pass scores (n, K)."""
     z = scores / temperature
     z = z - z.max(axis=1, keepdims=True)
     w = np.exp(np.clip(z, -30.0, 0.0))
     return w / w.sum(axis=1, keepdims=True) + 1e-3
 
 
-_WARM = False
-
-
-def warm_up() -> None:
-    """Compile (or load from Numba's cache) the one-pass decode, the search and the kernel once per process,
-    outside any clock: both run on a 4-task instance with the same array types as a real call."""
-    global _WARM
-    if _WARM:
-        return
-    _WARM = True
-    inst = Instance.create([[1.0], [2.0]], [0.0, 0.01], [0.0, 0.1, 0.2, 0.3], [[0.5], [0.9], [0.4], [0.7]],
-                           name="warm-up")
-    head = Head.rollout_prior(2)
-    x, _, scores = onepass(inst, np.zeros((4, 2, 2)), head, keep_scores=True)
-    g, _ = greedy_assignment(inst)
-    search(inst, [("onepass", x), ("greedy", g)], softmax_weights(scores, (4, 2), 1.0),
-           SearchOptions(sweeps=4, budget_s=None))
-
-
-def search(inst: Instance, starts: list[tuple[str, np.ndarray]], weights: np.ndarray, opts: SearchOptions,
-           free_times=None) -> tuple[np.ndarray, dict]:
-    """Descend from each start, then iterated local search with kicks drawn from `weights`.
-
-    A wall-clock budget (`opts.budget_s`) starts after `warm_up()`; if it ends before the first descent,
-    `info["budget_note"]` says so (the answer is then the best start, not a search result)."""
-    from edgepoc.models.decode import kick
-    from edgepoc.solvers.localsearch import local_search
-
-    if opts.budget_s is not None:
-        warm_up()  # compiling is not the search's time
-    t0 = time.perf_counter()
-    deadline = np.inf if opts.budget_s is None else t0 + opts.budget_s
-    used = 0
-    best_x, best_f, source = None, np.inf, ""
-    for name, x in starts:
-        f = simulate(inst, x, free_times, checked=False)
-        if f < best_f:
-            best_x, best_f, source = np.asarray(x, dtype=np.int8), f, name
-
-    def left() -> int:
-        return opts.sweeps - used if opts.budget_s is None else 1_000_000
-
-    descents = kicks = 0
-    if inst.n_tasks > 1 and inst.n_providers > 1:
-        for name, x in starts:
-            if left() <= 0 or time.perf_counter() >= deadline:
-                break
-            y, f, sw = local_search(inst, x, free_times, max_sweeps=left(), swap_window=opts.swap_window,
-                                    deadline=deadline)
-            used, descents = used + sw, descents + 1
-            if f < best_f:
-                best_x, best_f, source = y, f, name + "+ls"
-        rng = np.random.default_rng(opts.seed)
-        count = max(1, int(round(opts.kick_fraction * inst.n_tasks)))
-        while left() > 0 and time.perf_counter() < deadline:
-            y, f, sw = local_search(inst, kick(best_x, weights, count, rng), free_times, max_sweeps=left(),
-                                    swap_window=opts.swap_window, deadline=deadline)
-            used, kicks = used + sw, kicks + 1
-            if f < best_f:
-                best_x, best_f = y, f
-                source = source if source.endswith("+ils") else source + "+ils"
-    info = {"decode": "search", "source": source, "descents": descents, "kicks": kicks, "sweeps": used,
-            "budget": f"{opts.sweeps} sweeps" if opts.budget_s is None else f"{opts.budget_s * 1000:g} ms wall clock",
-            "decode_seconds": time.perf_counter() - t0}
-    if opts.budget_s is not None and descents == 0 and inst.n_tasks > 1 and inst.n_providers > 1:
-        info["budget_note"] = (f"search: the wall-clock budget of {opts.budget_s * 1000:g} ms ended before the first "
-                               f"descent; the answer is the best start ({source}), not a search result")
-    return np.asarray(best_x, dtype=np.int64), info
-
-
-def search_options(params: dict, seconds: float | None, seed: int, extra_known=()) -> SearchOptions:
-    """`sweeps` (work) or `budget_ms` / `--seconds` (wall clock, explicit), `kick_fraction`, `swap_window`."""
-    opts = SearchOptions(seed=seed)
-    if "sweeps" in params:
-        opts.sweeps = int(params["sweeps"])
-    opts.budget_s = wall_budget_s(params, seconds, opts.budget_s)
-    opts.kick_fraction = float(params.get("kick_fraction", opts.kick_fraction))
-    opts.swap_window = int(params.get("swap_window", opts.swap_window))
-    opts.temperature = float(params.get("temperature", opts.temperature))
-    if (opts.sweeps < 0 or (opts.budget_s is not None and opts.budget_s < 0) or not 0 < opts.kick_fraction <= 1
-            or opts.swap_window < 0 or opts.temperature <= 0):
-        raise InputError("search settings: sweeps >= 0, budget_ms >= 0, 0 < kick_fraction <= 1, swap_window >= 0, "
-                         "temperature > 0")
-    return opts
-
-
-SEARCH_KEYS = {"sweeps", "budget_ms", "kick_fraction", "swap_window", "temperature"}
-
-
-def solve_search_control(instance: Instance, options) -> tuple[np.ndarray, dict]:
-    """The no-model control: the same search from greedy, kicks uniform over providers, same budget."""
-    params = dict(options.params)
-    unknown = set(params) - SEARCH_KEYS
-    if unknown:
-        raise InputError(f"--param: unknown search setting(s) {sorted(unknown)}; known: {sorted(SEARCH_KEYS)}")
-    opts = search_options(params, options.seconds, options.seed)
-    x, _ = greedy_assignment(instance, options.free_times)
-    weights = softmax_weights(None, (instance.n_tasks, instance.n_providers), 1.0)
-    return search(instance, [("greedy", x)], weights, opts, options.free_times)
+def decode_embedding(inst: Instance, emb: np.ndarray, head: Head, opts: DecodeOptions, free_times=None,
+                     started_at: float | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """`(assignment, info)`: the one-pass decode of embedding `emb` with `head`, then (`search`) the shared
+    search from it and greedy. `started_at`: when inference began (`onepass_seconds` counts from then);
+    a deadline budget counts from the search's own start."""
+    t0 = time.perf_counter() if started_at is None else started_at
+    x, total, scores = onepass(inst, emb, head, free_times, keep_scores=opts.strategy == "search")
+    info: dict[str, Any] = {"decode": "onepass", "onepass_latency": total, "onepass_seconds": time.perf_counter() - t0}
+    if opts.strategy == "search":
+        g, _ = greedy_assignment(inst, free_times)
+        found = search(inst, [("onepass", x), ("greedy", g)], softmax_weights(scores, opts.temperature), opts,
+                       free_times)
+        x = found.assignment
+        info.update(found.info(opts.budget))
+    return x, info

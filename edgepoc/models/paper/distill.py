@@ -24,11 +24,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from edgepoc.errors import EdgepocError, InputError
 from edgepoc.game.dataset import LabelledInstance
-from edgepoc.models.allocation import ModelConfig, count_parameters
+from edgepoc.models.paper.allocation import count_parameters
 from edgepoc.models.checkpoint import load_model, save_checkpoint
-from edgepoc.models.evaluation import Prepared, argmax_delays, batches, guided_delays, predict, prepare
+from edgepoc.models.paper.evaluation import Prepared, argmax_delays, batches, guided_delays, predict, prepare
 from edgepoc.models.metrics import accuracy
-from edgepoc.models.student import StudentModel, student_config
+from edgepoc.models.paper.student import StudentModel, student_config
 
 DISTILL_FIELDS = ["epoch", "seconds", "train_loss", "test_loss", "train_accuracy", "test_accuracy",
                   "test_agreement", "train_student_delay", "test_student_delay", "train_teacher_delay",

@@ -16,7 +16,7 @@ from torch_geometric.data import Batch, Data
 
 from edgepoc.models.features import FeatureConfig
 from edgepoc.models.gnn import GNNModel
-from edgepoc.models.rnn import RNNModel
+from edgepoc.models.paper.rnn import RNNModel
 
 
 @dataclass
