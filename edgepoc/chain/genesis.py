@@ -7,8 +7,10 @@ is the whole configuration of the protocol (timeouts included, to keep a testnet
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -167,6 +169,45 @@ class ConsensusParams:
                              f"1024 <= max_tx_bytes <= max_proposal_bytes <= {MAX_PROPOSAL_BYTES}, vote_extensions_height >= 0, "
                              "censor_age >= 0, censor_fine >= 0, 0 <= max_report_clients <= 128")
         return p
+
+
+def _nice_ceil(x: float) -> float:
+    """The smallest of 1, 2 or 5 x 10^k at or above x (bounds people can read in a genesis file)."""
+    if x <= 0:
+        return 0.0
+    e = math.floor(math.log10(x))
+    for m in (1, 2, 5, 10):
+        if m * 10.0 ** e >= x * (1 - 1e-12):
+            return float(m * 10.0 ** e)
+    return float(10.0 ** (e + 1))
+
+
+def derive_bounds(capacity: Sequence[Sequence[float]], demands: Any, headroom: float = 2.0) -> dict[str, float]:
+    """Client-input bounds for a network of providers with `capacity` (K x R) that must accept a workload
+    (`demands`, N x R): every task of it fits, with `headroom` above its largest demand and its heaviest task.
+
+    - max_demand: headroom x the largest demand, rounded up to 1, 2 or 5 x 10^k;
+    - min_demand: the default, or lower if the workload has smaller positive demands;
+    - max_client_block_seconds / max_client_backlog / max_backlog: at least headroom x the heaviest task's
+      seconds of the whole network's capacity (max_r d_r / sum_k c_kr), so one task is never refused as
+      "more than one block takes from a client"."""
+    d = np.asarray(demands, dtype=np.float64)
+    cap = np.asarray(capacity, dtype=np.float64)
+    if d.ndim != 2 or d.shape[0] == 0 or d.shape[1] != cap.shape[1]:
+        raise InputError(f"workload: expected tasks x {cap.shape[1]} resources of demand, got shape {d.shape}")
+    if not np.isfinite(d).all() or (d < 0).any():
+        raise InputError("workload: demands must be finite and >= 0")
+    base = ConsensusParams()
+    out: dict[str, float] = {"max_demand": _nice_ceil(headroom * float(d.max()))}
+    positive = d[d > 0]
+    if positive.size and positive.min() / headroom < base.min_demand:
+        out["min_demand"] = float(positive.min() / headroom)
+    heaviest = float((d / cap.sum(axis=0)).max())
+    seconds = _nice_ceil(headroom * heaviest)
+    for name in ("max_client_block_seconds", "max_client_backlog", "max_backlog"):
+        if seconds > getattr(base, name):
+            out[name] = seconds
+    return out
 
 
 @dataclass

@@ -51,6 +51,30 @@ def _net(dir: Path | None = None):
     return network
 
 
+def _workload(paths: Optional[list[Path]]):
+    """The demands (tasks x resources) of the --workload instance files, or None."""
+    if not paths:
+        return None
+    import numpy as np
+
+    from edgepoc.game.files import read_instance
+
+    demands = [read_instance(p).demand for p in paths]
+    if len({d.shape[1] for d in demands}) != 1:
+        raise InputError("--workload: the instance files declare different numbers of resources")
+    return np.concatenate(demands)
+
+
+def _say_bounds(genesis_file: Path, workload: Optional[list[Path]]) -> None:
+    if not workload:
+        return
+    doc = json.loads(genesis_file.read_text())
+    p = (doc.get("app_state") or doc).get("params", {})
+    typer.echo("bounds from the workload: " + ", ".join(
+        f"{k} {p[k]:g}" for k in ("max_demand", "min_demand", "max_client_block_seconds", "max_client_backlog",
+                                  "max_backlog") if k in p), err=True)
+
+
 def network_init(
     nodes: int = typer.Option(4, help="Number of provider nodes."),
     base_port: int = typer.Option(26600, help="First port (node i: p2p base+4i, RPC +1, ABCI +2, API +3; arbiter after); 0 = free ports."),
@@ -61,6 +85,7 @@ def network_init(
     student: Optional[Path] = typer.Option(None, help="Student checkpoint every node allocates with (default: bundled, else greedy)."),
     teacher: Optional[Path] = typer.Option(None, help="Teacher checkpoint for the arbiter (default: bundled, else GA)."),
     hosts: Optional[str] = typer.Option(None, help="Comma-separated IPs: node i runs on host i mod H; writes one bundle per host under DIR/hosts/."),
+    workload: Optional[list[Path]] = typer.Option(None, "--workload", help="Instance file(s) (SPEC §2) the network must accept: demand and work bounds are derived from them and the providers (--param still wins)."),
 ) -> None:
     """Write fresh keys, the genesis and CometBFT + app configs for a network of provider nodes."""
     from edgepoc.chain.abci.network import init_network
@@ -70,7 +95,8 @@ def network_init(
             raise InputError(f"{name}: {path} does not exist")
     host_list = [h.strip() for h in hosts.split(",") if h.strip()] if hosts else None
     doc = init_network(dir, nodes, base_port, seed, parse_params(param), chain_id, student=student, teacher=teacher,
-                       hosts=host_list)
+                       hosts=host_list, workload=_workload(workload))
+    _say_bounds(dir / "genesis.json", workload)
     typer.echo(f"initialised {nodes} nodes in {dir}/ (chain {chain_id}); start them with `edgepoc network up --dir {dir}`",
                err=True)
     for n in doc["nodes"]:
@@ -309,6 +335,7 @@ def network_genesis(
     no_builds: bool = typer.Option(False, "--no-builds", help="Pin no builds (nodes do not check them)."),
     genesis_time: Optional[str] = typer.Option(None, help="When the chain starts: unix seconds or 2026-12-01T10:00:00Z (default: now); consensus waits for it."),
     force: bool = typer.Option(False, help="Overwrite --out."),
+    workload: Optional[list[Path]] = typer.Option(None, "--workload", help="Instance file(s) (SPEC §2) the network must accept: demand and work bounds are derived from them and the providers (--param still wins)."),
 ) -> None:
     """Build the genesis from the providers' and the arbiter's PUBLIC files only (no key is read here).
 
@@ -333,9 +360,11 @@ def network_genesis(
         raise InputError("--provider or --providers: name at least one provider's public file")
     doc = net.build_genesis(provider, arbiter, arbiter_url, arbiter_key, chain_id, params,
                             builds, pin_builds=not no_builds,
-                            genesis_time=net.parse_time(genesis_time) if genesis_time else None)
+                            genesis_time=net.parse_time(genesis_time) if genesis_time else None,
+                            workload=_workload(workload))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n")
+    _say_bounds(out, workload)
     app = doc["app_state"]
     typer.echo(f"genesis of chain {chain_id}: {len(app['validators'])} providers "
                f"({', '.join(v['name'] for v in app['validators'])}), arbiter at {app['network']['arbiter_url']}; "

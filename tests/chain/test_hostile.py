@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -435,3 +436,52 @@ def test_contribution_still_moves_power_when_the_work_is_real(tmp_path):
     after = voting_powers(h.genesis.params, h.app.state.scores)
     share = [a / sum(after) for a in after]
     assert share[3] > 0.3 > 0.25 > max(share[:3]), (before, after)  # node3 at the 1/3 cap
+
+
+def test_bounds_derived_from_a_workload_accept_all_of_it(tmp_path):
+    """Issue 18 item 3: genesis bounds from the providers and the workload. Every task of a real Alibaba window
+    with a demand scaled past the default max_demand is accepted under the derived bounds (one task per batch,
+    and the window in batches the chain names), where the default genesis refuses it with a reason."""
+    import re
+
+    from edgepoc.chain.genesis import derive_bounds
+    from edgepoc.game.generators import alibaba
+
+    inst = alibaba(seed=1, index=2, n_tasks=200, providers=4)
+    demands = inst.demand * (3000.0 / inst.demand.max())  # its heaviest task 3x past the default bound
+    default = Harness(tmp_path, name="default")
+    heavy = int(np.argmax(demands.max(axis=1)))
+    res = default.check(wire.TaskBatch(CHAIN, CLIENT.public_hex, [(0, demands[heavy].round(6).tolist())]).signed(CLIENT))
+    assert res.code != 0 and "demand" in res.log, res.log
+    bounds = derive_bounds([v.capacity for v in default.genesis.validators], demands)
+    assert bounds["max_demand"] >= 6000 and bounds["max_client_block_seconds"] > 60, bounds
+    h = Harness(tmp_path, make_genesis(**bounds), name="derived")
+    for i, d in enumerate(demands):
+        b = wire.TaskBatch(CHAIN, CLIENT.public_hex, [(i, d.round(6).tolist())]).signed(CLIENT)
+        res = h.app._check_tx(pb.CheckTxRequest(tx=b.tx(), type=pb.CHECK_TX_TYPE_CHECK))
+        assert res.code == 0 or "retry after" in res.log, (i, res.log)  # busy only for the client's backlog
+    whole = wire.TaskBatch(CHAIN, CLIENT.public_hex, [(10**6 + i, d.round(6).tolist()) for i, d in enumerate(demands)])
+    res = h.check(whole.signed(CLIENT))
+    assert res.code == 0 or re.search(r"its first \d+ tasks fit", res.log), res.log
+
+
+def test_network_init_derives_bounds_from_workload_files(tmp_path):
+    import subprocess
+    import sys
+
+    from edgepoc.game.files import write_instance
+    from edgepoc.game.generators import alibaba
+
+    inst = alibaba(seed=0, index=0, n_tasks=50, providers=4)
+    write_instance(tmp_path / "window.json", inst)
+    out = subprocess.run([sys.executable, "-m", "edgepoc", "network", "init", "--dir", str(tmp_path / "net"),
+                          "--base-port", "0", "--workload", str(tmp_path / "window.json"), "-p", "max_backlog=900"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "bounds from the workload: max_demand" in out.stderr, out.stderr
+    g = Genesis.from_dict(json.loads((tmp_path / "net" / "genesis.json").read_text()))
+    assert g.params.max_demand >= 2 * inst.demand.max() and g.params.max_backlog == 900.0, "explicit -p wins"
+    bad = subprocess.run([sys.executable, "-m", "edgepoc", "network", "init", "--dir", str(tmp_path / "net2"),
+                          "--base-port", "0", "--workload", str(tmp_path / "missing.json")],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr and "missing.json" in bad.stderr, bad.stderr

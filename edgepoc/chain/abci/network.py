@@ -148,6 +148,14 @@ def cometbft_config(text: str, p: ConsensusParams, *, moniker: str, abci_port: i
     return text
 
 
+def _with_bounds(params: dict[str, Any] | None, capacity, workload) -> ConsensusParams:
+    """The parameters with the client-input bounds derived from the workload; explicit params win."""
+    from edgepoc.chain.genesis import derive_bounds
+
+    derived = derive_bounds(capacity, workload)
+    return ConsensusParams.from_dict({**asdict(ConsensusParams()), **derived, **(params or {})})
+
+
 def cometbft_genesis(genesis: Genesis, network: dict | None = None) -> dict:
     """CometBFT's genesis.json for `genesis` (the application's genesis is its app_state). `network` (the
     providers' advertised addresses and node ids, the arbiter's URL: what `network join` needs) goes beside
@@ -175,8 +183,11 @@ def cometbft_genesis(genesis: Genesis, network: dict | None = None) -> dict:
 def init_network(folder: Path, nodes: int = 4, base_port: int = 26600, seed: int = 0,
                  params: dict[str, Any] | None = None, chain_id: str = "edgepoc-local",
                  byzantine: dict[int, list[str]] | None = None, student: str | None = None,
-                 teacher: str | None = None, hosts: list[str] | None = None) -> dict:
+                 teacher: str | None = None, hosts: list[str] | None = None, workload=None) -> dict:
     """Write fresh keys, the genesis and every node's configuration; `base_port=0` picks free ports.
+
+    With `workload` (tasks x resources of demand), the client-input bounds are derived from it and the
+    providers (`genesis.derive_bounds`); explicit `params` still win.
 
     With `hosts`, node i runs on hosts[i % len(hosts)] (explicit IPs everywhere) and hosts/<host>/ holds
     the bundle to copy to that machine; ports then repeat per host from `base_port`.
@@ -209,7 +220,10 @@ def init_network(folder: Path, nodes: int = 4, base_port: int = 26600, seed: int
         ids.append(_node_id(cmt))
     arbiter_key, client_key = SigningKey.generate(), SigningKey.generate()
     genesis_time = float(int(time.time()))
-    genesis = Genesis(chain_id, genesis_time, make_validators(pubkeys, seed), arbiter_key.public_hex, p)
+    validators = make_validators(pubkeys, seed)
+    if workload is not None:
+        p = _with_bounds(params, [v.capacity for v in validators], workload)
+    genesis = Genesis(chain_id, genesis_time, validators, arbiter_key.public_hex, p)
     genesis = Genesis.from_dict(genesis.to_dict())  # validates
     cmt_genesis = cometbft_genesis(genesis)
     arbiter_port = free_port() if base_port == 0 else base_port + PORTS_PER_NODE * per_host.get(hosts[0], 0)
@@ -1107,7 +1121,7 @@ def parse_time(text: str) -> float:
 def build_genesis(providers: list[Path], arbiter: Path | None = None, arbiter_url: str | None = None,
                   arbiter_key: str | None = None, chain_id: str = "edgepoc", params: dict[str, Any] | None = None,
                   builds: dict[str, str] | None = None, pin_builds: bool = True,
-                  genesis_time: float | None = None) -> dict:
+                  genesis_time: float | None = None, workload=None) -> dict:
     """CometBFT's genesis for the providers' public files (in the order given) and the arbiter's public key:
     validators with their declared capacities and delays, the consensus parameters, the builds every node
     must run (this machine's edgepoc, CometBFT, wasmtime, NumPy and Python, overridden by `builds`; none
@@ -1158,6 +1172,8 @@ def build_genesis(providers: list[Path], arbiter: Path | None = None, arbiter_ur
     arbiter_url = _url(ah, ap)
     endpoint(arbiter_url, "arbiter", "the arbiter")
     p = ConsensusParams.from_dict({**asdict(ConsensusParams()), **(params or {})})
+    if workload is not None:
+        p = _with_bounds(params, [d["capacity"] for d in docs], workload)
     from edgepoc.chain.builds import local_builds
 
     pinned = {**local_builds(), **(builds or {})} if pin_builds else {}
