@@ -8,10 +8,8 @@ import numpy as np
 from edgepoc.game.generators import paper
 from edgepoc.models.checkpoint import bundled_path, load_cached
 from edgepoc.models.general.model import embedding
-from edgepoc.models.general.train import (GeneralTrainConfig, _onepass_sampled, dagger_finetune, dagger_sample,
-                                          policy_gradient)
-from edgepoc.models.general.decode import time_scale
 from edgepoc.models.general.decode import onepass, trajectory_features
+from edgepoc.models.general.train import GeneralTrainConfig, dagger_finetune, dagger_sample, policy_gradient
 from edgepoc.solvers.ga import GAConfig, PolicyModel
 
 
@@ -52,13 +50,9 @@ def test_sampled_decode_at_low_temperature_is_the_argmax_decode():
     model, _ = load_cached(None, "teacher")
     emb, head = embedding(model, inst), model.head()
     x_ref, f_ref, _ = onepass(inst, emb, head)
-    x = np.empty(80, dtype=np.int64)
-    f = _onepass_sampled(inst.arrival, inst.ready, inst.processing, np.zeros(3), emb, head.a, head.b, head.w, head.c,
-                         float(head.gain), int(head.horizon), time_scale(inst), np.full(80, 0.5), 1e-9, x)
+    x, f, _ = onepass(inst, emb, head, uniforms=np.full(80, 0.5), temperature=1e-9)
     assert np.array_equal(x, x_ref) and f == f_ref
-    y = np.empty(80, dtype=np.int64)
-    _onepass_sampled(inst.arrival, inst.ready, inst.processing, np.zeros(3), emb, head.a, head.b, head.w, head.c,
-                     float(head.gain), int(head.horizon), time_scale(inst), np.random.default_rng(0).random(80), 10.0, y)
+    y, _, _ = onepass(inst, emb, head, uniforms=np.random.default_rng(0).random(80), temperature=10.0)
     assert not np.array_equal(y, x_ref)  # a high temperature explores
 
 

@@ -112,12 +112,17 @@ def _head_scores(emb_i, dyn, a_mat, b_vec, w_vec, c_vec, gain, scores):
 
 
 @nb.njit(cache=True, nogil=True)
-def _onepass(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec, gain, horizon, scale, x, scores_out):
-    """Decide every task in order; `free` advances in place; `scores_out` (n, K) keeps each step's scores
-    (empty: not kept). Returns the total delay of the decoded allocation (kernel semantics)."""
+def _onepass(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec, gain, horizon, scale, uniforms,
+             temperature, x, scores_out):
+    """Decide every task in order: the best score (ties: the lowest index), or, with `uniforms` (n,) given
+    (empty: not; training's sampled decodes), a draw from softmax(scores / temperature). `free` advances in
+    place; `scores_out` (n, K) keeps each step's scores (empty: not kept). Returns the total delay of the
+    decoded allocation (kernel semantics)."""
     n = arrival.shape[0]
     kk = free.shape[0]
     keep = scores_out.shape[0] > 0
+    sample = uniforms.shape[0] > 0
+    prob = np.empty(kk)
     dyn = np.empty((kk, 8))
     trial = np.empty(kk)
     scratch = np.empty(max(horizon, 1), dtype=np.int64)
@@ -128,12 +133,27 @@ def _onepass(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec, gain, 
     for i in range(n):
         _dyn_features(arrival, ready, proc, free, i, horizon, scale, trial, scratch, cost_short, cost_long, dyn)
         _head_scores(emb[i], dyn, a_mat, b_vec, w_vec, c_vec, gain, scores)
-        best_k = 0
-        best_s = scores[0]
-        for k in range(1, kk):
-            if scores[k] > best_s:
-                best_s = scores[k]
-                best_k = k
+        if sample:
+            top = scores.max()
+            z = 0.0
+            for k in range(kk):
+                prob[k] = np.exp((scores[k] - top) / temperature)
+                z += prob[k]
+            r = uniforms[i] * z
+            best_k = kk - 1
+            acc = 0.0
+            for k in range(kk):
+                acc += prob[k]
+                if r < acc:
+                    best_k = k
+                    break
+        else:
+            best_k = 0
+            best_s = scores[0]
+            for k in range(1, kk):
+                if scores[k] > best_s:
+                    best_s = scores[k]
+                    best_k = k
         if keep:
             for k in range(kk):
                 scores_out[i, k] = scores[k]
@@ -197,9 +217,11 @@ def time_scale(inst: Instance) -> float:
     return s if s > 0 else 1.0
 
 
-def onepass(inst: Instance, emb: np.ndarray, head: Head, free_times=None,
-            keep_scores: bool = False) -> tuple[np.ndarray, float, np.ndarray | None]:
-    """`(assignment, total delay, per-step scores (n, K) or None)` of the one-pass decode."""
+def onepass(inst: Instance, emb: np.ndarray, head: Head, free_times=None, keep_scores: bool = False,
+            uniforms: np.ndarray | None = None,
+            temperature: float = 1.0) -> tuple[np.ndarray, float, np.ndarray | None]:
+    """`(assignment, total delay, per-step scores (n, K) or None)` of the one-pass decode; with `uniforms`
+    (n,) in [0, 1) each step's provider is drawn from softmax(scores / temperature) instead (training)."""
     n, k = inst.n_tasks, inst.n_providers
     emb = np.ascontiguousarray(emb, dtype=np.float64)
     if emb.shape[:2] != (n, k) or emb.shape[2] != head.b.shape[0]:
@@ -207,7 +229,9 @@ def onepass(inst: Instance, emb: np.ndarray, head: Head, free_times=None,
     x = np.empty(n, dtype=np.int64)
     scores = np.empty((n, k) if keep_scores else (0, k))
     total = _onepass(inst.arrival, inst.ready, inst.processing, _free_times(inst, free_times), emb,
-                     head.a, head.b, head.w, head.c, float(head.gain), int(head.horizon), time_scale(inst), x, scores)
+                     head.a, head.b, head.w, head.c, float(head.gain), int(head.horizon), time_scale(inst),
+                     np.empty(0) if uniforms is None else np.ascontiguousarray(uniforms, dtype=np.float64),
+                     float(temperature), x, scores)
     return x, float(total), (scores if keep_scores else None)
 
 

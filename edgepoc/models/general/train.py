@@ -26,7 +26,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numba as nb
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -39,7 +38,7 @@ from edgepoc.game.kernel import completion_time, simulate
 from edgepoc.models.paper.allocation import count_parameters
 from edgepoc.models.checkpoint import save_checkpoint
 from edgepoc.models.general.model import GeneralAllocationModel, GeneralConfig, embedding, student_general_config
-from edgepoc.models.general.decode import N_DYN, Head, _dyn_features, _head_scores, onepass, time_scale, trajectory_features
+from edgepoc.models.general.decode import N_DYN, Head, onepass, time_scale, trajectory_features
 from edgepoc.solvers.rollout import rollout_assignment
 
 FAMILIES = ("paper", "varied", "alibaba", "bursty", "task-delays")
@@ -240,46 +239,6 @@ def dagger_finetune(model_path: str | Path, out: str | Path, cfg: GeneralTrainCo
     return meta
 
 
-@nb.njit(cache=True, nogil=True)
-def _onepass_sampled(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec, gain, horizon, scale, u,
-                     temperature, x):
-    """The one-pass decode with each step's provider drawn from softmax(scores / temperature) (uniforms `u`):
-    training only; the nodes' decode is `edgepoc.models.general.decode._onepass` (argmax). Returns the total delay."""
-    n = arrival.shape[0]
-    kk = free.shape[0]
-    dyn = np.empty((kk, N_DYN))
-    trial = np.empty(kk)
-    scratch = np.empty(max(horizon, 1), dtype=np.int64)
-    cost_short = np.empty(kk)
-    cost_long = np.empty(kk)
-    scores = np.empty(kk)
-    prob = np.empty(kk)
-    total = 0.0
-    for i in range(n):
-        _dyn_features(arrival, ready, proc, free, i, horizon, scale, trial, scratch, cost_short, cost_long, dyn)
-        _head_scores(emb[i], dyn, a_mat, b_vec, w_vec, c_vec, gain, scores)
-        top = scores.max()
-        z = 0.0
-        for k in range(kk):
-            prob[k] = np.exp((scores[k] - top) / temperature)
-            z += prob[k]
-        r = u[i] * z
-        best_k = kk - 1
-        acc = 0.0
-        for k in range(kk):
-            acc += prob[k]
-            if r < acc:
-                best_k = k
-                break
-        x[i] = best_k
-        c = completion_time(free[best_k], ready[i, best_k], proc[i, best_k])
-        free[best_k] = c
-        lat = c - arrival[i]
-        if lat > 0.0:
-            total += lat
-    return total
-
-
 def policy_gradient(model_path: str | Path, out: str | Path, cfg: GeneralTrainConfig, epochs: int = 10,
                     samples: int = 8, temperature: float = 0.3, lr: float = 1e-4, kind: str = "teacher",
                     deadline_s: float | None = None, show: bool = True,
@@ -322,10 +281,7 @@ def policy_gradient(model_path: str | Path, out: str | Path, cfg: GeneralTrainCo
                 head = model.head()
                 xs, fs = [], []
                 for _ in range(samples):
-                    x = np.empty(inst.n_tasks, dtype=np.int64)
-                    f = _onepass_sampled(inst.arrival, inst.ready, inst.processing, np.zeros(inst.n_providers), emb,
-                                         head.a, head.b, head.w, head.c, float(head.gain), int(head.horizon),
-                                         time_scale(inst), rng.random(inst.n_tasks), temperature, x)
+                    x, f, _ = onepass(inst, emb, head, uniforms=rng.random(inst.n_tasks), temperature=temperature)
                     xs.append(x)
                     fs.append(f)
                 fs = np.array(fs)
