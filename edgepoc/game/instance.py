@@ -115,3 +115,10 @@ class Instance:
             provider_ids=[self.provider_ids[j] for j in keep],
             task_ids=list(self.task_ids),
         )
+
+
+def warm_up_instance() -> Instance:
+    """A 4-task, 2-provider instance with the array types of a real one: what every `warm_up()` compiles its
+    Numba code on (outside any clock), so a cold cache does not spend a time budget."""
+    return Instance.create([[1.0], [2.0]], [0.0, 0.01], [0.0, 0.1, 0.2, 0.3], [[0.5], [0.9], [0.4], [0.7]],
+                           name="warm-up")

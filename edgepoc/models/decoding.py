@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from edgepoc.errors import InputError
-from edgepoc.game.instance import Instance
+from edgepoc.game.instance import Instance, warm_up_instance
 from edgepoc.game.kernel import greedy_assignment, simulate, simulate_population
 from edgepoc.models.budget import Budget
 from edgepoc.solvers.localsearch import local_search
@@ -187,7 +187,6 @@ def warm_search() -> None:
     if _SEARCH_WARM:
         return
     _SEARCH_WARM = True
-    inst = Instance.create([[1.0], [2.0]], [0.0, 0.01], [0.0, 0.1, 0.2, 0.3], [[0.5], [0.9], [0.4], [0.7]],
-                           name="warm-up")
+    inst = warm_up_instance()
     g, _ = greedy_assignment(inst)
     search(inst, [("greedy", g), ("greedy", g.astype(np.int8))], uniform_weights(inst), DecodeOptions(budget=Budget.work(4)))

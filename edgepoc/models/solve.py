@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from edgepoc.errors import EdgepocError
-from edgepoc.game.instance import Instance
+from edgepoc.game.instance import Instance, warm_up_instance
 from edgepoc.game.kernel import greedy_assignment
 from edgepoc.models.budget import Budget
 from edgepoc.models.decoding import DEFAULT_SWEEPS, DecodeOptions, search, uniform_weights, warm_search
@@ -48,8 +48,7 @@ def warm_up() -> None:
     if _WARM:
         return
     _WARM = True
-    inst = Instance.create([[1.0], [2.0]], [0.0, 0.01], [0.0, 0.1, 0.2, 0.3], [[0.5], [0.9], [0.4], [0.7]],
-                           name="warm-up")
+    inst = warm_up_instance()
     onepass(inst, np.zeros((4, 2, 2)), Head.rollout_prior(2), keep_scores=True)
     decode_probabilities(inst, np.full((4, 2), 0.5), DecodeOptions("guided"))
     warm_search()

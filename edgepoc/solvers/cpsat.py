@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from edgepoc.errors import InputError
-from edgepoc.game.instance import Instance
+from edgepoc.game.instance import Instance, warm_up_instance
 from edgepoc.game.kernel import greedy_assignment, simulate
 from edgepoc.solvers.bounds import block_bound, trivial_bound
 from edgepoc.solvers.registry import SolveOptions
@@ -101,8 +101,7 @@ def warm_up() -> None:
     from edgepoc.solvers.ga import warm_up as ga_warm_up
 
     ga_warm_up()
-    inst = Instance.create([[1.0], [2.0]], [0.0, 0.01], [0.0, 0.1, 0.2, 0.3], [[0.5], [0.9], [0.4], [0.7]],
-                           name="warm-up")
+    inst = warm_up_instance()
     solve_cpsat(inst, SolveOptions(seconds=1.0, params={"workers": 1, "warm_share": 0.0}))
 
 

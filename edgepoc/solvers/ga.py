@@ -29,7 +29,7 @@ import numpy as np
 from deap import tools
 
 from edgepoc.errors import InputError
-from edgepoc.game.instance import Instance
+from edgepoc.game.instance import Instance, warm_up_instance
 from edgepoc.game.kernel import greedy_assignment, simulate, simulate_population
 from edgepoc.solvers.localsearch import local_search_inplace
 from edgepoc.solvers.registry import SolveOptions
@@ -118,8 +118,7 @@ def warm_up() -> None:
     if _WARM:
         return
     _WARM = True
-    inst = Instance.create([[1.0], [2.0]], [0.0, 0.01], [0.0, 0.1, 0.2, 0.3], [[0.5], [0.9], [0.4], [0.7]],
-                           name="warm-up")
+    inst = warm_up_instance()
     PolicyModel(GAConfig(population=4, elite=1, generations=1), seed=0).solve(inst, np.zeros(2))
 
 

@@ -37,7 +37,7 @@ from typing import Any
 import numba as nb
 import numpy as np
 
-from edgepoc.game.instance import Instance
+from edgepoc.game.instance import Instance, warm_up_instance
 from edgepoc.game.kernel import greedy_assignment
 
 SAFETY = 1.0 - 1e-9
@@ -314,8 +314,7 @@ def warm_up() -> None:
     from edgepoc.solvers.ga import warm_up as ga_warm_up
 
     ga_warm_up()
-    inst = Instance.create([[1.0], [2.0]], [0.0, 0.01], [0.0, 0.1, 0.2, 0.3], [[0.5], [0.9], [0.4], [0.7]],
-                           name="warm-up")
+    inst = warm_up_instance()
     lagrangian_bound(inst, iterations=2)
 
 
