@@ -28,6 +28,19 @@ DEFAULT_HORIZON = 20
 
 
 @nb.njit(cache=True, nogil=True)
+def pilot_cost(arrival, ready, proc, free, k, c, lo, hi, trial, scratch):
+    """The pilot's look-ahead: the task before `lo` completes at `c` on provider `k`, then tasks `lo..hi-1`
+    are completed greedily from the free times `free` (unchanged). Returns their total delay; `trial` is
+    left at the pilot's free times, so a caller can look further from there."""
+    for q in range(free.shape[0]):
+        trial[q] = free[q]
+    trial[k] = c
+    if hi <= lo:
+        return 0.0
+    return _greedy(arrival[lo:hi], ready[lo:hi], proc[lo:hi], trial, scratch[: hi - lo])
+
+
+@nb.njit(cache=True, nogil=True)
 def _rollout(arrival, ready, proc, free, horizon, x):
     """Fill `x` (n,) with the rollout's decisions; `free` (K,) is advanced in place."""
     n = arrival.shape[0]
@@ -44,12 +57,7 @@ def _rollout(arrival, ready, proc, free, horizon, x):
             cost = c - arrival[i]
             if cost < 0.0:
                 cost = 0.0
-            if end > i + 1:
-                for q in range(kk):
-                    trial[q] = free[q]
-                trial[k] = c
-                cost += _greedy(arrival[i + 1:end], ready[i + 1:end], proc[i + 1:end], trial,
-                                scratch[: end - i - 1])
+            cost += pilot_cost(arrival, ready, proc, free, k, c, i + 1, end, trial, scratch)
             if cost < best_cost or (cost == best_cost and c < best_c):
                 best_cost = cost
                 best_c = c

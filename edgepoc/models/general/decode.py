@@ -3,7 +3,7 @@
 One-pass: tasks are decided in arrival order. At task `i`, with the providers' free times `F` that
 the decoder's OWN earlier choices built, every provider `k` gets dynamic features (`DYN_FEATURES`):
 its completion latency if `i` went there now, the queue wait, and the pilot values of the rollout
-method (`i` on `k`, then the next 5 / `horizon` tasks completed greedily with the kernel's `_greedy`),
+method (`i` on `k`, then the next 5 / `horizon` tasks completed greedily: `rollout.pilot_cost`),
 each as a regret against the best provider, in units of the instance's mean processing time. The
 score is
 
@@ -35,6 +35,7 @@ from edgepoc.game.instance import Instance
 from edgepoc.game.kernel import _free_times, _greedy, completion_time, greedy_assignment
 from edgepoc.models.budget import Budget
 from edgepoc.models.decoding import DEFAULT_SWEEPS, DecodeOptions, search
+from edgepoc.solvers.rollout import pilot_cost
 
 DYN_FEATURES = ("lat_regret", "pilot5_regret", "pilot_regret", "wait", "log_lat", "log_lat_regret",
                 "log_pilot_regret", "log_idle")
@@ -59,14 +60,8 @@ def _dyn_features(arrival, ready, proc, free, i, horizon, scale, trial, scratch,
         lat = c - arrival[i]
         if lat < 0.0:
             lat = 0.0
-        for q in range(kk):
-            trial[q] = free[q]
-        trial[k] = c
-        cs = lat
-        if short_end > i + 1:
-            cs += _greedy(arrival[i + 1:short_end], ready[i + 1:short_end], proc[i + 1:short_end], trial,
-                          scratch[: short_end - i - 1])
-        cl = cs
+        cs = lat + pilot_cost(arrival, ready, proc, free, k, c, i + 1, short_end, trial, scratch)
+        cl = cs  # the long pilot continues the short one from its free times
         if long_end > short_end:
             cl += _greedy(arrival[short_end:long_end], ready[short_end:long_end], proc[short_end:long_end], trial,
                           scratch[: long_end - short_end])
