@@ -12,7 +12,7 @@ budget (`decode` "search", the default when no decoder is named, e.g. the arbite
 does not apply. A paper-variant checkpoint (`--model`, fixed K) keeps its own decoders and `seconds`.
 
 A node does not load PyTorch: the bundled models (and any general checkpoint with its `.npz` beside it, or a
-`.npz` named directly) run the NumPy forward pass of `edgepoc.models.portable`; only a checkpoint without
+`.npz` named directly) run the NumPy forward pass of `edgepoc.models.general.portable`; only a checkpoint without
 one (a paper-variant model, or an old general `.pt`) is read with torch.
 """
 
@@ -60,7 +60,7 @@ def make_allocator(method: str = "auto", model: str | None = None, seconds: floa
                    decode: str | None = None) -> tuple[Allocator, str]:
     """`(allocate(instance, free_times) -> assignment, name of the method in use)`.
 
-    `decode`: the decoder of a learned method (`edgepoc.models.decode`), e.g. "guided".
+    `decode`: the decoding strategy of a learned method (`edgepoc.models.decoding.STRATEGIES`), e.g. "guided".
     `probe`: an instance of the chain's shape (`probe_instance`). With "auto" the student is used only if
     it solves the probe, else `fallback` (logged with the reason); an explicitly named method that cannot
     solve the probe is an error at start.

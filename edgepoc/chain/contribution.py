@@ -22,6 +22,7 @@ import numba as nb
 import numpy as np
 
 from edgepoc.game.instance import Instance
+from edgepoc.game.kernel import completion_time
 
 
 @nb.njit(cache=True, nogil=True)
@@ -36,10 +37,7 @@ def _coalition_value(arrival, ready, proc, free0, l_cloud, mask, choice):
         best_k = -1
         for k in range(kk):
             if (mask >> k) & 1:
-                s = ready[i, k]
-                if free[k] > s:
-                    s = free[k]
-                c = s + proc[i, k]
+                c = completion_time(free[k], ready[i, k], proc[i, k])  # the kernel's queue step, inlined
                 if c < best_c:
                     best_c = c
                     best_k = k
