@@ -13,6 +13,7 @@ the same run as CometBFT before it was removed (commit 384e3c0, results/bench_ch
 runs carry that row over, marked as recorded then.
 
     python benchmarks/bench_chain.py [--nodes 4 7 10] [--rates 1500 3000 6000 10000] [--seconds 6]
+                                     [--vote-extensions-baseline]
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from edgepoc.chain.crypto import SigningKey
 from edgepoc.chain.httpapi import HttpClient
 
 RESULTS = Path(__file__).parent / "results"
+NO_VE = "cometbft, no vote extensions"
 P95_LIMIT = 2.0
 
 
@@ -62,12 +64,11 @@ def _cpu(pid_file: Path) -> float:
 class Engine:
     """The CometBFT network: its module, the wire form (client-signed batches), the processes."""
 
-    name = "cometbft"
-
-    def __init__(self):
+    def __init__(self, name: str = "cometbft", extra: dict | None = None):
         from edgepoc.chain.abci import network
 
         self.network = network
+        self.name, self.extra = name, dict(extra or {})
 
     def init(self, folder: Path, n: int, cfg: BenchConfig) -> dict:
         params = {"max_block_tasks": cfg.max_block_tasks, "allocator": cfg.allocator, "timeout_commit": 0.05,
@@ -77,7 +78,7 @@ class Engine:
                   # tasks are far heavier than the simulated providers can serve at these rates, so admission
                   # control (which would answer most of them "busy") is opened wide here and says so.
                   "max_backlog": 1e9, "max_client_backlog": 1e9, "max_client_block_seconds": 1e9,
-                  "max_client_pending": 10**7}
+                  "max_client_pending": 10**7, **self.extra}
         return self.network.init_network(folder, n, 0, seed=cfg.seed, params=params)
 
     def items(self, key: SigningKey, chain_id: str, count: int, nonce0: int, per: int, arrival: float, seed: int):
@@ -209,6 +210,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=200)
     ap.add_argument("--allocator", default="auto")
     ap.add_argument("--out", type=Path, default=RESULTS / "bench_chain.md")
+    ap.add_argument("--vote-extensions-baseline", action="store_true",
+                    help="Also run each size with vote extensions off (vote_extensions_height 0), in the same run, "
+                         "and print what the mempool reports cost")
     args = ap.parse_args()
     cfg = BenchConfig(nodes=args.nodes, rates=args.rates, seconds=args.seconds, batch=args.batch,
                       allocator=args.allocator)
@@ -222,6 +226,8 @@ def main() -> None:
                  for r in old.get("runs", []) if r["engine"].startswith("homemade")]
     for n in cfg.nodes:
         runs.append(run_engine(Engine(), n, cfg, cfg.rates, log))
+        if args.vote_extensions_baseline:
+            runs.append(run_engine(Engine(NO_VE, {"vote_extensions_height": 0}), n, cfg, cfg.rates, log))
     load = os.getloadavg()[0]
     lines = [f"# PoC chain on loopback ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
              f"{time.strftime('%Y-%m-%d')})", "",
@@ -244,6 +250,12 @@ def main() -> None:
         ratio = f"{r['saturation_per_s'] / base['saturation_per_s']:.2f}x" if base else "-"
         lines.append(f"| {r['engine']} | {r['nodes']} | {r['saturation_per_s']:.0f} | {'yes' if r['saturated'] else 'no'} | "
                      f"{ratio} | {bound_of(r['levels'][-1])} |")
+    for r in runs:
+        off = next((o for o in runs if o["engine"] == NO_VE and o["nodes"] == r["nodes"]), None)
+        if r["engine"] == "cometbft" and off:
+            lines.append(f"\nVote extensions (mempool reports, censorship rule) at {r['nodes']} nodes: saturation "
+                         f"{r['saturation_per_s']:.0f} vs {off['saturation_per_s']:.0f} tasks/s without, ratio "
+                         f"{r['saturation_per_s'] / max(off['saturation_per_s'], 1e-9):.2f}")
     four = next((r for r in runs if r["engine"] == "cometbft" and r["nodes"] == 4), None)
     ten = next((r for r in runs if r["engine"] == "cometbft" and r["nodes"] == 10), None)
     targets = []
