@@ -202,3 +202,38 @@ def test_reports_are_due_only_after_the_height_extensions_start(tmp_path, vote_e
             fake = wire.Reports(h - 1, []).tx()
             assert n.process([fake], ext) == REJECT, "reports before they are due"
         n.height(txs, ext)
+
+
+def test_fuzz_vote_extensions_and_reports_never_raise(tmp_path_factory):
+    """Random bytes and mutated JSON as a vote extension (VerifyVoteExtension) and as a block's reports
+    (ProcessProposal): always an answer, never an exception; and a valid report still verifies after."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    n = Net(tmp_path_factory.mktemp("fuzz"))
+    n.height(n.prepare([]))
+    ext = n.extended_commit({i: n.report(i, 1, []) for i in range(4)})
+    good = json.loads(n.prepare([], ext)[0])
+    ok = pb.VERIFY_VOTE_EXTENSION_STATUS_ACCEPT
+    addr = bytes.fromhex(n.g.validators[0].address)
+
+    def verify(raw: bytes) -> int:
+        return n.h.app.verify_vote_extension(pb.VerifyVoteExtensionRequest(
+            hash=b"x" * 32, validator_address=addr, height=1, vote_extension=raw)).status
+
+    leaves = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=False, allow_infinity=False),
+                       st.text(max_size=70))
+    values = st.recursive(leaves, lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=10), c, max_size=4),
+                          max_leaves=20)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(raw=st.binary(max_size=300), field=st.sampled_from(["height", "reports", "type", "extra"]), value=values)
+    def run(raw, field, value):
+        assert verify(raw) != ok
+        mutated = {**good, field: value}
+        assert n.process([canonical(mutated)], ext) in (ACCEPT, REJECT)
+        r0 = {**good["reports"][0], field: value}
+        assert verify(canonical(r0)) != ok or r0 == good["reports"][0]
+
+    run()
+    assert verify(n.report(0, 1, [])) == ok and n.process(n.prepare([], ext), ext) == ACCEPT
