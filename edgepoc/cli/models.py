@@ -202,13 +202,26 @@ def train_general_cmd(
     hidden: int = typer.Option(64, help="Task encoder (GNN) width."),
     gnn_layers: int = typer.Option(3),
     threads: int = typer.Option(1, help="Torch CPU threads."),
+    time_scale: str = typer.Option("mean", help="Unit of every time feature: the instance's 'mean' processing "
+                                                "time (the bundled models) or its 'median' (robust to heavy tails)."),
+    dyn_input: str = typer.Option("linear", help="What the head's tanh layer sees of the dynamic features: "
+                                                 "'linear' (the bundled models) or 'log' (sign(v) log(1+|v|))."),
+    head_prior: str = typer.Option("pilot", help="The head's linear term starts at minus the pilot regret "
+                                                 "('pilot', the bundled models) or minus its log ('log_pilot')."),
 ) -> None:
     """Train the general teacher (any K and R): GA labels, imitation, then ES on f(x); prints a JSON summary.
 
     With --data, one's own labelled instances (the data sets `train` reads) replace the generated mix
     and its GA labels; their labels are imitated, then ES fine-tunes on f(x) as usual."""
-    from edgepoc.models.general.train import GeneralTrainConfig, train_general
+    from edgepoc.models.general.decode import DYN_INPUTS, SCALE_RULES
+    from edgepoc.models.general.train import HEAD_PRIORS, GeneralTrainConfig, train_general
 
+    if head_prior not in HEAD_PRIORS:
+        raise InputError(f"--head-prior: expected one of {', '.join(HEAD_PRIORS)}, got {head_prior!r}")
+    if time_scale not in SCALE_RULES:
+        raise InputError(f"--time-scale: expected one of {', '.join(SCALE_RULES)}, got {time_scale!r}")
+    if dyn_input not in DYN_INPUTS:
+        raise InputError(f"--dyn-input: expected one of {', '.join(DYN_INPUTS)}, got {dyn_input!r}")
     if min(count, val_count, es_pairs) < 1 or min(imitation_epochs, es_generations) < 0:
         raise InputError("train-general: counts and pairs must be >= 1, epochs and generations >= 0")
     if test_data is not None and data is None:
@@ -222,7 +235,8 @@ def train_general_cmd(
         count, val_count = len(train), len(test)
     cfg = GeneralTrainConfig(seed=seed, count=count, val_count=val_count, imitation_epochs=imitation_epochs,
                              es_generations=es_generations, es_pairs=es_pairs, hidden=hidden, gnn_layers=gnn_layers,
-                             threads=threads)
+                             threads=threads, time_scale=time_scale,
+                             dyn_input=dyn_input, head_prior=head_prior)
     print_json(train_general(out, cfg, data=own, data_record=record))
 
 

@@ -7,7 +7,10 @@ method (`i` on `k`, then the next 5 / `horizon` tasks completed greedily: `rollo
 each as a regret against the best provider, in units of the instance's mean processing time. The
 score is
 
-    score_ik = w . tanh(gain * E_ik + A dyn_ik + b) + c . dyn_ik
+    score_ik = w . tanh(gain * E_ik + A t(dyn_ik) + b) + c . dyn_ik
+
+(`t`: the identity, or with `Head.dyn_input == "log"` sign(v) log(1 + |v|); the time unit is the
+instance's mean processing time, or with `Head.scale == "median"` its median: options, off by default)
 
 where `E_ik` (n, K, H) is the static pair embedding computed once by the torch encoders (task GNN,
 provider set encoder) and `(A, b, w, c, gain)` is the small dynamic head. The task goes to the best
@@ -43,6 +46,15 @@ N_DYN = len(DYN_FEATURES)
 PILOT_INDEX = DYN_FEATURES.index("pilot_regret")
 DEFAULT_HORIZON = 20
 SHORT_HORIZON = 5
+# The unit every time feature is measured in (`time_scale`): "mean" processing time (the default, what the
+# bundled models use) or "median" (robust to heavy tails: on Alibaba trace windows the mean is ~5x the
+# typical task's time, so a typical task's features sit near 0 and a few long tasks set the unit).
+SCALE_RULES = ("mean", "median")
+# What the head's tanh layer sees of the dynamic features: "linear" (the default, the bundled models) or "log",
+# sign(v) log(1 + |v|). On Alibaba windows the linear features reach 50-80 (99th percentile; 5-10 on `paper`),
+# half the tanh units of the bundled head saturate there and the linear pilot term swamps the learned
+# correction; "log" keeps the tanh's inputs bounded. The linear term c . dyn (the rollout prior) is unchanged.
+DYN_INPUTS = ("linear", "log")
 
 
 @nb.njit(cache=True, nogil=True)
@@ -89,8 +101,9 @@ def _dyn_features(arrival, ready, proc, free, i, horizon, scale, trial, scratch,
 
 
 @nb.njit(cache=True, nogil=True)
-def _head_scores(emb_i, dyn, a_mat, b_vec, w_vec, c_vec, gain, scores):
-    """scores[k] = w . tanh(gain * emb_i[k] + A dyn[k] + b) + c . dyn[k]."""
+def _head_scores(emb_i, dyn, a_mat, b_vec, w_vec, c_vec, gain, log_input, tdyn, scores):
+    """scores[k] = w . tanh(gain * emb_i[k] + A t(dyn[k]) + b) + c . dyn[k], where t is the identity or, with
+    `log_input`, sign(v) log(1 + |v|) (`tdyn`: scratch (N_DYN,))."""
     kk = dyn.shape[0]
     hh = b_vec.shape[0]
     nd = dyn.shape[1]
@@ -98,16 +111,26 @@ def _head_scores(emb_i, dyn, a_mat, b_vec, w_vec, c_vec, gain, scores):
         total = 0.0
         for d in range(nd):
             total += c_vec[d] * dyn[k, d]
-        for h in range(hh):
-            z = gain * emb_i[k, h] + b_vec[h]
+        if log_input:
             for d in range(nd):
-                z += a_mat[h, d] * dyn[k, d]
-            total += w_vec[h] * np.tanh(z)
+                v = dyn[k, d]
+                tdyn[d] = np.log1p(v) if v >= 0.0 else -np.log1p(-v)
+            for h in range(hh):
+                z = gain * emb_i[k, h] + b_vec[h]
+                for d in range(nd):
+                    z += a_mat[h, d] * tdyn[d]
+                total += w_vec[h] * np.tanh(z)
+        else:
+            for h in range(hh):
+                z = gain * emb_i[k, h] + b_vec[h]
+                for d in range(nd):
+                    z += a_mat[h, d] * dyn[k, d]
+                total += w_vec[h] * np.tanh(z)
         scores[k] = total
 
 
 @nb.njit(cache=True, nogil=True)
-def _onepass(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec, gain, horizon, scale, uniforms,
+def _onepass(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec, gain, log_input, horizon, scale, uniforms,
              temperature, x, scores_out):
     """Decide every task in order: the best score (ties: the lowest index), or, with `uniforms` (n,) given
     (empty: not; training's sampled decodes), a draw from softmax(scores / temperature). `free` advances in
@@ -124,10 +147,11 @@ def _onepass(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec, gain, 
     cost_short = np.empty(kk)
     cost_long = np.empty(kk)
     scores = np.empty(kk)
+    tdyn = np.empty(dyn.shape[1])
     total = 0.0
     for i in range(n):
         _dyn_features(arrival, ready, proc, free, i, horizon, scale, trial, scratch, cost_short, cost_long, dyn)
-        _head_scores(emb[i], dyn, a_mat, b_vec, w_vec, c_vec, gain, scores)
+        _head_scores(emb[i], dyn, a_mat, b_vec, w_vec, c_vec, gain, log_input, tdyn, scores)
         if sample:
             top = scores.max()
             z = 0.0
@@ -186,13 +210,15 @@ class Head:
     c: np.ndarray  # (N_DYN,)
     gain: float = 1.0
     horizon: int = DEFAULT_HORIZON
+    scale: str = "mean"  # the time unit of the dynamic features (`time_scale`; not a weight)
+    dyn_input: str = "linear"  # what the tanh sees of the dynamic features: "linear" or "log" (`DYN_INPUTS`)
 
     @classmethod
-    def rollout_prior(cls, hidden: int, horizon: int = DEFAULT_HORIZON) -> "Head":
+    def rollout_prior(cls, hidden: int, horizon: int = DEFAULT_HORIZON, scale: str = "mean") -> "Head":
         """All corrections zero: the decode is the rollout method's choice (pilot regret)."""
         c = np.zeros(N_DYN)
         c[PILOT_INDEX] = -1.0
-        return cls(np.zeros((hidden, N_DYN)), np.zeros(hidden), np.zeros(hidden), c, 1.0, horizon)
+        return cls(np.zeros((hidden, N_DYN)), np.zeros(hidden), np.zeros(hidden), c, 1.0, horizon, scale)
 
     def flat(self) -> np.ndarray:
         return np.concatenate([self.a.ravel(), self.b, self.w, self.c, [self.gain]])
@@ -204,11 +230,17 @@ class Head:
         b = v[o:o + h]; o += h
         w = v[o:o + h]; o += h
         c = v[o:o + nd]; o += nd
-        return Head(np.ascontiguousarray(a), b.copy(), w.copy(), c.copy(), float(v[o]), self.horizon)
+        return Head(np.ascontiguousarray(a), b.copy(), w.copy(), c.copy(), float(v[o]), self.horizon, self.scale,
+                    self.dyn_input)
 
 
-def time_scale(inst: Instance) -> float:
-    s = float(inst.processing.mean()) if inst.n_tasks else 1.0
+def time_scale(inst: Instance, rule: str = "mean") -> float:
+    """The instance's time unit: the mean (default) or the median of its processing times (`SCALE_RULES`)."""
+    if rule not in SCALE_RULES:
+        raise InputError(f"time scale: expected one of {', '.join(SCALE_RULES)}, got {rule!r}")
+    if not inst.n_tasks:
+        return 1.0
+    s = float(inst.processing.mean()) if rule == "mean" else float(np.median(inst.processing))
     return s if s > 0 else 1.0
 
 
@@ -224,17 +256,19 @@ def onepass(inst: Instance, emb: np.ndarray, head: Head, free_times=None, keep_s
     x = np.empty(n, dtype=np.int64)
     scores = np.empty((n, k) if keep_scores else (0, k))
     total = _onepass(inst.arrival, inst.ready, inst.processing, _free_times(inst, free_times), emb,
-                     head.a, head.b, head.w, head.c, float(head.gain), int(head.horizon), time_scale(inst),
+                     head.a, head.b, head.w, head.c, float(head.gain), head.dyn_input == "log", int(head.horizon),
+                     time_scale(inst, head.scale),
                      np.empty(0) if uniforms is None else np.ascontiguousarray(uniforms, dtype=np.float64),
                      float(temperature), x, scores)
     return x, float(total), (scores if keep_scores else None)
 
 
-def trajectory_features(inst: Instance, x: np.ndarray, horizon: int = DEFAULT_HORIZON, free_times=None) -> np.ndarray:
+def trajectory_features(inst: Instance, x: np.ndarray, horizon: int = DEFAULT_HORIZON, free_times=None,
+                        scale: str = "mean") -> np.ndarray:
     """(n, K, N_DYN) dynamic features along allocation `x` (what the decoder would see following it)."""
     out = np.empty((inst.n_tasks, inst.n_providers, N_DYN))
     _trajectory_features(inst.arrival, inst.ready, inst.processing, _free_times(inst, free_times),
-                         np.ascontiguousarray(x, dtype=np.int64), int(horizon), time_scale(inst), out)
+                         np.ascontiguousarray(x, dtype=np.int64), int(horizon), time_scale(inst, scale), out)
     return out
 
 

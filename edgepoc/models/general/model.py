@@ -84,10 +84,11 @@ class GeneralAllocationModel(nn.Module):
         self.head_gain = nn.Parameter(torch.ones(()))
 
     def inputs(self, inst: Instance) -> dict[str, torch.Tensor]:
-        return {"tasks": torch.from_numpy(task_features(inst)),
+        r = self.config.time_scale
+        return {"tasks": torch.from_numpy(task_features(inst, r)),
                 "edges": window_edges(inst.n_tasks, self.config.edge_window),
-                "providers": torch.from_numpy(provider_features(inst)),
-                "pairs": torch.from_numpy(pair_features(inst))}
+                "providers": torch.from_numpy(provider_features(inst, r)),
+                "pairs": torch.from_numpy(pair_features(inst, r))}
 
     def embed_inputs(self, tasks, edges, providers, pairs) -> torch.Tensor:
         h = self.tasks(tasks, edges)  # (n, hidden)
@@ -102,14 +103,16 @@ class GeneralAllocationModel(nn.Module):
 
     def scores(self, emb: torch.Tensor, dyn: torch.Tensor) -> torch.Tensor:
         """The head in torch (training): emb (n, K, H), dyn (n, K, N_DYN) -> (n, K)."""
-        z = torch.tanh(self.head_gain * emb + dyn @ self.head_a.T + self.head_b)
+        t = dyn if self.config.dyn_input == "linear" else torch.sign(dyn) * torch.log1p(dyn.abs())
+        z = torch.tanh(self.head_gain * emb + t @ self.head_a.T + self.head_b)
         return z @ self.head_w + dyn @ self.head_c
 
     def head(self) -> Head:
         """The head's weights as float64 arrays for the compiled decoder."""
         f = lambda t: t.detach().double().numpy().copy()  # noqa: E731
         return Head(f(self.head_a), f(self.head_b), f(self.head_w), f(self.head_c),
-                    float(self.head_gain.detach()), self.config.horizon)
+                    float(self.head_gain.detach()), self.config.horizon, self.config.time_scale,
+                    self.config.dyn_input)
 
     def set_head(self, head: Head) -> None:
         with torch.no_grad():

@@ -60,6 +60,8 @@ class GeneralConfig:
     head_hidden: int = 16
     horizon: int = DEFAULT_HORIZON
     variant: str = "general"
+    time_scale: str = "mean"  # unit of every time feature (decode.SCALE_RULES); older checkpoints: "mean"
+    dyn_input: str = "linear"  # the head's tanh input (decode.DYN_INPUTS); older checkpoints: "linear"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,10 +80,10 @@ def student_general_config(hidden: int = 12, provider_hidden: int = 8, pair_hidd
 # ------------------------------------------------------------------------------------------- features
 
 
-def task_features(inst: Instance) -> np.ndarray:
+def task_features(inst: Instance, scale_rule: str = "mean") -> np.ndarray:
     """(n, TASK_DIM) float32, unit-free (times / mean processing time), no K or R in the shape."""
     n = inst.n_tasks
-    scale = time_scale(inst)
+    scale = time_scale(inst, scale_rule)
     p = inst.processing / scale
     d = inst.delays / scale
     a = inst.arrival / scale
@@ -95,9 +97,9 @@ def task_features(inst: Instance) -> np.ndarray:
     return np.ascontiguousarray(np.stack(cols, axis=1), dtype=np.float32)
 
 
-def provider_features(inst: Instance) -> np.ndarray:
+def provider_features(inst: Instance, scale_rule: str = "mean") -> np.ndarray:
     """(K, PROVIDER_DIM) float32: relative speed, share of the market's rate, delay, capacity shape, 1/K."""
-    scale = time_scale(inst)
+    scale = time_scale(inst, scale_rule)
     k = inst.n_providers
     rate = scale / np.maximum(inst.processing.mean(0), 1e-12)
     cap = inst.capacity / inst.capacity.mean()
@@ -106,9 +108,9 @@ def provider_features(inst: Instance) -> np.ndarray:
     return np.ascontiguousarray(np.stack(cols, axis=1), dtype=np.float32)
 
 
-def pair_features(inst: Instance) -> np.ndarray:
+def pair_features(inst: Instance, scale_rule: str = "mean") -> np.ndarray:
     """(n, K, PAIR_DIM) float32: p_ik and delta_ik, each absolute and relative to the task's best provider."""
-    scale = time_scale(inst)
+    scale = time_scale(inst, scale_rule)
     p = inst.processing / scale
     d = inst.delays / scale
     rank = p.argsort(1).argsort(1) / max(inst.n_providers - 1, 1)
@@ -224,12 +226,14 @@ class PortableModel:
 
     def embed(self, inst: Instance) -> np.ndarray:
         """The static pair embedding E (n, K, head_hidden), float64, bit-identical on every machine."""
-        return self.embed_inputs(task_features(inst), provider_features(inst), pair_features(inst))
+        r = self.config.time_scale
+        return self.embed_inputs(task_features(inst, r), provider_features(inst, r), pair_features(inst, r))
 
     def head(self) -> Head:
         w = self.weights
         return Head(w["head_a"].copy(), w["head_b"].copy(), w["head_w"].copy(), w["head_c"].copy(),
-                    float(w["head_gain"]), self.config.horizon)
+                    float(w["head_gain"]), self.config.horizon, self.config.time_scale,
+                    self.config.dyn_input)
 
 
 def as_portable(model) -> PortableModel:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,13 +32,14 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from edgepoc.errors import InputError
 from edgepoc.game.generators import alibaba, paper, varied
 from edgepoc.game.instance import Instance
 from edgepoc.game.kernel import completion_time, simulate
 from edgepoc.models.paper.allocation import count_parameters
 from edgepoc.models.checkpoint import save_checkpoint
 from edgepoc.models.general.model import GeneralAllocationModel, GeneralConfig, embedding, student_general_config
-from edgepoc.models.general.decode import N_DYN, Head, onepass, time_scale, trajectory_features
+from edgepoc.models.general.decode import DYN_FEATURES, N_DYN, Head, onepass, time_scale, trajectory_features
 from edgepoc.solvers.rollout import rollout_assignment
 
 FAMILIES = ("paper", "varied", "alibaba", "bursty", "task-delays")
@@ -103,6 +104,11 @@ class GeneralTrainConfig:
     hidden: int = 64
     gnn_layers: int = 3
     label_generations: int | None = None  # GA generation budget (None: its default)
+    time_scale: str = "mean"  # unit of the time features: "mean" (bundled) or "median" processing time
+    dyn_input: str = "linear"  # the head's tanh input: "linear" (bundled) or "log" (bounded; decode.DYN_INPUTS)
+    head_prior: str = "pilot"  # the head's linear term starts at minus the pilot regret ("pilot", bundled) or
+    # minus its log ("log_pilot"): the same rollout decisions (log1p is monotone), on a scale the bounded
+    # tanh correction can match on heavy-tailed windows, where the linear pilot regret reaches 50+
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -168,7 +174,7 @@ def dagger_sample(inst: Instance, emb: np.ndarray, head: Head, seed: int, segmen
 
     n, kk = inst.n_tasks, inst.n_providers
     x_m, _, _ = onepass(inst, emb, head)
-    scale = time_scale(inst)
+    scale = time_scale(inst, head.scale)
     dyn = np.empty((n, kk, N_DYN))
     labels = np.empty(n, dtype=np.int64)
     free = np.zeros(kk)
@@ -292,7 +298,8 @@ def policy_gradient(model_path: str | Path, out: str | Path, cfg: GeneralTrainCo
                 spread.append(float(fs.std() / base))
                 loss = 0.0
                 for x, a in zip(xs, adv):
-                    dyn = torch.from_numpy(trajectory_features(inst, x, model.config.horizon)).float()
+                    dyn = torch.from_numpy(trajectory_features(inst, x, model.config.horizon,
+                                                               scale=model.config.time_scale)).float()
                     logp = F.log_softmax(model.scores(emb_t, dyn) / temperature, 1)
                     loss = loss - float(a) * logp[torch.arange(inst.n_tasks), torch.from_numpy(x)].sum()
                 opt.zero_grad()
@@ -337,7 +344,8 @@ def imitation(model: GeneralAllocationModel, instances: list[Instance], targets:
             soft.append(None)
             continue
         x = t[0] if kl_temperature else t
-        dyn.append(torch.from_numpy(trajectory_features(inst, x, model.config.horizon)).float())
+        dyn.append(torch.from_numpy(trajectory_features(inst, x, model.config.horizon,
+                                                        scale=model.config.time_scale)).float())
         labels.append(torch.as_tensor(np.asarray(x), dtype=torch.long))
         soft.append(torch.from_numpy(np.asarray(t[1])).float() if kl_temperature else None)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -410,6 +418,18 @@ def evolve_head(model: GeneralAllocationModel, train: Evaluator, val: Evaluator,
     return best
 
 
+HEAD_PRIORS = {"pilot": "pilot_regret", "log_pilot": "log_pilot_regret"}
+
+
+def set_head_prior(model: GeneralAllocationModel, prior: str) -> None:
+    """Start the head's linear term at minus one dynamic feature (`HEAD_PRIORS`), every other weight unchanged."""
+    if prior not in HEAD_PRIORS:
+        raise InputError(f"head prior: expected one of {', '.join(HEAD_PRIORS)}, got {prior!r}")
+    with torch.no_grad():
+        model.head_c.zero_()
+        model.head_c[DYN_FEATURES.index(HEAD_PRIORS[prior])] = -1.0
+
+
 def train_general(out: str | Path, cfg: GeneralTrainConfig, show: bool = True,
                   data: tuple[list[Instance], list[np.ndarray], list[Instance]] | None = None,
                   data_record: dict | None = None) -> dict:
@@ -439,7 +459,9 @@ def train_general(out: str | Path, cfg: GeneralTrainConfig, show: bool = True,
             labels = ga_labels(train_inst, cfg.seed, cfg.label_generations, show)
             np.savez_compressed(labels_path, **{f"x{i}": x.astype(np.int8) for i, x in enumerate(labels)})
     t_labels = time.perf_counter() - t0
-    model = GeneralAllocationModel(GeneralConfig(hidden=cfg.hidden, gnn_layers=cfg.gnn_layers))
+    model = GeneralAllocationModel(GeneralConfig(hidden=cfg.hidden, gnn_layers=cfg.gnn_layers,
+                                                 time_scale=cfg.time_scale, dyn_input=cfg.dyn_input))
+    set_head_prior(model, cfg.head_prior)
     train_eval, val_eval = Evaluator(train_inst), Evaluator(val_inst)
     log: list[dict] = []
     imit = imitation(model, train_inst, labels, cfg.imitation_epochs, cfg.lr, rng, val_eval, show, log=log)
@@ -474,9 +496,12 @@ def distill_general(teacher_path: str | Path, out: str | Path, cfg: GeneralTrain
     for inst in train_inst:
         x, _, s = onepass(inst, embedding(teacher, inst, exact=False), teacher.head(), keep_scores=True)
         targets.append((x, s))
-    model = GeneralAllocationModel(student or student_general_config())
+    student = replace(student or student_general_config(), time_scale=teacher.config.time_scale,  # same units
+                      dyn_input=teacher.config.dyn_input)
+    model = GeneralAllocationModel(student)
     model.set_head(Head(np.zeros_like(model.head().a), *[np.zeros_like(a) for a in (model.head().b, model.head().w)],
-                        teacher.head().c.copy(), 1.0, teacher.config.horizon))
+                        teacher.head().c.copy(), 1.0, teacher.config.horizon, teacher.config.time_scale,
+                        teacher.config.dyn_input))
     train_eval, val_eval = Evaluator(train_inst), Evaluator(val_inst)
     val_eval.refresh(teacher)
     teacher_val = float(val_eval.ratios(teacher.head()).mean())

@@ -1,0 +1,115 @@
+"""The general model's feature options (issue 18 item 4), both off by default (the bundled models):
+`GeneralConfig.time_scale` ("mean" processing time, or "median") and `GeneralConfig.dyn_input` (the head's
+tanh sees the dynamic features "linear", or "log": sign(v) log(1 + |v|)). Each option travels in the
+checkpoint and the `.npz`, and the NumPy path stays bit-identical to the torch-loaded one."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from edgepoc.errors import InputError
+from edgepoc.game.generators import alibaba, paper
+from edgepoc.models.checkpoint import bundled_path, load_model, save_checkpoint
+import torch
+
+from edgepoc.models.general.decode import DYN_INPUTS, SCALE_RULES, onepass, time_scale, trajectory_features
+from edgepoc.models.general.model import GeneralConfig, embedding
+from edgepoc.models.general.portable import load_portable, task_features
+from edgepoc.models.general.train import GeneralTrainConfig
+from edgepoc.solvers.registry import SolveOptions, solve
+from tests.models.test_portable import CONFIGS, random_model
+
+
+def test_default_is_the_mean_and_the_bundled_models_keep_it():
+    assert GeneralConfig().time_scale == "mean" and GeneralTrainConfig().time_scale == "mean"
+    assert GeneralConfig().dyn_input == "linear" and GeneralTrainConfig().dyn_input == "linear"
+    assert SCALE_RULES == ("mean", "median") and DYN_INPUTS == ("linear", "log")
+    for kind in ("teacher", "student"):
+        model, _ = load_model(bundled_path(kind), kind)
+        assert model.config.time_scale == "mean" and model.head().scale == "mean"
+        assert model.config.dyn_input == "linear" and model.head().dyn_input == "linear"
+        h = load_portable(bundled_path(kind), kind).head()
+        assert h.scale == "mean" and h.dyn_input == "linear"
+
+
+def test_time_scale_rules():
+    inst = alibaba(3000, 0, n_tasks=200, providers=3)
+    assert time_scale(inst) == float(inst.processing.mean())
+    assert time_scale(inst, "median") == float(np.median(inst.processing))
+    assert time_scale(inst, "median") < 0.5 * time_scale(inst)  # heavy tail: the mean is far above a typical task
+    with pytest.raises(InputError):
+        time_scale(inst, "max")
+    a, b = task_features(inst), task_features(inst, "median")
+    assert a.shape == b.shape and not np.array_equal(a, b)
+    x = solve(inst, "greedy", SolveOptions()).assignment
+    assert np.allclose(trajectory_features(inst, x, scale="median")[..., 0] * time_scale(inst, "median"),
+                       trajectory_features(inst, x)[..., 0] * time_scale(inst))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=["student", "teacher"])
+def test_a_median_model_round_trips_and_numpy_equals_torch(config, tmp_path):
+    config = replace(config, time_scale="median")
+    model = random_model(3, config)
+    save_checkpoint(tmp_path / "m.pt", model)
+    loaded, _ = load_model(tmp_path / "m.pt", config.kind)
+    portable = load_portable(tmp_path / "m.pt", config.kind)
+    assert loaded.config.time_scale == "median" and portable.config.time_scale == "median"
+    for inst in (alibaba(3001, 1, n_tasks=120, providers=4), paper(3002, 0, n_tasks=80, providers=3)):
+        emb = embedding(model, inst)
+        assert np.array_equal(emb, portable.embed(inst))
+        h = portable.head()
+        assert h.scale == "median" and model.head().scale == "median"
+        x1, f1, _ = onepass(inst, emb, model.head())
+        x2, f2, _ = onepass(inst, portable.embed(inst), h)
+        assert np.array_equal(x1, x2) and f1 == f2
+        # the unit matters: the same weights in mean units decode from other features
+        mean_model = random_model(3, replace(config, time_scale="mean"))
+        assert not np.array_equal(emb, embedding(mean_model, inst)) or inst.n_tasks == 0
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=["student", "teacher"])
+def test_log_dyn_input_round_trips_and_the_compiled_head_equals_torch(config, tmp_path):
+    config = replace(config, dyn_input="log")
+    model = random_model(5, config)
+    save_checkpoint(tmp_path / "m.pt", model)
+    portable = load_portable(tmp_path / "m.pt", config.kind)
+    assert load_model(tmp_path / "m.pt", config.kind)[0].config.dyn_input == "log"
+    inst = alibaba(3003, 2, n_tasks=150, providers=3)
+    emb = embedding(model, inst)
+    assert np.array_equal(emb, portable.embed(inst))
+    head = portable.head()
+    assert head.dyn_input == "log" and head.with_flat(head.flat()).dyn_input == "log"
+    x, f, scores = onepass(inst, emb, head, keep_scores=True)
+    assert np.array_equal(x, onepass(inst, emb, model.head())[0])
+    # the compiled head's scores along its own decode are the torch head's (float64)
+    dyn = torch.from_numpy(trajectory_features(inst, x, head.horizon))
+    with torch.no_grad():
+        ref = model.double().scores(torch.from_numpy(emb), dyn).numpy()
+    assert np.allclose(scores, ref, rtol=1e-10, atol=1e-10)
+    # and "log" is not "linear": the same weights score differently on a heavy-tailed window
+    lin = onepass(inst, emb, replace(head, dyn_input="linear"), keep_scores=True)[2]
+    assert not np.allclose(scores, lin)
+
+
+def test_the_log_pilot_prior_is_still_the_rollout_method():
+    """`head_prior="log_pilot"`: minus log(1 + pilot regret) ranks providers as minus the regret does (up to
+    near-ties that the log rounds together: the same total delay here)."""
+    from edgepoc.game.kernel import simulate
+    from edgepoc.models.general.model import GeneralAllocationModel
+    from edgepoc.models.general.train import set_head_prior
+    from edgepoc.solvers.rollout import rollout_assignment
+
+    model = GeneralAllocationModel(GeneralConfig(hidden=8, gnn_layers=1, provider_hidden=4, pair_hidden=8,
+                                                 head_hidden=4))
+    set_head_prior(model, "log_pilot")
+    head = model.head()
+    assert head.c[6] == -1.0 and np.count_nonzero(head.c) == 1 and not head.w.any()
+    for inst in (alibaba(3004, 0, n_tasks=300, providers=4), paper(3005, 0, n_tasks=200, providers=5)):
+        x, total, _ = onepass(inst, np.zeros((inst.n_tasks, inst.n_providers, 4)), head)
+        r = rollout_assignment(inst)
+        assert np.mean(x == r) >= 0.98 and total == pytest.approx(simulate(inst, r), rel=1e-9)
+    with pytest.raises(InputError):
+        set_head_prior(model, "none")
