@@ -606,12 +606,19 @@ def port_problem(host: str, port: int) -> str | None:
     return None
 
 
-def check_ports(folder: Path, names: list[str]) -> None:
-    """Raise (before anything starts) naming the first port of `names` that is taken, and by whom."""
+def check_ports(folder: Path, names: list[str], settle: float = 10.0) -> None:
+    """Raise (before anything starts) naming the first port of `names` that is taken, and by whom.
+
+    A port in use by no process we can see is often a socket of a process that was just killed and is still
+    being torn down (seen right after a SIGKILL under load): it is checked again for up to `settle` seconds."""
     problems = []
+    deadline = time.monotonic() + settle
     for name in names:
         for what, host, port in member_ports(folder, name):
             why = port_problem(host, port)
+            while why is not None and "cannot see" in why and time.monotonic() < deadline:
+                time.sleep(0.25)
+                why = port_problem(host, port)
             if why is not None:
                 problems.append(f"{name}: {what} port {host}:{port} {why}")  # e.g. "... is in use by pid 12 (...)"
     if problems:
