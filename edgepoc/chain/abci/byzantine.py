@@ -8,7 +8,8 @@ commits like any node, so the tests see honest validators reject its blocks and 
 - wrong-latency: the claimed latency halved (the bit-for-bit re-simulation rejects it);
 - duplicate: a task batch twice in the block (the "appears twice" rule rejects it);
 - censor: the batches of one client (the smallest public key in its mempool) left out of its blocks (valid
-  blocks: the other validators' mempool reports show it, and it forfeits its block rewards).
+  blocks: the other validators' mempool reports show it, and it is fined); censor:HEX leaves out the clients
+  whose public key starts with HEX.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ BYZANTINE_MODES = ("grab-all", "wrong-latency", "duplicate", "censor")
 class ByzantineApplication(PocApplication):
     def __init__(self, *args, modes: list[str], **kw):
         super().__init__(*args, **kw)
-        bad = set(modes) - set(BYZANTINE_MODES)
+        bad = {m for m in modes if m not in BYZANTINE_MODES and not m.startswith("censor:")}
         if bad:
             raise InputError(f"byzantine: unknown modes {sorted(bad)}; known: {', '.join(BYZANTINE_MODES)}")
-        self.byzantine = frozenset(modes)
+        self.byzantine = frozenset("censor" if m.startswith("censor:") else m for m in modes)
+        self.censor_prefix = next((m.split(":", 1)[1].lower() for m in modes if m.startswith("censor:")), None)
 
     def _prepare_proposal(self, req):
         if "censor" not in self.byzantine:
@@ -42,11 +44,12 @@ class ByzantineApplication(PocApplication):
         named = [c for c in clients if c is not None]
         if not named:
             return super()._prepare_proposal(req)
-        victim = min(named)
+        victim = min(named) if self.censor_prefix is None else None
+        left_out = (lambda c: c == victim) if victim is not None else (lambda c: c.startswith(self.censor_prefix))
         kept = type(req)()
         kept.CopyFrom(req)
         del kept.txs[:]
-        kept.txs.extend(tx for tx, c in zip(req.txs, clients) if c != victim)
+        kept.txs.extend(tx for tx, c in zip(req.txs, clients) if c is None or not left_out(c))
         return super()._prepare_proposal(kept)
 
     def _allocate(self, state, height, tasks, view) -> wire.Allocation:
