@@ -258,6 +258,12 @@ def task_work(view: QueueView, tasks: Sequence) -> list[float]:
     return [float(max(d / c for d, c in zip(t.demand, cap))) for t in tasks]
 
 
+def backlog(state: ChainState, available: Sequence[bool]) -> float:
+    """Seconds of queued work on the least loaded available provider as of the state's last block (what a new
+    task would wait at best): the global admission rule."""
+    return min([max(0.0, f - state.last_time) for f, a in zip(state.free_times, available) if a] or [0.0])
+
+
 def admitted(params, state: ChainState, client: str, work: float) -> str | None:
     """Why a client's `work` seconds cannot enter a block now (None if they can): one client's work is bounded
     per block, and the client must have drained its earlier work to within `max_client_backlog` seconds."""

@@ -297,9 +297,7 @@ class PocApplication:
     def backlog(self, available: list[bool] | None = None) -> float:
         """Seconds of queued work on the least loaded available provider as of the last block (what a new task
         would wait at best): the admission rule of CheckTx, PrepareProposal and ProcessProposal."""
-        st = self.state
-        available = self.next_available() if available is None else available
-        return min([max(0.0, f - st.last_time) for f, a in zip(st.free_times, available) if a] or [0.0])
+        return rules.backlog(self.state, self.next_available() if available is None else available)
 
     def _busy(self, b: wire.TaskBatch) -> str | None:
         """Admission: "busy, retry after" when the providers are saturated, or this client already has its
@@ -653,8 +651,7 @@ class PocApplication:
     def extend_vote(self, req) -> Any:
         """ExtendVote: this validator's mempool report, signed (empty before vote extensions are enabled)."""
         with self.lock:
-            h0 = self.params.vote_extensions_height
-            if not (h0 > 0 and req.height >= h0):
+            if not self.reports_due(req.height + 1):  # the next block carries what we report now
                 return pb.ExtendVoteResponse()
             # The proposer began its proposal timeout_commit after it committed the previous height (when we did,
             # within clock and gossip skew): batches here censor_age before that moment were in its mempool too.
@@ -669,6 +666,10 @@ class PocApplication:
         if len(raw) > MAX_REPORT_BYTES:
             raise InputError(f"mempool report: {len(raw)} bytes > {MAX_REPORT_BYTES}")
         r = wire.MempoolReport.from_dict(wire.decode_tx(raw, MAX_REPORT_BYTES), self.params.max_report_clients)
+        return self._check_report(r, height, validator)
+
+    def _check_report(self, r: wire.MempoolReport, height: int, validator: str) -> wire.MempoolReport:
+        """A parsed report is `validator`'s, for `height` of this chain, and signed by it (InputError if not)."""
         i = self.genesis.index_of(r.validator)
         if r.chain_id != self.genesis.chain_id or r.height != height or r.validator != validator or i is None:
             raise InputError(f"mempool report: not {validator[:8]}'s report for height {height} of this chain")
@@ -714,7 +715,7 @@ class PocApplication:
             if sorted(got) != signers or len(set(got)) != len(got):
                 raise InputError(f"reports: {len(got)} reports for the {len(signers)} signers of the last commit")
             for r in rep.reports:
-                self._parse_report(canonical(r.to_dict()), height - 1, r.validator)
+                self._check_report(r, height - 1, r.validator)
         except InputError as exc:
             raise InvalidBlock(str(exc)) from None
         power = {a: pw for a, _, pw, *_ in votes}
@@ -745,8 +746,7 @@ class PocApplication:
         before = self.store.state(height - 1) if height > 1 else rules.initial_state(self.genesis)
         if before is None:
             return None
-        backlog = min([max(0.0, f - before.last_time) for f, a in zip(before.free_times, rec["available"]) if a] or [0.0])
-        if backlog > p.max_backlog:
+        if rules.backlog(before, rec["available"]) > p.max_backlog:
             return None  # no new tasks for anyone
         served = {t["client"] for t in tasks}
         budget = p.max_proposal_bytes - ALLOCATION_ROOM  # what PrepareProposal fills

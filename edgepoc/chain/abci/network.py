@@ -148,11 +148,12 @@ def cometbft_config(text: str, p: ConsensusParams, *, moniker: str, abci_port: i
     return text
 
 
-def _with_bounds(params: dict[str, Any] | None, capacity, workload) -> ConsensusParams:
-    """The parameters with the client-input bounds derived from the workload; explicit params win."""
+def _consensus_params(params: dict[str, Any] | None, capacity=None, workload=None) -> ConsensusParams:
+    """The defaults, then the client-input bounds derived from `workload` on `capacity` (if given), then the
+    explicit `params`, which win."""
     from edgepoc.chain.genesis import derive_bounds
 
-    derived = derive_bounds(capacity, workload)
+    derived = derive_bounds(capacity, workload) if workload is not None else {}
     return ConsensusParams.from_dict({**asdict(ConsensusParams()), **derived, **(params or {})})
 
 
@@ -198,7 +199,7 @@ def init_network(folder: Path, nodes: int = 4, base_port: int = 26600, seed: int
     if (folder / "network.json").exists():
         raise EdgepocError(f"{folder} already holds a network; remove it or pick another --dir")
     binary = cometbft_binary()
-    p = ConsensusParams.from_dict({**asdict(ConsensusParams()), **(params or {})})
+    p = _consensus_params(params)
     hosts = hosts or [HOST]
     folder.mkdir(parents=True, exist_ok=True)
     node_hosts = [hosts[i % len(hosts)] for i in range(nodes)]
@@ -221,8 +222,8 @@ def init_network(folder: Path, nodes: int = 4, base_port: int = 26600, seed: int
     arbiter_key, client_key = SigningKey.generate(), SigningKey.generate()
     genesis_time = float(int(time.time()))
     validators = make_validators(pubkeys, seed)
-    if workload is not None:
-        p = _with_bounds(params, [v.capacity for v in validators], workload)
+    if workload is not None:  # the bounds depend on the providers' capacities, known only now
+        p = _consensus_params(params, [v.capacity for v in validators], workload)
     genesis = Genesis(chain_id, genesis_time, validators, arbiter_key.public_hex, p)
     genesis = Genesis.from_dict(genesis.to_dict())  # validates
     cmt_genesis = cometbft_genesis(genesis)
@@ -1178,9 +1179,7 @@ def build_genesis(providers: list[Path], arbiter: Path | None = None, arbiter_ur
     ah, ap = _hostport(arbiter_url, "--arbiter-url", specified=True)
     arbiter_url = _url(ah, ap)
     endpoint(arbiter_url, "arbiter", "the arbiter")
-    p = ConsensusParams.from_dict({**asdict(ConsensusParams()), **(params or {})})
-    if workload is not None:
-        p = _with_bounds(params, [d["capacity"] for d in docs], workload)
+    p = _consensus_params(params, [d["capacity"] for d in docs], workload)
     from edgepoc.chain.builds import local_builds
 
     pinned = {**local_builds(), **(builds or {})} if pin_builds else {}
