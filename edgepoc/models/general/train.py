@@ -120,6 +120,17 @@ def _progress(show: bool) -> Progress:
     return Progress(*cols, console=Console(stderr=True), disable=not show)
 
 
+def _start_run(out: str | Path, cfg: GeneralTrainConfig, stream: int) -> tuple[float, Path, np.random.Generator]:
+    """What every training entry point does first: its clock, its output folder, torch's threads and the seeds
+    of its own stream (train 0, distill 1, DAgger 2, policy gradient 3), so the stages draw different numbers."""
+    t0 = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(max(1, cfg.threads))
+    torch.manual_seed(cfg.seed + stream)
+    return t0, out, np.random.default_rng(cfg.seed + stream)
+
+
 def ga_labels(instances: list[Instance], seed: int, generations: int | None, show: bool = True) -> list[np.ndarray]:
     from edgepoc.solvers.registry import SolveOptions, solve
 
@@ -202,12 +213,7 @@ def dagger_finetune(model_path: str | Path, out: str | Path, cfg: GeneralTrainCo
     of ES on the head. Writes `<kind>.pt` and `log.json` into `out`."""
     from edgepoc.models.checkpoint import load_model
 
-    t0 = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, cfg.threads))
-    torch.manual_seed(cfg.seed + 2)
-    rng = np.random.default_rng(cfg.seed + 2)
+    t0, out, rng = _start_run(out, cfg, 2)
     model, _ = load_model(model_path, kind)
     train_inst = training_mix(cfg.seed, cfg.count)
     val_inst = training_mix(cfg.seed + 1000, cfg.val_count)
@@ -260,12 +266,7 @@ def policy_gradient(model_path: str | Path, out: str | Path, cfg: GeneralTrainCo
     heavy-tailed trace windows); validation is always the mix of `cfg.seed + 1000`."""
     from edgepoc.models.checkpoint import load_model
 
-    t0 = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, cfg.threads))
-    torch.manual_seed(cfg.seed + 3)
-    rng = np.random.default_rng(cfg.seed + 3)
+    t0, out, rng = _start_run(out, cfg, 3)
     model, _ = load_model(model_path, kind)
     train_inst = instances if instances is not None else training_mix(cfg.seed, cfg.count)
     val_eval = Evaluator(training_mix(cfg.seed + 1000, cfg.val_count))
@@ -438,12 +439,7 @@ def train_general(out: str | Path, cfg: GeneralTrainConfig, show: bool = True,
     `data`: (training instances, their label allocations, validation instances), one's own labelled
     instances (`train-general --data`) instead of the generated mix; `data_record` says where they came
     from (kept in config.json)."""
-    t0 = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, cfg.threads))
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
+    t0, out, rng = _start_run(out, cfg, 0)
     doc = cfg.to_dict() | ({"data": data_record or {}} if data is not None else {})
     (out / "config.json").write_text(json.dumps(doc, indent=2))
     labels_path = out / "labels.npz"
@@ -483,12 +479,7 @@ def distill_general(teacher_path: str | Path, out: str | Path, cfg: GeneralTrain
     """Distil a general student from a general teacher; writes `student.pt` into `out`."""
     from edgepoc.models.checkpoint import load_model
 
-    t0 = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, cfg.threads))
-    torch.manual_seed(cfg.seed + 1)
-    rng = np.random.default_rng(cfg.seed + 1)
+    t0, out, rng = _start_run(out, cfg, 1)
     teacher, _ = load_model(teacher_path, "teacher")
     train_inst = training_mix(cfg.seed, cfg.count)
     val_inst = training_mix(cfg.seed + 1000, cfg.val_count)
