@@ -12,6 +12,21 @@ decisions built, as a learned step-by-step decoder does, and costs `O(n K H K)` 
 
 Two properties the tests check: with `H = 0` it is greedy exactly; with `H >= n - 1` it is
 never worse than greedy (greedy is sequentially consistent, so the rollout improves on it).
+
+The base policy: greedy (the default), or *priced* greedy (`price > 0`). On heavy-tailed workloads
+(Alibaba windows) greedy is a poor pilot: it sends a long task to whichever queue finishes it first,
+so every queue is blocked in turn and the short tasks behind them wait. The GA instead keeps one
+queue as a "slow lane" for long tasks and the others clear (measured: it overrules greedy's own
+choice on 31% of the tasks, at half its total delay). Priced greedy charges a task, beyond its own
+latency, for the time it holds a provider that recent tasks were sent to:
+
+    score_k = latency_k + price * p_ik * rate_k * (wait_k + p_ik)
+
+where `rate_k` is the decaying count of tasks sent to `k`, per second, with memory `memory` (in
+the instance's mean processing times: `time_unit`). A queue that takes few tasks (the slow lane)
+is cheap for a long task; a busy express queue is dear. Pilots of priced greedy carry their own
+copy of the rates. With 100 tasks of look-ahead this takes the rollout on held-out Alibaba
+windows from 2.13x to about 1.46x the GA's delay (greedy pilots get worse with longer look-ahead).
 """
 
 from __future__ import annotations
@@ -25,6 +40,63 @@ from edgepoc.game.kernel import _free_times, _greedy, completion_time
 from edgepoc.solvers.registry import SolveOptions
 
 DEFAULT_HORIZON = 20
+DEFAULT_PRICE = 4.0  # priced base policy: the weight of the time a task holds a busy provider
+DEFAULT_MEMORY = 40.0  # and the memory of the per-provider task rate, in mean processing times
+PRICED_HORIZON = 100  # the look-ahead `--param base=priced` uses unless a horizon is given
+
+
+def time_unit(instance: Instance) -> float:
+    """The instance's mean processing time (the unit of `memory`; 1 for an empty instance)."""
+    s = float(instance.processing.mean()) if instance.n_tasks else 1.0
+    return s if s > 0 else 1.0
+
+
+@nb.njit(cache=True, nogil=True)
+def decay_rates(rate, dt, memory):
+    """The per-provider task rates `dt` seconds later (in place)."""
+    if dt > 0.0:
+        f = np.exp(-dt / memory)
+        for k in range(rate.shape[0]):
+            rate[k] *= f
+
+
+@nb.njit(cache=True, nogil=True)
+def priced_step(arrival_i, ready_i, proc_i, free, rate, price, memory):
+    """Priced greedy's choice for one task: `(k, completion)`, ties to the lowest index; updates `free` and
+    `rate` (the caller decays `rate` to this task's arrival first)."""
+    best_k = 0
+    best_s = np.inf
+    best_c = np.inf
+    for k in range(free.shape[0]):
+        c = completion_time(free[k], ready_i[k], proc_i[k])
+        wait = free[k] - ready_i[k]
+        if wait < 0.0:
+            wait = 0.0
+        lat = c - arrival_i
+        if lat < 0.0:
+            lat = 0.0
+        s = lat + price * proc_i[k] * rate[k] * (wait + proc_i[k])
+        if s < best_s:
+            best_s = s
+            best_c = c
+            best_k = k
+    free[best_k] = best_c
+    rate[best_k] += 1.0 / memory
+    return best_k, best_c
+
+
+@nb.njit(cache=True, nogil=True)
+def priced_cost(arrival, ready, proc, lo, hi, free, rate, price, memory):
+    """Total delay of tasks `lo..hi-1` completed by priced greedy from `free` and `rate` (both advanced in
+    place; `rate` is as of task `lo - 1`'s arrival)."""
+    total = 0.0
+    for i in range(lo, hi):
+        decay_rates(rate, arrival[i] - arrival[i - 1], memory)
+        _, c = priced_step(arrival[i], ready[i], proc[i], free, rate, price, memory)
+        lat = c - arrival[i]
+        if lat > 0.0:
+            total += lat
+    return total
 
 
 @nb.njit(cache=True, nogil=True)
@@ -41,13 +113,31 @@ def pilot_cost(arrival, ready, proc, free, k, c, lo, hi, trial, scratch):
 
 
 @nb.njit(cache=True, nogil=True)
-def _rollout(arrival, ready, proc, free, horizon, x):
-    """Fill `x` (n,) with the rollout's decisions; `free` (K,) is advanced in place."""
+def priced_pilot_cost(arrival, ready, proc, free, rate, k, c, lo, hi, price, memory, trial, trial_rate):
+    """`pilot_cost` with the priced base policy: the task before `lo` completes at `c` on `k` (and counts in
+    `k`'s rate), then tasks `lo..hi-1` follow priced greedy. `trial`, `trial_rate` are left at the pilot's end."""
+    for q in range(free.shape[0]):
+        trial[q] = free[q]
+        trial_rate[q] = rate[q]
+    trial[k] = c
+    trial_rate[k] += 1.0 / memory
+    if hi <= lo:
+        return 0.0
+    return priced_cost(arrival, ready, proc, lo, hi, trial, trial_rate, price, memory)
+
+
+@nb.njit(cache=True, nogil=True)
+def _rollout(arrival, ready, proc, free, horizon, price, memory, x):
+    """Fill `x` (n,) with the rollout's decisions; `free` (K,) is advanced in place. `price` 0: greedy pilots."""
     n = arrival.shape[0]
     kk = free.shape[0]
     trial = np.empty(kk, dtype=np.float64)
+    trial_rate = np.empty(kk, dtype=np.float64)
+    rate = np.zeros(kk, dtype=np.float64)
     scratch = np.empty(max(horizon, 1), dtype=np.int64)
     for i in range(n):
+        if i > 0:
+            decay_rates(rate, arrival[i] - arrival[i - 1], memory)
         end = min(n, i + 1 + horizon)
         best_k = 0
         best_cost = np.inf
@@ -57,28 +147,55 @@ def _rollout(arrival, ready, proc, free, horizon, x):
             cost = c - arrival[i]
             if cost < 0.0:
                 cost = 0.0
-            cost += pilot_cost(arrival, ready, proc, free, k, c, i + 1, end, trial, scratch)
+            if price > 0.0:
+                cost += priced_pilot_cost(arrival, ready, proc, free, rate, k, c, i + 1, end, price, memory, trial,
+                                          trial_rate)
+            else:
+                cost += pilot_cost(arrival, ready, proc, free, k, c, i + 1, end, trial, scratch)
             if cost < best_cost or (cost == best_cost and c < best_c):
                 best_cost = cost
                 best_c = c
                 best_k = k
         x[i] = best_k
         free[best_k] = best_c
+        rate[best_k] += 1.0 / memory
 
 
-def rollout_assignment(instance: Instance, horizon: int = DEFAULT_HORIZON, free_times=None) -> np.ndarray:
-    """The rollout allocation of `instance` from the providers' `free_times` (default: all idle)."""
+def _number(name: str, value, low: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(value) or value < low:
+        raise InputError(f"{name}: must be a number >= {low:g}, got {value!r}")
+    return float(value)
+
+
+def rollout_assignment(instance: Instance, horizon: int = DEFAULT_HORIZON, free_times=None, price: float = 0.0,
+                       memory: float = DEFAULT_MEMORY) -> np.ndarray:
+    """The rollout allocation of `instance` from the providers' `free_times` (default: all idle); `price` > 0:
+    priced-greedy pilots (module doc), `memory` in mean processing times."""
     if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 0:
         raise InputError(f"horizon: must be an integer >= 0, got {horizon!r}")
+    price = _number("price", price, 0.0)
+    memory = _number("memory", memory, 1e-9)
     x = np.empty(instance.n_tasks, dtype=np.int64)
     _rollout(instance.arrival, instance.ready, instance.processing, _free_times(instance, free_times),
-             int(horizon), x)
+             int(horizon), price, memory * time_unit(instance), x)
     return x
+
+
+BASES = ("greedy", "priced")
 
 
 def solve_rollout(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, dict]:
     params = dict(options.params)
-    horizon = params.pop("horizon", DEFAULT_HORIZON)
+    base = params.pop("base", "greedy")
+    if base not in BASES:
+        raise InputError(f"--param base: expected one of {', '.join(BASES)}, got {base!r}")
+    horizon = params.pop("horizon", DEFAULT_HORIZON if base == "greedy" else PRICED_HORIZON)
+    price = params.pop("price", DEFAULT_PRICE if base == "priced" else 0.0)
+    memory = params.pop("memory", DEFAULT_MEMORY)
     if params:
-        raise InputError(f"--param: rollout takes only horizon, got {', '.join(sorted(params))}")
-    return rollout_assignment(instance, horizon, options.free_times), {"horizon": int(horizon)}
+        raise InputError(f"--param: rollout takes only base, horizon, price, memory; got {', '.join(sorted(params))}")
+    if base == "greedy" and price != 0.0:
+        raise InputError("--param price: only with base=priced")
+    x = rollout_assignment(instance, horizon, options.free_times, price, memory)
+    return x, {"base": base, "horizon": int(horizon), "price": float(price), "memory": float(memory)}
