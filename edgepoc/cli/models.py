@@ -208,13 +208,26 @@ def train_general_cmd(
                                                  "'linear' (the bundled models) or 'log' (sign(v) log(1+|v|))."),
     head_prior: str = typer.Option("pilot", help="The head's linear term starts at minus the pilot regret "
                                                  "('pilot', the bundled models) or minus its log ('log_pilot')."),
+    pilot: str = typer.Option("greedy", help="The pilot features' base policy: 'greedy' or 'priced' (greedy that "
+                                             "charges for holding a busy provider; see `solve --method rollout`)."),
+    horizon: int = typer.Option(20, help="The long pilot's look-ahead in tasks."),
+    mix: str = typer.Option("standard", help="Training and validation instances: 'standard' (five families "
+                                             "alike) or 'heavy' (half of them Alibaba trace windows)."),
 ) -> None:
     """Train the general teacher (any K and R): GA labels, imitation, then ES on f(x); prints a JSON summary.
 
     With --data, one's own labelled instances (the data sets `train` reads) replace the generated mix
     and its GA labels; their labels are imitated, then ES fine-tunes on f(x) as usual."""
-    from edgepoc.models.general.decode import DYN_INPUTS, SCALE_RULES
+    from edgepoc.models.general.decode import DYN_INPUTS, PILOTS, SCALE_RULES
     from edgepoc.models.general.train import HEAD_PRIORS, GeneralTrainConfig, train_general
+
+    if pilot not in PILOTS:
+        raise InputError(f"--pilot: expected one of {', '.join(PILOTS)}, got {pilot!r}")
+    from edgepoc.models.general.train import MIXES
+    if mix not in MIXES:
+        raise InputError(f"--mix: expected one of {', '.join(MIXES)}, got {mix!r}")
+    if not 1 <= horizon <= 1000:
+        raise InputError(f"--horizon: must be 1-1000 tasks, got {horizon}")
 
     if head_prior not in HEAD_PRIORS:
         raise InputError(f"--head-prior: expected one of {', '.join(HEAD_PRIORS)}, got {head_prior!r}")
@@ -236,7 +249,8 @@ def train_general_cmd(
     cfg = GeneralTrainConfig(seed=seed, count=count, val_count=val_count, imitation_epochs=imitation_epochs,
                              es_generations=es_generations, es_pairs=es_pairs, hidden=hidden, gnn_layers=gnn_layers,
                              threads=threads, time_scale=time_scale,
-                             dyn_input=dyn_input, head_prior=head_prior)
+                             dyn_input=dyn_input, head_prior=head_prior, pilot=pilot, horizon=horizon,
+                             mix=mix)
     print_json(train_general(out, cfg, data=own, data_record=record))
 
 

@@ -18,15 +18,18 @@ The base policy: greedy (the default), or *priced* greedy (`price > 0`). On heav
 so every queue is blocked in turn and the short tasks behind them wait. The GA instead keeps one
 queue as a "slow lane" for long tasks and the others clear (measured: it overrules greedy's own
 choice on 31% of the tasks, at half its total delay). Priced greedy charges a task, beyond its own
-latency, for the time it holds a provider that recent tasks were sent to:
+latency, for the delay it imposes on the tasks that follow it to the same provider:
 
-    score_k = latency_k + price * p_ik * rate_k * (wait_k + p_ik)
+    score_k = latency_k + price * p_ik * (rate_k * p_ik)
 
-where `rate_k` is the decaying count of tasks sent to `k`, per second, with memory `memory` (in
-the instance's mean processing times: `time_unit`). A queue that takes few tasks (the slow lane)
-is cheap for a long task; a busy express queue is dear. Pilots of priced greedy carry their own
-copy of the rates. With 100 tasks of look-ahead this takes the rollout on held-out Alibaba
-windows from 2.13x to about 1.46x the GA's delay (greedy pilots get worse with longer look-ahead).
+`rate_k * p_ik` is how many tasks reach `k` while it serves this one, with `rate_k` the decaying
+count of tasks recently sent to `k`, per second, with memory `memory` (in the instance's mean
+processing times: `time_unit`). A queue that takes few tasks (the slow lane) is cheap for a long
+task, however long its backlog; a busy express queue is dear. Pilots of priced greedy carry their
+own copy of the rates. (Pricing the backlog too, `rate_k * (wait_k + p_ik)`, was 11% worse on
+tuning Alibaba windows and 2.5% better on paper ones.) Measured on held-out windows in
+`benchmarks/results/model.md` (the `priced rollout` column); greedy pilots, unlike priced ones, get
+worse with a longer look-ahead.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from edgepoc.solvers.registry import SolveOptions
 
 DEFAULT_HORIZON = 20
 DEFAULT_PRICE = 4.0  # priced base policy: the weight of the time a task holds a busy provider
-DEFAULT_MEMORY = 40.0  # and the memory of the per-provider task rate, in mean processing times
+DEFAULT_MEMORY = 20.0  # and the memory of the per-provider task rate, in mean processing times
 PRICED_HORIZON = 100  # the look-ahead `--param base=priced` uses unless a horizon is given
 
 
@@ -69,13 +72,10 @@ def priced_step(arrival_i, ready_i, proc_i, free, rate, price, memory):
     best_c = np.inf
     for k in range(free.shape[0]):
         c = completion_time(free[k], ready_i[k], proc_i[k])
-        wait = free[k] - ready_i[k]
-        if wait < 0.0:
-            wait = 0.0
         lat = c - arrival_i
         if lat < 0.0:
             lat = 0.0
-        s = lat + price * proc_i[k] * rate[k] * (wait + proc_i[k])
+        s = lat + price * proc_i[k] * (rate[k] * proc_i[k])
         if s < best_s:
             best_s = s
             best_c = c

@@ -113,3 +113,48 @@ def test_the_log_pilot_prior_is_still_the_rollout_method():
         assert np.mean(x == r) >= 0.98 and total == pytest.approx(simulate(inst, r), rel=1e-9)
     with pytest.raises(InputError):
         set_head_prior(model, "none")
+
+
+def test_the_priced_pilot_prior_is_the_priced_rollout_method():
+    """`pilot="priced"` with an untrained head decides exactly as `solve --method rollout --param base=priced` at the
+    same look-ahead: the pilot features are the priced rollout's costs, its rates carried along the decode."""
+    from edgepoc.models.general.decode import Head
+    from edgepoc.solvers.rollout import DEFAULT_PRICE, rollout_assignment
+
+    for inst, horizon in ((alibaba(3006, 0, n_tasks=300, providers=3), 50), (paper(3007, 0, n_tasks=150, providers=5), 20)):
+        head = replace(Head.rollout_prior(4, horizon=horizon), pilot="priced")
+        x, total, _ = onepass(inst, np.zeros((inst.n_tasks, inst.n_providers, 4)), head)
+        assert np.array_equal(x, rollout_assignment(inst, horizon, price=DEFAULT_PRICE))
+        greedy_pilots = onepass(inst, np.zeros((inst.n_tasks, inst.n_providers, 4)), replace(head, pilot="greedy"))[0]
+        assert np.array_equal(greedy_pilots, rollout_assignment(inst, horizon))
+        assert not np.array_equal(x, greedy_pilots)
+    with pytest.raises(InputError, match="pilot"):
+        trajectory_features(inst, x, pilot="best")
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=["student", "teacher"])
+def test_a_priced_pilot_model_round_trips_and_the_compiled_head_equals_torch(config, tmp_path):
+    config = replace(config, pilot="priced", horizon=30)
+    model = random_model(7, config)
+    save_checkpoint(tmp_path / "m.pt", model)
+    portable = load_portable(tmp_path / "m.pt", config.kind)
+    loaded = load_model(tmp_path / "m.pt", config.kind)[0]
+    assert loaded.config.pilot == "priced" and portable.config.pilot == "priced"
+    head = portable.head()
+    assert head.pilot == "priced" and head.horizon == 30 and head.with_flat(head.flat()).pilot == "priced"
+    inst = alibaba(3008, 1, n_tasks=160, providers=4)
+    emb = embedding(model, inst)
+    x, f, scores = onepass(inst, emb, head, keep_scores=True)
+    assert np.array_equal(x, onepass(inst, portable.embed(inst), loaded.head())[0])
+    dyn = torch.from_numpy(trajectory_features(inst, x, 30, pilot="priced"))
+    with torch.no_grad():
+        ref = model.double().scores(torch.from_numpy(emb), dyn).numpy()
+    assert np.allclose(scores, ref, rtol=1e-10, atol=1e-10)
+
+
+def test_train_general_rejects_a_bad_pilot_in_one_line(tmp_path):
+    from tests.conftest import run_cli
+
+    for args, word in ((["--pilot", "best"], "--pilot"), (["--horizon", "0"], "--horizon")):
+        r = run_cli("train-general", "--out", str(tmp_path / "r"), *args)
+        assert r.returncode != 0 and r.stderr.strip().startswith(f"error: {word}") and len(r.stderr.strip().splitlines()) == 1

@@ -38,7 +38,8 @@ from edgepoc.game.instance import Instance
 from edgepoc.game.kernel import _free_times, _greedy, completion_time, greedy_assignment
 from edgepoc.models.budget import Budget
 from edgepoc.models.decoding import DEFAULT_SWEEPS, DecodeOptions, search
-from edgepoc.solvers.rollout import pilot_cost
+from edgepoc.solvers.rollout import (DEFAULT_MEMORY, DEFAULT_PRICE, decay_rates, pilot_cost, priced_cost,
+                                     priced_pilot_cost, time_unit)
 
 DYN_FEATURES = ("lat_regret", "pilot5_regret", "pilot_regret", "wait", "log_lat", "log_lat_regret",
                 "log_pilot_regret", "log_idle")
@@ -55,11 +56,17 @@ SCALE_RULES = ("mean", "median")
 # half the tanh units of the bundled head saturate there and the linear pilot term swamps the learned
 # correction; "log" keeps the tanh's inputs bounded. The linear term c . dyn (the rollout prior) is unchanged.
 DYN_INPUTS = ("linear", "log")
+# The base policy of the pilot features: "greedy" (the bundled models before 2026-11-29) or "priced" (greedy that
+# charges a task for holding a provider recent tasks were sent to; `edgepoc.solvers.rollout`): on heavy-tailed
+# windows greedy pilots are a poor guide, priced ones a much better one.
+PILOTS = ("greedy", "priced")
 
 
 @nb.njit(cache=True, nogil=True)
-def _dyn_features(arrival, ready, proc, free, i, horizon, scale, trial, scratch, cost_short, cost_long, out):
-    """Fill `out` (K, N_DYN) with task `i`'s dynamic features given the free times `free` (unchanged)."""
+def _dyn_features(arrival, ready, proc, free, rate, i, horizon, scale, price, memory, trial, trial_rate, scratch,
+                  cost_short, cost_long, out):
+    """Fill `out` (K, N_DYN) with task `i`'s dynamic features given the free times `free` and the task rates
+    `rate` (both unchanged). `price` 0: greedy pilots; > 0: priced-greedy pilots (`rollout.priced_cost`)."""
     n = arrival.shape[0]
     kk = free.shape[0]
     short_end = min(n, i + 1 + min(horizon, 5))
@@ -72,11 +79,18 @@ def _dyn_features(arrival, ready, proc, free, i, horizon, scale, trial, scratch,
         lat = c - arrival[i]
         if lat < 0.0:
             lat = 0.0
-        cs = lat + pilot_cost(arrival, ready, proc, free, k, c, i + 1, short_end, trial, scratch)
-        cl = cs  # the long pilot continues the short one from its free times
+        if price > 0.0:
+            cs = lat + priced_pilot_cost(arrival, ready, proc, free, rate, k, c, i + 1, short_end, price, memory,
+                                         trial, trial_rate)
+        else:
+            cs = lat + pilot_cost(arrival, ready, proc, free, k, c, i + 1, short_end, trial, scratch)
+        cl = cs  # the long pilot continues the short one from its free times (and rates)
         if long_end > short_end:
-            cl += _greedy(arrival[short_end:long_end], ready[short_end:long_end], proc[short_end:long_end], trial,
-                          scratch[: long_end - short_end])
+            if price > 0.0:
+                cl += priced_cost(arrival, ready, proc, short_end, long_end, trial, trial_rate, price, memory)
+            else:
+                cl += _greedy(arrival[short_end:long_end], ready[short_end:long_end], proc[short_end:long_end],
+                              trial, scratch[: long_end - short_end])
         cost_short[k] = cs
         cost_long[k] = cl
         out[k, 0] = lat
@@ -130,8 +144,8 @@ def _head_scores(emb_i, dyn, a_mat, b_vec, w_vec, c_vec, gain, log_input, tdyn, 
 
 
 @nb.njit(cache=True, nogil=True)
-def _onepass(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec, gain, log_input, horizon, scale, uniforms,
-             temperature, x, scores_out):
+def _onepass(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec, gain, log_input, horizon, scale, price,
+             memory, uniforms, temperature, x, scores_out):
     """Decide every task in order: the best score (ties: the lowest index), or, with `uniforms` (n,) given
     (empty: not; training's sampled decodes), a draw from softmax(scores / temperature). `free` advances in
     place; `scores_out` (n, K) keeps each step's scores (empty: not kept). Returns the total delay of the
@@ -143,6 +157,8 @@ def _onepass(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec, gain, 
     prob = np.empty(kk)
     dyn = np.empty((kk, 8))
     trial = np.empty(kk)
+    trial_rate = np.empty(kk)
+    rate = np.zeros(kk)
     scratch = np.empty(max(horizon, 1), dtype=np.int64)
     cost_short = np.empty(kk)
     cost_long = np.empty(kk)
@@ -150,7 +166,10 @@ def _onepass(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec, gain, 
     tdyn = np.empty(dyn.shape[1])
     total = 0.0
     for i in range(n):
-        _dyn_features(arrival, ready, proc, free, i, horizon, scale, trial, scratch, cost_short, cost_long, dyn)
+        if i > 0:
+            decay_rates(rate, arrival[i] - arrival[i - 1], memory)
+        _dyn_features(arrival, ready, proc, free, rate, i, horizon, scale, price, memory, trial, trial_rate, scratch,
+                      cost_short, cost_long, dyn)
         _head_scores(emb[i], dyn, a_mat, b_vec, w_vec, c_vec, gain, log_input, tdyn, scores)
         if sample:
             top = scores.max()
@@ -179,6 +198,7 @@ def _onepass(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec, gain, 
         x[i] = best_k
         c = completion_time(free[best_k], ready[i, best_k], proc[i, best_k])
         free[best_k] = c
+        rate[best_k] += 1.0 / memory
         lat = c - arrival[i]
         if lat > 0.0:
             total += lat
@@ -186,18 +206,24 @@ def _onepass(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec, gain, 
 
 
 @nb.njit(cache=True, nogil=True)
-def _trajectory_features(arrival, ready, proc, free, x, horizon, scale, out):
-    """Dynamic features (n, K, N_DYN) at every state of a GIVEN allocation `x` (teacher forcing)."""
+def _trajectory_features(arrival, ready, proc, free, rate, x, horizon, scale, price, memory, out):
+    """Dynamic features (n, K, N_DYN) at every state of a GIVEN allocation `x` (teacher forcing); `free` and
+    `rate` (the task rates as of the first task's arrival) advance in place."""
     n = arrival.shape[0]
     kk = free.shape[0]
     trial = np.empty(kk)
+    trial_rate = np.empty(kk)
     scratch = np.empty(max(horizon, 1), dtype=np.int64)
     cost_short = np.empty(kk)
     cost_long = np.empty(kk)
     for i in range(n):
-        _dyn_features(arrival, ready, proc, free, i, horizon, scale, trial, scratch, cost_short, cost_long, out[i])
+        if i > 0:
+            decay_rates(rate, arrival[i] - arrival[i - 1], memory)
+        _dyn_features(arrival, ready, proc, free, rate, i, horizon, scale, price, memory, trial, trial_rate, scratch,
+                      cost_short, cost_long, out[i])
         k = x[i]
         free[k] = completion_time(free[k], ready[i, k], proc[i, k])
+        rate[k] += 1.0 / memory
 
 
 @dataclass
@@ -212,6 +238,10 @@ class Head:
     horizon: int = DEFAULT_HORIZON
     scale: str = "mean"  # the time unit of the dynamic features (`time_scale`; not a weight)
     dyn_input: str = "linear"  # what the tanh sees of the dynamic features: "linear" or "log" (`DYN_INPUTS`)
+    pilot: str = "greedy"  # the pilots' base policy: "greedy" or "priced" (`PILOTS`, `rollout.priced_step`)
+
+    def pilot_price(self) -> float:
+        return DEFAULT_PRICE if self.pilot == "priced" else 0.0
 
     @classmethod
     def rollout_prior(cls, hidden: int, horizon: int = DEFAULT_HORIZON, scale: str = "mean") -> "Head":
@@ -231,7 +261,7 @@ class Head:
         w = v[o:o + h]; o += h
         c = v[o:o + nd]; o += nd
         return Head(np.ascontiguousarray(a), b.copy(), w.copy(), c.copy(), float(v[o]), self.horizon, self.scale,
-                    self.dyn_input)
+                    self.dyn_input, self.pilot)
 
 
 def time_scale(inst: Instance, rule: str = "mean") -> float:
@@ -257,19 +287,28 @@ def onepass(inst: Instance, emb: np.ndarray, head: Head, free_times=None, keep_s
     scores = np.empty((n, k) if keep_scores else (0, k))
     total = _onepass(inst.arrival, inst.ready, inst.processing, _free_times(inst, free_times), emb,
                      head.a, head.b, head.w, head.c, float(head.gain), head.dyn_input == "log", int(head.horizon),
-                     time_scale(inst, head.scale),
+                     time_scale(inst, head.scale), head.pilot_price(), DEFAULT_MEMORY * time_unit(inst),
                      np.empty(0) if uniforms is None else np.ascontiguousarray(uniforms, dtype=np.float64),
                      float(temperature), x, scores)
     return x, float(total), (scores if keep_scores else None)
 
 
 def trajectory_features(inst: Instance, x: np.ndarray, horizon: int = DEFAULT_HORIZON, free_times=None,
-                        scale: str = "mean") -> np.ndarray:
+                        scale: str = "mean", pilot: str = "greedy") -> np.ndarray:
     """(n, K, N_DYN) dynamic features along allocation `x` (what the decoder would see following it)."""
+    check_pilot(pilot)
     out = np.empty((inst.n_tasks, inst.n_providers, N_DYN))
     _trajectory_features(inst.arrival, inst.ready, inst.processing, _free_times(inst, free_times),
-                         np.ascontiguousarray(x, dtype=np.int64), int(horizon), time_scale(inst, scale), out)
+                         np.zeros(inst.n_providers), np.ascontiguousarray(x, dtype=np.int64), int(horizon),
+                         time_scale(inst, scale), DEFAULT_PRICE if pilot == "priced" else 0.0,
+                         DEFAULT_MEMORY * time_unit(inst), out)
     return out
+
+
+def check_pilot(pilot: str) -> str:
+    if pilot not in PILOTS:
+        raise InputError(f"pilot: expected one of {', '.join(PILOTS)}, got {pilot!r}")
+    return pilot
 
 
 # --------------------------------------------------------------------------------------------- strategies

@@ -112,7 +112,7 @@ class GeneralAllocationModel(nn.Module):
         f = lambda t: t.detach().double().numpy().copy()  # noqa: E731
         return Head(f(self.head_a), f(self.head_b), f(self.head_w), f(self.head_c),
                     float(self.head_gain.detach()), self.config.horizon, self.config.time_scale,
-                    self.config.dyn_input)
+                    self.config.dyn_input, self.config.pilot)
 
     def set_head(self, head: Head) -> None:
         with torch.no_grad():

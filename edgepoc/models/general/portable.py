@@ -62,6 +62,7 @@ class GeneralConfig:
     variant: str = "general"
     time_scale: str = "mean"  # unit of every time feature (decode.SCALE_RULES); older checkpoints: "mean"
     dyn_input: str = "linear"  # the head's tanh input (decode.DYN_INPUTS); older checkpoints: "linear"
+    pilot: str = "greedy"  # the pilot features' base policy (decode.PILOTS); older checkpoints: "greedy"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -233,7 +234,7 @@ class PortableModel:
         w = self.weights
         return Head(w["head_a"].copy(), w["head_b"].copy(), w["head_w"].copy(), w["head_c"].copy(),
                     float(w["head_gain"]), self.config.horizon, self.config.time_scale,
-                    self.config.dyn_input)
+                    self.config.dyn_input, self.config.pilot)
 
 
 def as_portable(model) -> PortableModel:

@@ -39,8 +39,8 @@ from edgepoc.game.kernel import completion_time, simulate
 from edgepoc.models.paper.allocation import count_parameters
 from edgepoc.models.checkpoint import save_checkpoint
 from edgepoc.models.general.model import GeneralAllocationModel, GeneralConfig, embedding, student_general_config
-from edgepoc.models.general.decode import DYN_FEATURES, N_DYN, Head, onepass, time_scale, trajectory_features
-from edgepoc.solvers.rollout import rollout_assignment
+from edgepoc.models.general.decode import DEFAULT_HORIZON, DYN_FEATURES, N_DYN, Head, onepass, time_scale, trajectory_features
+from edgepoc.solvers.rollout import DEFAULT_MEMORY, decay_rates, rollout_assignment, time_unit
 
 FAMILIES = ("paper", "varied", "alibaba", "bursty", "task-delays")
 
@@ -88,6 +88,16 @@ def heavy_tail_mix(seed: int, count: int) -> list[Instance]:
     return out
 
 
+MIXES = ("standard", "heavy")
+
+
+def mix_instances(mix: str, seed: int, count: int) -> list[Instance]:
+    """`count` instances of training mix `mix` (`MIXES`) drawn from `seed`."""
+    if mix not in MIXES:
+        raise InputError(f"mix: expected one of {', '.join(MIXES)}, got {mix!r}")
+    return training_mix(seed, count) if mix == "standard" else heavy_tail_mix(seed, count)
+
+
 @dataclass
 class GeneralTrainConfig:
     seed: int = 1000  # training mix seed (validation: seed + 1000)
@@ -106,6 +116,10 @@ class GeneralTrainConfig:
     label_generations: int | None = None  # GA generation budget (None: its default)
     time_scale: str = "mean"  # unit of the time features: "mean" (bundled) or "median" processing time
     dyn_input: str = "linear"  # the head's tanh input: "linear" (bundled) or "log" (bounded; decode.DYN_INPUTS)
+    horizon: int = DEFAULT_HORIZON  # the long pilot's look-ahead in tasks
+    pilot: str = "greedy"  # the pilots' base policy: "greedy" (bundled before 2026-11-29) or "priced" (decode.PILOTS)
+    mix: str = "standard"  # training and validation instances: "standard" (`training_mix`) or "heavy"
+    # (`heavy_tail_mix`: half of them Alibaba trace windows, where the one-pass decode is furthest from the GA)
     head_prior: str = "pilot"  # the head's linear term starts at minus the pilot regret ("pilot", bundled) or
     # minus its log ("log_pilot"): the same rollout decisions (log1p is monotone), on a scale the bounded
     # tanh correction can match on heavy-tailed windows, where the linear pilot regret reaches 50+
@@ -189,18 +203,25 @@ def dagger_sample(inst: Instance, emb: np.ndarray, head: Head, seed: int, segmen
     dyn = np.empty((n, kk, N_DYN))
     labels = np.empty(n, dtype=np.int64)
     free = np.zeros(kk)
+    rate = np.zeros(kk)  # the pilots' task rates (priced pilots), as of the last decided task's arrival
+    memory = DEFAULT_MEMORY * time_unit(inst)
     for lo in range(0, n, segment):
         hi = min(n, lo + segment)
+        if lo > 0:
+            decay_rates(rate, inst.arrival[lo] - inst.arrival[lo - 1], memory)
         sub = inst.subset(slice(lo, min(n, lo + window)))
         x_e = PolicyModel(GAConfig(generations=generations), seed=seed + lo).solve(sub, free.copy()).assignment
         out = np.empty((sub.n_tasks, kk, N_DYN))
-        _trajectory_features(sub.arrival, sub.ready, sub.processing, free.copy(), np.ascontiguousarray(x_e),
-                             int(head.horizon), scale, out)
+        _trajectory_features(sub.arrival, sub.ready, sub.processing, free.copy(), rate.copy(),
+                             np.ascontiguousarray(x_e), int(head.horizon), scale, head.pilot_price(), memory, out)
         dyn[lo:hi] = out[:hi - lo]
         labels[lo:hi] = x_e[:hi - lo]
         for i in range(lo, hi):  # advance along the model's own choices
+            if i > lo:
+                decay_rates(rate, inst.arrival[i] - inst.arrival[i - 1], memory)
             k = x_m[i]
             free[k] = completion_time(free[k], inst.ready[i, k], inst.processing[i, k])
+            rate[k] += 1.0 / memory
     return DaggerSample(dyn, labels)
 
 
@@ -300,7 +321,8 @@ def policy_gradient(model_path: str | Path, out: str | Path, cfg: GeneralTrainCo
                 loss = 0.0
                 for x, a in zip(xs, adv):
                     dyn = torch.from_numpy(trajectory_features(inst, x, model.config.horizon,
-                                                               scale=model.config.time_scale)).float()
+                                                               scale=model.config.time_scale,
+                                                               pilot=model.config.pilot)).float()
                     logp = F.log_softmax(model.scores(emb_t, dyn) / temperature, 1)
                     loss = loss - float(a) * logp[torch.arange(inst.n_tasks), torch.from_numpy(x)].sum()
                 opt.zero_grad()
@@ -346,7 +368,7 @@ def imitation(model: GeneralAllocationModel, instances: list[Instance], targets:
             continue
         x = t[0] if kl_temperature else t
         dyn.append(torch.from_numpy(trajectory_features(inst, x, model.config.horizon,
-                                                        scale=model.config.time_scale)).float())
+                                                        scale=model.config.time_scale, pilot=model.config.pilot)).float())
         labels.append(torch.as_tensor(np.asarray(x), dtype=torch.long))
         soft.append(torch.from_numpy(np.asarray(t[1])).float() if kl_temperature else None)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -446,8 +468,8 @@ def train_general(out: str | Path, cfg: GeneralTrainConfig, show: bool = True,
     if data is not None:  # one's own labelled instances: no generated mix, no GA labelling here
         train_inst, labels, val_inst = data[0], [np.asarray(x, dtype=np.int64) for x in data[1]], data[2]
     else:
-        train_inst = training_mix(cfg.seed, cfg.count)
-        val_inst = training_mix(cfg.seed + 1000, cfg.val_count)
+        train_inst, val_inst = mix_instances(cfg.mix, cfg.seed, cfg.count), mix_instances(cfg.mix, cfg.seed + 1000,
+                                                                                        cfg.val_count)
         if labels_path.exists():
             rec = np.load(labels_path)
             labels = [rec[f"x{i}"].astype(np.int64) for i in range(cfg.count)]
@@ -456,7 +478,8 @@ def train_general(out: str | Path, cfg: GeneralTrainConfig, show: bool = True,
             np.savez_compressed(labels_path, **{f"x{i}": x.astype(np.int8) for i, x in enumerate(labels)})
     t_labels = time.perf_counter() - t0
     model = GeneralAllocationModel(GeneralConfig(hidden=cfg.hidden, gnn_layers=cfg.gnn_layers,
-                                                 time_scale=cfg.time_scale, dyn_input=cfg.dyn_input))
+                                                 time_scale=cfg.time_scale, dyn_input=cfg.dyn_input,
+                                                 horizon=cfg.horizon, pilot=cfg.pilot))
     set_head_prior(model, cfg.head_prior)
     train_eval, val_eval = Evaluator(train_inst), Evaluator(val_inst)
     log: list[dict] = []
@@ -487,12 +510,11 @@ def distill_general(teacher_path: str | Path, out: str | Path, cfg: GeneralTrain
     for inst in train_inst:
         x, _, s = onepass(inst, embedding(teacher, inst, exact=False), teacher.head(), keep_scores=True)
         targets.append((x, s))
-    student = replace(student or student_general_config(), time_scale=teacher.config.time_scale,  # same units
-                      dyn_input=teacher.config.dyn_input)
+    student = replace(student or student_general_config(), time_scale=teacher.config.time_scale,  # same features
+                      dyn_input=teacher.config.dyn_input, horizon=teacher.config.horizon, pilot=teacher.config.pilot)
     model = GeneralAllocationModel(student)
-    model.set_head(Head(np.zeros_like(model.head().a), *[np.zeros_like(a) for a in (model.head().b, model.head().w)],
-                        teacher.head().c.copy(), 1.0, teacher.config.horizon, teacher.config.time_scale,
-                        teacher.config.dyn_input))
+    model.set_head(replace(model.head(), a=np.zeros_like(model.head().a), b=np.zeros_like(model.head().b),
+                           w=np.zeros_like(model.head().w), c=teacher.head().c.copy(), gain=1.0))
     train_eval, val_eval = Evaluator(train_inst), Evaluator(val_inst)
     val_eval.refresh(teacher)
     teacher_val = float(val_eval.ratios(teacher.head()).mean())
