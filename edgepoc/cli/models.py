@@ -213,6 +213,8 @@ def train_general_cmd(
     horizon: int = typer.Option(20, help="The long pilot's look-ahead in tasks."),
     mix: str = typer.Option("standard", help="Training and validation instances: 'standard' (five families "
                                              "alike) or 'heavy' (half of them Alibaba trace windows)."),
+    gate: bool = typer.Option(False, help="Gate the head's linear (pilot) term by the pair embedding: weights "
+                                          "c + V E_ik per task and provider instead of one c."),
 ) -> None:
     """Train the general teacher (any K and R): GA labels, imitation, then ES on f(x); prints a JSON summary.
 
@@ -250,7 +252,7 @@ def train_general_cmd(
                              es_generations=es_generations, es_pairs=es_pairs, hidden=hidden, gnn_layers=gnn_layers,
                              threads=threads, time_scale=time_scale,
                              dyn_input=dyn_input, head_prior=head_prior, pilot=pilot, horizon=horizon,
-                             mix=mix)
+                             mix=mix, gate=gate)
     print_json(train_general(out, cfg, data=own, data_record=record))
 
 

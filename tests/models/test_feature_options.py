@@ -17,7 +17,7 @@ import torch
 
 from edgepoc.models.general.decode import DYN_INPUTS, SCALE_RULES, onepass, time_scale, trajectory_features
 from edgepoc.models.general.model import GeneralConfig, embedding
-from edgepoc.models.general.portable import load_portable, task_features
+from edgepoc.models.general.portable import load_portable, npz_beside, task_features
 from edgepoc.models.general.train import GeneralTrainConfig
 from edgepoc.solvers.registry import SolveOptions, solve
 from tests.models.test_portable import CONFIGS, random_model
@@ -133,20 +133,27 @@ def test_the_priced_pilot_prior_is_the_priced_rollout_method():
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=["student", "teacher"])
-def test_a_priced_pilot_model_round_trips_and_the_compiled_head_equals_torch(config, tmp_path):
-    config = replace(config, pilot="priced", horizon=30)
+@pytest.mark.parametrize("pilot,gate", [("priced", False), ("both", True)])
+def test_a_priced_pilot_model_round_trips_and_the_compiled_head_equals_torch(config, pilot, gate, tmp_path):
+    """Priced (or both) pilots and the head's gate travel in the checkpoint and the .npz; the compiled head's scores
+    along its own decode are the torch head's, so training (torch) optimises what nodes decode (Numba)."""
+    config = replace(config, pilot=pilot, horizon=30, gate=gate)
     model = random_model(7, config)
     save_checkpoint(tmp_path / "m.pt", model)
     portable = load_portable(tmp_path / "m.pt", config.kind)
     loaded = load_model(tmp_path / "m.pt", config.kind)[0]
-    assert loaded.config.pilot == "priced" and portable.config.pilot == "priced"
+    assert loaded.config.pilot == pilot and portable.config.pilot == pilot and portable.config.gate == gate
     head = portable.head()
-    assert head.pilot == "priced" and head.horizon == 30 and head.with_flat(head.flat()).pilot == "priced"
+    again = head.with_flat(head.flat())
+    assert head.pilot == pilot and head.horizon == 30 and again.pilot == pilot
+    assert (head.v is not None) == gate and np.array_equal(again.gate(), head.gate())
+    if gate:
+        assert head.v.any() and load_portable(npz_beside(tmp_path / "m.pt"), config.kind).config.gate
     inst = alibaba(3008, 1, n_tasks=160, providers=4)
     emb = embedding(model, inst)
     x, f, scores = onepass(inst, emb, head, keep_scores=True)
     assert np.array_equal(x, onepass(inst, portable.embed(inst), loaded.head())[0])
-    dyn = torch.from_numpy(trajectory_features(inst, x, 30, pilot="priced"))
+    dyn = torch.from_numpy(trajectory_features(inst, x, 30, pilot=pilot))
     with torch.no_grad():
         ref = model.double().scores(torch.from_numpy(emb), dyn).numpy()
     assert np.allclose(scores, ref, rtol=1e-10, atol=1e-10)

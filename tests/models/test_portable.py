@@ -47,6 +47,8 @@ def random_model(seed: int, config: GeneralConfig) -> GeneralAllocationModel:
         for p in (model.head_a, model.head_b, model.head_w, model.head_c):
             p.normal_(0.0, 0.5)
         model.head_gain.fill_(1.3)
+        if config.gate:
+            model.head_v.normal_(0.0, 0.2)
     return model
 
 

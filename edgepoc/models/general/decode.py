@@ -57,20 +57,25 @@ SCALE_RULES = ("mean", "median")
 # correction; "log" keeps the tanh's inputs bounded. The linear term c . dyn (the rollout prior) is unchanged.
 DYN_INPUTS = ("linear", "log")
 # The base policy of the pilot features: "greedy" (the bundled models before 2026-11-29) or "priced" (greedy that
-# charges a task for holding a provider recent tasks were sent to; `edgepoc.solvers.rollout`): on heavy-tailed
-# windows greedy pilots are a poor guide, priced ones a much better one.
-PILOTS = ("greedy", "priced")
+# charges a task for the delay it imposes on the tasks that follow it; `edgepoc.solvers.rollout`): on heavy-tailed
+# windows greedy pilots are a poor guide, priced ones a much better one; on many providers the reverse. "both":
+# greedy pilots, with the priced long pilot's regret in place of the short greedy one (`pilot5_regret`).
+PILOTS = ("greedy", "priced", "both")
 
 
 @nb.njit(cache=True, nogil=True)
-def _dyn_features(arrival, ready, proc, free, rate, i, horizon, scale, price, memory, trial, trial_rate, scratch,
-                  cost_short, cost_long, out):
+def _dyn_features(arrival, ready, proc, free, rate, i, horizon, scale, mode, price, memory, trial, trial_rate,
+                  scratch, cost_short, cost_long, out):
     """Fill `out` (K, N_DYN) with task `i`'s dynamic features given the free times `free` and the task rates
-    `rate` (both unchanged). `price` 0: greedy pilots; > 0: priced-greedy pilots (`rollout.priced_cost`)."""
+    `rate` (both unchanged). `mode` (the index in `PILOTS`) 0: greedy pilots; 1: priced-greedy pilots
+    (`rollout.priced_cost` at `price`); 2: greedy pilots, and feature 1 is the priced long pilot's regret."""
     n = arrival.shape[0]
     kk = free.shape[0]
     short_end = min(n, i + 1 + min(horizon, 5))
     long_end = min(n, i + 1 + horizon)
+    priced_end = long_end
+    if mode == 2:  # both: greedy pilots at their own best look-ahead (at most DEFAULT_HORIZON), priced ones at `horizon`
+        long_end = min(n, i + 1 + min(horizon, DEFAULT_HORIZON))
     best_lat = np.inf
     best_short = np.inf
     best_long = np.inf
@@ -79,18 +84,21 @@ def _dyn_features(arrival, ready, proc, free, rate, i, horizon, scale, price, me
         lat = c - arrival[i]
         if lat < 0.0:
             lat = 0.0
-        if price > 0.0:
+        if mode == 1:
             cs = lat + priced_pilot_cost(arrival, ready, proc, free, rate, k, c, i + 1, short_end, price, memory,
                                          trial, trial_rate)
         else:
             cs = lat + pilot_cost(arrival, ready, proc, free, k, c, i + 1, short_end, trial, scratch)
         cl = cs  # the long pilot continues the short one from its free times (and rates)
         if long_end > short_end:
-            if price > 0.0:
+            if mode == 1:
                 cl += priced_cost(arrival, ready, proc, short_end, long_end, trial, trial_rate, price, memory)
             else:
                 cl += _greedy(arrival[short_end:long_end], ready[short_end:long_end], proc[short_end:long_end],
                               trial, scratch[: long_end - short_end])
+        if mode == 2:  # both: the short greedy pilot's place goes to the long priced one
+            cs = lat + priced_pilot_cost(arrival, ready, proc, free, rate, k, c, i + 1, priced_end, price, memory,
+                                         trial, trial_rate)
         cost_short[k] = cs
         cost_long[k] = cl
         out[k, 0] = lat
@@ -115,16 +123,22 @@ def _dyn_features(arrival, ready, proc, free, rate, i, horizon, scale, price, me
 
 
 @nb.njit(cache=True, nogil=True)
-def _head_scores(emb_i, dyn, a_mat, b_vec, w_vec, c_vec, gain, log_input, tdyn, scores):
-    """scores[k] = w . tanh(gain * emb_i[k] + A t(dyn[k]) + b) + c . dyn[k], where t is the identity or, with
-    `log_input`, sign(v) log(1 + |v|) (`tdyn`: scratch (N_DYN,))."""
+def _head_scores(emb_i, dyn, a_mat, b_vec, w_vec, c_vec, v_mat, gain, log_input, tdyn, scores):
+    """scores[k] = w . tanh(gain * emb_i[k] + A t(dyn[k]) + b) + (c + V emb_i[k]) . dyn[k], where t is the identity
+    or, with `log_input`, sign(v) log(1 + |v|) (`tdyn`: scratch (N_DYN,)); `V` (N_DYN, H), the gate, may be
+    empty (0, 0): no gate."""
     kk = dyn.shape[0]
     hh = b_vec.shape[0]
     nd = dyn.shape[1]
+    gated = v_mat.shape[0] > 0
     for k in range(kk):
         total = 0.0
         for d in range(nd):
-            total += c_vec[d] * dyn[k, d]
+            cd = c_vec[d]
+            if gated:
+                for h in range(hh):
+                    cd += v_mat[d, h] * emb_i[k, h]
+            total += cd * dyn[k, d]
         if log_input:
             for d in range(nd):
                 v = dyn[k, d]
@@ -144,8 +158,8 @@ def _head_scores(emb_i, dyn, a_mat, b_vec, w_vec, c_vec, gain, log_input, tdyn, 
 
 
 @nb.njit(cache=True, nogil=True)
-def _onepass(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec, gain, log_input, horizon, scale, price,
-             memory, uniforms, temperature, x, scores_out):
+def _onepass(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec, v_mat, gain, log_input, horizon, scale,
+             mode, price, memory, uniforms, temperature, x, scores_out):
     """Decide every task in order: the best score (ties: the lowest index), or, with `uniforms` (n,) given
     (empty: not; training's sampled decodes), a draw from softmax(scores / temperature). `free` advances in
     place; `scores_out` (n, K) keeps each step's scores (empty: not kept). Returns the total delay of the
@@ -168,9 +182,9 @@ def _onepass(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec, gain, 
     for i in range(n):
         if i > 0:
             decay_rates(rate, arrival[i] - arrival[i - 1], memory)
-        _dyn_features(arrival, ready, proc, free, rate, i, horizon, scale, price, memory, trial, trial_rate, scratch,
+        _dyn_features(arrival, ready, proc, free, rate, i, horizon, scale, mode, price, memory, trial, trial_rate, scratch,
                       cost_short, cost_long, dyn)
-        _head_scores(emb[i], dyn, a_mat, b_vec, w_vec, c_vec, gain, log_input, tdyn, scores)
+        _head_scores(emb[i], dyn, a_mat, b_vec, w_vec, c_vec, v_mat, gain, log_input, tdyn, scores)
         if sample:
             top = scores.max()
             z = 0.0
@@ -206,7 +220,7 @@ def _onepass(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec, gain, 
 
 
 @nb.njit(cache=True, nogil=True)
-def _trajectory_features(arrival, ready, proc, free, rate, x, horizon, scale, price, memory, out):
+def _trajectory_features(arrival, ready, proc, free, rate, x, horizon, scale, mode, price, memory, out):
     """Dynamic features (n, K, N_DYN) at every state of a GIVEN allocation `x` (teacher forcing); `free` and
     `rate` (the task rates as of the first task's arrival) advance in place."""
     n = arrival.shape[0]
@@ -219,7 +233,7 @@ def _trajectory_features(arrival, ready, proc, free, rate, x, horizon, scale, pr
     for i in range(n):
         if i > 0:
             decay_rates(rate, arrival[i] - arrival[i - 1], memory)
-        _dyn_features(arrival, ready, proc, free, rate, i, horizon, scale, price, memory, trial, trial_rate, scratch,
+        _dyn_features(arrival, ready, proc, free, rate, i, horizon, scale, mode, price, memory, trial, trial_rate, scratch,
                       cost_short, cost_long, out[i])
         k = x[i]
         free[k] = completion_time(free[k], ready[i, k], proc[i, k])
@@ -238,10 +252,11 @@ class Head:
     horizon: int = DEFAULT_HORIZON
     scale: str = "mean"  # the time unit of the dynamic features (`time_scale`; not a weight)
     dyn_input: str = "linear"  # what the tanh sees of the dynamic features: "linear" or "log" (`DYN_INPUTS`)
-    pilot: str = "greedy"  # the pilots' base policy: "greedy" or "priced" (`PILOTS`, `rollout.priced_step`)
+    pilot: str = "greedy"  # the pilots' base policy: "greedy", "priced" or "both" (`PILOTS`, `rollout.priced_step`)
+    v: np.ndarray | None = None  # (N_DYN, H) the gate: the linear term's weights per pair are c + V E_ik (None: c)
 
-    def pilot_price(self) -> float:
-        return DEFAULT_PRICE if self.pilot == "priced" else 0.0
+    def gate(self) -> np.ndarray:
+        return np.zeros((0, 0)) if self.v is None else self.v
 
     @classmethod
     def rollout_prior(cls, hidden: int, horizon: int = DEFAULT_HORIZON, scale: str = "mean") -> "Head":
@@ -251,7 +266,7 @@ class Head:
         return cls(np.zeros((hidden, N_DYN)), np.zeros(hidden), np.zeros(hidden), c, 1.0, horizon, scale)
 
     def flat(self) -> np.ndarray:
-        return np.concatenate([self.a.ravel(), self.b, self.w, self.c, [self.gain]])
+        return np.concatenate([self.a.ravel(), self.b, self.w, self.c, [self.gain], self.gate().ravel()])
 
     def with_flat(self, v: np.ndarray) -> "Head":
         h, nd = self.a.shape
@@ -260,8 +275,10 @@ class Head:
         b = v[o:o + h]; o += h
         w = v[o:o + h]; o += h
         c = v[o:o + nd]; o += nd
-        return Head(np.ascontiguousarray(a), b.copy(), w.copy(), c.copy(), float(v[o]), self.horizon, self.scale,
-                    self.dyn_input, self.pilot)
+        gain = float(v[o]); o += 1
+        gate = None if self.v is None else np.ascontiguousarray(v[o:o + nd * h].reshape(nd, h))
+        return Head(np.ascontiguousarray(a), b.copy(), w.copy(), c.copy(), gain, self.horizon, self.scale,
+                    self.dyn_input, self.pilot, gate)
 
 
 def time_scale(inst: Instance, rule: str = "mean") -> float:
@@ -286,8 +303,10 @@ def onepass(inst: Instance, emb: np.ndarray, head: Head, free_times=None, keep_s
     x = np.empty(n, dtype=np.int64)
     scores = np.empty((n, k) if keep_scores else (0, k))
     total = _onepass(inst.arrival, inst.ready, inst.processing, _free_times(inst, free_times), emb,
-                     head.a, head.b, head.w, head.c, float(head.gain), head.dyn_input == "log", int(head.horizon),
-                     time_scale(inst, head.scale), head.pilot_price(), DEFAULT_MEMORY * time_unit(inst),
+                     head.a, head.b, head.w, head.c, head.gate(), float(head.gain), head.dyn_input == "log",
+                     int(head.horizon),
+                     time_scale(inst, head.scale), PILOTS.index(head.pilot), DEFAULT_PRICE,
+                     DEFAULT_MEMORY * time_unit(inst),
                      np.empty(0) if uniforms is None else np.ascontiguousarray(uniforms, dtype=np.float64),
                      float(temperature), x, scores)
     return x, float(total), (scores if keep_scores else None)
@@ -300,8 +319,8 @@ def trajectory_features(inst: Instance, x: np.ndarray, horizon: int = DEFAULT_HO
     out = np.empty((inst.n_tasks, inst.n_providers, N_DYN))
     _trajectory_features(inst.arrival, inst.ready, inst.processing, _free_times(inst, free_times),
                          np.zeros(inst.n_providers), np.ascontiguousarray(x, dtype=np.int64), int(horizon),
-                         time_scale(inst, scale), DEFAULT_PRICE if pilot == "priced" else 0.0,
-                         DEFAULT_MEMORY * time_unit(inst), out)
+                         time_scale(inst, scale), PILOTS.index(pilot), DEFAULT_PRICE, DEFAULT_MEMORY * time_unit(inst),
+                         out)
     return out
 
 

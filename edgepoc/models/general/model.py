@@ -82,6 +82,8 @@ class GeneralAllocationModel(nn.Module):
         prior[PILOT_INDEX] = -1.0
         self.head_c = nn.Parameter(prior)
         self.head_gain = nn.Parameter(torch.ones(()))
+        if c.gate:  # the linear term's weights per pair: c + V E_ik (starts at zero: the plain prior)
+            self.head_v = nn.Parameter(torch.zeros(N_DYN, c.head_hidden))
 
     def inputs(self, inst: Instance) -> dict[str, torch.Tensor]:
         r = self.config.time_scale
@@ -105,6 +107,8 @@ class GeneralAllocationModel(nn.Module):
         """The head in torch (training): emb (n, K, H), dyn (n, K, N_DYN) -> (n, K)."""
         t = dyn if self.config.dyn_input == "linear" else torch.sign(dyn) * torch.log1p(dyn.abs())
         z = torch.tanh(self.head_gain * emb + t @ self.head_a.T + self.head_b)
+        if self.config.gate:
+            return z @ self.head_w + (dyn * (self.head_c + emb @ self.head_v.T)).sum(-1)
         return z @ self.head_w + dyn @ self.head_c
 
     def head(self) -> Head:
@@ -112,13 +116,15 @@ class GeneralAllocationModel(nn.Module):
         f = lambda t: t.detach().double().numpy().copy()  # noqa: E731
         return Head(f(self.head_a), f(self.head_b), f(self.head_w), f(self.head_c),
                     float(self.head_gain.detach()), self.config.horizon, self.config.time_scale,
-                    self.config.dyn_input, self.config.pilot)
+                    self.config.dyn_input, self.config.pilot, f(self.head_v) if self.config.gate else None)
 
     def set_head(self, head: Head) -> None:
         with torch.no_grad():
             for p, v in ((self.head_a, head.a), (self.head_b, head.b), (self.head_w, head.w), (self.head_c, head.c)):
                 p.copy_(torch.as_tensor(v, dtype=p.dtype))
             self.head_gain.fill_(head.gain)
+            if self.config.gate:
+                self.head_v.copy_(torch.as_tensor(head.gate(), dtype=self.head_v.dtype))
 
 
 def embedding(model: GeneralAllocationModel, inst: Instance, exact: bool = True) -> np.ndarray:

@@ -63,6 +63,7 @@ class GeneralConfig:
     time_scale: str = "mean"  # unit of every time feature (decode.SCALE_RULES); older checkpoints: "mean"
     dyn_input: str = "linear"  # the head's tanh input (decode.DYN_INPUTS); older checkpoints: "linear"
     pilot: str = "greedy"  # the pilot features' base policy (decode.PILOTS); older checkpoints: "greedy"
+    gate: bool = False  # the head's gate V (the linear term's weights per pair: c + V E_ik); older checkpoints: none
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -176,6 +177,8 @@ def expected_shapes(c: GeneralConfig) -> dict[str, tuple[int, ...]]:
     s["head_w"] = (c.head_hidden,)
     s["head_c"] = (N_DYN,)
     s["head_gain"] = ()
+    if c.gate:
+        s["head_v"] = (N_DYN, c.head_hidden)
     return s
 
 
@@ -234,7 +237,7 @@ class PortableModel:
         w = self.weights
         return Head(w["head_a"].copy(), w["head_b"].copy(), w["head_w"].copy(), w["head_c"].copy(),
                     float(w["head_gain"]), self.config.horizon, self.config.time_scale,
-                    self.config.dyn_input, self.config.pilot)
+                    self.config.dyn_input, self.config.pilot, w["head_v"].copy() if self.config.gate else None)
 
 
 def as_portable(model) -> PortableModel:

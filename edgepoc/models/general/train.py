@@ -40,7 +40,7 @@ from edgepoc.models.paper.allocation import count_parameters
 from edgepoc.models.checkpoint import save_checkpoint
 from edgepoc.models.general.model import GeneralAllocationModel, GeneralConfig, embedding, student_general_config
 from edgepoc.models.general.decode import DEFAULT_HORIZON, DYN_FEATURES, N_DYN, Head, onepass, time_scale, trajectory_features
-from edgepoc.solvers.rollout import DEFAULT_MEMORY, decay_rates, rollout_assignment, time_unit
+from edgepoc.solvers.rollout import DEFAULT_MEMORY, DEFAULT_PRICE, decay_rates, rollout_assignment, time_unit
 
 FAMILIES = ("paper", "varied", "alibaba", "bursty", "task-delays")
 
@@ -117,6 +117,7 @@ class GeneralTrainConfig:
     time_scale: str = "mean"  # unit of the time features: "mean" (bundled) or "median" processing time
     dyn_input: str = "linear"  # the head's tanh input: "linear" (bundled) or "log" (bounded; decode.DYN_INPUTS)
     horizon: int = DEFAULT_HORIZON  # the long pilot's look-ahead in tasks
+    gate: bool = False  # the head's gate: the linear (pilot) term's weights per pair c + V E_ik instead of c
     pilot: str = "greedy"  # the pilots' base policy: "greedy" (bundled before 2026-11-29) or "priced" (decode.PILOTS)
     mix: str = "standard"  # training and validation instances: "standard" (`training_mix`) or "heavy"
     # (`heavy_tail_mix`: half of them Alibaba trace windows, where the one-pass decode is furthest from the GA)
@@ -194,7 +195,7 @@ def dagger_sample(inst: Instance, emb: np.ndarray, head: Head, seed: int, segmen
     `i .. i + window` from that state, and the segment's tasks `i .. i + segment` get the GA's choices
     as labels, with the dynamic features along the GA's choices from the model's state (scaled by the
     whole instance's time scale, look-ahead inside the window)."""
-    from edgepoc.models.general.decode import _trajectory_features
+    from edgepoc.models.general.decode import PILOTS, _trajectory_features
     from edgepoc.solvers.ga import GAConfig, PolicyModel
 
     n, kk = inst.n_tasks, inst.n_providers
@@ -213,7 +214,8 @@ def dagger_sample(inst: Instance, emb: np.ndarray, head: Head, seed: int, segmen
         x_e = PolicyModel(GAConfig(generations=generations), seed=seed + lo).solve(sub, free.copy()).assignment
         out = np.empty((sub.n_tasks, kk, N_DYN))
         _trajectory_features(sub.arrival, sub.ready, sub.processing, free.copy(), rate.copy(),
-                             np.ascontiguousarray(x_e), int(head.horizon), scale, head.pilot_price(), memory, out)
+                             np.ascontiguousarray(x_e), int(head.horizon), scale, PILOTS.index(head.pilot),
+                             DEFAULT_PRICE, memory, out)
         dyn[lo:hi] = out[:hi - lo]
         labels[lo:hi] = x_e[:hi - lo]
         for i in range(lo, hi):  # advance along the model's own choices
@@ -450,7 +452,11 @@ def set_head_prior(model: GeneralAllocationModel, prior: str) -> None:
         raise InputError(f"head prior: expected one of {', '.join(HEAD_PRIORS)}, got {prior!r}")
     with torch.no_grad():
         model.head_c.zero_()
-        model.head_c[DYN_FEATURES.index(HEAD_PRIORS[prior])] = -1.0
+        if model.config.pilot == "both" and prior == "pilot":  # half the greedy pilot's regret, half the priced one's
+            model.head_c[DYN_FEATURES.index("pilot5_regret")] = -0.5
+            model.head_c[DYN_FEATURES.index("pilot_regret")] = -0.5
+        else:
+            model.head_c[DYN_FEATURES.index(HEAD_PRIORS[prior])] = -1.0
 
 
 def train_general(out: str | Path, cfg: GeneralTrainConfig, show: bool = True,
@@ -479,7 +485,7 @@ def train_general(out: str | Path, cfg: GeneralTrainConfig, show: bool = True,
     t_labels = time.perf_counter() - t0
     model = GeneralAllocationModel(GeneralConfig(hidden=cfg.hidden, gnn_layers=cfg.gnn_layers,
                                                  time_scale=cfg.time_scale, dyn_input=cfg.dyn_input,
-                                                 horizon=cfg.horizon, pilot=cfg.pilot))
+                                                 horizon=cfg.horizon, pilot=cfg.pilot, gate=cfg.gate))
     set_head_prior(model, cfg.head_prior)
     train_eval, val_eval = Evaluator(train_inst), Evaluator(val_inst)
     log: list[dict] = []
@@ -511,10 +517,12 @@ def distill_general(teacher_path: str | Path, out: str | Path, cfg: GeneralTrain
         x, _, s = onepass(inst, embedding(teacher, inst, exact=False), teacher.head(), keep_scores=True)
         targets.append((x, s))
     student = replace(student or student_general_config(), time_scale=teacher.config.time_scale,  # same features
-                      dyn_input=teacher.config.dyn_input, horizon=teacher.config.horizon, pilot=teacher.config.pilot)
+                      dyn_input=teacher.config.dyn_input, horizon=teacher.config.horizon, pilot=teacher.config.pilot,
+                      gate=teacher.config.gate)
     model = GeneralAllocationModel(student)
     model.set_head(replace(model.head(), a=np.zeros_like(model.head().a), b=np.zeros_like(model.head().b),
-                           w=np.zeros_like(model.head().w), c=teacher.head().c.copy(), gain=1.0))
+                           w=np.zeros_like(model.head().w), c=teacher.head().c.copy(), gain=1.0,
+                           v=None if model.head().v is None else np.zeros_like(model.head().v)))
     train_eval, val_eval = Evaluator(train_inst), Evaluator(val_inst)
     val_eval.refresh(teacher)
     teacher_val = float(val_eval.ratios(teacher.head()).mean())
