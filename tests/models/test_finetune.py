@@ -20,7 +20,7 @@ def test_one_segment_is_the_ga_label_with_its_own_features():
     s = dagger_sample(inst, emb, model.head(), seed=11, segment=100, window=100, generations=3)
     ga = PolicyModel(GAConfig(generations=3), seed=11).solve(inst, np.zeros(3)).assignment
     assert np.array_equal(s.labels, ga)
-    assert np.array_equal(s.dyn, trajectory_features(inst, ga, model.config.horizon))
+    assert np.array_equal(s.dyn, trajectory_features(inst, ga, model.config.horizon, pilot=model.config.pilot))
 
 
 def test_segments_start_from_the_models_own_queues():
@@ -28,13 +28,14 @@ def test_segments_start_from_the_models_own_queues():
     model, _ = load_cached(None, "teacher")
     emb = embedding(model, inst)
     head = model.head()
-    s = dagger_sample(inst, emb, head, seed=3, segment=20, window=30, generations=2)
+    s = dagger_sample(inst, emb, head, seed=3, segment=20, window=60, generations=2)  # the pilots see to the end
     assert s.labels.shape == (60,) and s.dyn.shape == (60, 4, trajectory_features(inst, s.labels).shape[2])
+    pilot = model.config.pilot
     assert s.labels.min() >= 0 and s.labels.max() < 4
     # the first row of segment 2 is what the decoder sees after its own first 20 choices (not the labels')
     x_m = onepass(inst, emb, head)[0]
     mixed = np.concatenate([x_m[:20], s.labels[20:]])
-    assert np.allclose(s.dyn[20], trajectory_features(inst, mixed)[20])
+    assert np.allclose(s.dyn[20], trajectory_features(inst, mixed, model.config.horizon, pilot=pilot)[20])
 
 
 def test_dagger_finetune_runs_and_keeps_a_checkpoint(tmp_path):
