@@ -221,11 +221,10 @@ def train_general_cmd(
     With --data, one's own labelled instances (the data sets `train` reads) replace the generated mix
     and its GA labels; their labels are imitated, then ES fine-tunes on f(x) as usual."""
     from edgepoc.models.general.decode import DYN_INPUTS, PILOTS, SCALE_RULES
-    from edgepoc.models.general.train import HEAD_PRIORS, GeneralTrainConfig, train_general
+    from edgepoc.models.general.train import HEAD_PRIORS, MIXES, GeneralTrainConfig, train_general
 
     if pilot not in PILOTS:
         raise InputError(f"--pilot: expected one of {', '.join(PILOTS)}, got {pilot!r}")
-    from edgepoc.models.general.train import MIXES
     if mix not in MIXES:
         raise InputError(f"--mix: expected one of {', '.join(MIXES)}, got {mix!r}")
     if not 1 <= horizon <= 1000:

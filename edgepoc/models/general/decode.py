@@ -285,9 +285,11 @@ def time_scale(inst: Instance, rule: str = "mean") -> float:
     """The instance's time unit: the mean (default) or the median of its processing times (`SCALE_RULES`)."""
     if rule not in SCALE_RULES:
         raise InputError(f"time scale: expected one of {', '.join(SCALE_RULES)}, got {rule!r}")
+    if rule == "mean":
+        return time_unit(inst)  # the rollout's unit too (its rate memory)
     if not inst.n_tasks:
         return 1.0
-    s = float(inst.processing.mean()) if rule == "mean" else float(np.median(inst.processing))
+    s = float(np.median(inst.processing))
     return s if s > 0 else 1.0
 
 
@@ -305,8 +307,7 @@ def onepass(inst: Instance, emb: np.ndarray, head: Head, free_times=None, keep_s
     total = _onepass(inst.arrival, inst.ready, inst.processing, _free_times(inst, free_times), emb,
                      head.a, head.b, head.w, head.c, head.gate(), float(head.gain), head.dyn_input == "log",
                      int(head.horizon),
-                     time_scale(inst, head.scale), PILOTS.index(head.pilot), DEFAULT_PRICE,
-                     DEFAULT_MEMORY * time_unit(inst),
+                     time_scale(inst, head.scale), *pilot_settings(inst, head.pilot),
                      np.empty(0) if uniforms is None else np.ascontiguousarray(uniforms, dtype=np.float64),
                      float(temperature), x, scores)
     return x, float(total), (scores if keep_scores else None)
@@ -315,19 +316,19 @@ def onepass(inst: Instance, emb: np.ndarray, head: Head, free_times=None, keep_s
 def trajectory_features(inst: Instance, x: np.ndarray, horizon: int = DEFAULT_HORIZON, free_times=None,
                         scale: str = "mean", pilot: str = "greedy") -> np.ndarray:
     """(n, K, N_DYN) dynamic features along allocation `x` (what the decoder would see following it)."""
-    check_pilot(pilot)
     out = np.empty((inst.n_tasks, inst.n_providers, N_DYN))
     _trajectory_features(inst.arrival, inst.ready, inst.processing, _free_times(inst, free_times),
                          np.zeros(inst.n_providers), np.ascontiguousarray(x, dtype=np.int64), int(horizon),
-                         time_scale(inst, scale), PILOTS.index(pilot), DEFAULT_PRICE, DEFAULT_MEMORY * time_unit(inst),
-                         out)
+                         time_scale(inst, scale), *pilot_settings(inst, pilot), out)
     return out
 
 
-def check_pilot(pilot: str) -> str:
+def pilot_settings(inst: Instance, pilot: str) -> tuple[int, float, float]:
+    """`(mode, price, memory in seconds)` of the compiled pilot features for base policy `pilot` (`PILOTS`) on
+    `inst`: the one place that says how the model's pilots are priced."""
     if pilot not in PILOTS:
         raise InputError(f"pilot: expected one of {', '.join(PILOTS)}, got {pilot!r}")
-    return pilot
+    return PILOTS.index(pilot), DEFAULT_PRICE, DEFAULT_MEMORY * time_unit(inst)
 
 
 # --------------------------------------------------------------------------------------------- strategies

@@ -40,7 +40,7 @@ from edgepoc.models.paper.allocation import count_parameters
 from edgepoc.models.checkpoint import save_checkpoint
 from edgepoc.models.general.model import GeneralAllocationModel, GeneralConfig, embedding, student_general_config
 from edgepoc.models.general.decode import DEFAULT_HORIZON, DYN_FEATURES, N_DYN, Head, onepass, time_scale, trajectory_features
-from edgepoc.solvers.rollout import DEFAULT_MEMORY, DEFAULT_PRICE, decay_rates, rollout_assignment, time_unit
+from edgepoc.solvers.rollout import decay_rates, rollout_assignment
 
 FAMILIES = ("paper", "varied", "alibaba", "bursty", "task-delays")
 
@@ -195,7 +195,7 @@ def dagger_sample(inst: Instance, emb: np.ndarray, head: Head, seed: int, segmen
     `i .. i + window` from that state, and the segment's tasks `i .. i + segment` get the GA's choices
     as labels, with the dynamic features along the GA's choices from the model's state (scaled by the
     whole instance's time scale, look-ahead inside the window)."""
-    from edgepoc.models.general.decode import PILOTS, _trajectory_features
+    from edgepoc.models.general.decode import _trajectory_features, pilot_settings
     from edgepoc.solvers.ga import GAConfig, PolicyModel
 
     n, kk = inst.n_tasks, inst.n_providers
@@ -205,7 +205,7 @@ def dagger_sample(inst: Instance, emb: np.ndarray, head: Head, seed: int, segmen
     labels = np.empty(n, dtype=np.int64)
     free = np.zeros(kk)
     rate = np.zeros(kk)  # the pilots' task rates (priced pilots), as of the last decided task's arrival
-    memory = DEFAULT_MEMORY * time_unit(inst)
+    mode, price, memory = pilot_settings(inst, head.pilot)
     for lo in range(0, n, segment):
         hi = min(n, lo + segment)
         if lo > 0:
@@ -214,8 +214,7 @@ def dagger_sample(inst: Instance, emb: np.ndarray, head: Head, seed: int, segmen
         x_e = PolicyModel(GAConfig(generations=generations), seed=seed + lo).solve(sub, free.copy()).assignment
         out = np.empty((sub.n_tasks, kk, N_DYN))
         _trajectory_features(sub.arrival, sub.ready, sub.processing, free.copy(), rate.copy(),
-                             np.ascontiguousarray(x_e), int(head.horizon), scale, PILOTS.index(head.pilot),
-                             DEFAULT_PRICE, memory, out)
+                             np.ascontiguousarray(x_e), int(head.horizon), scale, mode, price, memory, out)
         dyn[lo:hi] = out[:hi - lo]
         labels[lo:hi] = x_e[:hi - lo]
         for i in range(lo, hi):  # advance along the model's own choices
