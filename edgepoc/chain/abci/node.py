@@ -96,12 +96,28 @@ def checktx_log(message: str) -> str:
     return m.group(1) if m else message
 
 
+# CometBFT keeps its mempool endpoint closed for a moment after block sync hands over to consensus
+# (status already says catching_up=false): a submission in that window is retried, not rejected.
+CATCHING_UP_RETRY_S = 10.0
+
+
 class RpcClient:
     """CometBFT's JSON-RPC over HTTP, one kept-alive connection per thread."""
 
     def __init__(self, host: str, port: int, timeout: float = 10.0):
         self.host, self.port, self.timeout = host, port, timeout
         self._local = threading.local()
+
+    def broadcast(self, tx: str) -> dict:
+        """broadcast_tx_sync, retried while the node's mempool is still closed for catching up."""
+        deadline = time.monotonic() + CATCHING_UP_RETRY_S
+        while True:
+            try:
+                return self.call("broadcast_tx_sync", {"tx": tx})
+            except EdgepocError as exc:
+                if "catching up" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.2)
 
     def call(self, method: str, params: dict | None = None, timeout: float | None = None) -> dict:
         body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}})
@@ -241,7 +257,7 @@ class CometNodeView:
         m = ModuleTx.from_dict(item)
         tx = base64.b64encode(m.tx()).decode()
         try:
-            res = self.rpc.call("broadcast_tx_sync", {"tx": tx})
+            res = self.rpc.broadcast(tx)
         except EdgepocError as exc:
             if "already exists in cache" in str(exc):
                 return {"module": m.hash, "accepted": True}
@@ -273,7 +289,7 @@ class CometNodeView:
                 continue
             tx = base64.b64encode(batch.tx()).decode()
             try:
-                res = self.rpc.call("broadcast_tx_sync", {"tx": tx})
+                res = self.rpc.broadcast(tx)
             except EdgepocError as exc:
                 if "already exists in cache" in str(exc):  # a resubmission: harmless, the same ids
                     ids.extend(batch.ids)
