@@ -212,7 +212,8 @@ def train_general_cmd(
                                              "charges for holding a busy provider; see `solve --method rollout`)."),
     horizon: int = typer.Option(20, help="The long pilot's look-ahead in tasks."),
     mix: str = typer.Option("standard", help="Training and validation instances: 'standard' (five families "
-                                             "alike) or 'heavy' (half of them Alibaba trace windows)."),
+                                             "alike, 100-600 tasks), 'heavy' (half of them Alibaba trace "
+                                             "windows) or 'large' (the standard mix at 300-1000 tasks)."),
     gate: bool = typer.Option(False, help="Gate the head's linear (pilot) term by the pair embedding: weights "
                                           "c + V E_ik per task and provider instead of one c."),
 ) -> None:

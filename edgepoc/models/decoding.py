@@ -38,6 +38,7 @@ SEARCH_KEYS = frozenset({"sweeps", "budget_ms", "kick_fraction", "swap_window", 
 PAPER_KEYS = SEARCH_KEYS | {"samples", "starts", "lambdas"}  # the paper model's candidate settings
 DEFAULT_SWEEPS = 30  # the "50 ms-equivalent" work budget: median 47 ms of CPU on 1000-task paper instances
 DEFAULT_LAMBDAS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 1e9)
+MAX_SAMPLES = 1024  # a request cannot ask for unbounded work before the budget starts counting
 _UNLIMITED_SWEEPS = 1_000_000  # a deadline budget: the clock, not the sweep count, ends a descent
 
 
@@ -52,8 +53,8 @@ class DecodeOptions:
     temperature: float = 1.0  # of the kick weights (and of the paper model's `sample` draws)
     seed: int = 0
     lambdas: tuple[float, ...] = DEFAULT_LAMBDAS  # paper `guided`: one candidate per lambda
-    samples: int = 64  # paper `sample`: allocations drawn
-    starts: int = 3  # paper `search`: best candidates descended before the kicks
+    samples: int = 64  # paper `sample` / general `search`: allocations drawn from the model
+    starts: int = 3  # `search`: the best candidates descended before the kicks
 
     @classmethod
     def from_params(cls, params: dict[str, Any], seconds: float | None, seed: int, *, strategies: tuple[str, ...],
@@ -79,10 +80,11 @@ class DecodeOptions:
             if not isinstance(lams, list) or not lams:
                 raise InputError("lambdas: expected a non-empty JSON list, e.g. lambdas=[0,1,4]")
             opts.lambdas = tuple(float(v) for v in lams)
-        if ((opts.budget.sweeps or 0) < 0 or (opts.budget.seconds or 0.0) < 0 or opts.samples < 1
+        if ((opts.budget.sweeps or 0) < 0 or (opts.budget.seconds or 0.0) < 0 or opts.samples < 0
+                or opts.samples > MAX_SAMPLES
                 or opts.temperature <= 0 or opts.starts < 0 or not 0 < opts.kick_fraction <= 1
                 or min(opts.lambdas) < 0 or opts.swap_window < 0):
-            raise InputError("decode settings: sweeps >= 0, budget_ms >= 0, samples >= 1, temperature > 0, "
+            raise InputError(f"decode settings: sweeps >= 0, budget_ms >= 0, 0 <= samples <= {MAX_SAMPLES}, temperature > 0, "
                              "starts >= 0, 0 < kick_fraction <= 1, lambdas >= 0, swap_window >= 0")
         return opts
 

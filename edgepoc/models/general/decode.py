@@ -18,8 +18,11 @@ score (ties: the lowest provider index). `c` starts at "minus the pilot regret",
 method; training teaches the rest of the head to correct it. Everything here is float64 Numba, so
 the same input gives the bit-identical allocation on every node.
 
-Search: the one-pass allocation (and greedy) through the shared search loop
-(`edgepoc.models.decoding.search`), kicks drawn from the model's per-step softmax. Its default budget
+Search: the one-pass allocation, `samples` one-pass decodes drawn at `temperature` and greedy, ranked
+by delay; the best `starts` of them descended by the shared search loop (`edgepoc.models.decoding.search`),
+whose kicks are drawn from the model's per-step softmax. The local search reaches nearly the same
+optimum from greedy as from the one-pass on light-tailed instances; diverse good starts from the model
+are what the search cannot make itself. Its default budget
 is WORK (`sweeps`), so the same input and seed give the same allocation; a wall-clock deadline
 (`budget_ms`, `--seconds`) is an explicit option.
 """
@@ -35,9 +38,9 @@ import numpy as np
 
 from edgepoc.errors import InputError
 from edgepoc.game.instance import Instance
-from edgepoc.game.kernel import _free_times, _greedy, completion_time, greedy_assignment
+from edgepoc.game.kernel import _free_times, _greedy, completion_time, greedy_assignment, simulate
 from edgepoc.models.budget import Budget
-from edgepoc.models.decoding import DEFAULT_SWEEPS, DecodeOptions, search
+from edgepoc.models.decoding import DEFAULT_SWEEPS, SEARCH_KEYS, DecodeOptions, search
 from edgepoc.solvers.rollout import (DEFAULT_MEMORY, DEFAULT_PRICE, decay_rates, pilot_cost, priced_cost,
                                      priced_pilot_cost, time_unit)
 
@@ -334,12 +337,18 @@ def pilot_settings(inst: Instance, pilot: str) -> tuple[int, float, float]:
 # --------------------------------------------------------------------------------------------- strategies
 
 GENERAL_STRATEGIES = ("onepass", "search")
+GENERAL_KEYS = SEARCH_KEYS | {"samples", "starts"}
+# the search's starts: argmax one-pass plus 4 decodes drawn at temperature 0.3, the best 2 descended
+# (chosen on tuning instances of seed 4000; docs/models.md, "Model starts")
+GENERAL_SAMPLES, GENERAL_STARTS, GENERAL_TEMPERATURE = 4, 2, 0.3
 
 
 def general_decode_options(params: dict[str, Any], seconds: float | None = None, seed: int = 0) -> DecodeOptions:
     """From `--param decode=onepass|search --param sweeps=30 ...` (and `--seconds`)."""
-    return DecodeOptions.from_params(params, seconds, seed, strategies=GENERAL_STRATEGIES, default_strategy="search",
-                                     default_budget=Budget.work(DEFAULT_SWEEPS))
+    defaults = {"samples": GENERAL_SAMPLES, "starts": GENERAL_STARTS, "temperature": GENERAL_TEMPERATURE}
+    return DecodeOptions.from_params({**defaults, **params}, seconds, seed, strategies=GENERAL_STRATEGIES,
+                                     default_strategy="search", default_budget=Budget.work(DEFAULT_SWEEPS),
+                                     keys=GENERAL_KEYS)
 
 
 def softmax_weights(scores: np.ndarray, temperature: float) -> np.ndarray:
@@ -353,15 +362,23 @@ def softmax_weights(scores: np.ndarray, temperature: float) -> np.ndarray:
 def decode_embedding(inst: Instance, emb: np.ndarray, head: Head, opts: DecodeOptions, free_times=None,
                      started_at: float | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """`(assignment, info)`: the one-pass decode of embedding `emb` with `head`, then (`search`) the shared
-    search from it and greedy. `started_at`: when inference began (`onepass_seconds` counts from then);
-    a deadline budget counts from the search's own start."""
+    search from the best `opts.starts` of it, `opts.samples` sampled decodes and greedy. `started_at`: when
+    inference began (`onepass_seconds` counts from then); a deadline budget counts from the search's own start."""
     t0 = time.perf_counter() if started_at is None else started_at
     x, total, scores = onepass(inst, emb, head, free_times, keep_scores=opts.strategy == "search")
     info: dict[str, Any] = {"decode": "onepass", "onepass_latency": total, "onepass_seconds": time.perf_counter() - t0}
     if opts.strategy == "search":
         g, _ = greedy_assignment(inst, free_times)
-        found = search(inst, [("onepass", x), ("greedy", g)], softmax_weights(scores, opts.temperature), opts,
-                       free_times)
+        cands: list[tuple[float, str, np.ndarray]] = [(total, "onepass", x)]
+        rng = np.random.default_rng([opts.seed, 99])
+        for _ in range(opts.samples):
+            xs, fs, _ = onepass(inst, emb, head, free_times, uniforms=rng.random(inst.n_tasks),
+                                temperature=opts.temperature)
+            cands.append((fs, "onepass-sample", xs))
+        cands.append((simulate(inst, g, free_times), "greedy", g))
+        order = sorted(range(len(cands)), key=lambda j: (cands[j][0], j))  # stable: ties keep the listed order
+        found = search(inst, [(cands[j][1], cands[j][2]) for j in order], softmax_weights(scores, opts.temperature),
+                       opts, free_times, descend=opts.starts)
         x = found.assignment
         info.update(found.info(opts.budget))
     return x, info

@@ -88,13 +88,16 @@ def heavy_tail_mix(seed: int, count: int) -> list[Instance]:
     return out
 
 
-MIXES = ("standard", "heavy")
+MIXES = ("standard", "heavy", "large")
+LARGE_TASKS = (300, 1000)  # the `large` mix: the held-out benchmarks' size (1000 tasks) inside its range
 
 
 def mix_instances(mix: str, seed: int, count: int) -> list[Instance]:
     """`count` instances of training mix `mix` (`MIXES`) drawn from `seed`."""
     if mix not in MIXES:
         raise InputError(f"mix: expected one of {', '.join(MIXES)}, got {mix!r}")
+    if mix == "large":
+        return training_mix(seed, count, n_range=LARGE_TASKS)
     return training_mix(seed, count) if mix == "standard" else heavy_tail_mix(seed, count)
 
 
@@ -119,8 +122,9 @@ class GeneralTrainConfig:
     horizon: int = DEFAULT_HORIZON  # the long pilot's look-ahead in tasks
     gate: bool = False  # the head's gate: the linear (pilot) term's weights per pair c + V E_ik instead of c
     pilot: str = "greedy"  # the pilots' base policy: "greedy" (bundled before 2026-11-29) or "priced" (decode.PILOTS)
-    mix: str = "standard"  # training and validation instances: "standard" (`training_mix`) or "heavy"
+    mix: str = "standard"  # training and validation instances: "standard" (`training_mix`), "heavy"
     # (`heavy_tail_mix`: half of them Alibaba trace windows, where the one-pass decode is furthest from the GA)
+    # or "large" (the standard families at 300-1000 tasks instead of 100-600)
     head_prior: str = "pilot"  # the head's linear term starts at minus the pilot regret ("pilot", bundled) or
     # minus its log ("log_pilot"): the same rollout decisions (log1p is monotone), on a scale the bounded
     # tanh correction can match on heavy-tailed windows, where the linear pilot regret reaches 50+
