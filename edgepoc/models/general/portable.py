@@ -8,9 +8,10 @@ give the bit-identical embedding, and so the same allocation, on every node.
 
 Why not torch's float64 forward: its matrix products go through BLAS, whose summation order (blocking,
 FMA, vector width) depends on the library and the CPU, and NumPy's `@` is the same story. Here every
-dense layer is a fixed-order sum written with elementwise NumPy operations, `b + x_0 w_0 + x_1 w_1 + ...`,
-each step rounded to float64 by IEEE rules whatever the machine (elementwise ufuncs neither fuse nor
-reorder). It agrees with torch's float64 forward to ~1e-15 relative (tests/models/test_portable.py);
+dense layer is a fixed-order sum, `b + x_0 w_0 + x_1 w_1 + ...`, each step rounded to float64 by IEEE
+rules whatever the machine: compiled by Numba without fast-math (LLVM then neither fuses a multiply into
+an add nor reorders a sum), and tested bit for bit against the same sum in elementwise NumPy ufuncs
+(`dense_reference`), which neither fuse nor reorder either. It agrees with torch's float64 forward to ~1e-15 relative (tests/models/test_portable.py);
 the one-pass decode that follows is float64 Numba (`edgepoc.models.general.decode`).
 
 Weight file: `edgepoc-model-npz/1`, a `.npz` written beside a general checkpoint `X.pt` as `X.npz`
@@ -33,6 +34,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+import numba as nb
 import numpy as np
 
 from edgepoc.errors import EdgepocError
@@ -123,8 +125,33 @@ def pair_features(inst: Instance, scale_rule: str = "mean") -> np.ndarray:
 # ------------------------------------------------------------------------------------- forward pass
 
 
+@nb.njit(cache=True, nogil=True)
+def _dense_rows(x, wt, b, out):
+    """out[r] = b + x[r, 0] wt[0] + x[r, 1] wt[1] + ...: each product rounded, then added, in input order
+    (no fast-math: LLVM neither fuses nor reorders, so every CPU gives the same bits; the loop over outputs
+    is the vectorised one, each output's own sum keeps its order)."""
+    for r in range(x.shape[0]):
+        for o in range(wt.shape[1]):
+            out[r, o] = b[o]
+        for j in range(wt.shape[0]):
+            xv = x[r, j]
+            for o in range(wt.shape[1]):
+                out[r, o] += xv * wt[j, o]
+
+
 def dense(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
-    """`x @ w.T + b` in float64 with a fixed summation order: `b + x[..., 0] w[:, 0] + x[..., 1] w[:, 1] + ...`."""
+    """`x @ w.T + b` in float64 with a fixed summation order: `b + x[..., 0] w[:, 0] + x[..., 1] w[:, 1] + ...`
+    (compiled; `dense_reference` is the same sum in elementwise NumPy, bit for bit)."""
+    rows = np.ascontiguousarray(x, dtype=np.float64).reshape(-1, x.shape[-1])
+    out = np.empty((rows.shape[0], w.shape[0]))
+    _dense_rows(rows, np.ascontiguousarray(w.T, dtype=np.float64),
+                np.zeros(w.shape[0]) if b is None else np.ascontiguousarray(b, dtype=np.float64), out)
+    return out.reshape(x.shape[:-1] + (w.shape[0],))
+
+
+def dense_reference(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+    """`dense` written with elementwise NumPy ufuncs (which neither fuse nor reorder): the specification the
+    compiled one is tested against."""
     out = np.zeros(x.shape[:-1] + (w.shape[0],)) if b is None else np.broadcast_to(b, x.shape[:-1] + b.shape).copy()
     for j in range(w.shape[1]):
         out += x[..., j, None] * w[:, j]
