@@ -71,6 +71,10 @@ CANDIDATE_COLUMNS: dict[str, tuple[str, dict, str]] = {
     "new student search": ("student", {"decode": "search"}, "student.pt"),
 }
 MODEL_OF: dict[str, str] = {}  # column -> checkpoint path (filled from --candidate)
+# the no-model control again, its work budget scaled per instance to the CPU time the teacher's search took
+# there (sweeps = 30 x search CPU / control CPU, measured in the same run): the control at equal CPU
+EQUAL_CPU = "no-model, search's CPU"
+BASE_SWEEPS = 30
 # issue 11/18 targets on the family means (ratio to GA 5 s)
 ONEPASS_TARGET = {"paper": 1.05, "varied": 1.05, "alibaba": 1.15}
 SEARCH_TARGET = 1.02
@@ -94,6 +98,18 @@ def run_ga(inst, seconds: float, seed: int) -> dict:
     res = solve(inst, "ga", SolveOptions(seed=seed, seconds=seconds, params={"clock": "cpu"}))
     return {"delay": res.total_latency, "cpu_s": time.thread_time() - t0,
             "generations": res.extra.get("generations")}
+
+
+def table_columns() -> list[str]:
+    return [*COLUMNS, EQUAL_CPU]
+
+
+def equal_cpu_control(inst, row: dict, seed: int) -> dict:
+    """The no-model control with its sweeps scaled to the teacher search's CPU time on this instance."""
+    if "cpu_s" not in row["search"] or "cpu_s" not in row["no-model"]:
+        return {"error": "search or no-model failed"}
+    sweeps = max(BASE_SWEEPS, round(BASE_SWEEPS * row["search"]["cpu_s"] / max(row["no-model"]["cpu_s"], 1e-9)))
+    return {**run_column(inst, "search", {"sweeps": sweeps}, seed), "sweeps": sweeps}
 
 
 def family_stats(rows: list[dict], column: str) -> dict:
@@ -149,6 +165,10 @@ def targets(stats: dict, rows_by_family: dict) -> list[str]:
         else:
             checks.append(f"search vs no-model: the control is already at or below GA ({nm['mean']:.3f}x); "
                           f"search {se['mean']:.3f}x")
+        if st[EQUAL_CPU]["instances"]:
+            g = gain_interval(rows_by_family[fam], "search", EQUAL_CPU)
+            checks.append(f"search vs no-model at the search's CPU: {'better' if g.mean > 0 else 'not better'} "
+                          f"({se['mean']:.3f}x vs {st[EQUAL_CPU]['mean']:.3f}x; paired gain {g.fmt('+.2f', '%')})")
         checks.append(f"one-pass <= 20 ms / 1000 tasks: {'met' if one['ms_per_1000_tasks'] <= 20 else 'missed'} "
                       f"({one['ms_per_1000_tasks']:.1f} ms)")
         for dec, teacher_col in (("onepass", "onepass"), ("search", "search")):
@@ -222,12 +242,13 @@ def main() -> None:
                    "ga": run_ga(inst, ga_seconds, i)}
             for col, (method, p) in COLUMNS.items():
                 row[col] = run_column(inst, method, p, i, MODEL_OF.get(col))
+            row[EQUAL_CPU] = equal_cpu_control(inst, row, i)
             rows.append(row)
             print(f"{fam} {inst.name}: " + ", ".join(
                 f"{c} {row[c]['delay'] / row['ga']['delay']:.3f}" if "delay" in row[c] else f"{c} failed"
-                for c in COLUMNS), flush=True)
+                for c in table_columns()), flush=True)
         rows_by_family[fam] = rows
-    stats = {fam: {col: family_stats(rows, col) for col in COLUMNS} for fam, rows in rows_by_family.items()}
+    stats = {fam: {col: family_stats(rows, col) for col in table_columns()} for fam, rows in rows_by_family.items()}
 
     model_line = bundle_commit()
     lines = [
@@ -241,18 +262,19 @@ def main() -> None:
         "",
         "Each cell: mean ratio to the GA's total delay on the same instance [95% interval] / worst instance. "
         "Below 1: better than the GA. `onepass`/`search`: the teacher's decoders; `no-model`: the same search "
-        "on uniform scores (same work budget).",
+        "on uniform scores (same work budget); `no-model, search's CPU`: the control again with its sweeps scaled "
+        "per instance to the CPU time the teacher's search took (30 x search CPU / control CPU).",
         "",
-        "| family | " + " | ".join(COLUMNS) + " |",
-        "|---|" + "---:|" * len(COLUMNS),
+        "| family | " + " | ".join(table_columns()) + " |",
+        "|---|" + "---:|" * len(table_columns()),
     ]
     for fam, st in stats.items():
-        lines.append(f"| {fam} | " + " | ".join(fmt_ratio(st[c]) for c in COLUMNS) + " |")
+        lines.append(f"| {fam} | " + " | ".join(fmt_ratio(st[c]) for c in table_columns()) + " |")
     lines += ["", "CPU milliseconds per 1000 tasks (median over the family's instances; GA: its budget):", "",
-              "| family | " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
+              "| family | " + " | ".join(table_columns()) + " |", "|---|" + "---:|" * len(table_columns())]
     for fam, st in stats.items():
-        lines.append(f"| {fam} | " + " | ".join(f"{st[c]['ms_per_1000_tasks']:.1f}" for c in COLUMNS) + " |")
-    errors = [f"- {fam} {c}: {e}" for fam, st in stats.items() for c in COLUMNS for e in st[c]["errors"]]
+        lines.append(f"| {fam} | " + " | ".join(f"{st[c]['ms_per_1000_tasks']:.1f}" for c in table_columns()) + " |")
+    errors = [f"- {fam} {c}: {e}" for fam, st in stats.items() for c in table_columns() for e in st[c]["errors"]]
     if errors:
         lines += ["", "Failures:", "", *errors]
     lines += ["", "Targets of issues 11 and 18 (on the family means):", "", *targets(stats, rows_by_family)]
