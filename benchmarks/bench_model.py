@@ -167,7 +167,9 @@ def targets(stats: dict, rows_by_family: dict) -> list[str]:
                           f"search {se['mean']:.3f}x")
         if st[EQUAL_CPU]["instances"]:
             g = gain_interval(rows_by_family[fam], "search", EQUAL_CPU)
-            checks.append(f"search vs no-model at the search's CPU: {'better' if g.mean > 0 else 'not better'} "
+            verdict = ("better" if g.low > 0 else "worse" if g.high < 0
+                       else "not significantly different" if np.isfinite(g.low) else "no interval")
+            checks.append(f"search vs no-model at the search's CPU: {verdict} "
                           f"({se['mean']:.3f}x vs {st[EQUAL_CPU]['mean']:.3f}x; paired gain {g.fmt('+.2f', '%')})")
         checks.append(f"one-pass <= 20 ms / 1000 tasks: {'met' if one['ms_per_1000_tasks'] <= 20 else 'missed'} "
                       f"({one['ms_per_1000_tasks']:.1f} ms)")
