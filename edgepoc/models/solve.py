@@ -3,7 +3,8 @@
 `teacher` / `student`: `options.model` is a checkpoint path (None: the one bundled in the package: the
 general model, any K and R). A general checkpoint takes `decode=onepass|search` (default `search`),
 `sweeps` (the search's work budget), `budget_ms` or `--seconds` (a wall-clock deadline instead, explicit
-only), `kick_fraction`, `swap_window`, `temperature` (`edgepoc.models.general.decode`). A paper-variant
+only), `kick_fraction`, `swap_window`, `temperature`, `samples`, `starts` (the search's sampled one-pass
+starts; `edgepoc.models.general.decode`). A paper-variant
 checkpoint (fixed K, `edgepoc train`) takes `decode=argmax|guided|sample|search`, `budget_ms`, ...
 (`edgepoc.models.paper.decode`). `search`: the shared search loop from greedy, kicks uniform.
 
