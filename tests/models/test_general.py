@@ -112,6 +112,22 @@ def test_search_starts_from_sampled_decodes_deterministically_and_they_pay_on_he
     assert np.mean(gains) > 1.002, gains  # measured: +0.7 % on these six, none worse
 
 
+def test_a_wall_clock_budget_includes_inference_and_the_sampled_starts():
+    """With `budget_ms` the deadline counts from the start of inference: more samples than the budget can pay
+    for are cut short at half of it, so the search still descends, and nothing overruns."""
+    import time
+
+    inst = paper(HELD_OUT, 11, n_tasks=1000, providers=8)
+    solve(inst, "teacher", SolveOptions(params={"budget_ms": 5}))  # loads the model once
+    t0 = time.perf_counter()
+    res = solve(inst, "teacher", SolveOptions(params={"budget_ms": 30, "samples": 1000}))
+    wall = time.perf_counter() - t0
+    assert res.extra["decode_seconds"] >= 0.03 and wall < 0.6, (res.extra, wall)
+    assert res.total_latency <= res.extra["onepass_latency"] + 1e-9
+    res = solve(inst, "teacher", SolveOptions(params={"budget_ms": 300, "samples": 1000}))
+    assert res.extra["descents"] >= 1 and "budget_note" not in res.extra, res.extra
+
+
 def test_rollout_prior_is_the_rollout_method():
     """An untrained head (zero corrections) decides exactly as the pilot method does."""
     inst = varied(HELD_OUT, 5, n_tasks=200, providers=5)

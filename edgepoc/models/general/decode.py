@@ -363,7 +363,8 @@ def decode_embedding(inst: Instance, emb: np.ndarray, head: Head, opts: DecodeOp
                      started_at: float | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """`(assignment, info)`: the one-pass decode of embedding `emb` with `head`, then (`search`) the shared
     search from the best `opts.starts` of it, `opts.samples` sampled decodes and greedy. `started_at`: when
-    inference began (`onepass_seconds` counts from then); a deadline budget counts from the search's own start."""
+    inference began (`onepass_seconds` counts from then, and so does a deadline budget: the embedding, the
+    one-pass and the sampled decodes are inside it; without it, a deadline counts from the search's start)."""
     t0 = time.perf_counter() if started_at is None else started_at
     x, total, scores = onepass(inst, emb, head, free_times, keep_scores=opts.strategy == "search")
     info: dict[str, Any] = {"decode": "onepass", "onepass_latency": total, "onepass_seconds": time.perf_counter() - t0}
@@ -371,14 +372,19 @@ def decode_embedding(inst: Instance, emb: np.ndarray, head: Head, opts: DecodeOp
         g, _ = greedy_assignment(inst, free_times)
         cands: list[tuple[float, str, np.ndarray]] = [(total, "onepass", x)]
         rng = np.random.default_rng([opts.seed, 99])
+        # a wall-clock budget bounds the draws too: they stop at half of it, the rest is the search's
+        draw_until = t0 + opts.budget.seconds / 2 if opts.budget.is_deadline else np.inf
         for _ in range(opts.samples):
+            if time.perf_counter() >= draw_until:
+                break
             xs, fs, _ = onepass(inst, emb, head, free_times, uniforms=rng.random(inst.n_tasks),
                                 temperature=opts.temperature)
             cands.append((fs, "onepass-sample", xs))
         cands.append((simulate(inst, g, free_times), "greedy", g))
         order = sorted(range(len(cands)), key=lambda j: (cands[j][0], j))  # stable: ties keep the listed order
         found = search(inst, [(cands[j][1], cands[j][2]) for j in order], softmax_weights(scores, opts.temperature),
-                       opts, free_times, descend=opts.starts)
+                       opts, free_times, descend=opts.starts,
+                       started_at=t0 if opts.budget.is_deadline and started_at is not None else None)
         x = found.assignment
         info.update(found.info(opts.budget))
     return x, info
