@@ -8,10 +8,8 @@ student is the general model: it serves every chain size (2-16 providers, any re
 Every node must compute the same allocation for the same block, so a general model never runs on a
 wall-clock budget here: the node's decoder is the one-pass decode (`decode` "onepass"; the paper
 variant's names "guided"/"argmax" mean the same for a general model), or the search with its WORK
-budget (`decode` "search", the default when no decoder is named); `seconds` then does not apply. The
-arbiter is the exception (`wall_clock=True`): no node recomputes its signed answer, and the proposer waits
-for it only `arbiter_deadline`, so its search runs on `seconds` of wall clock, inference included. A
-paper-variant checkpoint (`--model`, fixed K) keeps its own decoders and `seconds`.
+budget (`decode` "search", the default when no decoder is named, e.g. the arbiter); `seconds` then
+does not apply. A paper-variant checkpoint (`--model`, fixed K) keeps its own decoders and `seconds`.
 
 A node does not load PyTorch: the bundled models (and any general checkpoint with its `.npz` beside it, or a
 `.npz` named directly) run the NumPy forward pass of `edgepoc.models.general.portable`; only a checkpoint without
@@ -59,12 +57,8 @@ def probe_instance(capacity: np.ndarray, delays: np.ndarray) -> Instance:
 
 def make_allocator(method: str = "auto", model: str | None = None, seconds: float = 0.2,
                    fallback: str = "greedy", probe: Instance | None = None,
-                   decode: str | None = None, wall_clock: bool = False) -> tuple[Allocator, str]:
+                   decode: str | None = None) -> tuple[Allocator, str]:
     """`(allocate(instance, free_times) -> assignment, name of the method in use)`.
-
-    `wall_clock`: a general model's search runs on the deadline `seconds` (inference included) instead of
-    its work budget. For the arbiter, whose signed answer no node recomputes and whose caller waits only
-    so long; a node's allocator stays on work budgets (the same block gives the same allocation everywhere).
 
     `decode`: the decoding strategy of a learned method (`edgepoc.models.decoding.STRATEGIES`), e.g. "guided".
     `probe`: an instance of the chain's shape (`probe_instance`). With "auto" the student is used only if
@@ -91,7 +85,7 @@ def make_allocator(method: str = "auto", model: str | None = None, seconds: floa
         return {"decode": decode} if decode else {}
 
     def budget(m: str) -> float | None:
-        return None if m in ("student", "teacher") and general(m) and not wall_clock else seconds
+        return None if m in ("student", "teacher") and general(m) else seconds
 
     if probe is not None or method == "auto":
         target = "student" if method == "auto" else method

@@ -45,21 +45,11 @@ def test_the_students_blocks_beat_greedy():
     assert total < greedy
 
 
-def test_a_node_allocator_is_work_budgeted_and_the_arbiters_keeps_its_deadline():
-    """A node's teacher search ignores `seconds` (work budget: the same block, the same allocation); the
-    arbiter's (`wall_clock`) answers within its deadline even on a block its work budget would overrun."""
-    import time
-
+def test_the_arbiter_default_is_the_work_budgeted_search():
     allocate, name = make_allocator("teacher", seconds=0.5, probe=_probe(4))
     inst = paper(7200, 0, n_tasks=200, providers=4)
     a, b = allocate(inst, [0.0] * 4), allocate(inst, [0.0] * 4)
     assert name == "teacher" and np.array_equal(a, b)
-    big = paper(7200, 1, n_tasks=3000, providers=16)
-    arbiter, _ = make_allocator("teacher", seconds=0.2, probe=_probe(16), wall_clock=True)
-    arbiter(paper(7200, 2, n_tasks=50, providers=16), [0.0] * 16)  # loads and compiles outside the clock
-    t0 = time.perf_counter()
-    x = arbiter(big, [0.0] * 16)
-    assert time.perf_counter() - t0 < 0.8 and x.shape == (3000,)  # the work budget takes about 1.4 s here
 
 
 def test_an_unusable_checkpoint_is_an_error_at_start(tmp_path):

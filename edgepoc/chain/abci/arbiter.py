@@ -32,7 +32,6 @@ from edgepoc.errors import EdgepocError, InputError
 log = logging.getLogger("edgepoc.arbiter")
 MAX_BODY = 8 << 20  # bytes read from one request, before anything is parsed or authenticated
 NONCES = 100_000  # remembered (validator, nonce) pairs: an exact replay is refused
-ARBITER_SECONDS = 0.5  # its allocation's wall-clock budget, inside the proposer's arbiter_deadline (0.6 s by default)
 
 
 def validator_key(home: Path) -> SigningKey:
@@ -100,8 +99,7 @@ class Arbiter:
         if method == "auto":
             self.allocate, self.method = teacher_or_ga(model, probe)
         else:
-            self.allocate, self.method = make_allocator(method, model=model, seconds=ARBITER_SECONDS, probe=probe,
-                                                        wall_clock=True)
+            self.allocate, self.method = make_allocator(method, model=model, seconds=0.5, probe=probe)
         self.requests = 0
         self.nonces: dict[tuple[str, str], None] = {}
         self.node_urls = _node_urls(self.home)
@@ -208,8 +206,7 @@ def teacher_or_ga(model: str | None, probe):
             log.info("arbiter: no teacher model installed")
             continue
         try:  # probed with the chain's own shape: a teacher for another provider count cannot arbitrate it
-            return make_allocator(method, model=model if method == "teacher" else None, seconds=ARBITER_SECONDS,
-                                  probe=probe, wall_clock=True)
+            return make_allocator(method, model=model if method == "teacher" else None, seconds=0.5, probe=probe)
         except EdgepocError as exc:
             log.warning("arbiter: %s unavailable (%s)", method, exc)
     return make_allocator("greedy")
