@@ -57,8 +57,10 @@ def probe_instance(capacity: np.ndarray, delays: np.ndarray) -> Instance:
 
 def make_allocator(method: str = "auto", model: str | None = None, seconds: float = 0.2,
                    fallback: str = "greedy", probe: Instance | None = None,
-                   decode: str | None = None) -> tuple[Allocator, str]:
+                   decode: str | None = None, model_params: dict | None = None) -> tuple[Allocator, str]:
     """`(allocate(instance, free_times) -> assignment, name of the method in use)`.
+
+    `model_params`: extra settings of a general model's decoder (e.g. the arbiter's `samples=0`).
 
     `decode`: the decoding strategy of a learned method (`edgepoc.models.decoding.STRATEGIES`), e.g. "guided".
     `probe`: an instance of the chain's shape (`probe_instance`). With "auto" the student is used only if
@@ -81,7 +83,8 @@ def make_allocator(method: str = "auto", model: str | None = None, seconds: floa
         if m not in ("student", "teacher"):
             return {}
         if general(m):
-            return {"decode": decode if decode in ("onepass", "search") else ("search" if decode is None else "onepass")}
+            return {"decode": decode if decode in ("onepass", "search") else ("search" if decode is None else "onepass"),
+                    **(model_params or {})}
         return {"decode": decode} if decode else {}
 
     def budget(m: str) -> float | None:

@@ -45,11 +45,15 @@ def test_the_students_blocks_beat_greedy():
     assert total < greedy
 
 
-def test_the_arbiter_default_is_the_work_budgeted_search():
-    allocate, name = make_allocator("teacher", seconds=0.5, probe=_probe(4))
+def test_the_arbiter_default_is_the_work_budgeted_search_without_sampled_starts():
+    from edgepoc.chain.abci.arbiter import ARBITER_MODEL_PARAMS
+    from edgepoc.solvers.registry import SolveOptions, solve
+
+    allocate, name = make_allocator("teacher", seconds=0.5, probe=_probe(4), model_params=ARBITER_MODEL_PARAMS)
     inst = paper(7200, 0, n_tasks=200, providers=4)
     a, b = allocate(inst, [0.0] * 4), allocate(inst, [0.0] * 4)
     assert name == "teacher" and np.array_equal(a, b)
+    assert np.array_equal(a, solve(inst, "teacher", SolveOptions(seed=0, params={"samples": 0})).assignment)
 
 
 def test_an_unusable_checkpoint_is_an_error_at_start(tmp_path):
