@@ -52,6 +52,7 @@ FAMILIES: dict[str, tuple[str, dict, int]] = {
     "alibaba": ("alibaba", {}, 5000),
     **{f"K={k}": ("paper", {"providers": k}, 5100 + k) for k in (2, 3, 5, 8, 12)},
 }
+TUNING_OFFSET = 1000  # --tuning: seeds 4000 / 41xx, used to choose between candidates, never to report them
 # column -> (registry method, params); the GA column is the reference and runs separately
 COLUMNS: dict[str, tuple[str, dict]] = {
     "greedy": ("greedy", {}),
@@ -206,6 +207,9 @@ def main() -> None:
     ap.add_argument("--families", default=",".join(FAMILIES), help="comma-separated subset of the families")
     ap.add_argument("--out", type=Path, default=None,
                     help="Markdown file (+ .json beside it); default results/model.md, quick: runs/bench-model-quick.md")
+    ap.add_argument("--tuning", action="store_true",
+                    help="the tuning instances (seeds 1000 lower: 4000, 41xx) instead of the held-out ones, for choosing "
+                         "between candidates; a choice is then confirmed on the held-out instances")
     ap.add_argument("--candidate", type=Path, default=None,
                     help="folder with a candidate teacher.pt (and student.pt): its decoders run as extra 'new ...' "
                          "columns beside the bundled ones, with the paired gain over the bundled model")
@@ -237,6 +241,7 @@ def main() -> None:
     rows_by_family: dict[str, list[dict]] = {}
     for fam in families:
         preset, params, seed = FAMILIES[fam]
+        seed -= TUNING_OFFSET if args.tuning else 0
         size = {} if preset == "varied" else {"n_tasks": n_tasks}
         rows = []
         for i, inst in enumerate(generate(preset, seed=seed, count=count, **params, **size)):
@@ -254,10 +259,13 @@ def main() -> None:
 
     model_line = bundle_commit()
     lines = [
-        f"# The general model per family vs GA {ga_seconds:g} s (CPU) and greedy: held-out instances",
+        f"# The general model per family vs GA {ga_seconds:g} s (CPU) and greedy: "
+        f"{'TUNING instances (for choosing, not for reporting)' if args.tuning else 'held-out instances'}",
         "",
-        f"{count} instances per family ({n_tasks} tasks; `varied` draws 50-1000), held-out seeds "
-        f"({', '.join(f'{f}: {FAMILIES[f][2]}' for f in families)}). One core (torch + numba 1 thread), "
+        f"{count} instances per family ({n_tasks} tasks; `varied` draws 50-1000), "
+        f"{'TUNING' if args.tuning else 'held-out'} seeds "
+        f"({', '.join(f'{f}: {FAMILIES[f][2] - (TUNING_OFFSET if args.tuning else 0)}' for f in families)}). "
+        "One core (torch + numba 1 thread), "
         f"{platform.machine()}, {os.cpu_count()} CPUs, 1-min load average {load_at_start:.1f} at start; budgets "
         f"and times are CPU time of the solving thread. Bundled models: `{model_line}`. "
         f"Run took {time.perf_counter() - t_start:.0f} s.",
@@ -284,7 +292,7 @@ def main() -> None:
     print(text)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
-    config = {"quick": args.quick, "count": count, "ga_seconds": ga_seconds, "n_tasks": n_tasks,
+    config = {"quick": args.quick, "tuning": args.tuning, "count": count, "ga_seconds": ga_seconds, "n_tasks": n_tasks,
               "families": {f: FAMILIES[f] for f in families}, "columns": COLUMNS, "bundle": model_line,
               "candidate": {c: MODEL_OF[c] for c in MODEL_OF},
               "platform": platform.platform(), "cpus": os.cpu_count(), "load_average_at_start": load_at_start,
