@@ -57,8 +57,14 @@ def test_sampled_decode_at_low_temperature_is_the_argmax_decode():
     assert not np.array_equal(y, x_ref)  # a high temperature explores
 
 
-def test_policy_gradient_runs_and_never_returns_worse_than_its_start(tmp_path):
-    cfg = GeneralTrainConfig(count=2, val_count=1)
+def test_policy_gradient_runs_and_never_returns_worse_than_its_start(tmp_path, monkeypatch):
+    from edgepoc.models.general import train
+
+    drawn = []
+    real = train.mix_instances
+    monkeypatch.setattr(train, "mix_instances", lambda *a: drawn.append(a) or real(*a))
+    cfg = GeneralTrainConfig(count=2, val_count=1, mix="heavy")
     meta = policy_gradient(bundled_path("teacher"), tmp_path, cfg, epochs=1, samples=2, show=False)
     assert (tmp_path / "teacher.pt").is_file()
     assert meta["val_ratio_to_rollout"] <= meta["start_val_ratio_to_rollout"] + 1e-12
+    assert drawn == [("heavy", 1000, 2), ("heavy", 2000, 1)]  # the configured mix, training and validation

@@ -241,8 +241,8 @@ def dagger_finetune(model_path: str | Path, out: str | Path, cfg: GeneralTrainCo
 
     t0, out, rng = _start_run(out, cfg, 2)
     model, _ = load_model(model_path, kind)
-    train_inst = training_mix(cfg.seed, cfg.count)
-    val_inst = training_mix(cfg.seed + 1000, cfg.val_count)
+    train_inst = mix_instances(cfg.mix, cfg.seed, cfg.count)
+    val_inst = mix_instances(cfg.mix, cfg.seed + 1000, cfg.val_count)
     train_eval, val_eval = Evaluator(train_inst), Evaluator(val_inst)
     val_eval.refresh(model)
     start_val = float(val_eval.ratios(model.head()).mean())
@@ -288,14 +288,14 @@ def policy_gradient(model_path: str | Path, out: str | Path, cfg: GeneralTrainCo
     loss = - sum advantage x log-probability of the sampled allocation (per-step softmax of the head's
     scores along that allocation's own queue states). Validation one-pass after every epoch; the best
     weights are kept and written to `out/<kind>.pt` (a run cut short keeps what it reached). `instances`:
-    the training instances (default: the training mix of `cfg.seed`; `heavy_tail_mix` weights the
-    heavy-tailed trace windows); validation is always the mix of `cfg.seed + 1000`."""
+    the training instances (default: the mix `cfg.mix` of `cfg.seed`; "heavy" weights the heavy-tailed
+    trace windows); validation is always that mix of `cfg.seed + 1000`."""
     from edgepoc.models.checkpoint import load_model
 
     t0, out, rng = _start_run(out, cfg, 3)
     model, _ = load_model(model_path, kind)
-    train_inst = instances if instances is not None else training_mix(cfg.seed, cfg.count)
-    val_eval = Evaluator(training_mix(cfg.seed + 1000, cfg.val_count))
+    train_inst = instances if instances is not None else mix_instances(cfg.mix, cfg.seed, cfg.count)
+    val_eval = Evaluator(mix_instances(cfg.mix, cfg.seed + 1000, cfg.val_count))
     val_eval.refresh(model)
     start = best = float(val_eval.ratios(model.head()).mean())
     best_state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -513,8 +513,8 @@ def distill_general(teacher_path: str | Path, out: str | Path, cfg: GeneralTrain
 
     t0, out, rng = _start_run(out, cfg, 1)
     teacher, _ = load_model(teacher_path, "teacher")
-    train_inst = training_mix(cfg.seed, cfg.count)
-    val_inst = training_mix(cfg.seed + 1000, cfg.val_count)
+    train_inst = mix_instances(cfg.mix, cfg.seed, cfg.count)
+    val_inst = mix_instances(cfg.mix, cfg.seed + 1000, cfg.val_count)
     targets = []
     for inst in train_inst:
         x, _, s = onepass(inst, embedding(teacher, inst, exact=False), teacher.head(), keep_scores=True)
