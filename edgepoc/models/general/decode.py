@@ -38,7 +38,7 @@ import numpy as np
 
 from edgepoc.errors import InputError
 from edgepoc.game.instance import Instance
-from edgepoc.game.kernel import _free_times, _greedy, completion_time, greedy_assignment, simulate
+from edgepoc.game.kernel import _free_times, _greedy, completion_time, greedy_assignment
 from edgepoc.models.budget import Budget
 from edgepoc.models.decoding import DEFAULT_SWEEPS, SEARCH_KEYS, DecodeOptions, search
 from edgepoc.solvers.rollout import (DEFAULT_MEMORY, DEFAULT_PRICE, decay_rates, pilot_cost, priced_cost,
@@ -369,7 +369,6 @@ def decode_embedding(inst: Instance, emb: np.ndarray, head: Head, opts: DecodeOp
     x, total, scores = onepass(inst, emb, head, free_times, keep_scores=opts.strategy == "search")
     info: dict[str, Any] = {"decode": "onepass", "onepass_latency": total, "onepass_seconds": time.perf_counter() - t0}
     if opts.strategy == "search":
-        g, _ = greedy_assignment(inst, free_times)
         cands: list[tuple[float, str, np.ndarray]] = [(total, "onepass", x)]
         rng = np.random.default_rng([opts.seed, 99])
         # a wall-clock budget bounds the draws too: they stop at half of it, the rest is the search's
@@ -380,11 +379,12 @@ def decode_embedding(inst: Instance, emb: np.ndarray, head: Head, opts: DecodeOp
             xs, fs, _ = onepass(inst, emb, head, free_times, uniforms=rng.random(inst.n_tasks),
                                 temperature=opts.temperature)
             cands.append((fs, "onepass-sample", xs))
-        cands.append((simulate(inst, g, free_times), "greedy", g))
-        order = sorted(range(len(cands)), key=lambda j: (cands[j][0], j))  # stable: ties keep the listed order
-        found = search(inst, [(cands[j][1], cands[j][2]) for j in order], softmax_weights(scores, opts.temperature),
+        g, g_total = greedy_assignment(inst, free_times)
+        cands.append((g_total, "greedy", g))
+        cands.sort(key=lambda c: c[0])  # stable: ties keep the listed order
+        found = search(inst, [(name, xc) for _, name, xc in cands], softmax_weights(scores, opts.temperature),
                        opts, free_times, descend=opts.starts,
-                       started_at=t0 if opts.budget.is_deadline and started_at is not None else None)
+                       started_at=started_at if opts.budget.is_deadline else None)
         x = found.assignment
         info.update(found.info(opts.budget))
     return x, info
