@@ -238,10 +238,11 @@ def main() -> None:
         run_column(warm, method, params, 0, MODEL_OF.get(col))
     run_ga(warm, 0.05, 0)
 
+    seed_offset = TUNING_OFFSET if args.tuning else 0
     rows_by_family: dict[str, list[dict]] = {}
     for fam in families:
         preset, params, seed = FAMILIES[fam]
-        seed -= TUNING_OFFSET if args.tuning else 0
+        seed -= seed_offset
         size = {} if preset == "varied" else {"n_tasks": n_tasks}
         rows = []
         for i, inst in enumerate(generate(preset, seed=seed, count=count, **params, **size)):
@@ -264,7 +265,7 @@ def main() -> None:
         "",
         f"{count} instances per family ({n_tasks} tasks; `varied` draws 50-1000), "
         f"{'TUNING' if args.tuning else 'held-out'} seeds "
-        f"({', '.join(f'{f}: {FAMILIES[f][2] - (TUNING_OFFSET if args.tuning else 0)}' for f in families)}). "
+        f"({', '.join(f'{f}: {FAMILIES[f][2] - seed_offset}' for f in families)}). "
         "One core (torch + numba 1 thread), "
         f"{platform.machine()}, {os.cpu_count()} CPUs, 1-min load average {load_at_start:.1f} at start; budgets "
         f"and times are CPU time of the solving thread. Bundled models: `{model_line}`. "
