@@ -144,7 +144,10 @@ def test_overdue_work_is_reassigned_and_costs_its_provider(tmp_path):
     for r in h.app.store.work(b.ids).values():
         by.setdefault(r["provider"], []).append(r)
     victim = max(by, key=lambda i: len(by[i]))
-    h.height_with([receipt_tx(i, rs) for i, rs in by.items() if i != victim], 1.5)
+    # everyone else returns all it holds, audit copies included (task ids, hence audits, are random here: an
+    # unanswered audit copy would put its holder on cooldown too, and with everyone cooling down nothing moves)
+    others = [(i, h.app.store.open_work(i)) for i in range(len(KEYS)) if i != victim]
+    h.height_with([receipt_tx(i, rs) for i, rs in others if rs], 1.5)
     score_before = h.app.state.scores[victim]
     held = h.app.store.open_work(victim)  # its tasks, and any audit copy it holds (task ids are random here)
     h.height_with([], 5.0)  # the victim's deadlines passed without a receipt
