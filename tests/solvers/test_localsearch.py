@@ -1,0 +1,68 @@
+"""The marked descent (`descend`): its short re-walk keeps the stored history exact, it never makes an
+allocation worse, it keeps its work budget, and a kick's repair examines only the tasks around the kick."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgepoc.game.generators import generate
+from edgepoc.game.kernel import greedy_assignment, simulate
+from edgepoc.models.decoding import DecodeOptions, search, uniform_weights
+from edgepoc.solvers.localsearch import _history, _rewalk, descend, local_search
+from tests.solvers.test_ga import busy_instance
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_rewalk_leaves_the_same_history_as_a_full_recompute(seed):
+    rng = np.random.default_rng(seed)
+    n, k = 200, 3
+    inst = busy_instance(seed, n, k, task_delays=bool(seed % 2))
+    free0 = rng.uniform(0, 2, size=k)
+    x = rng.integers(0, k, size=n).astype(np.int8)
+    completion, free_before = np.empty(n), np.empty((n + 1, k))
+    total = _history(inst.arrival, inst.ready, inst.processing, x, free0, completion, free_before, 0)
+    for _ in range(30):
+        i = int(rng.integers(0, n - 5))
+        j = i if rng.random() < 0.5 else i + int(rng.integers(1, 5))
+        if j == i:
+            x[i] = (x[i] + 1) % k
+        else:
+            x[i], x[j] = x[j], x[i]
+        delta, end = _rewalk(inst.arrival, inst.ready, inst.processing, x, completion, free_before, i, j)
+        assert j < end <= n
+        c_ref, f_ref = np.empty(n), np.empty((n + 1, k))
+        ref = _history(inst.arrival, inst.ready, inst.processing, x, free0, c_ref, f_ref, 0)
+        # the stretch it stopped at is exact: every stored completion and free time equals a full re-walk
+        assert np.array_equal(completion, c_ref) and np.array_equal(free_before, f_ref)
+        assert total + delta == pytest.approx(ref, rel=1e-12, abs=1e-9)
+        total = ref
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_descend_improves_keeps_its_budget_and_reports_the_kernels_delay(seed):
+    inst = busy_instance(seed, 300, 3)
+    g, g_total = greedy_assignment(inst)
+    y, f, evals = descend(inst, g, max_evals=10**9, swap_window=8)
+    assert f == simulate(inst, y) and f < g_total
+    # close to the full-sweep descent's local optimum (the marks are an approximation of "everything")
+    _, f_full, _ = local_search(inst, g, swap_window=8)
+    assert f <= f_full * 1.02
+    _, _, few = descend(inst, g, max_evals=7, swap_window=8)
+    assert few == 7
+    # nothing changed since the local optimum: nothing to examine
+    _, f_again, none = descend(inst, y, max_evals=10**9, swap_window=8, changed_from=y)
+    assert none == 0 and f_again == f
+
+
+def test_a_kick_repair_examines_only_the_tasks_around_it():
+    inst = next(iter(generate("paper", seed=11, count=1, n_tasks=1000)))
+    g, _ = greedy_assignment(inst)
+    y, f, _ = descend(inst, g, max_evals=10**9, swap_window=8)
+    kicked = y.copy()
+    kicked[500] = (kicked[500] + 1) % inst.n_providers
+    z, fz, evals = descend(inst, kicked, max_evals=10**9, swap_window=8, changed_from=y)
+    assert 1 <= evals < inst.n_tasks // 4 and fz == simulate(inst, z)
+    # so the search's 30-sweep work budget buys many kicks, not a handful
+    res = search(inst, [("greedy", g)], uniform_weights(inst), DecodeOptions(seed=0))
+    assert res.kicks >= 50 and res.sweeps <= 30 and res.latency <= f
