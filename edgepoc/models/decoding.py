@@ -26,7 +26,7 @@ from edgepoc.errors import InputError
 from edgepoc.game.instance import Instance, warm_up_instance
 from edgepoc.game.kernel import greedy_assignment, simulate, simulate_population
 from edgepoc.models.budget import Budget
-from edgepoc.solvers.localsearch import descend as descend_from
+from edgepoc.solvers.localsearch import descend as descend_from, unknown_reach
 
 STRATEGIES: dict[str, str] = {
     "argmax": "paper model: each task on its most probable provider",
@@ -148,6 +148,7 @@ def search(inst: Instance, starts: list[tuple[str, np.ndarray]], kick_weights: n
     last = 0.0  # duration of the last descent
     n = inst.n_tasks
     work = None if budget.sweeps is None else budget.sweeps * n
+    reach = unknown_reach(n)  # how far each task's moves reach, learnt by the descents, shared by all of them
 
     def work_left() -> int:
         return _UNLIMITED_SWEEPS * n if work is None else work - used
@@ -161,7 +162,7 @@ def search(inst: Instance, starts: list[tuple[str, np.ndarray]], kick_weights: n
                 break
             d0 = time.perf_counter()
             y, f, ev = descend_from(inst, x, free_times, max_evals=work_left(), swap_window=opts.swap_window,
-                                    deadline=deadline)
+                                    reach=reach, deadline=deadline)
             last, used, descents = time.perf_counter() - d0, used + ev, descents + 1
             if f < best_f:
                 best_x, best_f, source = y, f, name + "+ls"
@@ -170,7 +171,8 @@ def search(inst: Instance, starts: list[tuple[str, np.ndarray]], kick_weights: n
         while may_start():
             d0 = time.perf_counter()
             y, f, ev = descend_from(inst, kick(best_x, kick_weights, count, rng), free_times, max_evals=work_left(),
-                                    swap_window=opts.swap_window, changed_from=best_x, deadline=deadline)
+                                    swap_window=opts.swap_window, changed_from=best_x, reach=reach,
+                                    deadline=deadline)
             last, used, kicks = time.perf_counter() - d0, used + max(ev, 1), kicks + 1
             if f < best_f:
                 best_x, best_f = y, f

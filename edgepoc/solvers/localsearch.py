@@ -15,8 +15,8 @@ moves plus swaps within 8 tasks by 19-30%, in about 10 ms.
 
 Two descents share these prices. `local_search` sweeps every task until a sweep finds nothing (the GA's
 children). `descend` examines only MARKED tasks ("don't-look bits"): after a move it marks the tasks
-whose prices the move can have changed (the stretch until the queues resync, and `LOOK_BACK` tasks
-before it), and after a kick only the tasks around what the kick changed. An iterated search repairs a
+whose prices the move can have changed (the stretch until the queues resync, and every earlier task whose
+own moves reached that far when last examined), and after a kick only those around what the kick changed. An iterated search repairs a
 kick of 2 tasks in tens of task evaluations instead of two full sweeps, so the same work buys ~20x the
 kicks (the models' search loop, `edgepoc.models.decoding.search`).
 """
@@ -68,7 +68,8 @@ def _history(arrival, ready, proc, x, free0, completion, free_before, first):
 
 @nb.njit(cache=True, nogil=True)
 def _move_delta(arrival, ready, proc, x, completion, free_before, i, b):
-    """Change of the total delay if task `i` moves from `x[i]` to provider `b` (all else fixed)."""
+    """`(change of the total delay, stop)` if task `i` moves from `x[i]` to provider `b` (all else fixed); the
+    move changes nothing from task `stop` on (the queues are back on the stored trajectory there)."""
     n = arrival.shape[0]
     a = x[i]
     fa = free_before[i, a]
@@ -78,7 +79,7 @@ def _move_delta(arrival, ready, proc, x, completion, free_before, i, b):
     delta = max(c - arrival[i], 0.0) - max(completion[i] - arrival[i], 0.0)
     for j in range(i + 1, n):
         if fa == free_before[j, a] and fb == free_before[j, b]:
-            break  # both queues are back on the old trajectory: nothing further changes
+            return delta, j  # both queues are back on the old trajectory: nothing further changes
         k = x[j]
         if k == a:
             c = completion_time(fa, ready[j, a], proc[j, a])
@@ -89,12 +90,12 @@ def _move_delta(arrival, ready, proc, x, completion, free_before, i, b):
         else:
             continue
         delta += max(c - arrival[j], 0.0) - max(completion[j] - arrival[j], 0.0)
-    return delta
+    return delta, n
 
 
 @nb.njit(cache=True, nogil=True)
 def _swap_delta(arrival, ready, proc, x, completion, free_before, i, j):
-    """Change of the total delay if tasks `i < j` (on different providers) exchange providers."""
+    """`(change of the total delay, stop)` if tasks `i < j` (on different providers) exchange providers."""
     n = arrival.shape[0]
     a = x[i]
     b = x[j]
@@ -103,7 +104,7 @@ def _swap_delta(arrival, ready, proc, x, completion, free_before, i, j):
     delta = 0.0
     for t in range(i, n):
         if t > j and fa == free_before[t, a] and fb == free_before[t, b]:
-            break
+            return delta, t
         k = x[t]
         if t == i:
             k = b
@@ -118,7 +119,7 @@ def _swap_delta(arrival, ready, proc, x, completion, free_before, i, j):
         else:
             continue
         delta += max(c - arrival[t], 0.0) - max(completion[t] - arrival[t], 0.0)
-    return delta
+    return delta, n
 
 
 @nb.njit(cache=True, nogil=True)
@@ -151,7 +152,7 @@ def _local_search(arrival, ready, proc, x, free0, max_sweeps, start, swap_window
             for b in range(kk):
                 if b == x[i]:
                     continue
-                d = _move_delta(arrival, ready, proc, x, completion, free_before, i, b)
+                d, _ = _move_delta(arrival, ready, proc, x, completion, free_before, i, b)
                 if d < best_d:
                     best_d = d
                     best_b = b
@@ -166,7 +167,7 @@ def _local_search(arrival, ready, proc, x, free0, max_sweeps, start, swap_window
             for j in range(i + 1, min(n, i + 1 + swap_window)):
                 if x[j] == x[i]:
                     continue
-                d = _swap_delta(arrival, ready, proc, x, completion, free_before, i, j)
+                d, _ = _swap_delta(arrival, ready, proc, x, completion, free_before, i, j)
                 if d < best_d:
                     best_d = d
                     best_j = j
@@ -181,9 +182,9 @@ def _local_search(arrival, ready, proc, x, free0, max_sweeps, start, swap_window
     return total, sweeps
 
 
-# A move at task `i` changes the queues from `i` until they resync; a task up to this many places before
-# `i` may have a move whose stretch reaches into that change, so its price is re-examined too. (Chosen on
-# tuning instances: 8 and 32 were no better.)
+# A change at task `i` re-prices the moves of earlier tasks whose stretch (from the task to where the queues
+# resync) reaches `i`. Each examined task records how far its moves reached (`reach`); a task not yet examined
+# in this search is assumed to reach this many places. (On tuning instances 8 and 32 were no better than 16.)
 LOOK_BACK = 16
 
 
@@ -213,42 +214,54 @@ def _rewalk(arrival, ready, proc, x, completion, free_before, first, last):
 
 
 @nb.njit(cache=True, nogil=True)
-def _mark(marked, lo, hi):
-    """Mark tasks [lo, hi); returns how many were not marked before."""
+def _mark_reaching(marked, reach, first, end):
+    """Mark the tasks [first, end) that changed and every earlier task whose moves reach `first`; returns how
+    many were not marked before."""
     added = 0
-    for t in range(max(lo, 0), hi):
+    for t in range(first, end):
         if not marked[t]:
+            marked[t] = True
+            added += 1
+    for t in range(first - 1, -1, -1):
+        if reach[t] > first and not marked[t]:
             marked[t] = True
             added += 1
     return added
 
 
 @nb.njit(cache=True, nogil=True)
-def _mark_changed(arrival, ready, proc, x_before, x, free0, back, marked):
-    """Mark every task whose provider or queue state differs between `x_before` and `x`, and the `back`
-    tasks before each."""
+def _mark_changed(arrival, ready, proc, x_before, x, free0, reach, marked):
+    """Mark every task whose provider or queue state differs between `x_before` and `x`, and every earlier
+    task whose moves reach such a task."""
+    n = arrival.shape[0]
     kk = free0.shape[0]
     f_before = free0.copy()
     f_now = free0.copy()
-    for t in range(arrival.shape[0]):
-        changed = x_before[t] != x[t]
+    next_changed = n  # walking backwards: the first changed task after the current one
+    changed = np.zeros(n, dtype=np.bool_)
+    for t in range(n):
+        c = x_before[t] != x[t]
         for q in range(kk):
             if f_before[q] != f_now[q]:
-                changed = True
-        if changed:
-            _mark(marked, t - back, t + 1)
+                c = True
+        changed[t] = c
         k = x_before[t]
         f_before[k] = completion_time(f_before[k], ready[t, k], proc[t, k])
         k = x[t]
         f_now[k] = completion_time(f_now[k], ready[t, k], proc[t, k])
+    for t in range(n - 1, -1, -1):
+        if changed[t] or reach[t] > next_changed:
+            marked[t] = True
+        if changed[t]:
+            next_changed = t
 
 
 @nb.njit(cache=True, nogil=True)
-def _descend(arrival, ready, proc, x, free0, marked, max_evals, swap_window, back, deadline):
+def _descend(arrival, ready, proc, x, free0, marked, reach, max_evals, swap_window, deadline):
     """First-improvement descent over the marked tasks, in place on `x`: each marked task is examined once
-    (all moves, then swaps within `swap_window`) and unmarked; an improving change marks what it can have
-    re-priced. Ends when nothing is marked, after `max_evals` task examinations or at `deadline` (checked
-    every 32). Returns `(total delay, examinations)`."""
+    (all moves, then swaps within `swap_window`), unmarked, and its `reach` recorded; an improving change
+    marks what it re-prices. Ends when nothing is marked, after `max_evals` task examinations or at
+    `deadline` (checked every 32). Returns `(total delay, examinations)`."""
     n = arrival.shape[0]
     kk = free0.shape[0]
     completion = np.empty(n, dtype=np.float64)
@@ -274,12 +287,17 @@ def _descend(arrival, ready, proc, x, free0, marked, max_evals, swap_window, bac
             pending -= 1
             evals += 1
             tol = -1e-9 * (1.0 + total) / (n + 1.0)
+            far = i + 1  # the reach of the most promising change examined (the lowest delta, improving or not)
+            low = np.inf
             best_b = -1
             best_d = tol
             for b in range(kk):
                 if b == x[i]:
                     continue
-                d = _move_delta(arrival, ready, proc, x, completion, free_before, i, b)
+                d, stop = _move_delta(arrival, ready, proc, x, completion, free_before, i, b)
+                if d < low:
+                    low = d
+                    far = stop
                 if d < best_d:
                     best_d = d
                     best_b = b
@@ -287,46 +305,57 @@ def _descend(arrival, ready, proc, x, free0, marked, max_evals, swap_window, bac
                 x[i] = best_b
                 d, end = _rewalk(arrival, ready, proc, x, completion, free_before, i, i)
                 total += d
-                pending += _mark(marked, i - back, end)
-            if i + 1 >= n:
-                continue
-            best_j = -1
-            best_d = tol
-            for j in range(i + 1, min(n, i + 1 + swap_window)):
-                if x[j] == x[i]:
-                    continue
-                d = _swap_delta(arrival, ready, proc, x, completion, free_before, i, j)
-                if d < best_d:
-                    best_d = d
-                    best_j = j
-            if best_j >= 0:
-                tmp = x[i]
-                x[i] = x[best_j]
-                x[best_j] = tmp
-                d, end = _rewalk(arrival, ready, proc, x, completion, free_before, i, best_j)
-                total += d
-                pending += _mark(marked, i - back, end)
+                pending += _mark_reaching(marked, reach, i, end)
+            if i + 1 < n:
+                best_j = -1
+                best_d = tol
+                for j in range(i + 1, min(n, i + 1 + swap_window)):
+                    if x[j] == x[i]:
+                        continue
+                    d, stop = _swap_delta(arrival, ready, proc, x, completion, free_before, i, j)
+                    if d < low:
+                        low = d
+                        far = stop
+                    if d < best_d:
+                        best_d = d
+                        best_j = j
+                if best_j >= 0:
+                    tmp = x[i]
+                    x[i] = x[best_j]
+                    x[best_j] = tmp
+                    d, end = _rewalk(arrival, ready, proc, x, completion, free_before, i, best_j)
+                    total += d
+                    pending += _mark_reaching(marked, reach, i, end)
+            reach[i] = far
     # the running total is a sum of deltas; the answer is the history's own sum
     return _history(arrival, ready, proc, x, free0, completion, free_before, 0), evals
 
 
+def unknown_reach(n_tasks: int) -> np.ndarray:
+    """`reach` before any task was examined: each task's moves assumed to reach `LOOK_BACK` places on."""
+    return np.minimum(np.arange(n_tasks, dtype=np.int64) + 1 + LOOK_BACK, n_tasks)
+
+
 def descend(instance, x: np.ndarray, free_times: np.ndarray | None = None, *, max_evals: int,
-            swap_window: int = 0, changed_from: np.ndarray | None = None,
+            swap_window: int = 0, changed_from: np.ndarray | None = None, reach: np.ndarray | None = None,
             deadline: float = np.inf) -> tuple[np.ndarray, float, int]:
     """Descend from `x` examining marked tasks only: `(improved copy of x, its delay, task examinations)`.
     Every task starts marked, or with `changed_from` (the allocation `x` was kicked from, a local optimum)
-    only those around what differs. `deadline`: a `time.perf_counter()` value."""
-    k = instance.n_providers
+    only the changed ones and those whose moves reach them. `reach` (n,) int64, updated in place: how far
+    each task's moves reached when last examined; a search passes the same array to all its descents (None:
+    `unknown_reach`). `deadline`: a `time.perf_counter()` value."""
+    k, n = instance.n_providers, instance.n_tasks
     free0 = np.zeros(k) if free_times is None else np.asarray(free_times, dtype=np.float64)
     out = np.ascontiguousarray(x, dtype=np.int8).copy()
+    reach = unknown_reach(n) if reach is None else reach
     if changed_from is None:
-        marked = np.ones(instance.n_tasks, dtype=np.bool_)
+        marked = np.ones(n, dtype=np.bool_)
     else:
-        marked = np.zeros(instance.n_tasks, dtype=np.bool_)
+        marked = np.zeros(n, dtype=np.bool_)
         _mark_changed(instance.arrival, instance.ready, instance.processing,
-                      np.ascontiguousarray(changed_from, dtype=np.int8), out, free0, LOOK_BACK, marked)
-    total, evals = _descend(instance.arrival, instance.ready, instance.processing, out, free0, marked,
-                            int(max_evals), int(swap_window), LOOK_BACK, float(deadline))
+                      np.ascontiguousarray(changed_from, dtype=np.int8), out, free0, reach, marked)
+    total, evals = _descend(instance.arrival, instance.ready, instance.processing, out, free0, marked, reach,
+                            int(max_evals), int(swap_window), float(deadline))
     return out, float(total), int(evals)
 
 

@@ -38,7 +38,7 @@ def test_move_delta_matches_kernel(seed):
         b = (int(x[i]) + 1) % 3
         moved = x.copy()
         moved[i] = b
-        d = _move_delta(inst.arrival, inst.ready, inst.processing, x, completion, free_before, int(i), b)
+        d, _ = _move_delta(inst.arrival, inst.ready, inst.processing, x, completion, free_before, int(i), b)
         assert d == pytest.approx(simulate(inst, moved, free0) - base, abs=1e-9)
     for i in rng.integers(0, 59, size=20):
         j = int(min(59, i + rng.integers(1, 6)))
@@ -46,7 +46,7 @@ def test_move_delta_matches_kernel(seed):
             continue
         swapped = x.copy()
         swapped[i], swapped[j] = x[j], x[i]
-        d = _swap_delta(inst.arrival, inst.ready, inst.processing, x, completion, free_before, int(i), j)
+        d, _ = _swap_delta(inst.arrival, inst.ready, inst.processing, x, completion, free_before, int(i), j)
         assert d == pytest.approx(simulate(inst, swapped, free0) - base, abs=1e-9)
 
 
