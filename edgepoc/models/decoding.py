@@ -10,8 +10,8 @@ A model proposes allocations; a strategy turns them into one (SPEC §4, "decodin
   no-model control (`--method search`) runs the same loop from greedy with uniform kicks.
 
 Every strategy runs under one `Budget`: work (local-search sweeps, a sweep being `n` task examinations;
-the same input and seed give the same allocation) or a wall-clock deadline. The loop only tracks queue state to make choices; the reported
-delay is always re-simulated by the shared kernel.
+the same input and seed give the same allocation) or a wall-clock deadline. The loop only tracks queue
+state to make choices; the reported delay is always re-simulated by the shared kernel.
 """
 
 from __future__ import annotations
@@ -132,10 +132,11 @@ def search(inst: Instance, starts: list[tuple[str, np.ndarray]], kick_weights: n
     """The one search loop: descend from the first `descend` starts (None: all) in the order given, then
     iterated local search with kicks drawn from `kick_weights`, until `opts.budget` is spent.
 
-    A work budget counts task examinations, `sweeps * n` in all (a kick's repair examines tens). A deadline counts from `started_at` (a `time.perf_counter()` value, so a
-    caller's inference is inside it) or from here, after compiling; no descent starts that the last one's
-    duration says would overrun it. If it ends before the first descent, `budget_note` says so (the answer
-    is then the best start, not a search result)."""
+    A work budget counts task examinations, `sweeps * n` in all (a kick's repair examines tens). A deadline
+    counts from `started_at` (a `time.perf_counter()` value, so a caller's inference is inside it) or from
+    here, after compiling; no descent starts that the last one's duration says would overrun it. If it
+    ends before the first descent, `budget_note` says so (the answer is then the best start, not a search
+    result)."""
     budget = opts.budget
     if budget.is_deadline and started_at is None:
         warm_search()  # compiling is not the search's time

@@ -16,9 +16,9 @@ moves plus swaps within 8 tasks by 19-30%, in about 10 ms.
 Two descents share these prices. `local_search` sweeps every task until a sweep finds nothing (the GA's
 children). `descend` examines only MARKED tasks ("don't-look bits"): after a move it marks the tasks
 whose prices the move can have changed (the stretch until the queues resync, and every earlier task whose
-own moves reached that far when last examined), and after a kick only those around what the kick changed. An iterated search repairs a
-kick of 2 tasks in tens of task evaluations instead of two full sweeps, so the same work buys ~20x the
-kicks (the models' search loop, `edgepoc.models.decoding.search`).
+own moves reached that far when last examined), and after a kick only those around what the kick
+changed. An iterated search repairs a kick of 2 tasks in tens of task examinations instead of two full
+sweeps, so the same work buys ~30x the kicks (the models' search loop, `edgepoc.models.decoding.search`).
 """
 
 from __future__ import annotations
