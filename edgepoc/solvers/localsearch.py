@@ -123,6 +123,49 @@ def _swap_delta(arrival, ready, proc, x, completion, free_before, i, j):
 
 
 @nb.njit(cache=True, nogil=True)
+def _best_move(arrival, ready, proc, x, completion, free_before, i, tol):
+    """Task `i`'s best single move: `(provider, or -1 if none improves by more than -tol; the lowest delta
+    over all its moves; where that lowest-delta move's change stops)` (first best on ties)."""
+    best_b = -1
+    best_d = tol
+    low = np.inf
+    far = i + 1
+    for b in range(free_before.shape[1]):
+        if b == x[i]:
+            continue
+        d, stop = _move_delta(arrival, ready, proc, x, completion, free_before, i, b)
+        if d < low:
+            low = d
+            far = stop
+        if d < best_d:
+            best_d = d
+            best_b = b
+    return best_b, low, far
+
+
+@nb.njit(cache=True, nogil=True)
+def _best_swap(arrival, ready, proc, x, completion, free_before, i, swap_window, tol):
+    """Task `i`'s best swap with a task at most `swap_window` later: `(that task, or -1; the lowest delta;
+    where its change stops)`, as `_best_move`."""
+    n = arrival.shape[0]
+    best_j = -1
+    best_d = tol
+    low = np.inf
+    far = i + 1
+    for j in range(i + 1, min(n, i + 1 + swap_window)):
+        if x[j] == x[i]:
+            continue
+        d, stop = _swap_delta(arrival, ready, proc, x, completion, free_before, i, j)
+        if d < low:
+            low = d
+            far = stop
+        if d < best_d:
+            best_d = d
+            best_j = j
+    return best_j, low, far
+
+
+@nb.njit(cache=True, nogil=True)
 def _local_search(arrival, ready, proc, x, free0, max_sweeps, start, swap_window, deadline):
     """First-improvement descent over single-task moves, in place on `x`; returns (total, sweeps).
 
@@ -147,30 +190,16 @@ def _local_search(arrival, ready, proc, x, free0, max_sweeps, start, swap_window
                 if now > deadline:
                     return total, sweeps
             i = (start + step) % n
-            best_b = -1
-            best_d = -1e-9 * (1.0 + total) / (n + 1.0)
-            for b in range(kk):
-                if b == x[i]:
-                    continue
-                d, _ = _move_delta(arrival, ready, proc, x, completion, free_before, i, b)
-                if d < best_d:
-                    best_d = d
-                    best_b = b
+            best_b, _, _ = _best_move(arrival, ready, proc, x, completion, free_before, i,
+                                      -1e-9 * (1.0 + total) / (n + 1.0))
             if best_b >= 0:
                 x[i] = best_b
                 total = _history(arrival, ready, proc, x, free0, completion, free_before, i)
                 improved = True
             if i + 1 >= n:
                 continue
-            best_j = -1
-            best_d = -1e-9 * (1.0 + total) / (n + 1.0)
-            for j in range(i + 1, min(n, i + 1 + swap_window)):
-                if x[j] == x[i]:
-                    continue
-                d, _ = _swap_delta(arrival, ready, proc, x, completion, free_before, i, j)
-                if d < best_d:
-                    best_d = d
-                    best_j = j
+            best_j, _, _ = _best_swap(arrival, ready, proc, x, completion, free_before, i, swap_window,
+                                      -1e-9 * (1.0 + total) / (n + 1.0))
             if best_j >= 0:
                 tmp = x[i]
                 x[i] = x[best_j]
@@ -287,38 +316,18 @@ def _descend(arrival, ready, proc, x, free0, marked, reach, max_evals, swap_wind
             pending -= 1
             evals += 1
             tol = -1e-9 * (1.0 + total) / (n + 1.0)
-            far = i + 1  # the reach of the most promising change examined (the lowest delta, improving or not)
-            low = np.inf
-            best_b = -1
-            best_d = tol
-            for b in range(kk):
-                if b == x[i]:
-                    continue
-                d, stop = _move_delta(arrival, ready, proc, x, completion, free_before, i, b)
-                if d < low:
-                    low = d
-                    far = stop
-                if d < best_d:
-                    best_d = d
-                    best_b = b
+            # the reach recorded is that of the most promising change examined (lowest delta, improving or not)
+            best_b, low, far = _best_move(arrival, ready, proc, x, completion, free_before, i, tol)
             if best_b >= 0:
                 x[i] = best_b
                 d, end = _rewalk(arrival, ready, proc, x, completion, free_before, i, i)
                 total += d
                 pending += _mark_reaching(marked, reach, i, end)
             if i + 1 < n:
-                best_j = -1
-                best_d = tol
-                for j in range(i + 1, min(n, i + 1 + swap_window)):
-                    if x[j] == x[i]:
-                        continue
-                    d, stop = _swap_delta(arrival, ready, proc, x, completion, free_before, i, j)
-                    if d < low:
-                        low = d
-                        far = stop
-                    if d < best_d:
-                        best_d = d
-                        best_j = j
+                best_j, low_swap, far_swap = _best_swap(arrival, ready, proc, x, completion, free_before, i,
+                                                        swap_window, tol)
+                if low_swap < low:
+                    far = far_swap
                 if best_j >= 0:
                     tmp = x[i]
                     x[i] = x[best_j]
