@@ -26,7 +26,7 @@ from edgepoc.errors import InputError
 from edgepoc.game.instance import Instance, warm_up_instance
 from edgepoc.game.kernel import greedy_assignment, simulate, simulate_population
 from edgepoc.models.budget import Budget
-from edgepoc.solvers.localsearch import descend as descend_from, unknown_reach
+from edgepoc.solvers.localsearch import descend as descend_from, queue_history, redecode_window, unknown_reach
 
 STRATEGIES: dict[str, str] = {
     "argmax": "paper model: each task on its most probable provider",
@@ -35,12 +35,14 @@ STRATEGIES: dict[str, str] = {
     "onepass": "general model: the step-by-step decode on the live queues",
     "search": "both: the model's proposals, local search, then iterated local search with model-drawn kicks",
 }
-SEARCH_KEYS = frozenset({"sweeps", "budget_ms", "kick_fraction", "swap_window", "temperature"})
+SEARCH_KEYS = frozenset({"sweeps", "budget_ms", "kick_window", "kick_fraction", "swap_window", "temperature"})
 PAPER_KEYS = SEARCH_KEYS | {"samples", "starts", "lambdas"}  # the paper model's candidate settings
 DEFAULT_SWEEPS = 30  # the "50 ms-equivalent" work budget: median 47 ms of CPU on 1000-task paper instances
 DEFAULT_LAMBDAS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 1e9)
 MAX_SAMPLES = 1024  # a request cannot ask for unbounded work before the budget starts counting
 _UNLIMITED_SWEEPS = 1_000_000  # a deadline budget: the clock, not the sweep count, ends a descent
+# a window kick draws each task's provider with weight exp(-latency / (mean processing time x this))
+WINDOW_TEMPERATURE = 0.3
 
 
 @dataclass
@@ -49,8 +51,11 @@ class DecodeOptions:
 
     strategy: str = "search"
     budget: Budget = field(default_factory=lambda: Budget.work(DEFAULT_SWEEPS))
-    # share of tasks re-assigned by one kick (at least one): 2 of 1000. Each kick's repair examines only the
-    # tasks around it, so small kicks are cheap and many; 0.1-0.3 % beat 1 % on tuning instances.
+    # a kick re-decodes this many consecutive tasks by sampled greedy (`localsearch.redecode_window`); 10 beat
+    # 5, 20 and 40 and moving random tasks on tuning instances (docs/models.md, "Window kicks"). 0: point kicks
+    kick_window: int = 10
+    # point kicks (kick_window=0): share of tasks moved to a provider drawn from the kick weights (at least one);
+    # each kick's repair examines only the tasks around it, so small kicks are cheap and many
     kick_fraction: float = 0.002
     swap_window: int = 8  # local search also swaps providers of two tasks at most this far apart (0: off)
     temperature: float = 1.0  # of the kick weights (and of the paper model's `sample` draws)
@@ -73,6 +78,7 @@ class DecodeOptions:
                    budget=Budget.from_params(params, seconds, default_budget))
         if opts.strategy not in strategies:
             raise InputError(f"decode: expected one of {', '.join(strategies)}, got {opts.strategy!r}")
+        opts.kick_window = int(params.get("kick_window", opts.kick_window))
         opts.kick_fraction = float(params.get("kick_fraction", opts.kick_fraction))
         opts.swap_window = int(params.get("swap_window", opts.swap_window))
         opts.temperature = float(params.get("temperature", opts.temperature))
@@ -86,9 +92,9 @@ class DecodeOptions:
         if ((opts.budget.sweeps or 0) < 0 or (opts.budget.seconds or 0.0) < 0 or opts.samples < 0
                 or opts.samples > MAX_SAMPLES
                 or opts.temperature <= 0 or opts.starts < 0 or not 0 < opts.kick_fraction <= 1
-                or min(opts.lambdas) < 0 or opts.swap_window < 0):
+                or min(opts.lambdas) < 0 or opts.swap_window < 0 or opts.kick_window < 0):
             raise InputError(f"decode settings: sweeps >= 0, budget_ms >= 0, 0 <= samples <= {MAX_SAMPLES}, temperature > 0, "
-                             "starts >= 0, 0 < kick_fraction <= 1, lambdas >= 0, swap_window >= 0")
+                             "starts >= 0, kick_window >= 0, 0 < kick_fraction <= 1, lambdas >= 0, swap_window >= 0")
         return opts
 
 
@@ -169,15 +175,22 @@ def search(inst: Instance, starts: list[tuple[str, np.ndarray]], kick_weights: n
                 best_x, best_f, source = y, f, name + "+ls"
         rng = np.random.default_rng(opts.seed)
         count = max(1, int(round(opts.kick_fraction * inst.n_tasks)))
+        history = queue_history(inst, best_x, free_times) if opts.kick_window else None  # of best_x, for the windows
         while may_start():
             d0 = time.perf_counter()
-            y, f, ev = descend_from(inst, kick(best_x, kick_weights, count, rng), free_times, max_evals=work_left(),
-                                    swap_window=opts.swap_window, changed_from=best_x, reach=reach,
-                                    deadline=deadline)
+            if opts.kick_window:
+                kicked = redecode_window(inst, best_x, history, int(rng.integers(0, n)), opts.kick_window,
+                                         WINDOW_TEMPERATURE, rng)
+            else:
+                kicked = kick(best_x, kick_weights, count, rng)
+            y, f, ev = descend_from(inst, kicked, free_times, max_evals=work_left(), swap_window=opts.swap_window,
+                                    changed_from=best_x, reach=reach, deadline=deadline)
             last, used, kicks = time.perf_counter() - d0, used + max(ev, 1), kicks + 1
             if f < best_f:
                 best_x, best_f = y, f
                 source = source if source.endswith("+ils") else source + "+ils"
+                if opts.kick_window:
+                    history = queue_history(inst, best_x, free_times)
     note = None
     if budget.is_deadline and descents == 0 and inst.n_tasks > 1 and inst.n_providers > 1:
         included = " (inference included)" if started_at is not None else ""

@@ -340,6 +340,70 @@ def _descend(arrival, ready, proc, x, free0, marked, reach, max_evals, swap_wind
     return _history(arrival, ready, proc, x, free0, completion, free_before, 0), evals
 
 
+@nb.njit(cache=True, nogil=True)
+def _redecode_window(arrival, ready, proc, x, free_start, first, end, unit, temperature, uniforms, out):
+    """`out` = `x` with tasks `first..end-1` decided again in arrival order from the free times `free_start`
+    (the queues before task `first`): each drawn from softmax(-latency / (unit * temperature)) over the
+    providers, one of `uniforms` per task. The other tasks keep their providers."""
+    n = arrival.shape[0]
+    kk = free_start.shape[0]
+    free = free_start.copy()
+    for i in range(n):
+        out[i] = x[i]
+    weight = np.empty(kk)
+    for i in range(first, end):
+        best = np.inf
+        for k in range(kk):
+            weight[k] = completion_time(free[k], ready[i, k], proc[i, k]) - arrival[i]
+            if weight[k] < best:
+                best = weight[k]
+        z = 0.0
+        for k in range(kk):
+            weight[k] = np.exp(-(weight[k] - best) / (unit * temperature))
+            z += weight[k]
+        r = uniforms[i - first] * z
+        pick = kk - 1
+        acc = 0.0
+        for k in range(kk):
+            acc += weight[k]
+            if r < acc:
+                pick = k
+                break
+        out[i] = pick
+        free[pick] = completion_time(free[pick], ready[i, pick], proc[i, pick])
+
+
+def queue_history(instance, x: np.ndarray, free_times: np.ndarray | None = None) -> np.ndarray:
+    """(n + 1, K): the providers' free times just before each task under allocation `x` (row n: after all)."""
+    k, n = instance.n_providers, instance.n_tasks
+    free0 = np.zeros(k) if free_times is None else np.asarray(free_times, dtype=np.float64)
+    free_before = np.empty((n + 1, k))
+    _history(instance.arrival, instance.ready, instance.processing, np.ascontiguousarray(x, dtype=np.int8), free0,
+             np.empty(n), free_before, 0)
+    return free_before
+
+
+def redecode_window(instance, x: np.ndarray, history: np.ndarray, first: int, size: int, temperature: float,
+                    rng: np.random.Generator) -> np.ndarray:
+    """A kick for the iterated search: a copy of `x` (int8) whose tasks `first .. first+size-1` are decided
+    again by sampled greedy on the queues the earlier tasks build (`history`: `queue_history(x)`), each
+    task's provider drawn with weight exp(-latency / (mean processing time * temperature)) (temperature
+    near 0: greedy); the tasks after the window keep their providers.
+
+    Moving a few random tasks breaks one or two decisions at a time; a window re-decode changes tasks that
+    share queues and time together, each near-greedy given the others, and so reaches allocations that
+    single moves and swaps repaired one at a time do not (docs/models.md, "Window kicks")."""
+    n = instance.n_tasks
+    first = int(min(max(first, 0), n))
+    end = int(min(n, first + max(size, 0)))
+    unit = float(instance.processing.mean()) if n else 1.0
+    out = np.empty(n, dtype=np.int8)
+    _redecode_window(instance.arrival, instance.ready, instance.processing, np.ascontiguousarray(x, dtype=np.int8),
+                     np.ascontiguousarray(history[first], dtype=np.float64), first, end, unit if unit > 0 else 1.0,
+                     float(temperature), rng.random(end - first), out)
+    return out
+
+
 def unknown_reach(n_tasks: int) -> np.ndarray:
     """`reach` before any task was examined: each task's moves assumed to reach `LOOK_BACK` places on."""
     return np.minimum(np.arange(n_tasks, dtype=np.int64) + 1 + LOOK_BACK, n_tasks)

@@ -1,5 +1,6 @@
 """The marked descent (`descend`): its short re-walk keeps the stored history exact, it never makes an
-allocation worse, it keeps its work budget, and a kick's repair examines only the tasks around the kick."""
+allocation worse, it keeps its work budget, and a kick's repair examines only the tasks around the kick.
+The window kick (`redecode_window`) changes only its window, and at a cold temperature is greedy there."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from edgepoc.game.generators import generate
 from edgepoc.game.kernel import greedy_assignment, simulate
 from edgepoc.models.decoding import DecodeOptions, search, uniform_weights
 from edgepoc.game.instance import Instance
-from edgepoc.solvers.localsearch import _history, _move_delta, _rewalk, _swap_delta, descend, local_search
+from edgepoc.solvers.localsearch import (_history, _move_delta, _rewalk, _swap_delta, descend, local_search, queue_history,
+                                         redecode_window)
 from tests.solvers.test_ga import busy_instance
 
 
@@ -109,3 +111,38 @@ def test_a_kick_repair_examines_only_the_tasks_around_it():
     # so the search's 30-sweep work budget buys many kicks, not a handful
     res = search(inst, [("greedy", g)], uniform_weights(inst), DecodeOptions(seed=0))
     assert res.kicks >= 50 and res.sweeps <= 30 and res.latency <= f
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_window_kick_redecodes_its_window_on_the_queues_before_it(seed):
+    rng = np.random.default_rng(seed)
+    inst = busy_instance(seed, 300, 4, task_delays=bool(seed % 2))
+    free0 = rng.uniform(0, 3, size=4)
+    x = rng.integers(0, 4, size=300).astype(np.int8)
+    history = queue_history(inst, x, free0)
+    assert np.array_equal(history[0], free0)
+    # cold: the window is greedy's choice on the queues x built before it; the tasks outside keep theirs
+    cold = redecode_window(inst, x, history, 120, 40, 1e-12, np.random.default_rng(0))
+    assert np.array_equal(cold[:120], x[:120]) and np.array_equal(cold[160:], x[160:])
+    free = history[120].copy()
+    for i in range(120, 160):
+        lat = np.maximum(free, inst.ready[i]) + inst.processing[i] - inst.arrival[i]
+        assert cold[i] == int(np.argmin(lat))
+        free[cold[i]] = np.maximum(free[cold[i]], inst.ready[i, cold[i]]) + inst.processing[i, cold[i]]
+    # the whole instance from the start, cold, is the greedy allocation
+    g, _ = greedy_assignment(inst, free0)
+    assert np.array_equal(redecode_window(inst, x, history, 0, 300, 1e-12, np.random.default_rng(0)), g)
+    # warm: a draw, the same for the same generator state; a window past the end is cut at n
+    warm = [redecode_window(inst, x, history, 280, 50, 0.3, np.random.default_rng(7)) for _ in range(2)]
+    assert np.array_equal(warm[0], warm[1]) and np.array_equal(warm[0][:280], x[:280])
+
+
+def test_window_kicks_find_what_point_kicks_find_and_keep_the_work_budget():
+    inst = next(iter(generate("paper", seed=12, count=1, n_tasks=1000)))
+    g, fg = greedy_assignment(inst)
+    window = search(inst, [("greedy", g)], uniform_weights(inst), DecodeOptions(seed=0))
+    point = search(inst, [("greedy", g)], uniform_weights(inst), DecodeOptions(seed=0, kick_window=0))
+    assert window.kicks >= 50 and window.sweeps <= 30 and window.latency == simulate(inst, window.assignment)
+    assert window.latency < fg and window.latency <= point.latency * 1.005
+    again = search(inst, [("greedy", g)], uniform_weights(inst), DecodeOptions(seed=0))
+    assert np.array_equal(again.assignment, window.assignment)
