@@ -20,18 +20,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.bench_model import gain_interval  # noqa: E402
 
-DECODERS = ("onepass", "search", "student onepass", "student search")
+DECODERS = ("onepass", "search", "student onepass", "student search", "no-model")  # no-model: the control
 
 
 def compare(old: dict, new: dict) -> list[str]:
-    lines = ["| family | " + " | ".join(DECODERS) + " |", "|---|" + "---:|" * len(DECODERS)]
+    every = [r for rows in (*old["rows"].values(), *new["rows"].values()) for r in rows]
+    decoders = [c for c in DECODERS if all(c in r for r in every)]  # older runs may lack a column
+    lines = ["| family | " + " | ".join(decoders) + " |", "|---|" + "---:|" * len(decoders)]
     for fam, rows in new["rows"].items():
         if fam not in old["rows"]:
             continue
         before = {r["instance"]: r for r in old["rows"][fam]}
-        paired = [{**{f"old {c}": before[r["instance"]][c] for c in DECODERS}, **{c: r[c] for c in DECODERS}}
+        paired = [{**{f"old {c}": before[r["instance"]][c] for c in decoders}, **{c: r[c] for c in decoders}}
                   for r in rows if r["instance"] in before]
-        cells = [gain_interval(paired, c, f"old {c}").fmt("+.2f", "%") for c in DECODERS]
+        cells = [gain_interval(paired, c, f"old {c}").fmt("+.2f", "%") for c in decoders]
         lines.append(f"| {fam} | " + " | ".join(cells) + " |")
     return lines
 

@@ -5,9 +5,12 @@ A model proposes allocations; a strategy turns them into one (SPEC §4, "decodin
 * `argmax`, `guided`, `sample` (the paper model's `P`, `edgepoc.models.paper.decode`);
 * `onepass` (the general model's step-by-step decode on the live queues, `edgepoc.models.general.decode`);
 * `search` (both): the model's proposals polished by the compiled local search, then iterated local
-  search whose kicks move a few tasks to providers drawn from the model's weights, each kick repaired by
-  a descent over the tasks around it only (`edgepoc.solvers.localsearch.descend`; `search` below). The
-  no-model control (`--method search`) runs the same loop from greedy with uniform kicks.
+  search whose kicks re-decode a random window of `kick_window` consecutive tasks by sampled greedy on the
+  queues before it (`localsearch.redecode_window`; with `kick_window=0`, point kicks: a few tasks moved to
+  providers drawn from the model's weights), each kick repaired by a descent over the tasks around it only
+  (`edgepoc.solvers.localsearch.descend`; `search` below). The no-model control (`--method search`) runs
+  the same loop from greedy (its point kicks uniform). So the model's part in the search is its starts:
+  weighting the kicks by the model never beat uniform ones on tuning instances (docs/models.md).
 
 Every strategy runs under one `Budget`: work (local-search sweeps, a sweep being `n` task examinations;
 the same input and seed give the same allocation) or a wall-clock deadline. The loop only tracks queue
@@ -33,7 +36,7 @@ STRATEGIES: dict[str, str] = {
     "guided": "paper model: a sequential pass trading log P against queueing regret (a lambda grid)",
     "sample": "paper model: allocations drawn from P, the best kept",
     "onepass": "general model: the step-by-step decode on the live queues",
-    "search": "both: the model's proposals, local search, then iterated local search with model-drawn kicks",
+    "search": "both: the model's proposals, local search, then iterated local search with window kicks",
 }
 SEARCH_KEYS = frozenset({"sweeps", "budget_ms", "kick_window", "kick_fraction", "swap_window", "temperature"})
 PAPER_KEYS = SEARCH_KEYS | {"samples", "starts", "lambdas"}  # the paper model's candidate settings
@@ -136,7 +139,9 @@ class SearchResult:
 def search(inst: Instance, starts: list[tuple[str, np.ndarray]], kick_weights: np.ndarray, opts: DecodeOptions,
            free_times=None, *, descend: int | None = None, started_at: float | None = None) -> SearchResult:
     """The one search loop: descend from the first `descend` starts (None: all) in the order given, then
-    iterated local search with kicks drawn from `kick_weights`, until `opts.budget` is spent.
+    iterated local search until `opts.budget` is spent: each kick re-decodes a window of `opts.kick_window`
+    tasks of the best allocation by sampled greedy (or, with `kick_window=0`, moves a few tasks to providers
+    drawn from `kick_weights`), and a marked descent repairs it; the kicked allocation is kept if better.
 
     A work budget counts task examinations, `sweeps * n` in all (a kick's repair examines tens). A deadline
     counts from `started_at` (a `time.perf_counter()` value, so a caller's inference is inside it) or from

@@ -3,10 +3,10 @@
 `teacher` / `student`: `options.model` is a checkpoint path (None: the one bundled in the package: the
 general model, any K and R). A general checkpoint takes `decode=onepass|search` (default `search`),
 `sweeps` (the search's work budget), `budget_ms` or `--seconds` (a wall-clock deadline instead, explicit
-only), `kick_fraction`, `swap_window`, `temperature`, `samples`, `starts` (the search's sampled one-pass
+only), `kick_window`, `kick_fraction`, `swap_window`, `temperature`, `samples`, `starts` (the search's sampled one-pass
 starts; `edgepoc.models.general.decode`). A paper-variant
 checkpoint (fixed K, `edgepoc train`) takes `decode=argmax|guided|sample|search`, `budget_ms`, ...
-(`edgepoc.models.paper.decode`). `search`: the shared search loop from greedy, kicks uniform.
+(`edgepoc.models.paper.decode`). `search`: the shared search loop from greedy (point kicks, with `kick_window=0`, uniform).
 
 A general checkpoint with its `.npz` beside it (the bundled ones have it) runs without PyTorch: this module
 imports torch only for a checkpoint that needs it (`edgepoc.models.general.portable`).

@@ -20,7 +20,8 @@ the same input gives the bit-identical allocation on every node.
 
 Search: the one-pass allocation, `samples` one-pass decodes drawn at `temperature` and greedy, ranked
 by delay; the best `starts` of them descended by the shared search loop (`edgepoc.models.decoding.search`),
-whose kicks are drawn from the model's per-step softmax. The local search reaches nearly the same
+whose kicks re-decode windows of tasks by sampled greedy (with `kick_window=0`, point kicks drawn from the
+model's per-step softmax: no better than uniform ones on tuning instances). The local search reaches nearly the same
 optimum from greedy as from the one-pass on light-tailed instances; diverse good starts from the model
 are what the search cannot make itself. Its default budget
 is WORK (`sweeps`), so the same input and seed give the same allocation; a wall-clock deadline

@@ -10,13 +10,14 @@
   scored in one `simulate_population` call.
 * `search` (the default): the `guided` candidates; the shared search loop (`edgepoc.models.decoding.search`:
   descent by single-task moves and swaps of nearby tasks from the best `starts`, then, until the budget
-  is spent, iterated local search whose kicks re-assign a random `kick_fraction` of the tasks to another
-  provider drawn from `P`). The budget is a 50 ms deadline that counts the inference (`budget_ms`,
+  is spent, iterated local search whose kicks re-decode a random window of `kick_window` tasks by sampled
+  greedy; with `kick_window=0` they re-assign a random `kick_fraction` of the tasks to another provider
+  drawn from `P`). The budget is a 50 ms deadline that counts the inference (`budget_ms`,
   `--seconds`), or work (`sweeps`).
 
 Said openly: the lambda grid's last value makes greedy-ECT one of the `guided` candidates, so
 `guided` and `search` are never worse than greedy; the model's `P` guides the search (which start
-points exist, where kicks send tasks) rather than dictating the answer. `info["source"]` says which
+points exist; with point kicks, where kicks send tasks) rather than dictating the answer. `info["source"]` says which
 start won, and `lambdas` without the greedy extreme (`--param lambdas=[0,1,2,4]`) removes it. The
 `_guided` pass and the local search only track queue state to make choices; the reported delay is
 always re-simulated by the shared kernel.
