@@ -54,8 +54,8 @@ class DecodeOptions:
 
     strategy: str = "search"
     budget: Budget = field(default_factory=lambda: Budget.work(DEFAULT_SWEEPS))
-    # a kick re-decodes this many consecutive tasks by sampled greedy (`localsearch.redecode_window`); 10 beat
-    # 5, 20 and 40 and moving random tasks on tuning instances (docs/models.md, "Window kicks"). 0: point kicks
+    # a kick re-decodes this many consecutive tasks by sampled greedy (`localsearch.redecode_window`); on tuning
+    # instances 10 was level with 20, better than 5, 40 and point kicks (docs/models.md, "Window kicks"). 0: point kicks
     kick_window: int = 10
     # point kicks (kick_window=0): share of tasks moved to a provider drawn from the kick weights (at least one);
     # each kick's repair examines only the tasks around it, so small kicks are cheap and many
