@@ -81,12 +81,10 @@ class DecodeOptions:
                    budget=Budget.from_params(params, seconds, default_budget))
         if opts.strategy not in strategies:
             raise InputError(f"decode: expected one of {', '.join(strategies)}, got {opts.strategy!r}")
-        opts.kick_window = int(params.get("kick_window", opts.kick_window))
-        opts.kick_fraction = float(params.get("kick_fraction", opts.kick_fraction))
-        opts.swap_window = int(params.get("swap_window", opts.swap_window))
-        opts.temperature = float(params.get("temperature", opts.temperature))
-        opts.samples = int(params.get("samples", opts.samples))
-        opts.starts = int(params.get("starts", opts.starts))
+        for name, kind in (("kick_window", int), ("kick_fraction", float), ("swap_window", int),
+                           ("temperature", float), ("samples", int), ("starts", int)):
+            if name in params:
+                setattr(opts, name, _number(name, params[name], kind))
         if "lambdas" in params:
             lams = params["lambdas"]
             if not isinstance(lams, list) or not lams:
@@ -99,6 +97,19 @@ class DecodeOptions:
             raise InputError(f"decode settings: sweeps >= 0, budget_ms >= 0, 0 <= samples <= {MAX_SAMPLES}, temperature > 0, "
                              "starts >= 0, kick_window >= 0, 0 < kick_fraction <= 1, lambdas >= 0, swap_window >= 0")
         return opts
+
+
+def _number(name: str, value: Any, kind: type) -> int | float:
+    """`value` as `kind`, or an InputError naming the setting (a bool or a fractional int is refused too)."""
+    try:
+        if isinstance(value, bool) or (kind is int and float(value) != int(float(value))):
+            raise ValueError
+        number = kind(float(value)) if kind is int else kind(value)
+        if not np.isfinite(number):
+            raise ValueError
+        return number
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{name}: expected {'an integer' if kind is int else 'a number'}, got {value!r}") from None
 
 
 def kick(x: np.ndarray, weights: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:

@@ -77,6 +77,13 @@ def test_decode_params_validation():
     assert paper_decode_options({"swap_window": 0}).swap_window == 0
     with pytest.raises(InputError, match="swap_window"):
         paper_decode_options({"swap_window": -1})
+    assert paper_decode_options({"kick_window": 0}).kick_window == 0
+    assert paper_decode_options({"kick_window": "20"}).kick_window == 20
+    # a setting that is not a number names itself (a CLI user sees one line, not "internal error")
+    for bad in ({"kick_window": "abc"}, {"swap_window": 2.5}, {"samples": True}, {"temperature": float("nan")},
+                {"kick_window": 1e400}, {"kick_window": -1}):
+        with pytest.raises(InputError, match=next(iter(bad))):
+            paper_decode_options(bad)
 
 
 @pytest.mark.parametrize("method", ["argmax", "guided", "sample", "search"])
