@@ -6,6 +6,7 @@ needs); a deadline is what a latency-bound caller asks for, and is not reproduci
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from edgepoc.errors import InputError
@@ -40,16 +41,29 @@ class Budget:
     @classmethod
     def from_params(cls, params: dict, seconds: float | None, default: "Budget") -> "Budget":
         """`budget_ms` wins over `--seconds` (both a deadline), either over `sweeps` (work); else `default`."""
-        if "sweeps" in params and int(params["sweeps"]) < 0:
+        if "sweeps" in params and numeric_setting("sweeps", params["sweeps"], int) < 0:
             raise InputError("sweeps: must be >= 0")
         if "budget_ms" in params:
-            budget = cls.deadline(float(params["budget_ms"]) / 1000.0)
+            budget = cls.deadline(numeric_setting("budget_ms", params["budget_ms"], float) / 1000.0)
         elif seconds is not None:
             budget = cls.deadline(seconds)
         elif "sweeps" in params:
-            budget = cls.work(params["sweeps"])
+            budget = cls.work(numeric_setting("sweeps", params["sweeps"], int))
         else:
             budget = default
         if budget.seconds is not None and budget.seconds < 0:
             raise InputError("budget_ms / --seconds: must be >= 0")
         return budget
+
+
+def numeric_setting(name: str, value: object, kind: type) -> int | float:
+    """`value` as `kind`, or an InputError naming the setting (a bool or a fractional int is refused too)."""
+    try:
+        if isinstance(value, bool) or (kind is int and float(value) != int(float(value))):
+            raise ValueError
+        number = kind(float(value)) if kind is int else kind(value)
+        if not math.isfinite(number):
+            raise ValueError
+        return number
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{name}: expected {'an integer' if kind is int else 'a number'}, got {value!r}") from None

@@ -28,7 +28,7 @@ import numpy as np
 from edgepoc.errors import InputError
 from edgepoc.game.instance import Instance, warm_up_instance
 from edgepoc.game.kernel import greedy_assignment, simulate, simulate_population
-from edgepoc.models.budget import Budget
+from edgepoc.models.budget import Budget, numeric_setting
 from edgepoc.solvers.localsearch import descend as descend_from, queue_history, redecode_window, unknown_reach
 
 STRATEGIES: dict[str, str] = {
@@ -84,7 +84,7 @@ class DecodeOptions:
         for name, kind in (("kick_window", int), ("kick_fraction", float), ("swap_window", int),
                            ("temperature", float), ("samples", int), ("starts", int)):
             if name in params:
-                setattr(opts, name, _number(name, params[name], kind))
+                setattr(opts, name, numeric_setting(name, params[name], kind))
         if "lambdas" in params:
             lams = params["lambdas"]
             if not isinstance(lams, list) or not lams:
@@ -97,19 +97,6 @@ class DecodeOptions:
             raise InputError(f"decode settings: sweeps >= 0, budget_ms >= 0, 0 <= samples <= {MAX_SAMPLES}, temperature > 0, "
                              "starts >= 0, kick_window >= 0, 0 < kick_fraction <= 1, lambdas >= 0, swap_window >= 0")
         return opts
-
-
-def _number(name: str, value: Any, kind: type) -> int | float:
-    """`value` as `kind`, or an InputError naming the setting (a bool or a fractional int is refused too)."""
-    try:
-        if isinstance(value, bool) or (kind is int and float(value) != int(float(value))):
-            raise ValueError
-        number = kind(float(value)) if kind is int else kind(value)
-        if not np.isfinite(number):
-            raise ValueError
-        return number
-    except (TypeError, ValueError, OverflowError):
-        raise InputError(f"{name}: expected {'an integer' if kind is int else 'a number'}, got {value!r}") from None
 
 
 def kick(x: np.ndarray, weights: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:

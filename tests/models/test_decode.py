@@ -81,7 +81,7 @@ def test_decode_params_validation():
     assert paper_decode_options({"kick_window": "20"}).kick_window == 20
     # a setting that is not a number names itself (a CLI user sees one line, not "internal error")
     for bad in ({"kick_window": "abc"}, {"swap_window": 2.5}, {"samples": True}, {"temperature": float("nan")},
-                {"kick_window": 1e400}, {"kick_window": -1}):
+                {"kick_window": 1e400}, {"kick_window": -1}, {"sweeps": "abc"}, {"budget_ms": "soon"}):
         with pytest.raises(InputError, match=next(iter(bad))):
             paper_decode_options(bad)
 
