@@ -179,11 +179,12 @@ def search(inst: Instance, starts: list[tuple[str, np.ndarray]], kick_weights: n
         rng = np.random.default_rng(opts.seed)
         count = max(1, int(round(opts.kick_fraction * inst.n_tasks)))
         history = queue_history(inst, best_x, free_times) if opts.kick_window else None  # of best_x, for the windows
+        unit = float(inst.processing.mean())
         while may_start():
             d0 = time.perf_counter()
             if opts.kick_window:
                 kicked = redecode_window(inst, best_x, history, int(rng.integers(0, n)), opts.kick_window,
-                                         WINDOW_TEMPERATURE, rng)
+                                         WINDOW_TEMPERATURE, rng, unit)
             else:
                 kicked = kick(best_x, kick_weights, count, rng)
             y, f, ev = descend_from(inst, kicked, free_times, max_evals=work_left(), swap_window=opts.swap_window,

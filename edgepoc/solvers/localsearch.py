@@ -384,7 +384,7 @@ def queue_history(instance, x: np.ndarray, free_times: np.ndarray | None = None)
 
 
 def redecode_window(instance, x: np.ndarray, history: np.ndarray, first: int, size: int, temperature: float,
-                    rng: np.random.Generator) -> np.ndarray:
+                    rng: np.random.Generator, unit: float | None = None) -> np.ndarray:
     """A kick for the iterated search: a copy of `x` (int8) whose tasks `first .. first+size-1` are decided
     again by sampled greedy on the queues the earlier tasks build (`history`: `queue_history(x)`), each
     task's provider drawn with weight exp(-latency / (mean processing time * temperature)) (temperature
@@ -392,11 +392,13 @@ def redecode_window(instance, x: np.ndarray, history: np.ndarray, first: int, si
 
     Moving a few random tasks breaks one or two decisions at a time; a window re-decode changes tasks that
     share queues and time together, each near-greedy given the others, and so reaches allocations that
-    single moves and swaps repaired one at a time do not (docs/models.md, "Window kicks")."""
+    single moves and swaps repaired one at a time do not (docs/models.md, "Window kicks"). `unit`: the
+    instance's mean processing time, when the caller has it already."""
     n = instance.n_tasks
     first = int(min(max(first, 0), n))
     end = int(min(n, first + max(size, 0)))
-    unit = float(instance.processing.mean()) if n else 1.0
+    if unit is None:
+        unit = float(instance.processing.mean()) if n else 1.0
     out = np.empty(n, dtype=np.int8)
     _redecode_window(instance.arrival, instance.ready, instance.processing, np.ascontiguousarray(x, dtype=np.int8),
                      np.ascontiguousarray(history[first], dtype=np.float64), first, end, unit if unit > 0 else 1.0,
