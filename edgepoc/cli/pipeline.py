@@ -14,8 +14,19 @@ def _stages(stages: Optional[str]) -> list[str]:
     return [s.strip() for s in stages.split(",") if s.strip()] if stages else list(STAGES)
 
 
+def default_run_folder(name: str, root: Path = Path("runs")) -> Path:
+    """`root/name`, or `root/name-2`, `-3`, ... when an earlier run's chain holds it: running `make demo` again
+    keeps the earlier run and its results instead of refusing (an explicit `--out` that holds a run still
+    refuses, with a one-line error)."""
+    folder, i = root / name, 2
+    while (folder / "testnet" / "network.json").exists():
+        folder, i = root / f"{name}-{i}", i + 1
+    return folder
+
+
 def demo_cmd(
-    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Run folder (results, figures, report)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (results, figures, report); default "
+                                       "runs/demo, or runs/demo-2, -3, ... when an earlier run holds it."),
     quick: bool = typer.Option(False, "--quick", help="The CI-sized run: about 3 minutes on a busy 2-core "
                                                       "machine (under 1 outside the chain stage)."),
     seed: int = typer.Option(0, help="Seed for data, labels, training and the chain."),
@@ -25,6 +36,7 @@ def demo_cmd(
 
     About 2 minutes on 2 idle cores (5 on a busy machine); --quick about 3 on a busy machine.
     """
+    out = default_run_folder("demo") if out is None else out
     cfg = quick_config(str(out), seed) if quick else PipelineConfig(out=str(out), seed=seed)
     cfg.stages = _stages(stages)
     _run(cfg)
@@ -39,7 +51,8 @@ def _run(cfg: PipelineConfig) -> None:
 
 def reproduce_cmd(
     preset: str = typer.Option("paper", help="Instance preset of the experiment."),
-    out: Path = typer.Option(Path("runs/reproduce"), "--out", "-o", help="Run folder."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder; default runs/reproduce, or "
+                                       "runs/reproduce-2, -3, ... when an earlier run holds it."),
     seed: int = typer.Option(0, help="Seed for everything in the run."),
     epochs: Optional[int] = typer.Option(None, help="Teacher epochs (default: 300, early stopping may end sooner)."),
     stages: Optional[str] = typer.Option(None, help=f"Comma-separated subset of: {', '.join(STAGES)}."),
@@ -53,6 +66,7 @@ def reproduce_cmd(
     providers, 2 resources); the comparison runs on 10 further held-out instances of 1000 tasks.
     Without the compare stage the report says that compare was not run.
     """
+    out = default_run_folder("reproduce") if out is None else out
     cfg = quick_config(str(out), seed) if quick else paper_config(str(out), seed)
     cfg.preset = preset
     if epochs is not None:

@@ -135,3 +135,21 @@ def test_the_chain_stage_runs_real_workloads_and_checks_every_result(quick_run):
     assert primes == {1229}, "primes below 10000, on whichever provider ran it"
     md = (out / "report.md").read_text()
     assert "really ran on the providers" in md and "verified against receipts" in md
+
+
+def test_a_second_run_keeps_the_first(quick_run, tmp_path):
+    """Without --out a run goes to runs/NAME, or NAME-2, -3, ... when an earlier run's chain holds it; an explicit
+    --out that holds a run is refused in one line, and nothing in it changes."""
+    from edgepoc.cli.pipeline import default_run_folder
+
+    out, _, _ = quick_run
+    assert (out / "testnet" / "network.json").exists()
+    assert default_run_folder("fresh", root=tmp_path) == tmp_path / "fresh"
+    assert default_run_folder(out.name, root=out.parent) == out.parent / f"{out.name}-2"
+    (out.parent / f"{out.name}-2" / "testnet").mkdir(parents=True)
+    (out.parent / f"{out.name}-2" / "testnet" / "network.json").write_text("{}")
+    assert default_run_folder(out.name, root=out.parent) == out.parent / f"{out.name}-3"
+    before = (out / "testnet" / "network.json").read_bytes()
+    r = run_cli("demo", "--quick", "--out", str(out))
+    assert r.returncode != 0 and "already holds a run" in r.stderr and "Traceback" not in r.stderr
+    assert (out / "testnet" / "network.json").read_bytes() == before
