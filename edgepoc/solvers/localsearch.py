@@ -19,6 +19,9 @@ whose prices the move can have changed (the stretch until the queues resync, and
 own moves reached that far when last examined), and after a kick only those around what the kick
 changed. An iterated search repairs a kick of 2 tasks in tens of task examinations instead of two full
 sweeps, so the same work buys ~30x the kicks (the models' search loop, `edgepoc.models.decoding.search`).
+
+That loop's kick is `redecode_window`: a window of consecutive tasks decided again by sampled greedy on the
+queues before it (`queue_history`), the rest kept.
 """
 
 from __future__ import annotations
