@@ -179,7 +179,7 @@ def search(inst: Instance, starts: list[tuple[str, np.ndarray]], kick_weights: n
         rng = np.random.default_rng(opts.seed)
         count = max(1, int(round(opts.kick_fraction * inst.n_tasks)))
         history = queue_history(inst, best_x, free_times) if opts.kick_window else None  # of best_x, for the windows
-        unit = float(inst.processing.mean()) or 1.0  # the windows' time unit (never 0: times underflow at worst)
+        unit = float(inst.processing.mean())  # the windows' time unit (redecode_window guards it against 0)
         while may_start():
             d0 = time.perf_counter()
             if opts.kick_window:

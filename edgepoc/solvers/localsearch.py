@@ -344,6 +344,22 @@ def _descend(arrival, ready, proc, x, free0, marked, reach, max_evals, swap_wind
 
 
 @nb.njit(cache=True, nogil=True)
+def draw_index(weights, u):
+    """The index drawn from the unnormalised `weights` by the uniform `u` in [0, 1) (inverse CDF; the last index
+    if rounding leaves `u * sum` beyond the running sum): the one categorical draw of the compiled decoders."""
+    z = 0.0
+    for k in range(weights.shape[0]):
+        z += weights[k]
+    r = u * z
+    acc = 0.0
+    for k in range(weights.shape[0]):
+        acc += weights[k]
+        if r < acc:
+            return k
+    return weights.shape[0] - 1
+
+
+@nb.njit(cache=True, nogil=True)
 def _redecode_window(arrival, ready, proc, x, free_start, first, end, unit, temperature, uniforms, out):
     """`out` = `x` with tasks `first..end-1` decided again in arrival order from the free times `free_start`
     (the queues before task `first`): each drawn from softmax(-latency / (unit * temperature)) over the
@@ -360,18 +376,9 @@ def _redecode_window(arrival, ready, proc, x, free_start, first, end, unit, temp
             weight[k] = completion_time(free[k], ready[i, k], proc[i, k]) - arrival[i]
             if weight[k] < best:
                 best = weight[k]
-        z = 0.0
         for k in range(kk):
             weight[k] = np.exp(-(weight[k] - best) / (unit * temperature))
-            z += weight[k]
-        r = uniforms[i - first] * z
-        pick = kk - 1
-        acc = 0.0
-        for k in range(kk):
-            acc += weight[k]
-            if r < acc:
-                pick = k
-                break
+        pick = draw_index(weight, uniforms[i - first])
         out[i] = pick
         free[pick] = completion_time(free[pick], ready[i, pick], proc[i, pick])
 

@@ -42,6 +42,7 @@ from edgepoc.game.instance import Instance
 from edgepoc.game.kernel import _free_times, _greedy, completion_time, greedy_assignment
 from edgepoc.models.budget import Budget
 from edgepoc.models.decoding import DEFAULT_SWEEPS, SEARCH_KEYS, DecodeOptions, search
+from edgepoc.solvers.localsearch import draw_index
 from edgepoc.solvers.rollout import (DEFAULT_MEMORY, DEFAULT_PRICE, decay_rates, pilot_cost, priced_cost,
                                      priced_pilot_cost, time_unit)
 
@@ -191,18 +192,9 @@ def _onepass(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec, v_mat,
         _head_scores(emb[i], dyn, a_mat, b_vec, w_vec, c_vec, v_mat, gain, log_input, tdyn, scores)
         if sample:
             top = scores.max()
-            z = 0.0
             for k in range(kk):
                 prob[k] = np.exp((scores[k] - top) / temperature)
-                z += prob[k]
-            r = uniforms[i] * z
-            best_k = kk - 1
-            acc = 0.0
-            for k in range(kk):
-                acc += prob[k]
-                if r < acc:
-                    best_k = k
-                    break
+            best_k = draw_index(prob, uniforms[i])
         else:
             best_k = 0
             best_s = scores[0]
