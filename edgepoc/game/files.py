@@ -100,8 +100,9 @@ def instance_from_dict(doc: Any, source: str = "instance") -> Instance:
         arrival.append(_number(_require(t, "arrival", f"tasks[{i}]"), f"tasks[{i}].arrival"))
         demand.append(_vector(_require(t, "demand", f"tasks[{i}]"), f"tasks[{i}].demand", r))
         tids.append(str(t.get("id", f"t{i}")))
-        if has_delays:
-            delays.append(_vector(_require(t, "delays", f"tasks[{i}]"), f"tasks[{i}].delays", k))
+        if has_delays:  # optional per task: a task without its own delays has its providers' (SPEC 1)
+            own = t.get("delays")
+            delays.append(delay if own is None else _vector(own, f"tasks[{i}].delays", k))
     name = doc.get("name", source)
     if not isinstance(name, str):
         raise InputError(f"name: expected a string, got {json.dumps(name)[:40]}")

@@ -29,6 +29,20 @@ def test_instance_round_trip(tmp_path):
     assert back.task_ids == inst.task_ids and back.provider_ids == inst.provider_ids
 
 
+def test_task_delays_are_optional_per_task(tmp_path):
+    """SPEC 1: a task MAY carry `delays`; a task without them is served with its providers' delays."""
+    doc = _doc()
+    doc["tasks"][1]["delays"] = [0.5, 0.25]
+    path = tmp_path / "some.json"
+    path.write_text(json.dumps(doc))
+    inst = read_instance(path)
+    assert inst.delays[1].tolist() == [0.5, 0.25]
+    for i in (0, 2, 3):
+        assert inst.delays[i].tolist() == [p["delay"] for p in doc["providers"]]
+    back = read_instance(write_instance(tmp_path / "back.json", inst) or tmp_path / "back.json")
+    assert np.array_equal(back.delays, inst.delays)
+
+
 def _doc():
     return instance_to_dict(random_instance(np.random.default_rng(5), 4, 2))
 
@@ -54,6 +68,8 @@ BAD_INSTANCES = {
     "string demand": (lambda d: d["tasks"][0].update(demand=["a", 1]), "tasks[0].demand[0]"),
     "zero demand": (lambda d: d["tasks"][1].update(demand=[0.0, 0.5]), "tasks[1].demand"),
     "negative delay": (lambda d: d["providers"][0].update(delay=-0.1), "providers[0].delay"),
+    "negative task delay": (lambda d: d["tasks"][2].update(delays=[0.1, -0.1]), "delays"),
+    "string task delays": (lambda d: d["tasks"][2].update(delays="0.1"), "tasks[2].delays"),
 }
 
 
