@@ -7,11 +7,13 @@ CometBFT sends; the worker's part is played by running the task with `edgepoc.ex
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from edgepoc.chain.abci import wire
 from edgepoc.chain.abci.proto import pb
+from edgepoc.errors import InputError
 from edgepoc.execution import compile_module, load_workload, run_task
 from tests.chain.test_app import CHAIN, CLIENT, KEYS, Harness, make_genesis, ts
 
@@ -79,6 +81,16 @@ def setup(tmp_path, **params) -> WorkHarness:
     h.height_with([module_tx()], 0.5)
     assert h.app.store.module(PRIMES.hash) is not None
     return h
+
+
+def test_work_arguments_are_bounded_and_the_bad_one_is_named():
+    ok = {"nonce": 1, "module": "ab" * 32, "function": "f", "args": [-2**63, 2**64 - 1], "fuel": 10, "memory": 1}
+    assert wire.Work.from_dict(ok, "t").args == [-2**63, 2**64 - 1]
+    for args, where in (([1, 2**64], "t.args[1]"), ([-2**63 - 1], "t.args[0]"), ([True], "t.args[0]"),
+                        ([1.0], "t.args[0]"), (["1"], "t.args[0]"), (list(range(wire.MAX_ARGS + 1)), "t.args:"),
+                        ("1,2", "t.args:")):
+        with pytest.raises(InputError, match=re.escape(where)):
+            wire.Work.from_dict({**ok, "args": args}, "t")
 
 
 def test_work_tasks_are_checked_assigned_and_receipts_accepted_once(tmp_path):

@@ -65,9 +65,12 @@ class Work:
             raise InputError(f"{where}.module: expected the module's SHA-256 (64 lowercase hex characters)")
         if not isinstance(f, str) or not 0 < len(f) <= MAX_FUNCTION_NAME:
             raise InputError(f"{where}.function: expected a name of 1..{MAX_FUNCTION_NAME} characters")
-        if not isinstance(a, list) or len(a) > MAX_ARGS or any(
-                isinstance(x, bool) or not isinstance(x, int) or not -2**63 <= x < 2**64 for x in a):
-            raise InputError(f"{where}.args: expected at most {MAX_ARGS} 64-bit integers")
+        if not isinstance(a, list) or len(a) > MAX_ARGS:
+            raise InputError(f"{where}.args: expected a list of at most {MAX_ARGS} 64-bit integers")
+        for j, x in enumerate(a):
+            if isinstance(x, bool) or not isinstance(x, int) or not -2**63 <= x < 2**64:
+                raise InputError(f"{where}.args[{j}]: expected a 64-bit integer (-2^63 .. 2^64-1), "
+                                 f"got {str(x)[:24]}")
         for name, v in (("fuel", fuel), ("memory", mem)):
             if isinstance(v, bool) or not isinstance(v, int) or not 0 < v < 2**63:
                 raise InputError(f"{where}.{name}: expected a positive integer")
