@@ -107,16 +107,21 @@ def solve(instance: Instance, method: str, options: SolveOptions | None = None, 
         w0 = time.perf_counter()
         _import(WARM_UPS[method])()
         warm = time.perf_counter() - w0
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.thread_time()
     out = fn(instance, options)
     seconds = time.perf_counter() - t0
+    cpu_seconds = time.thread_time() - cpu0
     assignment, extra = (out if isinstance(out, tuple) else (out, {}))
     assignment = np.asarray(assignment, dtype=np.int64)
     total = simulate(instance, assignment, options.free_times)
     extra = dict(extra)
     budget = options.seconds
-    if budget is not None and method in WARM_UPS and seconds > max(1.25 * budget, budget + 0.1):
-        over = f"{method}: ran {seconds:.2f} s on a time budget of {budget:g} s"
+    # an overrun is judged on the clock the budget was given in: with `--param clock=cpu` this thread's CPU time
+    # (on a loaded machine its wall time runs longer, and that is not the method's doing)
+    on_cpu = str(options.params.get("clock", "wall")) == "cpu"
+    used = cpu_seconds if on_cpu else seconds
+    if budget is not None and method in WARM_UPS and used > max(1.25 * budget, budget + 0.1):
+        over = f"{method}: ran {used:.2f} s{' of CPU' if on_cpu else ''} on a time budget of {budget:g} s"
         extra["budget_note"] = f"{extra['budget_note']}; {over}" if extra.get("budget_note") else over
     if warm >= 0.05:  # a cold start was paid here, outside `seconds` (the method's own time)
         extra["warm_up_seconds"] = warm
