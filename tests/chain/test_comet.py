@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 
 import pytest
 
@@ -90,6 +91,12 @@ def test_client_attacks_are_rejected_by_checktx(net):
     net.post(0, "/tasks", {"tasks": [a.to_dict(), b.to_dict()]})
     ids, res = net.submit_and_wait(2, 200)
     assert not res.missing
+    # node 0 answers for itself: it may apply the last blocks (and a's or b's) a little after node 2 says they
+    # are committed, so wait until it holds the id, then two heights more for b's second task, if it comes
+    deadline = time.monotonic() + 60
+    while net.get(0, f"/tasks/{a.ids[0]}")["status"] != "committed" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    net.wait_height([0], net.status(0)["height"] + 2)
     after = net.status(0)["tasks_committed"]
     assert after - before in (200 + 1, 200 + 2)  # a's task, or b's two: never the id twice
     # Replays of committed tasks: the same batch, or the nonce re-signed with another demand.
