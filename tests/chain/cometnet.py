@@ -83,10 +83,27 @@ class CometNet:
         ids, rejected = submit(c, self.batches(count, per))
         c.close()
         assert not rejected, rejected[:3]
-        w = self.api(node if poll_node is None else poll_node)
+        poll = node if poll_node is None else poll_node
+        w = self.api(poll)
         res = wait_committed(w, ids, timeout)
         w.close()
+        if not res.missing:
+            self.settle(poll)
         return ids, res
+
+    def settle(self, node: int, timeout: float = 20.0) -> None:
+        """Wait until every node that answers has applied the height `node` is at: a test that reads another
+        node's counts right after `node` reported the tasks committed would otherwise race it by a block.
+        Stopped nodes are skipped; one that stays behind is left to the test's own assertion."""
+        try:
+            target = self.status(node)["height"]
+        except EdgepocError:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(h >= target for h in self.heights(range(len(self.doc["nodes"]))).values() if h >= 0):
+                return
+            time.sleep(0.1)
 
     def broadcast(self, i: int, tx: bytes) -> dict:
         """Straight to CometBFT's RPC, around the app's API: CheckTx alone must stop a bad transaction."""
