@@ -68,12 +68,17 @@ def validate_assignment(assignment, n_tasks: int, n_providers: int, field: str =
     if x.dtype.kind == "f":
         if not np.isfinite(x).all() or (x != np.round(x)).any():
             i = int(np.argmax(~np.isfinite(x) | (x != np.round(x))))
-            raise InputError(f"{field}[{i}]: provider index must be an integer, got {x[i]!r}")
-    elif x.dtype.kind not in "iu":
-        raise InputError(f"{field}: provider indices must be integers, got {x.dtype}")
-    x = x.astype(np.int64)
-    bad = (x < 0) | (x >= n_providers)
+            raise InputError(f"{field}[{i}]: provider index must be an integer, got {float(x[i])!r}")
+    elif x.dtype.kind not in "iu":  # strings, booleans, integers beyond 64 bits, mixed: name the first bad entry
+        items = list(assignment) if isinstance(assignment, (list, tuple)) else x.tolist()  # before numpy's casts
+        for i, v in enumerate(items):
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+                raise InputError(f"{field}[{i}]: provider index must be an integer, got {str(v)[:40]!r}")
+            if not 0 <= v < n_providers:
+                raise InputError(f"{field}[{i}]: provider index {str(v)[:40]} out of range 0..{n_providers - 1}")
+        return np.array(items, dtype=np.int64)
+    bad = (x < 0) | (x >= n_providers)  # before the cast, so a huge unsigned index is not wrapped
     if bad.any():
         i = int(np.argmax(bad))
         raise InputError(f"{field}[{i}]: provider index {x[i]} out of range 0..{n_providers - 1}")
-    return x
+    return x.astype(np.int64)

@@ -105,6 +105,8 @@ def test_not_json_and_missing_file(tmp_path):
     ([0, -1, 0, 0], "assignment[1]"),
     ([0, 1.5, 0, 0], "assignment[1]"),
     ([0, "a", 0, 0], "assignment[1]"),
+    ([0, 0, 10**30, 0], "assignment[2]: provider index 1000000000000000000000000000000 out of range"),
+    ([0, 0, 0, None], "assignment[3]"),
 ])
 def test_bad_allocations(tmp_path, assignment, field):
     inst = random_instance(np.random.default_rng(5), 4, 2)
@@ -114,6 +116,18 @@ def test_bad_allocations(tmp_path, assignment, field):
     with pytest.raises(InputError) as err:
         read_allocation(tmp_path / "a.json", inst)
     assert field in str(err.value)
+
+
+def test_assignments_from_code_name_the_bad_entry():
+    """The same check serves callers that pass arrays: numpy's casts (mixed lists become strings, huge integers
+    objects) never hide which entry is wrong, and integer arrays of any width pass."""
+    from edgepoc.game.validate import validate_assignment
+    assert validate_assignment(np.array([0, 1], dtype=np.uint64), 2, 2).tolist() == [0, 1]
+    assert validate_assignment(np.array([0, 1], dtype=object), 2, 2).dtype == np.int64
+    for bad, where in (([0, "x"], "assignment[1]"), ([True, False], "assignment[0]"), ([0, 2**64], "assignment[1]"),
+                       ([0, 2.5], "assignment[1]: provider index must be an integer, got 2.5")):
+        with pytest.raises(InputError, match=re.escape(where)):
+            validate_assignment(bad, 2, 2)
 
 
 def test_allocation_unknown_format(tmp_path):
