@@ -475,6 +475,8 @@ def submit_cmd(
     key: Optional[Path] = typer.Option(None, help="Client key (default: <dir>/client_key.json, else a fresh key)."),
     count: int = typer.Option(100, help="Generated tasks (without INSTANCE)."),
     rate: float = typer.Option(0.0, help="Tasks per second to send generated tasks at (0: all at once)."),
+    replay: bool = typer.Option(False, "--replay", help="With INSTANCE: send its tasks at its arrival times (batches "
+                                                        "of tasks within 0.1 s), not all at once."),
     seed: int = typer.Option(0, help="Seed for generated demands."),
     nonce: Optional[int] = typer.Option(None, help="First nonce (default: microseconds now, so reruns never replay)."),
     batch: int = typer.Option(500, help="Tasks per client-signed batch (CometBFT engine) or per request."),
@@ -518,6 +520,8 @@ def submit_cmd(
                                "fuel": fuel, "memory": memory << 20}, "--module")
     elif results is not None:
         raise InputError("--results: only with --module (tasks that really run)")
+    if replay and (instance is None or rate > 0):
+        raise InputError("--replay: only with an INSTANCE, and not with --rate (the instance's arrivals set the pace)")
     client = _client(node, dir)
     rec = Receipt(receipt) if receipt is not None else None
     items: list = rec.planned_items() if rec is not None else []
@@ -542,13 +546,26 @@ def submit_cmd(
 
             items = work_batches(count, signer, chain_id, nonce0, work, per)
         elif instance is not None:
-            items = instance_batches(read_instance(instance), signer, chain_id, nonce0, per)
+            inst = read_instance(instance)
+            # the chain takes the demands only: it stamps arrivals (block time) and holds providers and delays
+            typer.echo(f"{instance}: {inst.n_tasks} tasks' demands are sent; the chain stamps their arrival times and "
+                       f"serves them on its own providers with their delays"
+                       + ("; they go at the instance's arrival times (--replay)" if replay else
+                          " (--replay sends them at the instance's arrival times)"), err=True)
+            if replay:
+                from edgepoc.chain.abci.client import replay_batches
+
+                items, offsets = replay_batches(inst, signer, chain_id, nonce0, batch=per)
+                t0 = time.monotonic()
+                pace = [t0 + o for o in offsets]
+            else:
+                items = instance_batches(inst, signer, chain_id, nonce0, per)
         else:
             items = random_batches(count, int(st["resources"]), signer, chain_id, nonce0, seed, per)
         if rate > 0:
             t0 = time.monotonic()
             pace = [t0 + j * per / rate for j in range(len(items))]
-        batch = 1 if rate > 0 else max(1, 20000 // per)  # signed batches per request
+        batch = 1 if pace is not None else max(1, 20000 // per)  # signed batches per request
     res = client.submit(items, rec, batch, pace)
     total = len(res.accepted) + len(res.rejected) + len(res.unsent)
     via = client.urls[client.current]

@@ -126,6 +126,19 @@ def test_batch_round_trip_bounds_and_forgery():
     assert not forged.signature_ok()
 
 
+def test_replay_batches_follow_the_instance_arrivals():
+    from edgepoc.chain.abci.client import replay_batches
+
+    inst = random_instance(np.random.default_rng(3), 9, 2)
+    arrival = np.array([0.0, 0.02, 0.05, 0.3, 0.31, 1.0, 1.0, 1.0, 1.05])
+    inst = Instance.create(inst.capacity, inst.provider_delay, arrival, inst.demand)
+    batches, offsets = replay_batches(inst, CLIENT, CHAIN, 100, window=0.1, batch=2)
+    assert [len(b.tasks) for b in batches] == [2, 1, 2, 2, 2]  # within 0.1 s of the batch's first, at most 2
+    assert offsets == [0.0, 0.05, 0.3, 1.0, 1.0]
+    assert [i for b in batches for i in b.ids] == [wire.task_id(CHAIN, CLIENT.public_hex, 100 + i) for i in range(9)]
+    assert all(b.signature_ok() for b in batches)
+
+
 # ------------------------------------------------------------------ contribution and power
 
 def test_coalition_rule_members_match_the_kernel():

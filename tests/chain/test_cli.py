@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 from edgepoc.chain.abci import network
 
@@ -33,9 +34,21 @@ def test_network_cli_round_trip(tmp_path):
         assert json.loads(r.stdout)["committed"] == 50
         r = edgepoc("submit", "--dir", d, "--count", "50", "--nonce", "7", "--seed", "9")  # the same nonces: replays
         assert r.returncode != 0 and "replay" in r.stderr, r.stderr  # every task rejected: exit non-zero
+        # --replay: an instance's tasks reach the chain at its arrival times (30 tasks over 3 s), not in one block
+        doc = json.loads(inst.read_text())
+        doc["tasks"] = [{**t, "arrival": 0.1 * j} for j, t in enumerate(doc["tasks"][:30])]
+        paced = tmp_path / "paced.json"
+        paced.write_text(json.dumps(doc))
+        t0 = time.monotonic()
+        r = edgepoc("submit", str(paced), "--dir", d, "--replay", "--wait", "--timeout", "40")
+        took = time.monotonic() - t0
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        assert out["committed"] == 30 and len(out["heights"]) >= 3 and took >= 2.9, (out, took)
+        assert "at the instance's arrival times (--replay)" in r.stderr
         r = edgepoc("network", "status", "--dir", d, "--json")
         rows = json.loads(r.stdout)
-        assert max(row["tasks_committed"] for row in rows) == 110  # nothing committed twice
+        assert max(row["tasks_committed"] for row in rows) == 140  # nothing committed twice
         assert len(rows) == 4 and all(row["height"] >= 1 for row in rows)
         r = edgepoc("contributions", "--dir", d, "--json")
         table = json.loads(r.stdout)["validators"]
@@ -48,7 +61,7 @@ def test_network_cli_round_trip(tmp_path):
     r = edgepoc("chain", "verify", "--home", f"{d}/node0")
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
-    assert rep["ok"] and rep["tasks"] == 110
+    assert rep["ok"] and rep["tasks"] == 140
     r = edgepoc("contributions", "--home", f"{d}/node0")
     assert r.returncode == 0 and "node3" in r.stdout
     assert edgepoc("chain", "verify", "--home", str(tmp_path)).returncode == 2  # no store: one-line error

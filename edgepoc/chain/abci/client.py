@@ -37,6 +37,25 @@ def instance_batches(inst: Instance, key: SigningKey, chain_id: str, nonce0: int
             for s in range(0, inst.n_tasks, batch)]
 
 
+def replay_batches(inst: Instance, key: SigningKey, chain_id: str, nonce0: int, window: float = 0.1,
+                   batch: int = 500) -> tuple[list[TaskBatch], list[float]]:
+    """An instance's tasks signed in batches of consecutive tasks that arrive within `window` seconds of the
+    batch's first (at most `batch` tasks), and each batch's send time in seconds after the first task's
+    arrival: sent at those times, the tasks reach the chain with the instance's arrival pattern."""
+    batches: list[TaskBatch] = []
+    offsets: list[float] = []
+    s = 0
+    while s < inst.n_tasks:
+        e = s + 1
+        while e < inst.n_tasks and e - s < batch and inst.arrival[e] - inst.arrival[s] < window:
+            e += 1
+        batches.append(TaskBatch(chain_id, key.public_hex,
+                                 [(nonce0 + i, inst.demand[i].tolist()) for i in range(s, e)]).signed(key))
+        offsets.append(float(inst.arrival[s] - inst.arrival[0]))
+        s = e
+    return batches, offsets
+
+
 def submit(client: HttpClient, batches: list[TaskBatch], per_request: int = 50) -> tuple[list[str], list[dict]]:
     """POST /tasks; returns (accepted task ids, rejections with their reasons)."""
     ids: list[str] = []
