@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -31,10 +32,9 @@ def random_batches(count: int, resources: int, key: SigningKey, chain_id: str, n
 
 
 def instance_batches(inst: Instance, key: SigningKey, chain_id: str, nonce0: int, batch: int = 100) -> list[TaskBatch]:
-    """An instance's tasks (their demands; the chain stamps arrivals and uses genesis delays), signed."""
-    return [TaskBatch(chain_id, key.public_hex, [(nonce0 + i, inst.demand[i].tolist())
-                                                 for i in range(s, min(s + batch, inst.n_tasks))]).signed(key)
-            for s in range(0, inst.n_tasks, batch)]
+    """An instance's tasks (their demands; the chain stamps arrivals and uses genesis delays), signed in
+    batches of `batch`, to be sent at once."""
+    return replay_batches(inst, key, chain_id, nonce0, math.inf, batch)[0]
 
 
 def replay_batches(inst: Instance, key: SigningKey, chain_id: str, nonce0: int, window: float = 0.1,
