@@ -49,8 +49,8 @@ from edgepoc.game.kernel import _free_times, completion_time, simulate, simulate
 from edgepoc.models.general.decode import Head, onepass, time_scale  # noqa: E402
 from edgepoc.models.solve import load_general_or_torch  # noqa: E402
 from edgepoc.solvers.registry import SolveOptions, solve  # noqa: E402
-from edgepoc.solvers.rollout import (DEFAULT_MEMORY, DEFAULT_PRICE, decay_rates, priced_pilot_cost,  # noqa: E402
-                                     rollout_assignment, time_unit)
+from edgepoc.solvers.rollout import (DEFAULT_MEMORY, DEFAULT_PRICE, decay_rates, rollout_assignment,  # noqa: E402
+                                     rollout_step, time_unit)
 
 FAMILIES = ("alibaba", "paper", "varied")
 TUNING_SEED = 4000
@@ -60,28 +60,13 @@ NESTED_HORIZON = 50  # both levels of the nested rollout
 
 
 @numba.njit(cache=True)
-def _priced_rollout_step(arrival, ready, proc, j, end, free, rate, price, memory, trial, trial_rate):
-    """The priced rollout's choice for task `j` from `(free, rate)`, applied to them; returns its latency."""
-    best_k, best_cost, best_c = 0, np.inf, np.inf
-    for k in range(free.shape[0]):
-        c = completion_time(free[k], ready[j, k], proc[j, k])
-        cost = max(c - arrival[j], 0.0) + priced_pilot_cost(arrival, ready, proc, free, rate, k, c, j + 1, end, price,
-                                                             memory, trial, trial_rate)
-        if cost < best_cost or (cost == best_cost and c < best_c):
-            best_k, best_cost, best_c = k, cost, c
-    free[best_k] = best_c
-    rate[best_k] += 1.0 / memory
-    return max(best_c - arrival[j], 0.0)
-
-
-@numba.njit(cache=True)
 def _nested_rollout(arrival, ready, proc, free, horizon, price, memory, x):
     """Rollout whose base policy is the priced rollout: task i goes to the provider after which `horizon` tasks
     decided by the priced rollout (its own pilots `horizon` long) cost least. A pilot stops once it is dearer
     than the best so far."""
     n, kk = arrival.shape[0], free.shape[0]
     rate, pf, pr = np.zeros(kk), np.empty(kk), np.empty(kk)
-    trial, trial_rate = np.empty(kk), np.empty(kk)
+    trial, trial_rate, scratch = np.empty(kk), np.empty(kk), np.empty(1, dtype=np.int64)  # priced pilots: no scratch
     for i in range(n):
         if i > 0:
             decay_rates(rate, arrival[i] - arrival[i - 1], memory)
@@ -95,8 +80,9 @@ def _nested_rollout(arrival, ready, proc, free, horizon, price, memory, x):
             pr[k] += 1.0 / memory
             for j in range(i + 1, min(n, i + 1 + horizon)):
                 decay_rates(pr, arrival[j] - arrival[j - 1], memory)
-                cost += _priced_rollout_step(arrival, ready, proc, j, min(n, j + 1 + horizon), pf, pr, price, memory,
-                                             trial, trial_rate)
+                _, cj = rollout_step(arrival, ready, proc, j, min(n, j + 1 + horizon), pf, pr, price, memory, trial,
+                                     trial_rate, scratch)
+                cost += max(cj - arrival[j], 0.0)
                 if cost >= best_cost:
                     break
             if cost < best_cost or (cost == best_cost and c < best_c):
@@ -174,7 +160,8 @@ def measure(model, inst: Instance, ga_seconds: float, seed: int) -> dict:
     total = lambda v: float(latencies(inst, p.decode(v)).sum())  # noqa: E731
     second = lambda v: float(latencies(inst, p.decode(v))[half:].sum())  # noqa: E731
     zero = np.zeros(kk)
-    plain_total, plain_second = total(zero), second(zero)
+    plain = latencies(inst, p.decode(zero))
+    plain_total, plain_second = float(plain.sum()), float(plain[half:].sum())
     bias = fit(total, kk, seed)
     lanes = fit(total, 2 * kk, seed)
     pre = fit(lambda v: float(latencies(prefix(inst, half), p.decode(v, half)).sum()), kk, seed)

@@ -127,6 +127,33 @@ def priced_pilot_cost(arrival, ready, proc, free, rate, k, c, lo, hi, price, mem
 
 
 @nb.njit(cache=True, nogil=True)
+def rollout_step(arrival, ready, proc, i, end, free, rate, price, memory, trial, trial_rate, scratch):
+    """The rollout's choice for task `i` (pilots over tasks `i+1..end-1`; `price` 0: greedy pilots), applied to
+    the free times `free` and rates `rate` (as of `i`'s arrival); returns `(provider, completion time)`.
+    `trial`, `trial_rate` (K,) and `scratch` (>= end - i - 1) are work space."""
+    best_k = 0
+    best_cost = np.inf
+    best_c = np.inf
+    for k in range(free.shape[0]):
+        c = completion_time(free[k], ready[i, k], proc[i, k])
+        cost = c - arrival[i]
+        if cost < 0.0:
+            cost = 0.0
+        if price > 0.0:
+            cost += priced_pilot_cost(arrival, ready, proc, free, rate, k, c, i + 1, end, price, memory, trial,
+                                      trial_rate)
+        else:
+            cost += pilot_cost(arrival, ready, proc, free, k, c, i + 1, end, trial, scratch)
+        if cost < best_cost or (cost == best_cost and c < best_c):
+            best_cost = cost
+            best_c = c
+            best_k = k
+    free[best_k] = best_c
+    rate[best_k] += 1.0 / memory
+    return best_k, best_c
+
+
+@nb.njit(cache=True, nogil=True)
 def _rollout(arrival, ready, proc, free, horizon, price, memory, x):
     """Fill `x` (n,) with the rollout's decisions; `free` (K,) is advanced in place. `price` 0: greedy pilots."""
     n = arrival.shape[0]
@@ -138,27 +165,8 @@ def _rollout(arrival, ready, proc, free, horizon, price, memory, x):
     for i in range(n):
         if i > 0:
             decay_rates(rate, arrival[i] - arrival[i - 1], memory)
-        end = min(n, i + 1 + horizon)
-        best_k = 0
-        best_cost = np.inf
-        best_c = np.inf
-        for k in range(kk):
-            c = completion_time(free[k], ready[i, k], proc[i, k])
-            cost = c - arrival[i]
-            if cost < 0.0:
-                cost = 0.0
-            if price > 0.0:
-                cost += priced_pilot_cost(arrival, ready, proc, free, rate, k, c, i + 1, end, price, memory, trial,
-                                          trial_rate)
-            else:
-                cost += pilot_cost(arrival, ready, proc, free, k, c, i + 1, end, trial, scratch)
-            if cost < best_cost or (cost == best_cost and c < best_c):
-                best_cost = cost
-                best_c = c
-                best_k = k
-        x[i] = best_k
-        free[best_k] = best_c
-        rate[best_k] += 1.0 / memory
+        x[i], _ = rollout_step(arrival, ready, proc, i, min(n, i + 1 + horizon), free, rate, price, memory, trial,
+                               trial_rate, scratch)
 
 
 def _number(name: str, value, low: float) -> float:
