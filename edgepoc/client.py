@@ -34,6 +34,7 @@ from edgepoc.errors import EdgepocError, InputError
 
 FINAL = ("committed", "rejected")
 STATUS_CHUNK = 1000
+PROBE_PATIENCE = 4.0  # seconds a node that did not answer a status probe in time gets before it counts as down
 
 
 def item_ids(item: Any) -> list[str]:
@@ -202,15 +203,25 @@ class EdgepocClient:
             out.update(self.post("/tasks/status", {"ids": list(ids[i:i + STATUS_CHUNK])})["tasks"])
         return out
 
-    def probe(self, timeout: float = 1.0) -> dict[str, dict | None]:
-        """Each node's /status (None where it does not answer), keyed by URL: for quorum and down-node reports."""
+    def probe(self, timeout: float = 1.0, patience: float = PROBE_PATIENCE) -> dict[str, dict | None]:
+        """Each node's /status (None where it does not answer), keyed by URL: for quorum and down-node reports.
+
+        A node that lets `timeout` pass is asked once more, with `patience` seconds, before it counts as down:
+        a busy node is slow, not down (on a loaded machine the proposer of a large block holds its process for
+        a second or more, and "down while waiting" would then name a node that signed every block). A refused
+        connection or an error answer counts at once."""
         out: dict[str, dict | None] = {}
         for url in self.urls:
-            try:
-                r = self.session.get(url + "/status", timeout=timeout)
-                out[url] = r.json() if r.status_code == 200 else None
-            except (requests.RequestException, ValueError):
-                out[url] = None
+            out[url] = None
+            for wait_s in (timeout, patience):
+                try:
+                    r = self.session.get(url + "/status", timeout=wait_s)
+                    out[url] = r.json() if r.status_code == 200 else None
+                except requests.Timeout:
+                    continue
+                except (requests.RequestException, ValueError):
+                    pass
+                break
         return out
 
     # ---- submit and wait

@@ -64,3 +64,44 @@ def test_item_ids_and_bad_arguments():
         item_ids({})
     with pytest.raises(InputError):
         EdgepocClient([])
+
+
+def test_a_slow_node_is_not_down_but_a_closed_or_hung_one_is():
+    """`probe` (down-node reports, quorum) asks a node that let the first timeout pass once more: a busy node
+    (a proposer computing a large block) is slow, not down; a refused connection or a hung node is down."""
+    import json
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    def server(delay: float) -> ThreadingHTTPServer:
+        class Status(BaseHTTPRequestHandler):
+            def do_GET(self):
+                time.sleep(delay)
+                body = json.dumps({"name": f"slow{delay}"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        srv = ThreadingHTTPServer(("127.0.0.1", 0), Status)
+        srv.daemon_threads = True
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        return srv
+
+    slow, hung = server(0.6), server(5.0)
+    closed = f"http://127.0.0.1:{free_port()}"
+    try:
+        urls = [f"http://127.0.0.1:{slow.server_port}", f"http://127.0.0.1:{hung.server_port}", closed]
+        t0 = time.monotonic()
+        got = EdgepocClient(urls, timeout=1.0).probe(timeout=0.3, patience=1.5)
+        took = time.monotonic() - t0
+        assert got[urls[0]] == {"name": "slow0.6"}  # answered within the patience: up
+        assert got[urls[1]] is None and got[closed] is None
+        assert took < 0.6 + 0.3 + 1.5 + 0.3 + 1.0, took  # the closed port cost no second wait
+    finally:
+        slow.shutdown()
+        hung.shutdown()
