@@ -80,8 +80,8 @@ def _nested_rollout(arrival, ready, proc, free, horizon, price, memory, x):
             pr[k] += 1.0 / memory
             for j in range(i + 1, min(n, i + 1 + horizon)):
                 decay_rates(pr, arrival[j] - arrival[j - 1], memory)
-                _, cj = rollout_step(arrival, ready, proc, j, min(n, j + 1 + horizon), pf, pr, price, memory, trial,
-                                     trial_rate, scratch)
+                _, cj = rollout_step(arrival, ready, proc, j, min(n, j + 1 + horizon), pf, pr, price, memory, 0.0,
+                                     trial, trial_rate, scratch, scratch)
                 cost += max(cj - arrival[j], 0.0)
                 if cost >= best_cost:
                     break

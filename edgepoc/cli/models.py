@@ -208,14 +208,23 @@ def train_general_cmd(
                                                  "'linear' (the bundled models) or 'log' (sign(v) log(1+|v|))."),
     head_prior: str = typer.Option("pilot", help="The head's linear term starts at minus the pilot regret "
                                                  "('pilot', the bundled models) or minus its log ('log_pilot')."),
-    pilot: str = typer.Option("greedy", help="The pilot features' base policy: 'greedy' or 'priced' (greedy that "
-                                             "charges for holding a busy provider; see `solve --method rollout`)."),
+    pilot: str = typer.Option("greedy", help="The pilot features' base policy: 'greedy', 'priced' (greedy that "
+                                             "charges for holding a busy provider; see `solve --method rollout`), "
+                                             "'both' (greedy and priced) or 'mixed' (both, the priced pilot's cost "
+                                             "averaged with the same tasks' cost on a fixed plan)."),
     horizon: int = typer.Option(20, help="The long pilot's look-ahead in tasks."),
     mix: str = typer.Option("standard", help="Training and validation instances: 'standard' (five families "
                                              "alike, 100-600 tasks), 'heavy' (half of them Alibaba trace "
                                              "windows) or 'large' (the standard mix at 300-1000 tasks)."),
     gate: bool = typer.Option(False, help="Gate the head's linear (pilot) term by the pair embedding: weights "
                                           "c + V E_ik per task and provider instead of one c."),
+    from_model: Optional[Path] = typer.Option(None, "--from", help="Start from a trained general model (teacher "
+                                                                   "or student; 'bundled-teacher' or "
+                                                                   "'bundled-student' for the bundled ones): keep "
+                                                                   "its encoders and head, skip GA labels and "
+                                                                   "imitation, and run only the ES on f(x) with "
+                                                                   "this run's --pilot and --horizon; writes "
+                                                                   "<kind>.pt."),
 ) -> None:
     """Train the general teacher (any K and R): GA labels, imitation, then ES on f(x); prints a JSON summary.
 
@@ -241,6 +250,20 @@ def train_general_cmd(
         raise InputError("train-general: counts and pairs must be >= 1, epochs and generations >= 0")
     if test_data is not None and data is None:
         raise InputError("--test-data: needs --data")
+    if from_model is not None:
+        from edgepoc.models.checkpoint import bundled_path
+        from edgepoc.models.general.train import finetune_head
+
+        if data is not None:
+            raise InputError("--from: fine-tunes on the generated mix; it does not take --data")
+        source = {"bundled-teacher": bundled_path("teacher"), "bundled-student": bundled_path("student")}.get(
+            str(from_model), from_model)
+        if not Path(source).is_file():
+            raise InputError(f"--from: no model file {str(source)!r}")
+        cfg = GeneralTrainConfig(seed=seed, count=count, val_count=val_count, es_generations=es_generations,
+                                 es_pairs=es_pairs, threads=threads, pilot=pilot, horizon=horizon, mix=mix)
+        print_json(finetune_head(source, out, cfg))
+        return
     own = None
     record = None
     if data is not None:

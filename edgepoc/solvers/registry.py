@@ -52,7 +52,8 @@ METHODS: dict[str, tuple[str, str]] = {
     "greedy": ("edgepoc.solvers.heuristics:solve_greedy", "earliest completion time on the current queues"),
     "rollout": ("edgepoc.solvers.rollout:solve_rollout",
                 "pilot method: each task on the provider whose greedy completion of the next H tasks is best "
-                "(--param base=priced: priced-greedy pilots, for heavy-tailed workloads)"),
+                "(--param base=priced: priced-greedy pilots, for heavy-tailed workloads; base=mixed: half of each priced "
+                "pilot's cost on a fixed plan)"),
     "ga": ("edgepoc.solvers.ga:solve_ga", "genetic algorithm meta strategy (PolicyModel)"),
     "cpsat": ("edgepoc.solvers.cpsat:solve_cpsat", "OR-Tools CP-SAT, exact or best within the time limit, with bound"),
     "bound": ("edgepoc.solvers.lagrange:solve_bound",

@@ -134,8 +134,29 @@ def test_the_priced_pilot_prior_is_the_priced_rollout_method():
         trajectory_features(inst, x, pilot="best")
 
 
+def test_the_mixed_pilot_prior_is_the_mixed_rollout_method():
+    """An untrained head that reads only the mixed pilot's regret decides as `solve --method rollout --param
+    base=mixed`: the model's feature and the no-model method are one cost."""
+    from edgepoc.models.general.decode import Head
+    from edgepoc.solvers.rollout import DEFAULT_PRICE, FIXED_PLAN_WEIGHT, rollout_assignment
+
+    for inst, horizon in ((alibaba(3006, 1, n_tasks=300, providers=3), 60), (paper(3007, 1, n_tasks=150, providers=4), 25)):
+        head = replace(Head.rollout_prior(4, horizon=horizon), pilot="mixed")
+        head.c[:] = 0.0
+        head.c[1] = -1.0  # "pilot5_regret": the mixed pilot's slot
+        x = onepass(inst, np.zeros((inst.n_tasks, inst.n_providers, 4)), head)[0]
+        assert np.array_equal(x, rollout_assignment(inst, horizon, price=DEFAULT_PRICE, mix=FIXED_PLAN_WEIGHT))
+        assert not np.array_equal(x, rollout_assignment(inst, horizon, price=DEFAULT_PRICE))
+        r = solve(inst, "rollout", SolveOptions(params={"base": "mixed", "horizon": horizon}))
+        assert np.array_equal(r.assignment, x) and r.extra["mix"] == FIXED_PLAN_WEIGHT
+    for params, word in (({"base": "priced", "mix": 0.3}, "mix"), ({"base": "mixed", "mix": 1.5}, "mix"),
+                         ({"base": "mixed", "price": 0.0}, "mix")):
+        with pytest.raises(InputError, match=word):
+            solve(inst, "rollout", SolveOptions(params=params))
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=["student", "teacher"])
-@pytest.mark.parametrize("pilot,gate", [("priced", False), ("both", True)])
+@pytest.mark.parametrize("pilot,gate", [("priced", False), ("both", True), ("mixed", False)])
 def test_a_priced_pilot_model_round_trips_and_the_compiled_head_equals_torch(config, pilot, gate, tmp_path):
     """Priced (or both) pilots and the head's gate travel in the checkpoint and the .npz; the compiled head's scores
     along its own decode are the torch head's, so training (torch) optimises what nodes decode (Numba)."""
@@ -167,3 +188,45 @@ def test_train_general_rejects_a_bad_pilot_in_one_line(tmp_path):
     for args, word in ((["--pilot", "best"], "--pilot"), (["--horizon", "0"], "--horizon")):
         r = run_cli("train-general", "--out", str(tmp_path / "r"), *args)
         assert r.returncode != 0 and r.stderr.strip().startswith(f"error: {word}") and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_the_mixed_pilot_averages_the_priced_pilot_with_the_same_tasks_on_a_fixed_plan():
+    """`pilot="mixed"`: feature 1 is the regret of half the priced pilot's cost plus half the cost of the same
+    look-ahead tasks on a FIXED plan (priced greedy's choices for them from the queues without task i), checked
+    here against the kernel's own simulation of that plan; the other features are the "both" pilot's."""
+    from edgepoc.game.kernel import simulate
+    from edgepoc.models.general.decode import FIXED_PLAN_WEIGHT, pilot_settings
+    from edgepoc.solvers.rollout import decay_rates, priced_pilot_cost, priced_step
+
+    inst = alibaba(3009, 0, n_tasks=60, providers=3)
+    horizon = 12
+    x = np.random.default_rng(0).integers(0, 3, 60)
+    mixed = trajectory_features(inst, x, horizon, pilot="mixed")
+    both = trajectory_features(inst, x, horizon, pilot="both")
+    assert np.array_equal(np.delete(mixed, 1, axis=2), np.delete(both, 1, axis=2))
+    _, price, memory, weight = pilot_settings(inst, "mixed")
+    assert weight == FIXED_PLAN_WEIGHT == 0.5
+    scale = time_scale(inst)
+    free, rate = np.zeros(3), np.zeros(3)
+    for i in range(60):
+        if i:
+            decay_rates(rate, inst.arrival[i] - inst.arrival[i - 1], memory)
+        end = min(60, i + 1 + horizon)
+        f, r, plan = free.copy(), rate.copy(), []  # the plan: priced greedy without task i
+        for j in range(i + 1, end):
+            decay_rates(r, inst.arrival[j] - inst.arrival[j - 1], memory)
+            plan.append(priced_step(inst.arrival[j], inst.ready[j], inst.processing[j], f, r, price, memory)[0])
+        cost = []
+        for k in range(3):
+            sub = inst.subset(slice(i, end))
+            on_plan = simulate(sub, np.array([k] + plan), free)  # task i and the fixed plan, by the kernel
+            c = max(free[k], inst.ready[i, k]) + inst.processing[i, k]
+            adaptive = max(c - inst.arrival[i], 0.0) + priced_pilot_cost(
+                inst.arrival, inst.ready, inst.processing, free, rate, k, c, i + 1, end, price, memory,
+                np.empty(3), np.empty(3))
+            cost.append((1 - weight) * adaptive + weight * on_plan)
+        cost = np.array(cost)
+        assert np.allclose(mixed[i, :, 1], (cost - cost.min()) / scale, rtol=1e-9, atol=1e-9), i
+        k = x[i]
+        free[k] = max(free[k], inst.ready[i, k]) + inst.processing[i, k]
+        rate[k] += 1.0 / memory

@@ -68,3 +68,31 @@ def test_policy_gradient_runs_and_never_returns_worse_than_its_start(tmp_path, m
     assert (tmp_path / "teacher.pt").is_file()
     assert meta["val_ratio_to_rollout"] <= meta["start_val_ratio_to_rollout"] + 1e-12
     assert drawn == [("heavy", 1000, 2), ("heavy", 2000, 1)]  # the configured mix, training and validation
+
+
+def test_train_general_from_a_model_fine_tunes_its_head_on_new_pilots(tmp_path):
+    """`train-general --from M --pilot P --horizon H`: the encoders kept, the head's ES on f(x) with the new pilot
+    features; the result decodes with them and is never worse on validation than where it started."""
+    import json
+
+    from edgepoc.models.checkpoint import load_model
+    from tests.conftest import run_cli
+
+    r = run_cli("train-general", "--from", "bundled-student", "--out", str(tmp_path), "--count", "3",
+                "--val-count", "2", "--es-generations", "2", "--es-pairs", "2", "--pilot", "mixed",
+                "--horizon", "30")
+    assert r.returncode == 0, r.stderr
+    meta = json.loads(r.stdout.strip().splitlines()[-1])
+    assert meta["from_pilot"] == {"pilot": "both", "horizon": 50}
+    assert meta["val_ratio_to_rollout"] <= meta["val_ratio_to_rollout_at_start"] + 1e-12
+    model, _ = load_model(tmp_path / "student.pt", "student")
+    bundled, _ = load_model(bundled_path("student"), "student")
+    assert model.config.pilot == model.head().pilot == "mixed" and model.head().horizon == 30
+    for name, w in bundled.state_dict().items():  # the encoders are the bundled student's
+        if not name.startswith("head"):
+            assert np.array_equal(w.numpy(), model.state_dict()[name].numpy()), name
+    assert (tmp_path / "student.npz").is_file()
+    for args, word in ((["--from", str(tmp_path / "none.pt")], "--from: no model file"),
+                       (["--from", "bundled-teacher", "--data", str(tmp_path)], "--from")):
+        bad = run_cli("train-general", "--out", str(tmp_path / "x"), *args)
+        assert bad.returncode == 2 and bad.stderr.strip().startswith(f"error: {word}"), bad.stderr

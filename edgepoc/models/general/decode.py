@@ -43,8 +43,8 @@ from edgepoc.game.kernel import _free_times, _greedy, completion_time, greedy_as
 from edgepoc.models.budget import Budget
 from edgepoc.models.decoding import DEFAULT_SWEEPS, SEARCH_KEYS, DecodeOptions, search
 from edgepoc.solvers.localsearch import draw_index
-from edgepoc.solvers.rollout import (DEFAULT_MEMORY, DEFAULT_PRICE, decay_rates, pilot_cost, priced_cost,
-                                     priced_pilot_cost, time_unit)
+from edgepoc.solvers.rollout import (DEFAULT_MEMORY, DEFAULT_PRICE, FIXED_PLAN_WEIGHT, decay_rates, fixed_plan,
+                                     fixed_plan_cost, pilot_cost, priced_cost, priced_pilot_cost, time_unit)
 
 DYN_FEATURES = ("lat_regret", "pilot5_regret", "pilot_regret", "wait", "log_lat", "log_lat_regret",
                 "log_pilot_regret", "log_idle")
@@ -64,23 +64,29 @@ DYN_INPUTS = ("linear", "log")
 # The base policy of the pilot features: "greedy" (the bundled models before 2026-11-29) or "priced" (greedy that
 # charges a task for the delay it imposes on the tasks that follow it; `edgepoc.solvers.rollout`): on heavy-tailed
 # windows greedy pilots are a poor guide, priced ones a much better one; on many providers the reverse. "both":
-# greedy pilots, with the priced long pilot's regret in place of the short greedy one (`pilot5_regret`).
-PILOTS = ("greedy", "priced", "both")
+# greedy pilots, with the priced long pilot's regret in place of the short greedy one (`pilot5_regret`). "mixed" (the
+# bundled models since 2026-11-29, second bundle): as "both", with half of that priced pilot's cost taken on a FIXED
+# plan of the same tasks (`rollout.FIXED_PLAN_WEIGHT`; the rollout module's doc says why).
+PILOTS = ("greedy", "priced", "both", "mixed")
 
 
 @nb.njit(cache=True, nogil=True)
-def _dyn_features(arrival, ready, proc, free, rate, i, horizon, scale, mode, price, memory, trial, trial_rate,
-                  scratch, cost_short, cost_long, out):
+def _dyn_features(arrival, ready, proc, free, rate, i, horizon, scale, mode, price, memory, mix, trial, trial_rate,
+                  scratch, plan, cost_short, cost_long, out):
     """Fill `out` (K, N_DYN) with task `i`'s dynamic features given the free times `free` and the task rates
     `rate` (both unchanged). `mode` (the index in `PILOTS`) 0: greedy pilots; 1: priced-greedy pilots
-    (`rollout.priced_cost` at `price`); 2: greedy pilots, and feature 1 is the priced long pilot's regret."""
+    (`rollout.priced_cost` at `price`); 2: greedy pilots, and feature 1 is the priced long pilot's regret;
+    3: as 2, with share `mix` of feature 1's cost taken on priced greedy's fixed plan (`rollout.fixed_plan`,
+    into `plan`, >= horizon)."""
     n = arrival.shape[0]
     kk = free.shape[0]
     short_end = min(n, i + 1 + min(horizon, 5))
     long_end = min(n, i + 1 + horizon)
     priced_end = long_end
-    if mode == 2:  # both: greedy pilots at their own best look-ahead (at most DEFAULT_HORIZON), priced ones at `horizon`
+    if mode >= 2:  # both: greedy pilots at their own best look-ahead (at most DEFAULT_HORIZON), priced ones at `horizon`
         long_end = min(n, i + 1 + min(horizon, DEFAULT_HORIZON))
+    if mode == 3:
+        fixed_plan(arrival, ready, proc, free, rate, i, priced_end, price, memory, trial, trial_rate, plan)
     best_lat = np.inf
     best_short = np.inf
     best_long = np.inf
@@ -101,9 +107,12 @@ def _dyn_features(arrival, ready, proc, free, rate, i, horizon, scale, mode, pri
             else:
                 cl += _greedy(arrival[short_end:long_end], ready[short_end:long_end], proc[short_end:long_end],
                               trial, scratch[: long_end - short_end])
-        if mode == 2:  # both: the short greedy pilot's place goes to the long priced one
+        if mode >= 2:  # both: the short greedy pilot's place goes to the long priced one
             cs = lat + priced_pilot_cost(arrival, ready, proc, free, rate, k, c, i + 1, priced_end, price, memory,
                                          trial, trial_rate)
+        if mode == 3:  # mixed: part of it is the cost of the same tasks on a fixed plan
+            cs = (1.0 - mix) * cs + mix * (
+                lat + fixed_plan_cost(arrival, ready, proc, free, k, c, i, priced_end, plan, trial))
         cost_short[k] = cs
         cost_long[k] = cl
         out[k, 0] = lat
@@ -164,7 +173,7 @@ def _head_scores(emb_i, dyn, a_mat, b_vec, w_vec, c_vec, v_mat, gain, log_input,
 
 @nb.njit(cache=True, nogil=True)
 def _onepass(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec, v_mat, gain, log_input, horizon, scale,
-             mode, price, memory, uniforms, temperature, x, scores_out):
+             mode, price, memory, mix, uniforms, temperature, x, scores_out):
     """Decide every task in order: the best score (ties: the lowest index), or, with `uniforms` (n,) given
     (empty: not; training's sampled decodes), a draw from softmax(scores / temperature). `free` advances in
     place; `scores_out` (n, K) keeps each step's scores (empty: not kept). Returns the total delay of the
@@ -179,6 +188,7 @@ def _onepass(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec, v_mat,
     trial_rate = np.empty(kk)
     rate = np.zeros(kk)
     scratch = np.empty(max(horizon, 1), dtype=np.int64)
+    plan = np.empty(max(horizon, 1), dtype=np.int64)
     cost_short = np.empty(kk)
     cost_long = np.empty(kk)
     scores = np.empty(kk)
@@ -187,8 +197,8 @@ def _onepass(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec, v_mat,
     for i in range(n):
         if i > 0:
             decay_rates(rate, arrival[i] - arrival[i - 1], memory)
-        _dyn_features(arrival, ready, proc, free, rate, i, horizon, scale, mode, price, memory, trial, trial_rate, scratch,
-                      cost_short, cost_long, dyn)
+        _dyn_features(arrival, ready, proc, free, rate, i, horizon, scale, mode, price, memory, mix, trial, trial_rate,
+                      scratch, plan, cost_short, cost_long, dyn)
         _head_scores(emb[i], dyn, a_mat, b_vec, w_vec, c_vec, v_mat, gain, log_input, tdyn, scores)
         if sample:
             top = scores.max()
@@ -216,7 +226,7 @@ def _onepass(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec, v_mat,
 
 
 @nb.njit(cache=True, nogil=True)
-def _trajectory_features(arrival, ready, proc, free, rate, x, horizon, scale, mode, price, memory, out):
+def _trajectory_features(arrival, ready, proc, free, rate, x, horizon, scale, mode, price, memory, mix, out):
     """Dynamic features (n, K, N_DYN) at every state of a GIVEN allocation `x` (teacher forcing); `free` and
     `rate` (the task rates as of the first task's arrival) advance in place."""
     n = arrival.shape[0]
@@ -224,13 +234,14 @@ def _trajectory_features(arrival, ready, proc, free, rate, x, horizon, scale, mo
     trial = np.empty(kk)
     trial_rate = np.empty(kk)
     scratch = np.empty(max(horizon, 1), dtype=np.int64)
+    plan = np.empty(max(horizon, 1), dtype=np.int64)
     cost_short = np.empty(kk)
     cost_long = np.empty(kk)
     for i in range(n):
         if i > 0:
             decay_rates(rate, arrival[i] - arrival[i - 1], memory)
-        _dyn_features(arrival, ready, proc, free, rate, i, horizon, scale, mode, price, memory, trial, trial_rate, scratch,
-                      cost_short, cost_long, out[i])
+        _dyn_features(arrival, ready, proc, free, rate, i, horizon, scale, mode, price, memory, mix, trial, trial_rate,
+                      scratch, plan, cost_short, cost_long, out[i])
         k = x[i]
         free[k] = completion_time(free[k], ready[i, k], proc[i, k])
         rate[k] += 1.0 / memory
@@ -319,12 +330,12 @@ def trajectory_features(inst: Instance, x: np.ndarray, horizon: int = DEFAULT_HO
     return out
 
 
-def pilot_settings(inst: Instance, pilot: str) -> tuple[int, float, float]:
+def pilot_settings(inst: Instance, pilot: str) -> tuple[int, float, float, float]:
     """`(mode, price, memory in seconds)` of the compiled pilot features for base policy `pilot` (`PILOTS`) on
     `inst`: the one place that says how the model's pilots are priced."""
     if pilot not in PILOTS:
         raise InputError(f"pilot: expected one of {', '.join(PILOTS)}, got {pilot!r}")
-    return PILOTS.index(pilot), DEFAULT_PRICE, DEFAULT_MEMORY * time_unit(inst)
+    return PILOTS.index(pilot), DEFAULT_PRICE, DEFAULT_MEMORY * time_unit(inst), FIXED_PLAN_WEIGHT
 
 
 # --------------------------------------------------------------------------------------------- strategies

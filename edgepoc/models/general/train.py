@@ -209,7 +209,7 @@ def dagger_sample(inst: Instance, emb: np.ndarray, head: Head, seed: int, segmen
     labels = np.empty(n, dtype=np.int64)
     free = np.zeros(kk)
     rate = np.zeros(kk)  # the pilots' task rates (priced pilots), as of the last decided task's arrival
-    mode, price, memory = pilot_settings(inst, head.pilot)
+    mode, price, memory, mix = pilot_settings(inst, head.pilot)
     for lo in range(0, n, segment):
         hi = min(n, lo + segment)
         if lo > 0:
@@ -218,7 +218,7 @@ def dagger_sample(inst: Instance, emb: np.ndarray, head: Head, seed: int, segmen
         x_e = PolicyModel(GAConfig(generations=generations), seed=seed + lo).solve(sub, free.copy()).assignment
         out = np.empty((sub.n_tasks, kk, N_DYN))
         _trajectory_features(sub.arrival, sub.ready, sub.processing, free.copy(), rate.copy(),
-                             np.ascontiguousarray(x_e), int(head.horizon), scale, mode, price, memory, out)
+                             np.ascontiguousarray(x_e), int(head.horizon), scale, mode, price, memory, mix, out)
         dyn[lo:hi] = out[:hi - lo]
         labels[lo:hi] = x_e[:hi - lo]
         for i in range(lo, hi):  # advance along the model's own choices
@@ -503,6 +503,34 @@ def train_general(out: str | Path, cfg: GeneralTrainConfig, show: bool = True,
         meta["data"] = data_record or {}
     save_checkpoint(out / "teacher.pt", model, meta)
     (out / "log.json").write_text(json.dumps(log, indent=1))
+    return meta
+
+
+def finetune_head(model_path: str | Path, out: str | Path, cfg: GeneralTrainConfig, show: bool = True) -> dict:
+    """ES on f(x) (`evolve_head`) for the head of a trained general model, teacher or student, with its encoders
+    kept and its pilot features switched to `cfg.pilot` at look-ahead `cfg.horizon`: how a trained model moves to
+    new pilot features without new GA labels or imitation. Writes `<kind>.pt` into `out`."""
+    from edgepoc.models.checkpoint import is_general, load_model
+
+    model, _ = load_model(model_path)
+    if not is_general(model):
+        raise InputError(f"--from: {str(model_path)!r} holds a paper-variant model, not a general one")
+    t0, out, rng = _start_run(out, cfg, 5)
+    before = {"pilot": model.config.pilot, "horizon": model.config.horizon}
+    model.config.pilot, model.config.horizon = cfg.pilot, cfg.horizon
+    train_eval = Evaluator(mix_instances(cfg.mix, cfg.seed, cfg.count))
+    val_eval = Evaluator(mix_instances(cfg.mix, cfg.seed + 1000, cfg.val_count))
+    val_eval.refresh(model)
+    start = float(val_eval.ratios(model.head()).mean())
+    log: list[dict] = []
+    best = evolve_head(model, train_eval, val_eval, cfg, rng, show, log=log)
+    meta = {"params": count_parameters(model), "from": str(model_path), "from_pilot": before,
+            "val_ratio_to_rollout_at_start": start, "val_ratio_to_rollout": best,
+            "seconds": time.perf_counter() - t0, "config": cfg.to_dict()}
+    kind = model.config.kind
+    save_checkpoint(out / f"{kind}.pt", model, meta)
+    (out / "log.json").write_text(json.dumps(log, indent=1))
+    (out / "config.json").write_text(json.dumps({**cfg.to_dict(), "from": str(model_path), "kind": kind}, indent=2))
     return meta
 
 
