@@ -31,15 +31,17 @@ tuning Alibaba windows and 2.5% better on paper ones.) Measured on held-out wind
 `benchmarks/results/model.md` (the `priced rollout` column); greedy pilots, unlike priced ones, get
 worse with a longer look-ahead.
 
-The *mixed* base (`--param base=mixed`, `mix`): a pilot's cost is a blend. Half of it (`mix`) is the priced
-pilot's own cost; the other half is the cost of the same look-ahead tasks on a FIXED plan. That plan is
+The *mixed* base (`--param base=mixed`, `mix`): a pilot's cost is a blend. A share `mix` of it is the cost
+of the same look-ahead tasks on a FIXED plan, the rest the priced pilot's own cost. That plan is
 priced greedy's choices for them from the queues without task `i`, computed once per task. An adaptive pilot
 re-decides every later task after each candidate, so the difference between two candidates is partly the
 pilot's own discrete reshuffling of the tasks behind them: the longer the look-ahead, the more of that noise,
 which is why longer greedy pilots get worse. On the fixed plan only the candidate differs, and the cost is
 what it imposes on the tasks already headed for that queue. Measured on tuning windows (seed 4000, H = 100):
 alibaba 1.18 x GA-5s against 1.29 for priced pilots; varied 1.10 against 1.12; paper 1.19 against 1.10
-(on light tails the adaptive pilot is the better guide). The general model's `mixed` pilot feature is this cost.
+(on light tails the adaptive pilot is the better guide). So by default (`mix=auto`, `fixed_plan_weight`) the
+share is 0.5 on heavy-tailed instances and 0 on light-tailed ones. The general model's `mixed` pilot feature is
+this cost, at the same share.
 """
 
 from __future__ import annotations
@@ -56,8 +58,11 @@ DEFAULT_HORIZON = 20
 DEFAULT_PRICE = 4.0  # priced base policy: the weight of the time a task holds a busy provider
 DEFAULT_MEMORY = 20.0  # and the memory of the per-provider task rate, in mean processing times
 PRICED_HORIZON = 100  # the look-ahead `--param base=priced` (and `mixed`) uses unless a horizon is given
-# base "mixed": this share of each priced pilot's cost is replaced by the cost of the same tasks on a FIXED plan
+# base "mixed": up to this share of each priced pilot's cost is replaced by the cost of the same tasks on a FIXED
+# plan, on heavy-tailed instances only (`fixed_plan_weight`: none at a coefficient of variation of the task sizes
+# <= TAIL_CV_LOW, all of it at >= TAIL_CV_HIGH; chosen on tuning instances, docs/models.md "Mixed pilots")
 FIXED_PLAN_WEIGHT = 0.5
+TAIL_CV_LOW, TAIL_CV_HIGH = 0.5, 1.0
 
 
 def time_unit(instance: Instance) -> float:
@@ -218,6 +223,20 @@ def _rollout(arrival, ready, proc, free, horizon, price, memory, mix, x):
                                trial, trial_rate, scratch, plan)
 
 
+def fixed_plan_weight(instance: Instance) -> float:
+    """The mixed base's share of fixed-plan cost on `instance`: FIXED_PLAN_WEIGHT scaled by how heavy the tail of
+    its task sizes is (the coefficient of variation of each task's mean processing time, from 0 at TAIL_CV_LOW to
+    all of it at TAIL_CV_HIGH). A fixed plan prices what a long task imposes on the tasks queued behind it,
+    which heavy tails need; on light tails the adaptive pilot's rebalancing is the better guide (measured:
+    results/pilots.md, and the model's one-pass at K = 2 lost 4 % with the fixed plan's cost on light tails)."""
+    if instance.n_tasks < 2:
+        return 0.0
+    p = instance.processing.mean(axis=1)
+    m = float(p.mean())
+    cv = float(p.std()) / m if m > 0 else 0.0
+    return FIXED_PLAN_WEIGHT * float(np.clip((cv - TAIL_CV_LOW) / (TAIL_CV_HIGH - TAIL_CV_LOW), 0.0, 1.0))
+
+
 def _number(name: str, value, low: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
             or not np.isfinite(value) or value < low:
@@ -254,13 +273,15 @@ def solve_rollout(instance: Instance, options: SolveOptions) -> tuple[np.ndarray
     horizon = params.pop("horizon", DEFAULT_HORIZON if base == "greedy" else PRICED_HORIZON)
     price = params.pop("price", 0.0 if base == "greedy" else DEFAULT_PRICE)
     memory = params.pop("memory", DEFAULT_MEMORY)
-    mix = params.pop("mix", FIXED_PLAN_WEIGHT if base == "mixed" else 0.0)
+    mix = params.pop("mix", "auto" if base == "mixed" else 0.0)
     if params:
         raise InputError(f"--param: rollout takes only base, horizon, price, memory, mix; got {', '.join(sorted(params))}")
     if base == "greedy" and price != 0.0:
         raise InputError("--param price: only with base=priced or base=mixed")
     if base != "mixed" and mix != 0.0:
         raise InputError("--param mix: only with base=mixed")
+    if mix == "auto":
+        mix = fixed_plan_weight(instance)
     x = rollout_assignment(instance, horizon, options.free_times, price, memory, mix)
     return x, {"base": base, "horizon": int(horizon), "price": float(price), "memory": float(memory),
                "mix": float(mix)}

@@ -136,23 +136,51 @@ def test_the_priced_pilot_prior_is_the_priced_rollout_method():
 
 def test_the_mixed_pilot_prior_is_the_mixed_rollout_method():
     """An untrained head that reads only the mixed pilot's regret decides as `solve --method rollout --param
-    base=mixed`: the model's feature and the no-model method are one cost."""
+    base=mixed`: the model's feature and the no-model method are one cost, at the same fixed-plan share (half on
+    heavy tails; none on light ones, where the mixed pilot IS the priced one)."""
     from edgepoc.models.general.decode import Head
-    from edgepoc.solvers.rollout import DEFAULT_PRICE, FIXED_PLAN_WEIGHT, rollout_assignment
+    from edgepoc.solvers.rollout import DEFAULT_PRICE, fixed_plan_weight, rollout_assignment
 
-    for inst, horizon in ((alibaba(3006, 1, n_tasks=300, providers=3), 60), (paper(3007, 1, n_tasks=150, providers=4), 25)):
+    heavy, light = alibaba(3006, 1, n_tasks=300, providers=3), paper(3007, 1, n_tasks=150, providers=4)
+    assert fixed_plan_weight(heavy) == 0.5 and fixed_plan_weight(light) == 0.0
+    for inst, horizon in ((heavy, 60), (light, 25)):
         head = replace(Head.rollout_prior(4, horizon=horizon), pilot="mixed")
         head.c[:] = 0.0
         head.c[1] = -1.0  # "pilot5_regret": the mixed pilot's slot
         x = onepass(inst, np.zeros((inst.n_tasks, inst.n_providers, 4)), head)[0]
-        assert np.array_equal(x, rollout_assignment(inst, horizon, price=DEFAULT_PRICE, mix=FIXED_PLAN_WEIGHT))
-        assert not np.array_equal(x, rollout_assignment(inst, horizon, price=DEFAULT_PRICE))
+        w = fixed_plan_weight(inst)
+        assert np.array_equal(x, rollout_assignment(inst, horizon, price=DEFAULT_PRICE, mix=w))
+        priced = rollout_assignment(inst, horizon, price=DEFAULT_PRICE)
+        assert np.array_equal(x, priced) == (w == 0.0)
         r = solve(inst, "rollout", SolveOptions(params={"base": "mixed", "horizon": horizon}))
-        assert np.array_equal(r.assignment, x) and r.extra["mix"] == FIXED_PLAN_WEIGHT
+        assert np.array_equal(r.assignment, x) and r.extra["mix"] == w
+        both = trajectory_features(inst, x, horizon, pilot="both")
+        assert np.array_equal(trajectory_features(inst, x, horizon, pilot="mixed"), both) == (w == 0.0)
     for params, word in (({"base": "priced", "mix": 0.3}, "mix"), ({"base": "mixed", "mix": 1.5}, "mix"),
-                         ({"base": "mixed", "price": 0.0}, "mix")):
+                         ({"base": "mixed", "price": 0.0, "mix": 0.5}, "mix")):
         with pytest.raises(InputError, match=word):
             solve(inst, "rollout", SolveOptions(params=params))
+
+
+def test_the_fixed_plan_share_follows_the_tail_of_the_task_sizes():
+    """`fixed_plan_weight`: 0 up to a coefficient of variation of 0.5 of the tasks' sizes, 0.5 from 1.0, linear
+    between; what the mixed pilot (model and rollout) uses on an instance."""
+    from edgepoc.game.instance import Instance
+    from edgepoc.solvers.rollout import fixed_plan_weight
+
+    def sized(p):  # tasks whose processing times are p on both providers
+        inst = Instance.create(np.ones((2, 1)), np.zeros(2), np.arange(len(p), dtype=float),
+                               np.asarray(p, dtype=float)[:, None], name="t")
+        assert np.allclose(inst.processing.mean(axis=1), np.asarray(p) * inst.processing[0, 0] / p[0])
+        return inst
+
+    assert fixed_plan_weight(sized([1.0, 1.0, 1.0, 1.0])) == 0.0
+    assert fixed_plan_weight(sized([1.0])) == 0.0
+    two = np.array([1.0, 3.0])  # cv 0.5: the edge
+    assert fixed_plan_weight(sized(two)) == 0.0
+    assert fixed_plan_weight(sized([1.0, 1.0, 1.0, 9.0])) == 0.5  # cv 1.39
+    assert 0.0 < fixed_plan_weight(sized([1.0, 1.0, 1.0, 4.0])) < 0.5  # cv 0.75
+    assert fixed_plan_weight(sized([1.0, 1.0, 1.0, 4.0])) == pytest.approx(0.25, abs=0.01)
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=["student", "teacher"])
@@ -195,8 +223,8 @@ def test_the_mixed_pilot_averages_the_priced_pilot_with_the_same_tasks_on_a_fixe
     look-ahead tasks on a FIXED plan (priced greedy's choices for them from the queues without task i), checked
     here against the kernel's own simulation of that plan; the other features are the "both" pilot's."""
     from edgepoc.game.kernel import simulate
-    from edgepoc.models.general.decode import FIXED_PLAN_WEIGHT, pilot_settings
-    from edgepoc.solvers.rollout import decay_rates, priced_pilot_cost, priced_step
+    from edgepoc.models.general.decode import pilot_settings
+    from edgepoc.solvers.rollout import decay_rates, fixed_plan_weight, priced_pilot_cost, priced_step
 
     inst = alibaba(3009, 0, n_tasks=60, providers=3)
     horizon = 12
@@ -205,7 +233,7 @@ def test_the_mixed_pilot_averages_the_priced_pilot_with_the_same_tasks_on_a_fixe
     both = trajectory_features(inst, x, horizon, pilot="both")
     assert np.array_equal(np.delete(mixed, 1, axis=2), np.delete(both, 1, axis=2))
     _, price, memory, weight = pilot_settings(inst, "mixed")
-    assert weight == FIXED_PLAN_WEIGHT == 0.5
+    assert weight == fixed_plan_weight(inst) == 0.5  # a heavy-tailed window: half on the fixed plan
     scale = time_scale(inst)
     free, rate = np.zeros(3), np.zeros(3)
     for i in range(60):

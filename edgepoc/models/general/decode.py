@@ -3,9 +3,10 @@
 One-pass: tasks are decided in arrival order. At task `i`, with the providers' free times `F` that
 the decoder's OWN earlier choices built, every provider `k` gets dynamic features (`DYN_FEATURES`):
 its completion latency if `i` went there now, the queue wait, and the pilot values of the rollout
-method (`i` on `k`, then the next 5 / `horizon` tasks completed greedily: `rollout.pilot_cost`),
-each as a regret against the best provider, in units of the instance's mean processing time. The
-score is
+method (`i` on `k`, then the next 5 / `horizon` tasks completed greedily: `rollout.pilot_cost`; with
+`Head.pilot` "both" or "mixed", one of them is the priced pilot, and with "mixed" half of its cost is
+taken on a fixed plan of the look-ahead tasks: `PILOTS`), each as a regret against the best provider,
+in units of the instance's mean processing time. The score is
 
     score_ik = w . tanh(gain * E_ik + A t(dyn_ik) + b) + c . dyn_ik
 
@@ -43,8 +44,8 @@ from edgepoc.game.kernel import _free_times, _greedy, completion_time, greedy_as
 from edgepoc.models.budget import Budget
 from edgepoc.models.decoding import DEFAULT_SWEEPS, SEARCH_KEYS, DecodeOptions, search
 from edgepoc.solvers.localsearch import draw_index
-from edgepoc.solvers.rollout import (DEFAULT_MEMORY, DEFAULT_PRICE, FIXED_PLAN_WEIGHT, decay_rates, fixed_plan,
-                                     fixed_plan_cost, pilot_cost, priced_cost, priced_pilot_cost, time_unit)
+from edgepoc.solvers.rollout import (DEFAULT_MEMORY, DEFAULT_PRICE, decay_rates, fixed_plan, fixed_plan_cost,
+                                     fixed_plan_weight, pilot_cost, priced_cost, priced_pilot_cost, time_unit)
 
 DYN_FEATURES = ("lat_regret", "pilot5_regret", "pilot_regret", "wait", "log_lat", "log_lat_regret",
                 "log_pilot_regret", "log_idle")
@@ -64,9 +65,9 @@ DYN_INPUTS = ("linear", "log")
 # The base policy of the pilot features: "greedy" (the bundled models before 2026-11-29) or "priced" (greedy that
 # charges a task for the delay it imposes on the tasks that follow it; `edgepoc.solvers.rollout`): on heavy-tailed
 # windows greedy pilots are a poor guide, priced ones a much better one; on many providers the reverse. "both":
-# greedy pilots, with the priced long pilot's regret in place of the short greedy one (`pilot5_regret`). "mixed" (the
-# bundled models since 2026-11-29, second bundle): as "both", with half of that priced pilot's cost taken on a FIXED
-# plan of the same tasks (`rollout.FIXED_PLAN_WEIGHT`; the rollout module's doc says why).
+# greedy pilots, with the priced long pilot's regret in place of the short greedy one (`pilot5_regret`). "mixed": as
+# "both", with part of that priced pilot's cost taken on a FIXED plan of the same tasks on heavy-tailed instances
+# (`rollout.fixed_plan_weight`; the rollout module's doc says why).
 PILOTS = ("greedy", "priced", "both", "mixed")
 
 
@@ -85,7 +86,7 @@ def _dyn_features(arrival, ready, proc, free, rate, i, horizon, scale, mode, pri
     priced_end = long_end
     if mode >= 2:  # both: greedy pilots at their own best look-ahead (at most DEFAULT_HORIZON), priced ones at `horizon`
         long_end = min(n, i + 1 + min(horizon, DEFAULT_HORIZON))
-    if mode == 3:
+    if mode == 3 and mix > 0.0:
         fixed_plan(arrival, ready, proc, free, rate, i, priced_end, price, memory, trial, trial_rate, plan)
     best_lat = np.inf
     best_short = np.inf
@@ -110,7 +111,7 @@ def _dyn_features(arrival, ready, proc, free, rate, i, horizon, scale, mode, pri
         if mode >= 2:  # both: the short greedy pilot's place goes to the long priced one
             cs = lat + priced_pilot_cost(arrival, ready, proc, free, rate, k, c, i + 1, priced_end, price, memory,
                                          trial, trial_rate)
-        if mode == 3:  # mixed: part of it is the cost of the same tasks on a fixed plan
+        if mode == 3 and mix > 0.0:  # mixed: part of it is the cost of the same tasks on a fixed plan
             cs = (1.0 - mix) * cs + mix * (
                 lat + fixed_plan_cost(arrival, ready, proc, free, k, c, i, priced_end, plan, trial))
         cost_short[k] = cs
@@ -331,11 +332,12 @@ def trajectory_features(inst: Instance, x: np.ndarray, horizon: int = DEFAULT_HO
 
 
 def pilot_settings(inst: Instance, pilot: str) -> tuple[int, float, float, float]:
-    """`(mode, price, memory in seconds)` of the compiled pilot features for base policy `pilot` (`PILOTS`) on
-    `inst`: the one place that says how the model's pilots are priced."""
+    """`(mode, price, memory in seconds, fixed-plan share)` of the compiled pilot features for base policy `pilot`
+    (`PILOTS`) on `inst`: the one place that says how the model's pilots are priced."""
     if pilot not in PILOTS:
         raise InputError(f"pilot: expected one of {', '.join(PILOTS)}, got {pilot!r}")
-    return PILOTS.index(pilot), DEFAULT_PRICE, DEFAULT_MEMORY * time_unit(inst), FIXED_PLAN_WEIGHT
+    return (PILOTS.index(pilot), DEFAULT_PRICE, DEFAULT_MEMORY * time_unit(inst),
+            fixed_plan_weight(inst) if pilot == "mixed" else 0.0)
 
 
 # --------------------------------------------------------------------------------------------- strategies
