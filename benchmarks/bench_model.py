@@ -10,8 +10,9 @@ and the CPU time of the call (`time.thread_time`; the GA's budget counts the sam
 Columns (the controls beside the model):
 
 * greedy (earliest completion) and `rollout` (the pilot method, H = 20): the classical one-pass controls;
-* `priced rollout` (priced-greedy pilots, H = 100) and `mixed rollout` (half of each priced pilot's cost on a
-  fixed plan, H = 75: the bundled model's own pilot with no model), the controls the model's pilots come from;
+* `priced rollout` (priced-greedy pilots, H = 100) and `mixed rollout` (on heavy tails half of each priced pilot's
+  cost on a fixed plan, H = 75; on light ones the priced pilot at H = 50: the bundled model's own pilot with no
+  model), the controls the model's pilots come from;
 * `onepass`: the teacher's one-pass decode on the live queues, no local search;
 * `search`: the teacher's search decoder at its default work budget (the "50 ms-equivalent" sweeps);
 * `no-model`: the same search decoder on uniform scores (registry method `search`), same budget;
@@ -60,7 +61,7 @@ COLUMNS: dict[str, tuple[str, dict]] = {
     "greedy": ("greedy", {}),
     "rollout": ("rollout", {}),
     "priced rollout": ("rollout", {"base": "priced"}),
-    "mixed rollout": ("rollout", {"base": "mixed", "horizon": 75}),  # the bundled model's own pilot, no model
+    "mixed rollout": ("rollout", {"base": "mixed"}),  # the bundled model's own pilot (H 50-75), no model
     "onepass": ("teacher", {"decode": "onepass"}),
     "search": ("teacher", {"decode": "search"}),
     "no-model": ("search", {}),

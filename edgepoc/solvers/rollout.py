@@ -40,7 +40,8 @@ which is why longer greedy pilots get worse. On the fixed plan only the candidat
 what it imposes on the tasks already headed for that queue. Measured on tuning windows (seed 4000, H = 100):
 alibaba 1.18 x GA-5s against 1.29 for priced pilots; varied 1.10 against 1.12; paper 1.19 against 1.10
 (on light tails the adaptive pilot is the better guide). So by default (`mix=auto`, `fixed_plan_weight`) the
-share is 0.5 on heavy-tailed instances and 0 on light-tailed ones. The general model's `mixed` pilot feature is
+share is 0.5 on heavy-tailed instances and 0 on light-tailed ones, and the look-ahead grows with it
+(`mixed_horizon`: 50 tasks, 75 at share 0.5): the fixed plan has no reshuffling noise to grow with distance. The general model's `mixed` pilot feature is
 this cost, at the same share.
 """
 
@@ -63,6 +64,7 @@ PRICED_HORIZON = 100  # the look-ahead `--param base=priced` (and `mixed`) uses 
 # <= TAIL_CV_LOW, all of it at >= TAIL_CV_HIGH; chosen on tuning instances, docs/models.md "Mixed pilots")
 FIXED_PLAN_WEIGHT = 0.5
 TAIL_CV_LOW, TAIL_CV_HIGH = 0.5, 1.0
+MIXED_HORIZON = 50  # base "mixed" looks `mixed_horizon(MIXED_HORIZON, share)` tasks ahead unless a horizon is given
 
 
 def time_unit(instance: Instance) -> float:
@@ -223,6 +225,14 @@ def _rollout(arrival, ready, proc, free, horizon, price, memory, mix, x):
                                trial, trial_rate, scratch, plan)
 
 
+@nb.njit(cache=True, nogil=True)
+def mixed_horizon(horizon, mix):
+    """The mixed pilot's look-ahead: `horizon` tasks, and `mix` times as many again (75 at 50 and share 0.5). The
+    fixed plan removes the adaptive pilot's reshuffling noise, so a longer look-ahead pays with it
+    (results/pilots.md: the priced pilot is best at 20-75 tasks, the half-fixed one at 75-100)."""
+    return horizon + int(horizon * mix)
+
+
 def fixed_plan_weight(instance: Instance) -> float:
     """The mixed base's share of fixed-plan cost on `instance`: FIXED_PLAN_WEIGHT scaled by how heavy the tail of
     its task sizes is (the coefficient of variation of each task's mean processing time, from 0 at TAIL_CV_LOW to
@@ -270,7 +280,8 @@ def solve_rollout(instance: Instance, options: SolveOptions) -> tuple[np.ndarray
     base = params.pop("base", "greedy")
     if base not in BASES:
         raise InputError(f"--param base: expected one of {', '.join(BASES)}, got {base!r}")
-    horizon = params.pop("horizon", DEFAULT_HORIZON if base == "greedy" else PRICED_HORIZON)
+    horizon = params.pop("horizon", DEFAULT_HORIZON if base == "greedy" else PRICED_HORIZON if base == "priced"
+                         else None)
     price = params.pop("price", 0.0 if base == "greedy" else DEFAULT_PRICE)
     memory = params.pop("memory", DEFAULT_MEMORY)
     mix = params.pop("mix", "auto" if base == "mixed" else 0.0)
@@ -282,6 +293,8 @@ def solve_rollout(instance: Instance, options: SolveOptions) -> tuple[np.ndarray
         raise InputError("--param mix: only with base=mixed")
     if mix == "auto":
         mix = fixed_plan_weight(instance)
+    if horizon is None:  # base=mixed: the look-ahead grows with the plan's share, as the model's mixed pilot
+        horizon = mixed_horizon(MIXED_HORIZON, float(mix)) if isinstance(mix, (int, float)) else MIXED_HORIZON
     x = rollout_assignment(instance, horizon, options.free_times, price, memory, mix)
     return x, {"base": base, "horizon": int(horizon), "price": float(price), "memory": float(memory),
                "mix": float(mix)}

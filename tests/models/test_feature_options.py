@@ -136,26 +136,27 @@ def test_the_priced_pilot_prior_is_the_priced_rollout_method():
 
 def test_the_mixed_pilot_prior_is_the_mixed_rollout_method():
     """An untrained head that reads only the mixed pilot's regret decides as `solve --method rollout --param
-    base=mixed`: the model's feature and the no-model method are one cost, at the same fixed-plan share (half on
-    heavy tails; none on light ones, where the mixed pilot IS the priced one)."""
+    base=mixed`: the model's feature and the no-model method are one cost, at the same fixed-plan share and
+    look-ahead (half on the plan and 1.5 x as far on heavy tails; on light ones the mixed pilot IS the priced one)."""
     from edgepoc.models.general.decode import Head
-    from edgepoc.solvers.rollout import DEFAULT_PRICE, fixed_plan_weight, rollout_assignment
+    from edgepoc.solvers.rollout import DEFAULT_PRICE, MIXED_HORIZON, fixed_plan_weight, mixed_horizon, rollout_assignment
 
     heavy, light = alibaba(3006, 1, n_tasks=300, providers=3), paper(3007, 1, n_tasks=150, providers=4)
     assert fixed_plan_weight(heavy) == 0.5 and fixed_plan_weight(light) == 0.0
-    for inst, horizon in ((heavy, 60), (light, 25)):
-        head = replace(Head.rollout_prior(4, horizon=horizon), pilot="mixed")
+    assert mixed_horizon(MIXED_HORIZON, 0.5) == 75 and mixed_horizon(MIXED_HORIZON, 0.0) == MIXED_HORIZON == 50
+    for inst in (heavy, light):
+        head = replace(Head.rollout_prior(4, horizon=MIXED_HORIZON), pilot="mixed")
         head.c[:] = 0.0
         head.c[1] = -1.0  # "pilot5_regret": the mixed pilot's slot
         x = onepass(inst, np.zeros((inst.n_tasks, inst.n_providers, 4)), head)[0]
         w = fixed_plan_weight(inst)
-        assert np.array_equal(x, rollout_assignment(inst, horizon, price=DEFAULT_PRICE, mix=w))
-        priced = rollout_assignment(inst, horizon, price=DEFAULT_PRICE)
-        assert np.array_equal(x, priced) == (w == 0.0)
-        r = solve(inst, "rollout", SolveOptions(params={"base": "mixed", "horizon": horizon}))
-        assert np.array_equal(r.assignment, x) and r.extra["mix"] == w
-        both = trajectory_features(inst, x, horizon, pilot="both")
-        assert np.array_equal(trajectory_features(inst, x, horizon, pilot="mixed"), both) == (w == 0.0)
+        h = mixed_horizon(MIXED_HORIZON, w)
+        assert np.array_equal(x, rollout_assignment(inst, h, price=DEFAULT_PRICE, mix=w))
+        assert np.array_equal(x, rollout_assignment(inst, h, price=DEFAULT_PRICE)) == (w == 0.0)
+        r = solve(inst, "rollout", SolveOptions(params={"base": "mixed"}))
+        assert np.array_equal(r.assignment, x) and r.extra["mix"] == w and r.extra["horizon"] == h
+        both = trajectory_features(inst, x, MIXED_HORIZON, pilot="both")
+        assert np.array_equal(trajectory_features(inst, x, MIXED_HORIZON, pilot="mixed"), both) == (w == 0.0)
     for params, word in (({"base": "priced", "mix": 0.3}, "mix"), ({"base": "mixed", "mix": 1.5}, "mix"),
                          ({"base": "mixed", "price": 0.0, "mix": 0.5}, "mix")):
         with pytest.raises(InputError, match=word):
@@ -219,9 +220,10 @@ def test_train_general_rejects_a_bad_pilot_in_one_line(tmp_path):
 
 
 def test_the_mixed_pilot_averages_the_priced_pilot_with_the_same_tasks_on_a_fixed_plan():
-    """`pilot="mixed"`: feature 1 is the regret of half the priced pilot's cost plus half the cost of the same
-    look-ahead tasks on a FIXED plan (priced greedy's choices for them from the queues without task i), checked
-    here against the kernel's own simulation of that plan; the other features are the "both" pilot's."""
+    """`pilot="mixed"` on a heavy-tailed window: feature 1 is the regret of half the priced pilot's cost plus half the
+    cost of the same look-ahead tasks (1.5 x the horizon) on a FIXED plan (priced greedy's choices for them from the
+    queues without task i), checked here against the kernel's own simulation of that plan; the other features
+    are the "both" pilot's."""
     from edgepoc.game.kernel import simulate
     from edgepoc.models.general.decode import pilot_settings
     from edgepoc.solvers.rollout import decay_rates, fixed_plan_weight, priced_pilot_cost, priced_step
@@ -239,7 +241,7 @@ def test_the_mixed_pilot_averages_the_priced_pilot_with_the_same_tasks_on_a_fixe
     for i in range(60):
         if i:
             decay_rates(rate, inst.arrival[i] - inst.arrival[i - 1], memory)
-        end = min(60, i + 1 + horizon)
+        end = min(60, i + 1 + horizon + horizon // 2)
         f, r, plan = free.copy(), rate.copy(), []  # the plan: priced greedy without task i
         for j in range(i + 1, end):
             decay_rates(r, inst.arrival[j] - inst.arrival[j - 1], memory)

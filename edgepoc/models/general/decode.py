@@ -45,7 +45,8 @@ from edgepoc.models.budget import Budget
 from edgepoc.models.decoding import DEFAULT_SWEEPS, SEARCH_KEYS, DecodeOptions, search
 from edgepoc.solvers.localsearch import draw_index
 from edgepoc.solvers.rollout import (DEFAULT_MEMORY, DEFAULT_PRICE, decay_rates, fixed_plan, fixed_plan_cost,
-                                     fixed_plan_weight, pilot_cost, priced_cost, priced_pilot_cost, time_unit)
+                                     fixed_plan_weight, mixed_horizon, pilot_cost, priced_cost, priced_pilot_cost,
+                                     time_unit)
 
 DYN_FEATURES = ("lat_regret", "pilot5_regret", "pilot_regret", "wait", "log_lat", "log_lat_regret",
                 "log_pilot_regret", "log_idle")
@@ -67,7 +68,8 @@ DYN_INPUTS = ("linear", "log")
 # windows greedy pilots are a poor guide, priced ones a much better one; on many providers the reverse. "both":
 # greedy pilots, with the priced long pilot's regret in place of the short greedy one (`pilot5_regret`). "mixed": as
 # "both", with part of that priced pilot's cost taken on a FIXED plan of the same tasks on heavy-tailed instances
-# (`rollout.fixed_plan_weight`; the rollout module's doc says why).
+# (`rollout.fixed_plan_weight`; the rollout module's doc says why) and its look-ahead as much longer
+# (`rollout.mixed_horizon`): on light tails it is "both", bit for bit.
 PILOTS = ("greedy", "priced", "both", "mixed")
 
 
@@ -78,7 +80,7 @@ def _dyn_features(arrival, ready, proc, free, rate, i, horizon, scale, mode, pri
     `rate` (both unchanged). `mode` (the index in `PILOTS`) 0: greedy pilots; 1: priced-greedy pilots
     (`rollout.priced_cost` at `price`); 2: greedy pilots, and feature 1 is the priced long pilot's regret;
     3: as 2, with share `mix` of feature 1's cost taken on priced greedy's fixed plan (`rollout.fixed_plan`,
-    into `plan`, >= horizon)."""
+    into `plan`, >= 2 horizon), its look-ahead `rollout.mixed_horizon(horizon, mix)`."""
     n = arrival.shape[0]
     kk = free.shape[0]
     short_end = min(n, i + 1 + min(horizon, 5))
@@ -86,6 +88,8 @@ def _dyn_features(arrival, ready, proc, free, rate, i, horizon, scale, mode, pri
     priced_end = long_end
     if mode >= 2:  # both: greedy pilots at their own best look-ahead (at most DEFAULT_HORIZON), priced ones at `horizon`
         long_end = min(n, i + 1 + min(horizon, DEFAULT_HORIZON))
+    if mode == 3:  # mixed: the priced pilot looks further, as far as the plan's share (`rollout.mixed_horizon`)
+        priced_end = min(n, i + 1 + mixed_horizon(horizon, mix))
     if mode == 3 and mix > 0.0:
         fixed_plan(arrival, ready, proc, free, rate, i, priced_end, price, memory, trial, trial_rate, plan)
     best_lat = np.inf
@@ -189,7 +193,7 @@ def _onepass(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec, v_mat,
     trial_rate = np.empty(kk)
     rate = np.zeros(kk)
     scratch = np.empty(max(horizon, 1), dtype=np.int64)
-    plan = np.empty(max(horizon, 1), dtype=np.int64)
+    plan = np.empty(max(2 * horizon, 1), dtype=np.int64)
     cost_short = np.empty(kk)
     cost_long = np.empty(kk)
     scores = np.empty(kk)
@@ -235,7 +239,7 @@ def _trajectory_features(arrival, ready, proc, free, rate, x, horizon, scale, mo
     trial = np.empty(kk)
     trial_rate = np.empty(kk)
     scratch = np.empty(max(horizon, 1), dtype=np.int64)
-    plan = np.empty(max(horizon, 1), dtype=np.int64)
+    plan = np.empty(max(2 * horizon, 1), dtype=np.int64)
     cost_short = np.empty(kk)
     cost_long = np.empty(kk)
     for i in range(n):
