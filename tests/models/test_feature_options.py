@@ -164,24 +164,22 @@ def test_the_mixed_pilot_prior_is_the_mixed_rollout_method():
 
 
 def test_the_fixed_plan_share_follows_the_tail_of_the_task_sizes():
-    """`fixed_plan_weight`: 0 up to a coefficient of variation of 0.5 of the tasks' sizes, 0.5 from 1.0, linear
+    """`fixed_plan_weight`: 0 up to a coefficient of variation of 0.8 of the tasks' sizes, 0.5 from 1.2, linear
     between; what the mixed pilot (model and rollout) uses on an instance."""
     from edgepoc.game.instance import Instance
     from edgepoc.solvers.rollout import fixed_plan_weight
 
-    def sized(p):  # tasks whose processing times are p on both providers
+    def sized(p):  # tasks whose processing times are proportional to p, the same on both providers
         inst = Instance.create(np.ones((2, 1)), np.zeros(2), np.arange(len(p), dtype=float),
-                               np.asarray(p, dtype=float)[:, None], name="t")
-        assert np.allclose(inst.processing.mean(axis=1), np.asarray(p) * inst.processing[0, 0] / p[0])
+                               np.asarray(p, dtype=float)[:, None] / 10, name="t")
+        assert np.allclose(inst.processing[:, 0] / inst.processing[0, 0], np.asarray(p) / p[0])
         return inst
 
     assert fixed_plan_weight(sized([1.0, 1.0, 1.0, 1.0])) == 0.0
     assert fixed_plan_weight(sized([1.0])) == 0.0
-    two = np.array([1.0, 3.0])  # cv 0.5: the edge
-    assert fixed_plan_weight(sized(two)) == 0.0
-    assert fixed_plan_weight(sized([1.0, 1.0, 1.0, 9.0])) == 0.5  # cv 1.39
-    assert 0.0 < fixed_plan_weight(sized([1.0, 1.0, 1.0, 4.0])) < 0.5  # cv 0.75
-    assert fixed_plan_weight(sized([1.0, 1.0, 1.0, 4.0])) == pytest.approx(0.25, abs=0.01)
+    assert fixed_plan_weight(sized([1.0, 1.0, 1.0, 4.0])) == 0.0  # cv 0.75: a light tail
+    assert fixed_plan_weight(sized([1.0] * 9 + [20.0])) == 0.5  # cv 1.97
+    assert fixed_plan_weight(sized([1.0] * 7 + [6.0])) == pytest.approx(0.272, abs=0.005)  # cv 1.018
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=["student", "teacher"])
