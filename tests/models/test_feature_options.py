@@ -33,8 +33,9 @@ def test_default_is_the_mean_and_the_bundled_models_keep_it():
         assert model.config.dyn_input == "linear" and model.head().dyn_input == "linear"
         h = load_portable(bundled_path(kind), kind).head()
         assert h.scale == "mean" and h.dyn_input == "linear"
-        # since 2026-11-29 the bundled pair reads greedy AND priced pilots (docs/models.md, "Priced pilots")
-        assert model.config.pilot == h.pilot == "both" and model.config.horizon == h.horizon == 50 and h.v is None
+        # since 2026-11-29 the bundled pair reads greedy AND priced pilots (docs/models.md, "Priced pilots"), the
+        # priced one partly on a fixed plan where tails are heavy ("Mixed pilots")
+        assert model.config.pilot == h.pilot == "mixed" and model.config.horizon == h.horizon == 50 and h.v is None
 
 
 def test_time_scale_rules():

@@ -83,7 +83,9 @@ def test_train_general_from_a_model_fine_tunes_its_head_on_new_pilots(tmp_path):
                 "--horizon", "30")
     assert r.returncode == 0, r.stderr
     meta = json.loads(r.stdout.strip().splitlines()[-1])
-    assert meta["from_pilot"] == {"pilot": "both", "horizon": 50}
+    bundled_cfg = load_model(bundled_path("student"), "student")[0].config
+    assert meta["from_pilot"] == {"pilot": bundled_cfg.pilot, "horizon": bundled_cfg.horizon}
+    assert meta["from"] == "bundled-student" and meta["from_meta"]["params"] == meta["params"]
     assert meta["val_ratio_to_rollout"] <= meta["val_ratio_to_rollout_at_start"] + 1e-12
     model, _ = load_model(tmp_path / "student.pt", "student")
     bundled, _ = load_model(bundled_path("student"), "student")

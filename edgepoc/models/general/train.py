@@ -510,9 +510,11 @@ def finetune_head(model_path: str | Path, out: str | Path, cfg: GeneralTrainConf
     """ES on f(x) (`evolve_head`) for the head of a trained general model, teacher or student, with its encoders
     kept and its pilot features switched to `cfg.pilot` at look-ahead `cfg.horizon`: how a trained model moves to
     new pilot features without new GA labels or imitation. Writes `<kind>.pt` into `out`."""
-    from edgepoc.models.checkpoint import is_general, load_model
+    from edgepoc.models.checkpoint import bundled_path, is_general, load_model
 
-    model, _ = load_model(model_path)
+    model, source = load_model(model_path)
+    label = next((f"bundled-{k}" for k in ("teacher", "student")  # no machine path in a bundled model's record
+                  if Path(model_path).resolve() == bundled_path(k).resolve()), str(model_path))
     if not is_general(model):
         raise InputError(f"--from: {str(model_path)!r} holds a paper-variant model, not a general one")
     t0, out, rng = _start_run(out, cfg, 5)
@@ -524,13 +526,14 @@ def finetune_head(model_path: str | Path, out: str | Path, cfg: GeneralTrainConf
     start = float(val_eval.ratios(model.head()).mean())
     log: list[dict] = []
     best = evolve_head(model, train_eval, val_eval, cfg, rng, show, log=log)
-    meta = {"params": count_parameters(model), "from": str(model_path), "from_pilot": before,
+    meta = {"params": count_parameters(model), "from": label, "from_pilot": before,
             "val_ratio_to_rollout_at_start": start, "val_ratio_to_rollout": best,
-            "seconds": time.perf_counter() - t0, "config": cfg.to_dict()}
+            "seconds": time.perf_counter() - t0, "config": cfg.to_dict(),
+            "from_meta": source.get("meta", {})}  # how the model it started from was made
     kind = model.config.kind
     save_checkpoint(out / f"{kind}.pt", model, meta)
     (out / "log.json").write_text(json.dumps(log, indent=1))
-    (out / "config.json").write_text(json.dumps({**cfg.to_dict(), "from": str(model_path), "kind": kind}, indent=2))
+    (out / "config.json").write_text(json.dumps({**cfg.to_dict(), "from": label, "kind": kind}, indent=2))
     return meta
 
 
