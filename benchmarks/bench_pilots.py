@@ -58,7 +58,8 @@ def main() -> None:
     args = ap.parse_args()
     count = args.count or (3 if args.quick else 12)
     n_tasks, ga_seconds = (300, 1.0) if args.quick else (1000, 5.0)
-    out = args.out or (ROOT / "runs" / "pilots-quick.md" if args.quick else Path(__file__).parent / "results" / "pilots.md")
+    out = args.out or (ROOT / "runs" / "pilots-quick.md" if args.quick
+                       else Path(__file__).parent / "results" / "pilots.md")
     numba.set_num_threads(1)
     load_at_start = os.getloadavg()[0]
     warm = generate("paper", seed=4999, count=1, n_tasks=60)[0]  # compile before any clock
@@ -95,7 +96,8 @@ def main() -> None:
             cells = []
             for h in HORIZONS:
                 iv = mean_interval(ratios[fam][f"{label} H={h}"])
-                cells.append(f"{iv.mean:.3f} [{iv.low:.3f}, {iv.high:.3f}]" if np.isfinite(iv.low) else f"{iv.mean:.3f}")
+                cells.append(f"{iv.mean:.3f} [{iv.low:.3f}, {iv.high:.3f}]" if np.isfinite(iv.low)
+                             else f"{iv.mean:.3f}")
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines += ["", "CPU ms per 1000 tasks (median): " + ", ".join(
             f"{k} {np.median(v):.1f}" for k, v in ms[fam].items()), ""]

@@ -41,8 +41,8 @@ what it imposes on the tasks already headed for that queue. Measured on tuning w
 alibaba 1.18 x GA-5s against 1.29 for priced pilots; varied 1.10 against 1.12; paper 1.19 against 1.10
 (on light tails the adaptive pilot is the better guide). So by default (`mix=auto`, `fixed_plan_weight`) the
 share is 0.5 on heavy-tailed instances and 0 on light-tailed ones, and the look-ahead grows with it
-(`mixed_horizon`: 50 tasks, 75 at share 0.5): the fixed plan has no reshuffling noise to grow with distance. The general model's `mixed` pilot feature is
-this cost, at the same share.
+(`mixed_horizon`: 50 tasks, 75 at share 0.5): the fixed plan has no reshuffling noise to grow with distance.
+The general model's `mixed` pilot feature is this cost, at the same share and look-ahead.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ from edgepoc.solvers.registry import SolveOptions
 DEFAULT_HORIZON = 20
 DEFAULT_PRICE = 4.0  # priced base policy: the weight of the time a task holds a busy provider
 DEFAULT_MEMORY = 20.0  # and the memory of the per-provider task rate, in mean processing times
-PRICED_HORIZON = 100  # the look-ahead `--param base=priced` (and `mixed`) uses unless a horizon is given
+PRICED_HORIZON = 100  # the look-ahead `--param base=priced` uses unless a horizon is given
 # base "mixed": up to this share of each priced pilot's cost is replaced by the cost of the same tasks on a FIXED
 # plan, on heavy-tailed instances only (`fixed_plan_weight`: none at a coefficient of variation of the task sizes
 # <= TAIL_CV_LOW, all of it at >= TAIL_CV_HIGH; chosen on tuning instances, docs/models.md "Mixed pilots")
@@ -287,7 +287,8 @@ def solve_rollout(instance: Instance, options: SolveOptions) -> tuple[np.ndarray
     memory = params.pop("memory", DEFAULT_MEMORY)
     mix = params.pop("mix", "auto" if base == "mixed" else 0.0)
     if params:
-        raise InputError(f"--param: rollout takes only base, horizon, price, memory, mix; got {', '.join(sorted(params))}")
+        raise InputError("--param: rollout takes only base, horizon, price, memory, mix; got "
+                         f"{', '.join(sorted(params))}")
     if base == "greedy" and price != 0.0:
         raise InputError("--param price: only with base=priced or base=mixed")
     if base != "mixed" and mix != 0.0:

@@ -140,7 +140,8 @@ def test_the_mixed_pilot_prior_is_the_mixed_rollout_method():
     base=mixed`: the model's feature and the no-model method are one cost, at the same fixed-plan share and
     look-ahead (half on the plan and 1.5 x as far on heavy tails; on light ones the mixed pilot IS the priced one)."""
     from edgepoc.models.general.decode import Head
-    from edgepoc.solvers.rollout import DEFAULT_PRICE, MIXED_HORIZON, fixed_plan_weight, mixed_horizon, rollout_assignment
+    from edgepoc.solvers.rollout import (DEFAULT_PRICE, MIXED_HORIZON, fixed_plan_weight, mixed_horizon,
+                                         rollout_assignment)
 
     heavy, light = alibaba(3006, 1, n_tasks=300, providers=3), paper(3007, 1, n_tasks=150, providers=4)
     assert fixed_plan_weight(heavy) == 0.5 and fixed_plan_weight(light) == 0.0

@@ -86,7 +86,7 @@ def _dyn_features(arrival, ready, proc, free, rate, i, horizon, scale, mode, pri
     short_end = min(n, i + 1 + min(horizon, 5))
     long_end = min(n, i + 1 + horizon)
     priced_end = long_end
-    if mode >= 2:  # both: greedy pilots at their own best look-ahead (at most DEFAULT_HORIZON), priced ones at `horizon`
+    if mode >= 2:  # both: greedy pilots at their own best look-ahead (<= DEFAULT_HORIZON), priced ones at `horizon`
         long_end = min(n, i + 1 + min(horizon, DEFAULT_HORIZON))
     if mode == 3:  # mixed: the priced pilot looks further, as far as the plan's share (`rollout.mixed_horizon`)
         priced_end = min(n, i + 1 + mixed_horizon(horizon, mix))
