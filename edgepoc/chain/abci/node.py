@@ -493,20 +493,25 @@ def build_app(home: Path, config: AppConfig, metrics: Any = None) -> tuple[PocAp
     return app, address
 
 
-# Run in a fresh `python -S` before exec'ing the real program: PR_SET_PDEATHSIG (the kernel sends SIGTERM
+# Run in a fresh `python -S` before exec'ing the real program: PR_SET_PDEATHSIG (the kernel sends the signal
 # when the parent dies, SIGKILL included) set without a `preexec_fn`, which forks this multi-threaded
 # process and runs Python in the child; gRPC's fork handlers then abort the child at random (seen: cometbft
 # exiting with -6 at start).
-_TIE = ("import ctypes, os, signal, sys\n"
-        "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"  # 1 = PR_SET_PDEATHSIG
+_TIE = ("import ctypes, os, sys\n"
+        "ctypes.CDLL(None, use_errno=True).prctl(1, int(sys.argv[2]))\n"  # 1 = PR_SET_PDEATHSIG
         "if os.getppid() != int(sys.argv[1]): sys.exit(1)\n"  # the parent died before the prctl
-        "os.execv(sys.argv[2], sys.argv[2:])\n")
+        "os.execv(sys.argv[3], sys.argv[3:])\n")
 
 
-def _tied(argv: list[str]) -> list[str]:
-    """`argv` as a child that dies with this process, however it dies, so no cometbft is left orphaned
-    holding the node's ports. Call from the main thread: the signal follows the thread that spawned it."""
-    return [sys.executable, "-S", "-c", _TIE, str(os.getpid()), *argv]
+def _tied(argv: list[str], sig: int = signal.SIGTERM) -> list[str]:
+    """`argv` as a child that gets `sig` when this process dies, however it dies, so nothing is left orphaned
+    holding the node's ports. Call from the main thread: the signal follows the thread that spawned it.
+
+    cometbft is tied with SIGKILL: its parent died without stopping it (a clean stop terminates it first, and
+    kills it after 10 s), and its own graceful stop can hang once its application is gone (seen under load:
+    "Stopping TimeoutTicker service", then a minute of "Peer filter timed out" while it held its ports). Its
+    store and consensus WAL are crash-safe, so a kill loses nothing a crash would not."""
+    return [sys.executable, "-S", "-c", _TIE, str(os.getpid()), str(int(sig)), *argv]
 
 
 class _Pending:
@@ -579,7 +584,7 @@ def run_node(home: Path, early: Any = None) -> None:
         raise EdgepocError(f"node {config.name}: cannot listen on 127.0.0.1:{config.abci_port} for ABCI")
     server.start()
     out = open(home / "cometbft.log", "ab")
-    comet = subprocess.Popen(_tied([binary, "start", "--home", str(home / "cometbft")]), stdout=out,
+    comet = subprocess.Popen(_tied([binary, "start", "--home", str(home / "cometbft")], signal.SIGKILL), stdout=out,
                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     out.close()
     (home / "cometbft.pid").write_text(f"{comet.pid}\n")
