@@ -69,28 +69,16 @@ def test_item_ids_and_bad_arguments():
 def test_a_slow_node_is_not_down_but_a_closed_or_hung_one_is():
     """`probe` (down-node reports, quorum) asks a node that let the first timeout pass once more: a busy node
     (a proposer computing a large block) is slow, not down; a refused connection or a hung node is down."""
-    import json
-    import threading
     import time
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    def server(delay: float) -> ThreadingHTTPServer:
-        class Status(BaseHTTPRequestHandler):
-            def do_GET(self):
-                time.sleep(delay)
-                body = json.dumps({"name": f"slow{delay}"}).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+    from tests.jsonserver import serve_json
 
-            def log_message(self, *args):
-                pass
+    def server(delay: float):
+        def answer(request):
+            time.sleep(delay)
+            return 200, {"name": f"slow{delay}"}
 
-        srv = ThreadingHTTPServer(("127.0.0.1", 0), Status)
-        srv.daemon_threads = True
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        return srv
+        return serve_json(answer)
 
     slow, hung = server(0.6), server(5.0)
     closed = f"http://127.0.0.1:{free_port()}"

@@ -8,7 +8,6 @@ network (B) is never in consensus: its starts fail on purpose and must be undone
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import re
@@ -26,6 +25,7 @@ from edgepoc.chain.abci import network
 from edgepoc.chain.abci.node import RpcClient
 from edgepoc.chain.httpapi import HttpClient
 from tests.chain.cometnet import FAST, CometNet, Outsider
+from tests.jsonserver import serve_json
 
 EDGEPOC = [sys.executable, "-m", "edgepoc"]
 
@@ -106,19 +106,7 @@ def test_an_api_answered_by_another_process_is_refused_and_undone(net_b, monkeyp
     doc = network.load_network(net_b)
     host, port = doc["nodes"][0]["api"].split("//")[1].rsplit(":", 1)
 
-    class Impostor(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = json.dumps({"state": "starting", "pid": 1, "address": "ab" * 20}).encode()
-            self.send_response(503)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *a):
-            pass
-
-    server = http.server.ThreadingHTTPServer((host, int(port)), Impostor)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = serve_json(lambda request: (503, {"state": "starting", "pid": 1, "address": "ab" * 20}), host, int(port))
     monkeypatch.setattr(network, "check_ports", lambda folder, names: None)  # as if it took the port just after
     try:
         with pytest.raises(network.StartFailed) as exc:

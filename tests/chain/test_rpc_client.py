@@ -1,36 +1,25 @@
 """The node's CometBFT RPC client against a real HTTP server on a socket."""
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 
 from edgepoc.chain.abci import node
 from edgepoc.errors import EdgepocError
+from tests.jsonserver import request_body, serve_json
 
 
 def serve(answers: list[dict]) -> tuple[ThreadingHTTPServer, list[str]]:
     """An RPC endpoint that answers the queued documents in order (the last one repeats)."""
     seen: list[str] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 (http.server's name)
-            seen.append(json.loads(self.rfile.read(int(self.headers["Content-Length"])))["method"])
-            doc = answers.pop(0) if len(answers) > 1 else answers[0]
-            body = json.dumps({"jsonrpc": "2.0", "id": 1, **doc}).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(request):
+        seen.append(request_body(request)["method"])
+        doc = answers.pop(0) if len(answers) > 1 else answers[0]
+        return 200, {"jsonrpc": "2.0", "id": 1, **doc}
 
-        def log_message(self, *args):
-            pass
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv, seen
+    return serve_json(answer), seen
 
 
 CATCHING_UP = {"error": {"code": -32603, "message": "Internal error",
