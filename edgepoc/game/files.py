@@ -40,6 +40,8 @@ def load_json(path: str | Path) -> Any:
         return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise InputError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except RecursionError:
+        raise InputError(f"{p}: not valid JSON here (nested too deeply)") from None
 
 
 def _require(obj: dict, key: str, where: str) -> Any:

@@ -51,6 +51,27 @@ def validate_arrays(capacity, provider_delay, arrival, demand, task_delays=None)
         if (task_delays < 0).any():
             i = int(np.argwhere(task_delays < 0)[0][0])
             raise InputError(f"tasks[{i}].delays: must be >= 0, got {task_delays[i].tolist()}")
+    _times_fit(capacity, provider_delay, arrival, demand, task_delays)
+
+
+def _times_fit(capacity, provider_delay, arrival, demand, task_delays) -> None:
+    """Every processing time, and the latest any task could finish, must be finite in float64: a demand of 1e308
+    on a capacity of 0.5 would otherwise make an infinite time and a meaningless (or infinite) total latency."""
+    if arrival.shape[0] == 0:
+        return
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        proc = (demand[:, None, :] / capacity[None, :, :]).max(axis=2)
+        if not np.isfinite(proc).all():
+            i, j = (int(v) for v in np.argwhere(~np.isfinite(proc))[0])
+            raise InputError(f"tasks[{i}].demand: processing time on providers[{j}] (demand / capacity) overflows "
+                             f"float64, got demand {demand[i].tolist()} on capacity {capacity[j].tolist()}")
+        delay = provider_delay.max() if task_delays is None else task_delays.max()
+        # C_i - a_i <= delay + every processing time (a task waits at most for all earlier ones), and C_i itself
+        # is at most the last arrival plus that
+        worst = delay + proc.max(axis=1).sum()
+        if not (np.isfinite(arrival[-1] + worst) and np.isfinite(worst * arrival.shape[0])):
+            raise InputError("tasks[]: arrival, delay and processing times too large: the total latency could "
+                             "overflow float64 (rescale the time unit)")
 
 
 def validate_assignment(assignment, n_tasks: int, n_providers: int, field: str = "assignment") -> np.ndarray:

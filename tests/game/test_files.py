@@ -70,6 +70,11 @@ BAD_INSTANCES = {
     "negative delay": (lambda d: d["providers"][0].update(delay=-0.1), "providers[0].delay"),
     "negative task delay": (lambda d: d["tasks"][2].update(delays=[0.1, -0.1]), "delays"),
     "string task delays": (lambda d: d["tasks"][2].update(delays="0.1"), "tasks[2].delays"),
+    # finite inputs whose processing time or total latency is not finite in float64
+    "demand over a tiny capacity": (lambda d: d["providers"][1].update(capacity=[1e-320, 1.0]), "providers[1]"),
+    "huge demand": (lambda d: d["tasks"][2].update(demand=[1e308, 1e308]), "tasks[2].demand"),
+    "huge arrivals and delays": (lambda d: [t.update(arrival=1.5e308) for t in d["tasks"]]
+                                 + [p.update(delay=1e308) for p in d["providers"]], "overflow"),
 }
 
 
@@ -97,6 +102,9 @@ def test_not_json_and_missing_file(tmp_path):
         read_instance(tmp_path / "x.json")
     with pytest.raises(InputError, match="no such file"):
         read_instance(tmp_path / "missing.json")
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)  # Python's parser recurses
+    with pytest.raises(InputError, match="nested too deeply"):
+        read_instance(tmp_path / "deep.json")
 
 
 @pytest.mark.parametrize("assignment, field", [

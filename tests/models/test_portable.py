@@ -124,6 +124,22 @@ def test_the_bundled_student_decodes_the_same_from_pt_and_npz():
             assert np.array_equal(x1, x2), (preset, inst.name)
 
 
+def test_degenerate_time_ratios_give_finite_scores_and_a_real_decode():
+    """Processing times of ~1e-300 against delays of ~0.05: the time-scaled features would be ~1e299, beyond
+    float32; they are clipped, so the scores stay finite and the one-pass decodes (here: as well as greedy)."""
+    from edgepoc.game.instance import Instance
+    from edgepoc.game.kernel import greedy_assignment
+    rng = np.random.default_rng(3)
+    inst = Instance.create(rng.uniform(0.5, 2, (3, 2)), [0.05, 0.01, 0.08], np.sort(rng.uniform(0, 9, 30)),
+                           rng.uniform(1e-300, 2e-300, (30, 2)))
+    portable = load_portable(None, "student")
+    emb = portable.embed(inst)
+    assert np.isfinite(emb).all()
+    x, total, scores = onepass(inst, emb, portable.head(), keep_scores=True)
+    assert np.isfinite(scores).all()
+    assert total == greedy_assignment(inst)[1]  # the closest provider, every time
+
+
 def test_the_summation_order_is_fixed_and_documented():
     rng = np.random.default_rng(3)
     x, w, b = rng.normal(size=(5, 7)), rng.normal(size=(4, 7)), rng.normal(size=4)

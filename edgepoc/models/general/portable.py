@@ -84,6 +84,16 @@ def student_general_config(hidden: int = 12, provider_hidden: int = 8, pair_hidd
 # ------------------------------------------------------------------------------------------- features
 
 
+FEATURE_LIMIT = 1e6  # far beyond any feature of a real instance; keeps degenerate ones (all times ~1e-300) finite
+
+
+def _float32(a: np.ndarray) -> np.ndarray:
+    """Features as float32, clipped so that an instance with absurd time ratios gives large, finite inputs
+    rather than inf/NaN ones (which would turn every score into NaN)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.ascontiguousarray(np.clip(np.nan_to_num(a, nan=0.0), -FEATURE_LIMIT, FEATURE_LIMIT), dtype=np.float32)
+
+
 def task_features(inst: Instance, scale_rule: str = "mean") -> np.ndarray:
     """(n, TASK_DIM) float32, unit-free (times / mean processing time), no K or R in the shape."""
     n = inst.n_tasks
@@ -98,7 +108,7 @@ def task_features(inst: Instance, scale_rule: str = "mean") -> np.ndarray:
     cols = [np.log1p(p.min(1)), np.log1p(p.mean(1)), np.log1p(p.max(1)), d.min(1), d.mean(1),
             np.log1p(prev_gap), np.log1p(next_gap), np.log1p(span10),
             np.log1p(inst.demand.mean(1)), np.log1p(inst.demand.max(1)), np.arange(n) / max(n - 1, 1)]
-    return np.ascontiguousarray(np.stack(cols, axis=1), dtype=np.float32)
+    return _float32(np.stack(cols, axis=1))
 
 
 def provider_features(inst: Instance, scale_rule: str = "mean") -> np.ndarray:
@@ -109,7 +119,7 @@ def provider_features(inst: Instance, scale_rule: str = "mean") -> np.ndarray:
     cap = inst.capacity / inst.capacity.mean()
     cols = [np.log(rate), rate / rate.sum(), inst.provider_delay / scale, np.log(cap.mean(1)),
             np.log(cap.max(1) / cap.min(1)), np.full(k, 1.0 / k)]
-    return np.ascontiguousarray(np.stack(cols, axis=1), dtype=np.float32)
+    return _float32(np.stack(cols, axis=1))
 
 
 def pair_features(inst: Instance, scale_rule: str = "mean") -> np.ndarray:
@@ -119,7 +129,7 @@ def pair_features(inst: Instance, scale_rule: str = "mean") -> np.ndarray:
     d = inst.delays / scale
     rank = p.argsort(1).argsort(1) / max(inst.n_providers - 1, 1)
     cols = [np.log1p(p), np.log(p / np.maximum(p.min(1, keepdims=True), 1e-12)), d, d - d.min(1, keepdims=True), rank]
-    return np.ascontiguousarray(np.stack(cols, axis=2), dtype=np.float32)
+    return _float32(np.stack(cols, axis=2))
 
 
 # ------------------------------------------------------------------------------------- forward pass
