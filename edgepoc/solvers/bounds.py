@@ -20,6 +20,9 @@ optima are also handed to CP-SAT as extra constraints (`cpsat.py`), which tighte
 
 from __future__ import annotations
 
+import math
+import time
+
 import numba as nb
 import numpy as np
 
@@ -119,13 +122,17 @@ def _cuts(arrival: np.ndarray, block: int) -> list[tuple[int, int]]:
 
 
 def block_bound(instance: Instance, free_times=None, block: int = 16, lookback: int = 0,
-                node_limit: int = 200_000) -> tuple[float, list[tuple[int, int, float]]]:
-    """`(bound, [(lo, hi, isolated optimum), ...])`; the blocks' optima sum to the bound."""
+                node_limit: int = 200_000, deadline: float = math.inf) -> tuple[float, list[tuple[int, int, float]], int]:
+    """`(bound, [(lo, hi, isolated optimum), ...], unproven)`; the blocks' optima sum to the bound.
+
+    `deadline` (a `time.perf_counter()` value): the blocks not reached by then count with the trivial bound
+    of their tasks (each alone on its best provider), which keeps the sum a valid bound; `unproven` is how
+    many tasks that covers (0 when every block was solved)."""
     free0 = np.zeros(instance.n_providers) if free_times is None else np.asarray(free_times, dtype=np.float64)
     arrival, ready, proc = instance.arrival, instance.ready, instance.processing
     pieces: list[tuple[int, int, float]] = []
     stack = list(reversed(_cuts(arrival, max(1, block))))
-    while stack:
+    while stack and time.perf_counter() < deadline:
         lo, hi = stack.pop()
         value, proven = _block_optimum(arrival, ready, proc, max(0, lo - lookback), hi, lo, free0, node_limit)
         if proven:
@@ -134,4 +141,11 @@ def block_bound(instance: Instance, free_times=None, block: int = 16, lookback: 
             mid = (lo + hi) // 2
             stack.extend([(mid, hi), (lo, mid)])
     pieces.sort()
-    return float(sum(v for _, _, v in pieces)), pieces
+    total = float(sum(v for _, _, v in pieces))
+    unproven = 0
+    if stack:  # out of time: each remaining task alone on its best provider
+        alone = np.maximum((np.maximum(ready, free0[None, :]) + proc).min(axis=1) - arrival, 0.0)
+        for lo, hi in stack:
+            total += float(alone[lo:hi].sum()) * (1.0 - 1e-12)
+            unproven += hi - lo
+    return total, pieces, unproven

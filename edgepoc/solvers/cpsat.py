@@ -52,6 +52,7 @@ DEFAULTS: dict[str, Any] = {
     "block_nodes": 1_000_000,  # branch-and-bound node budget per block before it is split in two
 }
 DEFAULT_SECONDS = 10.0
+BLOCK_SHARE = 0.2  # the block bound's share of the budget at most
 
 
 def _params(options: SolveOptions) -> dict[str, Any]:
@@ -105,6 +106,20 @@ def warm_up() -> None:
     solve_cpsat(inst, SolveOptions(seconds=1.0, params={"workers": 1, "warm_share": 0.0}))
 
 
+def _out_of_time(instance: Instance, free_f: np.ndarray, x_start: np.ndarray, warm: str, lower: float,
+                 pieces: list, block_seconds: float, p: dict[str, Any], notes: list[str],
+                 note: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """The answer when the budget ends before CP-SAT could start: the warm start, with the bounds found so far."""
+    best_f = simulate(instance, x_start, free_f)
+    lower = min(lower, best_f)
+    gap = best_f / lower - 1.0 if lower > 0 else (0.0 if best_f == 0 else float("inf"))
+    return np.asarray(x_start, dtype=np.int64), {
+        "lower_bound": float(lower), "optimal": bool(gap <= 1e-9), "gap": float(gap), "status": "NOT_STARTED",
+        "bound_source": "block" if pieces else "trivial", "trivial_bound": trivial_bound(instance, free_f),
+        "warm_start": warm, "warm_start_latency": float(best_f), "block_bound_seconds": block_seconds,
+        "resolution": p["resolution"], "workers": 0, "budget_note": "; ".join(notes + [note])}
+
+
 def solve_cpsat(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, dict[str, Any]]:
     """Best allocation CP-SAT finds within `options.seconds`, with `lower_bound`, `optimal` and `gap`."""
     from ortools.sat.python import cp_model
@@ -118,6 +133,7 @@ def solve_cpsat(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, 
     if free_f.shape != (kk,):
         raise InputError(f"free_times: expected {kk} values, got shape {free_f.shape}")
 
+    notes: list[str] = []
     # warm start
     x_start, f_start = greedy_assignment(instance, free_f)
     warm = "greedy"
@@ -132,7 +148,12 @@ def solve_cpsat(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, 
     pieces: list[tuple[int, int, float]] = []
     if p["block"] > 0 and n > 0:
         t_block = time.perf_counter()
-        b, pieces = block_bound(instance, free_f, block=min(p["block"], n), node_limit=p["block_nodes"])
+        # at most a fifth of the budget (the blocks left then count trivially): CP-SAT needs the rest
+        b, pieces, unproven = block_bound(instance, free_f, block=min(p["block"], n), node_limit=p["block_nodes"],
+                                          deadline=t_block + BLOCK_SHARE * seconds)
+        if unproven:
+            notes.append(f"cpsat: the block bound ran out of its {BLOCK_SHARE:.0%} of the budget; {unproven} of {n} "
+                         "tasks count with the trivial bound")
         if b > lower:
             lower = b
         block_seconds = time.perf_counter() - t_block
@@ -155,7 +176,12 @@ def solve_cpsat(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, 
     done = [m.NewIntVar(int((ready[i] + proc[i]).min()), horizon, f"C{i}") for i in range(n)]
     prev: list = [int(v) for v in free0]
     free_vars: list[list] = []
+    deadline = t0 + seconds
     for i in range(n):
+        if i % 256 == 0 and time.perf_counter() > deadline:
+            return _out_of_time(instance, free_f, x_start, warm, lower, pieces, block_seconds, p, notes,
+                                f"cpsat: the {seconds:g} s budget ended while building the model (task {i} of {n}); "
+                                f"the answer is the {warm} warm start, the bound the block/trivial one")
         m.AddExactlyOne(x[i])
         m.Add(start[i] >= sum(int(ready[i, q]) * x[i][q] for q in range(kk)))
         m.Add(done[i] == start[i] + sum(int(proc[i, q]) * x[i][q] for q in range(kk)))
@@ -181,6 +207,10 @@ def solve_cpsat(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, 
 
     s_hint, c_hint, f_hint = _integer_schedule(ready, proc, free0, x_start)
     for i in range(n):
+        if i % 256 == 0 and time.perf_counter() > deadline:
+            return _out_of_time(instance, free_f, x_start, warm, lower, pieces, block_seconds, p, notes,
+                                f"cpsat: the {seconds:g} s budget ended while building the model (its hints, task {i} "
+                                f"of {n}); the answer is the {warm} warm start, the bound the block/trivial one")
         for q in range(kk):
             m.AddHint(x[i][q], int(int(x_start[i]) == q))  # an int: newer protobuf refuses a bool here
         m.AddHint(start[i], s_hint[i])
@@ -192,7 +222,6 @@ def solve_cpsat(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, 
     solver = cp_model.CpSolver()
     remaining = seconds - (time.perf_counter() - t0)
     solver.parameters.max_time_in_seconds = max(0.1, remaining)
-    notes = []
     if remaining < 0.1 * seconds:
         notes.append(f"cpsat: the warm start, bounds and model took {seconds - remaining:.2f} s of the {seconds:g} s "
                      f"budget; CP-SAT itself searched {solver.parameters.max_time_in_seconds:.2f} s")

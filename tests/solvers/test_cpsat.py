@@ -42,11 +42,21 @@ def test_bounds_are_valid(seed):
     f_opt = brute_force(inst)[1]
     assert trivial_bound(inst) <= f_opt
     for block in (1, 3, 5, n):
-        value, pieces = block_bound(inst, block=block)
+        value, pieces, unproven = block_bound(inst, block=block)
+        assert unproven == 0
         assert value <= f_opt * (1 + 1e-12)
         assert sum(hi - lo for lo, hi, _ in pieces) == n
     assert block_bound(inst, block=n)[0] == pytest.approx(f_opt, rel=1e-9)  # one block = the whole problem
     assert block_bound(inst, block=4, lookback=3)[0] <= f_opt * (1 + 1e-12)
+
+
+def test_a_block_bound_out_of_time_counts_the_rest_trivially_and_stays_valid():
+    inst = busy_instance(77, 10, 3)
+    f_opt = brute_force(inst)[1]
+    value, pieces, unproven = block_bound(inst, block=3, deadline=0.0)  # out of time before the first block
+    assert (pieces, unproven) == ([], 10)
+    assert value == pytest.approx(trivial_bound(inst), rel=1e-9)
+    assert trivial_bound(inst) * (1 - 1e-9) <= value <= f_opt
 
 
 def test_large_instance_warm_started_and_bounded():
@@ -74,3 +84,15 @@ def test_cli_solve_cpsat(tmp_path):
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert doc["optimal"] is True and doc["lower_bound"] <= doc["total_latency"]
+
+
+def test_a_budget_too_small_for_the_model_returns_the_warm_start_in_time():
+    """20,000 tasks: building the CP-SAT model alone takes tens of seconds; a 0.5 s budget must not wait for it."""
+    import time
+    inst = generate("paper", seed=3, count=1, n_tasks=20_000)[0]
+    t0 = time.perf_counter()
+    x, extra = solve_cpsat(inst, SolveOptions(seconds=0.5, params={"workers": 1, "warm_start": "greedy"}))
+    assert time.perf_counter() - t0 < 10.0  # not the ~60 s a full model would take
+    assert extra["status"] == "NOT_STARTED" and "building the model" in extra["budget_note"]
+    assert np.array_equal(x, greedy_assignment(inst)[0])
+    assert trivial_bound(inst) * (1 - 1e-9) <= extra["lower_bound"] <= simulate(inst, x)

@@ -83,3 +83,18 @@ def test_solve_method_bound_rejects_unknown_params():
     inst = generate("paper", seed=3, n_tasks=10)[0]
     with pytest.raises(InputError, match="bound: unknown parameter"):
         solve(inst, "bound", SolveOptions(params={"nope": 1}))
+
+
+def test_a_tight_budget_shrinks_the_label_cap_so_iterations_fit_and_the_bound_stays_valid():
+    from edgepoc.solvers.lagrange import _labels_that_fit
+    from edgepoc.game.kernel import greedy_assignment
+    inst = generate("varied", seed=11, n_tasks=6000)[0]
+    x, upper = greedy_assignment(inst)
+    lam = np.full(inst.n_tasks, upper / inst.n_tasks)
+    free0 = np.zeros(inst.n_providers)
+    args = (inst.arrival, inst.ready, inst.processing, lam, free0)
+    assert _labels_that_fit(*args, 16384, per_iteration=1e9) == 16384  # room: the cap stays
+    assert _labels_that_fit(*args, 16384, per_iteration=1e-6) == 16  # no room: the smallest cap
+    out = lagrangian_bound(inst, upper=upper, assignment=x, seconds=2.0)
+    assert out["iterations"] >= 1 and 0 <= out["bound"] <= upper
+    assert out["seconds"] < 10.0  # the default cap's first iteration alone would take longer here
