@@ -135,6 +135,25 @@ def test_a_member_dying_at_start_is_reported_with_its_error_and_the_start_undone
     assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline_has(p, str(net_b))]
 
 
+def test_a_damaged_store_is_named_at_start_not_the_handshake_it_breaks(net_b):
+    """Before: cometbft's handshake got an empty Info answer and the operator read a protobuf TypeError."""
+    store = net_b / "node1" / "data" / "app.sqlite"
+    store.parent.mkdir(parents=True, exist_ok=True)
+    saved = store.read_bytes() if store.exists() else None
+    store.write_bytes(os.urandom(8192))
+    try:
+        r = edgepoc("network", "start", "node1", "--dir", str(net_b), timeout=120)
+    finally:
+        store.unlink()
+        if saved is not None:
+            store.write_bytes(saved)
+    assert r.returncode != 0
+    line = r.stderr.strip().splitlines()[-1]
+    assert "node1 exited at start" in line and "app.sqlite: damaged" in line and "move it aside" in line, line
+    assert "TypeError" not in r.stderr
+    assert network.running_pid(net_b, "node1") is None
+
+
 def _cmdline_has(p: Path, text: str) -> bool:
     try:
         return text.encode() in (p / "cmdline").read_bytes()

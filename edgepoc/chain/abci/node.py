@@ -590,8 +590,12 @@ def run_node(home: Path, early: Any = None) -> None:
     (home / "cometbft.pid").write_text(f"{comet.pid}\n")
     log.info("start-up: ABCI on 127.0.0.1:%d and cometbft (pid %d) at %.2f s", config.abci_port, comet.pid, _age())
 
+    giving_up = threading.Event()  # set when the application cannot open: this process ends on its own error
+
     def watch() -> None:  # if cometbft dies, the node is down: take the app process with it
         code = comet.wait()
+        if giving_up.is_set():
+            return
         log.error("cometbft exited with code %s; stopping", code)
         os.kill(os.getpid(), signal.SIGTERM)
     threading.Thread(target=watch, daemon=True).start()
@@ -600,7 +604,14 @@ def run_node(home: Path, early: Any = None) -> None:
         from edgepoc.chain.api.metrics import ChainMetrics
 
         metrics = ChainMetrics()
-        app, address, load_allocator = open_app(home, config, metrics)
+        try:
+            app, address, load_allocator = open_app(home, config, metrics)
+        except Exception as exc:
+            # stop cometbft before its handshake gets an empty answer, so the reason logged is this one
+            giving_up.set()
+            comet.kill()
+            log.error("node %s: cannot open its application: %s", config.name, exc)
+            raise
         pending.set(app)  # cometbft's handshake and block sync go on while the allocator loads
         log.info("start-up: application open at height %d at %.2f s", app.state.height, _age())
         load_allocator()
