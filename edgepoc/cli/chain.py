@@ -526,6 +526,7 @@ def submit_cmd(
     rec = Receipt(receipt) if receipt is not None else None
     items: list = rec.planned_items() if rec is not None else []
     pace = None
+    signer = None  # the key that signed this run's batches (none when resuming a receipt's)
     if items:
         c = rec.counts()
         typer.echo(f"resuming from {receipt}: {len(items)} requests planned; {c.get('committed', 0)} tasks committed, "
@@ -567,6 +568,24 @@ def submit_cmd(
             pace = [t0 + j * per / rate for j in range(len(items))]
         batch = 1 if pace is not None else max(1, 20000 // per)  # signed batches per request
     res = client.submit(items, rec, batch, pace)
+    if signer is not None and not res.failed:  # batches over a block's share of one client: split and resend
+        from edgepoc.chain.abci.client import split_oversized
+
+        for _ in range(8):  # each round at least halves the refused batches
+            parts, redo = split_oversized(items, res.rejected, signer)
+            if not parts:
+                break
+            typer.echo(f"{len(redo)} tasks came in batches over one block's share of a client; resent in "
+                       f"{len(parts)} smaller batches", err=True)
+            more = client.submit(parts, rec, max(1, 20000 // max(1, len(parts[0].tasks))))
+            res.rejected = [r for r in res.rejected if r.get("id") not in redo] + more.rejected
+            res.accepted += more.accepted
+            res.unsent += more.unsent
+            res.busy_seconds += more.busy_seconds
+            res.failed = more.failed
+            items = parts
+            if more.failed:
+                break
     total = len(res.accepted) + len(res.rejected) + len(res.unsent)
     via = client.urls[client.current]
     typer.echo(f"submitted {len(res.accepted)} tasks via {via} ({len(res.rejected)} rejected"

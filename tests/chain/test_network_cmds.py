@@ -273,3 +273,25 @@ def test_an_outsider_with_the_public_genesis_is_refused_as_a_peer(net, tmp_path)
         assert c.get("/status")["state"] == "in consensus"
     finally:
         c.close()
+
+
+def test_a_batch_over_a_blocks_share_of_one_client_is_split_and_every_task_committed(net, tmp_path):
+    """300 tasks of a quarter second of the whole network's capacity each: 75 s, over the 60 s one block takes
+    from a client. The chain refuses the batch and says how many of its first tasks fit; submit re-signs the
+    batch in parts that fit and every task is committed (before: every task rejected, exit 2)."""
+    from edgepoc.chain.crypto import SigningKey
+    from edgepoc.game.files import write_instance
+    from edgepoc.game.instance import Instance
+
+    genesis = json.loads((net.folder / "genesis.json").read_text())
+    total = [sum(v["capacity"][r] for v in genesis["validators"]) for r in range(2)]
+    n = 300
+    inst = Instance.create([[1.0, 1.0]], [0.0], [0.01 * i for i in range(n)], [[0.25 * c for c in total]] * n)
+    write_instance(tmp_path / "heavy.json", inst)
+    SigningKey.generate().save(tmp_path / "key.json")  # its own client: its backlog does not slow other tests
+    r = edgepoc("submit", str(tmp_path / "heavy.json"), "--dir", str(net.folder), "--key", str(tmp_path / "key.json"),
+                "--wait", "--timeout", "120", timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "resent in" in r.stderr and "smaller batches" in r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert (out["submitted"], out["rejected"], out["committed"], out["missing"]) == (n, 0, n, 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -35,6 +36,35 @@ def instance_batches(inst: Instance, key: SigningKey, chain_id: str, nonce0: int
     """An instance's tasks (their demands; the chain stamps arrivals and uses genesis delays), signed in
     batches of `batch`, to be sent at once."""
     return replay_batches(inst, key, chain_id, nonce0, math.inf, batch)[0]
+
+
+_SPLIT = re.compile(r"split it: its first (\d+) tasks fit in one batch")
+SPLIT_MARGIN = 0.8  # parts are this share of what fitted when the chain looked: its queues move on
+
+
+def split_oversized(batches: list, rejected: list[dict], key: SigningKey) -> tuple[list[TaskBatch], set[str]]:
+    """The batches the chain refused as more work than one block takes from a client, re-signed in parts that
+    fit (the chain said how many of the first tasks fit), and the ids of those tasks. The tasks keep their
+    nonces: a refused batch left nothing on chain, so its ids are free."""
+    fits: dict[str, int] = {}
+    for r in rejected:
+        m = _SPLIT.search(str(r.get("reason", "")))
+        if m and r.get("id"):
+            fits[r["id"]] = int(m.group(1))
+    parts: list[TaskBatch] = []
+    redo: set[str] = set()
+    for b in batches:
+        if not isinstance(b, TaskBatch) or len(b.tasks) < 2:
+            continue
+        n = next((fits[t] for t in b.ids if t in fits), None)
+        if n is None:
+            continue
+        size = max(1, min(len(b.tasks) - 1, int(n * SPLIT_MARGIN)))
+        for j in range(0, len(b.tasks), size):
+            parts.append(TaskBatch(b.chain_id, b.client, b.tasks[j:j + size],
+                                   work=b.work[j:j + size] if b.work else None).signed(key))
+        redo.update(b.ids)
+    return parts, redo
 
 
 def replay_batches(inst: Instance, key: SigningKey, chain_id: str, nonce0: int, window: float = 0.1,
