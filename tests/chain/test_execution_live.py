@@ -91,6 +91,43 @@ def test_hostile_modules_and_unknown_modules_are_refused_with_a_reason(net, prim
     assert "not exported" in res.stderr, res.stderr
 
 
+def _worker_pids(home: Path) -> list[int]:
+    out = []
+    for p in Path("/proc").iterdir():
+        try:
+            cmd = (p / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"edgepoc.chain.abci.worker" in cmd and str(home).encode() in cmd:
+            out.append(int(p.name))
+    return out
+
+
+def test_a_killed_worker_is_restarted_by_its_node_and_its_provider_keeps_executing(net, primes, tmp_path):
+    """The worker alone dies (OOM killer, a crash): its node, still voting, keeps getting tasks, so it must
+    bring the worker back; the new one resumes the open work from the committed ledger."""
+    victim = 1
+    home = net.folder / net.doc["nodes"][victim]["home"]
+    name = net.doc["nodes"][victim]["name"]
+    before = _worker_pids(home)
+    assert len(before) == 1, before
+    os.kill(before[0], signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not [p for p in _worker_pids(home) if p != before[0]]:
+        time.sleep(0.2)
+    after = [p for p in _worker_pids(home) if p != before[0]]
+    assert len(after) == 1, "the node did not restart its worker"
+    assert "the worker exited with code -9; restarting it" in (home / "node.log").read_text()
+    out = tmp_path / "results"
+    res = edgepoc("submit", "--dir", str(net.folder), "--module", primes, "--function", "count", "--args", "1000",
+                  "--fuel", "1000000", "--count", "200", "--results", str(out), "--timeout", "120")
+    assert res.returncode == 0, res.stderr[-2000:]
+    doc = last_json(res.stdout)
+    assert doc["executed"] == 200 and doc["verified"] == 200, doc
+    ran = [json.loads(f.read_text())["provider"] for f in out.glob("*.json")]
+    assert ran.count(name) > 0, "the provider whose worker was restarted executed nothing"
+
+
 def test_a_killed_provider_gets_no_new_work_and_its_work_finishes_elsewhere(net, primes, tmp_path):
     victim = 2
     name = net.doc["nodes"][victim]["name"]

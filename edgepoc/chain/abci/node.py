@@ -514,6 +514,57 @@ def _tied(argv: list[str], sig: int = signal.SIGTERM) -> list[str]:
     return [sys.executable, "-S", "-c", _TIE, str(os.getpid()), str(int(sig)), *argv]
 
 
+class WorkerSupervisor:
+    """The provider's worker process, restarted when it dies (killed, out of memory, a crash): it follows the
+    committed ledger, so a new one resumes the open work. After `MAX_RESTARTS` deaths within a minute it is
+    left down and the reason logged: a worker that cannot start is an operator's problem, not a loop's."""
+
+    MAX_RESTARTS = 5
+
+    def __init__(self, home: Path):
+        self.home = home
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()  # no spawn after stop
+        self.restarts = 0
+        self.proc = self._spawn()
+        # the thread that spawns a tied child must outlive it (the death signal follows the spawning thread),
+        # so the restarts are spawned by the watching thread, which lives as long as this process
+        threading.Thread(target=self._watch, daemon=True, name="worker-supervisor").start()
+
+    def _spawn(self) -> subprocess.Popen:
+        with open(self.home / "worker.log", "ab") as wlog:
+            return subprocess.Popen(_tied([sys.executable, "-m", "edgepoc.chain.abci.worker", "--home", str(self.home)]),
+                                    stdout=wlog, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def _watch(self) -> None:
+        deaths: list[float] = []
+        while True:
+            code = self.proc.wait()
+            if self._stopping.is_set():
+                return
+            now = time.monotonic()
+            deaths = [t for t in deaths if now - t < 60.0] + [now]
+            if len(deaths) > self.MAX_RESTARTS:
+                log.error("the worker exited %d times within a minute (last code %s); left down: see worker.log",
+                          len(deaths), code)
+                self._stopping.wait()  # keep this thread (and so nothing it spawned) until the node stops
+                return
+            log.warning("the worker exited with code %s; restarting it", code)
+            if self._stopping.wait(1.0):
+                return
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                self.proc = self._spawn()
+                self.restarts += 1
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping.set()
+            if self.proc.poll() is None:
+                self.proc.terminate()
+
+
 class _Pending:
     """The application while it loads: the ABCI service is served, and cometbft started, before it exists.
     An attribute read waits until `set` (PrepareProposal until `complete`: the allocator is loaded); after
@@ -620,10 +671,7 @@ def run_node(home: Path, early: Any = None) -> None:
                  config.name, address[:8], config.abci_port, app.allocator_name, app.state.height,
                  f"; BYZANTINE {sorted(app.byzantine)}" if app.byzantine else "", _age())
         if config.worker:  # the provider's worker: runs the tasks assigned to it, sends receipts
-            wlog = open(home / "worker.log", "ab")
-            worker = subprocess.Popen(_tied([sys.executable, "-m", "edgepoc.chain.abci.worker", "--home", str(home)]),
-                                      stdout=wlog, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            wlog.close()
+            worker = WorkerSupervisor(home)
         early.phase = "starting the API"
         from edgepoc.chain.api.serve import serve_api
 
@@ -634,8 +682,8 @@ def run_node(home: Path, early: Any = None) -> None:
     finally:
         pending.fail()  # calls still waiting for an application that never loaded get an answer
         early.close()
-        if worker is not None and worker.poll() is None:
-            worker.terminate()
+        if worker is not None:
+            worker.stop()
         if comet.poll() is None:
             comet.terminate()
             try:
