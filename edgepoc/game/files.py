@@ -147,10 +147,19 @@ def read_instance(path: str | Path) -> Instance:
 def write_json(path: str | Path, doc: dict) -> None:
     """Write atomically (temp file + rename) so a crash never leaves half a file."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory, expected a file name to write")
     tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(json.dumps(doc, allow_nan=False) + "\n", encoding="utf-8")
-    tmp.replace(p)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(doc, allow_nan=False) + "\n", encoding="utf-8")
+        tmp.replace(p)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise InputError(f"{p}: cannot write ({exc.strerror or exc})") from None
 
 
 def write_instance(path: str | Path, instance: Instance) -> None:

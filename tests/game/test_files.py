@@ -89,6 +89,16 @@ def test_bad_instances_name_the_field(tmp_path, case):
     assert "\n" not in str(err.value)
 
 
+def test_writing_to_a_directory_or_an_unwritable_place_is_a_one_line_error(tmp_path):
+    from edgepoc.game.files import write_json
+    with pytest.raises(InputError, match="is a directory"):
+        write_json(tmp_path, {"a": 1})
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="cannot write"):
+        write_json(tmp_path / "file" / "under-a-file.json", {"a": 1})
+    assert (tmp_path / "file").read_text() == "x"
+
+
 def test_nan_is_refused(tmp_path):
     path = tmp_path / "nan.json"
     path.write_text(re.sub(r'"arrival": [0-9.e-]+', '"arrival": NaN', json.dumps(_doc()), count=1))
