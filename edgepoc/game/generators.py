@@ -135,8 +135,11 @@ def generate(preset: str, seed: int = 0, count: int = 1, start_index: int = 0, *
     params = {k: v for k, v in params.items() if v is not None}
     if "n_tasks" in params and params["n_tasks"] < 1:
         raise InputError(f"n_tasks: must be >= 1, got {params['n_tasks']}")
-    if "load" in params and not params["load"] > 0:
-        raise InputError(f"load: must be > 0, got {params['load']}")
+    for name in ("providers", "resources"):
+        if name in params and (not isinstance(params[name], (int, np.integer)) or params[name] < 1):
+            raise InputError(f"{name}: must be an integer >= 1, got {params[name]!r}")
+    if "load" in params and not 0 < params["load"] < np.inf:
+        raise InputError(f"load: must be a finite number > 0, got {params['load']}")
     make = PRESETS[preset].make
     try:
         return [make(seed=seed, index=i, **params) for i in range(start_index, start_index + count)]

@@ -55,6 +55,10 @@ def test_varied_draws_sizes_and_provider_counts():
     ({"preset": "paper", "n_tasks": 0}, "n_tasks"),
     ({"preset": "paper", "load": -1.0}, "load"),
     ({"preset": "alibaba", "n_tasks": 10**6}, "n_tasks"),
+    ({"preset": "paper", "load": float("inf")}, "load: must be a finite number"),
+    ({"preset": "paper", "providers": 0}, "providers: must be an integer >= 1"),
+    ({"preset": "alibaba", "providers": 0}, "providers"),
+    ({"preset": "varied", "providers": 0}, "providers"),
 ])
 def test_bad_generator_arguments(kwargs, msg):
     with pytest.raises(InputError, match=msg):
