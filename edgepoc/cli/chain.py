@@ -93,7 +93,7 @@ def network_init(
     for name, path in (("--student", student), ("--teacher", teacher)):
         if path is not None and not path.is_file():
             raise InputError(f"{name}: {path} does not exist")
-    host_list = [h.strip() for h in hosts.split(",") if h.strip()] if hosts else None
+    host_list = [h.strip() for h in hosts.split(",")] if hosts is not None else None
     doc = init_network(dir, nodes, base_port, seed, parse_params(param), chain_id, student=student, teacher=teacher,
                        hosts=host_list, workload=_workload(workload))
     _say_bounds(dir / "genesis.json", workload)

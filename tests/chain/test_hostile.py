@@ -485,3 +485,19 @@ def test_network_init_derives_bounds_from_workload_files(tmp_path):
                           "--base-port", "0", "--workload", str(tmp_path / "missing.json")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr and "missing.json" in bad.stderr, bad.stderr
+
+
+@pytest.mark.parametrize("kwargs, msg", [
+    ({"base_port": 70000}, "--base-port: must be 0"),
+    ({"base_port": -1}, "--base-port: must be 0"),
+    ({"hosts": ["10.0.0.1", ""]}, "entry 2 is empty"),
+    ({"hosts": ["999.1.1.1", "10.0.0.2"]}, "'999.1.1.1' is not an IP address"),
+    ({"hosts": ["10.0.0.1", "10.0.0.1"]}, "listed twice"),
+    ({"hosts": ["10.0.0.1", "bad host"]}, "not an IP address or a host name"),
+])
+def test_network_init_refuses_ports_and_hosts_that_cannot_work_and_writes_nothing(tmp_path, kwargs, msg):
+    from edgepoc.chain.abci.network import init_network
+
+    with pytest.raises(InputError, match=msg):
+        init_network(tmp_path / "net", 4, **{"base_port": 26600, **kwargs})
+    assert not (tmp_path / "net").exists()

@@ -181,6 +181,29 @@ def cometbft_genesis(genesis: Genesis, network: dict | None = None) -> dict:
         "app_hash": "", "app_state": app_state}
 
 
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+
+def _check_hosts(hosts: list[str]) -> list[str]:
+    """`--hosts`: IP addresses (or DNS names), no empty entry, no repeat; a dotted quad that is not an IPv4
+    address (999.1.1.1) is a typo, not a name."""
+    import ipaddress
+
+    seen = set()
+    for i, h in enumerate(hosts):
+        if not h:
+            raise InputError(f"--hosts: entry {i + 1} is empty")
+        try:
+            ipaddress.ip_address(h)
+        except ValueError:
+            if re.fullmatch(r"[0-9.]+", h) or not _HOSTNAME.match(h):
+                raise InputError(f"--hosts: {h!r} is not an IP address or a host name") from None
+        if h in seen:
+            raise InputError(f"--hosts: {h} is listed twice (node i runs on host i mod H; give each machine once)")
+        seen.add(h)
+    return list(hosts)
+
+
 def init_network(folder: Path, nodes: int = 4, base_port: int = 26600, seed: int = 0,
                  params: dict[str, Any] | None = None, chain_id: str = "edgepoc-local",
                  byzantine: dict[int, list[str]] | None = None, student: str | None = None,
@@ -198,9 +221,13 @@ def init_network(folder: Path, nodes: int = 4, base_port: int = 26600, seed: int
         raise InputError(f"--nodes: must be 1..{MAX_VALIDATORS}, got {nodes}")
     if (folder / "network.json").exists():
         raise EdgepocError(f"{folder} already holds a network; remove it or pick another --dir")
+    hosts = _check_hosts(hosts) if hosts else [HOST]
+    top = base_port + PROMETHEUS_PORT_OFFSET + nodes  # the highest port a host's members use
+    if base_port != 0 and not (1 <= base_port and top <= 65535):
+        raise InputError(f"--base-port: must be 0 (free ports) or 1..{65535 - PROMETHEUS_PORT_OFFSET - nodes} "
+                         f"(this network uses ports up to base + {PROMETHEUS_PORT_OFFSET + nodes}), got {base_port}")
     binary = cometbft_binary()
     p = _consensus_params(params)
-    hosts = hosts or [HOST]
     folder.mkdir(parents=True, exist_ok=True)
     node_hosts = [hosts[i % len(hosts)] for i in range(nodes)]
     ports: list[list[int]] = []
