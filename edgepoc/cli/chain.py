@@ -209,13 +209,13 @@ def network_status(dir: Path = typer.Option(DEFAULT_DIR, "--dir"), as_json: bool
             typer.echo(reason, err=True)
             raise typer.Exit(1)
         return
-    table = Table("node", "pid", "height", "last commit", "round", "mempool", "tasks", "peers")
+    table = Table("node", "pid", "height", "last commit", "round", "mempool", "tasks", "peers", "worker")
     for r in rows:
         if "height" not in r:
             why = _why_out(r)
             if why == "starting" and r.get("phase"):
                 why = f"starting: {r['phase']}"
-            table.add_row(r["name"], str(r.get("pid") or "-"), "-", why, "", "", "", "")
+            table.add_row(r["name"], str(r.get("pid") or "-"), "-", why, "", "", "", "", "")
             continue
         age = r.get("last_commit_age")
         peers = r.get("peers")
@@ -228,7 +228,8 @@ def network_status(dir: Path = typer.Option(DEFAULT_DIR, "--dir"), as_json: bool
         if r.get("state") == "catching up":
             last += " (catching up)"
         table.add_row(r["name"], str(r["pid"] or "-"), str(r["height"]), last,
-                      _round_step(r), str(r.get("mempool", "-")), str(r.get("tasks_committed", "-")), up)
+                      _round_step(r), str(r.get("mempool", "-")), str(r.get("tasks_committed", "-")), up,
+                      _worker_cell(r.get("worker")))
     console = Console()
     console.print(table)
     if reason is None:
@@ -237,6 +238,16 @@ def network_status(dir: Path = typer.Option(DEFAULT_DIR, "--dir"), as_json: bool
         return
     console.print(reason.replace("quorum lost", "[bold red]quorum lost[/]", 1), soft_wrap=True)
     raise typer.Exit(1)
+
+
+def _worker_cell(w: dict | None) -> str:
+    """The provider's worker as `network status` shows it: running (restarts), down, or "-" (none, an arbiter)."""
+    if not w:
+        return "-"
+    n = int(w.get("restarts") or 0)
+    if w.get("running"):
+        return "up" + (f" ({n} restart{'s' if n > 1 else ''})" if n else "")
+    return "[bold red]left down[/]" if w.get("left_down") else "[red]down[/]"
 
 
 def network_stop(name: str = typer.Argument(..., help="node<i> or arbiter"), dir: Path = typer.Option(DEFAULT_DIR, "--dir"),

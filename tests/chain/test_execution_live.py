@@ -118,6 +118,12 @@ def test_a_killed_worker_is_restarted_by_its_node_and_its_provider_keeps_executi
     after = [p for p in _worker_pids(home) if p != before[0]]
     assert len(after) == 1, "the node did not restart its worker"
     assert "the worker exited with code -9; restarting it" in (home / "node.log").read_text()
+    w = net.status(victim)["worker"]
+    assert w["running"] and w["pid"] == after[0] and w["restarts"] == 1 and not w["left_down"], w
+    st = edgepoc("network", "status", "--dir", str(net.folder), "--json")
+    assert st.returncode == 0, st.stderr
+    rows = {r["name"]: r for r in json.loads(st.stdout.strip().splitlines()[-1])}
+    assert rows[name]["worker"]["restarts"] == 1 and rows["node0"]["worker"]["restarts"] == 0
     out = tmp_path / "results"
     res = edgepoc("submit", "--dir", str(net.folder), "--module", primes, "--function", "count", "--args", "1000",
                   "--fuel", "1000000", "--count", "200", "--results", str(out), "--timeout", "120")

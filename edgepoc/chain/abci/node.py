@@ -152,6 +152,7 @@ class CometNodeView:
         self.names = [v.name for v in self.genesis.validators]
         self.rpc = RpcClient("127.0.0.1", config.rpc_port)  # cometbft's RPC listens on loopback only
         self.started = time.time()
+        self.worker: WorkerSupervisor | None = None  # the provider's worker, when this node runs one
 
     def _unix(self, clock: float) -> float:
         return self.genesis.genesis_time + clock
@@ -189,7 +190,8 @@ class CometNodeView:
                                 "reachable": reachable.get(v.name)} for i, v in enumerate(self.genesis.validators)],
                 "total_power": sum(powers), "allocator": app.allocator_name, "byzantine": sorted(app.byzantine),
                 "pid": os.getpid(), "uptime": time.time() - self.started, "explorer": "/explorer/",
-                "abci_seconds": dict(app.profile), "cpu_seconds": time.process_time(), "builds": _builds()}
+                "abci_seconds": dict(app.profile), "cpu_seconds": time.process_time(), "builds": _builds(),
+                "worker": None if self.worker is None else self.worker.describe()}
 
     def block(self, height: int | None) -> dict | None:
         h = self.app.state.height if height is None else height
@@ -526,6 +528,7 @@ class WorkerSupervisor:
         self._stopping = threading.Event()
         self._lock = threading.Lock()  # no spawn after stop
         self.restarts = 0
+        self.left_down = False
         self.proc = self._spawn()
         # the thread that spawns a tied child must outlive it (the death signal follows the spawning thread),
         # so the restarts are spawned by the watching thread, which lives as long as this process
@@ -547,6 +550,7 @@ class WorkerSupervisor:
             if len(deaths) > self.MAX_RESTARTS:
                 log.error("the worker exited %d times within a minute (last code %s); left down: see worker.log",
                           len(deaths), code)
+                self.left_down = True
                 self._stopping.wait()  # keep this thread (and so nothing it spawned) until the node stops
                 return
             log.warning("the worker exited with code %s; restarting it", code)
@@ -557,6 +561,12 @@ class WorkerSupervisor:
                     return
                 self.proc = self._spawn()
                 self.restarts += 1
+
+    def describe(self) -> dict:
+        """For /status: is it running, its pid, how often it was restarted, and whether it was left down."""
+        running = self.proc.poll() is None
+        return {"running": running, "pid": self.proc.pid if running else None, "restarts": self.restarts,
+                "left_down": self.left_down}
 
     def stop(self) -> None:
         with self._lock:
@@ -676,6 +686,7 @@ def run_node(home: Path, early: Any = None) -> None:
         from edgepoc.chain.api.serve import serve_api
 
         view = CometNodeView(app, config, address, early.who.get("node_id"))
+        view.worker = worker
         sock = early.handover()
         log.info("start-up: the API takes over at %.2f s", _age())
         serve_api(view, metrics, config.host, config.api_port, sock=sock)
