@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -179,18 +180,47 @@ def append(directory: str | Path, items: Iterable[LabelledInstance]) -> int:
 
 
 def write_dataset(directory: str | Path, items: Iterable[LabelledInstance], meta: dict[str, Any] | None = None,
-                  shard_size: int = 256, overwrite: bool = False) -> int:
-    """Write a new data set of `items` in shards of `shard_size`; returns the item count."""
+                  shard_size: int = 256, overwrite: bool = False, atomic: bool = True) -> int:
+    """Write a new data set of `items` in shards of `shard_size`; returns the item count. `atomic=False`
+    writes in place, shard by shard, so a long job stopped half-way keeps the shards it finished."""
     if shard_size < 1:
         raise InputError(f"dataset: shard_size must be >= 1, got {shard_size}")
-    create_dataset(directory, meta, overwrite=overwrite)
-    batch, total = [], 0
-    for it in items:
-        batch.append(it)
-        if len(batch) == shard_size:
-            total += append(directory, batch)
-            batch = []
-    total += append(directory, batch)
+    if not atomic:
+        create_dataset(directory, meta, overwrite=overwrite)
+        batch, total = [], 0
+        for it in items:
+            batch.append(it)
+            if len(batch) == shard_size:
+                total += append(directory, batch)
+                batch = []
+        return total + append(directory, batch)
+    final = Path(directory)
+    if (final / MANIFEST).exists() and not overwrite:
+        raise InputError(f"dataset: {str(final)!r} already holds a data set (append to it, or choose another folder)")
+    # built beside the target and moved into place whole: a bad item (or a crash) half-way leaves neither a
+    # half-made data set that blocks the rerun nor, with overwrite, the old one lost
+    work = final.with_name(f".{final.name}.partial-{os.getpid()}")
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        create_dataset(work, meta)
+        batch, total = [], 0
+        for it in items:
+            batch.append(it)
+            if len(batch) == shard_size:
+                total += append(work, batch)
+                batch = []
+        total += append(work, batch)
+        if final.exists():
+            if overwrite:
+                for old in list(final.glob("shard-*.npz")) + [final / MANIFEST]:
+                    old.unlink(missing_ok=True)
+            for f in work.iterdir():
+                os.replace(f, final / f.name)
+            work.rmdir()
+        else:
+            os.replace(work, final)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return total
 
 
@@ -298,15 +328,23 @@ def import_json(source: str | Path, directory: str | Path, meta: dict[str, Any] 
         paths = [source / "instances" / f"{name}.json" for name in order["instances"]]
         meta = order.get("meta", {}) if meta is None else meta
 
+    def named(path: Path, read):
+        """`read()`, its input error naming the file (among hundreds, "tasks[3].arrival" alone is no help)."""
+        try:
+            return read()
+        except InputError as exc:
+            msg = str(exc)
+            raise InputError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
+
     def items():
         for p in paths:
-            inst = instance_from_dict(load_json(p), source=p.stem)
+            inst = named(p, lambda: instance_from_dict(load_json(p), source=p.stem))
             alloc_path = source / "allocations" / p.name
             if not alloc_path.exists():
                 yield LabelledInstance(inst)
                 continue
-            doc = load_json(alloc_path)
-            x = allocation_from_dict(doc, inst, source=alloc_path.name)
+            doc = named(alloc_path, lambda: load_json(alloc_path))
+            x = named(alloc_path, lambda: allocation_from_dict(doc, inst, source=alloc_path.name))
             label_meta = doc.get("label_meta") or {"method": doc.get("method"), "seconds": doc.get("seconds")}
             yield LabelledInstance(inst, x, float(doc["total_latency"]), label_meta)
 

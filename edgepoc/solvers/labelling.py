@@ -262,5 +262,7 @@ def label_files(paths: list[Path], directory: str | Path, method: str = "ga", se
                 yield LabelledInstance(inst, res.assignment, res.total_latency, meta)
                 bar.advance(task)
 
-    count = write_dataset(directory, items(), meta={"job": job, "deterministic": deterministic}, overwrite=overwrite)
+    # in place: hours of labelling stopped half-way keep their finished shards
+    count = write_dataset(directory, items(), meta={"job": job, "deterministic": deterministic}, overwrite=overwrite,
+                          atomic=False)
     return {"directory": str(directory), "written": count, "method": method, "deterministic": deterministic}

@@ -106,3 +106,21 @@ def test_dataset_cli(tmp_path):
     assert_same(mixed_items(), read_dataset(tmp_path / "ds2"))
     bad = run_cli("dataset", "info", str(tmp_path / "nowhere"))
     assert bad.returncode == 2 and "not a data set" in bad.stderr
+
+
+def test_an_import_that_fails_half_way_leaves_nothing_and_names_the_file(tmp_path):
+    from edgepoc.game.dataset import import_json
+    from edgepoc.game.files import instance_to_dict, write_json
+    from edgepoc.game.generators import generate
+
+    src = tmp_path / "src" / "instances"
+    for inst in generate("paper", seed=1, count=3, n_tasks=20):
+        write_json(src / f"{inst.name}.json", instance_to_dict(inst))
+    bad = instance_to_dict(generate("paper", seed=2, count=1, n_tasks=20)[0])
+    bad["tasks"][3]["arrival"] = -1.0
+    write_json(src / "zz-bad.json", bad)
+    with pytest.raises(InputError, match=r"zz-bad\.json: tasks\[3\]\.arrival"):
+        import_json(tmp_path / "src", tmp_path / "ds", shard_size=1)
+    assert not (tmp_path / "ds").exists() and not list(tmp_path.glob(".ds.partial-*"))
+    (src / "zz-bad.json").unlink()
+    assert import_json(tmp_path / "src", tmp_path / "ds") == 3  # the rerun is not blocked
