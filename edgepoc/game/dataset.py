@@ -142,6 +142,12 @@ def load_manifest(directory: str | Path) -> dict:
     if not isinstance(doc, dict) or doc.get("format") != DATASET_FORMAT:
         raise InputError(f"dataset: {path} has format {doc.get('format') if isinstance(doc, dict) else None!r}, "
                          f"expected {DATASET_FORMAT!r}")
+    shards = doc.get("shards")
+    if (not isinstance(doc.get("count"), int) or not isinstance(shards, list)
+            or not all(isinstance(sh, dict) and isinstance(sh.get("file"), str) and "/" not in sh["file"]
+                       and isinstance(sh.get("count"), int) for sh in shards)):
+        raise InputError(f"dataset: {path} is damaged (expected an integer count and a list of shards with file "
+                         "names and counts)")
     return doc
 
 
@@ -233,8 +239,14 @@ def read_dataset(directory: str | Path) -> list[LabelledInstance]:
         path = d / shard["file"]
         if not path.is_file():
             raise InputError(f"dataset: shard {shard['file']} listed in the manifest is missing from {str(d)!r}")
-        with np.load(path, allow_pickle=False) as z:
-            items = _unpack({key: z[key] for key in z.files})
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                items = _unpack({key: z[key] for key in z.files})
+        except InputError as exc:
+            raise InputError(f"dataset: shard {shard['file']} in {str(d)!r} holds a bad instance ({exc})") from None
+        except Exception as exc:  # not an npz, truncated, a column missing or of the wrong shape: all one fault
+            raise InputError(f"dataset: shard {shard['file']} in {str(d)!r} is damaged ({type(exc).__name__}: "
+                             f"{str(exc)[:120]}); restore it, or export what is readable and re-import") from None
         if len(items) != shard["count"]:
             raise InputError(f"dataset: shard {shard['file']} holds {len(items)} items, manifest says {shard['count']}")
         out.extend(items)

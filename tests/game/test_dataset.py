@@ -124,3 +124,21 @@ def test_an_import_that_fails_half_way_leaves_nothing_and_names_the_file(tmp_pat
     assert not (tmp_path / "ds").exists() and not list(tmp_path.glob(".ds.partial-*"))
     (src / "zz-bad.json").unlink()
     assert import_json(tmp_path / "src", tmp_path / "ds") == 3  # the rerun is not blocked
+
+
+def test_a_damaged_shard_or_manifest_is_a_one_line_error(tmp_path):
+    from edgepoc.game.dataset import read_dataset, write_dataset
+
+    write_dataset(tmp_path / "ds", [LabelledInstance(random_instance(np.random.default_rng(0), 6, 2))])
+    shard = tmp_path / "ds" / "shard-00000.npz"
+    good = shard.read_bytes()
+    shard.write_bytes(good[: len(good) // 2])  # truncated
+    with pytest.raises(InputError, match="shard-00000.npz .* is damaged"):
+        read_dataset(tmp_path / "ds")
+    shard.write_bytes(good)
+    manifest = tmp_path / "ds" / "manifest.json"
+    doc = json.loads(manifest.read_text())
+    for bad in ({**doc, "count": "x"}, {**doc, "shards": 5}, {**doc, "shards": [{"file": "../../etc/passwd", "count": 1}]}):
+        manifest.write_text(json.dumps(bad))
+        with pytest.raises(InputError, match="manifest.json is damaged"):
+            read_dataset(tmp_path / "ds")
