@@ -199,6 +199,12 @@ def test_npz_loading_rules(tmp_path, caplog):
     with pytest.raises(EdgepocError, match="not a readable weight file"):
         load_portable(garbage, "student")
     assert load_portable(tmp_path / "no-npz-beside.pt", "student") is None
+    with np.load(npz_only, allow_pickle=False) as z:
+        cols = {k: z[k] for k in z.files}
+    cols["w/head_w"] = np.full_like(cols["w/head_w"], np.nan)
+    np.savez(tmp_path / "nan.npz", **cols)
+    with pytest.raises(EdgepocError, match="not finite"):
+        load_portable(tmp_path / "nan.npz", "student")
 
 
 def test_solve_with_an_npz_model_and_its_pt_agree(tmp_path):

@@ -232,6 +232,9 @@ class PortableModel:
             raise EdgepocError(f"model: weights in {source} do not match its config ({first})")
         self.config = config
         self.weights = {k: np.asarray(state[k], dtype=np.float64) for k in want}
+        bad = [k for k, v in self.weights.items() if not np.isfinite(v).all()]
+        if bad:  # NaN scores would decode as "every task on provider 0" without a word
+            raise EdgepocError(f"model: weights in {source} are not finite ({bad[0]})")
 
     def _tasks(self, x: np.ndarray) -> np.ndarray:
         w, c = self.weights, self.config
