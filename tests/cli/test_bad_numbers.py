@@ -1,0 +1,30 @@
+"""Numbers from the command line that cannot work (NaN, infinite, out of range) are one-line errors naming the
+flag and exit 2, before any network, training or file is touched: never an internal error, never ignored."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import run_cli
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["submit", "--rate", "nan"], "--rate"),
+    (["submit", "--timeout", "inf", "--wait"], "--timeout"),
+    (["network", "up", "--wait", "nan"], "--wait"),
+    (["network", "start", "node0", "--wait", "-1"], "--wait"),
+    (["module", "add", "{instance}", "--timeout", "inf"], "--timeout"),
+    (["train", "--out", "{tmp}/t", "--lr", "nan"], "--lr"),
+    (["distill", "--out", "{tmp}/d", "--alpha", "2"], "--alpha"),
+    (["distill", "--out", "{tmp}/d", "--temperature", "0"], "--temperature"),
+    (["generate", "--out", "{tmp}/g.json", "--load", "inf"], "load"),
+    (["generate", "--out", "{tmp}/g.json", "--providers", "0"], "providers"),
+])
+def test_a_number_that_cannot_work_is_named(tmp_path, args, flag):
+    (tmp_path / "i.json").write_text("{}")
+    args = [a.replace("{tmp}", str(tmp_path)).replace("{instance}", str(tmp_path / "i.json")) for a in args]
+    r = run_cli(*args, *(["--dir", str(tmp_path / "none")] if args[0] in ("submit", "network", "module") else []))
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and flag in lines[0], r.stderr
+    assert not r.stdout and not list(tmp_path.glob("[tdg]*"))
