@@ -355,6 +355,9 @@ BOUND_DEFAULTS: dict[str, Any] = {
     "upper": "ga",  # the allocation whose delay steers the steps: "ga" or "greedy"
     "ga_seconds": 5.0,  # the GA's budget when no --seconds is given
     "ga_share": 0.2,  # with --seconds: the GA's share of it; the bound gets the rest
+    # without --seconds: the bounds' wall-clock cap (300 iterations on a 1,000-task varied instance could take
+    # a quarter of an hour in silence; bench_bound caps them at 120 s of CPU too)
+    "bound_seconds": 120.0,
 }
 
 
@@ -384,6 +387,9 @@ def solve_bound(instance: Instance, options) -> tuple[np.ndarray, dict[str, Any]
         raise InputError(f"bound: upper must be ga or greedy, got {p['upper']!r}")
     if not isinstance(p["ga_share"], (int, float)) or not 0 < p["ga_share"] < 1:
         raise InputError(f"bound: ga_share must be in (0, 1), got {p['ga_share']!r}")
+    if (isinstance(p["bound_seconds"], bool) or not isinstance(p["bound_seconds"], (int, float))
+            or not 0 < p["bound_seconds"] < math.inf):
+        raise InputError(f"bound: bound_seconds must be a finite number > 0, got {p['bound_seconds']!r}")
     t0 = time.perf_counter()
     free0 = None if options.free_times is None else np.asarray(options.free_times, dtype=np.float64)
     notes = []
@@ -395,17 +401,20 @@ def solve_bound(instance: Instance, options) -> tuple[np.ndarray, dict[str, Any]
             notes.append(res.budget_note)
     else:
         x, upper = greedy_assignment(instance, free0)
-    left = None if options.seconds is None else max(0.0, options.seconds - (time.perf_counter() - t0))
+    capped = options.seconds is None  # the default cap, not the user's budget, bounds the time
+    left = float(p["bound_seconds"]) if capped else max(0.0, options.seconds - (time.perf_counter() - t0))
     # the block bound first, on at most a tenth of what is left (cheap at 1,000 tasks, minutes at 50,000)
     t_block = time.perf_counter()
-    block, _, unproven = block_bound(instance, free0, deadline=math.inf if left is None else t_block + 0.1 * left)
+    block, _, unproven = block_bound(instance, free0, deadline=t_block + 0.1 * left)
     if unproven:
         notes.append(f"bound: the block bound ran out of its tenth of the budget; {unproven} of {instance.n_tasks} "
                      "tasks count with the trivial bound there")
-    if left is not None:
-        left = max(0.0, left - (time.perf_counter() - t_block))
+    left = max(0.0, left - (time.perf_counter() - t_block))
     lag = lagrangian_bound(instance, free0, upper=upper, assignment=x, iterations=p["iterations"],
                            labels=p["labels"], seconds=left)
+    if capped and lag["seconds"] >= left and lag["iterations"] < p["iterations"] and lag["bound"] < upper * (1 - 1e-9):
+        notes.append(f"bound: the Lagrangian stopped on its default cap of {p['bound_seconds']:g} s after "
+                     f"{lag['iterations']} of {p['iterations']} iterations (give --seconds, or -p bound_seconds=S)")
     trivial = trivial_bound(instance, free0)
     lower, source = max((lag["bound"], "lagrangian"), (block, "block"), (trivial, "trivial"))
     total = simulate(instance, x, free0)

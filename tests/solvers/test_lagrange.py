@@ -98,3 +98,15 @@ def test_a_tight_budget_shrinks_the_label_cap_so_iterations_fit_and_the_bound_st
     out = lagrangian_bound(inst, upper=upper, assignment=x, seconds=2.0)
     assert out["iterations"] >= 1 and 0 <= out["bound"] <= upper
     assert out["seconds"] < 10.0  # the default cap's first iteration alone would take longer here
+
+
+def test_without_a_budget_the_bound_stops_on_its_default_cap_and_says_so():
+    from edgepoc.errors import InputError
+
+    inst = generate("varied", seed=3, n_tasks=600)[0]
+    res = solve(inst, "bound", SolveOptions(params={"upper": "greedy", "bound_seconds": 0.2}))
+    e = res.extra
+    assert e["iterations"] < 300 and "default cap of 0.2 s" in e["budget_note"]
+    assert e["trivial_bound"] * (1 - 1e-9) <= e["lower_bound"] <= res.total_latency
+    with pytest.raises(InputError, match="bound_seconds"):
+        solve(inst, "bound", SolveOptions(params={"bound_seconds": 0}))
