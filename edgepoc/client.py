@@ -26,7 +26,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import requests
 
@@ -226,13 +226,14 @@ class EdgepocClient:
 
     # ---- submit and wait
     def submit(self, items: Sequence[Any], receipt: Receipt | None = None, batch: int = 500,
-               pace: Iterable[float] | None = None) -> SubmitResult:
+               pace: Iterable[float] | None = None, progress: Callable[[int, int], None] | None = None) -> SubmitResult:
         """Send signed items in batches, skipping those the receipt already has as committed or rejected.
 
         `items` are signed objects (`to_dict()` and `id` or `ids`) or `(wire dict, [ids])` pairs (what
         `Receipt.planned_items` gives back). `pace`, if given, yields the monotonic time at which each
         batch may go (rate-limited submits). Stops at the first batch no node takes and says so in
-        `failed`: everything before it is in `accepted` (and in the receipt).
+        `failed`: everything before it is in `accepted` (and in the receipt). `progress(tasks sent, tasks to
+        send)` after each request.
         """
         if batch < 1:
             raise InputError("--batch: must be >= 1")
@@ -252,6 +253,7 @@ class EdgepocClient:
         if receipt is not None:
             receipt.flush()
         times = iter(pace) if pace is not None else None
+        total = sum(len(ids) for _, ids in todo)
         for start in range(0, len(todo), batch):
             chunk = todo[start:start + batch]
             at = next(times, None) if times is not None else None
@@ -297,6 +299,8 @@ class EdgepocClient:
                     if r["id"]:
                         receipt.record(r["id"], "rejected", reason=r["reason"])
                 receipt.flush()
+            if progress is not None:
+                progress(sum(len(ids) for _, ids in todo[:start + batch]), total)
         return res
 
     def _retry_busy(self, chunk: list[tuple[dict, list[str]]], doc: dict, res: SubmitResult) -> dict:
@@ -327,9 +331,9 @@ class EdgepocClient:
             doc = {**doc, "ids": list(doc.get("ids", [])) + list(again.get("ids", [])), "rejected": keep}
 
     def wait(self, ids: Sequence[str], timeout: float = 60.0, poll: float = 0.25, receipt: Receipt | None = None,
-             watch_nodes: bool = True) -> WaitResult:
+             watch_nodes: bool = True, progress: Callable[[int, int], None] | None = None) -> WaitResult:
         """Poll until every id is committed or `timeout` passes; notes which nodes were down meanwhile and
-        flags the committed tasks whose provider was one of them."""
+        flags the committed tasks whose provider was one of them. `progress(committed, total)` after each poll."""
         t0 = time.monotonic()
         res = WaitResult()
         todo = list(ids)
@@ -365,6 +369,8 @@ class EdgepocClient:
                 receipt.flush()
             todo = [t for t in still if known.get(t, {}).get("status") != "rejected"]
             res.missing = todo
+            if progress is not None:
+                progress(len(res.committed), len(ids))
             if not todo or time.monotonic() - t0 >= timeout:
                 break
             time.sleep(poll)

@@ -93,3 +93,25 @@ def test_a_slow_node_is_not_down_but_a_closed_or_hung_one_is():
     finally:
         slow.shutdown()
         hung.shutdown()
+
+
+def test_submit_reports_its_progress_request_by_request():
+    """The hook behind `submit`'s bar: tasks sent so far out of all, after each request."""
+    from tests.jsonserver import request_body, serve_json
+
+    def answer(req):
+        if req.command == "POST":
+            body = request_body(req)
+            return 200, {"ids": [t["id"] for t in body["tasks"]], "rejected": []}
+        return 200, {"name": "n0"}
+
+    srv = serve_json(answer)
+    try:
+        client = EdgepocClient([f"http://127.0.0.1:{srv.server_address[1]}"], timeout=5.0)
+        seen = []
+        res = client.submit([({"id": f"id{i}"}, [f"id{i}"]) for i in range(5)], None, batch=2,
+                            progress=lambda done, total: seen.append((done, total)))
+    finally:
+        srv.shutdown()
+    assert res.accepted == [f"id{i}" for i in range(5)]
+    assert seen == [(2, 5), (4, 5), (5, 5)]

@@ -588,7 +588,7 @@ def submit_cmd(
             t0 = time.monotonic()
             pace = [t0 + j * per / rate for j in range(len(items))]
         batch = 1 if pace is not None else max(1, 20000 // per)  # signed batches per request
-    res = client.submit(items, rec, batch, pace)
+    res = _with_bar("sent", 0, lambda bar: client.submit(items, rec, batch, pace, progress=bar))
     if signer is not None and not res.failed:  # batches over a block's share of one client: split and resend
         from edgepoc.chain.abci.client import split_oversized
 
@@ -624,7 +624,7 @@ def submit_cmd(
     if not wait and results is None:
         print_json({"submitted": len(res.accepted), "rejected": len(res.rejected), "ids": res.accepted})
         return
-    w = client.wait(res.accepted, timeout, receipt=rec)
+    w = _wait_with_bar(client, res.accepted, timeout, rec)
     heights = sorted({s["height"] for s in w.committed.values()})
     providers = Counter(s.get("provider_name", str(s.get("provider"))) for s in w.committed.values())
     flagged = Counter(w.flagged.values())
@@ -656,6 +656,24 @@ def submit_cmd(
         why = " (the network has lost quorum)" if lost else ""
         raise EdgepocError(f"{len(w.missing)} tasks not committed within {timeout:.0f} s{why}"
                            + (f"; the receipt {receipt} has them: rerun with it to resume" if receipt else ""))
+
+
+def _with_bar(what: str, total: int, run):
+    """`run(progress)` with a progress bar of `what` on a terminal (none in logs and pipes)."""
+    import sys
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn(f"[bold]{what}[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), disable=not sys.stderr.isatty(), transient=True) as bar:
+        task = bar.add_task("", total=total or None)
+        return run(lambda done, of: bar.update(task, completed=done, total=of))
+
+
+def _wait_with_bar(client, ids: list[str], timeout: float, receipt):
+    """`client.wait`, with a bar of the tasks committed so far."""
+    return _with_bar("committed", len(ids), lambda bar: client.wait(ids, timeout, receipt=receipt, progress=bar))
 
 
 def _executed_report(client, dir: Optional[Path], ids: list[str], committed: dict, timeout: float,
