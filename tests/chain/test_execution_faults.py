@@ -74,3 +74,23 @@ def test_wrong_results_are_caught_and_a_slow_provider_loses_work(net):
     slow = contrib["node2"]
     assert slow["overdue"] >= 1 or slow["capacity_factor"] < 1.0, slow
     assert slow["power"] <= min(contrib[n]["power"] for n in ("node0", "node3")), contrib
+
+
+def test_a_worker_that_keeps_dying_is_restarted_then_left_down_with_its_reason(tmp_path, caplog):
+    """The supervisor's limit: a worker that cannot start (here: no app.json) is restarted 5 times within a
+    minute, then left down with one logged reason, instead of a restart loop burning a core."""
+    import logging
+    import time
+
+    from edgepoc.chain.abci.node import WorkerSupervisor
+
+    with caplog.at_level(logging.WARNING, logger="edgepoc.node"):
+        sup = WorkerSupervisor(tmp_path)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not sup.left_down:
+            time.sleep(0.2)
+        sup.stop()
+    assert sup.left_down and sup.restarts == WorkerSupervisor.MAX_RESTARTS
+    assert sup.describe() == {"running": False, "pid": None, "restarts": 5, "left_down": True}
+    assert "app.json does not exist" in (tmp_path / "worker.log").read_text()
+    assert "exited 6 times within a minute (last code 2); left down" in caplog.text
