@@ -29,11 +29,21 @@ import numpy as np
 from edgepoc.game.instance import Instance
 
 
+def alone_delays(instance: Instance, free0: np.ndarray) -> np.ndarray:
+    """(n,) `min_k (max(ready_ik, F0_k) + p_ik) - a_i`: each task's delay alone on its best provider."""
+    c = np.maximum(instance.ready, free0[None, :]) + instance.processing
+    return np.maximum(c.min(axis=1) - instance.arrival, 0.0)
+
+
 def trivial_bound(instance: Instance, free_times=None) -> float:
     """`sum_i min_k (max(ready_ik, F0_k) + p_ik) - a_i`: each task alone on its best provider."""
     free0 = np.zeros(instance.n_providers) if free_times is None else np.asarray(free_times, dtype=np.float64)
-    c = np.maximum(instance.ready, free0[None, :]) + instance.processing
-    return float(np.sum(np.maximum(c.min(axis=1) - instance.arrival, 0.0)))
+    return float(np.sum(alone_delays(instance, free0)))
+
+
+def proven_gap(total: float, lower: float) -> float:
+    """`total / lower - 1`: how far an allocation of delay `total` can be above the optimum, given a bound."""
+    return total / lower - 1.0 if lower > 0 else (0.0 if total == 0 else float("inf"))
 
 
 @nb.njit(cache=True, nogil=True)
@@ -144,7 +154,7 @@ def block_bound(instance: Instance, free_times=None, block: int = 16, lookback: 
     total = float(sum(v for _, _, v in pieces))
     unproven = 0
     if stack:  # out of time: each remaining task alone on its best provider
-        alone = np.maximum((np.maximum(ready, free0[None, :]) + proc).min(axis=1) - arrival, 0.0)
+        alone = alone_delays(instance, free0)
         for lo, hi in stack:
             total += float(alone[lo:hi].sum()) * (1.0 - 1e-12)
             unproven += hi - lo

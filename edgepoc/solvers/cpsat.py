@@ -40,7 +40,7 @@ import numpy as np
 from edgepoc.errors import InputError
 from edgepoc.game.instance import Instance, warm_up_instance
 from edgepoc.game.kernel import greedy_assignment, simulate
-from edgepoc.solvers.bounds import block_bound, trivial_bound
+from edgepoc.solvers.bounds import block_bound, proven_gap, trivial_bound
 from edgepoc.solvers.registry import SolveOptions
 
 DEFAULTS: dict[str, Any] = {
@@ -106,16 +106,16 @@ def warm_up() -> None:
     solve_cpsat(inst, SolveOptions(seconds=1.0, params={"workers": 1, "warm_share": 0.0}))
 
 
-def _out_of_time(instance: Instance, free_f: np.ndarray, x_start: np.ndarray, warm: str, lower: float,
+def _out_of_time(instance: Instance, free_f: np.ndarray, x_start: np.ndarray, warm: str, lower: float, trivial: float,
                  pieces: list, block_seconds: float, p: dict[str, Any], notes: list[str],
                  note: str) -> tuple[np.ndarray, dict[str, Any]]:
     """The answer when the budget ends before CP-SAT could start: the warm start, with the bounds found so far."""
     best_f = simulate(instance, x_start, free_f)
     lower = min(lower, best_f)
-    gap = best_f / lower - 1.0 if lower > 0 else (0.0 if best_f == 0 else float("inf"))
+    gap = proven_gap(best_f, lower)
     return np.asarray(x_start, dtype=np.int64), {
         "lower_bound": float(lower), "optimal": bool(gap <= 1e-9), "gap": float(gap), "status": "NOT_STARTED",
-        "bound_source": "block" if pieces else "trivial", "trivial_bound": trivial_bound(instance, free_f),
+        "bound_source": "block" if pieces else "trivial", "trivial_bound": trivial,
         "warm_start": warm, "warm_start_latency": float(best_f), "block_bound_seconds": block_seconds,
         "resolution": p["resolution"], "workers": 0, "budget_note": "; ".join(notes + [note])}
 
@@ -144,7 +144,7 @@ def solve_cpsat(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, 
         x_start, f_start, warm = res.assignment, res.total_latency, "ga"
 
     # bounds computed outside the model
-    lower = trivial_bound(instance, free_f)
+    trivial = lower = trivial_bound(instance, free_f)
     pieces: list[tuple[int, int, float]] = []
     if p["block"] > 0 and n > 0:
         t_block = time.perf_counter()
@@ -177,11 +177,15 @@ def solve_cpsat(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, 
     prev: list = [int(v) for v in free0]
     free_vars: list[list] = []
     deadline = t0 + seconds
+
+    def out_of_time(where: str) -> tuple[np.ndarray, dict[str, Any]]:
+        return _out_of_time(instance, free_f, x_start, warm, lower, trivial, pieces, block_seconds, p, notes,
+                            f"cpsat: the {seconds:g} s budget ended while building the model ({where} of {n}); "
+                            f"the answer is the {warm} warm start, the bound the block/trivial one")
+
     for i in range(n):
         if i % 256 == 0 and time.perf_counter() > deadline:
-            return _out_of_time(instance, free_f, x_start, warm, lower, pieces, block_seconds, p, notes,
-                                f"cpsat: the {seconds:g} s budget ended while building the model (task {i} of {n}); "
-                                f"the answer is the {warm} warm start, the bound the block/trivial one")
+            return out_of_time(f"task {i}")
         m.AddExactlyOne(x[i])
         m.Add(start[i] >= sum(int(ready[i, q]) * x[i][q] for q in range(kk)))
         m.Add(done[i] == start[i] + sum(int(proc[i, q]) * x[i][q] for q in range(kk)))
@@ -208,9 +212,7 @@ def solve_cpsat(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, 
     s_hint, c_hint, f_hint = _integer_schedule(ready, proc, free0, x_start)
     for i in range(n):
         if i % 256 == 0 and time.perf_counter() > deadline:
-            return _out_of_time(instance, free_f, x_start, warm, lower, pieces, block_seconds, p, notes,
-                                f"cpsat: the {seconds:g} s budget ended while building the model (its hints, task {i} "
-                                f"of {n}); the answer is the {warm} warm start, the bound the block/trivial one")
+            return out_of_time(f"its hints, task {i}")
         for q in range(kk):
             m.AddHint(x[i][q], int(int(x_start[i]) == q))  # an int: newer protobuf refuses a bool here
         m.AddHint(start[i], s_hint[i])
@@ -250,7 +252,7 @@ def solve_cpsat(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, 
         if cp_bound > lower:
             lower, bound_source = cp_bound, "cpsat"
     lower = min(lower, best_f)
-    gap = best_f / lower - 1.0 if lower > 0 else (0.0 if best_f == 0 else float("inf"))
+    gap = proven_gap(best_f, lower)
     # proven either by CP-SAT at its resolution, or by a bound that meets the best allocation
     optimal = status == cp_model.OPTIMAL or gap <= 1e-9
     extra = {
@@ -259,7 +261,7 @@ def solve_cpsat(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, 
         "gap": float(gap),
         "status": status_name,
         "bound_source": bound_source,
-        "trivial_bound": trivial_bound(instance, free_f),
+        "trivial_bound": trivial,
         "warm_start": warm,
         "warm_start_latency": float(f_start),
         "block_bound_seconds": block_seconds,

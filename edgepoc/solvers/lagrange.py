@@ -372,7 +372,7 @@ def solve_bound(instance: Instance, options) -> tuple[np.ndarray, dict[str, Any]
     """
     from edgepoc.errors import InputError
     from edgepoc.game.kernel import simulate
-    from edgepoc.solvers.bounds import block_bound, trivial_bound
+    from edgepoc.solvers.bounds import block_bound, proven_gap, trivial_bound
     from edgepoc.solvers.ga import GAConfig, PolicyModel
 
     unknown = sorted(set(options.params) - set(BOUND_DEFAULTS))
@@ -419,7 +419,7 @@ def solve_bound(instance: Instance, options) -> tuple[np.ndarray, dict[str, Any]
     lower, source = max((lag["bound"], "lagrangian"), (block, "block"), (trivial, "trivial"))
     total = simulate(instance, x, free0)
     lower = min(lower, total)
-    gap = total / lower - 1.0 if lower > 0 else (0.0 if total == 0 else float("inf"))
+    gap = proven_gap(total, lower)
     extra = {
         "lower_bound": float(lower), "bound_source": source, "gap": float(gap), "upper_method": p["upper"],
         "lagrangian_bound": float(lag["bound"]), "block_bound": float(block), "trivial_bound": float(trivial),
