@@ -46,9 +46,9 @@ class Instance:
         demand = np.ascontiguousarray(demand, dtype=np.float64)
         if task_delays is not None:
             task_delays = np.ascontiguousarray(task_delays, dtype=np.float64)
-        validate_arrays(capacity, provider_delay, arrival, demand, task_delays)
+        processing = validate_arrays(capacity, provider_delay, arrival, demand, task_delays)
         k, n = capacity.shape[0], arrival.shape[0]
-        return cls(
+        inst = cls(
             name=name,
             capacity=capacity,
             provider_delay=provider_delay,
@@ -58,6 +58,8 @@ class Instance:
             provider_ids=list(provider_ids) if provider_ids else [f"p{j}" for j in range(k)],
             task_ids=list(task_ids) if task_ids else [f"t{i}" for i in range(n)],
         )
+        inst.__dict__["processing"] = processing  # the validation computed it already (cached_property's slot)
+        return inst
 
     @property
     def n_tasks(self) -> int:
@@ -74,7 +76,7 @@ class Instance:
     @cached_property
     def processing(self) -> np.ndarray:
         """`p_ik = max_r d_ir / c_kr`, shape (n, K): the bottleneck resource sets the time."""
-        return np.ascontiguousarray((self.demand[:, None, :] / self.capacity[None, :, :]).max(axis=2))
+        return processing_times(self.demand, self.capacity)
 
     @cached_property
     def delays(self) -> np.ndarray:
@@ -115,6 +117,12 @@ class Instance:
             provider_ids=[self.provider_ids[j] for j in keep],
             task_ids=list(self.task_ids),
         )
+
+
+def processing_times(demand: np.ndarray, capacity: np.ndarray) -> np.ndarray:
+    """(n, K) `max_r d_ir / c_kr`, C-contiguous float64 (inf where it overflows: the validation refuses that)."""
+    with np.errstate(over="ignore", divide="ignore"):
+        return np.ascontiguousarray((demand[:, None, :] / capacity[None, :, :]).max(axis=2))
 
 
 def warm_up_instance() -> Instance:

@@ -14,7 +14,8 @@ def _finite(name: str, a: np.ndarray) -> None:
         raise InputError(f"{name}{list(where)}: must be a finite number, got {a[tuple(where)]!r}")
 
 
-def validate_arrays(capacity, provider_delay, arrival, demand, task_delays=None) -> None:
+def validate_arrays(capacity, provider_delay, arrival, demand, task_delays=None) -> np.ndarray:
+    """Raise `InputError` naming the first bad field; return the processing times (n, K), checked finite."""
     if capacity.ndim != 2 or capacity.shape[0] == 0 or capacity.shape[1] == 0:
         raise InputError(f"providers[].capacity: need at least one provider and one resource, got shape {capacity.shape}")
     k, r = capacity.shape
@@ -51,16 +52,19 @@ def validate_arrays(capacity, provider_delay, arrival, demand, task_delays=None)
         if (task_delays < 0).any():
             i = int(np.argwhere(task_delays < 0)[0][0])
             raise InputError(f"tasks[{i}].delays: must be >= 0, got {task_delays[i].tolist()}")
-    _times_fit(capacity, provider_delay, arrival, demand, task_delays)
+    return _times_fit(capacity, provider_delay, arrival, demand, task_delays)
 
 
-def _times_fit(capacity, provider_delay, arrival, demand, task_delays) -> None:
-    """Every processing time, and the latest any task could finish, must be finite in float64: a demand of 1e308
-    on a capacity of 0.5 would otherwise make an infinite time and a meaningless (or infinite) total latency."""
+def _times_fit(capacity, provider_delay, arrival, demand, task_delays) -> np.ndarray:
+    """The processing times; each of them, and the latest any task could finish, must be finite in float64: a
+    demand of 1e308 on a capacity of 0.5 would otherwise make an infinite time and a meaningless (or infinite)
+    total latency."""
+    from edgepoc.game.instance import processing_times
+
+    proc = processing_times(demand, capacity)
     if arrival.shape[0] == 0:
-        return
-    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        proc = (demand[:, None, :] / capacity[None, :, :]).max(axis=2)
+        return proc
+    with np.errstate(over="ignore", invalid="ignore"):
         if not np.isfinite(proc).all():
             i, j = (int(v) for v in np.argwhere(~np.isfinite(proc))[0])
             raise InputError(f"tasks[{i}].demand: processing time on providers[{j}] (demand / capacity) overflows "
@@ -72,6 +76,7 @@ def _times_fit(capacity, provider_delay, arrival, demand, task_delays) -> None:
         if not (np.isfinite(arrival[-1] + worst) and np.isfinite(worst * arrival.shape[0])):
             raise InputError("tasks[]: arrival, delay and processing times too large: the total latency could "
                              "overflow float64 (rescale the time unit)")
+    return proc
 
 
 def validate_assignment(assignment, n_tasks: int, n_providers: int, field: str = "assignment") -> np.ndarray:
