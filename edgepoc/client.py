@@ -253,7 +253,7 @@ class EdgepocClient:
         if receipt is not None:
             receipt.flush()
         times = iter(pace) if pace is not None else None
-        total = sum(len(ids) for _, ids in todo)
+        total, sent = sum(len(ids) for _, ids in todo), 0
         for start in range(0, len(todo), batch):
             chunk = todo[start:start + batch]
             at = next(times, None) if times is not None else None
@@ -299,8 +299,9 @@ class EdgepocClient:
                     if r["id"]:
                         receipt.record(r["id"], "rejected", reason=r["reason"])
                 receipt.flush()
+            sent += sum(len(ids) for _, ids in chunk)
             if progress is not None:
-                progress(sum(len(ids) for _, ids in todo[:start + batch]), total)
+                progress(sent, total)
         return res
 
     def _retry_busy(self, chunk: list[tuple[dict, list[str]]], doc: dict, res: SubmitResult) -> dict:

@@ -185,6 +185,17 @@ def append(directory: str | Path, items: Iterable[LabelledInstance]) -> int:
     return len(items)
 
 
+def _append_in_shards(directory: str | Path, items: Iterable[LabelledInstance], shard_size: int) -> int:
+    """Append `items` to the data set in `directory`, a shard per `shard_size` of them; returns how many."""
+    batch, total = [], 0
+    for it in items:
+        batch.append(it)
+        if len(batch) == shard_size:
+            total += append(directory, batch)
+            batch = []
+    return total + append(directory, batch)
+
+
 def write_dataset(directory: str | Path, items: Iterable[LabelledInstance], meta: dict[str, Any] | None = None,
                   shard_size: int = 256, overwrite: bool = False, atomic: bool = True) -> int:
     """Write a new data set of `items` in shards of `shard_size`; returns the item count. `atomic=False`
@@ -193,13 +204,7 @@ def write_dataset(directory: str | Path, items: Iterable[LabelledInstance], meta
         raise InputError(f"dataset: shard_size must be >= 1, got {shard_size}")
     if not atomic:
         create_dataset(directory, meta, overwrite=overwrite)
-        batch, total = [], 0
-        for it in items:
-            batch.append(it)
-            if len(batch) == shard_size:
-                total += append(directory, batch)
-                batch = []
-        return total + append(directory, batch)
+        return _append_in_shards(directory, items, shard_size)
     final = Path(directory)
     if (final / MANIFEST).exists() and not overwrite:
         raise InputError(f"dataset: {str(final)!r} already holds a data set (append to it, or choose another folder)")
@@ -209,13 +214,7 @@ def write_dataset(directory: str | Path, items: Iterable[LabelledInstance], meta
     shutil.rmtree(work, ignore_errors=True)
     try:
         create_dataset(work, meta)
-        batch, total = [], 0
-        for it in items:
-            batch.append(it)
-            if len(batch) == shard_size:
-                total += append(work, batch)
-                batch = []
-        total += append(work, batch)
+        total = _append_in_shards(work, items, shard_size)
         if final.exists():
             if overwrite:
                 for old in list(final.glob("shard-*.npz")) + [final / MANIFEST]:
