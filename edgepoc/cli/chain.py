@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections import Counter
 from pathlib import Path
@@ -13,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from edgepoc.cli.common import parse_params, print_json
+from edgepoc.cli.common import check_number, parse_params, print_json
 from edgepoc.errors import EdgepocError, InputError
 
 network_app = typer.Typer(help="A network of provider nodes (CometBFT + the edgepoc app), on loopback or on several hosts.", no_args_is_help=True)
@@ -107,13 +106,6 @@ def network_init(
                    err=True)
 
 
-def _seconds(flag: str, value: float) -> float:
-    """A wait or timeout from the command line: finite and >= 0, else one line naming the flag."""
-    if not 0 <= value < math.inf:
-        raise InputError(f"{flag}: must be a finite number of seconds >= 0, got {value}")
-    return value
-
-
 def network_up(dir: Path = typer.Option(DEFAULT_DIR, "--dir"),
                wait: float = typer.Option(120.0, help="Seconds to wait for the nodes to be in consensus.")) -> None:
     """Start every node and the arbiter as separate processes, and wait until they are in consensus.
@@ -123,7 +115,7 @@ def network_up(dir: Path = typer.Option(DEFAULT_DIR, "--dir"),
     member that exits at start, an API answered by another process or a timeout stops what this command
     started, prints the failing member's last error line and exits non-zero. A bundle of a multi-host
     network waits only until its nodes run (one host cannot commit alone)."""
-    _seconds("--wait", wait)
+    check_number("--wait", wait)
     net = _net(dir)
     doc = net.load_network(dir)
     bundle = "this_host" in doc  # one machine's share of a multi-host network
@@ -287,7 +279,7 @@ def network_start(name: str = typer.Argument(..., help="node<i> or arbiter"), di
     As `network up`: ports checked first, the answering process checked, the last error line printed and
     the start undone on failure (exit non-zero). When no other node answers, it waits only until the node
     runs (there is no chain to catch up with)."""
-    _seconds("--wait", wait)
+    check_number("--wait", wait)
     net = _net(dir)
     consensus = name != "arbiter" and net.others_answer(dir, [name])
     t0 = time.monotonic()
@@ -521,8 +513,10 @@ def submit_cmd(
     from edgepoc.client import Receipt
     from edgepoc.game.files import read_instance
 
-    if batch < 1 or count < 1 or not 0 <= rate < math.inf or not 0 <= timeout < math.inf:
-        raise InputError("--batch and --count must be >= 1, --rate and --timeout finite and >= 0")
+    if batch < 1 or count < 1:
+        raise InputError("--batch and --count must be >= 1")
+    check_number("--rate", rate)
+    check_number("--timeout", timeout)
     work = None
     if module is not None:
         from edgepoc.chain.abci.wire import Work
@@ -729,7 +723,7 @@ def module_add(
 
     if not file.is_file():
         raise InputError(f"FILE: {file} does not exist")
-    _seconds("--timeout", timeout)
+    check_number("--timeout", timeout)
     data = file.read_bytes()
     client = _client(node, dir)
     st = client.status()

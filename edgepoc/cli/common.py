@@ -1,8 +1,9 @@
-"""Helpers shared by the CLI modules: output, key=value parameters."""
+"""Helpers shared by the CLI modules: output, key=value parameters, numbers from the command line."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -32,3 +33,15 @@ def parse_params(pairs: list[str] | None) -> dict[str, Any]:
 def ensure_parent(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def check_number(flag: str, value: float, low: float = 0.0, high: float = math.inf, *, open_low: bool = False,
+                 open_high: bool = False) -> float:
+    """`value` of `flag` if it is finite and within its range (`open_*`: that end excluded), else a one-line
+    `InputError` naming the flag; NaN fails every comparison, so it is caught here too."""
+    above = value > low if open_low else value >= low
+    below = value < high if open_high else value <= high
+    if not (math.isfinite(value) and above and below):
+        upper = "" if high == math.inf else f" and {'<' if open_high else '<='} {high:g}"
+        raise InputError(f"{flag}: must be a finite number {'>' if open_low else '>='} {low:g}{upper}, got {value}")
+    return value

@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from edgepoc.cli.common import parse_params, print_json
+from edgepoc.cli.common import check_number, parse_params, print_json
 from edgepoc.errors import InputError
-
-
-def _check_numbers(**values: float) -> None:
-    """Learning rates, temperatures and shares from the command line: finite and in range, else one line."""
-    for name, v in values.items():
-        flag = "--" + name.replace("_", "-")
-        if not math.isfinite(v):
-            raise InputError(f"{flag}: must be a finite number, got {v}")
-        if name in ("alpha", "test_fraction"):
-            if not 0 <= v <= 1 or (name == "test_fraction" and v in (0, 1)):
-                raise InputError(f"{flag}: must be in {'[0, 1]' if name == 'alpha' else '(0, 1)'}, got {v}")
-        elif v <= 0:
-            raise InputError(f"{flag}: must be > 0, got {v}")
 
 
 def _labelled_sets(data: Optional[Path], test_data: Optional[Path], test_fraction: float, preset: str, seed: int,
@@ -118,7 +104,8 @@ def train_cmd(
     from edgepoc.models.features import FeatureConfig
     from edgepoc.models.paper.train import TrainConfig, train_model
 
-    _check_numbers(lr=lr, test_fraction=test_fraction)
+    check_number("--lr", lr, open_low=True)
+    check_number("--test-fraction", test_fraction, 0.0, 1.0, open_low=True, open_high=True)
     t0 = time.perf_counter()
     if resume and data is None and from_run is None:
         from_run = out  # a resumed generated run reuses its own labels
@@ -174,7 +161,10 @@ def distill_cmd(
     from edgepoc.models.checkpoint import bundled_path, is_general, load_model
     from edgepoc.models.paper.distill import DistillConfig, distill
 
-    _check_numbers(lr=lr, alpha=alpha, temperature=temperature, test_fraction=test_fraction)
+    check_number("--lr", lr, open_low=True)
+    check_number("--alpha", alpha, 0.0, 1.0)
+    check_number("--temperature", temperature, open_low=True)
+    check_number("--test-fraction", test_fraction, 0.0, 1.0, open_low=True, open_high=True)
     t0 = time.perf_counter()
     teacher_path = teacher or bundled_path("teacher")
     if is_general(load_model(teacher_path, "teacher")[0]):
