@@ -241,13 +241,21 @@ def network_status(dir: Path = typer.Option(DEFAULT_DIR, "--dir"), as_json: bool
     raise typer.Exit(1)
 
 
+QUIET_WORKER = 10.0  # seconds without a heartbeat before `network status` says so (the node kills it at its limit)
+
+
 def _worker_cell(w: dict | None) -> str:
-    """The provider's worker as `network status` shows it: running (restarts), down, or "-" (none, an arbiter)."""
+    """The provider's worker as `network status` shows it: running (restarts, of them hung), quiet, down, or "-"
+    (none, an arbiter)."""
     if not w:
         return "-"
-    n = int(w.get("restarts") or 0)
+    n, hung = int(w.get("restarts") or 0), int(w.get("stalls") or 0)
     if w.get("running"):
-        return "up" + (f" ({n} restart{'s' if n > 1 else ''})" if n else "")
+        notes = [f"{n} restart{'s' if n > 1 else ''}" + (f", {hung} hung" if hung else "")] if n else []
+        quiet = w.get("quiet_seconds")
+        if isinstance(quiet, (int, float)) and quiet > QUIET_WORKER:
+            notes.append(f"[yellow]quiet {quiet:.0f} s[/]")
+        return "up" + (f" ({'; '.join(notes)})" if notes else "")
     return "[bold red]left down[/]" if w.get("left_down") else "[red]down[/]"
 
 

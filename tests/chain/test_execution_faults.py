@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -91,6 +92,102 @@ def test_a_worker_that_keeps_dying_is_restarted_then_left_down_with_its_reason(t
             time.sleep(0.2)
         sup.stop()
     assert sup.left_down and sup.restarts == WorkerSupervisor.MAX_RESTARTS
-    assert sup.describe() == {"running": False, "pid": None, "restarts": 5, "left_down": True}
+    assert sup.describe() == {"running": False, "pid": None, "restarts": 5, "stalls": 0, "left_down": True,
+                              "quiet_seconds": None}
     assert "app.json does not exist" in (tmp_path / "worker.log").read_text()
     assert "exited 6 times within a minute (last code 2); left down" in caplog.text
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def test_a_hung_worker_is_killed_and_restarted_but_a_waiting_one_is_left_alone(tmp_path, caplog):
+    """A worker that stops making progress (here SIGSTOP; a deadlock reads the same) was shown as "up" forever
+    while the chain took its work away. Its heartbeat stops, so the node kills and restarts it after
+    `worker_stall_seconds`; a worker that is merely waiting (for its node's store, here) keeps beating and stays."""
+    import logging
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from edgepoc.chain.abci.node import WorkerSupervisor
+    from edgepoc.chain.abci.worker import HEARTBEAT_FILE
+
+    folder = tmp_path / "net"
+    subprocess.run([sys.executable, "-m", "edgepoc", "network", "init", "--nodes", "1", "--dir", str(folder)],
+                   check=True, capture_output=True, timeout=120)
+    home = folder / "node0"
+    with caplog.at_level(logging.WARNING, logger="edgepoc.node"):
+        sup = WorkerSupervisor(home, stall_seconds=3.0)
+        try:
+            first = sup.proc.pid
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not (home / HEARTBEAT_FILE).exists():
+                time.sleep(0.1)
+            assert (home / HEARTBEAT_FILE).exists(), (home / "worker.log").read_text()
+            time.sleep(7.0)  # more than twice the limit: a beating worker is not touched
+            assert sup.restarts == 0 and sup.stalls == 0 and sup.proc.pid == first and _alive(first)
+            assert sup.describe()["quiet_seconds"] < 3.0
+            stopped_at = time.monotonic()
+            os.kill(first, signal.SIGSTOP)
+            while time.monotonic() < stopped_at + 30 and sup.restarts == 0:
+                time.sleep(0.1)
+            waited = time.monotonic() - stopped_at
+            assert sup.stalls == 1 and sup.restarts == 1, sup.describe()
+            assert 3.0 <= waited < 3.0 + 5.0, waited  # the limit, then a poll and the second's pause before a respawn
+            assert not _alive(first) and sup.proc.pid != first and _alive(sup.proc.pid)
+            d = sup.describe()
+            assert d["running"] and d["stalls"] == 1 and d["restarts"] == 1 and not d["left_down"], d
+        finally:
+            sup.stop()
+    assert f"the worker (pid {first}) has made no progress for 3 s (hung or stopped); killing it" in caplog.text
+    assert "the worker exited with code -9; restarting it" in caplog.text
+
+
+def test_a_long_task_keeps_the_heartbeat_going_and_a_stuck_loop_does_not(tmp_path):
+    """The heartbeat's two sources: a task in progress beats from a thread (wasmtime releases the GIL), so a
+    long task is never taken for a hang; without a task and without the loop's beats, the mtime stands still."""
+    from edgepoc.chain.abci.worker import BEAT, Heartbeat
+    from edgepoc.execution import compile_module, run_task, workload_path
+
+    hb = Heartbeat(tmp_path / "hb")
+    hb.beat()
+    start = (tmp_path / "hb").stat().st_mtime
+    info = compile_module(workload_path("primes").read_bytes(), max_bytes=1 << 20)
+    hb.task(True)
+    t0 = time.monotonic()
+    n = 2_000_000
+    while time.monotonic() - t0 < 3 * BEAT:  # a task of a few seconds, whatever this machine's speed
+        res = run_task(info, "count", [n], fuel=10**12, memory_bytes=1 << 20)
+        assert res.status == "ok"
+        n *= 2
+    hb.task(False)
+    during = (tmp_path / "hb").stat().st_mtime
+    assert during - start >= 2 * BEAT * 0.9, (start, during)
+    time.sleep(3 * BEAT)
+    assert (tmp_path / "hb").stat().st_mtime == during  # nothing beats: the supervisor would see a hang
+
+
+def test_status_shows_a_quiet_or_hung_worker_and_app_json_bounds_the_limit(tmp_path):
+    from edgepoc.chain.abci.node import AppConfig
+    from edgepoc.cli.chain import _worker_cell
+    from edgepoc.errors import InputError
+
+    up = {"running": True, "pid": 7, "restarts": 0, "stalls": 0, "left_down": False, "quiet_seconds": 0.4}
+    assert _worker_cell(up) == "up"
+    assert _worker_cell({**up, "restarts": 2, "stalls": 1}) == "up (2 restarts, 1 hung)"
+    assert "quiet 25 s" in _worker_cell({**up, "quiet_seconds": 25.0})
+    assert _worker_cell({"running": True, "pid": 7, "restarts": 1, "left_down": False}) == "up (1 restart)"  # older nodes
+
+    base = {"name": "node0", "host": "127.0.0.1", "abci_port": 1, "api_port": 2, "rpc_port": 3, "p2p_port": 4}
+    (tmp_path / "app.json").write_text(json.dumps(base))
+    assert AppConfig.load(tmp_path).worker_stall_seconds == 60.0
+    for bad in (0, -5, "60", True, None, float("nan")):
+        (tmp_path / "app.json").write_text(json.dumps({**base, "worker_stall_seconds": bad}))
+        with pytest.raises(InputError, match="worker_stall_seconds must be a number of seconds >= 1"):
+            AppConfig.load(tmp_path)

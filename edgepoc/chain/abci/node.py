@@ -60,17 +60,24 @@ class AppConfig:
     byzantine: list[str] = field(default_factory=list)
     worker_fault: str | None = None  # test builds: slow:<s>, wrong, fake (edgepoc.chain.abci.worker)
     worker: bool = True  # run the provider's worker beside cometbft
+    # a worker whose heartbeat is still this long is killed and restarted (WorkerSupervisor); a task in progress
+    # beats, so this bounds a hang, not a task's length
+    worker_stall_seconds: float = 60.0
     allowed_peers: list[str] = field(default_factory=list)  # node ids kept as peers (edgepoc.chain.abci.peers)
     allowed_hosts: list[str] = field(default_factory=list)  # more IPs they may connect from
 
     @classmethod
     def load(cls, home: Path) -> "AppConfig":
         try:
-            return cls(**json.loads((Path(home) / "app.json").read_text()))
+            config = cls(**json.loads((Path(home) / "app.json").read_text()))
         except FileNotFoundError:
             raise EdgepocError(f"node: {home}/app.json does not exist (run `edgepoc network init`)") from None
         except (TypeError, json.JSONDecodeError) as exc:
             raise InputError(f"{home}/app.json: malformed ({exc})") from None
+        stall = config.worker_stall_seconds
+        if isinstance(stall, bool) or not isinstance(stall, (int, float)) or not 1.0 <= stall < float("inf"):
+            raise InputError(f"{home}/app.json: worker_stall_seconds must be a number of seconds >= 1, got {stall!r}")
+        return config
 
 
 def load_genesis(home: Path) -> Genesis:
@@ -517,17 +524,20 @@ def _tied(argv: list[str], sig: int = signal.SIGTERM) -> list[str]:
 
 
 class WorkerSupervisor:
-    """The provider's worker process, restarted when it dies (killed, out of memory, a crash): it follows the
+    """The provider's worker process, restarted when it dies (killed, out of memory, a crash) or hangs (its
+    heartbeat, `worker.Heartbeat`, still for `stall_seconds`: a deadlock, a stopped process): it follows the
     committed ledger, so a new one resumes the open work. After `MAX_RESTARTS` deaths within a minute it is
     left down and the reason logged: a worker that cannot start is an operator's problem, not a loop's."""
 
     MAX_RESTARTS = 5
 
-    def __init__(self, home: Path):
+    def __init__(self, home: Path, stall_seconds: float = 60.0):
         self.home = home
+        self.stall_seconds = stall_seconds
         self._stopping = threading.Event()
         self._lock = threading.Lock()  # no spawn after stop
         self.restarts = 0
+        self.stalls = 0  # hung workers killed
         self.left_down = False
         self.proc = self._spawn()
         # the thread that spawns a tied child must outlive it (the death signal follows the spawning thread),
@@ -535,14 +545,41 @@ class WorkerSupervisor:
         threading.Thread(target=self._watch, daemon=True, name="worker-supervisor").start()
 
     def _spawn(self) -> subprocess.Popen:
+        # progress is a CHANGE of the heartbeat's mtime seen on the monotonic clock, so an old file left by the
+        # worker before, or a wall-clock step, is no sign of life and no false alarm
+        self._beat_seen, self._progress_at = self._heartbeat_mtime(), time.monotonic()
         with open(self.home / "worker.log", "ab") as wlog:
             return subprocess.Popen(_tied([sys.executable, "-m", "edgepoc.chain.abci.worker", "--home", str(self.home)]),
                                     stdout=wlog, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
+    def _heartbeat_mtime(self) -> int | None:
+        from edgepoc.chain.abci.worker import HEARTBEAT_FILE
+
+        try:
+            return (self.home / HEARTBEAT_FILE).stat().st_mtime_ns
+        except OSError:
+            return None
+
+    def _quiet_for(self) -> float:
+        """Seconds since this worker's heartbeat last moved (since its start if it never did)."""
+        seen = self._heartbeat_mtime()
+        if seen != self._beat_seen:
+            self._beat_seen, self._progress_at = seen, time.monotonic()
+        return time.monotonic() - self._progress_at
+
     def _watch(self) -> None:
         deaths: list[float] = []
         while True:
-            code = self.proc.wait()
+            try:
+                code = self.proc.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                quiet = self._quiet_for()
+                if quiet > self.stall_seconds and not self._stopping.is_set():
+                    log.error("the worker (pid %d) has made no progress for %.0f s (hung or stopped); killing it",
+                              self.proc.pid, quiet)
+                    self.stalls += 1
+                    self.proc.kill()  # SIGKILL ends a stopped process too; its exit is a death below
+                continue
             if self._stopping.is_set():
                 return
             now = time.monotonic()
@@ -563,10 +600,12 @@ class WorkerSupervisor:
                 self.restarts += 1
 
     def describe(self) -> dict:
-        """For /status: is it running, its pid, how often it was restarted, and whether it was left down."""
+        """For /status: is it running, its pid, how often it was restarted (and of those, killed as hung), whether
+        it was left down, and how long its heartbeat has been still."""
         running = self.proc.poll() is None
         return {"running": running, "pid": self.proc.pid if running else None, "restarts": self.restarts,
-                "left_down": self.left_down}
+                "stalls": self.stalls, "left_down": self.left_down,
+                "quiet_seconds": round(self._quiet_for(), 1) if running else None}
 
     def stop(self) -> None:
         with self._lock:
@@ -681,7 +720,7 @@ def run_node(home: Path, early: Any = None) -> None:
                  config.name, address[:8], config.abci_port, app.allocator_name, app.state.height,
                  f"; BYZANTINE {sorted(app.byzantine)}" if app.byzantine else "", _age())
         if config.worker:  # the provider's worker: runs the tasks assigned to it, sends receipts
-            worker = WorkerSupervisor(home)
+            worker = WorkerSupervisor(home, config.worker_stall_seconds)
         early.phase = "starting the API"
         from edgepoc.chain.api.serve import serve_api
 

@@ -5,7 +5,8 @@ committed order (height, position) with wasmtime (edgepoc.execution: fuel-metere
 imports), keeps every result in a content-addressed store the node API serves (`GET /results/<id>`),
 and sends receipts (task, status, result, result hash, fuel used), signed with the validator key, to
 its CometBFT node. A receipt not yet accepted after `RESEND` seconds is sent again; the chain ignores
-duplicates. The node starts it beside cometbft: `python -m edgepoc.chain.abci.worker --home H`.
+duplicates. The node starts it beside cometbft: `python -m edgepoc.chain.abci.worker --home H`, and
+restarts it when it dies or when its heartbeat (`HEARTBEAT_FILE`, `Heartbeat`) stops: a hung worker.
 
 Test builds misbehave with EDGEPOC_WORKER_FAULT (or "worker_fault" in app.json):
 `slow:<seconds>` sleeps per task, `wrong` returns wrong results, `fake` sends receipts without running.
@@ -20,6 +21,7 @@ import os
 import secrets
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -30,6 +32,42 @@ log = logging.getLogger("edgepoc.worker")
 RESEND = 3.0  # seconds before an unconfirmed receipt is sent again
 FLUSH = 0.05  # seconds between receipt transactions while there is work
 FAULTS = ("slow", "wrong", "fake")
+HEARTBEAT_FILE = "worker.heartbeat"  # in the node's home; its mtime moves while the worker makes progress
+BEAT = 1.0  # seconds between heartbeats
+
+
+class Heartbeat:
+    """The worker's sign of life for its node's supervisor: the mtime of `HEARTBEAT_FILE` moves at most every
+    `BEAT` seconds while the main loop goes round (`beat`), and, from a thread, while a task runs (`task`):
+    wasmtime releases the GIL, and a task always ends (its fuel is bounded), so a long task is not a hang. A
+    loop that deadlocks, or a process that is stopped, stops the beats; the supervisor then kills it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._last = 0.0
+        self._in_task = threading.Event()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._during_tasks, daemon=True, name="heartbeat").start()
+
+    def beat(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last < BEAT:
+                return
+            self._last = now
+            try:
+                self.path.touch()  # an existing file's mtime moves to now
+            except OSError as exc:
+                log.warning("heartbeat %s: %s", self.path, exc)
+
+    def task(self, running: bool) -> None:
+        (self._in_task.set if running else self._in_task.clear)()
+
+    def _during_tasks(self) -> None:
+        while True:
+            self._in_task.wait()
+            self.beat()
+            time.sleep(BEAT / 4)
 
 
 class Worker:
@@ -53,12 +91,14 @@ class Worker:
         self.sent: dict[str, float] = {}  # work id -> when its receipt was last sent
         self.done: dict[str, wire.Receipt] = {}  # executed here, receipt not yet accepted on chain
         self.modules: dict[str, object] = {}  # module hash -> admitted ModuleInfo (read and checked once)
+        self.heartbeat = Heartbeat(self.home / HEARTBEAT_FILE)
 
     def _open_store(self):
         from edgepoc.chain.abci.store import AppStore
 
         path = self.home / "data" / "app.sqlite"
         while self.store is None:
+            self.heartbeat.beat()
             try:
                 self.store = AppStore(path, readonly=True)
             except EdgepocError:
@@ -90,7 +130,12 @@ class Worker:
                         continue  # cannot happen on an honest chain: tasks name committed modules
                     info = self.modules[w["module"]] = compile_module(found[1], max_bytes=p.max_module_bytes,
                                                                       max_memory_bytes=p.max_task_memory)
-                res = run_task(info, w["function"], list(w["args"]), fuel=int(w["fuel"]), memory_bytes=int(w["memory"]))
+                self.heartbeat.task(True)
+                try:
+                    res = run_task(info, w["function"], list(w["args"]), fuel=int(w["fuel"]),
+                                   memory_bytes=int(w["memory"]))
+                finally:
+                    self.heartbeat.task(False)
                 if self.fault == "wrong":
                     res = ExecResult(res.status, (res.result if isinstance(res.result, int) else 0) + 1,
                                      res.fuel_used, res.error)
@@ -129,6 +174,7 @@ class Worker:
         stop = []
         signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
         while not stop:
+            self.heartbeat.beat()
             n = self.run_once()
             if time.monotonic() - last_prune > 60:
                 self.results.prune(self.genesis.params.result_retention)
