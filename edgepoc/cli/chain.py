@@ -150,14 +150,34 @@ def _round_step(r: dict) -> str:
     return f"{rnd}/{step}" if step else str(rnd)
 
 
-def _voting(r: dict) -> bool:
-    """Does this `network status` row count toward quorum: its API answers with a height and its cometbft is
+STALLED_BEHIND = 3  # blocks behind the highest height any node reports ...
+STALLED_AGE = 10.0  # ... with no commit for this many seconds: a stalled node (empty blocks come every second)
+DISK_LOW = 1 << 30  # bytes free below which `network status` warns (as the EdgepocDiskLow alert)
+
+
+def _tip(rows: list[dict]) -> int | None:
+    heights = [r["height"] for r in rows if isinstance(r.get("height"), int)]
+    return max(heights) if heights else None
+
+
+def _stalled(r: dict, tip: int | None) -> bool:
+    """In consensus by its own account, yet behind the others and committing nothing: a full disk, or a wedged
+    cometbft, leaves a node whose process answers but whose vote is gone."""
+    age = r.get("last_commit_age")
+    return (isinstance(r.get("height"), int) and tip is not None and r["height"] <= tip - STALLED_BEHIND
+            and isinstance(age, (int, float)) and age > STALLED_AGE and r.get("catching_up") is not True)
+
+
+def _voting(r: dict, tip: int | None = None) -> bool:
+    """Does this `network status` row count toward quorum: its API answers with a height, its cometbft is
     not block-syncing (a starting node answers without a height; unknown counts as voting, as a slow RPC
-    on a busy node is no sign of a lost one)?"""
-    return "height" in r and r.get("catching_up") is not True
+    on a busy node is no sign of a lost one), and it is not stalled behind the highest height `tip`?"""
+    return "height" in r and r.get("catching_up") is not True and not _stalled(r, tip)
 
 
-def _why_out(r: dict) -> str:
+def _why_out(r: dict, tip: int | None = None) -> str:
+    if _stalled(r, tip):
+        return f"stalled at height {r['height']} (others at {tip})"
     if "height" in r:
         return str(r.get("state") or "catching up")
     if r.get("state") == "starting":
@@ -172,9 +192,10 @@ def quorum_of(rows: list[dict]) -> dict | None:
     vals = next((r["validators"] for r in rows if r.get("validators")), None)
     if vals is None:
         return None
+    tip = _tip(rows)
     power = {v.get("name"): int(v.get("power", 1)) for v in vals}
     total = sum(power.values())
-    voting = {r["name"] for r in rows if _voting(r)}
+    voting = {r["name"] for r in rows if _voting(r, tip)}
     up = sum(p for name, p in power.items() if name in voting)
     seen = [sum(power.get(v.get("name"), 0) for v in r["validators"] if v.get("reachable"))
             for r in rows if r["name"] in voting and r.get("validators")
@@ -182,8 +203,27 @@ def quorum_of(rows: list[dict]) -> dict | None:
     partitioned = bool(seen) and 3 * max(seen) <= 2 * total
     return {"up": up, "total": total, "needed": total * 2 // 3 + 1, "lost": 3 * up <= 2 * total or partitioned,
             "partitioned": partitioned, "best_seen": max(seen) if seen else None,
-            "unreachable": [r["name"] for r in rows if not _voting(r)],
-            "why": {r["name"]: _why_out(r) for r in rows if not _voting(r)}}
+            "unreachable": [r["name"] for r in rows if not _voting(r, tip)],
+            "why": {r["name"]: _why_out(r, tip) for r in rows if not _voting(r, tip)}}
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):,.0f} MiB" if n < 10 << 30 else f"{n / (1 << 30):,.0f} GiB"
+
+
+def _warnings(rows: list[dict], tip: int | None) -> list[str]:
+    """What an operator should act on although quorum holds: stalled nodes and low disks."""
+    out = []
+    for r in rows:
+        if _stalled(r, tip):
+            out.append(f"{r['name']}: stalled at height {r['height']} while others are at {tip}, no commit for "
+                       f"{r['last_commit_age']:.0f} s (a full disk or a wedged cometbft; see its cometbft.log, then "
+                       f"`edgepoc network stop {r['name']}` and `start` it)")
+        free = r.get("disk_free_bytes")
+        if isinstance(free, int) and not isinstance(free, bool) and free < DISK_LOW:
+            out.append(f"{r['name']}: {_mib(free)} free on the disk of its store or cometbft data (a full disk "
+                       "stops its commits)")
+    return out
 
 
 def network_status(dir: Path = typer.Option(DEFAULT_DIR, "--dir"), as_json: bool = typer.Option(False, "--json")) -> None:
@@ -193,19 +233,24 @@ def network_status(dir: Path = typer.Option(DEFAULT_DIR, "--dir"), as_json: bool
     voting power or less (or none of them sees more than 2/3 among its peers)."""
     rows = _net(dir).status(dir)
     q = quorum_of(rows)
-    down = [r["name"] for r in rows if not _voting(r)]
+    tip = _tip(rows)
+    down = [r["name"] for r in rows if not _voting(r, tip) and not _stalled(r, tip)]
+    stalled = [r["name"] for r in rows if _stalled(r, tip)]
+    out = "; ".join([f"unreachable: {', '.join(down)}"] * bool(down) + [f"stalled: {', '.join(stalled)}"] * bool(stalled))
+    warnings = _warnings(rows, tip)
     if q is None:
         reason = "no node answers: the network is down" + (f" ({', '.join(down)})" if down else "")
     elif q["lost"] and q["partitioned"] and 3 * q["up"] > 2 * q["total"]:
         reason = (f"quorum lost: partitioned, no node in consensus sees more than {q['best_seen']}/{q['total']} "
                   f"of the voting power (a commit needs {q['needed']})")
     elif q["lost"]:
-        reason = (f"quorum lost: voting power up {q['up']}/{q['total']}, a commit needs {q['needed']}; "
-                  f"unreachable: {', '.join(down) or '-'}")
+        reason = f"quorum lost: voting power up {q['up']}/{q['total']}, a commit needs {q['needed']}; {out or 'unreachable: -'}"
     else:
         reason = None
     if as_json:
         print_json(rows)
+        for w in warnings:
+            typer.echo(f"warning: {w}", err=True)
         if reason:
             typer.echo(reason, err=True)
             raise typer.Exit(1)
@@ -228,14 +273,18 @@ def network_status(dir: Path = typer.Option(DEFAULT_DIR, "--dir"), as_json: bool
         last = "-" if age is None else f"{age:.1f} s ago"
         if r.get("state") == "catching up":
             last += " (catching up)"
+        elif _stalled(r, tip):
+            last = f"[bold red]{last} (stalled)[/]"
         table.add_row(r["name"], str(r["pid"] or "-"), str(r["height"]), last,
                       _round_step(r), str(r.get("mempool", "-")), str(r.get("tasks_committed", "-")), up,
                       _worker_cell(r.get("worker")))
     console = Console()
     console.print(table)
+    for w in warnings:
+        console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     if reason is None:
         console.print(f"quorum: voting power up {q['up']}/{q['total']} (a commit needs {q['needed']})"
-                      + (f"; unreachable: {', '.join(down)}" if down else ""), soft_wrap=True)
+                      + (f"; {out}" if out else ""), soft_wrap=True)
         return
     console.print(reason.replace("quorum lost", "[bold red]quorum lost[/]", 1), soft_wrap=True)
     raise typer.Exit(1)

@@ -32,7 +32,7 @@ from typing import Any
 
 from edgepoc.chain.abci.app import voting_powers
 from edgepoc.chain import consensus as rules
-from edgepoc.chain.abci.node import cometbft_binary
+from edgepoc.chain.abci.node import cometbft_binary, disk_free
 from edgepoc.chain.crypto import SigningKey, address_of
 from edgepoc.chain.genesis import MAX_VALIDATORS, ConsensusParams, Genesis, make_validators
 from edgepoc.chain.httpapi import HttpClient
@@ -447,6 +447,7 @@ def up(folder: Path, env: dict[str, str] | None = None) -> dict[str, int]:
     `start_members` for the checked start that `network up` does); a taken port raises before any start."""
     names = (["arbiter"] if has_arbiter(folder) else []) + [n["name"] for n in local_nodes(folder)]
     check_ports(folder, [name for name in names if running_pid(folder, name) is None])
+    check_disks(folder, [name for name in names if running_pid(folder, name) is None])
     pids = {"arbiter": start_member(folder, "arbiter", env)} if has_arbiter(folder) else {}
     for n in local_nodes(folder):
         pids[n["name"]] = start_member(folder, n["name"], env)
@@ -468,6 +469,7 @@ def status(folder: Path, timeout: float = 2.0) -> list[dict]:
         pid = _pid(Path(folder) / n["home"] / "node.pid") if local else None
         row: dict[str, Any] = {"name": n["name"], "pid": pid, "api": n["api"]}
         if local and pid is None:
+            row["disk_free_bytes"] = disk_free(Path(folder) / n["home"])  # a full disk is one reason it stopped
             rows.append(row)
             continue
         got = probe(n["api"], timeout)
@@ -654,6 +656,20 @@ def check_ports(folder: Path, names: list[str], settle: float = 10.0) -> None:
         raise StartFailed(f"{problems[0]}{more}; nothing was started")
 
 
+MIN_START_FREE = 64 << 20  # bytes a member's disk must have free to start: cometbft's WAL and blocks, the store
+
+
+def check_disks(folder: Path, names: list[str]) -> None:
+    """Raise (before anything starts) naming the first member whose disk is (nearly) full: started there,
+    cometbft fails its first write and dies, and with its log on the same full disk nothing says why."""
+    for name in names:
+        home = _member(folder, name)[0]
+        free = disk_free(home)
+        if free is not None and free < MIN_START_FREE:
+            raise StartFailed(f"{name}: {free / (1 << 20):.1f} MiB free on the disk of {home} (a member needs at "
+                              f"least {MIN_START_FREE >> 20} MiB to start); free some space; nothing was started")
+
+
 def probe(url: str, timeout: float = 2.0) -> tuple[int, dict] | None:
     """(HTTP status, JSON body) of GET url/status, or None if nothing answers. A starting node answers
     503 with {"state": "starting", "pid", "address", "node_id", "phase"}."""
@@ -796,6 +812,7 @@ def start_members(folder: Path, names: list[str], timeout: float = 120.0, consen
         else:
             todo.append(name)
     check_ports(folder, todo)
+    check_disks(folder, todo)
     progress = progress or Progress(open(os.devnull, "w"))
     t0 = time.monotonic()
     offsets = {name: _log_sizes(_member(folder, name)[0]) for name in todo}

@@ -80,6 +80,18 @@ class AppConfig:
         return config
 
 
+def disk_free(home: Path) -> int | None:
+    """Free bytes on the fuller of the disks holding a node's home, its store and its cometbft data (they may be
+    mounted apart); None if none can be read."""
+    free = []
+    for d in (home, home / "data", home / "cometbft" / "data"):
+        try:
+            free.append(shutil.disk_usage(d).free)
+        except OSError:
+            pass
+    return min(free) if free else None
+
+
 def load_genesis(home: Path) -> Genesis:
     """The application's genesis: the `app_state` of CometBFT's genesis.json (one file for both)."""
     path = Path(home) / "cometbft" / "config" / "genesis.json"
@@ -160,6 +172,7 @@ class CometNodeView:
         self.rpc = RpcClient("127.0.0.1", config.rpc_port)  # cometbft's RPC listens on loopback only
         self.started = time.time()
         self.worker: WorkerSupervisor | None = None  # the provider's worker, when this node runs one
+        self.home: Path | None = None  # the node's home (its cometbft data too), when run as a node
 
     def _unix(self, clock: float) -> float:
         return self.genesis.genesis_time + clock
@@ -198,7 +211,9 @@ class CometNodeView:
                 "total_power": sum(powers), "allocator": app.allocator_name, "byzantine": sorted(app.byzantine),
                 "pid": os.getpid(), "uptime": time.time() - self.started, "explorer": "/explorer/",
                 "abci_seconds": dict(app.profile), "cpu_seconds": time.process_time(), "builds": _builds(),
-                "worker": None if self.worker is None else self.worker.describe()}
+                "worker": None if self.worker is None else self.worker.describe(),
+                # when a disk fills, cometbft stops writing and the node falls behind while this still answers
+                "disk_free_bytes": disk_free(self.home if self.home is not None else self.app.store.path.parent)}
 
     def block(self, height: int | None) -> dict | None:
         h = self.app.state.height if height is None else height
@@ -726,6 +741,7 @@ def run_node(home: Path, early: Any = None) -> None:
 
         view = CometNodeView(app, config, address, early.who.get("node_id"))
         view.worker = worker
+        view.home = home
         sock = early.handover()
         log.info("start-up: the API takes over at %.2f s", _age())
         serve_api(view, metrics, config.host, config.api_port, sock=sock)

@@ -133,6 +133,8 @@ class ChainMetrics:
                                  registry=r)
         self.commit_age = Gauge("last_commit_age_seconds", "Seconds since this node last committed a block.",
                                 namespace=ns, registry=r)
+        self.disk_free = Gauge("disk_free_bytes", "Free bytes on the fuller of the disks holding this node's store "
+                               "and its cometbft data (a full one stops the node's commits).", namespace=ns, registry=r)
         # ---- per provider, from each committed block (`on_block`)
         self.up = Gauge("provider_up", "1 if the provider signed the last commit this node saw (the previous "
                         "height's, carried in the newest block's last_commit), else 0.", ["provider"], namespace=ns,
@@ -257,6 +259,9 @@ class ChainMetrics:
         age = status.get("last_commit_age")
         if isinstance(age, (int, float)):
             self.commit_age.set(age)
+        free = status.get("disk_free_bytes")
+        if isinstance(free, int) and not isinstance(free, bool):
+            self.disk_free.set(free)
         vals = status.get("validators") or []
         if vals:
             self.power_total.set(sum(int(v.get("power") or 0) for v in vals))
