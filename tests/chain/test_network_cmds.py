@@ -304,3 +304,38 @@ def test_a_batch_over_a_blocks_share_of_one_client_is_split_and_every_task_commi
     assert "resent in" in r.stderr and "smaller batches" in r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert (out["submitted"], out["rejected"], out["committed"], out["missing"]) == (n, 0, n, 0)
+
+
+def test_cometbft_data_reset_without_the_store_is_refused_with_what_to_do(net, tmp_path):
+    """An operator wipes a node's cometbft data (unsafe-reset-all) and keeps data/app.sqlite: before, cometbft
+    replayed from genesis into the later store and panicked on an app hash mismatch. Now the start is refused,
+    naming both stores; with the store moved aside too the node syncs both from its peers."""
+    name = "node3"
+    home = net.folder / name
+    assert network.stop_member(net.folder, name)
+    data = home / "cometbft" / "data"
+    for p in data.iterdir():
+        if p.name != "priv_validator_state.json":  # the double-sign guard stays, as unsafe-reset-all keeps its key
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    r = edgepoc("network", "start", name, "--dir", str(net.folder), timeout=120)
+    assert r.returncode != 0
+    line = r.stderr.strip().splitlines()[-1]
+    assert "cometbft's block store is gone but the application's store is at height" in line, line
+    assert "must be reset together" in line and "app.sqlite aside too" in line, line
+    assert network.running_pid(net.folder, name) is None
+    store = home / "data" / "app.sqlite"
+    for side in home.glob("data/app.sqlite*"):
+        side.rename(tmp_path / side.name)
+    r = edgepoc("network", "start", name, "--dir", str(net.folder), timeout=180)
+    assert r.returncode == 0 and f"{name}: in consensus at height" in r.stderr, r.stderr[-2000:]
+    v = edgepoc("chain", "verify", "--home", str(home), timeout=180)
+    assert v.returncode == 0 and json.loads(v.stdout.strip().splitlines()[-1])["ok"], v.stdout + v.stderr
+    assert store.exists()
+
+
+def test_a_cometbft_panic_whose_words_do_not_say_what_to_do_gets_a_hint(tmp_path):
+    (tmp_path / "node.log").write_text("x edgepoc.node ERROR cometbft exited with code 2; stopping\n")
+    (tmp_path / "cometbft.log").write_text("I[...] replaying\npanic: state.AppHash does not match AppHash after "
+                                           "replay. Got 1234, expected 5678.\n")
+    line = network.last_error(tmp_path)
+    assert line.startswith("panic: state.AppHash does not match") and "move data/app.sqlite aside too" in line, line

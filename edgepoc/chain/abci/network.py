@@ -724,13 +724,20 @@ def last_error(home: Path, offsets: dict[str, int] | None = None) -> str:
             found.setdefault("tail", text.strip().splitlines()[-1][:300])
     node_line = found.get("node.log") or found.get("arbiter.log")
     comet_line = found.get("cometbft.log")
-    if node_line and comet_line and ("cometbft" in node_line or "exited" in node_line):
-        return f"{comet_line} (cometbft.log)"
-    if node_line:
-        return node_line
     if comet_line:
-        return f"{comet_line} (cometbft.log)"
-    return found.get("tail") or "no error in its log"
+        hint = next((h for pattern, h in COMETBFT_HINTS if pattern in comet_line), None)
+        comet_line = f"{comet_line} (cometbft.log" + (f"; {hint})" if hint else ")")
+    if node_line and comet_line and ("cometbft" in node_line or "exited" in node_line):
+        return comet_line
+    return node_line or comet_line or found.get("tail") or "no error in its log"
+
+
+# CometBFT's start-up failures whose own words do not say what to do, and what to do.
+COMETBFT_HINTS = (
+    ("AppHash does not match AppHash after replay",
+     "cometbft's data and the application's store disagree: if cometbft's data was reset, move data/app.sqlite "
+     "aside too and start again, and the node syncs both from its peers"),
+)
 
 
 def _log_sizes(home: Path) -> dict[str, int]:

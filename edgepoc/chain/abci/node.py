@@ -666,6 +666,28 @@ def _age() -> float:
         return time.process_time()
 
 
+def check_stores_agree(home: Path, name: str) -> None:
+    """Refuse to start a node whose cometbft data was reset (`cometbft unsafe-reset-all`, a deleted data folder)
+    while its application store was kept: cometbft would replay from genesis into an application already at a
+    later height and panic on an app hash mismatch, a message that does not say what to do."""
+    store_path = home / "data" / "app.sqlite"
+    blocks = home / "cometbft" / "data" / "blockstore.db"
+    if not store_path.exists() or store_path.stat().st_size == 0 or (blocks.is_dir() and any(blocks.iterdir())):
+        return
+    try:
+        store = AppStore(store_path, readonly=True)
+    except EdgepocError:
+        return  # a damaged store is named by the application's own check, with its advice
+    try:
+        height = store.height()
+    finally:
+        store.close()
+    if height > 0:
+        raise EdgepocError(f"node {name}: cometbft's block store is gone but the application's store is at height "
+                           f"{height}: they must be reset together. Move {store_path} aside too (the node then "
+                           "syncs both from its peers), or restore cometbft's data folder from the same backup")
+
+
 def run_node(home: Path, early: Any = None) -> None:
     """The `edgepoc node` command on a CometBFT home: serve ABCI, run cometbft, serve the API.
 
@@ -680,6 +702,7 @@ def run_node(home: Path, early: Any = None) -> None:
     from edgepoc.chain.builds import check_node
 
     check_node(home, binary)  # the builds genesis names (if any), before anything starts; one line naming a mismatch
+    check_stores_agree(home, config.name)
     if early is None:
         from edgepoc.chain.abci.boot import EarlyApi
 
