@@ -339,3 +339,18 @@ def test_a_cometbft_panic_whose_words_do_not_say_what_to_do_gets_a_hint(tmp_path
                                            "replay. Got 1234, expected 5678.\n")
     line = network.last_error(tmp_path)
     assert line.startswith("panic: state.AppHash does not match") and "move data/app.sqlite aside too" in line, line
+
+
+def test_cometbft_last_bare_words_are_the_reason_with_a_hint_for_the_sign_state(tmp_path):
+    """CometBFT ends a refused start with a bare line after its shutdown logs; the operator read the node's echo
+    ("cometbft exited with code 1") instead. A missing sign state also says how to recover without double signing."""
+    (tmp_path / "node.log").write_text("x edgepoc.node ERROR cometbft exited with code 1; stopping\n")
+    (tmp_path / "cometbft.log").write_text(
+        "E[2026-11-29|21:15:50.543] Error serving server module=main err=\"use of closed network connection\"\n"
+        "I[2026-11-29|21:15:50.544] Closing evidencestore module=main\n"
+        "open /x/cometbft/data/priv_validator_state.json: no such file or directory\n")
+    line = network.last_error(tmp_path)
+    assert line.startswith("open /x/cometbft/data/priv_validator_state.json: no such file or directory (cometbft.log; "
+                           "it is the guard against signing twice"), line
+    assert '{"height": "H", "round": 0, "step": 0}' in line
+    assert network._fatal_line("I[...] Closing blockstore\n2026/11/29 21:05:44 [JOB 1] WAL file replayed\n") is None

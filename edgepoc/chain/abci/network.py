@@ -705,6 +705,16 @@ def _error_line(text: str) -> str | None:
     return None
 
 
+def _fatal_line(text: str) -> str | None:
+    """CometBFT's last words when it refuses to start: a bare line after its shutdown logs (e.g. "open
+    .../priv_validator_state.json: no such file or directory"), not a log record (`I[...]`, `E[...]`) nor a line of
+    its databases' (`2026/11/29 21:05:44 [JOB 1] ...`)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines or re.match(r"^[DIWE]\[|^\d{4}/\d\d/\d\d ", lines[-1]):
+        return None
+    return lines[-1][:300]
+
+
 def last_error(home: Path, offsets: dict[str, int] | None = None) -> str:
     """The last error line written since `offsets` (log name -> size before the start) to the member's logs:
     the node's own first (its `error: ...` line), then cometbft's (e.g. "bind: address already in use")."""
@@ -718,6 +728,8 @@ def last_error(home: Path, offsets: dict[str, int] | None = None) -> str:
             f.seek(offsets.get(log, 0))
             text = f.read().decode(errors="replace")
         line = _error_line(text)
+        if log == "cometbft.log":
+            line = _fatal_line(text) or line
         if line is not None:
             found[log] = line
         elif text.strip() and log != "cometbft.log":
@@ -737,6 +749,10 @@ COMETBFT_HINTS = (
     ("AppHash does not match AppHash after replay",
      "cometbft's data and the application's store disagree: if cometbft's data was reset, move data/app.sqlite "
      "aside too and start again, and the node syncs both from its peers"),
+    ("priv_validator_state.json: no such file",
+     "it is the guard against signing twice at one height: restore it from a backup, or, with none, write "
+     "{\"height\": \"H\", \"round\": 0, \"step\": 0} there with H the network's height (`network status`): the node "
+     "then signs nothing at a height it may have signed"),
 )
 
 
