@@ -704,9 +704,32 @@ def submit_cmd(
         raise EdgepocError(f"{extra.get('not_executed', 0)} tasks not executed within {timeout:.0f} s, "
                            f"{extra.get('failed', 0)} results failed their check")
     if w.missing:
-        why = " (the network has lost quorum)" if lost else ""
+        why = " (the network has lost quorum)" if lost else _why_missing(client, list(w.missing))
         raise EdgepocError(f"{len(w.missing)} tasks not committed within {timeout:.0f} s{why}"
                            + (f"; the receipt {receipt} has them: rerun with it to resume" if receipt else ""))
+
+
+def _why_missing(client, missing: list[str]) -> str:
+    """Where the tasks not committed in time are, from the node: still pending (behind how many of this client's
+    tasks, and for how long its admitted work keeps the network busy) or unknown to it (dropped)."""
+    try:
+        statuses = client.post("/tasks/status", {"ids": missing[:5000]})["tasks"]
+        pending = [i for i in missing[:5000] if (statuses.get(i) or {}).get("status") == "pending"]
+        unknown = sum(1 for i in missing[:5000] if (statuses.get(i) or {}).get("status") == "unknown")
+        first = client.get(f"/tasks/{pending[0]}") if pending else {}
+    except (EdgepocError, KeyError, TypeError, AttributeError):
+        return ""
+    parts = []
+    if pending:
+        ahead = first.get("ahead")
+        busy = first.get("client_busy_for")
+        parts.append(f"{len(pending)} still pending"
+                     + (f", the first behind {ahead} earlier tasks of this client" if ahead else "")
+                     + (f"; its work in blocks keeps the network busy {busy:.0f} s more" if busy else "")
+                     + " (a client's tasks enter blocks in order, each client a share: wait longer with --timeout)")
+    if unknown:
+        parts.append(f"{unknown} unknown to the node (not in its mempool: dropped; resubmit them)")
+    return f": {'; '.join(parts)}" if parts else ""
 
 
 def _with_bar(what: str, total: int, run):

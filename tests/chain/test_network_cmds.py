@@ -354,3 +354,31 @@ def test_cometbft_last_bare_words_are_the_reason_with_a_hint_for_the_sign_state(
                            "it is the guard against signing twice"), line
     assert '{"height": "H", "round": 0, "step": 0}' in line
     assert network._fatal_line("I[...] Closing blockstore\n2026/11/29 21:05:44 [JOB 1] WAL file replayed\n") is None
+
+
+def test_tasks_not_committed_in_time_are_explained_by_the_node(net, tmp_path):
+    """`submit --wait` timing out said only "N tasks not committed within T s". Behind a backlog of the same
+    client's tasks it now says they are pending, behind how many, and for how long its work keeps the network
+    busy; `task ID` shows the same (ahead, client_busy_for)."""
+    from edgepoc.chain.crypto import SigningKey
+    from edgepoc.game.files import write_instance
+    from edgepoc.game.instance import Instance
+
+    genesis = json.loads((net.folder / "genesis.json").read_text())
+    total = [sum(v["capacity"][r] for v in genesis["validators"]) for r in range(2)]
+    # 160 s of the whole network's capacity: past max_client_backlog (60 s) and a block's share (60 s)
+    heavy = Instance.create([[1.0, 1.0]], [0.0], [0.0] * 200, [[0.8 * c for c in total]] * 200)
+    light = Instance.create([[1.0, 1.0]], [0.0], [0.0] * 5, [[0.01 * c for c in total]] * 5)
+    write_instance(tmp_path / "heavy.json", heavy)
+    write_instance(tmp_path / "light.json", light)
+    SigningKey.generate().save(tmp_path / "key.json")
+    key = ["--dir", str(net.folder), "--key", str(tmp_path / "key.json")]
+    r = edgepoc("submit", str(tmp_path / "heavy.json"), *key, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = edgepoc("submit", str(tmp_path / "light.json"), *key, "--wait", "--timeout", "4", timeout=120)
+    assert r.returncode != 0
+    line = r.stderr.strip().splitlines()[-1]
+    assert re.search(r"5 tasks not committed within 4 s: 5 still pending, the first behind \d+ earlier tasks of this "
+                     r"client; its work in blocks keeps the network busy \d+ s more", line), line
+    ids = json.loads(r.stdout.strip().splitlines()[-1])
+    assert ids["missing"] == 5

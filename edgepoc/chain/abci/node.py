@@ -231,7 +231,12 @@ class CometNodeView:
     def task(self, task_id: str) -> dict:
         """Where a task stands; a task that really runs also has its work: `assigned` (or `reassigned`) to a
         provider, then `executed` with its result, receipt and measured latency beside the simulated one."""
-        return self.tasks([task_id])[task_id]
+        out = self.tasks([task_id])[task_id]
+        got = self.app.pending.get(task_id) if out["status"] == "pending" else None
+        if got is not None:  # how many of its client's tasks wait here before it (one pass: this query only)
+            accepted, client = got
+            out["ahead"] = sum(1 for t, c in list(self.app.pending.values()) if c == client and t < accepted)
+        return out
 
     def tasks(self, ids: list[str]) -> dict[str, dict]:
         """`task` for many ids with a few batched queries."""
@@ -241,7 +246,14 @@ class CometNodeView:
 
     def _task(self, task_id: str, row: dict | None, work: dict | None) -> dict:
         if row is None:
-            return {"id": task_id, "status": "pending" if task_id in self.app.pending else "unknown"}
+            got = self.app.pending.get(task_id)
+            if got is None:
+                return {"id": task_id, "status": "unknown"}
+            st = self.app.state
+            # a client's tasks enter blocks in order, and none while its admitted work keeps the network busy more
+            # than max_client_backlog ahead (docs/consensus.md, Admission): how long that is now
+            busy = max(0.0, st.client_busy.get(got[1], st.last_time) - st.last_time)
+            return {"id": task_id, "status": "pending", "client_busy_for": round(busy, 3)}
         row["provider_name"] = self.names[row["provider"]]
         row["simulated_latency"] = row["latency"]
         if work is not None:
