@@ -620,6 +620,9 @@ def submit_cmd(
             items = work_batches(count, signer, chain_id, nonce0, work, per)
         elif instance is not None:
             inst = read_instance(instance)
+            if inst.n_resources != int(st["resources"]):
+                raise InputError(f"{instance}: its tasks demand {inst.n_resources} resources each, this network's "
+                                 f"providers have {st['resources']}")
             # the chain takes the demands only: it stamps arrivals (block time) and holds providers and delays
             typer.echo(f"{instance}: {inst.n_tasks} tasks' demands are sent; the chain stamps their arrival times and "
                        f"serves them on its own providers with their delays"

@@ -382,3 +382,13 @@ def test_tasks_not_committed_in_time_are_explained_by_the_node(net, tmp_path):
                      r"client; its work in blocks keeps the network busy \d+ s more", line), line
     ids = json.loads(r.stdout.strip().splitlines()[-1])
     assert ids["missing"] == 5
+
+
+def test_an_instance_with_other_resources_than_the_network_is_refused_before_sending(net, tmp_path):
+    from edgepoc.game.files import write_instance
+    from edgepoc.game.instance import Instance
+
+    write_instance(tmp_path / "r3.json", Instance.create([[1.0, 1.0, 1.0]], [0.0], [0.0, 0.1], [[0.1, 0.1, 0.1]] * 2))
+    r = edgepoc("submit", str(tmp_path / "r3.json"), "--dir", str(net.folder), "--wait")
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == (
+        f"error: {tmp_path / 'r3.json'}: its tasks demand 3 resources each, this network's providers have 2"), r.stderr
