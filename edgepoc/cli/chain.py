@@ -792,6 +792,9 @@ def _executed_report(client, dir: Optional[Path], ids: list[str], committed: dic
     return {**out, "verified": len(check.verified), "failed": len(check.failed)}
 
 
+MODULE_READ_LIMIT = 64 << 20  # bytes of a module file `module add` reads (genesis' max_module_bytes: 256 KiB)
+
+
 def module_add(
     file: Path = typer.Argument(..., help="A WebAssembly module: .wat text or .wasm binary."),
     node: Optional[list[str]] = typer.Option(None, metavar="URL", help="Node API URL (repeatable; default: the nodes of --dir)."),
@@ -805,12 +808,14 @@ def module_add(
     from edgepoc.execution import compile_module
 
     if not file.is_file():
-        raise InputError(f"FILE: {file} does not exist")
+        raise InputError(f"FILE: {file} " + ("is a directory" if file.is_dir() else "does not exist"))
+    size = file.stat().st_size
+    if size > MODULE_READ_LIMIT:  # not read into memory: no network takes a module near this size
+        raise InputError(f"FILE: {file} is {size} bytes, over the {MODULE_READ_LIMIT >> 20} MiB this command reads")
     check_number("--timeout", timeout)
-    data = file.read_bytes()
     client = _client(node, dir)
     st = client.status()
-    info = compile_module(data, max_bytes=1 << 30)  # the chain's own size bound is checked by every node
+    info = compile_module(file.read_bytes(), max_bytes=MODULE_READ_LIMIT)  # every node checks the chain's own bound
     if key is None and (dir or DEFAULT_DIR).joinpath("client_key.json").exists():
         key = (dir or DEFAULT_DIR) / "client_key.json"
     signer = SigningKey.load(key) if key else SigningKey.generate()

@@ -28,3 +28,14 @@ def test_a_number_that_cannot_work_is_named(tmp_path, args, flag):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and flag in lines[0], r.stderr
     assert not r.stdout and not list(tmp_path.glob("[tdg]*"))
+
+
+def test_module_add_names_a_directory_and_refuses_a_huge_file_unread(tmp_path):
+    r = run_cli("module", "add", str(tmp_path), "--dir", str(tmp_path / "none"))
+    assert r.returncode == 2 and r.stderr.strip() == f"error: FILE: {tmp_path} is a directory", r.stderr
+    huge = tmp_path / "huge.wasm"
+    with open(huge, "wb") as f:
+        f.truncate(100 << 20)  # sparse: 100 MiB that costs no disk
+    r = run_cli("module", "add", str(huge), "--dir", str(tmp_path / "none"))
+    assert r.returncode == 2 and r.stderr.strip() == (
+        f"error: FILE: {huge} is {100 << 20} bytes, over the 64 MiB this command reads"), r.stderr
