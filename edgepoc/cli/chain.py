@@ -572,6 +572,9 @@ def submit_cmd(
 
     if batch < 1 or count < 1:
         raise InputError("--batch and --count must be >= 1")
+    if count > MAX_SUBMIT_COUNT:  # every task is signed up front: 100 k take 1.8 s and 24 MB, so 100 M would take ~24 GB
+        raise InputError(f"--count: at most {MAX_SUBMIT_COUNT:,} tasks per run, got {count:,} (run submit several "
+                         "times, each with its own --receipt)")
     check_number("--rate", rate)
     check_number("--timeout", timeout)
     work = None
@@ -792,6 +795,7 @@ def _executed_report(client, dir: Optional[Path], ids: list[str], committed: dic
     return {**out, "verified": len(check.verified), "failed": len(check.failed)}
 
 
+MAX_SUBMIT_COUNT = 1_000_000  # tasks one `submit` signs up front (~18 s and ~250 MB on one core)
 MODULE_READ_LIMIT = 64 << 20  # bytes of a module file `module add` reads (genesis' max_module_bytes: 256 KiB)
 
 

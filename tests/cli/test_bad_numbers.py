@@ -10,6 +10,7 @@ from tests.conftest import run_cli
 
 @pytest.mark.parametrize("args, flag", [
     (["submit", "--rate", "nan"], "--rate"),
+    (["submit", "--count", "100000000"], "--count"),
     (["submit", "--timeout", "inf", "--wait"], "--timeout"),
     (["network", "up", "--wait", "nan"], "--wait"),
     (["network", "start", "node0", "--wait", "-1"], "--wait"),
