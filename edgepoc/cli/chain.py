@@ -234,8 +234,8 @@ def network_status(dir: Path = typer.Option(DEFAULT_DIR, "--dir"), as_json: bool
     rows = _net(dir).status(dir)
     q = quorum_of(rows)
     tip = _tip(rows)
-    down = [r["name"] for r in rows if not _voting(r, tip) and not _stalled(r, tip)]
     stalled = [r["name"] for r in rows if _stalled(r, tip)]
+    down = [r["name"] for r in rows if not _voting(r, tip) and r["name"] not in stalled]
     out = "; ".join([f"unreachable: {', '.join(down)}"] * bool(down) + [f"stalled: {', '.join(stalled)}"] * bool(stalled))
     warnings = _warnings(rows, tip)
     if q is None:
@@ -273,7 +273,7 @@ def network_status(dir: Path = typer.Option(DEFAULT_DIR, "--dir"), as_json: bool
         last = "-" if age is None else f"{age:.1f} s ago"
         if r.get("state") == "catching up":
             last += " (catching up)"
-        elif _stalled(r, tip):
+        elif r["name"] in stalled:
             last = f"[bold red]{last} (stalled)[/]"
         table.add_row(r["name"], str(r["pid"] or "-"), str(r["height"]), last,
                       _round_step(r), str(r.get("mempool", "-")), str(r.get("tasks_committed", "-")), up,
@@ -719,10 +719,10 @@ def _why_missing(client, missing: list[str]) -> str:
     """Where the tasks not committed in time are, from the node: still pending (behind how many of this client's
     tasks, and for how long its admitted work keeps the network busy) or unknown to it (dropped)."""
     try:
-        statuses = client.post("/tasks/status", {"ids": missing[:5000]})["tasks"]
-        pending = [i for i in missing[:5000] if (statuses.get(i) or {}).get("status") == "pending"]
-        unknown = sum(1 for i in missing[:5000] if (statuses.get(i) or {}).get("status") == "unknown")
-        first = client.get(f"/tasks/{pending[0]}") if pending else {}
+        statuses = client.tasks(missing)
+        pending = [i for i in missing if (statuses.get(i) or {}).get("status") == "pending"]
+        unknown = sum(1 for i in missing if (statuses.get(i) or {}).get("status") == "unknown")
+        first = client.task(pending[0]) if pending else {}
     except (EdgepocError, KeyError, TypeError, AttributeError):
         return ""
     parts = []

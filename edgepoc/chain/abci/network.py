@@ -446,8 +446,7 @@ def up(folder: Path, env: dict[str, str] | None = None) -> dict[str, int]:
     """Start the arbiter (if this folder holds it) and every node this folder holds (no waiting: see
     `start_members` for the checked start that `network up` does); a taken port raises before any start."""
     names = (["arbiter"] if has_arbiter(folder) else []) + [n["name"] for n in local_nodes(folder)]
-    check_ports(folder, [name for name in names if running_pid(folder, name) is None])
-    check_disks(folder, [name for name in names if running_pid(folder, name) is None])
+    check_startable(folder, [name for name in names if running_pid(folder, name) is None])
     pids = {"arbiter": start_member(folder, "arbiter", env)} if has_arbiter(folder) else {}
     for n in local_nodes(folder):
         pids[n["name"]] = start_member(folder, n["name"], env)
@@ -659,6 +658,12 @@ def check_ports(folder: Path, names: list[str], settle: float = 10.0) -> None:
 MIN_START_FREE = 64 << 20  # bytes a member's disk must have free to start: cometbft's WAL and blocks, the store
 
 
+def check_startable(folder: Path, names: list[str]) -> None:
+    """Before anything starts (`up`, `start_members`): every port of `names` free, every disk with room."""
+    check_ports(folder, names)
+    check_disks(folder, names)
+
+
 def check_disks(folder: Path, names: list[str]) -> None:
     """Raise (before anything starts) naming the first member whose disk is (nearly) full: started there,
     cometbft fails its first write and dies, and with its log on the same full disk nothing says why."""
@@ -834,8 +839,7 @@ def start_members(folder: Path, names: list[str], timeout: float = 120.0, consen
             result[name] = {"pid": pid, "already": True}
         else:
             todo.append(name)
-    check_ports(folder, todo)
-    check_disks(folder, todo)
+    check_startable(folder, todo)
     progress = progress or Progress(open(os.devnull, "w"))
     t0 = time.monotonic()
     offsets = {name: _log_sizes(_member(folder, name)[0]) for name in todo}
