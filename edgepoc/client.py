@@ -88,6 +88,12 @@ class Receipt:
         self.records[task_id] = {**self.records.get(task_id, {}), **rec}
         self._fh.write(json.dumps(rec, allow_nan=False) + "\n")
 
+    def plan(self, body: dict, ids: list[str]) -> None:
+        """Record a signed request (its wire dict) and its task ids as planned: what a resumed run sends."""
+        self.record(ids[0], "planned", task=body, ids=ids)
+        for t in ids[1:]:
+            self.record(t, "planned")
+
     def flush(self) -> None:
         self._fh.flush()
 
@@ -246,9 +252,7 @@ class EdgepocClient:
                 res.skipped += len(ids)
                 continue
             if receipt is not None and receipt.state(ids[0]) is None:
-                receipt.record(ids[0], "planned", task=body, ids=ids)
-                for t in ids[1:]:
-                    receipt.record(t, "planned")
+                receipt.plan(body, ids)
             todo.append((body, ids))
         if receipt is not None:
             receipt.flush()

@@ -655,6 +655,9 @@ def submit_cmd(
                 break
             typer.echo(f"{len(redo)} tasks came in batches over one block's share of a client; resent in "
                        f"{len(parts)} smaller batches", err=True)
+            if rec is not None:  # the refusal was of their batch, not of them: planned again, as these parts
+                for part in parts:
+                    rec.plan(part.to_dict(), list(part.ids))
             more = client.submit(parts, rec, max(1, 20000 // max(1, len(parts[0].tasks))))
             res.rejected = [r for r in res.rejected if r.get("id") not in redo] + more.rejected
             res.accepted += more.accepted
