@@ -357,31 +357,35 @@ def test_cometbft_last_bare_words_are_the_reason_with_a_hint_for_the_sign_state(
 
 
 def test_tasks_not_committed_in_time_are_explained_by_the_node(net, tmp_path):
-    """`submit --wait` timing out said only "N tasks not committed within T s". Behind a backlog of the same
-    client's tasks it now says they are pending, behind how many, and for how long its work keeps the network
-    busy; `task ID` shows the same (ahead, client_busy_for)."""
+    """`submit --wait` timing out said only "N tasks not committed within T s". Past its client's share it now
+    says they are pending and for how long the client's work in blocks keeps the network busy; `task ID` says
+    how many of its client's tasks wait before it (ahead) and the same time (client_busy_for).
+
+    One submit, so the timing is the chain's: the 200 tasks (160 s of the whole network) are split into parts
+    that all enter the mempool in one request; blocks take a client's work only up to max_client_backlog (60 s)
+    ahead, so after about two parts the rest waits there for tens of seconds. (Two submits, heavy then light,
+    depended on whether the heavy parts reached a block before the light batch's CheckTx: CI saw both.)"""
     from edgepoc.chain.crypto import SigningKey
+    from edgepoc.client import Receipt
     from edgepoc.game.files import write_instance
     from edgepoc.game.instance import Instance
 
     genesis = json.loads((net.folder / "genesis.json").read_text())
     total = [sum(v["capacity"][r] for v in genesis["validators"]) for r in range(2)]
-    # 160 s of the whole network's capacity: past max_client_backlog (60 s) and a block's share (60 s)
     heavy = Instance.create([[1.0, 1.0]], [0.0], [0.0] * 200, [[0.8 * c for c in total]] * 200)
-    light = Instance.create([[1.0, 1.0]], [0.0], [0.0] * 5, [[0.01 * c for c in total]] * 5)
     write_instance(tmp_path / "heavy.json", heavy)
-    write_instance(tmp_path / "light.json", light)
     SigningKey.generate().save(tmp_path / "key.json")
-    key = ["--dir", str(net.folder), "--key", str(tmp_path / "key.json")]
-    r = edgepoc("submit", str(tmp_path / "heavy.json"), *key, timeout=120)
-    assert r.returncode == 0, r.stderr[-2000:]
-    r = edgepoc("submit", str(tmp_path / "light.json"), *key, "--wait", "--timeout", "4", timeout=120)
+    r = edgepoc("submit", str(tmp_path / "heavy.json"), "--dir", str(net.folder), "--key", str(tmp_path / "key.json"),
+                "--receipt", str(tmp_path / "receipt.jsonl"), "--wait", "--timeout", "6", timeout=180)
     assert r.returncode != 0
     line = r.stderr.strip().splitlines()[-1]
-    assert re.search(r"5 tasks not committed within 4 s: 5 still pending, the first behind \d+ earlier tasks of this "
-                     r"client; its work in blocks keeps the network busy \d+ s more", line), line
-    ids = json.loads(r.stdout.strip().splitlines()[-1])
-    assert ids["missing"] == 5
+    assert re.search(r"(\d+) tasks not committed within 6 s: \1 still pending(, the first behind \d+ earlier tasks "
+                     r"of this client)?; its work in blocks keeps the network busy \d+ s more \(a client's tasks enter "
+                     r"blocks in order", line), line
+    waiting = [t for t, rec in Receipt(tmp_path / "receipt.jsonl").records.items() if rec.get("state") != "committed"]
+    assert len(waiting) >= 2, waiting
+    last = net.get(0, f"/tasks/{waiting[-1]}")
+    assert last["status"] == "pending" and last["ahead"] >= 1 and last["client_busy_for"] > 0, last
 
 
 def test_an_instance_with_other_resources_than_the_network_is_refused_before_sending(net, tmp_path):
