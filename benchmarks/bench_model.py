@@ -23,6 +23,9 @@ over the family's instances. The target checks of issue 11 are printed under the
 
     python benchmarks/bench_model.py            # full: 10 instances per family, GA 5 s -> results/model.md|json
     python benchmarks/bench_model.py --quick    # 3 instances per family, GA 1 s, 300 tasks -> runs/
+    python benchmarks/bench_model.py --tuning --out F.md              # the tuning set (seed 4000), for choosing
+    python benchmarks/bench_model.py --seed-offset 2000 --out F.md    # another fresh set (seed 3000), for
+                                                                      # how much a figure moves between sets
 """
 
 from __future__ import annotations
@@ -56,6 +59,9 @@ FAMILIES: dict[str, tuple[str, dict, int]] = {
     **{f"K={k}": ("paper", {"providers": k}, 5100 + k) for k in (2, 3, 5, 8, 12)},
 }
 TUNING_OFFSET = 1000  # --tuning: seeds 4000 / 41xx, used to choose between candidates, never to report them
+# seeds of the general model's training mix (1000) and validation mix (2000), and the tuning set (4000 / 41xx):
+# --seed-offset refuses a set that would reuse them
+USED_SEEDS = frozenset({1000, 2000, 4000, *(4100 + k for k in (2, 3, 5, 8, 12))})
 # column -> (registry method, params); the GA column is the reference and runs separately
 COLUMNS: dict[str, tuple[str, dict]] = {
     "greedy": ("greedy", {}),
@@ -225,10 +231,15 @@ def main() -> None:
                                                               "varied draws its own size)")
     ap.add_argument("--families", default=",".join(FAMILIES), help="comma-separated subset of the families")
     ap.add_argument("--out", type=Path, default=None,
-                    help="Markdown file (+ .json beside it); default results/model.md, quick: runs/bench-model-quick.md")
+                    help="Markdown file (+ .json beside it); default results/model.md, or with --quick, --tuning or "
+                         "--seed-offset a file under runs/")
     ap.add_argument("--tuning", action="store_true",
                     help="the tuning instances (seeds 1000 lower: 4000, 41xx) instead of the held-out ones, for choosing "
                          "between candidates; a choice is then confirmed on the held-out instances")
+    ap.add_argument("--seed-offset", type=int, default=None,
+                    help="instances of seeds this much lower than the held-out ones (--tuning is 1000): another set, "
+                         "never used to train or choose, to see how a figure moves between instance sets; seeds the "
+                         "training mix or the tuning set use are refused")
     ap.add_argument("--candidate", type=Path, default=None,
                     help="folder with a candidate teacher.pt (and student.pt): its decoders run as extra 'new ...' "
                          "columns beside the bundled ones, with the paired gain over the bundled model")
@@ -241,12 +252,26 @@ def main() -> None:
     count = args.count or (3 if args.quick else 10)
     ga_seconds = args.ga_seconds or (1.0 if args.quick else 5.0)
     n_tasks = args.n_tasks or (300 if args.quick else 1000)
+    # only the full held-out run writes the published results by default
     out = args.out or (ROOT / "runs" / "bench-model-quick.md" if args.quick
+                       else ROOT / "runs" / "bench-model-tuning.md" if args.tuning
+                       else ROOT / "runs" / f"bench-model-offset-{args.seed_offset}.md" if args.seed_offset
                        else Path(__file__).parent / "results" / "model.md")
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:
         sys.exit(f"error: --families: unknown {', '.join(unknown)}; known: {', '.join(FAMILIES)}")
+    if args.tuning and args.seed_offset is not None:
+        sys.exit("error: --tuning and --seed-offset: give one of them")
+    seed_offset = TUNING_OFFSET if args.tuning else (args.seed_offset or 0)
+    if not args.tuning and seed_offset:
+        taken = {f: FAMILIES[f][2] - seed_offset for f in families
+                 if FAMILIES[f][2] - seed_offset in USED_SEEDS or FAMILIES[f][2] - seed_offset < 0}
+        if taken:
+            sys.exit(f"error: --seed-offset {seed_offset}: seeds {taken} are negative or used to train or choose "
+                     f"({sorted(USED_SEEDS)}); pick another offset")
+    kind = ("TUNING" if args.tuning else "held-out" if not seed_offset
+            else f"fresh (seed offset {seed_offset}: never used to train or choose, not the held-out set)")
     torch.set_num_threads(1)
     numba.set_num_threads(1)
     load_at_start = os.getloadavg()[0]
@@ -257,7 +282,6 @@ def main() -> None:
         run_column(warm, method, params, 0, MODEL_OF.get(col))
     run_ga(warm, 0.05, 0)
 
-    seed_offset = TUNING_OFFSET if args.tuning else 0
     rows_by_family: dict[str, list[dict]] = {}
     for fam in families:
         preset, params, seed = FAMILIES[fam]
@@ -280,10 +304,10 @@ def main() -> None:
     model_line = bundle_commit()
     lines = [
         f"# The general model per family vs GA {ga_seconds:g} s (CPU) and greedy: "
-        f"{'TUNING instances (for choosing, not for reporting)' if args.tuning else 'held-out instances'}",
+        f"{'TUNING instances (for choosing, not for reporting)' if args.tuning else kind + ' instances'}",
         "",
         f"{count} instances per family ({n_tasks} tasks; `varied` draws 50-1000), "
-        f"{'TUNING' if args.tuning else 'held-out'} seeds "
+        f"{kind} seeds "
         f"({', '.join(f'{f}: {FAMILIES[f][2] - seed_offset}' for f in families)}). "
         "One core (torch + numba 1 thread), "
         f"{platform.machine()}, {os.cpu_count()} CPUs, 1-min load average {load_at_start:.1f} at start; budgets "
