@@ -601,14 +601,17 @@ def submit_cmd(
     rec = Receipt(receipt) if receipt is not None else None
     items: list = rec.planned_items() if rec is not None else []
     pace = None
-    signer = None  # the key that signed this run's batches (none when resuming a receipt's)
+    signer = None  # the key that signed this run's batches: it re-signs a batch too big for a block in parts
+    if key is None and (dir or DEFAULT_DIR).joinpath("client_key.json").exists():
+        key = (dir or DEFAULT_DIR) / "client_key.json"
     if items:
         c = rec.counts()
         typer.echo(f"resuming from {receipt}: {len(items)} requests planned; {c.get('committed', 0)} tasks committed, "
                    f"{c.get('rejected', 0)} rejected, the rest resent (harmless if they got there before)", err=True)
+        own = SigningKey.load(key) if key else None  # the receipt's batches are split only if this key signed them
+        if own is not None and any(body.get("client") == own.public_hex for body, _ in items):
+            signer = own
     else:
-        if key is None and (dir or DEFAULT_DIR).joinpath("client_key.json").exists():
-            key = (dir or DEFAULT_DIR) / "client_key.json"
         signer = SigningKey.load(key) if key else SigningKey.generate()
         st = client.status()
         chain_id = st["chain_id"]
@@ -655,10 +658,11 @@ def submit_cmd(
                 break
             typer.echo(f"{len(redo)} tasks came in batches over one block's share of a client; resent in "
                        f"{len(parts)} smaller batches", err=True)
+            wire = [p if isinstance(p, tuple) else (p.to_dict(), list(p.ids)) for p in parts]
             if rec is not None:  # the refusal was of their batch, not of them: planned again, as these parts
-                for part in parts:
-                    rec.plan(part.to_dict(), list(part.ids))
-            more = client.submit(parts, rec, max(1, 20000 // max(1, len(parts[0].tasks))))
+                for body, ids in wire:
+                    rec.plan(body, ids)
+            more = client.submit(wire, rec, max(1, 20000 // max(1, len(wire[0][1]))))
             res.rejected = [r for r in res.rejected if r.get("id") not in redo] + more.rejected
             res.accepted += more.accepted
             res.unsent += more.unsent

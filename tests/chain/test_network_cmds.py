@@ -306,6 +306,35 @@ def test_a_batch_over_a_blocks_share_of_one_client_is_split_and_every_task_commi
     assert (out["submitted"], out["rejected"], out["committed"], out["missing"]) == (n, 0, n, 0)
 
 
+def test_a_resumed_submit_splits_a_planned_batch_the_chain_refuses_as_too_big(net, tmp_path):
+    """An interrupted `submit --receipt` left a planned, unsent batch of 65 s of one client's work (over the 60 s
+    one block takes). The resumed run sends it, the chain refuses it, and the run re-signs it in parts with the
+    client's key (before: a resumed run had no key, and the batch's 260 tasks ended rejected)."""
+    from edgepoc.chain.abci.client import instance_batches
+    from edgepoc.chain.crypto import SigningKey
+    from edgepoc.client import Receipt
+    from edgepoc.game.instance import Instance
+
+    genesis = json.loads((net.folder / "genesis.json").read_text())
+    total = [sum(v["capacity"][r] for v in genesis["validators"]) for r in range(2)]
+    n = 260
+    inst = Instance.create([[1.0, 1.0]], [0.0], [0.0] * n, [[0.25 * c for c in total]] * n)
+    key = SigningKey.generate()
+    key.save(tmp_path / "key.json")
+    (batch,) = instance_batches(inst, key, net.chain_id, 1, n)
+    rec = Receipt(tmp_path / "receipt.jsonl")
+    rec.plan(batch.to_dict(), list(batch.ids))
+    rec.close()
+    r = edgepoc("submit", "--dir", str(net.folder), "--key", str(tmp_path / "key.json"),
+                "--receipt", str(tmp_path / "receipt.jsonl"), timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "resuming from" in r.stderr and "smaller batches" in r.stderr, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert (out["submitted"], out["rejected"]) == (n, 0), out
+    assert sorted(out["ids"]) == sorted(batch.ids)
+    assert net.get(0, f"/tasks/{batch.ids[-1]}")["status"] in ("pending", "committed")
+
+
 def test_cometbft_data_reset_without_the_store_is_refused_with_what_to_do(net, tmp_path):
     """An operator wipes a node's cometbft data (unsafe-reset-all) and keeps data/app.sqlite: before, cometbft
     replayed from genesis into the later store and panicked on an app hash mismatch. Now the start is refused,

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from edgepoc.chain.abci.wire import TaskBatch, Work
-from edgepoc.chain.crypto import SigningKey
+from edgepoc.chain.crypto import SigningKey, canonical
 from edgepoc.chain.httpapi import HttpClient
 from edgepoc.errors import EdgepocError
 from edgepoc.game.instance import Instance
@@ -42,28 +42,41 @@ _SPLIT = re.compile(r"split it: its first (\d+) tasks fit in one batch")
 SPLIT_MARGIN = 0.8  # parts are this share of what fitted when the chain looked: its queues move on
 
 
-def split_oversized(batches: list, rejected: list[dict], key: SigningKey) -> tuple[list[TaskBatch], set[str]]:
+def split_oversized(batches: list, rejected: list[dict], key: SigningKey) -> tuple[list, set[str]]:
     """The batches the chain refused as more work than one block takes from a client, re-signed in parts that
     fit (the chain said how many of the first tasks fit), and the ids of those tasks. The tasks keep their
-    nonces: a refused batch left nothing on chain, so its ids are free."""
+    nonces: a refused batch left nothing on chain, so its ids are free. `batches`: signed `TaskBatch`es, or
+    `(wire dict, ids)` pairs as a receipt plans them (a resumed run); a part is of the same kind. Only batches
+    `key` signed are split."""
     fits: dict[str, int] = {}
     for r in rejected:
         m = _SPLIT.search(str(r.get("reason", "")))
         if m and r.get("id"):
             fits[r["id"]] = int(m.group(1))
-    parts: list[TaskBatch] = []
+    parts: list = []
     redo: set[str] = set()
     for b in batches:
-        if not isinstance(b, TaskBatch) or len(b.tasks) < 2:
+        if isinstance(b, TaskBatch):
+            ids, tasks, client = b.ids, b.tasks, b.client
+        elif isinstance(b, tuple) and len(b) == 2 and isinstance(b[0], dict):
+            ids, tasks, client = b[1], b[0].get("tasks"), b[0].get("client")
+        else:
             continue
-        n = next((fits[t] for t in b.ids if t in fits), None)
+        if client != key.public_hex or not isinstance(tasks, list) or len(tasks) < 2 or len(tasks) != len(ids):
+            continue
+        n = next((fits[t] for t in ids if t in fits), None)
         if n is None:
             continue
-        size = max(1, min(len(b.tasks) - 1, int(n * SPLIT_MARGIN)))
-        for j in range(0, len(b.tasks), size):
-            parts.append(TaskBatch(b.chain_id, b.client, b.tasks[j:j + size],
-                                   work=b.work[j:j + size] if b.work else None).signed(key))
-        redo.update(b.ids)
+        size = max(1, min(len(tasks) - 1, int(n * SPLIT_MARGIN)))
+        for j in range(0, len(tasks), size):
+            if isinstance(b, TaskBatch):
+                parts.append(TaskBatch(b.chain_id, b.client, b.tasks[j:j + size],
+                                       work=b.work[j:j + size] if b.work else None).signed(key))
+            else:  # the wire form is the signed body plus its signature (`TaskBatch.to_dict`)
+                body = {k: v for k, v in b[0].items() if k != "sig"}
+                body["tasks"] = tasks[j:j + size]
+                parts.append(({**body, "sig": key.sign(canonical(body))}, list(ids[j:j + size])))
+        redo.update(ids)
     return parts, redo
 
 
