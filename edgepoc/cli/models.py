@@ -125,7 +125,8 @@ def train_cmd(
 
 
 def distill_cmd(
-    out: Path = typer.Option(..., "--out", "-o", help="Run directory (config, distill_log.csv, best.pt)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory (config, distill_log.csv; best.pt for a "
+                             "paper-variant teacher, student.pt and .npz for a general one)."),
     teacher: Optional[Path] = typer.Option(None, "--teacher", help="Teacher checkpoint (default: the bundled one)."),
     data: Optional[Path] = typer.Option(None, "--data", help=DATA_HELP),
     test_data: Optional[Path] = typer.Option(None, "--test-data"),

@@ -52,17 +52,18 @@ METHODS: dict[str, tuple[str, str]] = {
     "greedy": ("edgepoc.solvers.heuristics:solve_greedy", "earliest completion time on the current queues"),
     "rollout": ("edgepoc.solvers.rollout:solve_rollout",
                 "pilot method: each task on the provider whose greedy completion of the next H tasks is best "
-                "(--param base=priced: priced-greedy pilots, for heavy-tailed workloads; base=mixed: half of each priced "
-                "pilot's cost on a fixed plan)"),
+                "(--param base=priced: priced-greedy pilots, for heavy-tailed workloads; base=mixed: on heavy tails up to "
+                "half of each priced pilot's cost on a fixed plan)"),
     "ga": ("edgepoc.solvers.ga:solve_ga", "genetic algorithm meta strategy (PolicyModel)"),
     "cpsat": ("edgepoc.solvers.cpsat:solve_cpsat", "OR-Tools CP-SAT, exact or best within the time limit, with bound"),
     "bound": ("edgepoc.solvers.lagrange:solve_bound",
               "GA allocation with a proven lower bound on the optimum (Lagrangian over per-provider FIFO "
               "sequences): lower_bound, gap"),
-    "teacher": ("edgepoc.models.solve:solve_teacher", "the GNN+RNN ResourceAllocationModel (teacher)"),
-    "student": ("edgepoc.models.solve:solve_student", "the distilled student model"),
+    "teacher": ("edgepoc.models.solve:solve_teacher", "the deep model (bundled: the general GNN + provider-set teacher, any K and R; "
+                "--param decode=onepass|search)"),
+    "student": ("edgepoc.models.solve:solve_student", "the distilled student of the teacher (bundled: the general one)"),
     "search": ("edgepoc.models.solve:solve_search_control",
-               "no-model control: the models' search decoder from greedy, uniform kicks, same work budget"),
+               "no-model control: the models' search decoder from greedy, kicks with no model, same work budget"),
     "dqn": ("edgepoc.solvers.rl.dqn:solve_dqn", "Stable-Baselines3 DQN dispatcher"),
     "maddpg": ("edgepoc.solvers.rl.maddpg:solve_maddpg", "MADDPG bidding providers"),
     "brute-force": ("edgepoc.solvers.exact:solve_brute_force", "exhaustive search (tiny instances only)"),
