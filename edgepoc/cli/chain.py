@@ -658,11 +658,10 @@ def submit_cmd(
                 break
             typer.echo(f"{len(redo)} tasks came in batches over one block's share of a client; resent in "
                        f"{len(parts)} smaller batches", err=True)
-            wire = [p if isinstance(p, tuple) else (p.to_dict(), list(p.ids)) for p in parts]
             if rec is not None:  # the refusal was of their batch, not of them: planned again, as these parts
-                for body, ids in wire:
+                for body, ids in parts:
                     rec.plan(body, ids)
-            more = client.submit(wire, rec, max(1, 20000 // max(1, len(wire[0][1]))))
+            more = client.submit(parts, rec, max(1, 20000 // max(1, len(parts[0][1]))))
             res.rejected = [r for r in res.rejected if r.get("id") not in redo] + more.rejected
             res.accepted += more.accepted
             res.unsent += more.unsent

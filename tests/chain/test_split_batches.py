@@ -17,8 +17,11 @@ def test_a_refused_batch_is_re_signed_in_parts_that_keep_the_tasks_and_their_ord
     other = TaskBatch("chain", key.public_hex, [(n, [0.1, 0.2]) for n in range(10, 12)]).signed(key)
     parts, redo = split_oversized([batch, other], [_refusal(batch.ids[0], 5)], key)
     assert redo == set(batch.ids)  # the batch not refused is left alone
-    assert [len(p.tasks) for p in parts] == [4, 4, 2]  # 80 % of what fitted
-    assert [t for p in parts for t in p.ids] == batch.ids and all(p.signature_ok() for p in parts)
+    assert [len(body["tasks"]) for body, _ in parts] == [4, 4, 2]  # 80 % of what fitted
+    signed = [TaskBatch("chain", key.public_hex, [(t["nonce"], t["demand"]) for t in body["tasks"]], body["sig"])
+              for body, _ in parts]
+    assert [t for p in signed for t in p.ids] == batch.ids and all(p.signature_ok() for p in signed)
+    assert [ids for _, ids in parts] == [p.ids for p in signed]
 
 
 def test_a_receipts_planned_batch_is_split_in_its_wire_form():

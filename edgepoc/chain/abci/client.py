@@ -42,40 +42,38 @@ _SPLIT = re.compile(r"split it: its first (\d+) tasks fit in one batch")
 SPLIT_MARGIN = 0.8  # parts are this share of what fitted when the chain looked: its queues move on
 
 
-def split_oversized(batches: list, rejected: list[dict], key: SigningKey) -> tuple[list, set[str]]:
+def split_oversized(batches: list, rejected: list[dict], key: SigningKey) -> tuple[list[tuple[dict, list[str]]],
+                                                                                 set[str]]:
     """The batches the chain refused as more work than one block takes from a client, re-signed in parts that
     fit (the chain said how many of the first tasks fit), and the ids of those tasks. The tasks keep their
     nonces: a refused batch left nothing on chain, so its ids are free. `batches`: signed `TaskBatch`es, or
-    `(wire dict, ids)` pairs as a receipt plans them (a resumed run); a part is of the same kind. Only batches
-    `key` signed are split."""
+    `(wire dict, ids)` pairs as a receipt plans them (a resumed run); the parts are `(wire dict, ids)` pairs,
+    what `EdgepocClient.submit` and `Receipt.plan` take. Only batches `key` signed are split."""
     fits: dict[str, int] = {}
     for r in rejected:
         m = _SPLIT.search(str(r.get("reason", "")))
         if m and r.get("id"):
             fits[r["id"]] = int(m.group(1))
-    parts: list = []
+    parts: list[tuple[dict, list[str]]] = []
     redo: set[str] = set()
     for b in batches:
         if isinstance(b, TaskBatch):
-            ids, tasks, client = b.ids, b.tasks, b.client
+            wire, ids = b.to_dict(), b.ids
         elif isinstance(b, tuple) and len(b) == 2 and isinstance(b[0], dict):
-            ids, tasks, client = b[1], b[0].get("tasks"), b[0].get("client")
+            wire, ids = b
         else:
             continue
-        if client != key.public_hex or not isinstance(tasks, list) or len(tasks) < 2 or len(tasks) != len(ids):
+        tasks = wire.get("tasks")
+        if wire.get("client") != key.public_hex or not isinstance(tasks, list) or not 2 <= len(tasks) == len(ids):
             continue
         n = next((fits[t] for t in ids if t in fits), None)
         if n is None:
             continue
         size = max(1, min(len(tasks) - 1, int(n * SPLIT_MARGIN)))
+        body = {k: v for k, v in wire.items() if k != "sig"}  # the wire form is the signed body and its signature
         for j in range(0, len(tasks), size):
-            if isinstance(b, TaskBatch):
-                parts.append(TaskBatch(b.chain_id, b.client, b.tasks[j:j + size],
-                                       work=b.work[j:j + size] if b.work else None).signed(key))
-            else:  # the wire form is the signed body plus its signature (`TaskBatch.to_dict`)
-                body = {k: v for k, v in b[0].items() if k != "sig"}
-                body["tasks"] = tasks[j:j + size]
-                parts.append(({**body, "sig": key.sign(canonical(body))}, list(ids[j:j + size])))
+            part = {**body, "tasks": tasks[j:j + size]}
+            parts.append(({**part, "sig": key.sign(canonical(part))}, list(ids[j:j + size])))
         redo.update(ids)
     return parts, redo
 
