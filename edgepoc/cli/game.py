@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from edgepoc.cli.common import parse_params, print_json
 from edgepoc.errors import InputError
-from edgepoc.game.files import allocation_to_dict, read_allocation, read_instance, write_instance, write_json
+from edgepoc.game.files import (allocation_from_dict, allocation_to_dict, load_json, read_instance, write_instance,
+                                write_json)
 from edgepoc.game.generators import PRESETS, generate
 from edgepoc.game.metrics import evaluate as evaluate_metrics
 
@@ -109,8 +111,14 @@ def evaluate_cmd(
 ) -> None:
     """Re-simulate an allocation and print its metrics."""
     inst = read_instance(instance)
-    x = read_allocation(allocation, inst, check_name=not force)
+    doc = load_json(allocation)
+    x = allocation_from_dict(doc, inst, source=allocation.name, check_name=not force)
     metrics = evaluate_metrics(inst, x)
+    claimed = doc.get("total_latency")
+    if (isinstance(claimed, (int, float)) and not isinstance(claimed, bool)
+            and not np.isclose(claimed, metrics["total_latency"], rtol=1e-9, atol=1e-9)):
+        typer.echo(f"warning: {allocation.name} claims total_latency {claimed}; re-simulated, it is "
+                   f"{metrics['total_latency']} (the metrics below are the re-simulated ones)", err=True)
     if not table:
         print_json(metrics)
         return

@@ -15,7 +15,7 @@ import numpy as np
 
 from edgepoc.errors import InputError
 from edgepoc.game.instance import Instance
-from edgepoc.game.validate import validate_assignment
+from edgepoc.game.validate import check_time_resolution, validate_assignment
 
 INSTANCE_FORMAT = "edgepoc-instance/1"
 ALLOCATION_FORMAT = "edgepoc-allocation/1"
@@ -32,7 +32,7 @@ def load_json(path: str | Path) -> Any:
     if p.is_dir():
         raise InputError(f"{p}: is a directory, expected a JSON file")
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")  # a byte-order mark (some Windows editors write one) is not content
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{p}: cannot read ({exc})") from None
     try:
@@ -108,7 +108,7 @@ def instance_from_dict(doc: Any, source: str = "instance") -> Instance:
     name = doc.get("name", source)
     if not isinstance(name, str):
         raise InputError(f"name: expected a string, got {json.dumps(name)[:40]}")
-    return Instance.create(
+    inst = Instance.create(
         capacity=np.array(capacity, dtype=np.float64).reshape(k, r),
         provider_delay=np.array(delay),
         arrival=np.array(arrival, dtype=np.float64),
@@ -118,6 +118,8 @@ def instance_from_dict(doc: Any, source: str = "instance") -> Instance:
         provider_ids=pids,
         task_ids=tids,
     )
+    check_time_resolution(inst)
+    return inst
 
 
 def instance_to_dict(instance: Instance) -> dict:
@@ -192,9 +194,10 @@ def allocation_from_dict(doc: Any, instance: Instance, source: str = "allocation
     if not isinstance(x, list):
         raise InputError("assignment: expected a list of provider indices")
     for i, v in enumerate(x):
-        if isinstance(v, bool) or not isinstance(v, int):
+        # JSON has one number type: 2.0 (what tools writing float arrays produce) is provider 2, 2.5 is no provider
+        if isinstance(v, bool) or not (isinstance(v, int) or (isinstance(v, float) and v.is_integer())):
             raise InputError(f"assignment[{i}]: provider index must be an integer, got {json.dumps(v)[:40]}")
-    return validate_assignment(x, instance.n_tasks, instance.n_providers)
+    return validate_assignment([int(v) for v in x], instance.n_tasks, instance.n_providers)
 
 
 def read_allocation(path: str | Path, instance: Instance, check_name: bool = False) -> np.ndarray:

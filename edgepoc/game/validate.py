@@ -108,3 +108,18 @@ def validate_assignment(assignment, n_tasks: int, n_providers: int, field: str =
         i = int(np.argmax(bad))
         raise InputError(f"{field}[{i}]: provider index {x[i]} out of range 0..{n_providers - 1}")
     return x.astype(np.int64)
+
+
+def check_time_resolution(inst) -> None:
+    """Refuse an instance whose times are so large that float64 cannot resolve a typical processing time at
+    their magnitude (arrivals near 1e300 make every latency 0: a silently wrong answer). For instance files
+    only: epoch seconds resolve 2.4e-7 s, and the chain's clock (seconds since genesis) must never start
+    refusing blocks as it grows, so the constructors do not apply it."""
+    if inst.n_tasks == 0:
+        return
+    latest = float(inst.ready.max())  # the largest arrival plus delay: the times' magnitude
+    typical = float(np.median(inst.processing.min(axis=1)))
+    if np.spacing(latest) > 0.01 * typical:
+        raise InputError(f"tasks[]: arrival times up to {latest:.6g} are too large for float64 to resolve processing "
+                         f"times of about {typical:.3g} (it resolves {np.spacing(latest):.3g} there): shift the "
+                         "arrivals to start near 0")

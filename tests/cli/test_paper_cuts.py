@@ -54,6 +54,16 @@ def test_evaluate_refuses_another_instances_allocation(tmp_path):
         assert r.returncode == 0, r.stderr
     r = run_cli("solve", str(tmp_path / "i1.json"), "--out", str(tmp_path / "a1.json"))
     assert r.returncode == 0, r.stderr
+    # a file whose claimed delay is not what its assignment gives: evaluate says so and reports the true one
+    doc = json.loads((tmp_path / "a1.json").read_text())
+    true = doc["total_latency"]
+    doc["total_latency"] = true / 2
+    (tmp_path / "claimed.json").write_text(json.dumps(doc))
+    r = run_cli("evaluate", str(tmp_path / "i1.json"), str(tmp_path / "claimed.json"))
+    assert r.returncode == 0 and json.loads(r.stdout)["total_latency"] == true
+    assert r.stderr.startswith(f"warning: claimed.json claims total_latency {true / 2}; re-simulated, it is {true}")
+    r = run_cli("evaluate", str(tmp_path / "i1.json"), str(tmp_path / "a1.json"))
+    assert r.returncode == 0 and r.stderr == ""
     r = run_cli("evaluate", str(tmp_path / "i2.json"), str(tmp_path / "a1.json"))
     assert r.returncode == 2
     assert r.stderr.strip() == ("error: allocation: a1.json is for instance 'paper-s1-0', not 'paper-s2-0' "

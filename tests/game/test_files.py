@@ -47,6 +47,11 @@ def _doc():
     return instance_to_dict(random_instance(np.random.default_rng(5), 4, 2))
 
 
+def _write(path, doc):
+    path.write_text(json.dumps(doc))
+    return path
+
+
 def _bad(mutate):
     doc = _doc()
     mutate(doc)
@@ -75,7 +80,33 @@ BAD_INSTANCES = {
     "huge demand": (lambda d: d["tasks"][2].update(demand=[1e308, 1e308]), "tasks[2].demand"),
     "huge arrivals and delays": (lambda d: [t.update(arrival=1.5e308) for t in d["tasks"]]
                                  + [p.update(delay=1e308) for p in d["providers"]], "overflow"),
+    # finite, no overflow, but every processing time vanishes at the arrivals' magnitude (all latencies 0)
+    "arrivals float64 cannot resolve": (lambda d: [t.update(arrival=1e300) for t in d["tasks"]], "shift the arrivals"),
 }
+
+
+def test_epoch_second_arrivals_and_a_byte_order_mark_are_read(tmp_path):
+    """Times as a trace writes them (seconds since 1970) resolve sub-millisecond processing times; a UTF-8
+    byte-order mark is not content. Both give the same delays as the plain file."""
+    doc = _doc()
+    plain = read_instance(_write(tmp_path / "plain.json", doc))
+    for t in doc["tasks"]:
+        t["arrival"] += 1.7e9
+    epoch = read_instance(_write(tmp_path / "epoch.json", doc))
+    x = np.zeros(plain.n_tasks, dtype=np.int64)
+    from edgepoc.game.kernel import simulate
+    assert simulate(epoch, x) == pytest.approx(simulate(plain, x), rel=1e-6)
+    (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf" + (tmp_path / "plain.json").read_bytes())
+    assert np.array_equal(read_instance(tmp_path / "bom.json").processing, plain.processing)
+
+
+def test_integral_floats_are_provider_indices(tmp_path):
+    """JSON has one number type: tools that write float arrays write 1.0, which is provider 1."""
+    inst = random_instance(np.random.default_rng(5), 4, 2)
+    doc = allocation_to_dict(inst, [0, 0, 0, 0], "x", 0.0, 0.0)
+    doc["assignment"] = [0.0, 1.0, 1, 0]
+    write_json(tmp_path / "a.json", doc)
+    assert read_allocation(tmp_path / "a.json", inst).tolist() == [0, 1, 1, 0]
 
 
 @pytest.mark.parametrize("case", list(BAD_INSTANCES))
