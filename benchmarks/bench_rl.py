@@ -1,4 +1,4 @@
-"""RL baselines on the paper's setting: 10 held-out `paper` instances (1000 tasks, 3 providers, load 0.9).
+"""RL baselines on the paper's setting: 10 held-out `paper` instances (1000 tasks, 3 providers unless asked, load 0.9).
 
 Total delay of random, round-robin, greedy, DQN and MADDPG (the bundled checkpoints unless
 --dqn-model / --maddpg-model are given), each as a ratio to greedy's delay on the same instance in
@@ -8,6 +8,7 @@ and MADDPG each beat round-robin and are within 10% of greedy (mean ratio <= 1.1
 
     python benchmarks/bench_rl.py                 # about a minute; writes benchmarks/results/rl.md + rl.json
     python benchmarks/bench_rl.py --instances 2   # a smoke run
+    python benchmarks/bench_rl.py --providers 5   # the bundled 5-provider checkpoints -> results/rl-k5.md
 """
 
 from __future__ import annotations
@@ -35,15 +36,16 @@ class BenchConfig:
     instances: int = 10
     seed: int = 0
     n_tasks: int = 1000
+    providers: int = 3
     load: float = 0.9
     random_seed: int = 0
     dqn_model: str | None = None  # None: the bundled checkpoint
     maddpg_model: str | None = None
 
 
-def checkpoint_record(path: str | None, algo: str, fmt: str) -> dict:
+def checkpoint_record(path: str | None, algo: str, fmt: str, n_providers: int) -> dict:
     """Where a checkpoint came from: its file, digest, training step, validation score and config."""
-    p = Path(path) if path else bundled_checkpoint(algo)
+    p = Path(path) if path else bundled_checkpoint(algo, n_providers)
     doc = load_checkpoint(p, algo, fmt)
     return {"path": str(p) if path else f"bundled {p.name}", "sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
             "bytes": p.stat().st_size, "step": doc.get("step"), "val_ratio_to_greedy": doc.get("val_ratio_to_greedy"),
@@ -54,24 +56,28 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--instances", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--providers", type=int, default=3, help="providers per instance (the bundled checkpoints for it)")
     ap.add_argument("--dqn-model", default=None, help="DQN checkpoint (default: bundled)")
     ap.add_argument("--maddpg-model", default=None, help="MADDPG checkpoint (default: bundled)")
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "rl.md")
+    ap.add_argument("--out", type=Path, default=None, help="default: results/rl.md (3 providers), else rl-kK.md")
     args = ap.parse_args()
-    cfg = BenchConfig(instances=args.instances, seed=args.seed, dqn_model=args.dqn_model,
+    if args.out is None:
+        args.out = Path(__file__).parent / "results" / ("rl.md" if args.providers == 3 else f"rl-k{args.providers}.md")
+    cfg = BenchConfig(instances=args.instances, seed=args.seed, providers=args.providers, dqn_model=args.dqn_model,
                       maddpg_model=args.maddpg_model)
     numba.set_num_threads(1)
     torch.set_num_threads(1)  # the policies are tiny MLPs evaluated one task at a time
 
     from edgepoc.solvers.rl import dqn, maddpg
 
-    models = {"dqn": checkpoint_record(cfg.dqn_model, "dqn", dqn.FORMAT),
-              "maddpg": checkpoint_record(cfg.maddpg_model, "maddpg", maddpg.FORMAT)}
+    models = {"dqn": checkpoint_record(cfg.dqn_model, "dqn", dqn.FORMAT, cfg.providers),
+              "maddpg": checkpoint_record(cfg.maddpg_model, "maddpg", maddpg.FORMAT, cfg.providers)}
     runs = [("random", "random", SolveOptions(seed=cfg.random_seed)), ("round-robin", "round-robin", SolveOptions()),
             ("greedy", "greedy", SolveOptions()), ("DQN", "dqn", SolveOptions(model=cfg.dqn_model)),
             ("MADDPG", "maddpg", SolveOptions(model=cfg.maddpg_model))]
-    insts = generate("paper", seed=cfg.seed, count=cfg.instances, n_tasks=cfg.n_tasks, load=cfg.load)
-    warm = generate("paper", seed=99, n_tasks=50)[0]
+    insts = generate("paper", seed=cfg.seed, count=cfg.instances, n_tasks=cfg.n_tasks, load=cfg.load,
+                     providers=cfg.providers)
+    warm = generate("paper", seed=99, n_tasks=50, providers=cfg.providers)[0]
     for _, method, opt in runs:  # compile kernels and load checkpoints outside the timings
         solve(warm, method, opt)
     totals = np.zeros((len(insts), len(runs)))
@@ -97,7 +103,7 @@ def main() -> None:
                         "instances_better_than_greedy": int(np.sum(ratio[:, j] < 1.0))}
 
     lines = [f"# RL baselines on held-out `paper` instances ({cfg.instances} instances, seed {cfg.seed}, "
-             f"{cfg.n_tasks} tasks, load {cfg.load}, one thread, {platform.machine()})", "",
+             f"{cfg.n_tasks} tasks, {cfg.providers} providers, load {cfg.load}, one thread, {platform.machine()})", "",
              "| method | mean total delay | mean ratio to greedy | best ratio | worst ratio | mean wall s |",
              "|---|---:|---:|---:|---:|---:|"]
     for j, name in enumerate(names):
@@ -120,7 +126,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
     args.out.with_suffix(".json").write_text(json.dumps({
-        "config": asdict(cfg), "command": "python benchmarks/bench_rl.py", "models": models, "methods": names,
+        "config": asdict(cfg), "models": models, "methods": names,
+        "command": "python benchmarks/bench_rl.py" + ("" if cfg.providers == 3 else f" --providers {cfg.providers}"),
         "instances": [i.name for i in insts], "total_latency": totals.tolist(), "wall_seconds": walls.tolist(),
         "ratio_to_greedy": ratio.tolist(), "checks": checks,
     }, indent=1) + "\n", encoding="utf-8")

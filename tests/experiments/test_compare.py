@@ -51,9 +51,9 @@ def test_compare_every_method_on_two_tiny_instances(tmp_path):
 
 
 def test_compare_per_instance_status_a_method_solves_what_it_can(tmp_path):
-    """A 4- and a 3-provider instance: the 3-provider DQN fails on the first with its reason and still
-    gets its row for the second; the others run on both."""
-    insts = [generate("paper", 3, 1, n_tasks=20, providers=4)[0], generate("paper", 4, 1, n_tasks=20)[0]]
+    """A 13- and a 3-provider instance: DQN, shipped for 2-12 providers, fails on the first with its reason and
+    still gets its row for the second; the others run on both."""
+    insts = [generate("paper", 3, 1, n_tasks=20, providers=13)[0], generate("paper", 4, 1, n_tasks=20)[0]]
     result = compare(insts, ["greedy", "round-robin", "dqn"], progress=False)
     rows = {row["method"]: row for row in result.summary()}
     assert rows["greedy"]["status"] == "ok" and rows["greedy"]["instances"] == 2

@@ -192,8 +192,10 @@ def test_train_rl_round_trip_and_solve_with_the_checkpoint(tmp_path, monkeypatch
     (["train-rl", "--algo", "maddpg", "--out", "{d}/r", "-p", "reward=profit"], "error: reward: expected"),
     (["train-rl", "--algo", "dqn", "--out", "{d}/r", "--preset", "nope"], "error: --preset: unknown preset 'nope'"),
     (["train-rl", "--algo", "dqn", "--out", "{d}/inst.json"], "is not a directory"),
-    (["solve", "{d}/inst4.json", "--method", "dqn"], "error: instance paper-s4-0: has 4 providers, the dqn "
-                                                      "checkpoint was trained for 3"),
+    (["solve", "{d}/inst4.json", "--method", "dqn", "--model", "{dqn}"], "error: instance paper-s4-0: has 4 providers, "
+                                                                         "the dqn checkpoint was trained for 3"),
+    (["solve", "{d}/inst13.json", "--method", "maddpg"], "error: model: no bundled maddpg model for 13 providers "
+                                                        "(bundled: 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12); train"),
     (["solve", "{d}/inst.json", "--method", "maddpg", "--model", "{d}/corrupt.pt"], "is not a readable checkpoint"),
     (["solve", "{d}/inst.json", "--method", "maddpg", "--model", "{dqn}"], "is a 'edgepoc-dqn/1' checkpoint, "
                                                                            "expected 'edgepoc-maddpg/1'"),
@@ -202,6 +204,7 @@ def test_train_rl_round_trip_and_solve_with_the_checkpoint(tmp_path, monkeypatch
 def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, args, message):
     write_instance(tmp_path / "inst.json", generate("paper", seed=4, n_tasks=10)[0])
     write_instance(tmp_path / "inst4.json", generate("paper", seed=4, n_tasks=10, providers=4)[0])
+    write_instance(tmp_path / "inst13.json", generate("paper", seed=4, n_tasks=10, providers=13)[0])
     (tmp_path / "corrupt.pt").write_bytes(bundled_checkpoint("maddpg").read_bytes()[:300])
     args = [a.format(d=tmp_path, dqn=bundled_checkpoint("dqn")) for a in args]
     code, out, err = cli(monkeypatch, capsys, *args)
@@ -221,5 +224,25 @@ def test_solve_with_the_bundled_models_on_a_paper_instance(tmp_path, monkeypatch
         code, out, err = cli(monkeypatch, capsys, "solve", str(path), "--method", algo)
         assert code == 0, err
         doc = json.loads(out)
-        assert doc["model"] == f"bundled {algo}" and doc["total_latency"] == simulate(inst, doc["assignment"])
+        assert doc["model"] == f"bundled {algo}-k3" and doc["total_latency"] == simulate(inst, doc["assignment"])
         assert doc["total_latency"] < rr
+
+
+def test_a_bundled_checkpoint_serves_each_shipped_provider_count(tmp_path, monkeypatch, capsys):
+    """A flat dispatcher serves one number of providers, so one is shipped per count the generators use: each
+    picks itself by the instance's count, plays a whole held-out instance and beats round-robin there."""
+    from edgepoc.solvers.rl.common import bundled_provider_counts
+    for algo in ("dqn", "maddpg"):
+        assert bundled_provider_counts(algo) == list(range(2, 13))
+    for k in (2, 5, 12):
+        inst = generate("paper", seed=0, n_tasks=300, providers=k)[0]
+        path = tmp_path / f"k{k}.json"
+        write_instance(path, inst)
+        rr = simulate(inst, np.arange(inst.n_tasks) % k)
+        for algo in ("dqn", "maddpg"):
+            code, out, err = cli(monkeypatch, capsys, "solve", str(path), "--method", algo)
+            assert code == 0, err
+            doc = json.loads(out)
+            assert doc["model"] == f"bundled {algo}-k{k}" and doc["total_latency"] == simulate(inst, doc["assignment"])
+            assert doc["total_latency"] < rr, (algo, k)
+

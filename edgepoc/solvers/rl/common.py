@@ -20,9 +20,15 @@ from edgepoc.game.instance import Instance
 from edgepoc.game.kernel import greedy_assignment, simulate
 
 
-def bundled_checkpoint(algo: str) -> Path:
-    """The small checkpoint shipped in the package for `algo` ('dqn' or 'maddpg')."""
-    return Path(str(resources.files("edgepoc.solvers") / "bundled" / f"{algo}.pt"))
+def bundled_checkpoint(algo: str, n_providers: int = 3) -> Path:
+    """The small checkpoint shipped in the package for `algo` ('dqn' or 'maddpg') and `n_providers` (a flat
+    dispatcher serves one number of providers; `bundled_provider_counts` says which are shipped)."""
+    return Path(str(resources.files("edgepoc.solvers") / "bundled" / f"{algo}-k{n_providers}.pt"))
+
+
+def bundled_provider_counts(algo: str) -> list[int]:
+    folder = Path(str(resources.files("edgepoc.solvers") / "bundled"))
+    return sorted(int(p.stem.rsplit("-k", 1)[1]) for p in folder.glob(f"{algo}-k*.pt"))
 
 
 def save_rl_checkpoint(path: Path, fmt: str, config: Any, payload: dict) -> None:
@@ -32,11 +38,20 @@ def save_rl_checkpoint(path: Path, fmt: str, config: Any, payload: dict) -> None
     tmp.replace(path)
 
 
-def load_checkpoint(path: str | Path | None, algo: str, fmt: str) -> dict:
-    """Read a checkpoint written by `train-rl` (None: the bundled one); wrong files get one line."""
-    p = Path(path) if path else bundled_checkpoint(algo)
-    if not p.is_file():
-        raise InputError(f"model: checkpoint {p} not found" + ("" if path else f" (no bundled {algo} model)"))
+def load_checkpoint(path: str | Path | None, algo: str, fmt: str, n_providers: int | None = None) -> dict:
+    """Read a checkpoint written by `train-rl` (None: the bundled one for `n_providers`, default 3); wrong files
+    get one line."""
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise InputError(f"model: checkpoint {p} not found")
+    else:
+        k = 3 if n_providers is None else n_providers
+        p = bundled_checkpoint(algo, k)
+        if not p.is_file():
+            shipped = ", ".join(map(str, bundled_provider_counts(algo))) or "none"
+            raise InputError(f"model: no bundled {algo} model for {k} providers (bundled: {shipped}); train one "
+                             f"with `edgepoc train-rl --algo {algo} --providers {k}` and pass it with --model")
     try:
         doc = torch.load(p, map_location="cpu", weights_only=False)
     except Exception as exc:  # a truncated or foreign file
@@ -45,6 +60,11 @@ def load_checkpoint(path: str | Path | None, algo: str, fmt: str) -> dict:
         got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
         raise InputError(f"model: {p} is a {got!r} checkpoint, expected {fmt!r}")
     return doc
+
+
+def model_label(path: str | None, algo: str, n_providers: int) -> str:
+    """What `solve` reports as the model: the file given, or which bundled one."""
+    return path or f"bundled {algo}-k{n_providers}"
 
 
 def check_providers(instance: Instance, n_providers: int, algo: str) -> None:

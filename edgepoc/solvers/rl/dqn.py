@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from edgepoc.game.instance import Instance
-from edgepoc.solvers.rl.common import (TrainLog, Validation, check_providers, load_checkpoint, progress_bar,
-                                       require_positive, save_rl_checkpoint, torch_threads)
+from edgepoc.solvers.rl.common import (TrainLog, Validation, check_providers, load_checkpoint, model_label,
+                                       progress_bar, require_positive, save_rl_checkpoint, torch_threads)
 from edgepoc.solvers.rl.env import DispatchEnv, play, preset_source
 from edgepoc.solvers.rl.features import observation_size
 
@@ -136,9 +136,9 @@ def train_dqn(config: DQNConfig, out: str | Path, progress: bool = True) -> dict
             "checkpoint": str(out / "best.pt")}
 
 
-@lru_cache(maxsize=4)
-def _load(path: str | None) -> tuple[nn.Module, int]:
-    doc = load_checkpoint(path, "dqn", FORMAT)
+@lru_cache(maxsize=16)
+def _load(path: str | None, n_providers: int) -> tuple[nn.Module, int]:
+    doc = load_checkpoint(path, "dqn", FORMAT, n_providers)
     net = q_network(doc["n_providers"], doc["config"]["net_arch"])
     net.load_state_dict(doc["state_dict"])
     net.eval()
@@ -147,7 +147,7 @@ def _load(path: str | None) -> tuple[nn.Module, int]:
 
 def solve_dqn(instance: Instance, options) -> tuple[np.ndarray, dict]:
     """Dispatch every task to the provider with the highest Q-value (`options.model`: checkpoint)."""
-    net, k = _load(options.model)
+    net, k = _load(options.model, instance.n_providers)
     check_providers(instance, k, "dqn")
     x = play(DispatchEnv([instance], n_providers=k), instance, greedy_q_policy(net), options.free_times)
-    return x, {"model": options.model or "bundled dqn"}
+    return x, {"model": model_label(options.model, "dqn", k)}

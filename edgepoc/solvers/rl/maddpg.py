@@ -31,8 +31,8 @@ import torch
 from torch import nn
 
 from edgepoc.game.instance import Instance
-from edgepoc.solvers.rl.common import (TrainLog, Validation, check_providers, load_checkpoint, progress_bar,
-                                       require_positive, save_rl_checkpoint, torch_threads)
+from edgepoc.solvers.rl.common import (TrainLog, Validation, check_providers, load_checkpoint, model_label,
+                                       progress_bar, require_positive, save_rl_checkpoint, torch_threads)
 from edgepoc.solvers.rl.env import preset_source
 from edgepoc.solvers.rl.market import MarketEnv, agent_observation_size, winner
 
@@ -247,9 +247,9 @@ def train_maddpg(config: MADDPGConfig, out: str | Path, progress: bool = True) -
             "checkpoint": str(out / "best.pt")}
 
 
-@lru_cache(maxsize=4)
-def _load(path: str | None) -> tuple[Actors, int]:
-    doc = load_checkpoint(path, "maddpg", FORMAT)
+@lru_cache(maxsize=16)
+def _load(path: str | None, n_providers: int) -> tuple[Actors, int]:
+    doc = load_checkpoint(path, "maddpg", FORMAT, n_providers)
     actors = Actors(doc["n_providers"], doc["obs_size"], doc["config"]["hidden"])
     actors.load_state_dict(doc["actors"])
     actors.eval()
@@ -258,7 +258,7 @@ def _load(path: str | None) -> tuple[Actors, int]:
 
 def solve_maddpg(instance: Instance, options) -> tuple[np.ndarray, dict]:
     """Every provider bids with its actor; each task goes to the best bid (`options.model`: checkpoint)."""
-    actors, k = _load(options.model)
+    actors, k = _load(options.model, instance.n_providers)
     check_providers(instance, k, "maddpg")
     x = play_market(MarketEnv([instance], n_providers=k), instance, bid_policy(actors), options.free_times)
-    return x, {"model": options.model or "bundled maddpg"}
+    return x, {"model": model_label(options.model, "maddpg", k)}
