@@ -12,8 +12,7 @@ from rich.table import Table
 
 from edgepoc.cli.common import parse_params, print_json
 from edgepoc.errors import InputError
-from edgepoc.game.files import (allocation_from_dict, allocation_to_dict, load_json, read_instance, write_instance,
-                                write_json)
+from edgepoc.game.files import allocation_to_dict, read_allocation, read_instance, write_instance, write_json
 from edgepoc.game.generators import PRESETS, generate
 from edgepoc.game.metrics import evaluate as evaluate_metrics
 
@@ -111,8 +110,7 @@ def evaluate_cmd(
 ) -> None:
     """Re-simulate an allocation and print its metrics."""
     inst = read_instance(instance)
-    doc = load_json(allocation)
-    x = allocation_from_dict(doc, inst, source=allocation.name, check_name=not force)
+    x, doc = read_allocation(allocation, inst, check_name=not force)
     metrics = evaluate_metrics(inst, x)
     claimed = doc.get("total_latency")
     if (isinstance(claimed, (int, float)) and not isinstance(claimed, bool)

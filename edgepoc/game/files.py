@@ -200,5 +200,7 @@ def allocation_from_dict(doc: Any, instance: Instance, source: str = "allocation
     return validate_assignment([int(v) for v in x], instance.n_tasks, instance.n_providers)
 
 
-def read_allocation(path: str | Path, instance: Instance, check_name: bool = False) -> np.ndarray:
-    return allocation_from_dict(load_json(path), instance, source=Path(path).name, check_name=check_name)
+def read_allocation(path: str | Path, instance: Instance, check_name: bool = False) -> tuple[np.ndarray, dict]:
+    """The checked assignment of an allocation file, and the document it came from (its claims: method, delay)."""
+    doc = load_json(path)
+    return allocation_from_dict(doc, instance, source=Path(path).name, check_name=check_name), doc

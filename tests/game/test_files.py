@@ -106,7 +106,7 @@ def test_integral_floats_are_provider_indices(tmp_path):
     doc = allocation_to_dict(inst, [0, 0, 0, 0], "x", 0.0, 0.0)
     doc["assignment"] = [0.0, 1.0, 1, 0]
     write_json(tmp_path / "a.json", doc)
-    assert read_allocation(tmp_path / "a.json", inst).tolist() == [0, 1, 1, 0]
+    assert read_allocation(tmp_path / "a.json", inst)[0].tolist() == [0, 1, 1, 0]
 
 
 @pytest.mark.parametrize("case", list(BAD_INSTANCES))
