@@ -38,20 +38,20 @@ def save_rl_checkpoint(path: Path, fmt: str, config: Any, payload: dict) -> None
     tmp.replace(path)
 
 
-def load_checkpoint(path: str | Path | None, algo: str, fmt: str, n_providers: int | None = None) -> dict:
-    """Read a checkpoint written by `train-rl` (None: the bundled one for `n_providers`, default 3); wrong files
-    get one line."""
+def load_checkpoint(path: str | Path | None, algo: str, fmt: str, n_providers: int = 3) -> dict:
+    """Read a checkpoint written by `train-rl` (None: the bundled one for `n_providers`); wrong files get one
+    line."""
     if path:
         p = Path(path)
         if not p.is_file():
             raise InputError(f"model: checkpoint {p} not found")
     else:
-        k = 3 if n_providers is None else n_providers
-        p = bundled_checkpoint(algo, k)
+        p = bundled_checkpoint(algo, n_providers)
         if not p.is_file():
             shipped = ", ".join(map(str, bundled_provider_counts(algo))) or "none"
-            raise InputError(f"model: no bundled {algo} model for {k} providers (bundled: {shipped}); train one "
-                             f"with `edgepoc train-rl --algo {algo} --providers {k}` and pass it with --model")
+            raise InputError(f"model: no bundled {algo} model for {n_providers} providers (bundled: {shipped}); train "
+                             f"one with `edgepoc train-rl --algo {algo} --providers {n_providers}` and pass it with "
+                             "--model")
     try:
         doc = torch.load(p, map_location="cpu", weights_only=False)
     except Exception as exc:  # a truncated or foreign file
