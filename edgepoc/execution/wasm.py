@@ -16,7 +16,7 @@ import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Sequence
 
 import wasmtime
 
@@ -34,7 +34,7 @@ DEFAULT_MAX_MEMORY_BYTES = 256 * 1024 * 1024
 MAX_TABLE_ELEMENTS = 100_000  # a table bomb (huge funcref table) fails instantiation, not the host
 MAX_WASM_STACK = 512 * 1024  # fixed, so deep recursion traps at the same depth on every node
 MODULE_CACHE_SIZE = 256
-MAX_ARGS = 64
+MAX_ARGS = 16  # what a task transaction carries (chain.abci.wire.MAX_ARGS): an export taking more could never be called
 
 _MAGIC = b"\0asm"
 _CORE_VERSION = b"\x01\0\0\0"
@@ -344,26 +344,35 @@ def compile_module(data: bytes, *, max_bytes: int, max_memory_bytes: int = DEFAU
 # ---------------------------------------------------------------- running
 
 
-def _check_args(info: ModuleInfo, function: str, args: list[int]) -> list[int]:
-    ftype = info.functions.get(function)
-    if ftype is None:
-        known = ", ".join(sorted(info.functions)) or "none"
-        raise InputError(f"module {info.hash[:12]} exports no function {function!r} (exports: {known})")
+def check_args(function: str, params: Sequence[str], args: object) -> list[int]:
+    """The call's arguments checked against the function's parameter types, as the signed values passed.
+
+    One rule for admission (CheckTx) and for the run, so that a task the chain commits is always one
+    its provider can call. i32 takes -2^31 .. 2^32-1 and i64 -2^63 .. 2^64-1: unsigned spellings are
+    accepted and passed as the same bits, signed. InputError naming the argument otherwise.
+    """
     if not isinstance(args, (list, tuple)):
         raise InputError(f"args must be a list of integers, not {type(args).__name__}")
-    if len(args) != len(ftype.params):
-        raise InputError(f"function {function!r} takes {len(ftype.params)} argument(s) "
-                         f"({', '.join(ftype.params) or 'none'}), got {len(args)}")
+    if len(args) != len(params):
+        raise InputError(f"function {function!r} takes {len(params)} argument(s) "
+                         f"({', '.join(params) or 'none'}), got {len(args)}")
     out = []
-    for i, (a, t) in enumerate(zip(args, ftype.params)):
+    for i, (a, t) in enumerate(zip(args, params)):
         if isinstance(a, bool) or not isinstance(a, int):
             raise InputError(f"argument {i} of {function!r} must be an integer, not {type(a).__name__}")
         bits = 32 if t == "i32" else 64
         if not -(1 << (bits - 1)) <= a < (1 << bits):
             raise InputError(f"argument {i} of {function!r} ({t}) is out of range: {a}")
-        # Unsigned spellings are accepted and passed as the same bits, signed.
         out.append(a - (1 << bits) if a >= 1 << (bits - 1) else a)
     return out
+
+
+def _check_args(info: ModuleInfo, function: str, args: list[int]) -> list[int]:
+    ftype = info.functions.get(function)
+    if ftype is None:
+        known = ", ".join(sorted(info.functions)) or "none"
+        raise InputError(f"module {info.hash[:12]} exports no function {function!r} (exports: {known})")
+    return check_args(function, ftype.params, args)
 
 
 def run_task(module: ModuleInfo, function: str, args: list[int], *, fuel: int, memory_bytes: int) -> ExecResult:

@@ -93,6 +93,39 @@ def test_work_arguments_are_bounded_and_the_bad_one_is_named():
             wire.Work.from_dict({**ok, "args": args}, "t")
 
 
+def test_an_argument_outside_its_parameter_type_is_refused_at_admission(tmp_path):
+    """`count` takes an i32. 2^32 passed the wire's 64-bit bound and the argument count, was committed, and then
+    every provider's worker died on it (the run checks the type's range) and was restarted into the same task:
+    one request stopped all execution. Admission now applies the run's rule, naming the argument."""
+    h = setup(tmp_path)
+    for arg in (1 << 32, -(1 << 31) - 1):
+        b = wire.TaskBatch(CHAIN, CLIENT.public_hex, [(1, [])],
+                           work=[wire.Work(PRIMES.hash, "count", [arg], 1000, 1 << 20)]).signed(CLIENT)
+        res = h.check(b)
+        assert res.code != 0 and "tx.tasks[0].args: argument 0 of 'count' (i32) is out of range" in res.log, res.log
+    # the edges of the range: an unsigned spelling is the same bits, as the run passes them
+    ok = wire.TaskBatch(CHAIN, CLIENT.public_hex, [(2, []), (3, [])],
+                        work=[wire.Work(PRIMES.hash, "count", [(1 << 32) - 1], 1000, 1 << 20),
+                              wire.Work(PRIMES.hash, "count", [-(1 << 31)], 1000, 1 << 20)]).signed(CLIENT)
+    assert h.check(ok).code == 0
+
+
+def test_a_task_the_sandbox_refuses_is_a_trap_receipt_and_the_worker_goes_on(tmp_path):
+    """Defence behind admission: were a task the run refuses ever committed (a chain from before the check
+    above holds such tasks), the worker reports it as a trap with the reason, the same on every provider,
+    and runs the next task, instead of dying on it over and over."""
+    from edgepoc.chain.abci.network import init_network
+    from edgepoc.chain.abci.worker import Worker
+
+    init_network(tmp_path / "net", 1, 0, seed=1)
+    worker = Worker(tmp_path / "net" / "node0")
+    worker.modules[PRIMES.hash] = PRIMES  # the worker's own cache of admitted modules
+    task = {"id": "t1", "module": PRIMES.hash, "function": "count", "fuel": 5_000_000, "memory": 1 << 20}
+    refused = worker._run({**task, "args": [1 << 32]})
+    assert refused.status == "trap" and refused.result is None and "out of range" in refused.error
+    assert worker._run({**task, "args": [1000]}).result == 168
+
+
 def test_work_tasks_are_checked_assigned_and_receipts_accepted_once(tmp_path):
     h = setup(tmp_path)
     bad = wire.Work("ab" * 32, "count", [1], 1000, 1 << 20)

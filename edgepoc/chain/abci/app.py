@@ -389,6 +389,8 @@ class PocApplication:
         arguments, and fuel and memory within genesis' bounds (InputError naming the task otherwise)."""
         if not b.work:
             return
+        from edgepoc.execution.wasm import check_args
+
         p = self.params
         max_fuel = int(p.max_demand * p.fuel_per_unit)
         for i, w in enumerate(b.work):
@@ -404,6 +406,10 @@ class PocApplication:
                 raise InputError(f"{where}.function: {w.function!r} is not exported; exports: {', '.join(sorted(funcs))}")
             if len(sig["params"]) != len(w.args):
                 raise InputError(f"{where}.args: {w.function} takes {len(sig['params'])} arguments, got {len(w.args)}")
+            try:  # the run's own rule: a committed task is always one its provider can call
+                check_args(w.function, sig["params"], w.args)
+            except InputError as exc:
+                raise InputError(f"{where}.args: {exc}") from None
             if w.fuel > max_fuel:
                 raise InputError(f"{where}.fuel: {w.fuel} > the most a task may declare, {max_fuel}")
             if w.memory > p.max_task_memory:

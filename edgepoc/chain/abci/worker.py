@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from edgepoc.chain.abci import wire
-from edgepoc.errors import EdgepocError
+from edgepoc.errors import EdgepocError, InputError
 
 log = logging.getLogger("edgepoc.worker")
 RESEND = 3.0  # seconds before an unconfirmed receipt is sent again
@@ -106,10 +106,8 @@ class Worker:
 
     def run_once(self) -> int:
         """Execute open work (up to a batch), send due receipts; the number of tasks executed."""
-        from edgepoc.execution import compile_module, run_task
-        from edgepoc.execution.wasm import ExecResult
+        from edgepoc.execution import ExecResult
 
-        p = self.genesis.params
         open_work = self.store.open_work(self.me, limit=256)
         still_open = {w["id"] for w in open_work}
         for wid in [w for w in self.done if w not in still_open]:  # accepted (or taken away): forget it
@@ -123,19 +121,13 @@ class Worker:
             if self.fault == "fake":
                 res = ExecResult("ok", secrets.randbelow(2**31), w["fuel"] // 2, None)
             else:
-                info = self.modules.get(w["module"])
-                if info is None:
-                    found = self.store.module(w["module"])
-                    if found is None:
-                        continue  # cannot happen on an honest chain: tasks name committed modules
-                    info = self.modules[w["module"]] = compile_module(found[1], max_bytes=p.max_module_bytes,
-                                                                      max_memory_bytes=p.max_task_memory)
                 self.heartbeat.task(True)
                 try:
-                    res = run_task(info, w["function"], list(w["args"]), fuel=int(w["fuel"]),
-                                   memory_bytes=int(w["memory"]))
+                    res = self._run(w)
                 finally:
                     self.heartbeat.task(False)
+                if res is None:
+                    continue  # cannot happen on an honest chain: tasks name committed modules
                 if self.fault == "wrong":
                     res = ExecResult(res.status, (res.result if isinstance(res.result, int) else 0) + 1,
                                      res.fuel_used, res.error)
@@ -148,6 +140,30 @@ class Worker:
                 break
         self._send()
         return n
+
+    def _run(self, w: dict):
+        """One task's outcome, or None when its module is not in the store.
+
+        A request the sandbox refuses (InputError: admission should have caught it) is the task's
+        `trap`, with the reason, not the worker's death: every provider refuses it the same way, so
+        the receipt is as deterministic as a run, and one bad task cannot stop a provider's work.
+        """
+        from edgepoc.execution import ExecResult, compile_module, run_task
+
+        p = self.genesis.params
+        try:
+            info = self.modules.get(w["module"])
+            if info is None:
+                found = self.store.module(w["module"])
+                if found is None:
+                    return None
+                info = self.modules[w["module"]] = compile_module(found[1], max_bytes=p.max_module_bytes,
+                                                                  max_memory_bytes=p.max_task_memory)
+            return run_task(info, w["function"], list(w["args"]), fuel=int(w["fuel"]),
+                            memory_bytes=int(w["memory"]))
+        except InputError as exc:
+            log.warning("task %s refused by the sandbox, reported as a trap: %s", w["id"], exc)
+            return ExecResult("trap", None, 0, f"refused: {exc}")
 
     def _send(self) -> None:
         now = time.monotonic()
