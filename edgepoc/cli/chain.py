@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -557,8 +558,9 @@ def submit_cmd(
     module: Optional[str] = typer.Option(None, help="Run a WebAssembly module on chain (its hash, from `module add`)."),
     function: str = typer.Option("", help="The module's exported function to call (with --module)."),
     args: str = typer.Option("", help="Comma-separated integer arguments (with --module), e.g. 1,2."),
-    fuel: int = typer.Option(100_000_000, help="Fuel each task may use (its CPU demand); out of fuel stops it."),
-    memory: int = typer.Option(16, help="MiB of memory each task may use (with --module)."),
+    fuel: Optional[int] = typer.Option(None, help="Fuel each task may use (its CPU demand; with --module, default "
+                                                  "100,000,000); out of fuel stops it."),
+    memory: Optional[int] = typer.Option(None, help="MiB of memory each task may use (with --module, default 16)."),
     results: Optional[Path] = typer.Option(None, help="With --module: wait until every task ran, fetch each result from "
                                                       "the provider that ran it, check it against the receipt on chain, "
                                                       "write DIR/<task id>.json."),
@@ -589,12 +591,24 @@ def submit_cmd(
             raise InputError(f"--args: expected comma-separated integers, got {args!r}") from None
         if not function:
             raise InputError("--function: name the exported function to call (see `edgepoc module add`'s output)")
+        fuel = 100_000_000 if fuel is None else fuel
+        memory = 16 if memory is None else memory
         if fuel < 1 or memory < 1:
             raise InputError("--fuel and --memory must be >= 1")
-        work = Work.from_dict({"nonce": 0, "module": module.lower(), "function": function, "args": arg_list,
-                               "fuel": fuel, "memory": memory << 20}, "--module")
-    elif results is not None:
-        raise InputError("--results: only with --module (tasks that really run)")
+        if memory >= 1 << 43:  # MiB: the wire's bound on bytes is 2^63
+            raise InputError(f"--memory: {memory} MiB is more than any machine has")
+        try:
+            work = Work.from_dict({"nonce": 0, "module": module.lower(), "function": function, "args": arg_list,
+                                   "fuel": fuel, "memory": memory << 20}, "-")
+        except InputError as exc:  # the wire's field names are the options' names: "-.fuel" reads "--fuel"
+            raise InputError(str(exc).replace("-.", "--", 1)) from None
+        if results is not None:
+            _writable_folder("--results", results)  # before any task is sent, not after they ran
+    else:
+        given = [name for name, v in (("--function", function), ("--args", args), ("--fuel", fuel),
+                                      ("--memory", memory), ("--results", results)) if v]
+        if given:
+            raise InputError(f"{given[0]}: only with --module (tasks that really run)")
     if replay and (instance is None or rate > 0):
         raise InputError("--replay: only with an INSTANCE, and not with --rate (the instance's arrivals set the pace)")
     client = _client(node, dir)
@@ -719,6 +733,17 @@ def submit_cmd(
         why = " (the network has lost quorum)" if lost else _why_missing(client, list(w.missing))
         raise EdgepocError(f"{len(w.missing)} tasks not committed within {timeout:.0f} s{why}"
                            + (f"; the receipt {receipt} has them: rerun with it to resume" if receipt else ""))
+
+
+def _writable_folder(option: str, folder: Path) -> None:
+    """`folder` exists (made if need be) and takes files; InputError naming the option otherwise."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".edgepoc-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"{option}: cannot write to {folder}: {exc.strerror or exc}") from None
 
 
 def _why_missing(client, missing: list[str]) -> str:

@@ -40,3 +40,31 @@ def test_module_add_names_a_directory_and_refuses_a_huge_file_unread(tmp_path):
     r = run_cli("module", "add", str(huge), "--dir", str(tmp_path / "none"))
     assert r.returncode == 2 and r.stderr.strip() == (
         f"error: FILE: {huge} is {100 << 20} bytes, over the 64 MiB this command reads"), r.stderr
+
+
+HASH = "ab" * 32
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--fuel", str(2**70)], "error: --fuel: expected a positive integer below 2^63"),
+    (["--memory", str(2**50)], f"error: --memory: {2**50} MiB is more than any machine has"),
+    (["--args", ",".join(["1"] * 17)], "error: --args: expected a list of at most 16 64-bit integers"),
+    (["--args", str(2**64)], "error: --args[0]: expected a 64-bit integer (-2^63 .. 2^64-1), got 18446744073709551616"),
+    (["--function", "f" * 65], "error: --function: expected a name of 1..64 characters"),
+    (["--module", "deadbeef"], "error: --module: expected the module's SHA-256 (64 lowercase hex characters)"),
+    (["--results", "/proc/edgepoc-none"], "error: --results: cannot write to /proc/edgepoc-none: No such file or directory"),
+])
+def test_a_work_option_that_cannot_work_is_named_before_anything_is_sent(tmp_path, args, message):
+    """The wire's own checks, reported under the option's name (they read "--module.fuel" before), and a results
+    folder that cannot be written refused before the tasks are sent (it was an internal error after they ran)."""
+    opts = {"--module": HASH, "--function": "f", **dict(zip(args[::2], args[1::2]))}
+    r = run_cli("submit", *[x for kv in opts.items() for x in kv], "--dir", str(tmp_path / "none"))
+    assert r.returncode == 2 and r.stderr.strip() == message, r.stderr
+
+
+@pytest.mark.parametrize("option, value", [("--function", "add"), ("--args", "1,2"), ("--fuel", "5"), ("--memory", "4"),
+                                           ("--results", "out")])
+def test_a_work_option_without_a_module_is_refused_not_ignored(tmp_path, option, value):
+    """`submit --function add --args 1,2` without --module sent plain generated tasks, silently dropping both."""
+    r = run_cli("submit", option, value, "--dir", str(tmp_path / "none"))
+    assert r.returncode == 2 and r.stderr.strip() == f"error: {option}: only with --module (tasks that really run)"

@@ -73,7 +73,7 @@ class Work:
                                  f"got {str(x)[:24]}")
         for name, v in (("fuel", fuel), ("memory", mem)):
             if isinstance(v, bool) or not isinstance(v, int) or not 0 < v < 2**63:
-                raise InputError(f"{where}.{name}: expected a positive integer")
+                raise InputError(f"{where}.{name}: expected a positive integer below 2^63")
         return cls(m, f, list(a), fuel, mem)
 
 
