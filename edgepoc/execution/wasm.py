@@ -34,6 +34,7 @@ DEFAULT_MAX_MEMORY_BYTES = 256 * 1024 * 1024
 MAX_TABLE_ELEMENTS = 100_000  # a table bomb (huge funcref table) fails instantiation, not the host
 MAX_WASM_STACK = 512 * 1024  # fixed, so deep recursion traps at the same depth on every node
 MODULE_CACHE_SIZE = 256
+MAX_RESULTS = 16  # what a receipt carries (chain.abci.wire.MAX_RESULT_INTS): a longer result could never be reported
 MAX_ARGS = 16  # what a task transaction carries (chain.abci.wire.MAX_ARGS): an export taking more could never be called
 
 _MAGIC = b"\0asm"
@@ -335,6 +336,8 @@ def compile_module(data: bytes, *, max_bytes: int, max_memory_bytes: int = DEFAU
             raise InputError(f"export {ex.name!r} uses type {bad[0]}: exported functions take and return only i32/i64")
         if len(params) > MAX_ARGS:
             raise InputError(f"export {ex.name!r} takes {len(params)} parameters > limit {MAX_ARGS}")
+        if len(results) > MAX_RESULTS:
+            raise InputError(f"export {ex.name!r} returns {len(results)} values > limit {MAX_RESULTS}")
         functions[ex.name] = FunctionType(params, results)
     if not functions:
         raise InputError("module exports no function: a task needs one to call")

@@ -89,6 +89,19 @@ def test_hostile_modules_and_unknown_modules_are_refused_with_a_reason(net, prim
     res = edgepoc("submit", "--dir", str(net.folder), "--module", primes, "--function", "nope", "--count", "1",
                   timeout=60)
     assert "not exported" in res.stderr, res.stderr
+    # an i32 argument past 2^32 - 1: it was committed and then killed every worker that took it
+    res = edgepoc("submit", "--dir", str(net.folder), "--module", primes, "--function", "count", "--args",
+                  str(1 << 32), "--count", "1", timeout=60)
+    assert res.returncode != 0 and "argument 0 of 'count' (i32) is out of range: 4294967296" in res.stderr, res.stderr
+
+
+def test_a_module_over_the_chains_size_limit_is_named_as_such(net, tmp_path):
+    """Over CometBFT's 1 MiB transaction limit the refusal read "Internal error Tx too large"."""
+    big = tmp_path / "big.wat"
+    big.write_text('(module (memory 16) (data (i32.const 0) "' + "A" * 800_000 + '") (func (export "x")))')
+    res = edgepoc("module", "add", str(big), "--dir", str(net.folder), timeout=60)
+    assert res.returncode != 0 and "module is too large: 800" in res.stderr and "max_module_bytes" in res.stderr, \
+        res.stderr
 
 
 def _worker_pids(home: Path) -> list[int]:

@@ -111,11 +111,17 @@ def test_an_argument_outside_its_parameter_type_is_refused_at_admission(tmp_path
 
 
 def test_a_task_the_sandbox_refuses_is_a_trap_receipt_and_the_worker_goes_on(tmp_path):
-    """Defence behind admission: were a task the run refuses ever committed (a chain from before the check
-    above holds such tasks), the worker reports it as a trap with the reason, the same on every provider,
-    and runs the next task, instead of dying on it over and over."""
+    """Defence behind admission: were a task the run refuses, or whose outcome no receipt can carry, ever
+    committed (a chain from before those checks holds such tasks), the worker reports it as a trap with the
+    reason, the same on every provider, and runs the next task, instead of dying on it over and over or
+    resending a refused receipt forever."""
+    import hashlib
+
+    import wasmtime
+
     from edgepoc.chain.abci.network import init_network
     from edgepoc.chain.abci.worker import Worker
+    from edgepoc.execution import FunctionType, ModuleInfo
 
     init_network(tmp_path / "net", 1, 0, seed=1)
     worker = Worker(tmp_path / "net" / "node0")
@@ -124,6 +130,13 @@ def test_a_task_the_sandbox_refuses_is_a_trap_receipt_and_the_worker_goes_on(tmp
     refused = worker._run({**task, "args": [1 << 32]})
     assert refused.status == "trap" and refused.result is None and "out of range" in refused.error
     assert worker._run({**task, "args": [1000]}).result == 168
+    # an export returning more values than a receipt carries, admitted by a version without that bound
+    many = " ".join(["i64"] * 17)
+    wasm_bytes = wasmtime.wat2wasm(f'(module (func (export "r") (result {many}) {"i64.const 1 " * 17}))')
+    digest = hashlib.sha256(wasm_bytes).hexdigest()
+    worker.modules[digest] = ModuleInfo(digest, wasm_bytes, {"r": FunctionType((), ("i64",) * 17)})
+    unreportable = worker._run({**task, "module": digest, "function": "r", "args": []})
+    assert unreportable.status == "trap" and "at most 16 integers" in unreportable.error
 
 
 def test_work_tasks_are_checked_assigned_and_receipts_accepted_once(tmp_path):
@@ -264,3 +277,23 @@ def test_chain_verify_replays_work_and_receipts(tmp_path):
     report = verify_app_chain(home)
     assert report.ok, report.problems
     assert report.blocks == h.height
+
+
+def test_exports_are_bounded_by_what_a_task_carries_and_a_receipt_reports():
+    """A module admitted with an export returning 17+ values ran, but no receipt could carry the result: every
+    provider resent a refused receipt batch forever (holding up its other receipts too) and the task was passed
+    from provider to provider. The exports' bounds are now the wire's."""
+    from edgepoc.execution import wasm
+
+    assert wasm.MAX_RESULTS == wire.MAX_RESULT_INTS and wasm.MAX_ARGS == wire.MAX_ARGS
+    many = " ".join(["i64"] * 17)
+    with pytest.raises(InputError, match="export 'r' returns 17 values > limit 16"):
+        compile_module(f'(module (func (export "r") (result {many}) {"i64.const 1 " * 17}))'.encode(), max_bytes=1 << 20)
+    with pytest.raises(InputError, match="export 'p' takes 17 parameters > limit 16"):
+        compile_module(f'(module (func (export "p") (param {many})))'.encode(), max_bytes=1 << 20)
+    sixteen = " ".join(["i64"] * 16)
+    info = compile_module(f'(module (func (export "r") (result {sixteen}) {"i64.const -1 " * 16}))'.encode(),
+                          max_bytes=1 << 20)
+    res = run_task(info, "r", [], fuel=1000, memory_bytes=1 << 16)
+    assert res.result == [-1] * 16
+    wire.Receipt.from_dict(wire.Receipt("t", res.status, res.result, res.result_hash, res.fuel_used).to_dict(), "r")

@@ -291,6 +291,9 @@ class CometNodeView:
         if not isinstance(item, dict):
             raise InputError("module: expected a signed module transaction")
         m = ModuleTx.from_dict(item)
+        limit = self.genesis.params.max_module_bytes
+        if len(m.wasm) > limit:  # CheckTx says the same; over the engine's 1 MiB a tx never reaches it
+            raise InputError(f"module is too large: {len(m.wasm)} bytes > limit {limit} (genesis max_module_bytes)")
         tx = base64.b64encode(m.tx()).decode()
         try:
             res = self.rpc.broadcast(tx)

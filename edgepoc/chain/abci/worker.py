@@ -144,9 +144,11 @@ class Worker:
     def _run(self, w: dict):
         """One task's outcome, or None when its module is not in the store.
 
-        A request the sandbox refuses (InputError: admission should have caught it) is the task's
-        `trap`, with the reason, not the worker's death: every provider refuses it the same way, so
-        the receipt is as deterministic as a run, and one bad task cannot stop a provider's work.
+        A request the sandbox refuses, or an outcome no receipt can carry (admission should have
+        caught both; a chain from before a check may hold such tasks), is the task's `trap`, with the
+        reason, not the worker's death nor a receipt refused forever: every provider decides it the
+        same way, so the receipt is as deterministic as a run, and one bad task cannot stop a
+        provider's work.
         """
         from edgepoc.execution import ExecResult, compile_module, run_task
 
@@ -159,11 +161,17 @@ class Worker:
                     return None
                 info = self.modules[w["module"]] = compile_module(found[1], max_bytes=p.max_module_bytes,
                                                                   max_memory_bytes=p.max_task_memory)
-            return run_task(info, w["function"], list(w["args"]), fuel=int(w["fuel"]),
-                            memory_bytes=int(w["memory"]))
+            res = run_task(info, w["function"], list(w["args"]), fuel=int(w["fuel"]), memory_bytes=int(w["memory"]))
         except InputError as exc:
             log.warning("task %s refused by the sandbox, reported as a trap: %s", w["id"], exc)
             return ExecResult("trap", None, 0, f"refused: {exc}")
+        try:  # the chain's own check: a receipt it refuses would be resent forever, holding up its batch
+            wire.Receipt.from_dict(wire.Receipt(w["id"], res.status, res.result, res.result_hash,
+                                                int(res.fuel_used)).to_dict(), "receipt")
+        except InputError as exc:
+            log.warning("task %s: its outcome cannot be reported, reported as a trap: %s", w["id"], exc)
+            return ExecResult("trap", None, res.fuel_used, f"outcome not reportable: {exc}")
+        return res
 
     def _send(self) -> None:
         now = time.monotonic()
@@ -176,9 +184,9 @@ class Worker:
                 res = self.rpc.call("broadcast_tx_sync", {"tx": base64.b64encode(tx).decode()})
                 if int(res.get("code", 0)) != 0:
                     log.warning("receipts refused: %s", res.get("log"))
-            except EdgepocError as exc:
-                log.warning("receipts not sent (%s); retrying", str(exc)[:200])
-                continue
+            except EdgepocError as exc:  # node restarting, mempool full, or CheckTx refused it (CometBFT v1 reports
+                # that as an RPC error): all retried after RESEND, not on the next 50 ms round
+                log.warning("receipts not sent (%s); retrying in %.0f s", str(exc)[:200], RESEND)
             for r in chunk:
                 self.sent[r.task] = now
 
