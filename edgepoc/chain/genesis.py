@@ -94,6 +94,12 @@ class ConsensusParams:
     fuel_per_unit: int = 1_000_000_000
     memory_per_unit: int = 16 << 30
     max_module_bytes: int = 256 << 10
+    # Modules are rare and large (up to ~350 KB as a transaction) and every node compiles each in CheckTx:
+    # a block carries at most max_block_modules of them, and a node's mempool holds at most
+    # max_pending_modules (CheckTx answers "busy" beyond), so a flood of modules neither crowds the tasks
+    # out of blocks nor fills the mempool.
+    max_block_modules: int = 2
+    max_pending_modules: int = 16
     max_task_memory: int = 64 << 20  # bytes a task may declare
     max_receipts: int = 2000  # receipts in one provider-signed transaction
     # Liveness: a validator absent from the last `liveness_window` commits is unavailable until it signs
@@ -163,12 +169,14 @@ class ConsensusParams:
                 or (p.initial_score is not None and p.initial_score < 0) or p.max_block_tasks < 1 or not 0 < p.min_demand <= p.max_demand \
                 or p.max_batch_tasks < 1 or p.power_floor < 1 or p.power_total < p.power_floor \
                 or not 1024 <= p.max_tx_bytes <= p.max_proposal_bytes <= MAX_PROPOSAL_BYTES \
-                or p.vote_extensions_height < 0 or p.censor_age < 0 or p.censor_fine < 0 or not 0 <= p.max_report_clients <= 128:
+                or p.vote_extensions_height < 0 or p.censor_age < 0 or p.censor_fine < 0 or not 0 <= p.max_report_clients <= 128 \
+                or p.max_block_modules < 1 or p.max_pending_modules < 1:
             raise InputError("genesis.params: need l_cloud > 0, 0 < decay <= 1, decay_value > 0, initial_score >= 0, "
                              "max_block_tasks >= 1, "
                              "0 < min_demand <= max_demand, max_batch_tasks >= 1, 1 <= power_floor <= power_total, "
                              f"1024 <= max_tx_bytes <= max_proposal_bytes <= {MAX_PROPOSAL_BYTES}, vote_extensions_height >= 0, "
-                             "censor_age >= 0, censor_fine >= 0, 0 <= max_report_clients <= 128")
+                             "censor_age >= 0, censor_fine >= 0, 0 <= max_report_clients <= 128, "
+                             "max_block_modules >= 1, max_pending_modules >= 1")
         return p
 
 

@@ -297,3 +297,40 @@ def test_exports_are_bounded_by_what_a_task_carries_and_a_receipt_reports():
     res = run_task(info, "r", [], fuel=1000, memory_bytes=1 << 16)
     assert res.result == [-1] * 16
     wire.Receipt.from_dict(wire.Receipt("t", res.status, res.result, res.result_hash, res.fuel_used).to_dict(), "r")
+
+
+def _module_tx(i: int) -> tuple[bytes, str]:
+    """A distinct valid module (its export returns i) as a client-signed transaction, and its hash."""
+    wasm = wasmtime_wat(f'(module (func (export "x") (result i32) i32.const {i}))')
+    m = wire.ModuleTx(CHAIN, CLIENT.public_hex, wasm).signed(CLIENT)
+    return m.tx(), m.hash
+
+
+def wasmtime_wat(text: str) -> bytes:
+    import wasmtime
+
+    return wasmtime.wat2wasm(text)
+
+
+def test_a_flood_of_modules_neither_crowds_tasks_out_of_blocks_nor_fills_the_mempool(tmp_path):
+    """Every block carried every pending module before the tasks (up to 2 MB: ~6 of the largest), and CheckTx
+    compiled and kept any number of them: one client posting distinct modules starved every client's tasks.
+    Now a block carries at most max_block_modules, and a node holds at most max_pending_modules."""
+    h = setup(tmp_path, max_block_modules=2, max_pending_modules=3)
+    mods = [_module_tx(i) for i in range(5)]
+    for tx, _ in mods[:3]:
+        assert h.check(tx).code == 0
+    busy = h.check(mods[3][0])
+    assert busy.code != 0 and busy.log.startswith("busy: 3 modules already wait for blocks here (max_pending_modules 3")
+    assert h.check(mods[0][0]).code == 0, "the same pending module again is not one more"
+    tasks = work_batch(5, 500)
+    proposal = h.height_with([tx for tx, _ in mods[:3]] + [tasks.tx()], 1.0)
+    assert sum(h.app.store.module(d) is not None for _, d in mods[:3]) == 2, "two modules per block"
+    assert tasks.tx() in proposal, "the tasks are not crowded out"
+    assert h.check(mods[3][0]).code == 0, "the committed modules made room"
+    # a proposer that packs more modules than the rule allows is refused
+    many = [tx for tx, _ in mods[2:5]]
+    status = h.app.process_proposal(pb.ProcessProposalRequest(
+        txs=many, height=h.height + 1, time=ts(h.genesis.genesis_time + 1.5), hash=b"m" * 32,
+        proposer_address=bytes.fromhex(h.genesis.validators[1].address)))
+    assert status.status == pb.PROCESS_PROPOSAL_STATUS_REJECT

@@ -19,6 +19,7 @@ Test builds misbehave with EDGEPOC_BYZANTINE=grab-all,wrong-latency,duplicate (p
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -168,6 +169,7 @@ class PocApplication:
         self.verified: dict[bytes, Any] = {}  # tx hash -> transaction parsed and signature-checked by CheckTx
         self.pending: dict[str, tuple[float, str]] = {}  # task id -> (when CheckTx accepted it here, client)
         self.pending_by_client: dict[str, int] = {}
+        self.pending_modules: dict[str, float] = {}  # module hash -> when CheckTx accepted it here
         self.last_commit_time: float | None = None
         self.rejections: dict[str, int] = {}
         self.signer: SigningKey | None = None  # this node's validator key: signs its vote extensions
@@ -255,6 +257,8 @@ class PocApplication:
                 self.verified.pop(key, None)
                 if isinstance(parsed, wire.TaskBatch):  # a losing duplicate: its other tasks are not pending
                     self._pending_drop(parsed.ids)
+                elif isinstance(parsed, tuple):
+                    self.pending_modules.pop(parsed[0].hash, None)
                 return pb.CheckTxResponse(code=REPLAY, log=stale)
             return pb.CheckTxResponse(code=OK)
         try:
@@ -262,12 +266,19 @@ class PocApplication:
             kind = d.get("type")
             if kind in (wire.ALLOCATION, wire.REPORTS):
                 return pb.CheckTxResponse(code=PROPOSER_ONLY, log=f"{kind} transactions are added by proposers only")
+            if kind == wire.MODULE:
+                # bounded before the compile, the costly part: a flood of modules is answered "busy" cheaply
+                busy = self._modules_busy(d)
+                if busy:
+                    return pb.CheckTxResponse(code=BUSY, log=busy)
             if kind in (wire.MODULE, wire.RECEIPTS):
                 parsed = self._parse_module(d) if kind == wire.MODULE else self._parse_receipts(d)
                 stale = self._stale(parsed)
                 if stale:
                     return pb.CheckTxResponse(code=REPLAY, log=stale)
                 self._remember(key, parsed)
+                if kind == wire.MODULE:
+                    self.pending_modules.setdefault(parsed[0].hash, time.time())
                 return pb.CheckTxResponse(code=OK)
             b = self.parse_batch(d)
             self._check_work(b)
@@ -325,6 +336,21 @@ class PocApplication:
             return (f"busy: this client has {mine} tasks waiting (max_client_pending {p.max_client_pending}); "
                     "retry after they are committed")
         return None
+
+    def _modules_busy(self, d: dict) -> str | None:
+        """"busy" when this node's mempool already holds max_pending_modules modules (another one than these)."""
+        n, limit = len(self.pending_modules), self.params.max_pending_modules
+        if n < limit:
+            return None
+        wasm = d.get("wasm")
+        try:
+            digest = hashlib.sha256(base64.b64decode(wasm, validate=True)).hexdigest() if isinstance(wasm, str) else None
+        except (ValueError, TypeError):
+            digest = None
+        if digest is not None and digest in self.pending_modules:
+            return None
+        return (f"busy: {n} modules already wait for blocks here (max_pending_modules {limit}; a block carries "
+                f"{self.params.max_block_modules}); retry in a few blocks")
 
     def _pending_add(self, ids: list[str], client: str) -> None:
         now = time.time()
@@ -474,6 +500,8 @@ class PocApplication:
             raise InvalidBlock(f"task {sorted(done)[0]} was already committed (replay)")
         if modules and self.store.module_heights([m.hash for m, _ in modules]):
             raise InvalidBlock("a module of the block is already on chain")
+        if len(modules) > self.params.max_block_modules:
+            raise InvalidBlock(f"{len(modules)} modules > max_block_modules {self.params.max_block_modules}")
         if len(tasks) > self.params.max_block_tasks:
             raise InvalidBlock(f"{len(tasks)} tasks > max_block_tasks {self.params.max_block_tasks}")
         return tasks, modules, receipts
@@ -801,7 +829,7 @@ class PocApplication:
                     if self._stale(parsed):
                         continue
                     if isinstance(parsed, tuple):
-                        if parsed[0].hash in modules_seen:
+                        if parsed[0].hash in modules_seen or len(modules_seen) >= p.max_block_modules:
                             continue
                         modules_seen.add(parsed[0].hash)
                         head.append(tx)
@@ -1087,9 +1115,12 @@ class PocApplication:
             self.state, self.staged = after, None
             self.last_commit_time = now
             self._pending_drop(r[0] for r in rows)
+            for m in staged.modules:
+                self.pending_modules.pop(m[0], None)
             if after.height % 100 == 0:  # tasks CometBFT dropped from its mempool (full, TTL) are forgotten
                 old = time.time() - PENDING_TTL
                 self._pending_drop([i for i, (t, _) in self.pending.items() if t < old])
+                self.pending_modules = {h: t for h, t in self.pending_modules.items() if t >= old}
             if self.metrics is not None:
                 try:
                     self._report(record, after, len(rows), since)
