@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from edgepoc.cli.common import check_number, parse_params, print_json
+from edgepoc.cli.common import check_number, parse_params, print_json, with_bar
 from edgepoc.errors import EdgepocError, InputError
 
 network_app = typer.Typer(help="A network of provider nodes (CometBFT + the edgepoc app), on loopback or on several hosts.", no_args_is_help=True)
@@ -662,7 +662,7 @@ def submit_cmd(
             t0 = time.monotonic()
             pace = [t0 + j * per / rate for j in range(len(items))]
         batch = 1 if pace is not None else max(1, 20000 // per)  # signed batches per request
-    res = _with_bar("sent", 0, lambda bar: client.submit(items, rec, batch, pace, progress=bar))
+    res = with_bar("sent", 0, lambda bar: client.submit(items, rec, batch, pace, progress=bar))
     if signer is not None and not res.failed:  # batches over a block's share of one client: split and resend
         from edgepoc.chain.abci.client import split_oversized
 
@@ -769,22 +769,9 @@ def _why_missing(client, missing: list[str]) -> str:
     return f": {'; '.join(parts)}" if parts else ""
 
 
-def _with_bar(what: str, total: int, run):
-    """`run(progress)` with a progress bar of `what` on a terminal (none in logs and pipes)."""
-    import sys
-
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (TextColumn(f"[bold]{what}[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), disable=not sys.stderr.isatty(), transient=True) as bar:
-        task = bar.add_task("", total=total or None)
-        return run(lambda done, of: bar.update(task, completed=done, total=of))
-
-
 def _wait_with_bar(client, ids: list[str], timeout: float, receipt):
     """`client.wait`, with a bar of the tasks committed so far."""
-    return _with_bar("committed", len(ids), lambda bar: client.wait(ids, timeout, receipt=receipt, progress=bar))
+    return with_bar("committed", len(ids), lambda bar: client.wait(ids, timeout, receipt=receipt, progress=bar))
 
 
 def _executed_report(client, dir: Optional[Path], ids: list[str], committed: dict, timeout: float,

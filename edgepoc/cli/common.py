@@ -45,3 +45,16 @@ def check_number(flag: str, value: float, low: float = 0.0, high: float = math.i
         upper = "" if high == math.inf else f" and {'<' if open_high else '<='} {high:g}"
         raise InputError(f"{flag}: must be a finite number {'>' if open_low else '>='} {low:g}{upper}, got {value}")
     return value
+
+
+def with_bar(what: str, total: float, run):
+    """`run(progress)` with a progress bar of `what` on a terminal (none in logs and pipes)."""
+    import sys
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn(f"[bold]{what}[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), disable=not sys.stderr.isatty(), transient=True) as bar:
+        task = bar.add_task("", total=total or None)
+        return run(lambda done, of: bar.update(task, completed=done, total=of))

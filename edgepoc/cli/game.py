@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from edgepoc.cli.common import parse_params, print_json
+from edgepoc.cli.common import parse_params, print_json, with_bar
 from edgepoc.errors import InputError
 from edgepoc.game.files import allocation_to_dict, read_allocation, read_instance, write_instance, write_json
 from edgepoc.game.generators import PRESETS, generate
@@ -83,7 +83,7 @@ def solve_cmd(
     param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="Method setting key=value (repeatable)."),
 ) -> None:
     """Allocate every task of INSTANCE; print the allocation JSON (or write it to --out)."""
-    from edgepoc.solvers.registry import METHODS, TIME_BUDGET_METHODS, SolveOptions, solve
+    from edgepoc.solvers.registry import METHODS, PROGRESS_METHODS, TIME_BUDGET_METHODS, SolveOptions, solve
 
     inst = read_instance(instance)
     if seconds is not None and not seconds > 0:
@@ -92,7 +92,14 @@ def solve_cmd(
         raise InputError(f"--seconds: method {method} takes no time budget (only "
                          f"{', '.join(sorted(TIME_BUDGET_METHODS))} do)")
     options = SolveOptions(seed=seed, seconds=seconds, model=str(model) if model else None, params=parse_params(param))
-    result = solve(inst, method, options)
+
+    def run(bar):
+        options.progress = bar
+        return solve(inst, method, options)
+
+    # a bar on a terminal for the methods that report (the GA: minutes on a long backlog); none in pipes
+    result = (with_bar(f"{method}: {'seconds' if seconds else 'populations'}", 0, run) if method in PROGRESS_METHODS
+              else solve(inst, method, options))
     doc = allocation_to_dict(inst, result.assignment, method, result.total_latency, result.seconds, **result.extra)
     if out:
         write_json(out, doc)

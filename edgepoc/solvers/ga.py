@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from deap import tools
@@ -157,8 +157,11 @@ class PolicyModel:
 
     # -- the run ------------------------------------------------------------------------------------
 
-    def solve(self, instance: Instance, free_times=None, seconds: float | None = None) -> GAResult:
-        """Run the GA on `instance` (from queue state `free_times`) within `seconds` and the generation budget."""
+    def solve(self, instance: Instance, free_times=None, seconds: float | None = None,
+              progress: Callable[[float, float], None] | None = None) -> GAResult:
+        """Run the GA on `instance` (from queue state `free_times`) within `seconds` and the generation budget;
+        `progress(done, of)` is told populations improved (the initial one, then one per generation; fractions
+        while one is), or seconds of the budget spent."""
         cfg = self.config
         clock = time.perf_counter if cfg.clock == "wall" else time.thread_time
         warm_up()  # compiling is not the run's time
@@ -182,12 +185,22 @@ class PolicyModel:
         # compiled check reads the wall clock, so with clock="cpu" only the generation loop checks
         ls_deadline = deadline if cfg.clock == "wall" else np.inf
 
-        def improve(pop: np.ndarray, always_first: bool = False) -> None:
+        def report(units: float) -> None:
+            """Progress in units of populations improved: the initial one, then one per generation."""
+            if progress is not None:
+                if seconds is not None:
+                    progress(min(clock() - t0, seconds), seconds)
+                else:
+                    progress(min(units, generations + 1), generations + 1)
+
+        def improve(pop: np.ndarray, generation: int, always_first: bool = False) -> None:
             for p in range(pop.shape[0]):
                 if (always_first and p == 0) or ls_rng.random() < cfg.local_search:
                     local_search_inplace(instance, pop[p], free0, cfg.local_search_sweeps,
                                          start=int(ls_rng.integers(0, n)), swap_window=cfg.swap_window,
                                          deadline=ls_deadline)
+                # a descent on a long backlog (a burst of arrivals) takes seconds: say how far it is
+                report(generation + (p + 1) / pop.shape[0])
                 if clock() > deadline:
                     break
 
@@ -196,7 +209,7 @@ class PolicyModel:
         n_seeded = max(1, int(round(cfg.greedy_share * cfg.population)))
         pop[:n_seeded] = greedy_x.astype(np.int8)
         self._mutate(rng, pop[1:n_seeded], cfg.greedy_perturb, k)
-        improve(pop, always_first=True)
+        improve(pop, 0, always_first=True)
         fitness = simulate_population(instance, pop, free0, checked=False)
         evaluations = pop.shape[0]
 
@@ -220,7 +233,7 @@ class PolicyModel:
             parents = self._tournament(rng, fitness, 2 * n_children, cfg.tournament)
             children = self._two_point(rng, pop[parents[:n_children]], pop[parents[n_children:]], cfg.crossover)
             self._mutate(rng, children, mutation, k)
-            improve(children)
+            improve(children, gen)
             child_fit = simulate_population(instance, children, free0, checked=False)
             evaluations += n_children
             elite = np.argsort(fitness, kind="stable")[: cfg.elite]
@@ -233,6 +246,7 @@ class PolicyModel:
                 since_better += 1
             history.append(best)
             logbook.record(gen=gen, best=best, mean=float(fitness.mean()), evals=n_children)
+            report(gen + 1)
 
         j = int(np.argmin(fitness))
         x = pop[j].astype(np.int64)
@@ -251,7 +265,8 @@ class PolicyModel:
 def solve_ga(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, dict[str, Any]]:
     """Registry entry point: `options.seconds` is the time budget, `options.params` the `GAConfig` fields."""
     config = GAConfig.from_params(dict(options.params))
-    result = PolicyModel(config, seed=options.seed).solve(instance, options.free_times, options.seconds)
+    result = PolicyModel(config, seed=options.seed).solve(instance, options.free_times, options.seconds,
+                                                          progress=options.progress)
     extra = {
         "greedy_latency": result.greedy_latency,
         "generations": result.generations,

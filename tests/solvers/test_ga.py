@@ -136,3 +136,19 @@ def test_cli_solve_ga(tmp_path):
     assert doc["total_latency"] <= doc["greedy_latency"]
     bad = run_cli("solve", str(inst_path), "--method", "ga", "--param", "crossover=7")
     assert bad.returncode == 2 and "crossover" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_ga_reports_its_progress_in_generations_or_seconds():
+    """`solve --method ga` shows a bar on a terminal: a run on a long backlog takes minutes (a 3000-task burst:
+    about 6 min at the default 20 generations), and it said nothing until the end."""
+    from edgepoc.solvers.registry import SolveOptions, solve
+
+    inst = generate("paper", seed=3, count=1, n_tasks=200)[0]
+    seen: list[tuple[float, float]] = []
+    solve(inst, "ga", SolveOptions(params={"generations": 4}, progress=lambda done, of: seen.append((done, of))))
+    assert {of for _, of in seen} == {5}, "the initial population, then 4 generations"
+    done = [d for d, _ in seen]
+    assert done == sorted(done) and done[-1] == 5 and 0 < done[0] < 1, "fractions while the first population improves"
+    seen.clear()
+    solve(inst, "ga", SolveOptions(seconds=0.5, progress=lambda done, of: seen.append((done, of))))
+    assert seen and {of for _, of in seen} == {0.5} and all(0 <= d <= 0.5 for d, _ in seen)
