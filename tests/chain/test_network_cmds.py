@@ -425,3 +425,36 @@ def test_an_instance_with_other_resources_than_the_network_is_refused_before_sen
     r = edgepoc("submit", str(tmp_path / "r3.json"), "--dir", str(net.folder), "--wait")
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == (
         f"error: {tmp_path / 'r3.json'}: its tasks demand 3 resources each, this network's providers have 2"), r.stderr
+
+
+def test_a_node_whose_cometbft_dies_exits_non_zero_so_its_service_restarts_it(tmp_path):
+    """The node stops when its cometbft dies, by design, but it stopped as for the operator's SIGTERM, with exit 0,
+    so the systemd unit (Restart=on-failure) left it down. It now ends with one error line and exit 2."""
+    network.init_network(tmp_path / "net", 1, 0, seed=5, params=FAST)
+    home = tmp_path / "net" / "node0"
+    with open(home / "node.log", "ab") as log:  # where `network up` sends a node's output
+        proc = subprocess.Popen([sys.executable, "-m", "edgepoc.chain.abci.boot", "--home", str(home)],
+                                stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        committed = re.compile(r"Committed state .* height=2 ")
+        while time.monotonic() < deadline and not committed.search(_read(home / "cometbft.log")):
+            assert proc.poll() is None, _read(home / "node.log")[-2000:]
+            time.sleep(0.2)
+        assert committed.search(_read(home / "cometbft.log")), "the one-node chain commits"
+        os.kill(int((home / "cometbft.pid").read_text()), 9)
+        code = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    last = _read(home / "node.log").strip().splitlines()[-1]
+    assert code == 2 and last == "error: node node0 stopped: cometbft exited with code -9", (code, last)
+    # cometbft, SIGKILLed, logged no reason of its own: the node's line is what `network start` reports
+    assert network.last_error(home) == last
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""

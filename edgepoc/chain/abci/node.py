@@ -33,6 +33,30 @@ from edgepoc.chain.genesis import Genesis
 from edgepoc.errors import EdgepocError, InputError
 
 log = logging.getLogger("edgepoc.node")
+_FATAL: list[str] = []  # why this node stopped itself, if it did (run_node then ends with that error)
+
+
+def stop_node(reason: str) -> None:
+    """Stop this node the way the operator's SIGTERM does, but remember why: it ends with a non-zero exit."""
+    _FATAL.append(reason)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+class Stopped(BaseException):
+    """SIGTERM in the node's main thread. Its default action killed the process where it stood: uvicorn handles
+    the signal while it serves, then raises it again after restoring the previous handler, so run_node's cleanup
+    never ran and a node stopped by a failure looked to a supervisor like one the operator stopped. Raised
+    instead, it unwinds through that cleanup to the caller, which exits 2 if `stop_node` recorded a failure."""
+
+
+def _raise_stopped(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second one must not cut the cleanup short
+    raise Stopped()
+
+
+def stop_reason() -> str | None:
+    """Why this node stopped itself (None: it was stopped from outside)."""
+    return _FATAL[0] if _FATAL else None
 MAX_SUBMIT_ITEMS = 5000
 
 
@@ -403,7 +427,7 @@ def _guarded(name: str, fn, fallback):
             if fallback is not None:
                 return fallback(exc, req)
             log.critical("ABCI %s cannot answer (%s: %s); stopping this node", name, type(exc).__name__, exc)
-            os.kill(os.getpid(), signal.SIGTERM)
+            stop_node(f"ABCI {name} cannot answer ({type(exc).__name__}: {exc})")
             ctx.abort(grpc_status_internal(), f"{name} failed; the node is stopping")
         finally:
             self.app._spent(name, t0)
@@ -711,6 +735,8 @@ def run_node(home: Path, early: Any = None) -> None:
     service and cometbft, which starts while the application loads (its handshake waits for it); then
     the application; then the real API takes the port over ("catching up", then "in consensus")."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_stopped)
     home = Path(home).resolve()
     config = AppConfig.load(home)
     binary = cometbft_binary()
@@ -743,14 +769,14 @@ def run_node(home: Path, early: Any = None) -> None:
     (home / "cometbft.pid").write_text(f"{comet.pid}\n")
     log.info("start-up: ABCI on 127.0.0.1:%d and cometbft (pid %d) at %.2f s", config.abci_port, comet.pid, _age())
 
-    giving_up = threading.Event()  # set when the application cannot open: this process ends on its own error
+    giving_up = threading.Event()  # set when this process ends on its own terms (an error opening the app, a stop)
 
     def watch() -> None:  # if cometbft dies, the node is down: take the app process with it
         code = comet.wait()
         if giving_up.is_set():
             return
         log.error("cometbft exited with code %s; stopping", code)
-        os.kill(os.getpid(), signal.SIGTERM)
+        stop_node(f"cometbft exited with code {code}")
     threading.Thread(target=watch, daemon=True).start()
     worker = None
     try:
@@ -784,6 +810,7 @@ def run_node(home: Path, early: Any = None) -> None:
         log.info("start-up: the API takes over at %.2f s", _age())
         serve_api(view, metrics, config.host, config.api_port, sock=sock)
     finally:
+        giving_up.set()  # from here on cometbft ending is this node's own doing, not a failure to report
         pending.fail()  # calls still waiting for an application that never loaded get an answer
         early.close()
         if worker is not None:
@@ -796,3 +823,6 @@ def run_node(home: Path, early: Any = None) -> None:
                 comet.kill()
         server.stop(1)
         (home / "cometbft.pid").unlink(missing_ok=True)
+    if _FATAL:  # stopped by a failure, not by the operator: exit non-zero, so a supervisor (systemd) restarts it
+        raise EdgepocError(f"node {config.name} stopped: {_FATAL[0]}")
+    # (a SIGTERM that arrives as `Stopped` skips this line: the caller, boot.main, makes the same decision)
