@@ -158,14 +158,9 @@ def main(argv: list[str] | None = None) -> None:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise EdgepocError(f"node: {home}/app.json: unreadable ({exc}); run `edgepoc network init`") from None
         early = EarlyApi(home, host, port)
-        from edgepoc.chain.abci.node import Stopped, run_node, stop_reason
+        from edgepoc.chain.abci.node import run_node
 
-        try:
-            run_node(home, early=early)
-        except Stopped:  # SIGTERM, after run_node's cleanup: from outside (exit 0), or after a failure (exit 2)
-            why = stop_reason()
-            if why is not None:
-                raise EdgepocError(f"node {cfg.get('name', home.name)} stopped: {why}") from None
+        run_node(home, early=early)
     except EdgepocError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)

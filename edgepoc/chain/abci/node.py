@@ -46,7 +46,8 @@ class Stopped(BaseException):
     """SIGTERM in the node's main thread. Its default action killed the process where it stood: uvicorn handles
     the signal while it serves, then raises it again after restoring the previous handler, so run_node's cleanup
     never ran and a node stopped by a failure looked to a supervisor like one the operator stopped. Raised
-    instead, it unwinds through that cleanup to the caller, which exits 2 if `stop_node` recorded a failure."""
+    instead, it unwinds through that cleanup to `run_node`, which then ends with an error if `stop_node` recorded
+    a failure (the command exits 2) and returns if not (exit 0)."""
 
 
 def _raise_stopped(signum, frame) -> None:
@@ -54,9 +55,6 @@ def _raise_stopped(signum, frame) -> None:
     raise Stopped()
 
 
-def stop_reason() -> str | None:
-    """Why this node stopped itself (None: it was stopped from outside)."""
-    return _FATAL[0] if _FATAL else None
 MAX_SUBMIT_ITEMS = 5000
 
 
@@ -728,15 +726,27 @@ def check_stores_agree(home: Path, name: str) -> None:
 
 
 def run_node(home: Path, early: Any = None) -> None:
-    """The `edgepoc node` command on a CometBFT home: serve ABCI, run cometbft, serve the API.
+    """The `edgepoc node` command on a CometBFT home (`_serve_node`) until SIGTERM; EdgepocError naming the
+    failure if the node stopped itself (its cometbft died, an ABCI call could not answer), so that the command
+    exits non-zero and a supervisor (systemd's Restart=on-failure) restarts it."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_stopped)
+    try:
+        _serve_node(home, early)
+    except Stopped:
+        pass
+    if _FATAL:
+        raise EdgepocError(f"node {AppConfig.load(Path(home)).name} stopped: {_FATAL[0]}")
+
+
+def _serve_node(home: Path, early: Any) -> None:
+    """Serve ABCI, run cometbft, serve the API.
 
     In the order that brings the node back soonest: the API port answers /status ("starting") first
     (`early`, an `edgepoc.chain.abci.boot.EarlyApi`, if the caller already opened it); then the ABCI
     service and cometbft, which starts while the application loads (its handshake waits for it); then
     the application; then the real API takes the port over ("catching up", then "in consensus")."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_stopped)
     home = Path(home).resolve()
     config = AppConfig.load(home)
     binary = cometbft_binary()
@@ -823,6 +833,3 @@ def run_node(home: Path, early: Any = None) -> None:
                 comet.kill()
         server.stop(1)
         (home / "cometbft.pid").unlink(missing_ok=True)
-    if _FATAL:  # stopped by a failure, not by the operator: exit non-zero, so a supervisor (systemd) restarts it
-        raise EdgepocError(f"node {config.name} stopped: {_FATAL[0]}")
-    # (a SIGTERM that arrives as `Stopped` skips this line: the caller, boot.main, makes the same decision)
