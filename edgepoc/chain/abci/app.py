@@ -338,7 +338,7 @@ class PocApplication:
         return None
 
     def _modules_busy(self, d: dict) -> str | None:
-        """"busy" when this node's mempool already holds max_pending_modules modules (another one than these)."""
+        """Why CheckTx answers "busy": this node's mempool already holds max_pending_modules other modules."""
         n, limit = len(self.pending_modules), self.params.max_pending_modules
         if n < limit:
             return None
