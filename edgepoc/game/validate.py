@@ -14,11 +14,19 @@ def _finite(name: str, a: np.ndarray) -> None:
         raise InputError(f"{name}{list(where)}: must be a finite number, got {a[tuple(where)]!r}")
 
 
+# Allocations are int8 rows everywhere (the GA's population, the compiled search, stored labels): compact and
+# fast, and no edge market or chain here comes near (a network has at most 32 validators).
+MAX_PROVIDERS = 127
+
+
 def validate_arrays(capacity, provider_delay, arrival, demand, task_delays=None) -> np.ndarray:
     """Raise `InputError` naming the first bad field; return the processing times (n, K), checked finite."""
     if capacity.ndim != 2 or capacity.shape[0] == 0 or capacity.shape[1] == 0:
         raise InputError(f"providers[].capacity: need at least one provider and one resource, got shape {capacity.shape}")
     k, r = capacity.shape
+    if k > MAX_PROVIDERS:
+        raise InputError(f"providers: at most {MAX_PROVIDERS} providers (allocations hold provider indices as int8), "
+                         f"got {k}")
     _finite("providers[].capacity", capacity)
     if (capacity <= 0).any():
         j = int(np.argwhere(capacity <= 0)[0][0])

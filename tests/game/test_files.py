@@ -186,3 +186,24 @@ def test_allocation_unknown_format(tmp_path):
     write_json(tmp_path / "a.json", doc)
     with pytest.raises(InputError, match="format"):
         read_allocation(tmp_path / "a.json", inst)
+
+
+def test_more_providers_than_an_int8_index_holds_are_refused_and_127_work(tmp_path):
+    """300 providers crashed the GA, CP-SAT and the bound ("high is out of bounds for int8") and made the models'
+    one-pass and search write negative provider indices (caught only by the final check). Allocations are int8
+    rows everywhere, so instances are bounded at 127 providers, in one line; 127 work with every kind of method."""
+    from edgepoc.game.kernel import simulate
+    from edgepoc.solvers.registry import SolveOptions, solve
+
+    rng = np.random.default_rng(11)
+    with pytest.raises(InputError, match=r"^providers: at most 127 providers \(allocations hold provider indices as "
+                                         r"int8\), got 128$"):
+        random_instance(rng, 20, 128)
+    doc = instance_to_dict(random_instance(rng, 40, 127))
+    path = tmp_path / "k127.json"
+    write_json(path, doc)
+    inst = read_instance(path)
+    for method, params in (("greedy", {}), ("ga", {"generations": 2}), ("search", {}), ("teacher", {})):
+        res = solve(inst, method, SolveOptions(params=params))
+        assert res.assignment.min() >= 0 and res.assignment.max() < 127, method
+        assert np.isclose(simulate(inst, res.assignment), res.total_latency), method
