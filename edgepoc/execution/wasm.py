@@ -34,6 +34,9 @@ DEFAULT_MAX_MEMORY_BYTES = 256 * 1024 * 1024
 MAX_TABLE_ELEMENTS = 100_000  # a table bomb (huge funcref table) fails instantiation, not the host
 MAX_WASM_STACK = 512 * 1024  # fixed, so deep recursion traps at the same depth on every node
 MODULE_CACHE_SIZE = 256
+# Compilation costs per function (~40 us each here, however small): 40,000 empty ones fit in 160 KB and took 1.6 s
+# of every node's CheckTx. 10,000 is several times what a 256 KB module compiled from Rust or C defines.
+MAX_FUNCTIONS = 10_000
 MAX_RESULTS = 16  # what a receipt carries (chain.abci.wire.MAX_RESULT_INTS): a longer result could never be reported
 MAX_ARGS = 16  # what a task transaction carries (chain.abci.wire.MAX_ARGS): an export taking more could never be called
 
@@ -310,6 +313,11 @@ def compile_module(data: bytes, *, max_bytes: int, max_memory_bytes: int = DEFAU
             raise InputError(f"module imports {first}: no imports are allowed (no WASI, no host functions)")
     if 8 in sections:
         raise InputError("module has a start function: code that runs outside any task's call is not allowed")
+    if 3 in sections:
+        count = _Reader(wasm, *sections[3]).uleb()
+        if count > MAX_FUNCTIONS:
+            raise InputError(f"module defines {count} functions > limit {MAX_FUNCTIONS} (every node compiles each one "
+                             "when the module is admitted)")
     mem_min, mem_max = 0, None
     if 5 in sections:
         for lo, hi in _memory_limits(wasm, sections[5]):
