@@ -19,7 +19,6 @@ Test builds misbehave with EDGEPOC_BYZANTINE=grab-all,wrong-latency,duplicate (p
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
@@ -267,12 +266,15 @@ class PocApplication:
             if kind in (wire.ALLOCATION, wire.REPORTS):
                 return pb.CheckTxResponse(code=PROPOSER_ONLY, log=f"{kind} transactions are added by proposers only")
             if kind == wire.MODULE:
+                m = self._module_tx(d)
                 # bounded before the compile, the costly part: a flood of modules is answered "busy" cheaply
-                busy = self._modules_busy(d)
+                busy = self._modules_busy(m.hash)
                 if busy:
                     return pb.CheckTxResponse(code=BUSY, log=busy)
+                parsed = (m, self._admit_module(m))
+            elif kind == wire.RECEIPTS:
+                parsed = self._parse_receipts(d)
             if kind in (wire.MODULE, wire.RECEIPTS):
-                parsed = self._parse_module(d) if kind == wire.MODULE else self._parse_receipts(d)
                 stale = self._stale(parsed)
                 if stale:
                     return pb.CheckTxResponse(code=REPLAY, log=stale)
@@ -337,17 +339,10 @@ class PocApplication:
                     "retry after they are committed")
         return None
 
-    def _modules_busy(self, d: dict) -> str | None:
+    def _modules_busy(self, digest: str) -> str | None:
         """Why CheckTx answers "busy": this node's mempool already holds max_pending_modules other modules."""
         n, limit = len(self.pending_modules), self.params.max_pending_modules
-        if n < limit:
-            return None
-        wasm = d.get("wasm")
-        try:
-            digest = hashlib.sha256(base64.b64decode(wasm, validate=True)).hexdigest() if isinstance(wasm, str) else None
-        except (ValueError, TypeError):
-            digest = None
-        if digest is not None and digest in self.pending_modules:
+        if n < limit or digest in self.pending_modules:
             return None
         return (f"busy: {n} modules already wait for blocks here (max_pending_modules {limit}; a block carries "
                 f"{self.params.max_block_modules}); retry in a few blocks")
@@ -390,16 +385,24 @@ class PocApplication:
 
     def _parse_module(self, d: dict) -> tuple[wire.ModuleTx, Any]:
         """A module transaction, signature checked and the module compiled and admitted (edgepoc.execution)."""
-        from edgepoc.execution import compile_module
+        m = self._module_tx(d)
+        return m, self._admit_module(m)
 
+    def _module_tx(self, d: dict) -> wire.ModuleTx:
+        """A module transaction of this chain with a good client signature (its module not compiled yet)."""
         m = wire.ModuleTx.from_dict(d)
         if m.chain_id != self.genesis.chain_id:
             raise InputError(f"module tx.chain_id: not {self.genesis.chain_id}")
         if not m.signature_ok():
             raise InputError("module tx.sig: bad client signature")
-        info = compile_module(m.wasm, max_bytes=self.params.max_module_bytes,
+        return m
+
+    def _admit_module(self, m: wire.ModuleTx) -> Any:
+        """The module compiled and admitted (edgepoc.execution.compile_module), or InputError with the reason."""
+        from edgepoc.execution import compile_module
+
+        return compile_module(m.wasm, max_bytes=self.params.max_module_bytes,
                               max_memory_bytes=self.params.max_task_memory)
-        return m, info
 
     def _parse_receipts(self, d: dict) -> wire.ReceiptBatch:
         rb = wire.ReceiptBatch.from_dict(d, self.params.max_receipts)
@@ -430,9 +433,7 @@ class PocApplication:
             sig = funcs.get(w.function)
             if sig is None:
                 raise InputError(f"{where}.function: {w.function!r} is not exported; exports: {', '.join(sorted(funcs))}")
-            if len(sig["params"]) != len(w.args):
-                raise InputError(f"{where}.args: {w.function} takes {len(sig['params'])} arguments, got {len(w.args)}")
-            try:  # the run's own rule: a committed task is always one its provider can call
+            try:  # the run's own rule (count and types): a committed task is always one its provider can call
                 check_args(w.function, sig["params"], w.args)
             except InputError as exc:
                 raise InputError(f"{where}.args: {exc}") from None
