@@ -246,3 +246,20 @@ def test_a_bundled_checkpoint_serves_each_shipped_provider_count(tmp_path, monke
             assert doc["model"] == f"bundled {algo}-k{k}" and doc["total_latency"] == simulate(inst, doc["assignment"])
             assert doc["total_latency"] < rr, (algo, k)
 
+
+
+def test_one_provider_needs_no_checkpoint(tmp_path, monkeypatch, capsys):
+    """With one provider a dispatcher has one action: both baselines answer it (every task on provider 0)
+    instead of refusing a valid instance for want of a k1 checkpoint; 13 providers are still refused by name."""
+    for k, tasks in ((1, 40), (13, 20)):
+        inst = generate("paper", seed=1, n_tasks=tasks, providers=k)[0]
+        path = tmp_path / f"k{k}.json"
+        write_instance(path, inst)
+        for algo in ("dqn", "maddpg"):
+            code, out, err = cli(monkeypatch, capsys, "solve", str(path), "--method", algo)
+            if k == 1:
+                assert code == 0, err
+                doc = json.loads(out)
+                assert doc["assignment"] == [0] * tasks and doc["total_latency"] == simulate(inst, doc["assignment"])
+            else:
+                assert code != 0 and "13 providers" in err and "Traceback" not in err, err

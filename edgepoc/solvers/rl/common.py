@@ -67,6 +67,15 @@ def model_label(path: str | None, algo: str, n_providers: int) -> str:
     return path or f"bundled {algo}-k{n_providers}"
 
 
+def single_provider(instance: Instance, options: Any, algo: str) -> tuple[np.ndarray, dict] | None:
+    """With one provider every policy sends every task to it: answer without a checkpoint (none is shipped,
+    or could be trained, for a dispatcher with one action). None when the instance has more providers and a
+    model given with --model is used as usual."""
+    if instance.n_providers != 1 or options.model:
+        return None
+    return np.zeros(instance.n_tasks, dtype=np.int64), {"model": f"none ({algo} has one action with 1 provider)"}
+
+
 def check_providers(instance: Instance, n_providers: int, algo: str) -> None:
     if instance.n_providers != n_providers:
         raise InputError(f"instance {instance.name}: has {instance.n_providers} providers, the {algo} "

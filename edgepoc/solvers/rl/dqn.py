@@ -19,7 +19,8 @@ from torch import nn
 
 from edgepoc.game.instance import Instance
 from edgepoc.solvers.rl.common import (TrainLog, Validation, check_providers, load_checkpoint, model_label,
-                                       progress_bar, require_positive, save_rl_checkpoint, torch_threads)
+                                       progress_bar, require_positive, save_rl_checkpoint, single_provider,
+                                       torch_threads)
 from edgepoc.solvers.rl.env import DispatchEnv, play, preset_source
 from edgepoc.solvers.rl.features import observation_size
 
@@ -147,6 +148,9 @@ def _load(path: str | None, n_providers: int) -> tuple[nn.Module, int]:
 
 def solve_dqn(instance: Instance, options) -> tuple[np.ndarray, dict]:
     """Dispatch every task to the provider with the highest Q-value (`options.model`: checkpoint)."""
+    trivial = single_provider(instance, options, "dqn")
+    if trivial is not None:
+        return trivial
     net, k = _load(options.model, instance.n_providers)
     check_providers(instance, k, "dqn")
     x = play(DispatchEnv([instance], n_providers=k), instance, greedy_q_policy(net), options.free_times)

@@ -32,7 +32,8 @@ from torch import nn
 
 from edgepoc.game.instance import Instance
 from edgepoc.solvers.rl.common import (TrainLog, Validation, check_providers, load_checkpoint, model_label,
-                                       progress_bar, require_positive, save_rl_checkpoint, torch_threads)
+                                       progress_bar, require_positive, save_rl_checkpoint, single_provider,
+                                       torch_threads)
 from edgepoc.solvers.rl.env import preset_source
 from edgepoc.solvers.rl.market import MarketEnv, agent_observation_size, winner
 
@@ -258,6 +259,9 @@ def _load(path: str | None, n_providers: int) -> tuple[Actors, int]:
 
 def solve_maddpg(instance: Instance, options) -> tuple[np.ndarray, dict]:
     """Every provider bids with its actor; each task goes to the best bid (`options.model`: checkpoint)."""
+    trivial = single_provider(instance, options, "maddpg")
+    if trivial is not None:
+        return trivial
     actors, k = _load(options.model, instance.n_providers)
     check_providers(instance, k, "maddpg")
     x = play_market(MarketEnv([instance], n_providers=k), instance, bid_policy(actors), options.free_times)
