@@ -97,7 +97,7 @@ def solve_cmd(
         options.progress = bar
         return solve(inst, method, options)
 
-    # a bar on a terminal for the methods that report (the GA: minutes on a long backlog); none in pipes
+    # a bar on a terminal for the methods that report (the GA: tens of seconds on thousands of tasks); none in pipes
     result = (with_bar(f"{method}: {'seconds' if seconds else 'populations'}", 0, run) if method in PROGRESS_METHODS
               else solve(inst, method, options))
     doc = allocation_to_dict(inst, result.assignment, method, result.total_latency, result.seconds, **result.extra)

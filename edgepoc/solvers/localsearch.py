@@ -4,7 +4,9 @@ Moving task `i` from provider `a` to `b` changes only tasks `j >= i` queued on `
 until both queues are back on their old trajectory (a provider that idles before task `j` starts it at
 its ready time whatever happened earlier). So a move is priced by re-walking that short stretch against
 the stored free-time history instead of re-simulating all `n` tasks: at load 0.9 a move costs tens of
-task steps, a full sweep over all `n*(K-1)` moves a fraction of a millisecond per 1000 tasks.
+task steps, a full sweep over all `n*(K-1)` moves a fraction of a millisecond per 1000 tasks. On a long
+backlog the queues never resync; the GA's descent (`local_search`) prices on a queue index instead, in
+O(log n) per move (below, "the queue index").
 
 The queue step is the kernel's own (`edgepoc.game.kernel.completion_time`); the solvers never trust
 these deltas for reporting, the final allocation is always re-simulated by the shared kernel.
@@ -70,10 +72,11 @@ def _history(arrival, ready, proc, x, free0, completion, free_before, first):
 
 
 @nb.njit(cache=True, nogil=True)
-def _move_delta(arrival, ready, proc, x, completion, free_before, i, b):
+def _move_delta(arrival, ready, proc, x, completion, free_before, i, b, end=-1):
     """`(change of the total delay, stop)` if task `i` moves from `x[i]` to provider `b` (all else fixed); the
-    move changes nothing from task `stop` on (the queues are back on the stored trajectory there)."""
-    n = arrival.shape[0]
+    move changes nothing from task `stop` on (the queues are back on the stored trajectory there). With
+    `end` (< n) the walk gives up there: `stop == end` then means the price is unknown."""
+    n = arrival.shape[0] if end < 0 else min(end, arrival.shape[0])
     a = x[i]
     fa = free_before[i, a]
     fb = free_before[i, b]
@@ -97,9 +100,10 @@ def _move_delta(arrival, ready, proc, x, completion, free_before, i, b):
 
 
 @nb.njit(cache=True, nogil=True)
-def _swap_delta(arrival, ready, proc, x, completion, free_before, i, j):
-    """`(change of the total delay, stop)` if tasks `i < j` (on different providers) exchange providers."""
-    n = arrival.shape[0]
+def _swap_delta(arrival, ready, proc, x, completion, free_before, i, j, end=-1):
+    """`(change of the total delay, stop)` if tasks `i < j` (on different providers) exchange providers;
+    `end` as for `_move_delta`."""
+    n = arrival.shape[0] if end < 0 else min(end, arrival.shape[0])
     a = x[i]
     b = x[j]
     fa = free_before[i, a]
@@ -168,20 +172,215 @@ def _best_swap(arrival, ready, proc, x, completion, free_before, i, swap_window,
     return best_j, low, far
 
 
+# Pricing a move by walking until the queues resync costs O(n) on a long backlog (a burst of arrivals: no
+# queue ever idles, so nothing resyncs), which made a sweep O(n^2): 3,000 burst tasks took the GA 6 min.
+# Queues are independent, and a change enters a queue's tail as one shift of its free time, which the
+# tail's own idle gaps (a delay) or slacks (an advance) absorb task by task. The queue index below holds,
+# per queue in task order, those gaps and slacks with prefix sums and a next-smaller-slack chain, so a
+# tail's total change is priced in O(log n): a move in O(log n), a swap of tasks w apart in O(w + log n).
+# `_local_search` prices every candidate so, then confirms the one it takes with the exact walk (the
+# prefix sums round differently), so it accepts exactly what the walk accepts and cannot cycle on rounding.
+
+
+@nb.njit(cache=True, nogil=True)
+def _index_queues(ready, x, free_before, qstart, qorder, fpos, gap_cum, gap_pre, slack, tree, tail_min):
+    """Fill the queue index of allocation `x` from its history `free_before` (see above).
+
+    Flat positions group the tasks by queue, in task order: queue q holds `qorder[qstart[q]:qstart[q+1]]`,
+    `fpos[i]` is task i's position. Per position f (task t on queue q, free time F before it):
+    `gap_cum[f]`: the queue's idle time before its tasks up to t (sum of max(0, ready - F)), `gap_pre[f]`:
+    the prefix sum of `gap_cum` within the queue, `slack[f]` = max(0, F - ready) (how far t's start can
+    advance), `tree`: a min segment tree over `slack` (leaves from `tree.shape[0] // 2`, padding +inf),
+    `tail_min[f]`: the sum, over the queue's positions g >= f, of min(slack[f..g])."""
+    n = x.shape[0]
+    kk = qstart.shape[0] - 1
+    for q in range(kk + 1):
+        qstart[q] = 0
+    for i in range(n):
+        qstart[x[i] + 1] += 1
+    for q in range(kk):
+        qstart[q + 1] += qstart[q]
+    fill = qstart[:kk].copy()
+    for i in range(n):
+        q = x[i]
+        qorder[fill[q]] = i
+        fpos[i] = fill[q]
+        fill[q] += 1
+    for q in range(kk):
+        cum = 0.0
+        pre = 0.0
+        for f in range(qstart[q], qstart[q + 1]):
+            t = qorder[f]
+            free = free_before[t, q]
+            r = ready[t, q]
+            if r > free:
+                cum += r - free
+                slack[f] = 0.0
+            else:
+                slack[f] = free - r
+            gap_cum[f] = cum
+            pre += cum
+            gap_pre[f] = pre
+    stack = np.empty(n, dtype=np.int64)
+    for q in range(kk):
+        top = 0
+        end = qstart[q + 1]
+        for f in range(end - 1, qstart[q] - 1, -1):
+            while top > 0 and slack[stack[top - 1]] >= slack[f]:
+                top -= 1
+            if top > 0:
+                nxt = stack[top - 1]  # the next smaller slack: the running minimum drops there
+                tail_min[f] = slack[f] * (nxt - f) + tail_min[nxt]
+            else:
+                tail_min[f] = slack[f] * (end - f)
+            stack[top] = f
+            top += 1
+    size = tree.shape[0] // 2
+    for f in range(size):
+        tree[size + f] = slack[f] if f < n else np.inf
+    for node in range(size - 1, 0, -1):
+        tree[node] = min(tree[2 * node], tree[2 * node + 1])
+
+
+@nb.njit(cache=True, nogil=True)
+def _first_below(tree, s, r):
+    """The first flat position >= `s` whose slack is below `r` (from the segment tree; a large number if none)."""
+    size = tree.shape[0] // 2
+    node = size + s
+    if tree[node] < r:
+        return s
+    while node > 1:  # climb until a right sibling holds a smaller slack
+        if node % 2 == 0 and tree[node + 1] < r:
+            node += 1
+            while node < size:  # and descend to its first such leaf
+                node = 2 * node if tree[2 * node] < r else 2 * node + 1
+            return node - size
+        node //= 2
+    return size
+
+
+@nb.njit(cache=True, nogil=True)
+def _first_after(qorder, lo, hi, i):
+    """The first flat position in `lo..hi-1` (one queue, task order) whose task comes after task `i`."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if qorder[mid] > i:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@nb.njit(cache=True, nogil=True)
+def _tail_change(q_lo, q_hi, s, shift, gap_cum, gap_pre, slack, tree, tail_min):
+    """The change of the summed completion times of a queue's positions `s..q_hi-1` when the queue's free
+    time before position `s` moves by `shift` (> 0: later, < 0: earlier), all else fixed."""
+    if s >= q_hi or shift == 0.0:
+        return 0.0
+    if shift > 0.0:
+        # each task is delayed by what is left of the shift after the idle gaps up to and including its own
+        base = gap_cum[s - 1] if s > q_lo else 0.0
+        pbase = gap_pre[s - 1] if s > q_lo else 0.0
+        lim = base + shift
+        lo, hi = s, q_hi
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if gap_cum[mid] >= lim:
+                hi = mid
+            else:
+                lo = mid + 1
+        if lo == s:
+            return 0.0
+        return (lo - s) * lim - (gap_pre[lo - 1] - pbase)
+    # each task advances by the least of the advance and the slacks up to and including its own
+    r = -shift
+    p = _first_below(tree, s, r)
+    if p >= q_hi:
+        return -r * (q_hi - s)
+    return -(r * (p - s) + tail_min[p])
+
+
+@nb.njit(cache=True, nogil=True)
+def _indexed_move(arrival, ready, proc, x, completion, free_before, qstart, qorder, fpos, gap_cum, gap_pre,
+                  slack, tree, tail_min, i, b):
+    """`_move_delta`'s change of the total delay (not its stop), priced on the queue index."""
+    a = x[i]
+    c = completion_time(free_before[i, b], ready[i, b], proc[i, b])
+    delta = c - completion[i]  # a latency is C - a > 0 (processing times are positive): no clipping at 0
+    sb = _first_after(qorder, qstart[b], qstart[b + 1], i)
+    delta += _tail_change(qstart[b], qstart[b + 1], sb, c - free_before[i, b], gap_cum, gap_pre, slack, tree,
+                          tail_min)
+    delta += _tail_change(qstart[a], qstart[a + 1], fpos[i] + 1, free_before[i, a] - completion[i], gap_cum,
+                          gap_pre, slack, tree, tail_min)
+    return delta
+
+
+@nb.njit(cache=True, nogil=True)
+def _indexed_swap(arrival, ready, proc, x, completion, free_before, qstart, qorder, fpos, gap_cum, gap_pre,
+                  slack, tree, tail_min, i, j):
+    """`_swap_delta`'s change (tasks `i < j` on different providers exchange them), priced by walking
+    `i..j` and the two queues' tails on the queue index."""
+    a = x[i]
+    b = x[j]
+    fa = free_before[i, a]
+    fb = free_before[i, b]
+    delta = 0.0
+    for t in range(i, j + 1):
+        k = x[t]
+        if t == i:
+            k = b
+        elif t == j:
+            k = a
+        if k == a:
+            fa = completion_time(fa, ready[t, a], proc[t, a])
+            delta += fa - completion[t]
+        elif k == b:
+            fb = completion_time(fb, ready[t, b], proc[t, b])
+            delta += fb - completion[t]
+    sa = _first_after(qorder, qstart[a], qstart[a + 1], j)
+    delta += _tail_change(qstart[a], qstart[a + 1], sa, fa - free_before[j + 1, a], gap_cum, gap_pre, slack, tree,
+                          tail_min)
+    delta += _tail_change(qstart[b], qstart[b + 1], fpos[j] + 1, fb - free_before[j + 1, b], gap_cum, gap_pre,
+                          slack, tree, tail_min)
+    return delta
+
+
+# Where the queues resync soon (most of a load-0.9 instance) the walk is the cheaper price: the index costs
+# a rebuild after every change taken. A walk still running LONG_WALK tasks past the change marks a backlog:
+# the next INDEX_SPELL tasks' candidates are priced on the index, then a walk probes again.
+LONG_WALK = 256
+INDEX_SPELL = 32
+
+
 @nb.njit(cache=True, nogil=True)
 def _local_search(arrival, ready, proc, x, free0, max_sweeps, start, swap_window, deadline):
     """First-improvement descent over single-task moves, in place on `x`; returns (total, sweeps).
 
     A sweep tries every task (beginning at `start`, wrapping around) on every other provider and
-    takes each improving move at once. Stops at a local optimum, after `max_sweeps` sweeps, or when
-    `time.perf_counter()` passes `deadline` (checked every 32 tasks; `inf`: never checked). On an
-    overloaded instance one sweep is O(n^2), so a decoder's time budget needs the check inside.
+    takes each improving move at once (then its best swap with a task at most `swap_window` later).
+    Candidates are priced by the walk; once a walk runs past `LONG_WALK` tasks without resyncing, those of
+    the next `INDEX_SPELL` tasks are priced on the queue index (O(log n), above), and the best of them is
+    confirmed by the whole walk before it is taken. Stops at a local optimum, after `max_sweeps` sweeps, or when
+    `time.perf_counter()` passes `deadline` (checked every 32 tasks; `inf`: never checked).
     """
     n = arrival.shape[0]
     kk = free0.shape[0]
     completion = np.empty(n, dtype=np.float64)
     free_before = np.empty((n + 1, kk), dtype=np.float64)
     total = _history(arrival, ready, proc, x, free0, completion, free_before, 0)
+    size = 1
+    while size < n:
+        size *= 2
+    qstart = np.empty(kk + 1, dtype=np.int64)
+    qorder = np.empty(n, dtype=np.int64)
+    fpos = np.empty(n, dtype=np.int64)
+    gap_cum = np.empty(n, dtype=np.float64)
+    gap_pre = np.empty(n, dtype=np.float64)
+    slack = np.empty(n, dtype=np.float64)
+    tree = np.empty(2 * size, dtype=np.float64)
+    tail_min = np.empty(n, dtype=np.float64)
+    stale = True  # the index is rebuilt when next needed after a change
+    walk_from = 0  # sweep step from which candidates are walked again (before it: priced on the index)
     sweeps = 0
     while sweeps < max_sweeps:
         sweeps += 1
@@ -193,21 +392,65 @@ def _local_search(arrival, ready, proc, x, free0, max_sweeps, start, swap_window
                 if now > deadline:
                     return total, sweeps
             i = (start + step) % n
-            best_b, _, _ = _best_move(arrival, ready, proc, x, completion, free_before, i,
-                                      -1e-9 * (1.0 + total) / (n + 1.0))
-            if best_b >= 0:
+            tol = -1e-9 * (1.0 + total) / (n + 1.0)
+            best_b = -1
+            best_d = tol
+            indexed = False
+            for b in range(kk):
+                if b != x[i]:
+                    d = np.inf
+                    if step >= walk_from:
+                        d, stop = _move_delta(arrival, ready, proc, x, completion, free_before, i, b, i + 1 + LONG_WALK)
+                        if stop == i + 1 + LONG_WALK and stop < n:
+                            walk_from = step + INDEX_SPELL  # queues are backlogged here: price on the index
+                    if step < walk_from:
+                        if stale:
+                            _index_queues(ready, x, free_before, qstart, qorder, fpos, gap_cum, gap_pre, slack, tree,
+                                          tail_min)
+                            stale = False
+                        d = _indexed_move(arrival, ready, proc, x, completion, free_before, qstart, qorder, fpos,
+                                          gap_cum, gap_pre, slack, tree, tail_min, i, b)
+                        indexed = True
+                    if d < best_d:
+                        best_d = d
+                        best_b = b
+            if best_b >= 0 and (not indexed or
+                                _move_delta(arrival, ready, proc, x, completion, free_before, i, best_b)[0] < tol):
                 x[i] = best_b
                 total = _history(arrival, ready, proc, x, free0, completion, free_before, i)
+                stale = True
                 improved = True
-            if i + 1 >= n:
+            if i + 1 >= n or swap_window <= 0:
                 continue
-            best_j, _, _ = _best_swap(arrival, ready, proc, x, completion, free_before, i, swap_window,
-                                      -1e-9 * (1.0 + total) / (n + 1.0))
-            if best_j >= 0:
+            tol = -1e-9 * (1.0 + total) / (n + 1.0)
+            best_j = -1
+            best_d = tol
+            indexed = False
+            for j in range(i + 1, min(n, i + 1 + swap_window)):
+                if x[j] != x[i]:
+                    d = np.inf
+                    if step >= walk_from:
+                        d, stop = _swap_delta(arrival, ready, proc, x, completion, free_before, i, j, j + 1 + LONG_WALK)
+                        if stop == j + 1 + LONG_WALK and stop < n:
+                            walk_from = step + INDEX_SPELL
+                    if step < walk_from:
+                        if stale:
+                            _index_queues(ready, x, free_before, qstart, qorder, fpos, gap_cum, gap_pre, slack, tree,
+                                          tail_min)
+                            stale = False
+                        d = _indexed_swap(arrival, ready, proc, x, completion, free_before, qstart, qorder, fpos,
+                                          gap_cum, gap_pre, slack, tree, tail_min, i, j)
+                        indexed = True
+                    if d < best_d:
+                        best_d = d
+                        best_j = j
+            if best_j >= 0 and (not indexed or
+                                _swap_delta(arrival, ready, proc, x, completion, free_before, i, best_j)[0] < tol):
                 tmp = x[i]
                 x[i] = x[best_j]
                 x[best_j] = tmp
                 total = _history(arrival, ready, proc, x, free0, completion, free_before, i)
+                stale = True
                 improved = True
         if not improved:
             break
