@@ -127,7 +127,7 @@ def run(cfg: BenchConfig) -> dict:
 
 def report(doc: dict) -> str:
     lines = ["# The GA's descent: queue-index pricing vs the resync walk",
-             "", "`python benchmarks/bench_localsearch.py` (config in bench_localsearch.json beside this file)", "",
+             "", "`python benchmarks/bench_localsearch.py` (its config and every row in localsearch.json beside this file)", "",
              "| workload | instances | tasks | index (s, median) | walk (s, median) | walk / index (min-max) | same allocation |",
              "|---|---:|---:|---:|---:|---:|---|"]
     by: dict[str, list[dict]] = {}
