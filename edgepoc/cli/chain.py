@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from edgepoc.cli.common import check_number, parse_params, print_json, with_bar
+from edgepoc.cli.common import check_number, parse_params, print_json, seed_option, with_bar
 from edgepoc.errors import EdgepocError, InputError
 
 network_app = typer.Typer(help="A network of provider nodes (CometBFT + the edgepoc app), on loopback or on several hosts.", no_args_is_help=True)
@@ -80,7 +80,7 @@ def network_init(
     nodes: int = typer.Option(4, help="Number of provider nodes."),
     base_port: int = typer.Option(26600, help="First port (node i: p2p base+4i, RPC +1, ABCI +2, API +3; arbiter after); 0 = free ports."),
     dir: Path = typer.Option(DEFAULT_DIR, "--dir", help="Folder for the network."),
-    seed: int = typer.Option(0, help="Seed for the providers' capacities and delays (keys are always fresh, not seeded)."),
+    seed: int = typer.Option(0, callback=seed_option, help="Seed for the providers' capacities and delays (keys are always fresh, not seeded)."),
     chain_id: str = typer.Option("edgepoc-local", help="Chain id."),
     param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="Consensus parameter key=value (repeatable)."),
     student: Optional[Path] = typer.Option(None, help="Student checkpoint every node allocates with (default: bundled, else greedy)."),
@@ -548,7 +548,7 @@ def submit_cmd(
     rate: float = typer.Option(0.0, help="Tasks per second to send generated tasks at (0: all at once)."),
     replay: bool = typer.Option(False, "--replay", help="With INSTANCE: send its tasks at its arrival times (batches "
                                                         "of tasks within 0.1 s), not all at once."),
-    seed: int = typer.Option(0, help="Seed for generated demands."),
+    seed: int = typer.Option(0, callback=seed_option, help="Seed for generated demands."),
     nonce: Optional[int] = typer.Option(None, help="First nonce (default: microseconds now, so reruns never replay)."),
     batch: int = typer.Option(500, help="Tasks per client-signed batch (CometBFT engine) or per request."),
     wait: bool = typer.Option(False, "--wait", help="Block until the tasks are committed."),

@@ -58,3 +58,11 @@ def with_bar(what: str, total: float, run):
     with Progress(*columns, console=Console(stderr=True), disable=not sys.stderr.isatty(), transient=True) as bar:
         task = bar.add_task("", total=total or None)
         return run(lambda done, of: bar.update(task, completed=done, total=of))
+
+
+def seed_option(param: typer.CallbackParam, value: int) -> int:
+    """Callback of every seed option: numpy's seeds are non-negative, so a negative one is named here in one
+    line (before: an internal error from deep inside the run)."""
+    if value is not None and value < 0:
+        raise InputError(f"--{param.name.replace('_', '-')}: must be an integer >= 0, got {value}")
+    return value

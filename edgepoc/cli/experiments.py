@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from edgepoc.cli.common import parse_params
+from edgepoc.cli.common import parse_params, seed_option
 
 WIDE = 1000  # columns for output that is not a terminal: tables are never cut or ellipsised there
 
@@ -25,7 +25,7 @@ def compare_cmd(
     preset: Optional[str] = typer.Option(None, help="Generate the instances from this preset instead."),
     count: int = typer.Option(10, help="How many generated instances (with --preset)."),
     n_tasks: Optional[int] = typer.Option(None, "--n-tasks", help="Tasks per generated instance (preset default)."),
-    instance_seed: int = typer.Option(5000, "--instance-seed",
+    instance_seed: int = typer.Option(5000, "--instance-seed", callback=seed_option,
                                       help="Seed of the generated instances (5000: held out from the bundled "
                                            "models' training and selection seeds)."),
     methods: Optional[str] = typer.Option(None, help="Comma-separated methods (default: every registered one "
@@ -39,7 +39,7 @@ def compare_cmd(
     student: Optional[Path] = typer.Option(None, help="Student checkpoint (default: bundled)."),
     dqn: Optional[Path] = typer.Option(None, help="DQN checkpoint (default: bundled)."),
     maddpg: Optional[Path] = typer.Option(None, help="MADDPG checkpoint (default: bundled)."),
-    seed: int = typer.Option(0, help="Seed passed to every method."),
+    seed: int = typer.Option(0, callback=seed_option, help="Seed passed to every method."),
     out: Path = typer.Option(Path("runs/compare"), "--out", "-o", help="Folder for tables, figure, config."),
 ) -> None:
     """Every method on the same instances: ratio to the best known with a 95 % interval, Fig. 18 PNG.

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from edgepoc.cli.common import parse_params, print_json, with_bar
+from edgepoc.cli.common import parse_params, print_json, seed_option, with_bar
 from edgepoc.errors import InputError
 from edgepoc.game.files import allocation_to_dict, read_allocation, read_instance, write_instance, write_json
 from edgepoc.game.generators import PRESETS, generate
@@ -22,7 +22,7 @@ def generate_cmd(
                              help="A .json file (count 1) or a folder for one JSON per instance; "
                                   "with --label a data-set folder (created, or resumed if it holds this job)."),
     preset: str = typer.Option("paper", help=f"Generator preset: {', '.join(PRESETS)}."),
-    seed: int = typer.Option(0, help="Seed; instance i of a seed is the same whatever --count is."),
+    seed: int = typer.Option(0, callback=seed_option, help="Seed; instance i of a seed is the same whatever --count is."),
     count: int = typer.Option(1, help="How many instances."),
     n_tasks: Optional[int] = typer.Option(None, "--n-tasks", help="Tasks per instance (preset default if unset)."),
     providers: Optional[int] = typer.Option(None, help="Providers per instance (preset default if unset)."),
@@ -78,7 +78,7 @@ def solve_cmd(
     model: Optional[Path] = typer.Option(None, help="Checkpoint for learned methods (default: the bundled one)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the allocation JSON here (then stdout "
                                                                  "gets a one-line summary)."),
-    seed: int = typer.Option(0, help="Seed for randomised methods."),
+    seed: int = typer.Option(0, callback=seed_option, help="Seed for randomised methods."),
     seconds: Optional[float] = typer.Option(None, help="Time budget for methods that have one."),
     param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="Method setting key=value (repeatable)."),
 ) -> None:

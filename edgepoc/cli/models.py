@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from edgepoc.cli.common import check_number, parse_params, print_json
+from edgepoc.cli.common import check_number, parse_params, print_json, seed_option
 from edgepoc.errors import InputError
 
 
@@ -79,7 +79,7 @@ def train_cmd(
     labeler: str = typer.Option("ga", help="...labelled by this method (the paper: ga)."),
     label_seconds: Optional[float] = typer.Option(None, help="Time budget per instance for the labeler."),
     label_param: Optional[list[str]] = typer.Option(None, "--label-param", help="Labeler setting key=value."),
-    seed: int = typer.Option(0, help="Seed for data, initial weights and batch order."),
+    seed: int = typer.Option(0, callback=seed_option, help="Seed for data, initial weights and batch order."),
     epochs: int = typer.Option(150),
     patience: int = typer.Option(30, help="Stop after this many epochs without a better validation score."),
     select_on: str = typer.Option("guided_delay", help="Validation score: guided_delay, delay (argmax) or loss."),
@@ -139,7 +139,7 @@ def distill_cmd(
     labeler: str = typer.Option("ga"),
     label_seconds: Optional[float] = typer.Option(None),
     label_param: Optional[list[str]] = typer.Option(None, "--label-param"),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, callback=seed_option),
     epochs: int = typer.Option(150),
     patience: int = typer.Option(30),
     batch_size: int = typer.Option(8),
@@ -198,7 +198,7 @@ def train_general_cmd(
                                                                        "--data)."),
     test_fraction: float = typer.Option(0.2, help="With --data: share held out for validation when --test-data "
                                                   "is not given (split by --seed)."),
-    seed: int = typer.Option(1000, help="Seed of the training mix (validation: seed + 1000)."),
+    seed: int = typer.Option(1000, callback=seed_option, help="Seed of the training mix (validation: seed + 1000)."),
     count: int = typer.Option(200, help="Training instances (mixed families, 2-12 providers, 1-4 resources); "
                                         "with --data: the data set's."),
     val_count: int = typer.Option(30, help="Validation instances (checkpoint selection); with --data: the "

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from edgepoc.cli.common import seed_option
 from edgepoc.experiments.pipeline import STAGES, PipelineConfig, paper_config, quick_config, run_pipeline
 
 
@@ -29,7 +30,7 @@ def demo_cmd(
                                        "runs/demo, or runs/demo-2, -3, ... when an earlier run holds it."),
     quick: bool = typer.Option(False, "--quick", help="The CI-sized run: about 3 minutes on a busy 2-core "
                                                       "machine (under 1 outside the chain stage)."),
-    seed: int = typer.Option(0, help="Seed for data, labels, training and the chain."),
+    seed: int = typer.Option(0, callback=seed_option, help="Seed for data, labels, training and the chain."),
     stages: Optional[str] = typer.Option(None, help=f"Comma-separated subset of: {', '.join(STAGES)}."),
 ) -> None:
     """Generate -> GA labels -> teacher -> student -> comparison -> 4-node PoC chain -> report.
@@ -53,7 +54,7 @@ def reproduce_cmd(
     preset: str = typer.Option("paper", help="Instance preset of the experiment."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder; default runs/reproduce, or "
                                        "runs/reproduce-2, -3, ... when an earlier run holds it."),
-    seed: int = typer.Option(0, help="Seed for everything in the run."),
+    seed: int = typer.Option(0, callback=seed_option, help="Seed for everything in the run."),
     epochs: Optional[int] = typer.Option(None, help="Teacher epochs (default: 300, early stopping may end sooner)."),
     stages: Optional[str] = typer.Option(None, help=f"Comma-separated subset of: {', '.join(STAGES)}."),
     quick: bool = typer.Option(False, "--quick", help="A smoke run: every stage at toy size (60-task instances, "

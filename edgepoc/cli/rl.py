@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from edgepoc.cli.common import parse_params, print_json
+from edgepoc.cli.common import parse_params, print_json, seed_option
 from edgepoc.errors import InputError
 
 ALGOS = ("dqn", "maddpg")
@@ -51,7 +51,7 @@ def _config(algo: str, fields: dict):
 def train_rl_cmd(
     algo: str = typer.Option(..., "--algo", "-a", help="dqn (Stable-Baselines3) or maddpg."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory (config.json, log.jsonl, best.pt, last.pt)."),
-    seed: int = typer.Option(0, help="Seed for training instances, initial weights, exploration."),
+    seed: int = typer.Option(0, callback=seed_option, help="Seed for training instances, initial weights, exploration."),
     steps: int = typer.Option(100_000, help="Environment steps (one dispatched task each)."),
     preset: str = typer.Option("paper", help="Generator preset of the training and validation instances."),
     n_tasks: Optional[int] = typer.Option(None, "--n-tasks",

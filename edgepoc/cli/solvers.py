@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from edgepoc.cli.common import parse_params, print_json
+from edgepoc.cli.common import parse_params, print_json, seed_option
 
 dataset_app = typer.Typer(help="Inspect, export and import labelled data sets (edgepoc-dataset/1 folders).",
                           no_args_is_help=True, rich_markup_mode=None)
@@ -45,7 +45,7 @@ def label_cmd(source: Path = typer.Argument(..., help="An instance JSON file, or
                                                       "(FOLDER/*.json or FOLDER/instances/*.json)."),
               directory: Path = typer.Argument(..., help="New data-set folder."),
               method: str = typer.Option("ga", "--method", "-m", help="Labelling method (see `edgepoc methods`)."),
-              seed: int = typer.Option(0, help="Seed; file i is solved with a seed derived from (seed, i)."),
+              seed: int = typer.Option(0, callback=seed_option, help="Seed; file i is solved with a seed derived from (seed, i)."),
               generations: Optional[int] = typer.Option(None, help="GA generations per file (default 20; "
                                                                    "deterministic labels)."),
               seconds: Optional[float] = typer.Option(None, help="Time budget per file (GA: labels then depend "

@@ -126,20 +126,25 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+MAX_LOAD = 1e6  # far past any backlog worth simulating; above it the arrival rate overflows float64
+
+
 def generate(preset: str, seed: int = 0, count: int = 1, start_index: int = 0, **params) -> list[Instance]:
     """`count` instances of `preset`; extra keyword arguments go to the preset (n_tasks, load, ...)."""
     if preset not in PRESETS:
         raise InputError(f"preset: unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     if count < 0:
         raise InputError(f"count: must be >= 0, got {count}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"seed: must be an integer >= 0, got {seed!r}")
     params = {k: v for k, v in params.items() if v is not None}
     if "n_tasks" in params and params["n_tasks"] < 1:
         raise InputError(f"n_tasks: must be >= 1, got {params['n_tasks']}")
     for name in ("providers", "resources"):
         if name in params and (not isinstance(params[name], (int, np.integer)) or params[name] < 1):
             raise InputError(f"{name}: must be an integer >= 1, got {params[name]!r}")
-    if "load" in params and not 0 < params["load"] < np.inf:
-        raise InputError(f"load: must be a finite number > 0, got {params['load']}")
+    if "load" in params and not 0 < params["load"] <= MAX_LOAD:
+        raise InputError(f"load: must be a number > 0 and at most {MAX_LOAD:g}, got {params['load']}")
     make = PRESETS[preset].make
     try:
         return [make(seed=seed, index=i, **params) for i in range(start_index, start_index + count)]

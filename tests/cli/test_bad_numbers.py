@@ -20,6 +20,12 @@ from tests.conftest import run_cli
     (["distill", "--out", "{tmp}/d", "--temperature", "0"], "--temperature"),
     (["generate", "--out", "{tmp}/g.json", "--load", "inf"], "load"),
     (["generate", "--out", "{tmp}/g.json", "--providers", "0"], "providers"),
+    (["generate", "--out", "{tmp}/g.json", "--load", "1e308"], "load"),  # the arrival rate overflowed
+    (["generate", "--out", "{tmp}/g.json", "--seed", "-1"], "--seed"),  # numpy's seeds are >= 0
+    (["solve", "{instance}", "--method", "random", "--seed", "-1"], "--seed"),
+    (["compare", "{instance}", "--instance-seed", "-1"], "--instance-seed"),
+    (["train", "--out", "{tmp}/t", "--seed", "-1"], "--seed"),
+    (["network", "init", "--nodes", "1", "--seed", "-1"], "--seed"),
 ])
 def test_a_number_that_cannot_work_is_named(tmp_path, args, flag):
     (tmp_path / "i.json").write_text("{}")

@@ -106,3 +106,12 @@ def test_an_overrun_budget_is_reported(monkeypatch, caplog):
 @pytest.mark.parametrize("method", sorted(registry.TIME_BUDGET_METHODS))
 def test_every_time_budget_method_has_a_warm_up(method):
     registry._import(registry.WARM_UPS[method])()
+
+
+def test_a_negative_seed_is_named_not_an_internal_error():
+    """numpy refuses negative seeds deep inside a method; `solve` names the field first, for every method."""
+    from edgepoc.errors import InputError
+    inst = generate("paper", seed=0, n_tasks=20)[0]
+    for method in ("random", "ga", "search"):
+        with pytest.raises(InputError, match="seed: must be an integer >= 0, got -1"):
+            solve(inst, method, SolveOptions(seed=-1))
