@@ -197,3 +197,32 @@ def test_a_burst_descends_to_a_local_optimum_of_the_walk():
     assert total == pytest.approx(simulate(inst, x), rel=1e-12) and total < g and sweeps >= 2
     prices = _indexed_prices(inst, x, np.zeros(3))
     assert prices[:, 1].min() > -1e-9 * total
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_rewriting_two_providers_history_equals_a_full_recompute(seed):
+    """After a move or a swap the descent rewrites only the two providers' columns (`_history_of_two`): the
+    stored history and the total are bit for bit a full `_history`'s."""
+    from edgepoc.solvers.localsearch import _history_of_two
+    rng = np.random.default_rng(seed)
+    inst = busy_instance(seed, 150, 5, task_delays=bool(seed % 2))
+    free0 = rng.uniform(0, 2, size=5)
+    x = rng.integers(0, 5, size=150).astype(np.int8)
+    completion, free_before = np.empty(150), np.empty((151, 5))
+    _history(inst.arrival, inst.ready, inst.processing, x, free0, completion, free_before, 0)
+    for _ in range(40):
+        i = int(rng.integers(0, 140))
+        a = int(x[i])
+        if rng.random() < 0.5:
+            b = (a + 1 + int(rng.integers(0, 4))) % 5
+            x[i] = b
+        else:
+            j = i + 1 + int(rng.integers(0, 8))
+            if x[j] == x[i]:
+                continue
+            b = int(x[j])
+            x[i], x[j] = x[j], x[i]
+        total = _history_of_two(inst.arrival, inst.ready, inst.processing, x, completion, free_before, i, a, b)
+        c_ref, f_ref = np.empty(150), np.empty((151, 5))
+        ref = _history(inst.arrival, inst.ready, inst.processing, x, free0, c_ref, f_ref, 0)
+        assert total == ref and np.array_equal(completion, c_ref) and np.array_equal(free_before, f_ref)
