@@ -76,6 +76,41 @@ def single_provider(instance: Instance, options: Any, algo: str) -> tuple[np.nda
     return np.zeros(instance.n_tasks, dtype=np.int64), {"model": f"none ({algo} has one action with 1 provider)"}
 
 
+def trained_count(options: Any, algo: str, instance: Instance) -> int:
+    """How many providers the policy `solve` will use was trained for: the --model checkpoint's, else the
+    bundled one for the instance's count, else (more providers than any bundled one) the largest bundled."""
+    shipped = bundled_provider_counts(algo)
+    if options.model or instance.n_providers in shipped or not shipped or instance.n_providers < max(shipped):
+        return instance.n_providers
+    return max(shipped)
+
+
+def shortlist_play(instance: Instance, free_times, width: int,
+                   decide: Callable[[np.ndarray, np.ndarray], int]) -> np.ndarray:
+    """Dispatch every task with a policy trained for `width` providers on an instance with more: each task
+    is decided among the `width` providers that would finish it first on the current queues (ties to the
+    lower index; in their instance order), which always holds greedy's choice. `decide(provider_rows
+    (width, 5), task (2,)) -> position in the shortlist`, the rows being the dispatcher's own features
+    (`dispatch_provider_features`). Returns the assignment."""
+    from edgepoc.solvers.rl.env import QueueStepper
+    from edgepoc.solvers.rl.features import dispatch_provider_features, dispatch_task_features, time_scale
+
+    queue = QueueStepper(instance, free_times)
+    scale = time_scale(instance)
+    while not queue.done:
+        i = queue.index
+        finish = np.maximum(instance.ready[i], queue.free) + instance.processing[i]
+        keep = np.sort(np.argsort(finish, kind="stable")[:width])
+        rows = dispatch_provider_features(instance, i, queue.free, scale)[keep]
+        queue.assign(int(keep[decide(rows, dispatch_task_features(instance, i, scale))]))
+    return queue.assignment.copy()
+
+
+def shortlist_label(options: Any, algo: str, width: int, instance: Instance) -> str:
+    return (f"{model_label(options.model, algo, width)} on each task's {width} earliest-finishing of "
+            f"{instance.n_providers} providers")
+
+
 def check_providers(instance: Instance, n_providers: int, algo: str) -> None:
     if instance.n_providers != n_providers:
         raise InputError(f"instance {instance.name}: has {instance.n_providers} providers, the {algo} "

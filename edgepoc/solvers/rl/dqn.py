@@ -19,8 +19,8 @@ from torch import nn
 
 from edgepoc.game.instance import Instance
 from edgepoc.solvers.rl.common import (TrainLog, Validation, check_providers, load_checkpoint, model_label,
-                                       progress_bar, require_positive, save_rl_checkpoint, single_provider,
-                                       torch_threads)
+                                       progress_bar, require_positive, save_rl_checkpoint, shortlist_label,
+                                       shortlist_play, single_provider, torch_threads, trained_count)
 from edgepoc.solvers.rl.env import DispatchEnv, play, preset_source
 from edgepoc.solvers.rl.features import observation_size
 
@@ -151,7 +151,12 @@ def solve_dqn(instance: Instance, options) -> tuple[np.ndarray, dict]:
     trivial = single_provider(instance, options, "dqn")
     if trivial is not None:
         return trivial
-    net, k = _load(options.model, instance.n_providers)
+    net, k = _load(options.model, trained_count(options, "dqn", instance))
+    if instance.n_providers > k:  # more providers than it was trained for: each task among its k best finishers
+        choose = greedy_q_policy(net)
+        x = shortlist_play(instance, options.free_times, k,
+                           lambda rows, task: choose(np.concatenate([rows.ravel(), task])))
+        return x, {"model": shortlist_label(options, "dqn", k, instance)}
     check_providers(instance, k, "dqn")
     x = play(DispatchEnv([instance], n_providers=k), instance, greedy_q_policy(net), options.free_times)
     return x, {"model": model_label(options.model, "dqn", k)}

@@ -32,10 +32,10 @@ from torch import nn
 
 from edgepoc.game.instance import Instance
 from edgepoc.solvers.rl.common import (TrainLog, Validation, check_providers, load_checkpoint, model_label,
-                                       progress_bar, require_positive, save_rl_checkpoint, single_provider,
-                                       torch_threads)
+                                       progress_bar, require_positive, save_rl_checkpoint, shortlist_label,
+                                       shortlist_play, single_provider, torch_threads, trained_count)
 from edgepoc.solvers.rl.env import preset_source
-from edgepoc.solvers.rl.market import MarketEnv, agent_observation_size, winner
+from edgepoc.solvers.rl.market import FINISH, MarketEnv, agent_observation_size, winner
 
 FORMAT = "edgepoc-maddpg/1"
 
@@ -262,7 +262,16 @@ def solve_maddpg(instance: Instance, options) -> tuple[np.ndarray, dict]:
     trivial = single_provider(instance, options, "maddpg")
     if trivial is not None:
         return trivial
-    actors, k = _load(options.model, instance.n_providers)
+    actors, k = _load(options.model, trained_count(options, "maddpg", instance))
+    if instance.n_providers > k:  # more providers than bidders: each task auctioned among its k best finishers
+        choose = bid_policy(actors)
+
+        def auction(rows: np.ndarray, task: np.ndarray) -> int:
+            # the market's agent rows: own columns, the task, every shortlisted provider's finish
+            return choose(np.concatenate([rows, np.broadcast_to(task, (k, task.size)),
+                                          np.broadcast_to(rows[:, FINISH], (k, k))], axis=1))
+        x = shortlist_play(instance, options.free_times, k, auction)
+        return x, {"model": shortlist_label(options, "maddpg", k, instance)}
     check_providers(instance, k, "maddpg")
     x = play_market(MarketEnv([instance], n_providers=k), instance, bid_policy(actors), options.free_times)
     return x, {"model": model_label(options.model, "maddpg", k)}
