@@ -203,10 +203,11 @@ def _best_swap(arrival, ready, proc, x, completion, free_before, i, swap_window,
 # queue ever idles, so nothing resyncs), which made a sweep O(n^2): 3,000 burst tasks took the GA 6 min.
 # Queues are independent, and a change enters a queue's tail as one shift of its free time, which the
 # tail's own idle gaps (a delay) or slacks (an advance) absorb task by task. The queue index below holds,
-# per queue in task order, those gaps and slacks with prefix sums and a next-smaller-slack chain, so a
-# tail's total change is priced in O(log n): a move in O(log n), a swap of tasks w apart in O(w + log n).
-# `_local_search` prices every candidate so, then confirms the one it takes with the exact walk (the
-# prefix sums round differently), so it accepts exactly what the walk accepts and cannot cycle on rounding.
+# per queue in task order, those gaps and slacks with prefix sums, a min tree over the slacks and the sums
+# of their running minima, so a tail's total change is priced in O(log n): a move in O(log n), a swap of
+# tasks w apart in O(w + log n). `_local_search` prices a candidate so when its walk runs long, then
+# confirms the one it takes with the exact walk (the prefix sums round differently), so it accepts exactly
+# what the walk accepts and cannot cycle on rounding.
 
 
 @nb.njit(cache=True, nogil=True)
