@@ -206,8 +206,9 @@ def _best_swap(arrival, ready, proc, x, completion, free_before, i, swap_window,
 # per queue in task order, those gaps and slacks with prefix sums, a min tree over the slacks and the sums
 # of their running minima, so a tail's total change is priced in O(log n): a move in O(log n), a swap of
 # tasks w apart in O(w + log n). `_local_search` prices a candidate so when its walk runs long, then
-# confirms the one it takes with the exact walk (the prefix sums round differently), so it accepts exactly
-# what the walk accepts and cannot cycle on rounding.
+# confirms the one it takes with the exact walk (the prefix sums round differently): every move taken
+# improves by the walk's own price, so it cannot cycle on rounding (prices agree to ~1e-12 relative, so
+# the choice among candidates differs from the walk's only on such near-ties).
 
 
 @nb.njit(cache=True, nogil=True)
