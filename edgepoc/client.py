@@ -33,6 +33,11 @@ import requests
 from edgepoc.errors import EdgepocError, InputError
 
 FINAL = ("committed", "rejected")
+
+
+def is_busy(reason: str) -> bool:
+    """The chain's admission control said "busy, retry after N s": a refusal for now, not of the task."""
+    return str(reason).startswith("busy")
 STATUS_CHUNK = 1000
 PROBE_PATIENCE = 4.0  # seconds a node that did not answer a status probe in time gets before it counts as down
 
@@ -148,6 +153,8 @@ class EdgepocClient:
         self.failures: list[tuple[float, str, str]] = []  # (time, url, why)
         self.last_failovers = 0  # nodes that failed before the last request got an answer
         self.busy_wait = 300.0  # seconds a submit keeps resending batches the chain answered "busy"
+        # a time.monotonic() by which busy resending stops whatever busy_wait says (`submit --wait --timeout`)
+        self.submit_deadline: float | None = None
 
     # ---- transport
     def request(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> tuple[int, Any, str]:
@@ -300,7 +307,7 @@ class EdgepocClient:
                     if receipt.state(tid) != "committed":
                         receipt.record(tid, "accepted", node=url)
                 for r in rejected:
-                    if r["id"]:
+                    if r["id"] and not is_busy(r["reason"]):  # busy: not final, a resumed run resends it
                         receipt.record(r["id"], "rejected", reason=r["reason"])
                 receipt.flush()
             sent += sum(len(ids) for _, ids in chunk)
@@ -312,9 +319,11 @@ class EdgepocClient:
         """Resend the batches the chain answered "busy, retry after N s" once it said they may come back, while
         `busy_wait` seconds last: admission control slows a client down, it does not lose its tasks."""
         deadline = time.monotonic() + self.busy_wait
+        if self.submit_deadline is not None:
+            deadline = min(deadline, self.submit_deadline)
         while True:
             busy = sorted({r["index"] for r in doc.get("rejected", []) if isinstance(r.get("index"), int)
-                           and str(r.get("reason") or r.get("error") or "").startswith("busy")})
+                           and is_busy(r.get("reason") or r.get("error") or "")})
             if not busy or time.monotonic() >= deadline:
                 return doc
             why = next(str(r.get("reason") or r.get("error")) for r in doc["rejected"] if r.get("index") in busy)

@@ -115,3 +115,32 @@ def test_submit_reports_its_progress_request_by_request():
         srv.shutdown()
     assert res.accepted == [f"id{i}" for i in range(5)]
     assert seen == [(2, 5), (4, 5), (5, 5)]
+
+
+def test_a_busy_chain_is_retried_until_the_submit_deadline_and_the_tasks_stay_resendable(tmp_path):
+    """`submit --wait --timeout S` ends by about S: resending what a busy chain refused stops at the client's
+    deadline (before: up to 300 s per request, so a heavy-tailed 2,000-task instance ran past 400 s with
+    --timeout 60). The refused tasks are not final in the receipt: a resumed run sends them."""
+    import time
+
+    from tests.jsonserver import serve_json
+
+    def answer(req):
+        if req.command == "POST":
+            return 200, {"ids": [], "rejected": [{"index": 0, "reason": "busy: retry after 0.5 s"}]}
+        return 200, {"name": "n0"}
+
+    srv = serve_json(answer)
+    receipt = Receipt(tmp_path / "r.jsonl")
+    try:
+        client = EdgepocClient([f"http://127.0.0.1:{srv.server_address[1]}"], timeout=5.0)
+        client.submit_deadline = time.monotonic() + 1.5
+        t0 = time.monotonic()
+        res = client.submit([({"id": "a"}, ["a"])], receipt, batch=1)
+        took = time.monotonic() - t0
+    finally:
+        srv.shutdown()
+    assert 1.0 < took < 3.0, took  # two or three retries, then the deadline
+    assert res.busy_seconds > 0.9 and [r["reason"] for r in res.rejected] == ["busy: retry after 0.5 s"]
+    assert receipt.state("a") == "planned" and receipt.planned_items() == [({"id": "a"}, ["a"])]
+    receipt.close()

@@ -539,6 +539,24 @@ def _stopped_hint(dir: Optional[Path], what: str) -> str:
     return f"; a stopped network can still be read from a node's store: `edgepoc {what} --home {home}`"
 
 
+def _check_demand_bounds(path: Path, inst, bounds) -> None:
+    """Refuse an instance with demands the chain's CheckTx would refuse, before anything is signed: one such
+    task rejects the whole signed batch it travels in (hundreds of valid tasks with it). `bounds`: the node's
+    [min_demand, max_demand] from /status (absent on an older node: the chain's own check still applies)."""
+    import numpy as np
+
+    if not bounds:
+        return
+    low, high = float(bounds[0]), float(bounds[1])
+    bad = np.flatnonzero(((inst.demand < low) | (inst.demand > high)).any(axis=1))
+    if len(bad):
+        shown = ", ".join(f"tasks[{i}] ({inst.task_ids[i]}) {np.round(inst.demand[i], 6).tolist()}" for i in bad[:3])
+        raise InputError(f"{path}: {len(bad)} of {inst.n_tasks} tasks have demands outside this network's bounds "
+                         f"[{low:g}, {high:g}] (genesis min_demand, max_demand): {shown}"
+                         f"{' ...' if len(bad) > 3 else ''}; drop or rescale them, or init the network with "
+                         f"--workload {path} (bounds derived from it)")
+
+
 def submit_cmd(
     instance: Optional[Path] = typer.Argument(None, help="Instance JSON whose tasks to submit (else --count generated tasks)."),
     node: Optional[list[str]] = typer.Option(None, metavar="URL", help="Node API URL (repeatable: fail over between them; default: every node of --dir)."),
@@ -569,7 +587,7 @@ def submit_cmd(
 
     With --module, every task runs FUNCTION(ARGS) of that module on the provider the chain assigns it to."""
     from edgepoc.chain.crypto import SigningKey
-    from edgepoc.client import Receipt
+    from edgepoc.client import Receipt, is_busy
     from edgepoc.game.files import read_instance
 
     if batch < 1 or count < 1:
@@ -612,6 +630,10 @@ def submit_cmd(
     if replay and (instance is None or rate > 0):
         raise InputError("--replay: only with an INSTANCE, and not with --rate (the instance's arrivals set the pace)")
     client = _client(node, dir)
+    # with --wait the command ends by about --timeout: resending what a busy chain refused shares it with the wait
+    deadline = time.monotonic() + timeout
+    if wait:
+        client.submit_deadline = deadline
     rec = Receipt(receipt) if receipt is not None else None
     items: list = rec.planned_items() if rec is not None else []
     pace = None
@@ -643,6 +665,7 @@ def submit_cmd(
             if inst.n_resources != int(st["resources"]):
                 raise InputError(f"{instance}: its tasks demand {inst.n_resources} resources each, this network's "
                                  f"providers have {st['resources']}")
+            _check_demand_bounds(instance, inst, st.get("demand_bounds"))
             # the chain takes the demands only: it stamps arrivals (block time) and holds providers and delays
             typer.echo(f"{instance}: {inst.n_tasks} tasks' demands are sent; the chain stamps their arrival times and "
                        f"serves them on its own providers with their delays"
@@ -701,7 +724,7 @@ def submit_cmd(
     if not wait and results is None:
         print_json({"submitted": len(res.accepted), "rejected": len(res.rejected), "ids": res.accepted})
         return
-    w = _wait_with_bar(client, res.accepted, timeout, rec)
+    w = _wait_with_bar(client, res.accepted, max(0.0, deadline - time.monotonic()) if wait else timeout, rec)
     heights = sorted({s["height"] for s in w.committed.values()})
     providers = Counter(s.get("provider_name", str(s.get("provider"))) for s in w.committed.values())
     flagged = Counter(w.flagged.values())
@@ -733,6 +756,12 @@ def submit_cmd(
         why = " (the network has lost quorum)" if lost else _why_missing(client, list(w.missing))
         raise EdgepocError(f"{len(w.missing)} tasks not committed within {timeout:.0f} s{why}"
                            + (f"; the receipt {receipt} has them: rerun with it to resume" if receipt else ""))
+    held = sum(1 for r in res.rejected if is_busy(r["reason"]))
+    if held:
+        raise EdgepocError(f"{held} tasks were not taken within {timeout:.0f} s: the chain was still busy with this "
+                           "client's earlier work (admission control); "
+                           + (f"rerun with --receipt {receipt} to send them" if receipt else
+                              "use --receipt FILE and a longer --timeout to send them"))
 
 
 def _writable_folder(option: str, folder: Path) -> None:

@@ -370,6 +370,22 @@ def test_a_hung_arbiter_costs_the_proposer_its_deadline_once_not_a_round(tmp_pat
     hang.close()
 
 
+def test_a_task_no_batch_can_carry_is_named_and_the_rest_of_its_batch_goes_through(tmp_path):
+    """One task alone over a block's share of a client: CheckTx names it (before: "split it: its first 1 tasks
+    fit", which no split could make true), and the client resends its batch without it."""
+    from edgepoc.chain.abci.client import split_oversized
+
+    h = Harness(tmp_path, make_genesis(max_client_block_seconds=5.0))
+    demands = [[0.2, 0.3]] * 6
+    demands[3] = [400.0, 1.0]  # far over 5 s of the whole network's capacity on its own
+    whole = wire.TaskBatch(CHAIN, CLIENT.public_hex, list(enumerate(demands))).signed(CLIENT)
+    res = h.check(whole)
+    assert res.code != 0 and res.log.startswith("tx.tasks[3]: this task alone is") and "split it" not in res.log
+    parts, redo = split_oversized([whole], [{"id": whole.ids[0], "reason": res.log}], CLIENT)
+    assert redo == set(whole.ids) - {whole.ids[3]} and [ids for _, ids in parts] == [whole.ids[:3] + whole.ids[4:]]
+    assert h.check(canonical(parts[0][0])).code == 0  # the resent part is admitted
+
+
 def test_a_window_of_the_real_alibaba_trace_is_accepted_in_batches_the_chain_names(tmp_path):
     """Real workloads: with default bounds an Alibaba window's demands pass; a batch too heavy for one block is
     refused with the batch size that fits, and batches of that size are accepted."""

@@ -425,6 +425,15 @@ def test_an_instance_with_other_resources_than_the_network_is_refused_before_sen
     r = edgepoc("submit", str(tmp_path / "r3.json"), "--dir", str(net.folder), "--wait")
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == (
         f"error: {tmp_path / 'r3.json'}: its tasks demand 3 resources each, this network's providers have 2"), r.stderr
+    # demands outside the genesis bounds: before, one such task made the chain refuse its whole signed batch
+    # (1,002 valid tasks of a 2,000-task heavy-tailed instance lost with two)
+    demand = [[0.5, 0.5]] * 5
+    demand[2] = [0.5, 5000.0]
+    write_instance(tmp_path / "big.json", Instance.create([[1.0, 1.0]], [0.0], [0.0] * 5, demand))
+    r = edgepoc("submit", str(tmp_path / "big.json"), "--dir", str(net.folder), "--wait")
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 2 and last.startswith(f"error: {tmp_path / 'big.json'}: 1 of 5 tasks have demands outside "
+                                                 "this network's bounds [0.0001, 1000]") and "tasks[2] (t2)" in last, r.stderr
 
 
 def test_a_node_whose_cometbft_dies_exits_non_zero_so_its_service_restarts_it(tmp_path):

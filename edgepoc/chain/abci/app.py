@@ -326,6 +326,12 @@ class PocApplication:
         each = rules.task_work(rules.queue_view(self.genesis, st, avail), tasks)
         work = sum(each)
         if work > p.max_client_block_seconds:  # never admissible as one batch: not "busy", a bad request
+            alone = next((i for i, w in enumerate(each) if w > p.max_client_block_seconds), None)
+            if alone is not None:  # no batch can carry this task: splitting would not help
+                raise InputError(f"tx.tasks[{alone}]: this task alone is {each[alone]:.1f} s of the whole network's "
+                                 f"capacity, more than one block takes from a client (max_client_block_seconds "
+                                 f"{p.max_client_block_seconds:g} s): this network cannot take it; drop it or lower "
+                                 "its demand (or size the genesis bounds with `network init --workload`)")
             fits = max(1, int(np.searchsorted(np.cumsum(each), p.max_client_block_seconds, side="right")))
             raise InputError(f"tx.tasks: this batch is {work:.1f} s of the whole network's capacity, more than one "
                              f"block takes from a client (max_client_block_seconds {p.max_client_block_seconds:g} s); "

@@ -39,21 +39,27 @@ def instance_batches(inst: Instance, key: SigningKey, chain_id: str, nonce0: int
 
 
 _SPLIT = re.compile(r"split it: its first (\d+) tasks fit in one batch")
+_ALONE = re.compile(r"^tx\.tasks\[(\d+)\]: this task alone is")
 SPLIT_MARGIN = 0.8  # parts are this share of what fitted when the chain looked: its queues move on
 
 
 def split_oversized(batches: list, rejected: list[dict], key: SigningKey) -> tuple[list[tuple[dict, list[str]]],
                                                                                  set[str]]:
     """The batches the chain refused as more work than one block takes from a client, re-signed in parts that
-    fit (the chain said how many of the first tasks fit), and the ids of those tasks. The tasks keep their
+    fit (the chain said how many of the first tasks fit), or without the one task no batch can carry (the
+    chain named it; it stays rejected), and the ids of the tasks resent. The tasks keep their
     nonces: a refused batch left nothing on chain, so its ids are free. `batches`: signed `TaskBatch`es, or
     `(wire dict, ids)` pairs as a receipt plans them (a resumed run); the parts are `(wire dict, ids)` pairs,
     what `EdgepocClient.submit` and `Receipt.plan` take. Only batches `key` signed are split."""
     fits: dict[str, int] = {}
+    alone: dict[str, int] = {}  # a task no batch can carry: the rest of its batch is resent without it
     for r in rejected:
         m = _SPLIT.search(str(r.get("reason", "")))
         if m and r.get("id"):
             fits[r["id"]] = int(m.group(1))
+        m = _ALONE.search(str(r.get("reason", "")))
+        if m and r.get("id"):
+            alone[r["id"]] = int(m.group(1))
     parts: list[tuple[dict, list[str]]] = []
     redo: set[str] = set()
     for b in batches:
@@ -65,6 +71,13 @@ def split_oversized(batches: list, rejected: list[dict], key: SigningKey) -> tup
             continue
         tasks = wire.get("tasks")
         if wire.get("client") != key.public_hex or not isinstance(tasks, list) or not 2 <= len(tasks) == len(ids):
+            continue
+        drop = next((alone[t] for t in ids if t in alone), None)
+        if drop is not None and 0 <= drop < len(tasks):
+            body = {k: v for k, v in wire.items() if k not in ("sig", "tasks")}
+            part = {**body, "tasks": tasks[:drop] + tasks[drop + 1:]}
+            parts.append(({**part, "sig": key.sign(canonical(part))}, list(ids[:drop]) + list(ids[drop + 1:])))
+            redo.update(list(ids[:drop]) + list(ids[drop + 1:]))  # the dropped task stays rejected, with the chain's reason
             continue
         n = next((fits[t] for t in ids if t in fits), None)
         if n is None:

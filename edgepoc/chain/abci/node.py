@@ -224,6 +224,8 @@ class CometNodeView:
                 "engine": "cometbft", "height": st.height, "app_hash": st.hash, "last_block_time": self._unix(st.last_time),
                 "last_commit_age": age, "mempool": mempool, "tasks_committed": st.tasks_committed,
                 "round": rnd, "step": step, "catching_up": catching_up, "resources": self.genesis.n_resources,
+                # the per-task bound CheckTx applies to every demand: a client checks its tasks before signing
+                "demand_bounds": [app.params.min_demand, app.params.max_demand],
                 # starting: cometbft not answering yet (handshake); catching up: block sync; in consensus: past it
                 "state": "starting" if catching_up is None else "catching up" if catching_up else "in consensus",
                 "node_id": self.node_id,
