@@ -570,7 +570,8 @@ def submit_cmd(
     nonce: Optional[int] = typer.Option(None, help="First nonce (default: microseconds now, so reruns never replay)."),
     batch: int = typer.Option(500, help="Tasks per client-signed batch (CometBFT engine) or per request."),
     wait: bool = typer.Option(False, "--wait", help="Block until the tasks are committed."),
-    timeout: float = typer.Option(120.0, help="Seconds to wait with --wait."),
+    timeout: float = typer.Option(120.0, help="With --wait: seconds the whole run may take (resending what a busy "
+                                              "chain refused, then waiting for the commits)."),
     receipt: Optional[Path] = typer.Option(None, help="JSON-lines receipt (task id -> accepted / committed at height h / "
                                                       "rejected and why); if it exists, resume: resend what is not final."),
     module: Optional[str] = typer.Option(None, help="Run a WebAssembly module on chain (its hash, from `module add`)."),
