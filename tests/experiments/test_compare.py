@@ -51,15 +51,16 @@ def test_compare_every_method_on_two_tiny_instances(tmp_path):
 
 
 def test_compare_per_instance_status_a_method_solves_what_it_can(tmp_path):
-    """A 13- and a 3-provider instance: DQN, shipped for 2-12 providers, fails on the first with its reason and
-    still gets its row for the second; the others run on both."""
-    insts = [generate("paper", 3, 1, n_tasks=20, providers=13)[0], generate("paper", 4, 1, n_tasks=20)[0]]
-    result = compare(insts, ["greedy", "round-robin", "dqn"], progress=False)
+    """A 20-task and an 8-task instance: brute force, which refuses more than 2,000,000 allocations, fails on the
+    first with its reason and still gets its row for the second; the others run on both."""
+    insts = [generate("paper", 3, 1, n_tasks=20)[0], generate("paper", 4, 1, n_tasks=8)[0]]
+    result = compare(insts, ["greedy", "round-robin", "brute-force"], progress=False)
     rows = {row["method"]: row for row in result.summary()}
     assert rows["greedy"]["status"] == "ok" and rows["greedy"]["instances"] == 2
-    assert rows["dqn"]["status"].startswith("failed on 1 of 2 instance(s)") and "providers" in rows["dqn"]["status"]
-    assert rows["dqn"]["instances"] == 1
-    solved = [r for r in result.runs if r.method == "dqn" and r.ok]
+    status = rows["brute-force"]["status"]
+    assert status.startswith("failed on 1 of 2 instance(s)") and "allocations is too many" in status, status
+    assert rows["brute-force"]["instances"] == 1
+    solved = [r for r in result.runs if r.method == "brute-force" and r.ok]
     assert [r.instance for r in solved] == [insts[1].name] and solved[0].total_latency > 0
     for inst in insts:
         best = min(r.total_latency for r in result.runs if r.instance == inst.name and r.ok)
