@@ -382,6 +382,54 @@ INDEX_SPELL = 32
 
 
 @nb.njit(cache=True, nogil=True)
+def _price(arrival, ready, proc, x, completion, free_before, i, c, swap, end):
+    """The walk's `(price, stop)` of moving task `i` to provider `c`, or (`swap`) of swapping it with task `c`;
+    `end` as for `_move_delta`."""
+    if swap:
+        return _swap_delta(arrival, ready, proc, x, completion, free_before, i, c, end)
+    return _move_delta(arrival, ready, proc, x, completion, free_before, i, c, end)
+
+
+@nb.njit(cache=True, nogil=True)
+def _best_candidate(arrival, ready, proc, x, completion, free_before, qstart, qorder, fpos, gap_cum, gap_pre, slack,
+                    tree, tail_min, i, swap, swap_window, tol, step, walk_from, stale):
+    """Task `i`'s best move (each other provider) or (`swap`) best swap (each task at most `swap_window` later on
+    another provider) priced below `tol`: `(provider or task, -1 if none; whether a price came from the index;
+    walk_from; stale)`. Prices come from the walk while `step >= walk_from`; a walk still running LONG_WALK tasks
+    past the change sets `walk_from` INDEX_SPELL steps on, and prices come from the queue index (rebuilt first
+    when `stale`)."""
+    n = arrival.shape[0]
+    lo, hi = (i + 1, min(n, i + 1 + swap_window)) if swap else (0, free_before.shape[1])
+    best = -1
+    best_d = tol
+    indexed = False
+    for c in range(lo, hi):
+        if (x[c] if swap else c) == x[i]:
+            continue
+        d = np.inf
+        if step >= walk_from:
+            end = (c if swap else i) + 1 + LONG_WALK
+            d, stop = _price(arrival, ready, proc, x, completion, free_before, i, c, swap, end)
+            if stop == end and stop < n:
+                walk_from = step + INDEX_SPELL  # queues are backlogged here: price on the index
+        if step < walk_from:
+            if stale:
+                _index_queues(ready, x, free_before, qstart, qorder, fpos, gap_cum, gap_pre, slack, tree, tail_min)
+                stale = False
+            if swap:
+                d = _indexed_swap(arrival, ready, proc, x, completion, free_before, qstart, qorder, fpos, gap_cum,
+                                  gap_pre, slack, tree, tail_min, i, c)
+            else:
+                d = _indexed_move(arrival, ready, proc, x, completion, free_before, qstart, qorder, fpos, gap_cum,
+                                  gap_pre, slack, tree, tail_min, i, c)
+            indexed = True
+        if d < best_d:
+            best_d = d
+            best = c
+    return best, indexed, walk_from, stale
+
+
+@nb.njit(cache=True, nogil=True)
 def _local_search(arrival, ready, proc, x, free0, max_sweeps, start, swap_window, deadline):
     """First-improvement descent over single-task moves, in place on `x`; returns (total, sweeps).
 
@@ -421,64 +469,23 @@ def _local_search(arrival, ready, proc, x, free0, max_sweeps, start, swap_window
                 if now > deadline:
                     return total, sweeps
             i = (start + step) % n
-            tol = -1e-9 * (1.0 + total) / (n + 1.0)
-            best_b = -1
-            best_d = tol
-            indexed = False
-            for b in range(kk):
-                if b != x[i]:
-                    d = np.inf
-                    if step >= walk_from:
-                        d, stop = _move_delta(arrival, ready, proc, x, completion, free_before, i, b, i + 1 + LONG_WALK)
-                        if stop == i + 1 + LONG_WALK and stop < n:
-                            walk_from = step + INDEX_SPELL  # queues are backlogged here: price on the index
-                    if step < walk_from:
-                        if stale:
-                            _index_queues(ready, x, free_before, qstart, qorder, fpos, gap_cum, gap_pre, slack, tree,
-                                          tail_min)
-                            stale = False
-                        d = _indexed_move(arrival, ready, proc, x, completion, free_before, qstart, qorder, fpos,
-                                          gap_cum, gap_pre, slack, tree, tail_min, i, b)
-                        indexed = True
-                    if d < best_d:
-                        best_d = d
-                        best_b = b
-            if best_b >= 0 and (not indexed or
-                                _move_delta(arrival, ready, proc, x, completion, free_before, i, best_b)[0] < tol):
+            for swap in range(2):  # the best single move, then the best near swap
+                if swap and (i + 1 >= n or swap_window <= 0):
+                    break
+                tol = -1e-9 * (1.0 + total) / (n + 1.0)
+                c, indexed, walk_from, stale = _best_candidate(
+                    arrival, ready, proc, x, completion, free_before, qstart, qorder, fpos, gap_cum, gap_pre, slack,
+                    tree, tail_min, i, swap == 1, swap_window, tol, step, walk_from, stale)
+                # a price from the index is confirmed by the whole walk before the change is taken
+                if c < 0 or (indexed and not _price(arrival, ready, proc, x, completion, free_before, i, c,
+                                                    swap == 1, -1)[0] < tol):
+                    continue
                 a = x[i]
-                x[i] = best_b
-                total = _history_of_two(arrival, ready, proc, x, completion, free_before, i, a, best_b)
-                stale = True
-                improved = True
-            if i + 1 >= n or swap_window <= 0:
-                continue
-            tol = -1e-9 * (1.0 + total) / (n + 1.0)
-            best_j = -1
-            best_d = tol
-            indexed = False
-            for j in range(i + 1, min(n, i + 1 + swap_window)):
-                if x[j] != x[i]:
-                    d = np.inf
-                    if step >= walk_from:
-                        d, stop = _swap_delta(arrival, ready, proc, x, completion, free_before, i, j, j + 1 + LONG_WALK)
-                        if stop == j + 1 + LONG_WALK and stop < n:
-                            walk_from = step + INDEX_SPELL
-                    if step < walk_from:
-                        if stale:
-                            _index_queues(ready, x, free_before, qstart, qorder, fpos, gap_cum, gap_pre, slack, tree,
-                                          tail_min)
-                            stale = False
-                        d = _indexed_swap(arrival, ready, proc, x, completion, free_before, qstart, qorder, fpos,
-                                          gap_cum, gap_pre, slack, tree, tail_min, i, j)
-                        indexed = True
-                    if d < best_d:
-                        best_d = d
-                        best_j = j
-            if best_j >= 0 and (not indexed or
-                                _swap_delta(arrival, ready, proc, x, completion, free_before, i, best_j)[0] < tol):
-                a = x[i]
-                x[i] = x[best_j]
-                x[best_j] = a
+                if swap:
+                    x[i] = x[c]
+                    x[c] = a
+                else:
+                    x[i] = c
                 total = _history_of_two(arrival, ready, proc, x, completion, free_before, i, a, x[i])
                 stale = True
                 improved = True
