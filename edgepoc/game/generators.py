@@ -15,6 +15,7 @@ import numpy as np
 
 from edgepoc.errors import InputError
 from edgepoc.game.instance import Instance
+from edgepoc.game.validate import check_seed
 
 
 def _rng(seed: int, index: int) -> np.random.Generator:
@@ -135,8 +136,7 @@ def generate(preset: str, seed: int = 0, count: int = 1, start_index: int = 0, *
         raise InputError(f"preset: unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     if count < 0:
         raise InputError(f"count: must be >= 0, got {count}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InputError(f"seed: must be an integer >= 0, got {seed!r}")
+    check_seed(seed)
     params = {k: v for k, v in params.items() if v is not None}
     if "n_tasks" in params and params["n_tasks"] < 1:
         raise InputError(f"n_tasks: must be >= 1, got {params['n_tasks']}")

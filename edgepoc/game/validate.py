@@ -131,3 +131,9 @@ def check_time_resolution(inst) -> None:
         raise InputError(f"tasks[]: arrival times up to {latest:.6g} are too large for float64 to resolve processing "
                          f"times of about {typical:.3g} (it resolves {np.spacing(latest):.3g} there): shift the "
                          "arrivals to start near 0")
+
+
+def check_seed(seed) -> None:
+    """numpy seeds are non-negative integers: anything else is named here, not as an error from deep in a run."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"seed: must be an integer >= 0, got {seed!r}")

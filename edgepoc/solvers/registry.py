@@ -24,6 +24,7 @@ import numpy as np
 from edgepoc.errors import EdgepocError, InputError
 from edgepoc.game.instance import Instance
 from edgepoc.game.kernel import simulate
+from edgepoc.game.validate import check_seed
 
 log = logging.getLogger("edgepoc.solvers")
 
@@ -104,8 +105,7 @@ def _load(method: str):
 def solve(instance: Instance, method: str, options: SolveOptions | None = None, **kwargs: Any) -> SolveResult:
     """Allocate every task of `instance` with `method`; keyword arguments fill `SolveOptions`."""
     options = options or SolveOptions(**kwargs)
-    if isinstance(options.seed, bool) or not isinstance(options.seed, (int, np.integer)) or options.seed < 0:
-        raise InputError(f"seed: must be an integer >= 0, got {options.seed!r}")
+    check_seed(options.seed)
     fn = _load(method)
     if instance.n_tasks == 0:  # nothing to allocate: the answer is the same for every method and model
         return SolveResult(method, np.zeros(0, dtype=np.int64), 0.0, 0.0, {})
