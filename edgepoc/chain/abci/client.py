@@ -72,21 +72,23 @@ def split_oversized(batches: list, rejected: list[dict], key: SigningKey) -> tup
         tasks = wire.get("tasks")
         if wire.get("client") != key.public_hex or not isinstance(tasks, list) or not 2 <= len(tasks) == len(ids):
             continue
+        body = {k: v for k, v in wire.items() if k != "sig"}  # the wire form is the signed body and its signature
+
+        def resigned(rows: range | list[int]) -> tuple[dict, list[str]]:
+            """The batch's tasks at `rows` (their ids with them), signed again as one batch."""
+            part = {**body, "tasks": [tasks[r] for r in rows]}
+            return {**part, "sig": key.sign(canonical(part))}, [ids[r] for r in rows]
+
         drop = next((alone[t] for t in ids if t in alone), None)
         if drop is not None and 0 <= drop < len(tasks):
-            body = {k: v for k, v in wire.items() if k not in ("sig", "tasks")}
-            part = {**body, "tasks": tasks[:drop] + tasks[drop + 1:]}
-            parts.append(({**part, "sig": key.sign(canonical(part))}, list(ids[:drop]) + list(ids[drop + 1:])))
-            redo.update(list(ids[:drop]) + list(ids[drop + 1:]))  # the dropped task stays rejected, with the chain's reason
+            parts.append(resigned([r for r in range(len(tasks)) if r != drop]))
+            redo.update(parts[-1][1])  # the dropped task stays rejected, with the chain's reason
             continue
         n = next((fits[t] for t in ids if t in fits), None)
         if n is None:
             continue
         size = max(1, min(len(tasks) - 1, int(n * SPLIT_MARGIN)))
-        body = {k: v for k, v in wire.items() if k != "sig"}  # the wire form is the signed body and its signature
-        for j in range(0, len(tasks), size):
-            part = {**body, "tasks": tasks[j:j + size]}
-            parts.append(({**part, "sig": key.sign(canonical(part))}, list(ids[j:j + size])))
+        parts.extend(resigned(range(j, min(j + size, len(tasks)))) for j in range(0, len(tasks), size))
         redo.update(ids)
     return parts, redo
 
