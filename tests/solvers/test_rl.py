@@ -232,16 +232,22 @@ def test_a_bundled_checkpoint_serves_each_shipped_provider_count(tmp_path, monke
         assert bundled_provider_counts(algo) == list(range(2, 13))
     for k in (2, 5, 12):
         inst = generate("paper", seed=0, n_tasks=300, providers=k)[0]
-        path = tmp_path / f"k{k}.json"
-        write_instance(path, inst)
         rr = simulate(inst, np.arange(inst.n_tasks) % k)
         for algo in ("dqn", "maddpg"):
-            code, out, err = cli(monkeypatch, capsys, "solve", str(path), "--method", algo)
-            assert code == 0, err
-            doc = json.loads(out)
-            assert doc["model"] == f"bundled {algo}-k{k}" and doc["total_latency"] == simulate(inst, doc["assignment"])
-            assert doc["total_latency"] < rr, (algo, k)
+            doc = solved(tmp_path, monkeypatch, capsys, inst, algo)
+            assert doc["model"] == f"bundled {algo}-k{k}" and doc["total_latency"] < rr, (algo, k)
 
+
+def solved(tmp_path, monkeypatch, capsys, inst, algo: str, *more: str) -> dict:
+    """`edgepoc solve` of `inst` (written to a file) with `algo`: it succeeds, and its allocation re-simulates to
+    the total it claims."""
+    path = tmp_path / f"{inst.name}-k{inst.n_providers}.json"
+    write_instance(path, inst)
+    code, out, err = cli(monkeypatch, capsys, "solve", str(path), "--method", algo, *more)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["total_latency"] == simulate(inst, doc["assignment"])
+    return doc
 
 
 def test_any_provider_count_is_served(tmp_path, monkeypatch, capsys):
@@ -251,14 +257,9 @@ def test_any_provider_count_is_served(tmp_path, monkeypatch, capsys):
     named so in the output; the answer re-simulates to its claim and beats round-robin."""
     for k, tasks in ((1, 40), (13, 300), (40, 300)):
         inst = generate("paper", seed=1, n_tasks=tasks, providers=k)[0]
-        path = tmp_path / f"k{k}.json"
-        write_instance(path, inst)
         rr = simulate(inst, np.arange(inst.n_tasks) % k)
         for algo in ("dqn", "maddpg"):
-            code, out, err = cli(monkeypatch, capsys, "solve", str(path), "--method", algo)
-            assert code == 0, err
-            doc = json.loads(out)
-            assert doc["total_latency"] == simulate(inst, doc["assignment"])
+            doc = solved(tmp_path, monkeypatch, capsys, inst, algo)
             if k == 1:
                 assert doc["assignment"] == [0] * tasks
             else:
@@ -270,11 +271,5 @@ def test_a_checkpoint_for_fewer_providers_decides_among_each_tasks_best_finisher
     """A --model trained for 3 providers on a 5-provider instance: each task among its 3 earliest finishers
     (a checkpoint for more providers than the instance has is refused: test_bad_input_is_one_line_and_exit_2)."""
     inst = generate("paper", seed=2, n_tasks=100, providers=5)[0]
-    path = tmp_path / "k5.json"
-    write_instance(path, inst)
-    code, out, err = cli(monkeypatch, capsys, "solve", str(path), "--method", "dqn",
-                         "--model", str(bundled_checkpoint("dqn", 3)))
-    assert code == 0, err
-    doc = json.loads(out)
+    doc = solved(tmp_path, monkeypatch, capsys, inst, "dqn", "--model", str(bundled_checkpoint("dqn", 3)))
     assert doc["model"].endswith("on each task's 3 earliest-finishing of 5 providers")
-    assert doc["total_latency"] == simulate(inst, doc["assignment"])
