@@ -33,13 +33,13 @@ import requests
 from edgepoc.errors import EdgepocError, InputError
 
 FINAL = ("committed", "rejected")
+STATUS_CHUNK = 1000
+PROBE_PATIENCE = 4.0  # seconds a node that did not answer a status probe in time gets before it counts as down
 
 
 def is_busy(reason: str) -> bool:
     """The chain's admission control said "busy, retry after N s": a refusal for now, not of the task."""
     return str(reason).startswith("busy")
-STATUS_CHUNK = 1000
-PROBE_PATIENCE = 4.0  # seconds a node that did not answer a status probe in time gets before it counts as down
 
 
 def item_ids(item: Any) -> list[str]:
