@@ -3,7 +3,8 @@
 Every method goes through `edgepoc.solvers.registry.solve`, so the result is re-simulated by the
 shared kernel. "auto" asks for the student (the distilled model every edge node runs, SPEC §5) and
 falls back to greedy (earliest completion time) when no student checkpoint is installed. The bundled
-student is the general model: it serves every chain size (2-16 providers, any resource count).
+student is the general model: it serves every chain size (any number of providers and resources; past the 12
+providers it was trained on, each task is decided among the 12 that would finish it first).
 
 Every node must compute the same allocation for the same block, so a general model never runs on a
 wall-clock budget here: the node's decoder is the one-pass decode (`decode` "onepass"; the paper

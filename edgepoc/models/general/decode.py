@@ -15,7 +15,8 @@ instance's mean processing time, or with `Head.scale == "median"` its median: op
 
 where `E_ik` (n, K, H) is the static pair embedding computed once by the torch encoders (task GNN,
 provider set encoder) and `(A, b, w, c, gain)` is the small dynamic head. The task goes to the best
-score (ties: the lowest provider index). `c` starts at "minus the pilot regret", i.e. the rollout
+score (ties: the lowest provider index). With more than `SHORTLIST` providers (the most the model was trained on)
+only the `SHORTLIST` that would finish the task first are scored. `c` starts at "minus the pilot regret", i.e. the rollout
 method; training teaches the rest of the head to correct it. Everything here is float64 Numba, so
 the same input gives the bit-identical allocation on every node.
 
@@ -71,18 +72,24 @@ DYN_INPUTS = ("linear", "log")
 # (`rollout.fixed_plan_weight`; the rollout module's doc says why) and its look-ahead as much longer
 # (`rollout.mixed_horizon`): on light tails it is "both", bit for bit.
 PILOTS = ("greedy", "priced", "both", "mixed")
+# The most providers a task is decided among: the general model is trained on 2-12 providers (`train.py`), and
+# past that range its one-pass got worse than greedy (1,000 paper tasks: K = 24 +2 %, K = 32 +7 %, K = 64 +18 %
+# for the teacher), each extra provider one more chance for a score's error to win. So with more providers each
+# task is decided among the SHORTLIST that would finish it first (greedy's choice among them), whose pilots still
+# run on every provider; with up to SHORTLIST providers the decode is unchanged, bit for bit.
+SHORTLIST = 12
 
 
 @nb.njit(cache=True, nogil=True)
-def _dyn_features(arrival, ready, proc, free, rate, i, horizon, scale, mode, price, memory, mix, trial, trial_rate,
-                  scratch, plan, cost_short, cost_long, out):
-    """Fill `out` (K, N_DYN) with task `i`'s dynamic features given the free times `free` and the task rates
-    `rate` (both unchanged). `mode` (the index in `PILOTS`) 0: greedy pilots; 1: priced-greedy pilots
-    (`rollout.priced_cost` at `price`); 2: greedy pilots, and feature 1 is the priced long pilot's regret;
-    3: as 2, with share `mix` of feature 1's cost taken on priced greedy's fixed plan (`rollout.fixed_plan`,
+def _dyn_features(arrival, ready, proc, free, rate, i, cand, horizon, scale, mode, price, memory, mix, trial,
+                  trial_rate, scratch, plan, cost_short, cost_long, out):
+    """Fill `out[j]` (row j of (K, N_DYN)) with task `i`'s dynamic features on provider `cand[j]`, for the candidate
+    providers `cand` (all K, or a shortlist: `_shortlist`), given the free times `free` and the task rates `rate`
+    (both unchanged; the pilots run on every provider). Regrets are against the best candidate. `mode` (the index
+    in `PILOTS`) 0: greedy pilots; 1: priced-greedy pilots (`rollout.priced_cost` at `price`); 2: greedy pilots, and
+    feature 1 is the priced long pilot's regret; 3: as 2, with share `mix` of feature 1's cost taken on priced greedy's fixed plan (`rollout.fixed_plan`,
     into `plan`, >= 2 horizon), its look-ahead `rollout.mixed_horizon(horizon, mix)`."""
     n = arrival.shape[0]
-    kk = free.shape[0]
     short_end = min(n, i + 1 + min(horizon, 5))
     long_end = min(n, i + 1 + horizon)
     priced_end = long_end
@@ -95,7 +102,9 @@ def _dyn_features(arrival, ready, proc, free, rate, i, horizon, scale, mode, pri
     best_lat = np.inf
     best_short = np.inf
     best_long = np.inf
-    for k in range(kk):
+    nc = cand.shape[0]
+    for j in range(nc):
+        k = cand[j]
         c = completion_time(free[k], ready[i, k], proc[i, k])
         lat = c - arrival[i]
         if lat < 0.0:
@@ -118,27 +127,27 @@ def _dyn_features(arrival, ready, proc, free, rate, i, horizon, scale, mode, pri
         if mode == 3 and mix > 0.0:  # mixed: part of it is the cost of the same tasks on a fixed plan
             cs = (1.0 - mix) * cs + mix * (
                 lat + fixed_plan_cost(arrival, ready, proc, free, k, c, i, priced_end, plan, trial))
-        cost_short[k] = cs
-        cost_long[k] = cl
-        out[k, 0] = lat
+        cost_short[j] = cs
+        cost_long[j] = cl
+        out[j, 0] = lat
         wait = free[k] - ready[i, k]
-        out[k, 3] = wait / scale if wait > 0.0 else 0.0
+        out[j, 3] = wait / scale if wait > 0.0 else 0.0
         idle = ready[i, k] - free[k]
-        out[k, 7] = np.log1p(idle / scale) if idle > 0.0 else 0.0
+        out[j, 7] = np.log1p(idle / scale) if idle > 0.0 else 0.0
         if lat < best_lat:
             best_lat = lat
         if cs < best_short:
             best_short = cs
         if cl < best_long:
             best_long = cl
-    for k in range(kk):
-        lat = out[k, 0]
-        out[k, 0] = (lat - best_lat) / scale
-        out[k, 1] = (cost_short[k] - best_short) / scale
-        out[k, 2] = (cost_long[k] - best_long) / scale
-        out[k, 4] = np.log1p(lat / scale)
-        out[k, 5] = np.log1p(out[k, 0])
-        out[k, 6] = np.log1p(out[k, 2])
+    for j in range(nc):
+        lat = out[j, 0]
+        out[j, 0] = (lat - best_lat) / scale
+        out[j, 1] = (cost_short[j] - best_short) / scale
+        out[j, 2] = (cost_long[j] - best_long) / scale
+        out[j, 4] = np.log1p(lat / scale)
+        out[j, 5] = np.log1p(out[j, 0])
+        out[j, 6] = np.log1p(out[j, 2])
 
 
 @nb.njit(cache=True, nogil=True)
@@ -177,49 +186,84 @@ def _head_scores(emb_i, dyn, a_mat, b_vec, w_vec, c_vec, v_mat, gain, log_input,
 
 
 @nb.njit(cache=True, nogil=True)
+def _shortlist(ready, proc, free, i, width, finish, cand):
+    """Fill `cand` (width,) with the `width` providers that would finish task `i` first (ties: the lower index),
+    in index order; `finish` (K,) is scratch."""
+    kk = free.shape[0]
+    for k in range(kk):
+        finish[k] = completion_time(free[k], ready[i, k], proc[i, k])
+    taken = 0
+    for k in range(kk):  # k joins if fewer than `width` providers finish strictly before it or tie at a lower index
+        ahead = 0
+        for q in range(kk):
+            if finish[q] < finish[k] or (finish[q] == finish[k] and q < k):
+                ahead += 1
+                if ahead >= width:
+                    break
+        if ahead < width:
+            cand[taken] = k
+            taken += 1
+
+
+@nb.njit(cache=True, nogil=True)
 def _onepass(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec, v_mat, gain, log_input, horizon, scale,
-             mode, price, memory, mix, uniforms, temperature, x, scores_out):
+             mode, price, memory, mix, width, uniforms, temperature, x, scores_out):
     """Decide every task in order: the best score (ties: the lowest index), or, with `uniforms` (n,) given
-    (empty: not; training's sampled decodes), a draw from softmax(scores / temperature). `free` advances in
-    place; `scores_out` (n, K) keeps each step's scores (empty: not kept). Returns the total delay of the
-    decoded allocation (kernel semantics)."""
+    (empty: not; training's sampled decodes), a draw from softmax(scores / temperature). With more than `width`
+    providers each task is decided among the `width` that would finish it first (`_shortlist`; the others score
+    -inf). `free` advances in place; `scores_out` (n, K) keeps each step's scores (empty: not kept). Returns the
+    total delay of the decoded allocation (kernel semantics)."""
     n = arrival.shape[0]
     kk = free.shape[0]
+    hh = emb.shape[2]
+    nc = min(kk, width)
     keep = scores_out.shape[0] > 0
     sample = uniforms.shape[0] > 0
-    prob = np.empty(kk)
-    dyn = np.empty((kk, 8))
+    prob = np.empty(nc)
+    dyn = np.empty((nc, 8))
     trial = np.empty(kk)
     trial_rate = np.empty(kk)
     rate = np.zeros(kk)
     scratch = np.empty(max(horizon, 1), dtype=np.int64)
     plan = np.empty(max(2 * horizon, 1), dtype=np.int64)
-    cost_short = np.empty(kk)
-    cost_long = np.empty(kk)
-    scores = np.empty(kk)
+    cost_short = np.empty(nc)
+    cost_long = np.empty(nc)
+    scores = np.empty(nc)
     tdyn = np.empty(dyn.shape[1])
+    cand = np.arange(nc)
+    finish = np.empty(kk)
+    emb_c = np.empty((nc, hh))
     total = 0.0
     for i in range(n):
         if i > 0:
             decay_rates(rate, arrival[i] - arrival[i - 1], memory)
-        _dyn_features(arrival, ready, proc, free, rate, i, horizon, scale, mode, price, memory, mix, trial, trial_rate,
-                      scratch, plan, cost_short, cost_long, dyn)
-        _head_scores(emb[i], dyn, a_mat, b_vec, w_vec, c_vec, v_mat, gain, log_input, tdyn, scores)
+        if nc < kk:
+            _shortlist(ready, proc, free, i, nc, finish, cand)
+            for j in range(nc):
+                emb_c[j] = emb[i, cand[j]]
+        else:
+            emb_c[:] = emb[i]
+        _dyn_features(arrival, ready, proc, free, rate, i, cand, horizon, scale, mode, price, memory, mix, trial,
+                      trial_rate, scratch, plan, cost_short, cost_long, dyn)
+        _head_scores(emb_c, dyn, a_mat, b_vec, w_vec, c_vec, v_mat, gain, log_input, tdyn, scores)
         if sample:
             top = scores.max()
-            for k in range(kk):
-                prob[k] = np.exp((scores[k] - top) / temperature)
-            best_k = draw_index(prob, uniforms[i])
+            for j in range(nc):
+                prob[j] = np.exp((scores[j] - top) / temperature)
+            best_j = draw_index(prob, uniforms[i])
         else:
-            best_k = 0
+            best_j = 0
             best_s = scores[0]
-            for k in range(1, kk):
-                if scores[k] > best_s:
-                    best_s = scores[k]
-                    best_k = k
+            for j in range(1, nc):
+                if scores[j] > best_s:
+                    best_s = scores[j]
+                    best_j = j
         if keep:
-            for k in range(kk):
-                scores_out[i, k] = scores[k]
+            if nc < kk:
+                scores_out[i, :] = -np.inf
+            for j in range(nc):
+                scores_out[i, cand[j]] = scores[j]
+        best_k = cand[best_j]
         x[i] = best_k
         c = completion_time(free[best_k], ready[i, best_k], proc[i, best_k])
         free[best_k] = c
@@ -242,11 +286,12 @@ def _trajectory_features(arrival, ready, proc, free, rate, x, horizon, scale, mo
     plan = np.empty(max(2 * horizon, 1), dtype=np.int64)
     cost_short = np.empty(kk)
     cost_long = np.empty(kk)
+    every = np.arange(kk)
     for i in range(n):
         if i > 0:
             decay_rates(rate, arrival[i] - arrival[i - 1], memory)
-        _dyn_features(arrival, ready, proc, free, rate, i, horizon, scale, mode, price, memory, mix, trial, trial_rate,
-                      scratch, plan, cost_short, cost_long, out[i])
+        _dyn_features(arrival, ready, proc, free, rate, i, every, horizon, scale, mode, price, memory, mix, trial,
+                      trial_rate, scratch, plan, cost_short, cost_long, out[i])
         k = x[i]
         free[k] = completion_time(free[k], ready[i, k], proc[i, k])
         rate[k] += 1.0 / memory
@@ -319,7 +364,7 @@ def onepass(inst: Instance, emb: np.ndarray, head: Head, free_times=None, keep_s
     total = _onepass(inst.arrival, inst.ready, inst.processing, _free_times(inst, free_times), emb,
                      head.a, head.b, head.w, head.c, head.gate(), float(head.gain), head.dyn_input == "log",
                      int(head.horizon),
-                     time_scale(inst, head.scale), *pilot_settings(inst, head.pilot),
+                     time_scale(inst, head.scale), *pilot_settings(inst, head.pilot), SHORTLIST,
                      np.empty(0) if uniforms is None else np.ascontiguousarray(uniforms, dtype=np.float64),
                      float(temperature), x, scores)
     return x, float(total), (scores if keep_scores else None)

@@ -1,4 +1,5 @@
-"""The general allocation model: one network for every market (2-16 providers, 1-4 resources, any size).
+"""The general allocation model: one network for every market (any number of providers and tasks, 1-4 resources;
+trained on 2-12 providers, and past that the decoder shortlists: `decode.SHORTLIST`).
 
 The paper's shape, made size-free and queue-aware:
 
