@@ -23,7 +23,8 @@ from edgepoc.game.instance import Instance, warm_up_instance
 from edgepoc.game.kernel import greedy_assignment
 from edgepoc.models.budget import Budget
 from edgepoc.models.decoding import DEFAULT_SWEEPS, DecodeOptions, search, uniform_weights, warm_search
-from edgepoc.models.general.decode import Head, decode_embedding, general_decode_options, onepass
+from edgepoc.models.general.decode import (EMBEDDING_MAX_PROVIDERS, Head, decode_embedding, general_decode_options,
+                                           onepass, uses_embedding)
 from edgepoc.models.general.portable import PortableModel, as_portable, dense, load_portable
 from edgepoc.models.paper.decode import decode_probabilities, paper_decode_options
 
@@ -65,10 +66,16 @@ def solve_general(model, instance: Instance, options) -> tuple[np.ndarray, dict]
     if opts.budget.is_deadline:
         warm_up()  # a wall-clock budget includes inference, never compiling
     t0 = time.perf_counter()
-    emb = model.embed(instance)
+    head = model.head()
+    if uses_embedding(instance.n_providers):
+        emb = model.embed(instance)
+    else:  # far past the trained market sizes the head decides from the dynamic features alone (decode.py)
+        emb = np.zeros((instance.n_tasks, instance.n_providers, head.b.shape[0]))
     infer = time.perf_counter() - t0
-    x, info = decode_embedding(instance, emb, model.head(), opts, options.free_times, started_at=t0)
+    x, info = decode_embedding(instance, emb, head, opts, options.free_times, started_at=t0)
     info["inference_seconds"] = infer
+    if not uses_embedding(instance.n_providers):
+        info["embedding"] = f"none: {instance.n_providers} providers, over the {EMBEDDING_MAX_PROVIDERS} it is used for"
     return x, info
 
 

@@ -15,9 +15,10 @@ instance's mean processing time, or with `Head.scale == "median"` its median: op
 
 where `E_ik` (n, K, H) is the static pair embedding computed once by the torch encoders (task GNN,
 provider set encoder) and `(A, b, w, c, gain)` is the small dynamic head. The task goes to the best
-score (ties: the lowest provider index). With more than `SHORTLIST` providers (the most the model was trained on)
-only the `SHORTLIST` that would finish the task first are scored. `c` starts at "minus the pilot regret", i.e. the rollout
-method; training teaches the rest of the head to correct it. Everything here is float64 Numba, so
+score (ties: the lowest provider index). With more than `SHORTLIST` providers (the most the model was
+trained on) only the `SHORTLIST` that would finish the task first are scored, and past `EMBEDDING_MAX_PROVIDERS`
+`E` is left out (`uses_embedding`). `c` starts at "minus the pilot regret", i.e. the rollout method; training
+teaches the rest of the head to correct it. Everything here is float64 Numba, so
 the same input gives the bit-identical allocation on every node.
 
 Search: the one-pass allocation, `samples` one-pass decodes drawn at `temperature` and greedy, ranked
@@ -78,6 +79,18 @@ PILOTS = ("greedy", "priced", "both", "mixed")
 # task is decided among the SHORTLIST that would finish it first (greedy's choice among them), whose pilots still
 # run on every provider; with up to SHORTLIST providers the decode is unchanged, bit for bit.
 SHORTLIST = 12
+# Past twice that, the static embedding is left out (E = 0: the head decides from the shortlist's dynamic features
+# alone). The encoders' inputs carry the market's size (1/K, each provider's share of the market, a task's rank of
+# providers and its fastest and slowest over all K), and there the embedding steered the one-pass off its own
+# pilots: on held-out `paper` markets of 32-127 providers the shortlisted teacher was 1.00-1.03 x greedy with it and
+# 0.95-0.96 without (docs/models.md, "Past the trained provider counts"). Up to 24 providers it still paid on
+# heavy tails (alibaba, K = 16-24: 2.5 % better with it), so it stays there.
+EMBEDDING_MAX_PROVIDERS = 2 * SHORTLIST
+
+
+def uses_embedding(n_providers: int) -> bool:
+    """Whether the decoder takes the model's static embedding for a market of `n_providers` (else E = 0)."""
+    return n_providers <= EMBEDDING_MAX_PROVIDERS
 
 
 @nb.njit(cache=True, nogil=True)
