@@ -835,12 +835,17 @@ def _executed_report(client, dir: Optional[Path], ids: list[str], committed: dic
             "id": tid, "result": d.get("result"), "status": d.get("exec_status"), "provider": d.get("provider_name"),
             "measured_latency": d.get("measured_latency"), "simulated_latency": d.get("simulated_latency"),
             "result_hash": d.get("result_hash"), "verified": tid in check.verified,
-            **({"error": check.failed[tid]} if tid in check.failed else {})}, indent=1) + "\n")
+            **({"error": check.failed[tid]} if tid in check.failed else {}),
+            **({"unverified": check.unverified[tid]} if tid in check.unverified else {})}, indent=1) + "\n")
     for tid, why in list(check.failed.items())[:5]:
         typer.echo(f"  result of {tid}: {why}", err=True)
-    typer.echo(f"results: {len(check.verified)} verified against their receipts, {len(check.failed)} failed; in {results}/",
-               err=True)
-    return {**out, "verified": len(check.verified), "failed": len(check.failed)}
+    if check.unverified:
+        first = next(iter(check.unverified.values()))
+        typer.echo(f"  {len(check.unverified)} results could not be compared with their provider's copy, e.g. {first}; "
+                   "each is the one its provider signed in the receipt on chain", err=True)
+    typer.echo(f"results: {len(check.verified)} verified against their receipts, {len(check.failed)} failed, "
+               f"{len(check.unverified)} unverified (provider's copy not served); in {results}/", err=True)
+    return {**out, "verified": len(check.verified), "failed": len(check.failed), "unverified": len(check.unverified)}
 
 
 MAX_SUBMIT_COUNT = 1_000_000  # tasks one `submit` signs up front (~18 s and ~250 MB on one core)

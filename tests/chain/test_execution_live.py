@@ -151,9 +151,29 @@ def test_a_killed_worker_is_restarted_by_its_node_and_its_provider_keeps_executi
 
 
 def test_a_killed_provider_gets_no_new_work_and_its_work_finishes_elsewhere(net, primes, tmp_path):
+    from edgepoc.chain.abci.client import fetch_results
+    from edgepoc.client import EdgepocClient
+
     victim = 2
     name = net.doc["nodes"][victim]["name"]
+    before = tmp_path / "before"
+    res = edgepoc("submit", "--dir", str(net.folder), "--module", primes, "--function", "count", "--args", "1000",
+                  "--fuel", "1000000", "--count", "60", "--results", str(before), "--timeout", "120")
+    assert res.returncode == 0 and last_json(res.stdout)["verified"] == 60, res.stderr[-2000:]
+    ids = [f.stem for f in before.glob("*.json")]
     network.stop_member(net.folder, name, kill=True)
+    # its results, executed and on chain before it died, are not "failed": the provider's copy cannot be compared
+    # now, so they are unverified, as long as the receipt's own result matches its hash
+    urls = {n["name"]: n["api"] for n in net.doc["nodes"]}
+    client = EdgepocClient([net.doc["nodes"][0]["api"]])
+    done = client.tasks(ids)
+    theirs = sorted(t for t, d in done.items() if d["provider_name"] == name)
+    assert theirs, "the victim ran none of the 60 tasks"
+    check = fetch_results(done, urls, client)
+    assert sorted(check.unverified) == theirs and not check.failed and len(check.verified) == 60 - len(theirs)
+    forged = {theirs[0]: {**done[theirs[0]], "result": 7}}  # a receipt whose result is not the one it hashed
+    assert list(fetch_results(forged, urls, client).failed) == theirs[:1]
+    client.close()
     stopped = net.status(0)["height"]
     try:
         res = edgepoc("submit", "--dir", str(net.folder), "--node", net.doc["nodes"][0]["api"], "--module", primes,

@@ -180,6 +180,9 @@ def work_batches(count: int, key: SigningKey, chain_id: str, nonce0: int, work: 
 class ResultCheck:
     verified: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # task id -> why
+    # task id -> why: the provider did not serve its copy (down, or its results pruned), so only the receipt on
+    # chain vouches for the result: it is kept, its hash checked against the receipt, but not counted as verified
+    unverified: dict[str, str] = field(default_factory=dict)
 
 
 def wait_executed(client, ids: list[str], timeout: float, poll: float = 0.25) -> tuple[dict[str, dict], list[str]]:
@@ -189,7 +192,9 @@ def wait_executed(client, ids: list[str], timeout: float, poll: float = 0.25) ->
 
 def fetch_results(executed: dict[str, dict], provider_urls: dict[str, str], any_client) -> ResultCheck:
     """Each executed task's result from the provider that ran it (its node API), checked against the receipt on
-    chain: the result hash must be the receipt's, and the value the one the receipt carries."""
+    chain: the result hash must be the receipt's, and the value the one the receipt carries. A provider that does
+    not answer leaves the task `unverified` when the receipt's own result matches its hash (the provider signed
+    it; its copy just cannot be compared now), and `failed` when not."""
     from edgepoc.chain.httpapi import HttpClient
     from edgepoc.execution import result_hash
 
@@ -205,7 +210,11 @@ def fetch_results(executed: dict[str, dict], provider_urls: dict[str, str], any_
                 else:
                     got = any_client.get(f"/results/{tid}")
             except EdgepocError as exc:
-                check.failed[tid] = f"result not served by {st.get('provider_name')}: {str(exc)[:120]}"
+                why = f"result not served by {st.get('provider_name')}: {str(exc)[:120]}"
+                if result_hash(st.get("exec_status"), st.get("result")) == st.get("result_hash"):
+                    check.unverified[tid] = why
+                else:
+                    check.failed[tid] = f"{why}; and the receipt's result does not match its hash"
                 continue
             digest = result_hash(got.get("status"), got.get("result"))
             if digest != st.get("result_hash") or got.get("result_hash") != digest or got.get("result") != st.get("result"):
