@@ -74,8 +74,9 @@ DYN_INPUTS = ("linear", "log")
 # (`rollout.mixed_horizon`): on light tails it is "both", bit for bit.
 PILOTS = ("greedy", "priced", "both", "mixed")
 # The most providers a task is decided among: the general model is trained on 2-12 providers (`train.py`), and
-# past that range its one-pass got worse than greedy (1,000 paper tasks: K = 24 +2 %, K = 32 +7 %, K = 64 +18 %
-# for the teacher), each extra provider one more chance for a score's error to win. So with more providers each
+# past that range its one-pass got worse with every provider (the teacher on held-out 1,000-task `paper` markets:
+# 1.02 x greedy at K = 32, 1.16 x at 64, 1.23 x at 127; `benchmarks/bench_many_providers.py`), each extra
+# provider one more chance for a score's error to win. So with more providers each
 # task is decided among the SHORTLIST that would finish it first (greedy's choice among them), whose pilots still
 # run on every provider; with up to SHORTLIST providers the decode is unchanged, bit for bit.
 SHORTLIST = 12
@@ -100,8 +101,9 @@ def _dyn_features(arrival, ready, proc, free, rate, i, cand, horizon, scale, mod
     providers `cand` (all K, or a shortlist: `_shortlist`), given the free times `free` and the task rates `rate`
     (both unchanged; the pilots run on every provider). Regrets are against the best candidate. `mode` (the index
     in `PILOTS`) 0: greedy pilots; 1: priced-greedy pilots (`rollout.priced_cost` at `price`); 2: greedy pilots, and
-    feature 1 is the priced long pilot's regret; 3: as 2, with share `mix` of feature 1's cost taken on priced greedy's fixed plan (`rollout.fixed_plan`,
-    into `plan`, >= 2 horizon), its look-ahead `rollout.mixed_horizon(horizon, mix)`."""
+    feature 1 is the priced long pilot's regret; 3: as 2, with share `mix` of feature 1's cost taken on priced
+    greedy's fixed plan (`rollout.fixed_plan`, into `plan`, >= 2 horizon), its look-ahead
+    `rollout.mixed_horizon(horizon, mix)`."""
     n = arrival.shape[0]
     short_end = min(n, i + 1 + min(horizon, 5))
     long_end = min(n, i + 1 + horizon)
