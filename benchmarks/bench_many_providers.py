@@ -1,8 +1,8 @@
 """The general model past the provider counts it was trained on: the shortlist against deciding among all.
 
 The bundled teacher and student were trained on markets of 2-12 providers. With more, the one-pass decides each
-task among the `decode.SHORTLIST` (12) providers that would finish it first (`decode._shortlist`). This benchmark
-runs, on the same held-out instances in the same process (`paper`, `varied` and `alibaba`):
+task among the `decode.SHORTLIST` (12) providers that would finish it first (`kernel.earliest_finishers`). This
+benchmark runs, on the same held-out instances in the same process (`paper`, `varied` and `alibaba`):
 
 - the one-pass with the shortlist (the product up to 24 providers) and with every provider a candidate (what
   it was before);

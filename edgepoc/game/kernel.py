@@ -31,6 +31,28 @@ def completion_time(free_k, ready_ik, proc_ik):
     return s + proc_ik
 
 
+@nb.njit(cache=True, nogil=True)
+def earliest_finishers(free, ready_i, proc_i, width, finish, out):
+    """Fill `out` (width,) with the `width` providers that would finish one task first (ready `ready_i` (K,),
+    processing `proc_i` (K,)) on queues free at `free` (K,), ties to the lower index, in index order; `finish`
+    (K,) is scratch. Greedy's choice is always among them: a policy trained on fewer providers than a market
+    has decides among these (the general model's one-pass, the RL dispatchers)."""
+    kk = free.shape[0]
+    for k in range(kk):
+        finish[k] = completion_time(free[k], ready_i[k], proc_i[k])
+    taken = 0
+    for k in range(kk):  # k joins if fewer than `width` providers finish strictly before it or tie at a lower index
+        ahead = 0
+        for q in range(kk):
+            if finish[q] < finish[k] or (finish[q] == finish[k] and q < k):
+                ahead += 1
+                if ahead >= width:
+                    break
+        if ahead < width:
+            out[taken] = k
+            taken += 1
+
+
 @nb.njit(cache=True, nogil=True, fastmath=False)
 def _run(arrival, ready, proc, x, free, completion):
     """Simulate one allocation; `free` (K,) is updated in place; fills `completion` if non-empty."""

@@ -42,7 +42,7 @@ import numpy as np
 
 from edgepoc.errors import InputError
 from edgepoc.game.instance import Instance
-from edgepoc.game.kernel import _free_times, _greedy, completion_time, greedy_assignment
+from edgepoc.game.kernel import _free_times, _greedy, completion_time, earliest_finishers, greedy_assignment
 from edgepoc.models.budget import Budget
 from edgepoc.models.decoding import DEFAULT_SWEEPS, SEARCH_KEYS, DecodeOptions, search
 from edgepoc.solvers.localsearch import draw_index
@@ -98,8 +98,8 @@ def uses_embedding(n_providers: int) -> bool:
 def _dyn_features(arrival, ready, proc, free, rate, i, cand, horizon, scale, mode, price, memory, mix, trial,
                   trial_rate, scratch, plan, cost_short, cost_long, out):
     """Fill `out[j]` (row j of (K, N_DYN)) with task `i`'s dynamic features on provider `cand[j]`, for the candidate
-    providers `cand` (all K, or a shortlist: `_shortlist`), given the free times `free` and the task rates `rate`
-    (both unchanged; the pilots run on every provider). Regrets are against the best candidate. `mode` (the index
+    providers `cand` (all K, or a shortlist: `kernel.earliest_finishers`), given the free times `free` and the task
+    rates `rate` (both unchanged; the pilots run on every provider). Regrets are against the best candidate. `mode` (the index
     in `PILOTS`) 0: greedy pilots; 1: priced-greedy pilots (`rollout.priced_cost` at `price`); 2: greedy pilots, and
     feature 1 is the priced long pilot's regret; 3: as 2, with share `mix` of feature 1's cost taken on priced
     greedy's fixed plan (`rollout.fixed_plan`, into `plan`, >= 2 horizon), its look-ahead
@@ -201,32 +201,12 @@ def _head_scores(emb_i, dyn, a_mat, b_vec, w_vec, c_vec, v_mat, gain, log_input,
 
 
 @nb.njit(cache=True, nogil=True)
-def _shortlist(ready, proc, free, i, width, finish, cand):
-    """Fill `cand` (width,) with the `width` providers that would finish task `i` first (ties: the lower index),
-    in index order; `finish` (K,) is scratch."""
-    kk = free.shape[0]
-    for k in range(kk):
-        finish[k] = completion_time(free[k], ready[i, k], proc[i, k])
-    taken = 0
-    for k in range(kk):  # k joins if fewer than `width` providers finish strictly before it or tie at a lower index
-        ahead = 0
-        for q in range(kk):
-            if finish[q] < finish[k] or (finish[q] == finish[k] and q < k):
-                ahead += 1
-                if ahead >= width:
-                    break
-        if ahead < width:
-            cand[taken] = k
-            taken += 1
-
-
-@nb.njit(cache=True, nogil=True)
 def _onepass(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec, v_mat, gain, log_input, horizon, scale,
              mode, price, memory, mix, width, uniforms, temperature, x, scores_out):
     """Decide every task in order: the best score (ties: the lowest index), or, with `uniforms` (n,) given
     (empty: not; training's sampled decodes), a draw from softmax(scores / temperature). With more than `width`
-    providers each task is decided among the `width` that would finish it first (`_shortlist`; the others score
-    -inf). `free` advances in place; `scores_out` (n, K) keeps each step's scores (empty: not kept). Returns the
+    providers each task is decided among the `width` that would finish it first (`kernel.earliest_finishers`; the
+    others score -inf). `free` advances in place; `scores_out` (n, K) keeps each step's scores (empty: not kept). Returns the
     total delay of the decoded allocation (kernel semantics)."""
     n = arrival.shape[0]
     kk = free.shape[0]
@@ -253,7 +233,7 @@ def _onepass(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec, v_mat,
         if i > 0:
             decay_rates(rate, arrival[i] - arrival[i - 1], memory)
         if nc < kk:
-            _shortlist(ready, proc, free, i, nc, finish, cand)
+            earliest_finishers(free, ready[i], proc[i], nc, finish, cand)
             for j in range(nc):
                 emb_c[j] = emb[i, cand[j]]
         else:

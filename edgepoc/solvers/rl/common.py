@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from edgepoc.errors import EdgepocError, InputError
 from edgepoc.game.generators import generate
 from edgepoc.game.instance import Instance
-from edgepoc.game.kernel import greedy_assignment, simulate
+from edgepoc.game.kernel import earliest_finishers, greedy_assignment, simulate
 
 
 def bundled_checkpoint(algo: str, n_providers: int = 3) -> Path:
@@ -97,10 +97,11 @@ def shortlist_play(instance: Instance, free_times, width: int,
 
     queue = QueueStepper(instance, free_times)
     scale = time_scale(instance)
+    finish = np.empty(instance.n_providers)
+    keep = np.empty(width, dtype=np.int64)
     while not queue.done:
         i = queue.index
-        finish = np.maximum(instance.ready[i], queue.free) + instance.processing[i]
-        keep = np.sort(np.argsort(finish, kind="stable")[:width])
+        earliest_finishers(queue.free, instance.ready[i], instance.processing[i], width, finish, keep)
         rows = dispatch_provider_features(instance, i, queue.free, scale)[keep]
         queue.assign(int(keep[decide(rows, dispatch_task_features(instance, i, scale))]))
     return queue.assignment.copy()
