@@ -67,14 +67,13 @@ def solve_general(model, instance: Instance, options) -> tuple[np.ndarray, dict]
         warm_up()  # a wall-clock budget includes inference, never compiling
     t0 = time.perf_counter()
     head = model.head()
-    if uses_embedding(instance.n_providers):
-        emb = model.embed(instance)
-    else:  # far past the trained market sizes the head decides from the dynamic features alone (decode.py)
-        emb = np.zeros((instance.n_tasks, instance.n_providers, head.b.shape[0]))
+    embedded = uses_embedding(instance.n_providers)
+    # far past the trained market sizes the head decides from the dynamic features alone (decode.py)
+    emb = model.embed(instance) if embedded else np.zeros((instance.n_tasks, instance.n_providers, head.b.shape[0]))
     infer = time.perf_counter() - t0
     x, info = decode_embedding(instance, emb, head, opts, options.free_times, started_at=t0)
     info["inference_seconds"] = infer
-    if not uses_embedding(instance.n_providers):
+    if not embedded:
         info["embedding"] = f"none: {instance.n_providers} providers, over the {EMBEDDING_MAX_PROVIDERS} it is used for"
     return x, info
 

@@ -232,15 +232,15 @@ def _onepass(arrival, ready, proc, free, emb, a_mat, b_vec, w_vec, c_vec, v_mat,
     for i in range(n):
         if i > 0:
             decay_rates(rate, arrival[i] - arrival[i - 1], memory)
+        emb_i = emb[i]
         if nc < kk:
             earliest_finishers(free, ready[i], proc[i], nc, finish, cand)
             for j in range(nc):
                 emb_c[j] = emb[i, cand[j]]
-        else:
-            emb_c[:] = emb[i]
+            emb_i = emb_c
         _dyn_features(arrival, ready, proc, free, rate, i, cand, horizon, scale, mode, price, memory, mix, trial,
                       trial_rate, scratch, plan, cost_short, cost_long, dyn)
-        _head_scores(emb_c, dyn, a_mat, b_vec, w_vec, c_vec, v_mat, gain, log_input, tdyn, scores)
+        _head_scores(emb_i, dyn, a_mat, b_vec, w_vec, c_vec, v_mat, gain, log_input, tdyn, scores)
         if sample:
             top = scores.max()
             for j in range(nc):
