@@ -134,6 +134,23 @@ def solve_cpsat(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, 
         raise InputError(f"free_times: expected {kk} values, got shape {free_f.shape}")
 
     notes: list[str] = []
+    # Times count from the first moment a task can start, so that arrivals far from 0 (a Unix clock) do not
+    # spend the integers' range. A provider free before that moment is as good as free at it: S_i = max(ready_i, F_k)
+    # and every ready_i is at least that moment.
+    first = float(instance.ready.min()) if n else 0.0
+    free_from = np.maximum(free_f, first)
+    shift = min(first, float(free_from.min()) if kk else first)
+    span = max(float(instance.ready.max(initial=first)), float(free_from.max(initial=first))) - shift \
+        + float(instance.processing.max(axis=1).sum())
+    if span / p["resolution"] + 1 > 2**52:  # CP-SAT's integers, and float64's exact ones
+        coarser = 10.0 ** math.ceil(math.log10(span / 2**51))
+        if "resolution" in options.params:
+            raise InputError(f"cpsat: the schedule spans up to {span:.3g} s, too long for resolution "
+                             f"{p['resolution']:g} s (2^52 units at most); use --param resolution={coarser:g} or coarser")
+        notes.append(f"cpsat: the schedule spans up to {span:.3g} s, so times are in units of {coarser:g} s "
+                     f"(the default {p['resolution']:g} s would overflow)")
+        p = {**p, "resolution": coarser}
+    scale = 1.0 / p["resolution"]
     # warm start
     x_start, f_start = greedy_assignment(instance, free_f)
     warm = "greedy"
@@ -161,14 +178,10 @@ def solve_cpsat(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, 
         block_seconds = 0.0
 
     # the integer model
-    scale = 1.0 / p["resolution"]
-    shift = min(0.0, float(free_f.min()) if kk else 0.0, float(instance.ready.min()) if n else 0.0)
     ready = np.floor((instance.ready - shift) * scale).astype(np.int64)
     proc = np.floor(instance.processing * scale).astype(np.int64)
-    free0 = np.floor((free_f - shift) * scale).astype(np.int64)
+    free0 = np.floor((free_from - shift) * scale).astype(np.int64)
     horizon = int(max(ready.max(initial=0), free0.max(initial=0)) + proc.max(axis=1).sum() + 1)
-    if horizon > 2**52:
-        raise InputError(f"cpsat: the horizon is too long for resolution {p['resolution']} s; use a coarser one")
 
     m = cp_model.CpModel()
     x = [[m.NewBoolVar(f"x{i}_{q}") for q in range(kk)] for i in range(n)]

@@ -9,6 +9,7 @@ import pytest
 
 from edgepoc.errors import InputError
 from edgepoc.game.generators import generate
+from edgepoc.game.instance import Instance
 from edgepoc.game.kernel import greedy_assignment, simulate
 from edgepoc.solvers.bounds import block_bound, trivial_bound
 from edgepoc.solvers.cpsat import solve_cpsat
@@ -96,3 +97,31 @@ def test_a_budget_too_small_for_the_model_returns_the_warm_start_in_time():
     assert extra["status"] == "NOT_STARTED" and "building the model" in extra["budget_note"]
     assert np.array_equal(x, greedy_assignment(inst)[0])
     assert trivial_bound(inst) * (1 - 1e-9) <= extra["lower_bound"] <= simulate(inst, x)
+
+
+def _shifted(inst, offset: float):
+    return Instance.create(inst.capacity, inst.provider_delay, inst.arrival + offset, inst.demand,
+                           task_delays=inst.task_delays, name=inst.name)
+
+
+def test_arrivals_far_from_zero_solve_as_near_it():
+    # A Unix-like clock in microsecond-sized units: 1e10 s at 1 us per unit is past 2^52 integers unless
+    # times count from the first arrival.
+    inst = busy_instance(410, 9, 3)
+    near = solve(inst, "cpsat", SolveOptions(seconds=20, params={"warm_start": "none", "block": 0, "workers": 1}))
+    far = solve(_shifted(inst, 1e10), "cpsat",
+                SolveOptions(seconds=20, params={"warm_start": "none", "block": 0, "workers": 1}))
+    assert near.extra["optimal"] and far.extra["optimal"]
+    assert far.total_latency == pytest.approx(near.total_latency, rel=1e-4)
+    assert far.extra["lower_bound"] == pytest.approx(near.extra["lower_bound"], rel=1e-4)
+
+
+def test_a_long_schedule_coarsens_the_default_resolution_and_refuses_an_asked_one():
+    inst = busy_instance(411, 8, 2)
+    huge = Instance.create(inst.capacity, inst.provider_delay, inst.arrival * 1e9, inst.demand * 1e9, name="huge")
+    res = solve(huge, "cpsat", SolveOptions(seconds=5, params={"workers": 1}))
+    unit = res.extra["resolution"]
+    assert 1e-6 < unit <= 1e-4 and f"units of {unit:g} s" in res.extra["budget_note"]
+    assert res.extra["lower_bound"] <= res.total_latency and res.extra["gap"] < 1e-3
+    with pytest.raises(InputError, match=f"resolution={unit:g} or coarser"):
+        solve(huge, "cpsat", SolveOptions(seconds=5, params={"resolution": 1e-6, "workers": 1}))

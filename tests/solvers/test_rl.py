@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import warnings
 
 import numpy as np
@@ -128,10 +129,14 @@ def test_market_ties_go_to_the_lowest_index_and_greedy_bids_have_zero_regret():
 
 # --- short training runs ---------------------------------------------------------------------------
 
-def test_short_dqn_training_beats_random(tmp_path, held_out):
+def test_short_dqn_training_beats_random(tmp_path, held_out, monkeypatch):
     cfg = DQNConfig(seed=0, steps=2000, n_tasks=50, val_n_tasks=50, eval_every=1000, learning_starts=300,
                     target_update_interval=500, exploration_fraction=0.3, batch_size=64, buffer_size=5000)
+    scratch = tmp_path.parent / (tmp_path.name + "-tmp")
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     summary = train_dqn(cfg, tmp_path, progress=False)
+    assert not list(scratch.glob("SB3-*")), "SB3's default logger left a folder in the temp folder"
     assert {p.name for p in tmp_path.iterdir()} >= {"best.pt", "last.pt", "config.json", "log.jsonl"}
     assert json.loads((tmp_path / "config.json").read_text())["steps"] == 2000
     trained, rand = total(held_out, "dqn", str(tmp_path / "best.pt")), total(held_out, "random")

@@ -78,6 +78,7 @@ def train_dqn(config: DQNConfig, out: str | Path, progress: bool = True) -> dict
     """Train, validating every `eval_every` steps; writes best.pt, last.pt, config.json, log.jsonl in `out`."""
     from stable_baselines3 import DQN
     from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.logger import Logger
 
     require_positive("steps", config.steps)
     torch_threads(config.threads)
@@ -95,6 +96,8 @@ def train_dqn(config: DQNConfig, out: str | Path, progress: bool = True) -> dict
                 exploration_fraction=config.exploration_fraction,
                 exploration_final_eps=config.exploration_final_eps, policy_kwargs={"net_arch": config.net_arch},
                 seed=config.seed, device="cpu", verbose=0)
+    # Our own log is TrainLog; SB3's default logger would leave an empty /tmp/SB3-<time> folder per run.
+    model.set_logger(Logger(folder=None, output_formats=[]))
     log = TrainLog(out)
     last = {"ratio": float("nan")}
 
