@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from edgepoc.chain.abci import network
 
 
@@ -66,3 +68,18 @@ def test_network_cli_round_trip(tmp_path):
     assert r.returncode == 0 and "node3" in r.stdout
     assert edgepoc("chain", "verify", "--home", str(tmp_path)).returncode == 2  # no store: one-line error
     assert not network.status(tmp_path / "net")[0]["pid"]
+
+
+@pytest.mark.parametrize("content, named", [
+    ("{}", "nodes: expected a non-empty list"),
+    ("not json", "not readable JSON"),
+    ('{"nodes": [{"name": "node0"}]}', "nodes[0].api: expected a non-empty string"),
+    ('{"nodes": ["node0"]}', "nodes[0]: expected an object"),
+])
+def test_a_damaged_network_json_is_named_in_one_line(tmp_path, content, named):
+    (tmp_path / "network.json").write_text(content)
+    for args in (["network", "status"], ["submit", "--count", "1"], ["contributions"], ["task", "t0"]):
+        out = edgepoc(*args, "--dir", str(tmp_path))
+        assert out.returncode == 2, (args, out.stderr)
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and named in lines[0] and "network.json" in lines[0], (args, out.stderr)

@@ -304,10 +304,26 @@ def init_network(folder: Path, nodes: int = 4, base_port: int = 26600, seed: int
 
 
 def load_network(folder: Path) -> dict:
+    """network.json of `folder`, checked for what every command reads: the nodes' name, api and home."""
+    path = Path(folder) / "network.json"
     try:
-        return json.loads((Path(folder) / "network.json").read_text())
+        doc = json.loads(path.read_text())
     except FileNotFoundError:
         raise EdgepocError(f"{folder}: no network.json (run `edgepoc network init --dir {folder}`)") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise EdgepocError(f"{path}: not readable JSON ({e})") from None
+    nodes = doc.get("nodes") if isinstance(doc, dict) else None
+    if not isinstance(nodes, list) or not nodes:
+        raise EdgepocError(f"{path}: nodes: expected a non-empty list of nodes (written by `edgepoc network init`)")
+    for i, n in enumerate(nodes):
+        if not isinstance(n, dict):
+            raise EdgepocError(f"{path}: nodes[{i}]: expected an object, got {type(n).__name__}")
+        for key in ("name", "api"):
+            if not isinstance(n.get(key), str) or not n[key]:
+                raise EdgepocError(f"{path}: nodes[{i}].{key}: expected a non-empty string, got {n.get(key)!r}")
+        if n.get("home") is not None and not isinstance(n["home"], str):
+            raise EdgepocError(f"{path}: nodes[{i}].home: expected a folder name or null, got {n['home']!r}")
+    return doc
 
 
 def _pid(pidfile: Path) -> int | None:
