@@ -39,7 +39,7 @@ def generate_cmd(
     param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="Labeller setting key=value (repeatable)."),
     shard_size: int = typer.Option(32, "--shard-size", help="Items per data-set shard."),
 ) -> None:
-    """Generate seeded instances of a preset (paper, varied, alibaba), optionally labelled into a data set."""
+    """Generate seeded instances of a preset (paper, varied, alibaba, heavy), optionally labelled into a data set."""
     if label is not None:
         from edgepoc.solvers.labelling import LabelJob, run_labelling
 

@@ -1,4 +1,4 @@
-"""Seeded instance generators: `paper`, `varied` and the real-trace `alibaba` preset.
+"""Seeded instance generators: `paper`, `varied`, the real-trace `alibaba` preset and synthetic `heavy` tails.
 
 Instance `i` of seed `s` comes from `SeedSequence(s, spawn_key=(i,))`, so it is the same
 whatever `count` asks for, and generating in parallel or resuming gives identical instances.
@@ -113,6 +113,32 @@ def alibaba(seed: int = 0, index: int = 0, n_tasks: int = 1000, providers: int =
     return Instance.create(capacity, delay, arrival, demand, name=f"alibaba-s{seed}-{index}-w{start}")
 
 
+TAILS = ("pareto", "lognormal", "bimodal")
+
+
+def heavy(seed: int = 0, index: int = 0, n_tasks: int = 1000, providers: int | None = None, load: float | None = None,
+          tail: str | None = None) -> Instance:
+    """Heavy-tailed task sizes other than the trace's: Pareto (shape 1.1), lognormal (sigma 1.5) or bimodal (5 %
+    of the tasks 100 x the rest), Poisson arrivals; 3-5 providers and a load of 0.3-1.0 unless given. For checking
+    that what was tuned on Alibaba windows carries to other tails (`benchmarks/bench_heavy_tails.py`)."""
+    rng = _rng(seed, index)
+    kind = tail if tail is not None else TAILS[int(rng.integers(0, len(TAILS)))]
+    if kind not in TAILS:
+        raise InputError(f"tail: expected one of {', '.join(TAILS)}, got {kind!r}")
+    k = int(providers or rng.integers(3, 6))
+    rho = float(load if load is not None else rng.uniform(0.3, 1.0))
+    capacity, delay = _providers(rng, k, 2)
+    if kind == "pareto":
+        size = rng.pareto(1.1, n_tasks) + 1.0
+    elif kind == "lognormal":
+        size = rng.lognormal(0.0, 1.5, n_tasks)
+    else:
+        size = np.where(rng.random(n_tasks) < 0.95, 1.0, 100.0)
+    demand = 0.1 * size[:, None] * rng.uniform(0.5, 1.5, size=(n_tasks, 2))
+    arrival = _bursty_arrivals(rng, n_tasks, arrival_rate_for_load(demand, capacity, rho), 0.0)
+    return Instance.create(capacity, delay, arrival - arrival[0], demand, name=f"heavy-{kind}-s{seed}-{index}")
+
+
 @dataclass(frozen=True)
 class Preset:
     name: str
@@ -124,6 +150,7 @@ PRESETS: dict[str, Preset] = {
     "paper": Preset("paper", paper, "3 providers, 2 resources, uniform demands, Poisson arrivals, 1000 tasks, load 0.9"),
     "varied": Preset("varied", varied, "50-1000 tasks, 2-6 providers, load 0.5-1.2, bursty arrivals"),
     "alibaba": Preset("alibaba", alibaba, "windows of the Alibaba 2017 batch-task trace, providers sized to a load"),
+    "heavy": Preset("heavy", heavy, "Pareto, lognormal or bimodal task sizes, 3-5 providers, load 0.3-1.0, 1000 tasks"),
 }
 
 

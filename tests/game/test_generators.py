@@ -10,7 +10,7 @@ from edgepoc.game.generators import arrival_rate_for_load, generate
 from edgepoc.game.kernel import greedy_assignment
 
 
-@pytest.mark.parametrize("preset", ["paper", "varied", "alibaba"])
+@pytest.mark.parametrize("preset", ["paper", "varied", "alibaba", "heavy"])
 def test_same_seed_same_instances_whatever_the_count(preset):
     a = generate(preset, seed=4, count=3, n_tasks=200)
     b = generate(preset, seed=4, count=1, start_index=2, n_tasks=200)
@@ -65,3 +65,15 @@ def test_varied_draws_sizes_and_provider_counts():
 def test_bad_generator_arguments(kwargs, msg):
     with pytest.raises(InputError, match=msg):
         generate(**kwargs)
+
+
+@pytest.mark.parametrize("tail", ["pareto", "lognormal", "bimodal"])
+def test_heavy_tails_are_heavy_and_at_the_load_asked(tail):
+    inst = generate("heavy", seed=3, n_tasks=4000, tail=tail, providers=4, load=0.6)[0]
+    size = inst.processing.mean(axis=1)
+    assert size.std() / size.mean() > 1.2  # the models' pilots count a tail as heavy from a cv of 1.2
+    assert inst.n_providers == 4 and tail in inst.name
+    rate = (inst.n_tasks - 1) / inst.arrival[-1]
+    assert rate == pytest.approx(arrival_rate_for_load(inst.demand, inst.capacity, 0.6), rel=0.1)
+    with pytest.raises(InputError, match="tail"):
+        generate("heavy", seed=3, tail="cauchy")

@@ -260,3 +260,35 @@ def test_the_mixed_pilot_averages_the_priced_pilot_with_the_same_tasks_on_a_fixe
         k = x[i]
         free[k] = max(free[k], inst.ready[i, k]) + inst.processing[i, k]
         rate[k] += 1.0 / memory
+
+
+def test_on_heavy_tails_the_deployed_one_pass_keeps_the_better_of_share_and_none():
+    """The fixed-plan share was chosen on Alibaba windows; on other heavy tails it can cost a great deal (bimodal
+    sizes: benchmarks/results/heavy-tails.md). So `solve`'s one-pass decodes a heavy-tailed instance with the
+    instance's share and with none, and keeps the better; a light-tailed one is decoded once, as before."""
+    from edgepoc.game.generators import heavy
+    from edgepoc.game.kernel import simulate
+    from edgepoc.models.general.decode import best_onepass, plan_shares
+
+    for kind in ("teacher", "student"):
+        m = load_portable(None, kind)
+        head = m.head()
+        seen_better = set()
+        for inst in [heavy(6200, i, n_tasks=300, tail=t, load=0.5) for i, t in enumerate(("bimodal", "pareto"))] \
+                + [alibaba(3006, 1, n_tasks=300, providers=3)]:
+            emb = m.embed(inst)
+            assert plan_shares(inst, head) == (0.5, 0.0)
+            with_share = onepass(inst, emb, head)
+            without = onepass(inst, emb, head, plan_share=0.0)
+            assert not np.array_equal(with_share[0], without[0])  # two decodes that differ
+            x, total, _, share = best_onepass(inst, emb, head)
+            assert total == min(with_share[1], without[1]) == simulate(inst, x)
+            assert share == (0.5 if with_share[1] <= without[1] else 0.0)
+            seen_better.add(share)
+            r = solve(inst, kind, SolveOptions(params={"decode": "onepass"}))
+            assert np.array_equal(r.assignment, x) and r.extra["plan_share"] == share
+        assert seen_better == {0.0, 0.5}, seen_better  # the share wins on the trace window, loses on the others
+        light = paper(3007, 1, n_tasks=150, providers=4)
+        assert plan_shares(light, head) == (0.0,)
+        r = solve(light, kind, SolveOptions(params={"decode": "onepass"}))
+        assert np.array_equal(r.assignment, onepass(light, m.embed(light), head)[0]) and "plan_share" not in r.extra
