@@ -18,8 +18,9 @@ provider set encoder) and `(A, b, w, c, gain)` is the small dynamic head. The ta
 score (ties: the lowest provider index). With more than `SHORTLIST` providers (the most the model was
 trained on) only the `SHORTLIST` that would finish the task first are scored, and past `EMBEDDING_MAX_PROVIDERS`
 `E` is left out (`uses_embedding`). `c` starts at "minus the pilot regret", i.e. the rollout method; training
-teaches the rest of the head to correct it. Everything here is float64 Numba, so
-the same input gives the bit-identical allocation on every node.
+teaches the rest of the head to correct it. Where the mixed pilot's fixed-plan share applies (heavy tails), the
+deployed one-pass (`best_onepass`) decodes with it and without it and keeps the better (`plan_shares` says why).
+Everything here is float64 Numba, so the same input gives the bit-identical allocation on every node.
 
 Search: the one-pass allocation, `samples` one-pass decodes drawn at `temperature` and greedy, ranked
 by delay; the best `starts` of them descended by the shared search loop (`edgepoc.models.decoding.search`),
