@@ -8,7 +8,7 @@ was tuned on) and reports, as ratios to greedy [95 % interval] and to GA at `--g
 - `share`: the one-pass at the instance's share (what the models decoded before the two-decode rule);
 - `none`: the one-pass with no share (the pilots the models were trained with);
 - `deployed`: the one-pass `solve` runs now (`decode.best_onepass`: both, the better kept);
-- the mixed rollout with no model (`solve --method rollout --param base=mixed`, its own share rule), and greedy.
+- the mixed rollout with no model (`solve --method rollout --param base=mixed`: the same two runs, the better kept), and greedy.
 
     python benchmarks/bench_heavy_tails.py                     # about 12 minutes on one core
     python benchmarks/bench_heavy_tails.py --count 1 --loads 0.5 --ga-seconds 0.5 --tasks 300   # a smoke run

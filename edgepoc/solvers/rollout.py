@@ -42,7 +42,9 @@ alibaba 1.18 x GA-5s against 1.29 for priced pilots; varied 1.10 against 1.12; p
 (on light tails the adaptive pilot is the better guide). So by default (`mix=auto`, `fixed_plan_weight`) the
 share is 0.5 on heavy-tailed instances and 0 on light-tailed ones, and the look-ahead grows with it
 (`mixed_horizon`: 50 tasks, 75 at share 0.5): the fixed plan has no reshuffling noise to grow with distance.
-The general model's `mixed` pilot feature is this cost, at the same share and look-ahead.
+On heavy tails it also runs with no share and keeps the better (`plan_shares`): the share was chosen on Alibaba
+windows and does harm on other heavy tails. The general model's `mixed` pilot feature is this cost, at the same
+share and look-ahead, and its deployed one-pass tries the same shares.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ import numpy as np
 
 from edgepoc.errors import InputError
 from edgepoc.game.instance import Instance
-from edgepoc.game.kernel import _free_times, _greedy, completion_time
+from edgepoc.game.kernel import _free_times, _greedy, completion_time, simulate
 from edgepoc.solvers.registry import SolveOptions
 
 DEFAULT_HORIZON = 20
@@ -248,6 +250,17 @@ def fixed_plan_weight(instance: Instance) -> float:
     return FIXED_PLAN_WEIGHT * float(np.clip((cv - TAIL_CV_LOW) / (TAIL_CV_HIGH - TAIL_CV_LOW), 0.0, 1.0))
 
 
+def plan_shares(instance: Instance) -> tuple[float, ...]:
+    """The fixed-plan shares a mixed pilot is run at on `instance`, the better run kept: the instance's
+    (`fixed_plan_weight`), and where that is above 0 (a heavy tail) none as well. The share was chosen on Alibaba
+    windows, where it gains 6-10 %; on other heavy tails it can cost as much or more (bimodal sizes at any load,
+    Pareto and lognormal ones at low load: up to 2 x, `benchmarks/bench_heavy_tails.py`), and no statistic of the
+    instance told the two apart on the tuning instances. Used by `--param base=mixed` and the general model's
+    deployed one-pass (`models.general.decode.best_onepass`)."""
+    share = fixed_plan_weight(instance)
+    return (share, 0.0) if share > 0.0 else (share,)
+
+
 def _number(name: str, value, low: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
             or not np.isfinite(value) or value < low:
@@ -293,8 +306,17 @@ def solve_rollout(instance: Instance, options: SolveOptions) -> tuple[np.ndarray
         raise InputError("--param price: only with base=priced or base=mixed")
     if base != "mixed" and mix != 0.0:
         raise InputError("--param mix: only with base=mixed")
-    if mix == "auto":
-        mix = fixed_plan_weight(instance)
+    if mix == "auto":  # the instance's share, and on a heavy tail none as well, the better kept (`plan_shares`)
+        best = None
+        for share in plan_shares(instance):
+            h = mixed_horizon(MIXED_HORIZON, share) if horizon is None else horizon
+            y = rollout_assignment(instance, h, options.free_times, price, memory, share)
+            f = simulate(instance, y, options.free_times)
+            if best is None or f < best[0]:
+                best = (f, y, h, share)
+        _, x, horizon, mix = best
+        return x, {"base": base, "horizon": int(horizon), "price": float(price), "memory": float(memory),
+                   "mix": float(mix)}
     if horizon is None:  # base=mixed: the look-ahead grows with the plan's share, as the model's mixed pilot
         horizon = mixed_horizon(MIXED_HORIZON, float(mix)) if isinstance(mix, (int, float)) else MIXED_HORIZON
     x = rollout_assignment(instance, horizon, options.free_times, price, memory, mix)

@@ -138,8 +138,11 @@ def test_the_priced_pilot_prior_is_the_priced_rollout_method():
 def test_the_mixed_pilot_prior_is_the_mixed_rollout_method():
     """An untrained head that reads only the mixed pilot's regret decides as `solve --method rollout --param
     base=mixed`: the model's feature and the no-model method are one cost, at the same fixed-plan share and
-    look-ahead (half on the plan and 1.5 x as far on heavy tails; on light ones the mixed pilot IS the priced one)."""
-    from edgepoc.models.general.decode import Head
+    look-ahead (half on the plan and 1.5 x as far on heavy tails; on light ones the mixed pilot IS the priced one),
+    and on heavy tails both also run with no share and keep the better (`rollout.plan_shares`)."""
+    from edgepoc.game.generators import heavy as heavy_tailed
+    from edgepoc.game.kernel import simulate
+    from edgepoc.models.general.decode import Head, best_onepass
     from edgepoc.solvers.rollout import (DEFAULT_PRICE, MIXED_HORIZON, fixed_plan_weight, mixed_horizon,
                                          rollout_assignment)
 
@@ -157,8 +160,20 @@ def test_the_mixed_pilot_prior_is_the_mixed_rollout_method():
         assert np.array_equal(x, rollout_assignment(inst, h, price=DEFAULT_PRICE)) == (w == 0.0)
         r = solve(inst, "rollout", SolveOptions(params={"base": "mixed"}))
         assert np.array_equal(r.assignment, x) and r.extra["mix"] == w and r.extra["horizon"] == h
+        # the method and the model's deployed one-pass try the same shares and keep the same one
+        assert np.array_equal(best_onepass(inst, np.zeros((inst.n_tasks, inst.n_providers, 4)), head)[0], x)
         both = trajectory_features(inst, x, MIXED_HORIZON, pilot="both")
         assert np.array_equal(trajectory_features(inst, x, MIXED_HORIZON, pilot="mixed"), both) == (w == 0.0)
+    # on a tail where the share loses, both drop it
+    bimodal = heavy_tailed(6200, 0, n_tasks=300, tail="bimodal", load=0.5)
+    head = replace(Head.rollout_prior(4, horizon=MIXED_HORIZON), pilot="mixed")
+    head.c[:] = 0.0
+    head.c[1] = -1.0
+    x, total, _, share = best_onepass(bimodal, np.zeros((300, bimodal.n_providers, 4)), head)
+    r = solve(bimodal, "rollout", SolveOptions(params={"base": "mixed"}))
+    assert share == 0.0 and r.extra["mix"] == 0.0 and r.extra["horizon"] == MIXED_HORIZON
+    assert np.array_equal(r.assignment, x) and r.total_latency == total
+    assert total < simulate(bimodal, rollout_assignment(bimodal, 75, price=DEFAULT_PRICE, mix=0.5))
     for params, word in (({"base": "priced", "mix": 0.3}, "mix"), ({"base": "mixed", "mix": 1.5}, "mix"),
                          ({"base": "mixed", "price": 0.0, "mix": 0.5}, "mix")):
         with pytest.raises(InputError, match=word):

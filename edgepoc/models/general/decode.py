@@ -50,6 +50,7 @@ from edgepoc.solvers.localsearch import draw_index
 from edgepoc.solvers.rollout import (DEFAULT_MEMORY, DEFAULT_PRICE, decay_rates, fixed_plan, fixed_plan_cost,
                                      fixed_plan_weight, mixed_horizon, pilot_cost, priced_cost, priced_pilot_cost,
                                      time_unit)
+from edgepoc.solvers.rollout import plan_shares as rollout_plan_shares
 
 DYN_FEATURES = ("lat_regret", "pilot5_regret", "pilot_regret", "wait", "log_lat", "log_lat_regret",
                 "log_pilot_regret", "log_idle")
@@ -388,14 +389,9 @@ def pilot_settings(inst: Instance, pilot: str, plan_share: float | None = None) 
 
 
 def plan_shares(inst: Instance, head: Head) -> tuple[float, ...]:
-    """The fixed-plan shares the deployed one-pass decodes `inst` with, the better decode kept: the instance's
-    (`rollout.fixed_plan_weight`), and on a heavy tail, where that share is above 0, none as well. The share was
-    chosen on Alibaba windows, where it gains 6-10 %; on other heavy tails it can cost as much or more (bimodal
-    sizes at any load, Pareto and lognormal ones at low load: up to 2 x, `benchmarks/bench_heavy_tails.py`), and
-    no statistic of the instance told the two apart on the tuning instances. So there the one-pass is decoded
-    both ways (twice the one-pass's CPU on heavy tails only; on light tails one decode, as before)."""
-    share = pilot_settings(inst, head.pilot)[3]
-    return (share, 0.0) if share > 0.0 else (share,)
+    """The fixed-plan shares the deployed one-pass decodes `inst` with, the better decode kept: with the mixed
+    pilot, `rollout.plan_shares` (the instance's share, and on a heavy tail none as well; it says why); else one."""
+    return rollout_plan_shares(inst) if head.pilot == "mixed" else (0.0,)
 
 
 def best_onepass(inst: Instance, emb: np.ndarray, head: Head, free_times=None,
