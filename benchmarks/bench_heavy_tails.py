@@ -16,8 +16,6 @@ was tuned on) and reports, as ratios to greedy [95 % interval] and to GA at `--g
 
 from __future__ import annotations
 
-import argparse
-import json
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -33,6 +31,7 @@ from edgepoc.models.general.decode import best_onepass, onepass
 from edgepoc.models.general.portable import load_portable
 from edgepoc.solvers.ga import warm_up as ga_warm_up
 from edgepoc.solvers.registry import SolveOptions, solve
+from benchmain import bench_main
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -123,17 +122,7 @@ def report(doc: dict, rows_file: str = "heavy-tails.json") -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f, v in asdict(BenchConfig()).items():
-        ap.add_argument(f"--{f.replace('_', '-')}", type=type(v), default=v)
-    ap.add_argument("--out", type=Path, default=RESULTS / "heavy-tails.md")
-    args = ap.parse_args()
-    cfg = BenchConfig(**{k: v for k, v in vars(args).items() if k != "out"})
-    doc = run(cfg)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(doc, indent=1))
-    args.out.write_text(report(doc, args.out.with_suffix(".json").name))
-    print(report(doc, args.out.with_suffix(".json").name))
+    bench_main(__doc__.splitlines()[0], BenchConfig, run, report, RESULTS / "heavy-tails.md")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,6 @@ as `_local_search` was before the index. One thread; times are medians of `--rep
 
 from __future__ import annotations
 
-import argparse
-import json
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -32,6 +30,7 @@ from edgepoc.game.generators import generate
 from edgepoc.game.instance import Instance
 from edgepoc.game.kernel import greedy_assignment, simulate
 from edgepoc.solvers.localsearch import _best_move, _best_swap, _history, local_search
+from benchmain import bench_main
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -125,9 +124,9 @@ def run(cfg: BenchConfig) -> dict:
             "rows": rows}
 
 
-def report(doc: dict) -> str:
+def report(doc: dict, rows_file: str = "localsearch.json") -> str:
     lines = ["# The GA's descent: queue-index pricing vs the resync walk",
-             "", "`python benchmarks/bench_localsearch.py` (its config and every row in localsearch.json beside this file)", "",
+             "", f"`python benchmarks/bench_localsearch.py` (its config and every row in {rows_file} beside this file)", "",
              "| workload | instances | tasks | index (s, median) | walk (s, median) | walk / index (min-max) | same allocation |",
              "|---|---:|---:|---:|---:|---:|---|"]
     by: dict[str, list[dict]] = {}
@@ -143,18 +142,7 @@ def report(doc: dict) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f, v in asdict(BenchConfig()).items():
-        ap.add_argument(f"--{f.replace('_', '-')}", type=type(v), default=v)
-    ap.add_argument("--out", type=Path, default=RESULTS / "localsearch.md")
-    args = ap.parse_args()
-    out = args.out
-    cfg = BenchConfig(**{k: v for k, v in vars(args).items() if k != "out"})
-    doc = run(cfg)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(doc, indent=1))
-    out.write_text(report(doc))
-    print(report(doc))
+    bench_main(__doc__.splitlines()[0], BenchConfig, run, report, RESULTS / "localsearch.md")
 
 
 if __name__ == "__main__":

@@ -21,9 +21,7 @@ the one-pass's CPU time. Instances: seed 5000 + K by default (never used to trai
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -37,6 +35,7 @@ from edgepoc.experiments.stats import mean_interval
 from edgepoc.game.generators import alibaba, paper, varied
 from edgepoc.game.kernel import greedy_assignment, simulate
 from edgepoc.models.general.portable import load_portable
+from benchmain import bench_main
 
 RESULTS = Path(__file__).parent / "results"
 FAMILIES = {"paper": paper, "varied": varied, "alibaba": alibaba}
@@ -134,17 +133,7 @@ def report(doc: dict, rows_file: str = "many-providers.json") -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f, v in asdict(BenchConfig()).items():
-        ap.add_argument(f"--{f.replace('_', '-')}", type=type(v), default=v)
-    ap.add_argument("--out", type=Path, default=RESULTS / "many-providers.md")
-    args = ap.parse_args()
-    cfg = BenchConfig(**{k: v for k, v in vars(args).items() if k != "out"})
-    doc = run(cfg)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(doc, indent=1))
-    args.out.write_text(report(doc, args.out.with_suffix(".json").name))
-    print(report(doc, args.out.with_suffix(".json").name))
+    bench_main(__doc__.splitlines()[0], BenchConfig, run, report, RESULTS / "many-providers.md")
 
 
 if __name__ == "__main__":
