@@ -139,8 +139,7 @@ def solve_cpsat(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, 
     # and every ready_i is at least that moment.
     first = float(instance.ready.min()) if n else 0.0
     free_from = np.maximum(free_f, first)
-    shift = min(first, float(free_from.min()) if kk else first)
-    span = max(float(instance.ready.max(initial=first)), float(free_from.max(initial=first))) - shift \
+    span = max(float(instance.ready.max(initial=first)), float(free_from.max(initial=first))) - first \
         + float(instance.processing.max(axis=1).sum())
     if span / p["resolution"] + 1 > 2**52:  # CP-SAT's integers, and float64's exact ones
         coarser = 10.0 ** math.ceil(math.log10(span / 2**51))
@@ -178,9 +177,9 @@ def solve_cpsat(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, 
         block_seconds = 0.0
 
     # the integer model
-    ready = np.floor((instance.ready - shift) * scale).astype(np.int64)
+    ready = np.floor((instance.ready - first) * scale).astype(np.int64)
     proc = np.floor(instance.processing * scale).astype(np.int64)
-    free0 = np.floor((free_from - shift) * scale).astype(np.int64)
+    free0 = np.floor((free_from - first) * scale).astype(np.int64)
     horizon = int(max(ready.max(initial=0), free0.max(initial=0)) + proc.max(axis=1).sum() + 1)
 
     m = cp_model.CpModel()
@@ -215,7 +214,7 @@ def solve_cpsat(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, 
             cur.append(f)
         free_vars.append(cur)
         prev = cur
-    arrival_units = (instance.arrival - shift) * scale  # float: the objective's constant part
+    arrival_units = (instance.arrival - first) * scale  # float: the objective's constant part
     for lo, hi, value in pieces:  # block bound as cuts: sum_{i in block} C_i >= OPT(block) + sum a_i
         need = math.floor(value * scale + float(arrival_units[lo:hi].sum())) - (hi - lo)
         if need > 0:
