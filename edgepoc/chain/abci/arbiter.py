@@ -193,11 +193,12 @@ class Arbiter:
 
 
 def _node_urls(home: Path) -> list[str]:
-    """The API URLs of the network's nodes (network.json beside the arbiter's folder)."""
+    """The API URLs of the network's nodes (network.json beside the arbiter's folder); none if it has none."""
+    from edgepoc.chain.abci.network import load_network
+
     try:
-        doc = json.loads((Path(home).parent / "network.json").read_text())
-        return [n["api"] for n in doc.get("nodes", [])]
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return [n["api"] for n in load_network(Path(home).parent)["nodes"]]
+    except EdgepocError:
         return []
 
 
