@@ -394,12 +394,12 @@ def plan_shares(inst: Instance, head: Head) -> tuple[float, ...]:
     return rollout_plan_shares(inst) if head.pilot == "mixed" else (0.0,)
 
 
-def best_onepass(inst: Instance, emb: np.ndarray, head: Head, free_times=None,
-                 keep_scores: bool = False) -> tuple[np.ndarray, float, np.ndarray | None, float]:
-    """The deployed one-pass: `onepass` at each of `plan_shares`, the lowest delay kept (ties: the instance's
-    share); `(assignment, total delay, scores or None, the share it used)`."""
+def best_onepass(inst: Instance, emb: np.ndarray, head: Head, free_times=None, keep_scores: bool = False,
+                 shares: tuple[float, ...] | None = None) -> tuple[np.ndarray, float, np.ndarray | None, float]:
+    """The deployed one-pass: `onepass` at each of `shares` (default `plan_shares`), the lowest delay kept (ties:
+    the first, the instance's share); `(assignment, total delay, scores or None, the share it used)`."""
     best = None
-    for share in plan_shares(inst, head):
+    for share in plan_shares(inst, head) if shares is None else shares:
         x, total, scores = onepass(inst, emb, head, free_times, keep_scores=keep_scores, plan_share=share)
         if best is None or total < best[1]:
             best = (x, total, scores, share)
@@ -438,9 +438,11 @@ def decode_embedding(inst: Instance, emb: np.ndarray, head: Head, opts: DecodeOp
     inference began (`onepass_seconds` counts from then, and so does a deadline budget: the embedding, the
     one-pass and the sampled decodes are inside it; without it, a deadline counts from the search's start)."""
     t0 = time.perf_counter() if started_at is None else started_at
-    x, total, scores, share = best_onepass(inst, emb, head, free_times, keep_scores=opts.strategy == "search")
+    shares = plan_shares(inst, head)
+    x, total, scores, share = best_onepass(inst, emb, head, free_times, keep_scores=opts.strategy == "search",
+                                           shares=shares)
     info: dict[str, Any] = {"decode": "onepass", "onepass_latency": total, "onepass_seconds": time.perf_counter() - t0}
-    if len(plan_shares(inst, head)) > 1:
+    if len(shares) > 1:
         info["plan_share"] = share
     if opts.strategy == "search":
         cands: list[tuple[float, str, np.ndarray]] = [(total, "onepass", x)]
