@@ -35,6 +35,7 @@ from edgepoc.errors import EdgepocError, InputError
 FINAL = ("committed", "rejected")
 STATUS_CHUNK = 1000
 PROBE_PATIENCE = 4.0  # seconds a node that did not answer a status probe in time gets before it counts as down
+LOST_AFTER = 3.0  # seconds a task may be unknown to an answering node (mempool gossip lags) before it is sent again
 
 
 def is_busy(reason: str) -> bool:
@@ -124,9 +125,11 @@ class SubmitResult:
     accepted: list[str] = field(default_factory=list)
     rejected: list[dict] = field(default_factory=list)  # {"id"?, "index"?, "reason"}
     skipped: int = 0  # tasks already final in the receipt (not sent again)
-    failed: str | None = None  # why submission stopped early (every node unreachable)
+    failed: str | None = None  # why submission stopped early (every node unreachable past the outage deadline)
     unsent: list[str] = field(default_factory=list)
     busy_seconds: float = 0.0  # time spent waiting because the chain answered "busy, retry after"
+    outage_seconds: float = 0.0  # time spent waiting for a node to answer again (every node unreachable)
+    bodies: dict[str, dict] = field(default_factory=dict)  # accepted task id -> the signed request carrying it
 
 
 @dataclass
@@ -136,6 +139,7 @@ class WaitResult:
     seconds: float = 0.0
     down_seen: dict[str, float] = field(default_factory=dict)  # node name -> first time seen unreachable
     flagged: dict[str, str] = field(default_factory=dict)  # task id -> provider that was down at the time
+    resent: int = 0  # tasks sent again because the nodes had lost them (unknown to an answering node)
 
 
 class EdgepocClient:
@@ -155,6 +159,10 @@ class EdgepocClient:
         self.busy_wait = 300.0  # seconds a submit keeps resending batches the chain answered "busy"
         # a time.monotonic() by which busy resending stops whatever busy_wait says (`submit --wait --timeout`)
         self.submit_deadline: float | None = None
+        # a time.monotonic() until which a submit waits for a node to answer again when none does (nodes
+        # restarting, a network blip); None: it stops at the first request no node takes
+        self.outage_deadline: float | None = None
+        self.on_outage: Callable[[str], None] | None = None  # told once per outage, e.g. to print a line
 
     # ---- transport
     def request(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> tuple[int, Any, str]:
@@ -271,7 +279,7 @@ class EdgepocClient:
             if at is not None:
                 time.sleep(max(0.0, at - time.monotonic()))
             try:
-                status, doc, url = self.request("POST", "/tasks", {"tasks": [b for b, _ in chunk]})
+                status, doc, url, outage = self._post_through_outage("/tasks", {"tasks": [b for b, _ in chunk]}, res)
             except NodeUnreachable as exc:
                 res.failed = str(exc)
                 res.unsent = [t for _, ids in todo[start:] for t in ids]
@@ -281,7 +289,10 @@ class EdgepocClient:
             doc = self._retry_busy(chunk, doc, res)
             accepted = list(doc.get("ids", []))
             rejected, replays = [], []
-            maybe_sent = sent_before | ({t for _, ids in chunk for t in ids} if self.last_failovers else set())
+            # a request that failed over, or was retried after an outage, may have reached a node before: a replay
+            # refusal of its tasks is then our own earlier send
+            maybe_sent = sent_before | ({t for _, ids in chunk for t in ids}
+                                        if self.last_failovers or outage else set())
             for r in doc.get("rejected", []):
                 reason = str(r.get("reason") or r.get("error") or "rejected")
                 index = r.get("index") if isinstance(r.get("index"), int) else None
@@ -302,6 +313,8 @@ class EdgepocClient:
                         rejected.append({"id": tid, "reason": "replay: this (client, nonce) was used by another task"})
             res.accepted.extend(accepted)
             res.rejected.extend(rejected)
+            by_id = {t: body for body, ids in chunk for t in ids}
+            res.bodies.update((t, by_id[t]) for t in accepted if t in by_id)
             if receipt is not None:
                 for tid in accepted:
                     if receipt.state(tid) != "committed":
@@ -314,6 +327,27 @@ class EdgepocClient:
             if progress is not None:
                 progress(sent, total)
         return res
+
+    def _post_through_outage(self, path: str, body: Any, res: SubmitResult) -> tuple[int, Any, str, bool]:
+        """`request("POST", ...)`, sent again while no node answers and `outage_deadline` is ahead (nodes restarting
+        come back in seconds); (status, document, URL, whether an outage was waited out). NodeUnreachable once the
+        deadline has passed."""
+        pause, outage = 0.5, False
+        while True:
+            try:
+                status, doc, url = self.request("POST", path, body)
+                return status, doc, url, outage
+            except NodeUnreachable as exc:
+                left = (self.outage_deadline - time.monotonic()) if self.outage_deadline is not None else 0.0
+                if left <= 0:
+                    raise
+                if not outage and self.on_outage is not None:
+                    self.on_outage(f"no node answers ({exc}); sending again for up to {left:.0f} s")
+                outage = True
+                wait_s = min(pause, left)
+                time.sleep(wait_s)
+                res.outage_seconds += wait_s
+                pause = min(2 * pause, 4.0)
 
     def _retry_busy(self, chunk: list[tuple[dict, list[str]]], doc: dict, res: SubmitResult) -> dict:
         """Resend the batches the chain answered "busy, retry after N s" once it said they may come back, while
@@ -345,13 +379,21 @@ class EdgepocClient:
             doc = {**doc, "ids": list(doc.get("ids", [])) + list(again.get("ids", [])), "rejected": keep}
 
     def wait(self, ids: Sequence[str], timeout: float = 60.0, poll: float = 0.25, receipt: Receipt | None = None,
-             watch_nodes: bool = True, progress: Callable[[int, int], None] | None = None) -> WaitResult:
+             watch_nodes: bool = True, progress: Callable[[int, int], None] | None = None,
+             bodies: dict[str, dict] | None = None) -> WaitResult:
         """Poll until every id is committed or `timeout` passes; notes which nodes were down meanwhile and
-        flags the committed tasks whose provider was one of them. `progress(committed, total)` after each poll."""
+        flags the committed tasks whose provider was one of them. `progress(committed, total)` after each poll.
+
+        With `bodies` (task id -> its signed request, `SubmitResult.bodies`), a task an answering node has not
+        known for LOST_AFTER seconds is sent again: a mempool is not kept across a crash, so tasks accepted just
+        before every node went down are gone when they come back. Sending again is harmless (a task in a mempool
+        is taken again, a committed one refused as a replay)."""
         t0 = time.monotonic()
         res = WaitResult()
         todo = list(ids)
         down_windows: dict[str, list[float]] = {}  # provider name -> wall times it was seen down
+        unknown_since: dict[str, float] = {}
+        last_resend = -1e9
         while True:
             if watch_nodes:
                 for name in self._down_names():
@@ -361,6 +403,17 @@ class EdgepocClient:
                 known = self.tasks(todo) if todo else {}
             except EdgepocError:
                 known = {}
+            if bodies:
+                now = time.monotonic()
+                for tid in todo:
+                    if known.get(tid, {}).get("status") == "unknown":
+                        unknown_since.setdefault(tid, now)
+                    else:
+                        unknown_since.pop(tid, None)
+                lost = [t for t, since in unknown_since.items() if now - since >= LOST_AFTER and t in bodies]
+                if lost and now - last_resend >= LOST_AFTER:
+                    res.resent += self._send_again(lost, bodies)
+                    last_resend = now
             still = []
             for tid in todo:
                 st = known.get(tid, {})
@@ -390,6 +443,23 @@ class EdgepocClient:
             time.sleep(poll)
         res.seconds = time.monotonic() - t0
         return res
+
+    def _send_again(self, lost: list[str], bodies: dict[str, dict]) -> int:
+        """POST the signed requests carrying the `lost` tasks once more (each request once); how many of the lost
+        tasks went out."""
+        carried: dict[int, list] = {}  # request (by identity) -> [its body, the lost tasks it carries]
+        for tid in lost:
+            carried.setdefault(id(bodies[tid]), [bodies[tid], 0])[1] += 1
+        groups = list(carried.values())
+        sent = 0
+        for i in range(0, len(groups), 50):
+            part = groups[i:i + 50]
+            try:
+                self.request("POST", "/tasks", {"tasks": [body for body, _ in part]})
+            except EdgepocError:
+                break
+            sent += sum(n for _, n in part)
+        return sent
 
     def _down_names(self) -> list[str]:
         """Validators unreachable now: nodes of ours that do not answer, and those an answering node reports."""

@@ -144,3 +144,81 @@ def test_a_busy_chain_is_retried_until_the_submit_deadline_and_the_tasks_stay_re
     assert res.busy_seconds > 0.9 and [r["reason"] for r in res.rejected] == ["busy: retry after 0.5 s"]
     assert receipt.state("a") == "planned" and receipt.planned_items() == [({"id": "a"}, ["a"])]
     receipt.close()
+
+
+def test_a_moment_when_no_node_answers_is_waited_out_until_the_outage_deadline():
+    """Every node restarting at once (a host reboot, `network up` after a crash): a submit keeps sending the
+    request it was on until a node answers again, within its deadline, and says so once, instead of giving up
+    at the first refused connection."""
+    import time
+
+    from tests.jsonserver import request_body, serve_json
+
+    port = free_port()
+    posts = []
+
+    def answer(req):
+        if req.command == "POST":
+            body = request_body(req)
+            posts.append(body)
+            return 200, {"ids": [t["id"] for t in body["tasks"]], "rejected": []}
+        return 200, {"name": "n0"}
+
+    holder = {}
+    starter = __import__("threading").Timer(1.2, lambda: holder.setdefault("srv", serve_json(answer, port=port)))
+    starter.start()
+    told = []
+    try:
+        client = EdgepocClient([f"http://127.0.0.1:{port}"], timeout=1.0)
+        client.outage_deadline = time.monotonic() + 20
+        client.on_outage = told.append
+        res = client.submit([({"id": f"id{i}"}, [f"id{i}"]) for i in range(3)], None, batch=2)
+    finally:
+        starter.join()
+        holder["srv"].shutdown()
+    assert res.failed is None and res.accepted == ["id0", "id1", "id2"]
+    assert res.outage_seconds >= 0.5 and len(told) == 1 and "no node answers" in told[0]
+    assert res.bodies["id2"] == {"id": "id2"} and len(posts) == 2
+
+
+def test_tasks_the_nodes_lost_are_sent_again_while_waiting_and_pending_ones_are_not():
+    """A mempool does not survive a crash: a task accepted just before every node went down is unknown when they
+    are back. `wait` sends its signed request again once an answering node has not known it for LOST_AFTER
+    seconds; a pending task is left alone."""
+    import threading
+
+    from edgepoc import client as client_mod
+    from tests.jsonserver import request_body, serve_json
+
+    lock = threading.Lock()
+    received: list[str] = []
+
+    def answer(req):
+        body = request_body(req) if req.command == "POST" else {}
+        with lock:
+            if req.path == "/tasks":
+                received.extend(t["id"] for t in body["tasks"])
+                return 200, {"ids": [t["id"] for t in body["tasks"]], "rejected": []}
+            if req.path == "/tasks/status":
+                out = {}
+                for tid in body["ids"]:
+                    if tid == "lost":
+                        out[tid] = ({"status": "committed", "height": 9, "provider_name": "n0"} if "lost" in received
+                                    else {"status": "unknown"})
+                    else:
+                        out[tid] = {"status": "pending"}
+                return 200, {"tasks": out}
+        return 200, {"name": "n0"}
+
+    srv = serve_json(answer)
+    old = client_mod.LOST_AFTER
+    client_mod.LOST_AFTER = 0.5
+    try:
+        c = EdgepocClient([f"http://127.0.0.1:{srv.server_address[1]}"], timeout=2.0)
+        w = c.wait(["lost", "slow"], timeout=3.0, poll=0.1, watch_nodes=False,
+                   bodies={"lost": {"id": "lost"}, "slow": {"id": "slow"}})
+    finally:
+        client_mod.LOST_AFTER = old
+        srv.shutdown()
+    assert "lost" in w.committed and w.missing == ["slow"]
+    assert w.resent == 1 and received == ["lost"]

@@ -570,8 +570,9 @@ def submit_cmd(
     nonce: Optional[int] = typer.Option(None, help="First nonce (default: microseconds now, so reruns never replay)."),
     batch: int = typer.Option(500, help="Tasks per client-signed batch (CometBFT engine) or per request."),
     wait: bool = typer.Option(False, "--wait", help="Block until the tasks are committed."),
-    timeout: float = typer.Option(120.0, help="With --wait: seconds the whole run may take (resending what a busy "
-                                              "chain refused, then waiting for the commits)."),
+    timeout: float = typer.Option(120.0, help="Seconds the whole run may take: how long it waits out a moment when no "
+                                              "node answers; with --wait also resending what a busy chain refused, "
+                                              "then waiting for the commits."),
     receipt: Optional[Path] = typer.Option(None, help="JSON-lines receipt (task id -> accepted / committed at height h / "
                                                       "rejected and why); if it exists, resume: resend what is not final."),
     module: Optional[str] = typer.Option(None, help="Run a WebAssembly module on chain (its hash, from `module add`)."),
@@ -635,6 +636,9 @@ def submit_cmd(
     deadline = time.monotonic() + timeout
     if wait:
         client.submit_deadline = deadline
+    # nodes restarting (or a network blip) are waited out for as long as the run may take, not given up on at once
+    client.outage_deadline = deadline
+    client.on_outage = lambda msg: typer.echo(msg, err=True)
     rec = Receipt(receipt) if receipt is not None else None
     items: list = rec.planned_items() if rec is not None else []
     pace = None
@@ -702,6 +706,8 @@ def submit_cmd(
             more = client.submit(parts, rec, max(1, 20000 // max(1, len(parts[0][1]))))
             res.rejected = [r for r in res.rejected if r.get("id") not in redo] + more.rejected
             res.accepted += more.accepted
+            res.bodies.update(more.bodies)
+            res.outage_seconds += more.outage_seconds
             res.unsent += more.unsent
             res.busy_seconds += more.busy_seconds
             res.failed = more.failed
@@ -716,16 +722,23 @@ def submit_cmd(
         typer.echo(f"  rejected {r.get('id') or '#' + str(r.get('index'))}: {r['reason']}", err=True)
     if res.failed:
         hint = f"; rerun with --receipt {receipt} to resume" if receipt else "; use --receipt FILE to be able to resume"
+        # the contract's keys too (none is known committed: no node answers), then which tasks got there
         print_json({"submitted": len(res.accepted), "rejected": len(res.rejected), "unsent": len(res.unsent),
-                    "ids": res.accepted})  # which tasks got there before the failure
-        raise EdgepocError(f"stopped after {len(res.accepted)} of {total} tasks were accepted ({res.failed}){hint}")
+                    **({"committed": 0, "missing": len(res.accepted) + len(res.unsent)} if wait else {}),
+                    "ids": res.accepted})
+        raise EdgepocError(f"stopped after {len(res.accepted)} of {total} tasks were accepted ({res.failed}; no node "
+                           f"answered for {res.outage_seconds:.0f} s){hint}")
     if not res.accepted and res.rejected:
         print_json({"submitted": 0, "rejected": len(res.rejected), "ids": []})
         raise EdgepocError(f"every task was rejected; first reason: {res.rejected[0]['reason']}")
     if not wait and results is None:
         print_json({"submitted": len(res.accepted), "rejected": len(res.rejected), "ids": res.accepted})
         return
-    w = _wait_with_bar(client, res.accepted, max(0.0, deadline - time.monotonic()) if wait else timeout, rec)
+    w = _wait_with_bar(client, res.accepted, max(0.0, deadline - time.monotonic()) if wait else timeout, rec,
+                       res.bodies)
+    if w.resent:
+        typer.echo(f"  {w.resent} tasks the nodes had lost (a mempool does not survive a crash) were sent again",
+                   err=True)
     heights = sorted({s["height"] for s in w.committed.values()})
     providers = Counter(s.get("provider_name", str(s.get("provider"))) for s in w.committed.values())
     flagged = Counter(w.flagged.values())
@@ -799,9 +812,10 @@ def _why_missing(client, missing: list[str]) -> str:
     return f": {'; '.join(parts)}" if parts else ""
 
 
-def _wait_with_bar(client, ids: list[str], timeout: float, receipt):
-    """`client.wait`, with a bar of the tasks committed so far."""
-    return with_bar("committed", len(ids), lambda bar: client.wait(ids, timeout, receipt=receipt, progress=bar))
+def _wait_with_bar(client, ids: list[str], timeout: float, receipt, bodies: dict | None = None):
+    """`client.wait`, with a bar of the tasks committed so far; `bodies`: resend what the nodes lost."""
+    return with_bar("committed", len(ids), lambda bar: client.wait(ids, timeout, receipt=receipt, progress=bar,
+                                                                   bodies=bodies))
 
 
 def _executed_report(client, dir: Optional[Path], ids: list[str], committed: dict, timeout: float,
