@@ -339,6 +339,7 @@ def network_start(name: str = typer.Argument(..., help="node<i> or arbiter"), di
     runs (there is no chain to catch up with)."""
     check_number("--wait", wait)
     net = _net(dir)
+    net.check_member(dir, name)  # an unknown name (or a node of another machine) is refused before anything is said
     consensus = name != "arbiter" and net.others_answer(dir, [name])
     t0 = time.monotonic()
     if name != "arbiter" and not consensus:

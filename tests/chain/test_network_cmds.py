@@ -177,6 +177,12 @@ def test_last_error_line_of_a_log():
     assert network._error_line("error: store x: damaged (schema)\n") == "error: store x: damaged (schema)"
 
 
+def test_start_of_an_unknown_node_is_one_line_naming_the_nodes_there_are(net_b):
+    r = edgepoc("network", "start", "nodeX", "--dir", str(net_b))
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"error: NODE: no node named 'nodeX' in {net_b} (have node0, node1)"], r.stderr  # nothing said before it
+
+
 def test_status_exits_1_when_the_network_is_down(net_b):
     r = edgepoc("network", "status", "--dir", str(net_b), timeout=60)
     assert r.returncode == 1 and "no node answers: the network is down" in r.stdout, r.stdout + r.stderr

@@ -349,6 +349,11 @@ def _alive(pidfile: Path) -> bool:
         return False
 
 
+def check_member(folder: Path, name: str) -> None:
+    """InputError unless `name` is the arbiter or a node of `folder` that runs on this machine."""
+    _member(folder, name)
+
+
 def _member(folder: Path, name: str) -> tuple[Path, list[str], str]:
     doc = load_network(folder)
     if name == "arbiter":
