@@ -281,12 +281,15 @@ def test_every_node_killed_during_a_submit_is_waited_out_and_every_task_committe
     before = chain_tasks()
     SigningKey.generate().save(tmp_path / "key.json")
     n = 1200
+    receipt = tmp_path / "receipt.jsonl"
     proc = subprocess.Popen([*EDGEPOC, "submit", "--dir", str(net.folder), "--key", str(tmp_path / "key.json"),
-                             "--count", str(n), "--rate", "300", "--batch", "50", "--wait", "--timeout", "150"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--count", str(n), "--rate", "300", "--batch", "50", "--wait", "--timeout", "150",
+                             "--receipt", str(receipt)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(2.5)
-        assert proc.poll() is None
+        deadline = time.monotonic() + 60  # the kill comes once the stream is under way, however slow the start
+        while time.monotonic() < deadline and not (receipt.exists() and '"accepted"' in receipt.read_text()):
+            time.sleep(0.1)
+        assert proc.poll() is None and '"accepted"' in receipt.read_text()
         for i in range(4):
             assert network.stop_member(net.folder, f"node{i}", kill=True)
         time.sleep(3.0)
