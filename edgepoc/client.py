@@ -331,23 +331,27 @@ class EdgepocClient:
     def _post_through_outage(self, path: str, body: Any, res: SubmitResult) -> tuple[int, Any, str, bool]:
         """`request("POST", ...)`, sent again while no node answers and `outage_deadline` is ahead (nodes restarting
         come back in seconds); (status, document, URL, whether an outage was waited out). NodeUnreachable once the
-        deadline has passed."""
-        pause, outage = 0.5, False
+        deadline has passed. `res.outage_seconds` grows by the time from the first failed try to the answer (or to
+        giving up)."""
+        pause, since = 0.5, None
         while True:
+            tried = time.monotonic()
             try:
                 status, doc, url = self.request("POST", path, body)
-                return status, doc, url, outage
             except NodeUnreachable as exc:
+                since = tried if since is None else since
                 left = (self.outage_deadline - time.monotonic()) if self.outage_deadline is not None else 0.0
                 if left <= 0:
+                    res.outage_seconds += time.monotonic() - since
                     raise
-                if not outage and self.on_outage is not None:
+                if since == tried and self.on_outage is not None:
                     self.on_outage(f"no node answers ({exc}); sending again for up to {left:.0f} s")
-                outage = True
-                wait_s = min(pause, left)
-                time.sleep(wait_s)
-                res.outage_seconds += wait_s
+                time.sleep(min(pause, left))
                 pause = min(2 * pause, 4.0)
+                continue
+            if since is not None:
+                res.outage_seconds += time.monotonic() - since
+            return status, doc, url, since is not None
 
     def _retry_busy(self, chunk: list[tuple[dict, list[str]]], doc: dict, res: SubmitResult) -> dict:
         """Resend the batches the chain answered "busy, retry after N s" once it said they may come back, while

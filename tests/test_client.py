@@ -222,3 +222,37 @@ def test_tasks_the_nodes_lost_are_sent_again_while_waiting_and_pending_ones_are_
         srv.shutdown()
     assert "lost" in w.committed and w.missing == ["slow"]
     assert w.resent == 1 and received == ["lost"]
+
+
+def test_a_submit_that_gives_up_on_an_outage_ends_with_the_contracts_keys_unknown(tmp_path):
+    """Every node gone for longer than --timeout: `submit --wait` stops (exit 2) after waiting the outage out, and
+    its last JSON line still has `committed` and `missing` (SPEC §7), null since no node can say, beside `unsent`."""
+    import json
+    import subprocess
+    import sys
+    import threading
+
+    from tests.jsonserver import request_body, serve_json
+
+    posts = []
+
+    def answer(req):
+        if req.command == "POST":
+            body = request_body(req)
+            posts.append(len(body["tasks"]))
+            def die():  # the node dies after its first answer: its port refuses connections from then on
+                srv.shutdown()
+                srv.server_close()
+
+            threading.Thread(target=die, daemon=True).start()
+            return 200, {"ids": [], "rejected": []}
+        return 200, {"name": "n0", "chain_id": "test-chain", "resources": 2}
+
+    srv = serve_json(answer)
+    url = f"http://127.0.0.1:{srv.server_address[1]}"
+    r = subprocess.run([sys.executable, "-m", "edgepoc", "submit", "--node", url, "--count", "100", "--rate", "200",
+                        "--wait", "--timeout", "3"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert "no node answers" in r.stderr and "stopped after" in r.stderr and "no node answered for" in r.stderr
+    doc = json.loads(r.stdout.strip().splitlines()[-1])
+    assert doc["committed"] is None and doc["missing"] is None and doc["unsent"] > 0 and len(posts) == 1

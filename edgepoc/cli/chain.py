@@ -723,10 +723,10 @@ def submit_cmd(
         typer.echo(f"  rejected {r.get('id') or '#' + str(r.get('index'))}: {r['reason']}", err=True)
     if res.failed:
         hint = f"; rerun with --receipt {receipt} to resume" if receipt else "; use --receipt FILE to be able to resume"
-        # the contract's keys too (none is known committed: no node answers), then which tasks got there
+        # the contract's keys too, null: with no node answering, how many of the accepted tasks are committed is
+        # not known (some may be: blocks went on until the outage); then which tasks got there
         print_json({"submitted": len(res.accepted), "rejected": len(res.rejected), "unsent": len(res.unsent),
-                    **({"committed": 0, "missing": len(res.accepted) + len(res.unsent)} if wait else {}),
-                    "ids": res.accepted})
+                    **({"committed": None, "missing": None} if wait else {}), "ids": res.accepted})
         raise EdgepocError(f"stopped after {len(res.accepted)} of {total} tasks were accepted ({res.failed}; no node "
                            f"answered for {res.outage_seconds:.0f} s){hint}")
     if not res.accepted and res.rejected:
