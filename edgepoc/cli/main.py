@@ -47,6 +47,12 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except OSError as exc:  # a path the system refuses: not a folder, no permission, a full or read-only disk
+        if os.environ.get("EDGEPOC_DEBUG"):
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        typer.echo(f"error: {where}{exc.strerror or exc}".replace("\n", " "), err=True)
+        sys.exit(2)
     except Exception as exc:  # last resort: one line, the traceback only on request
         if os.environ.get("EDGEPOC_DEBUG"):
             raise

@@ -136,3 +136,19 @@ def test_new_options_documented(command):
     expected = {"solve": "one-line summary", "compare": "held out", "dataset label": "--method",
                 "evaluate": "--force"}[command]
     assert expected in text
+
+
+@pytest.mark.parametrize("args", [
+    ["generate", "--count", "2", "--n-tasks", "20", "--out", "{bad}"],
+    ["compare", "--preset", "paper", "--count", "1", "--n-tasks", "20", "--out", "{bad}"],
+    ["network", "init", "--nodes", "2", "--dir", "{bad}"],
+    ["train-general", "--count", "1", "--out", "{bad}"],
+])
+def test_an_output_folder_under_a_file_is_one_line_naming_it(tmp_path, args):
+    """A folder the system refuses (here: under a plain file) is the user's path, not an internal error: one line
+    naming the path and the system's reason, exit 2 (before: "internal error: NotADirectoryError", exit 1)."""
+    (tmp_path / "plain").write_text("x")
+    bad = str(tmp_path / "plain" / "out")
+    r = run_cli(*[a.replace("{bad}", bad) for a in args])
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == f"error: {bad}: Not a directory", r.stderr
