@@ -60,11 +60,16 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any] | N
     return path
 
 
+def _not_a_file(path: Path) -> str:
+    """Why `path` is not a checkpoint file, in words."""
+    return "is a folder, expected a checkpoint file" if path.is_dir() else "does not exist"
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The raw checkpoint dict, validated as far as its format."""
     path = Path(path)
     if not path.is_file():
-        raise EdgepocError(f"model: checkpoint {str(path)!r} does not exist")
+        raise EdgepocError(f"model: checkpoint {str(path)!r} {_not_a_file(path)}")
     try:
         doc = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated, not a zip, pickled code, ...
@@ -126,5 +131,5 @@ def load_cached(path: str | Path | None, kind: str) -> tuple[nn.Module, dict[str
         if path is None:
             maker = "edgepoc distill" if kind == "student" else "edgepoc train-general"
             raise EdgepocError(f"model: no bundled {kind} in this install; make one with `{maker}` and pass --model CKPT")
-        raise EdgepocError(f"model: checkpoint {str(p)!r} does not exist")
+        raise EdgepocError(f"model: checkpoint {str(p)!r} {_not_a_file(p)}")
     return _cached(str(p.resolve()), p.stat().st_mtime, kind)

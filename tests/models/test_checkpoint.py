@@ -43,6 +43,8 @@ def test_corrupt_files_are_clear_errors(tmp_path):
         load_model(tmp_path / "other.pt")
     with pytest.raises(EdgepocError, match="does not exist"):
         load_model(tmp_path / "missing.pt")
+    with pytest.raises(EdgepocError, match="is a folder, expected a checkpoint file"):
+        load_model(tmp_path)
 
 
 def test_mismatched_weights_are_clear_error(tmp_path):
