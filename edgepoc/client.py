@@ -139,7 +139,7 @@ class WaitResult:
     seconds: float = 0.0
     down_seen: dict[str, float] = field(default_factory=dict)  # node name -> first time seen unreachable
     flagged: dict[str, str] = field(default_factory=dict)  # task id -> provider that was down at the time
-    resent: int = 0  # tasks sent again because the nodes had lost them (unknown to an answering node)
+    resent: int = 0  # tasks sent again (at least once) because the nodes had lost them (unknown to an answering node)
 
 
 class EdgepocClient:
@@ -397,6 +397,7 @@ class EdgepocClient:
         todo = list(ids)
         down_windows: dict[str, list[float]] = {}  # provider name -> wall times it was seen down
         unknown_since: dict[str, float] = {}
+        resent_ids: set[str] = set()  # sent again at least once (one still lost 3 s later goes again)
         last_resend = -1e9
         while True:
             if watch_nodes:
@@ -416,7 +417,8 @@ class EdgepocClient:
                         unknown_since.pop(tid, None)
                 lost = [t for t, since in unknown_since.items() if now - since >= LOST_AFTER and t in bodies]
                 if lost and now - last_resend >= LOST_AFTER:
-                    res.resent += self._send_again(lost, bodies)
+                    resent_ids.update(self._send_again(lost, bodies))
+                    res.resent = len(resent_ids)
                     last_resend = now
             still = []
             for tid in todo:
@@ -448,21 +450,21 @@ class EdgepocClient:
         res.seconds = time.monotonic() - t0
         return res
 
-    def _send_again(self, lost: list[str], bodies: dict[str, dict]) -> int:
-        """POST the signed requests carrying the `lost` tasks once more (each request once); how many of the lost
-        tasks went out."""
-        carried: dict[int, list] = {}  # request (by identity) -> [its body, the lost tasks it carries]
+    def _send_again(self, lost: list[str], bodies: dict[str, dict]) -> list[str]:
+        """POST the signed requests carrying the `lost` tasks once more (each request once); the lost tasks that
+        went out."""
+        carried: dict[int, tuple[dict, list[str]]] = {}  # request (by identity) -> (its body, the lost tasks in it)
         for tid in lost:
-            carried.setdefault(id(bodies[tid]), [bodies[tid], 0])[1] += 1
+            carried.setdefault(id(bodies[tid]), (bodies[tid], []))[1].append(tid)
         groups = list(carried.values())
-        sent = 0
+        sent: list[str] = []
         for i in range(0, len(groups), 50):
             part = groups[i:i + 50]
             try:
                 self.request("POST", "/tasks", {"tasks": [body for body, _ in part]})
             except EdgepocError:
                 break
-            sent += sum(n for _, n in part)
+            sent += [t for _, tids in part for t in tids]
         return sent
 
     def _down_names(self) -> list[str]:
