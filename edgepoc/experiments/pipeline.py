@@ -208,6 +208,14 @@ def run_pipeline(config: PipelineConfig) -> Path | None:
     unknown = [s for s in config.stages if s not in STAGES]
     if unknown:
         raise EdgepocError(f"--stages: unknown stage(s) {', '.join(unknown)}; known: {', '.join(STAGES)}")
+    # settings a later stage would refuse, refused before the first stage spends minutes on GA labels (imported
+    # here: every CLI command loads this module, and the generators bring the compiled kernel)
+    from edgepoc.game.generators import PRESETS
+
+    if config.preset not in PRESETS:
+        raise EdgepocError(f"--preset: unknown preset {config.preset!r}; known: {', '.join(PRESETS)}")
+    if config.epochs < 1:
+        raise EdgepocError(f"--epochs: must be >= 1, got {config.epochs}")
     out = Path(config.out)
     if (out / "testnet" / "network.json").exists() and "chain" in config.stages:
         raise EdgepocError(f"{out} already holds a run; pick another --out or remove it")

@@ -152,3 +152,15 @@ def test_an_output_folder_under_a_file_is_one_line_naming_it(tmp_path, args):
     r = run_cli(*[a.replace("{bad}", bad) for a in args])
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip().splitlines()[-1] == f"error: {bad}: Not a directory", r.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--preset", "nope"], "error: --preset: unknown preset 'nope'; known: paper, varied, alibaba, heavy"),
+    (["--epochs", "0"], "error: --epochs: must be >= 1, got 0"),
+])
+def test_reproduce_refuses_a_bad_setting_before_any_stage_runs(tmp_path, args, message):
+    """Before: `reproduce --epochs 0` ran the GA labelling stage first and failed in the training stage after it."""
+    out = tmp_path / "run"
+    r = run_cli("reproduce", "--out", str(out), *args)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [message], r.stderr
+    assert not out.exists()
