@@ -47,6 +47,12 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except MemoryError as exc:  # an input too large for this machine (numpy names the allocation it refused)
+        if os.environ.get("EDGEPOC_DEBUG"):
+            raise
+        typer.echo(f"error: out of memory: {exc or 'an allocation failed'} (a smaller input, or a machine with more "
+                   "memory)", err=True)
+        sys.exit(2)
     except OSError as exc:  # a path the system refuses: not a folder, no permission, a full or read-only disk
         if os.environ.get("EDGEPOC_DEBUG"):
             raise

@@ -164,3 +164,12 @@ def test_reproduce_refuses_a_bad_setting_before_any_stage_runs(tmp_path, args, m
     r = run_cli("reproduce", "--out", str(out), *args)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [message], r.stderr
     assert not out.exists()
+
+
+def test_an_input_too_large_for_the_machine_is_one_line_not_an_internal_error():
+    """10^11 tasks ask numpy for ~4.4 TiB: the refusal names the allocation, exit 2 (was "internal error:
+    MemoryError", exit 1)."""
+    r = run_cli("generate", "--n-tasks", "100000000000", "--out", "/nonexistent/never-written.json")
+    assert r.returncode == 2, r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("error: out of memory: Unable to allocate") and "TiB" in line, line
