@@ -47,23 +47,24 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
-    except MemoryError as exc:  # an input too large for this machine (numpy names the allocation it refused)
+    except Exception as exc:  # one line, the traceback only on request
         if os.environ.get("EDGEPOC_DEBUG"):
             raise
-        typer.echo(f"error: out of memory: {exc or 'an allocation failed'} (a smaller input, or a machine with more "
-                   "memory)", err=True)
-        sys.exit(2)
-    except OSError as exc:  # a path the system refuses: not a folder, no permission, a full or read-only disk
-        if os.environ.get("EDGEPOC_DEBUG"):
-            raise
+        message, code = _one_line(exc)
+        typer.echo(f"error: {message}", err=True)
+        sys.exit(code)
+
+
+def _one_line(exc: Exception) -> tuple[str, int]:
+    """(message, exit code) of an error that is not an `EdgepocError`: the machine refusing the input (memory, a
+    path the system refuses) is the user's to fix, exit 2; anything else is ours, exit 1."""
+    if isinstance(exc, MemoryError):  # an input too large for this machine (numpy names the allocation it refused)
+        return (f"out of memory: {exc or 'an allocation failed'} (a smaller input, or a machine with more memory)",
+                2)
+    if isinstance(exc, OSError):  # not a folder, no permission, a full or read-only disk
         where = f"{exc.filename}: " if exc.filename else ""
-        typer.echo(f"error: {where}{exc.strerror or exc}".replace("\n", " "), err=True)
-        sys.exit(2)
-    except Exception as exc:  # last resort: one line, the traceback only on request
-        if os.environ.get("EDGEPOC_DEBUG"):
-            raise
-        typer.echo(f"error: internal error: {type(exc).__name__}: {exc} (set EDGEPOC_DEBUG=1 for a traceback)", err=True)
-        sys.exit(1)
+        return f"{where}{exc.strerror or exc}".replace("\n", " "), 2
+    return f"internal error: {type(exc).__name__}: {exc} (set EDGEPOC_DEBUG=1 for a traceback)", 1
 
 
 if __name__ == "__main__":
