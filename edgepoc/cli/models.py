@@ -106,6 +106,8 @@ def train_cmd(
 
     check_number("--lr", lr, open_low=True)
     check_number("--test-fraction", test_fraction, 0.0, 1.0, open_low=True, open_high=True)
+    if epochs < 1:  # before the labels: no epoch would save the best.pt the summary reads
+        raise InputError(f"--epochs: must be >= 1, got {epochs}")
     t0 = time.perf_counter()
     if resume and data is None and from_run is None:
         from_run = out  # a resumed generated run reuses its own labels

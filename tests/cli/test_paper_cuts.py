@@ -173,3 +173,12 @@ def test_an_input_too_large_for_the_machine_is_one_line_not_an_internal_error():
     assert r.returncode == 2, r.stderr
     (line,) = r.stderr.strip().splitlines()
     assert line.startswith("error: out of memory: Unable to allocate") and "TiB" in line, line
+
+
+def test_train_refuses_zero_epochs_before_it_labels(tmp_path):
+    """`train --epochs 0` trained nothing and then failed on the best.pt no epoch had saved ("checkpoint ...
+    does not exist"); the pipeline's pre-flight check names the same rule."""
+    out = tmp_path / "run"
+    r = run_cli("train", "--preset", "paper", "--count", "2", "--n-tasks", "20", "--out", str(out), "--epochs", "0")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == ["error: --epochs: must be >= 1, got 0"], r.stderr
+    assert not out.exists()
