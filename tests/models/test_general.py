@@ -232,6 +232,32 @@ def test_training_and_distillation_run_end_to_end(tmp_path):
     assert x.assignment.shape == (inst.n_tasks,)
 
 
+def _weights(path) -> dict:
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+
+
+def test_training_twice_with_one_seed_gives_the_same_weights_bit_for_bit(tmp_path):
+    """Reproducible training: two separate processes (two torch threads each) with the same seed write the
+    same teacher and the same student, tensor for tensor; only the run's timings and paths differ."""
+    from tests.conftest import run_cli
+
+    for run in ("a", "b"):
+        done = run_cli("train-general", "--out", str(tmp_path / run), "--seed", "7", "--count", "3", "--val-count", "2",
+                       "--imitation-epochs", "2", "--es-generations", "2", "--es-pairs", "2", "--hidden", "8",
+                       "--gnn-layers", "1", "--threads", "2", timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        done = run_cli("distill", "--teacher", str(tmp_path / run / "teacher.pt"), "--out", str(tmp_path / run / "s"),
+                       "--epochs", "2", "--es-generations", "2", "--threads", "2", timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+    for name in ("teacher.pt", "s/student.pt"):
+        a, b = _weights(tmp_path / "a" / name), _weights(tmp_path / "b" / name)
+        assert a.keys() == b.keys() and a
+        for key in a:
+            assert np.array_equal(a[key].numpy(), b[key].numpy()), f"{name}: {key} differs between the runs"
+
+
 def test_a_missing_bundle_names_the_command_that_makes_one(monkeypatch, tmp_path):
     from edgepoc.errors import EdgepocError
     from edgepoc.models import checkpoint
