@@ -163,6 +163,56 @@ def test_a_damaged_store_is_named_at_start_not_the_handshake_it_breaks(net_b):
     assert network.running_pid(net_b, "node1") is None
 
 
+def _swap_in_node0_key(home: Path) -> None:
+    other = home.parent / "node0" / "cometbft" / "config" / "node_key.json"
+    (home / "cometbft" / "config" / "node_key.json").write_bytes(other.read_bytes())
+
+
+@pytest.mark.parametrize("damage, expected", [
+    # cometbft would make a new node key, a node id no peer accepts: before, `up` waited 120 s for a catch-up
+    (lambda h: (h / "cometbft" / "config" / "node_key.json").unlink(),
+     ["node_key.json: missing; it is this node's p2p identity", "restore it from a backup"]),
+    # cometbft dies of a nil pointer on it: before, the operator read the last frame of a Go stack trace
+    (lambda h: (h / "cometbft" / "config" / "priv_validator_key.json").write_text("{}"),
+     ["priv_validator_key.json: damaged (no 'priv_key'); it is this validator's signing key", "from a backup"]),
+    (lambda h: (h / "cometbft" / "config" / "priv_validator_key.json").write_text('{"priv_key": {"type": '
+                                                                                 '"tendermint/PrivKeyEd25519", "value": "AAAA"}}'),
+     ["priv_validator_key.json: damaged (priv_key.value holds 3 bytes, expected 64)"]),
+    (_swap_in_node0_key, ["node1: its keys are not the ones this network names", "node_key.json from a backup"]),
+    # before: "internal error: KeyError: 'host'"
+    (lambda h: (h / "app.json").write_text("{}"), ["node1/app.json: malformed", "missing 6 required"]),
+], ids=["node-key-missing", "validator-key-empty", "validator-key-short", "node-key-of-another-node", "app-json-empty"])
+def test_a_missing_or_damaged_key_file_is_named_before_cometbft_reads_it(net_b, damage, expected):
+    home = net_b / "node1"
+    files = [home / "app.json", *(home / "cometbft" / "config").glob("*.json")]
+    saved = {f: f.read_bytes() for f in files}
+    r = None
+    try:
+        damage(home)
+        r = edgepoc("network", "start", "node1", "--dir", str(net_b), timeout=120)
+    finally:
+        if r is None or r.returncode == 0:
+            edgepoc("network", "stop", "node1", "--dir", str(net_b), timeout=120)
+        for f, data in saved.items():
+            f.write_bytes(data)
+    assert r.returncode == 2, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert all(e in line for e in expected), line
+    assert "Traceback" not in r.stderr and network.running_pid(net_b, "node1") is None
+
+
+def test_a_go_panic_is_named_by_its_panic_line_and_first_frame_not_its_last_frame():
+    text = ("I[2026-11-30|18:39:47.363] service start module=proxy\n"
+            "panic: runtime error: invalid memory address or nil pointer dereference\n"
+            "[signal SIGSEGV: segmentation violation code=0x1 addr=0x20 pc=0xf028b5]\n\n"
+            "goroutine 1 [running]:\n"
+            "github.com/cometbft/cometbft/privval.loadFilePV({0x14, 0x37}, {0x14, 0x37}, 0x1)\n"
+            "\t/root/go/pkg/mod/github.com/cometbft/cometbft@v1.0.1/privval/file.go:225 +0x155\n"
+            "main.main()\n\t/root/go/pkg/mod/github.com/cometbft/cometbft@v1.0.1/cmd/cometbft/main.go:49 +0x1df\n")
+    assert network._fatal_line(text) == ("panic: runtime error: invalid memory address or nil pointer dereference in "
+                                         "privval.loadFilePV")
+
+
 def _cmdline_has(p: Path, text: str) -> bool:
     try:
         return text.encode() in (p / "cmdline").read_bytes()

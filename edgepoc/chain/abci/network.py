@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import errno
-import hashlib
 import json
 import os
 import random
@@ -32,7 +31,8 @@ from typing import Any
 
 from edgepoc.chain.abci.app import voting_powers
 from edgepoc.chain import consensus as rules
-from edgepoc.chain.abci.node import cometbft_binary, disk_free
+from edgepoc.chain.abci.boot import node_id
+from edgepoc.chain.abci.node import AppConfig, cometbft_binary, disk_free
 from edgepoc.chain.crypto import SigningKey, address_of
 from edgepoc.chain.genesis import MAX_VALIDATORS, ConsensusParams, Genesis, make_validators
 from edgepoc.chain.httpapi import HttpClient
@@ -97,12 +97,6 @@ def _set_toml(text: str, section: str, key: str, value: Any) -> str:
 
 def _rfc3339(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000000000Z")
-
-
-def _node_id(cmt_home: Path) -> str:
-    doc = json.loads((cmt_home / "config" / "node_key.json").read_text())
-    pub = base64.b64decode(doc["priv_key"]["value"])[32:]
-    return hashlib.sha256(pub).hexdigest()[:40]
 
 
 def cometbft_config(text: str, p: ConsensusParams, *, moniker: str, abci_port: int, rpc_port: int, p2p_laddr: str,
@@ -245,7 +239,7 @@ def init_network(folder: Path, nodes: int = 4, base_port: int = 26600, seed: int
             raise EdgepocError(f"cometbft init failed: {res.stderr.strip()[:300]}")
         key = json.loads((cmt / "config" / "priv_validator_key.json").read_text())
         pubkeys.append(base64.b64decode(key["pub_key"]["value"]).hex())
-        ids.append(_node_id(cmt))
+        ids.append(node_id(cmt))
     arbiter_key, client_key = SigningKey.generate(), SigningKey.generate()
     genesis_time = float(int(time.time()))
     validators = make_validators(pubkeys, seed)
@@ -584,9 +578,9 @@ def member_ports(folder: Path, name: str) -> list[tuple[str, str, int]]:
     if role == "arbiter":
         cfg = json.loads((home / "config.json").read_text())
         return [("arbiter", cfg.get("host", HOST), int(cfg["port"]))]
-    cfg = json.loads((home / "app.json").read_text())
-    out = [("p2p", cfg["host"], int(cfg["p2p_port"])), ("rpc", "127.0.0.1", int(cfg["rpc_port"])),
-           ("abci", "127.0.0.1", int(cfg["abci_port"])), ("api", cfg["host"], int(cfg["api_port"]))]
+    cfg = AppConfig.load(home)  # one line naming what is wrong with a damaged app.json
+    out = [("p2p", cfg.host, int(cfg.p2p_port)), ("rpc", "127.0.0.1", int(cfg.rpc_port)),
+           ("abci", "127.0.0.1", int(cfg.abci_port)), ("api", cfg.host, int(cfg.api_port))]
     try:
         toml = (home / "cometbft" / "config" / "config.toml").read_text()
     except OSError:
@@ -738,6 +732,13 @@ def _fatal_line(text: str) -> str | None:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if not lines or re.match(r"^[DIWE]\[|^\d{4}/\d\d/\d\d ", lines[-1]):
         return None
+    panics = [i for i, ln in enumerate(lines) if ln.startswith("panic: ")]
+    if panics and re.search(r"\.go:\d+|^main\.main\(\)|^goroutine \d+", lines[-1]):
+        # a Go crash ends in its stack trace: the reason is the panic line, the place its first frame outside the runtime
+        i = panics[-1]
+        frame = next((ln.split("(", 1)[0] for ln in lines[i + 1:] if re.match(r"^[\w./-]+\.[\w]+\(", ln)
+                      and not ln.startswith(("runtime.", "panic("))), None)
+        return (lines[i] + (f" in {frame.rsplit('/', 1)[-1]}" if frame else ""))[:300]
     return lines[-1][:300]
 
 
@@ -935,6 +936,14 @@ def _wait_members(folder: Path, doc: dict, nodes: dict, result: dict, started: d
                     del waiting[name]
                 continue
             want_addr, want_id = nodes[name].get("address"), nodes[name].get("node_id")
+            if st.get("pid") is not None and st.get("pid") == pid and (
+                    (st.get("address") is not None and st.get("address") != want_addr) or
+                    (st.get("node_id") and want_id and st.get("node_id") != want_id)):
+                raise StartFailed(  # the process is ours, its key files are not the node's
+                    f"{name}: its keys are not the ones this network names (address {str(st.get('address'))[:12]}, "
+                    f"node id {str(st.get('node_id'))[:12]}; network.json: address {str(want_addr)[:12]}, node id "
+                    f"{str(want_id)[:12]}): restore {name}'s cometbft/config/priv_validator_key.json and "
+                    "node_key.json from a backup")
             if (st.get("pid") is not None and st.get("pid") != pid) or (
                     st.get("address") is not None and st.get("address") != want_addr) or (
                     st.get("node_id") and want_id and st.get("node_id") != want_id):
@@ -1157,7 +1166,7 @@ def keygen(out: Path, name: str, capacity: str | list[float], delay: float, bind
     key = json.loads((cmt / "config" / "priv_validator_key.json").read_text())
     pk = base64.b64decode(key["pub_key"]["value"]).hex()
     public = {"kind": PROVIDER_KIND, "name": name, "public_key": pk, "address": address_of(pk),
-              "node_id": _node_id(cmt), "capacity": cap, "delay": delay, "p2p": _fmt(ah, ap), "api": _url(aah, aap)}
+              "node_id": node_id(cmt), "capacity": cap, "delay": delay, "p2p": _fmt(ah, ap), "api": _url(aah, aap)}
     local = {"role": "provider", "name": name, "p2p_bind": _fmt(bh, bp), "api_bind": _fmt(abh, abp),
              "rpc_port": int(rpc_port), "abci_port": int(abci_port), "metrics": None if metrics == "off" else metrics,
              "model": str(Path(model).resolve()) if model else None}
@@ -1355,7 +1364,7 @@ def join(home: Path, genesis_path: Path, model: str | None = None) -> dict:
         if me is None:
             raise EdgepocError(f"{home}: this provider's validator key ({address[:12]}) is not in the genesis; was its "
                                f"{PROVIDER_FILE} given to `network genesis`?")
-        my_id = _node_id(home / "cometbft")
+        my_id = node_id(home / "cometbft")
         if provs[me]["node_id"] != my_id:
             raise EdgepocError(f"{home}: this node's id {my_id[:12]} is not the one genesis names for "
                                f"{genesis.validators[me].name} ({str(provs[me]['node_id'])[:12]})")

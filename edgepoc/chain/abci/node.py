@@ -727,6 +727,64 @@ def check_stores_agree(home: Path, name: str) -> None:
                            "syncs both from its peers), or restore cometbft's data folder from the same backup")
 
 
+def _ed25519_key(path: Path, role: str, lost: str) -> tuple[dict, bytes]:
+    """`(document, 64-byte private key)` of a CometBFT key file, whose private half must give its public half;
+    EdgepocError naming the file, what it is (`role`) and what a new key would cost (`lost`)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    advice = f"it is {role}: restore it from a backup ({lost})"
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise EdgepocError(f"{path}: missing; {advice}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EdgepocError(f"{path}: damaged ({exc}); {advice}") from None
+    try:
+        priv = doc["priv_key"]
+        if priv.get("type") != "tendermint/PrivKeyEd25519":
+            raise ValueError(f"priv_key.type is {priv.get('type')!r}, expected 'tendermint/PrivKeyEd25519'")
+        raw = base64.b64decode(priv["value"], validate=True)
+        if len(raw) != 64:
+            raise ValueError(f"priv_key.value holds {len(raw)} bytes, expected 64")
+        public = Ed25519PrivateKey.from_private_bytes(raw[:32]).public_key().public_bytes(Encoding.Raw,
+                                                                                          PublicFormat.Raw)
+        if public != raw[32:]:
+            raise ValueError("priv_key.value's two halves are not one key")
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        reason = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise EdgepocError(f"{path}: damaged ({reason}); {advice}") from None
+    return doc, raw
+
+
+def check_keys(home: Path, config: AppConfig) -> None:
+    """Refuse to start on a missing or damaged key file before cometbft reads it: on a damaged validator key
+    cometbft dies with a Go stack trace, and without a node key it makes a new one, a node id that no peer
+    accepts, so the node never catches up and no message says why."""
+    import hashlib
+
+    folder = home / "cometbft" / "config"
+    path = folder / "priv_validator_key.json"
+    doc, raw = _ed25519_key(path, "this validator's signing key, its identity in genesis",
+                            "a new key is a different validator, with no voting power")
+    address = hashlib.sha256(raw[32:]).hexdigest()[:40]
+    try:
+        public = base64.b64decode(doc["pub_key"]["value"], validate=True)
+        named = str(doc["address"]).lower()
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EdgepocError(f"{path}: damaged (pub_key or address unreadable: {exc}); restore it from a backup") from None
+    if public != raw[32:] or named != address:
+        raise EdgepocError(f"{path}: damaged (its address or public key is not its private key's); restore it "
+                           "from a backup")
+    path = folder / "node_key.json"
+    _, raw = _ed25519_key(path, "this node's p2p identity, which its peers know",
+                          "cometbft would make a new one, a node id its peers do not accept")
+    node = hashlib.sha256(raw[32:]).hexdigest()[:40]
+    if config.allowed_peers and node not in config.allowed_peers:
+        raise EdgepocError(f"{path}: node id {node} is not one this network's nodes know (app.json allowed_peers); "
+                           "restore this node's own node_key.json from a backup")
+
+
 def run_node(home: Path, early: Any = None) -> None:
     """The `edgepoc node` command on a CometBFT home (`_serve_node`) until SIGTERM; EdgepocError naming the
     failure if the node stopped itself (its cometbft died, an ABCI call could not answer), so that the command
@@ -756,6 +814,7 @@ def _serve_node(home: Path, early: Any) -> None:
 
     check_node(home, binary)  # the builds genesis names (if any), before anything starts; one line naming a mismatch
     check_stores_agree(home, config.name)
+    check_keys(home, config)
     if early is None:
         from edgepoc.chain.abci.boot import EarlyApi
 
