@@ -201,6 +201,30 @@ def test_a_missing_or_damaged_key_file_is_named_before_cometbft_reads_it(net_b, 
     assert "Traceback" not in r.stderr and network.running_pid(net_b, "node1") is None
 
 
+def test_a_damaged_arbiter_config_is_one_line_and_nothing_starts(net_b):
+    cfg = net_b / "arbiter" / "config.json"
+    saved = cfg.read_bytes()
+    try:
+        cfg.write_text("{}")  # before: "internal error: KeyError: 'port'"
+        r = edgepoc("network", "up", "--dir", str(net_b), timeout=120)
+    finally:
+        cfg.write_bytes(saved)
+        network.down(net_b)
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == (
+        f"error: arbiter: {cfg}: malformed (needs \"host\", a \"port\" in 1-65535 and an optional \"model\" path; "
+        "it is written by `edgepoc network init`)"), r.stderr
+
+
+def test_a_damaged_sign_state_gets_the_same_hint_as_a_missing_one(tmp_path):
+    (tmp_path / "node.log").write_text("x edgepoc.node ERROR cometbft exited with code 1; stopping\n")
+    (tmp_path / "cometbft.log").write_text(
+        "I[2026-11-30|18:50:01.000] Closing blockstore module=main\n"
+        "Error reading PrivValidator state from /x/data/priv_validator_state.json: invalid character 'g' looking for "
+        "beginning of value\n")
+    line = network.last_error(tmp_path)
+    assert line.startswith("Error reading PrivValidator state") and "guard against signing twice" in line, line
+
+
 def test_a_go_panic_is_named_by_its_panic_line_and_first_frame_not_its_last_frame():
     text = ("I[2026-11-30|18:39:47.363] service start module=proxy\n"
             "panic: runtime error: invalid memory address or nil pointer dereference\n"

@@ -218,6 +218,24 @@ def teacher_or_ga(model: str | None, probe):
     return make_allocator("greedy")
 
 
+def arbiter_config(home: Path) -> dict:
+    """The arbiter's `config.json` (written by `network init`): `host`, `port` and an optional `model`; one line
+    naming what is wrong with a damaged one."""
+    path = Path(home) / "config.json"
+    try:
+        cfg = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise EdgepocError(f"arbiter: {path} does not exist (run `edgepoc network init`)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EdgepocError(f"arbiter: {path}: unreadable ({exc})") from None
+    port = cfg.get("port") if isinstance(cfg, dict) else None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("host"), str) or isinstance(port, bool) or \
+            not isinstance(port, int) or not 0 < port < 65536 or not isinstance(cfg.get("model"), (str, type(None))):
+        raise EdgepocError(f"arbiter: {path}: malformed (needs \"host\", a \"port\" in 1-65535 and an optional "
+                           "\"model\" path; it is written by `edgepoc network init`)")
+    return cfg
+
+
 def run_arbiter(home: Path, method: str = "auto") -> None:
     """Serve `POST /arbitrate` and `GET /status` until SIGTERM."""
     import uvicorn
@@ -225,7 +243,7 @@ def run_arbiter(home: Path, method: str = "auto") -> None:
     from starlette.concurrency import run_in_threadpool
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    cfg = json.loads((Path(home) / "config.json").read_text())
+    cfg = arbiter_config(home)
     arbiter = Arbiter(home, method, cfg.get("model"))
     api = FastAPI(title="edgepoc arbiter")
 

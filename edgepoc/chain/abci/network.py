@@ -576,8 +576,10 @@ def member_ports(folder: Path, name: str) -> list[tuple[str, str, int]]:
     Prometheus port (when on); the arbiter's port."""
     home, _, role = _member(folder, name)
     if role == "arbiter":
-        cfg = json.loads((home / "config.json").read_text())
-        return [("arbiter", cfg.get("host", HOST), int(cfg["port"]))]
+        from edgepoc.chain.abci.arbiter import arbiter_config
+
+        cfg = arbiter_config(home)
+        return [("arbiter", cfg["host"], cfg["port"])]
     cfg = AppConfig.load(home)  # one line naming what is wrong with a damaged app.json
     out = [("p2p", cfg.host, int(cfg.p2p_port)), ("rpc", "127.0.0.1", int(cfg.rpc_port)),
            ("abci", "127.0.0.1", int(cfg.abci_port)), ("api", cfg.host, int(cfg.api_port))]
@@ -771,15 +773,18 @@ def last_error(home: Path, offsets: dict[str, int] | None = None) -> str:
     return node_line or comet_line or found.get("tail") or "no error in its log"
 
 
+_SIGN_STATE_HINT = (
+    "it is the guard against signing twice at one height: restore it from a backup, or, with none, write "
+    "{\"height\": \"H\", \"round\": 0, \"step\": 0} there with H the network's height (`network status`): the node "
+    "then signs nothing at a height it may have signed")
+
 # CometBFT's start-up failures whose own words do not say what to do, and what to do.
 COMETBFT_HINTS = (
     ("AppHash does not match AppHash after replay",
      "cometbft's data and the application's store disagree: if cometbft's data was reset, move data/app.sqlite "
      "aside too and start again, and the node syncs both from its peers"),
-    ("priv_validator_state.json: no such file",
-     "it is the guard against signing twice at one height: restore it from a backup, or, with none, write "
-     "{\"height\": \"H\", \"round\": 0, \"step\": 0} there with H the network's height (`network status`): the node "
-     "then signs nothing at a height it may have signed"),
+    ("priv_validator_state.json: no such file", _SIGN_STATE_HINT),
+    ("Error reading PrivValidator state", _SIGN_STATE_HINT),  # there but damaged
 )
 
 
