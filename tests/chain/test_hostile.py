@@ -510,6 +510,7 @@ def test_network_init_derives_bounds_from_workload_files(tmp_path):
     ({"hosts": ["999.1.1.1", "10.0.0.2"]}, "'999.1.1.1' is not an IP address"),
     ({"hosts": ["10.0.0.1", "10.0.0.1"]}, "listed twice"),
     ({"hosts": ["10.0.0.1", "bad host"]}, "not an IP address or a host name"),
+    ({"hosts": [f"10.0.0.{i}" for i in range(1, 6)]}, "5 hosts for 4 nodes: 10.0.0.5 would run nothing"),
 ])
 def test_network_init_refuses_ports_and_hosts_that_cannot_work_and_writes_nothing(tmp_path, kwargs, msg):
     from edgepoc.chain.abci.network import init_network

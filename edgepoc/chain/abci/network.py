@@ -216,6 +216,9 @@ def init_network(folder: Path, nodes: int = 4, base_port: int = 26600, seed: int
     if (folder / "network.json").exists():
         raise EdgepocError(f"{folder} already holds a network; remove it or pick another --dir")
     hosts = _check_hosts(hosts) if hosts else [HOST]
+    if len(hosts) > nodes:  # host i runs node i: a host past the last node would get a bundle with no node in it
+        raise InputError(f"--hosts: {len(hosts)} hosts for {nodes} nodes: {', '.join(hosts[nodes:])} would run "
+                         "nothing (give one host per machine that runs a node, or more --nodes)")
     top = base_port + PROMETHEUS_PORT_OFFSET + nodes  # the highest port a host's members use
     if base_port != 0 and not (1 <= base_port and top <= 65535):
         raise InputError(f"--base-port: must be 0 (free ports) or 1..{65535 - PROMETHEUS_PORT_OFFSET - nodes} "
