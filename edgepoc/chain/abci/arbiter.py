@@ -221,13 +221,15 @@ def teacher_or_ga(model: str | None, probe):
 def arbiter_config(home: Path) -> dict:
     """The arbiter's `config.json` (written by `network init`): `host`, `port` and an optional `model`; one line
     naming what is wrong with a damaged one."""
+    from edgepoc.game.files import load_json
+
     path = Path(home) / "config.json"
+    if not path.exists():
+        raise EdgepocError(f"arbiter: {path} does not exist (run `edgepoc network init`)")
     try:
-        cfg = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise EdgepocError(f"arbiter: {path} does not exist (run `edgepoc network init`)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EdgepocError(f"arbiter: {path}: unreadable ({exc})") from None
+        cfg = load_json(path)
+    except InputError as exc:
+        raise EdgepocError(f"arbiter: {exc}") from None
     port = cfg.get("port") if isinstance(cfg, dict) else None
     if not isinstance(cfg, dict) or not isinstance(cfg.get("host"), str) or isinstance(port, bool) or \
             not isinstance(port, int) or not 0 < port < 65536 or not isinstance(cfg.get("model"), (str, type(None))):

@@ -733,13 +733,15 @@ def _ed25519_key(path: Path, role: str, lost: str) -> tuple[dict, bytes]:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+    from edgepoc.game.files import load_json
+
     advice = f"it is {role}: restore it from a backup ({lost})"
+    if not path.exists():
+        raise EdgepocError(f"{path}: missing; {advice}")
     try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise EdgepocError(f"{path}: missing; {advice}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EdgepocError(f"{path}: damaged ({exc}); {advice}") from None
+        doc = load_json(path)
+    except InputError as exc:
+        raise EdgepocError(f"{exc}; {advice}") from None
     try:
         priv = doc["priv_key"]
         if priv.get("type") != "tendermint/PrivKeyEd25519":
