@@ -10,6 +10,7 @@ the chain through the replicated mempool and CheckTx.
 from __future__ import annotations
 
 import base64
+import hashlib
 import http.client
 import json
 import logging
@@ -763,8 +764,6 @@ def check_keys(home: Path, config: AppConfig) -> None:
     """Refuse to start on a missing or damaged key file before cometbft reads it: on a damaged validator key
     cometbft dies with a Go stack trace, and without a node key it makes a new one, a node id that no peer
     accepts, so the node never catches up and no message says why."""
-    import hashlib
-
     folder = home / "cometbft" / "config"
     path = folder / "priv_validator_key.json"
     doc, raw = _ed25519_key(path, "this validator's signing key, its identity in genesis",
@@ -782,7 +781,7 @@ def check_keys(home: Path, config: AppConfig) -> None:
     _, raw = _ed25519_key(path, "this node's p2p identity, which its peers know",
                           "cometbft would make a new one, a node id its peers do not accept")
     node = hashlib.sha256(raw[32:]).hexdigest()[:40]
-    if config.allowed_peers and node not in config.allowed_peers:
+    if config.allowed_peers and node not in {str(x).lower() for x in config.allowed_peers}:
         raise EdgepocError(f"{path}: node id {node} is not one this network's nodes know (app.json allowed_peers); "
                            "restore this node's own node_key.json from a backup")
 
