@@ -130,6 +130,7 @@ class SubmitResult:
     busy_seconds: float = 0.0  # time spent waiting because the chain answered "busy, retry after"
     outage_seconds: float = 0.0  # time spent waiting for a node to answer again (every node unreachable)
     bodies: dict[str, dict] = field(default_factory=dict)  # accepted task id -> the signed request carrying it
+    interrupted: bool = False  # Ctrl-C: `accepted` is what went before it (the request in flight may have too)
 
 
 @dataclass
@@ -140,6 +141,7 @@ class WaitResult:
     down_seen: dict[str, float] = field(default_factory=dict)  # node name -> first time seen unreachable
     flagged: dict[str, str] = field(default_factory=dict)  # task id -> provider that was down at the time
     resent: int = 0  # tasks sent again (at least once) because the nodes had lost them (unknown to an answering node)
+    interrupted: bool = False  # Ctrl-C: `missing` are the tasks not yet seen committed, not tasks known lost
 
 
 class EdgepocClient:
@@ -273,59 +275,69 @@ class EdgepocClient:
             receipt.flush()
         times = iter(pace) if pace is not None else None
         total, sent = sum(len(ids) for _, ids in todo), 0
-        for start in range(0, len(todo), batch):
-            chunk = todo[start:start + batch]
-            at = next(times, None) if times is not None else None
-            if at is not None:
-                time.sleep(max(0.0, at - time.monotonic()))
-            try:
-                status, doc, url, outage = self._post_through_outage("/tasks", {"tasks": [b for b, _ in chunk]}, res)
-            except NodeUnreachable as exc:
-                res.failed = str(exc)
-                res.unsent = [t for _, ids in todo[start:] for t in ids]
-                break
-            if status != 200:
-                raise EdgepocError(f"POST /tasks at {url}: {status} {_reason(doc)}")
-            doc = self._retry_busy(chunk, doc, res)
-            accepted = list(doc.get("ids", []))
-            rejected, replays = [], []
-            # a request that failed over, or was retried after an outage, may have reached a node before: a replay
-            # refusal of its tasks is then our own earlier send
-            maybe_sent = sent_before | ({t for _, ids in chunk for t in ids}
-                                        if self.last_failovers or outage else set())
-            for r in doc.get("rejected", []):
-                reason = str(r.get("reason") or r.get("error") or "rejected")
-                index = r.get("index") if isinstance(r.get("index"), int) else None
-                tids = r.get("ids") or ([r["id"]] if r.get("id") else [])
-                if not tids and index is not None and 0 <= index < len(chunk):
-                    tids = chunk[index][1]
-                for tid in tids or [None]:
-                    if tid is not None and reason.startswith("replay") and tid in maybe_sent:
-                        replays.append(tid)  # our own earlier send (a failover, or a run we resume): look it up
-                    else:
-                        rejected.append({"id": tid, "index": None if index is None else start + index, "reason": reason})
-            if replays:
-                known = self.tasks(replays)
-                for tid in replays:
-                    if known.get(tid, {}).get("status") in ("committed", "pending"):
-                        accepted.append(tid)
-                    else:
-                        rejected.append({"id": tid, "reason": "replay: this (client, nonce) was used by another task"})
-            res.accepted.extend(accepted)
-            res.rejected.extend(rejected)
-            by_id = {t: body for body, ids in chunk for t in ids}
-            res.bodies.update((t, by_id[t]) for t in accepted if t in by_id)
+        try:
+            for start in range(0, len(todo), batch):
+                chunk = todo[start:start + batch]
+                at = next(times, None) if times is not None else None
+                if at is not None:
+                    time.sleep(max(0.0, at - time.monotonic()))
+                try:
+                    status, doc, url, outage = self._post_through_outage("/tasks", {"tasks": [b for b, _ in chunk]},
+                                                                         res)
+                except NodeUnreachable as exc:
+                    res.failed = str(exc)
+                    res.unsent = [t for _, ids in todo[start:] for t in ids]
+                    break
+                if status != 200:
+                    raise EdgepocError(f"POST /tasks at {url}: {status} {_reason(doc)}")
+                doc = self._retry_busy(chunk, doc, res)
+                accepted = list(doc.get("ids", []))
+                rejected, replays = [], []
+                # a request that failed over, or was retried after an outage, may have reached a node before: a replay
+                # refusal of its tasks is then our own earlier send
+                maybe_sent = sent_before | ({t for _, ids in chunk for t in ids}
+                                            if self.last_failovers or outage else set())
+                for r in doc.get("rejected", []):
+                    reason = str(r.get("reason") or r.get("error") or "rejected")
+                    index = r.get("index") if isinstance(r.get("index"), int) else None
+                    tids = r.get("ids") or ([r["id"]] if r.get("id") else [])
+                    if not tids and index is not None and 0 <= index < len(chunk):
+                        tids = chunk[index][1]
+                    for tid in tids or [None]:
+                        if tid is not None and reason.startswith("replay") and tid in maybe_sent:
+                            replays.append(tid)  # our own earlier send (a failover, or a run we resume): look it up
+                        else:
+                            rejected.append({"id": tid, "index": None if index is None else start + index,
+                                             "reason": reason})
+                if replays:
+                    known = self.tasks(replays)
+                    for tid in replays:
+                        if known.get(tid, {}).get("status") in ("committed", "pending"):
+                            accepted.append(tid)
+                        else:
+                            rejected.append({"id": tid,
+                                             "reason": "replay: this (client, nonce) was used by another task"})
+                res.accepted.extend(accepted)
+                res.rejected.extend(rejected)
+                by_id = {t: body for body, ids in chunk for t in ids}
+                res.bodies.update((t, by_id[t]) for t in accepted if t in by_id)
+                if receipt is not None:
+                    for tid in accepted:
+                        if receipt.state(tid) != "committed":
+                            receipt.record(tid, "accepted", node=url)
+                    for r in rejected:
+                        if r["id"] and not is_busy(r["reason"]):  # busy: not final, a resumed run resends it
+                            receipt.record(r["id"], "rejected", reason=r["reason"])
+                    receipt.flush()
+                sent += sum(len(ids) for _, ids in chunk)
+                if progress is not None:
+                    progress(sent, total)
+        except KeyboardInterrupt:  # the caller says what went and what did not; the receipt keeps it
+            res.interrupted = True
+            done = set(res.accepted) | {r["id"] for r in res.rejected if r.get("id")}
+            res.unsent = [t for _, ids in todo for t in ids if t not in done]
             if receipt is not None:
-                for tid in accepted:
-                    if receipt.state(tid) != "committed":
-                        receipt.record(tid, "accepted", node=url)
-                for r in rejected:
-                    if r["id"] and not is_busy(r["reason"]):  # busy: not final, a resumed run resends it
-                        receipt.record(r["id"], "rejected", reason=r["reason"])
                 receipt.flush()
-            sent += sum(len(ids) for _, ids in chunk)
-            if progress is not None:
-                progress(sent, total)
         return res
 
     def _post_through_outage(self, path: str, body: Any, res: SubmitResult) -> tuple[int, Any, str, bool]:
@@ -399,54 +411,60 @@ class EdgepocClient:
         unknown_since: dict[str, float] = {}
         resent_ids: set[str] = set()  # sent again at least once (one still lost 3 s later goes again)
         last_resend = -1e9
-        while True:
-            if watch_nodes:
-                for name in self._down_names():
-                    down_windows.setdefault(name, []).append(time.time())
-                    res.down_seen.setdefault(name, time.time())
-            try:
-                known = self.tasks(todo) if todo else {}
-            except EdgepocError:
-                known = {}
-            if bodies:
-                now = time.monotonic()
+        try:
+            while True:
+                if watch_nodes:
+                    for name in self._down_names():
+                        down_windows.setdefault(name, []).append(time.time())
+                        res.down_seen.setdefault(name, time.time())
+                try:
+                    known = self.tasks(todo) if todo else {}
+                except EdgepocError:
+                    known = {}
+                if bodies:
+                    now = time.monotonic()
+                    for tid in todo:
+                        if known.get(tid, {}).get("status") == "unknown":
+                            unknown_since.setdefault(tid, now)
+                        else:
+                            unknown_since.pop(tid, None)
+                    lost = [t for t, since in unknown_since.items() if now - since >= LOST_AFTER and t in bodies]
+                    if lost and now - last_resend >= LOST_AFTER:
+                        resent_ids.update(self._send_again(lost, bodies))
+                        res.resent = len(resent_ids)
+                        last_resend = now
+                still = []
                 for tid in todo:
-                    if known.get(tid, {}).get("status") == "unknown":
-                        unknown_since.setdefault(tid, now)
+                    st = known.get(tid, {})
+                    if st.get("status") in ON_CHAIN:
+                        res.committed[tid] = st
+                        provider = st.get("provider_name", str(st.get("provider")))
+                        if provider in down_windows:
+                            res.flagged[tid] = provider
+                        if receipt is not None:
+                            extra = {"provider_was_down": True} if tid in res.flagged else {}
+                            receipt.record(tid, "committed", height=st.get("height"), provider=provider,
+                                           latency=st.get("latency"), **extra)
+                    elif st.get("status") == "rejected":
+                        if receipt is not None:
+                            receipt.record(tid, "rejected", reason=st.get("reason", "rejected"))
+                        still.append(tid)
                     else:
-                        unknown_since.pop(tid, None)
-                lost = [t for t, since in unknown_since.items() if now - since >= LOST_AFTER and t in bodies]
-                if lost and now - last_resend >= LOST_AFTER:
-                    resent_ids.update(self._send_again(lost, bodies))
-                    res.resent = len(resent_ids)
-                    last_resend = now
-            still = []
-            for tid in todo:
-                st = known.get(tid, {})
-                if st.get("status") in ON_CHAIN:
-                    res.committed[tid] = st
-                    provider = st.get("provider_name", str(st.get("provider")))
-                    if provider in down_windows:
-                        res.flagged[tid] = provider
-                    if receipt is not None:
-                        extra = {"provider_was_down": True} if tid in res.flagged else {}
-                        receipt.record(tid, "committed", height=st.get("height"), provider=provider,
-                                       latency=st.get("latency"), **extra)
-                elif st.get("status") == "rejected":
-                    if receipt is not None:
-                        receipt.record(tid, "rejected", reason=st.get("reason", "rejected"))
-                    still.append(tid)
-                else:
-                    still.append(tid)
+                        still.append(tid)
+                if receipt is not None:
+                    receipt.flush()
+                todo = [t for t in still if known.get(t, {}).get("status") != "rejected"]
+                res.missing = todo
+                if progress is not None:
+                    progress(len(res.committed), len(ids))
+                if not todo or time.monotonic() - t0 >= timeout:
+                    break
+                time.sleep(poll)
+        except KeyboardInterrupt:
+            res.interrupted = True
+            res.missing = [t for t in ids if t not in res.committed]
             if receipt is not None:
                 receipt.flush()
-            todo = [t for t in still if known.get(t, {}).get("status") != "rejected"]
-            res.missing = todo
-            if progress is not None:
-                progress(len(res.committed), len(ids))
-            if not todo or time.monotonic() - t0 >= timeout:
-                break
-            time.sleep(poll)
         res.seconds = time.monotonic() - t0
         return res
 

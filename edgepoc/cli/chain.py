@@ -692,6 +692,8 @@ def submit_cmd(
             pace = [t0 + j * per / rate for j in range(len(items))]
         batch = 1 if pace is not None else max(1, 20000 // per)  # signed batches per request
     res = with_bar("sent", 0, lambda bar: client.submit(items, rec, batch, pace, progress=bar))
+    if res.interrupted:
+        _say_interrupted(res, None, wait, receipt)
     if signer is not None and not res.failed:  # batches over a block's share of one client: split and resend
         from edgepoc.chain.abci.client import split_oversized
 
@@ -737,6 +739,8 @@ def submit_cmd(
         return
     w = _wait_with_bar(client, res.accepted, max(0.0, deadline - time.monotonic()) if wait else timeout, rec,
                        res.bodies)
+    if w.interrupted:
+        _say_interrupted(res, w, wait, receipt)
     if w.resent:
         typer.echo(f"  {w.resent} tasks the nodes had lost (a mempool does not survive a crash) were sent again",
                    err=True)
@@ -777,6 +781,25 @@ def submit_cmd(
                            "client's earlier work (admission control); "
                            + (f"rerun with --receipt {receipt} to send them" if receipt else
                               "use --receipt FILE and a longer --timeout to send them"))
+
+
+def _say_interrupted(res, w, wait: bool, receipt: Path | None) -> None:
+    """Ctrl-C during a submit: the last JSON line and one line of what went, then exit 130. Tasks a node accepted
+    commit without this command; only what was not sent is left to do."""
+    if w is None:  # while sending
+        print_json({"submitted": len(res.accepted), "rejected": len(res.rejected), "unsent": len(res.unsent),
+                    **({"committed": None, "missing": None} if wait else {}), "ids": res.accepted})
+        rest = (f"; rerun with --receipt {receipt} to send the rest" if receipt else
+                "; --receipt FILE makes a run resumable")
+        typer.echo(f"interrupted: {len(res.accepted)} tasks were accepted before it (they commit without this command; "
+                   f"the request in flight may have reached a node too), {len(res.unsent)} not sent{rest}", err=True)
+    else:  # while waiting
+        print_json({"submitted": len(res.accepted), "rejected": len(res.rejected), "committed": len(w.committed),
+                    "missing": len(w.missing), "seconds": w.seconds})
+        typer.echo(f"interrupted while waiting: {len(w.committed)} of {len(res.accepted)} tasks committed so far; the "
+                   "others are on their way, not lost (`edgepoc task ID` tells where one stands"
+                   + (f"; rerun with --receipt {receipt} to wait for them)" if receipt else ")"), err=True)
+    raise typer.Exit(130)
 
 
 def _writable_folder(option: str, folder: Path) -> None:

@@ -383,6 +383,41 @@ def test_every_node_killed_during_a_submit_is_waited_out_and_every_task_committe
     assert chain_tasks() == before + n  # each once: nothing lost, nothing committed twice
 
 
+def test_ctrl_c_during_a_submit_says_what_went_and_the_accepted_tasks_still_commit(net, tmp_path):
+    """Ctrl-C in the middle of a stream: before, exit 130 and nothing printed (which tasks went was lost unless a
+    receipt was kept). Now the last JSON line lists the accepted ids and how many were not sent, one line says so,
+    and the accepted tasks commit without the command."""
+    import signal
+
+    from edgepoc.client import EdgepocClient
+
+    n = 3000
+    receipt = tmp_path / "receipt.jsonl"
+    proc = subprocess.Popen([*EDGEPOC, "submit", "--dir", str(net.folder), "--count", str(n), "--rate", "200",
+                             "--batch", "20", "--wait", "--receipt", str(receipt)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60  # Ctrl-C once the stream is under way, however slow the start
+        while time.monotonic() < deadline and not (receipt.exists() and '"accepted"' in receipt.read_text()):
+            time.sleep(0.1)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("interrupted: ") and f"rerun with --receipt {receipt} to send the rest" in last, last
+    doc = json.loads(out.strip().splitlines()[-1])
+    ids = doc["ids"]
+    assert 0 < doc["submitted"] == len(ids) < n and doc["unsent"] > 0 and doc["committed"] is None, doc
+    assert doc["submitted"] + doc["rejected"] + doc["unsent"] == n, doc
+    client = EdgepocClient([m["api"] for m in json.loads((net.folder / "network.json").read_text())["nodes"]])
+    done = client.wait(ids, timeout=60)
+    assert not done.missing, f"{len(done.missing)} accepted tasks not committed"
+
+
 def test_an_outsider_with_the_public_genesis_is_refused_as_a_peer(net, tmp_path):
     outsider = Outsider(tmp_path / "outsider", net.doc, net.home(0) / "cometbft" / "config" / "genesis.json")
     try:
