@@ -125,7 +125,11 @@ def network_up(dir: Path = typer.Option(DEFAULT_DIR, "--dir"),
     net.check_ports(dir, [k for k in names if net.running_pid(dir, k) is None])  # before anything starts
     typer.echo(f"starting {', '.join(names)}; waiting up to {wait:.0f} s for them"
                f"{' to run' if bundle else ' to be in consensus'} ...", err=True)
-    res = net.start_members(dir, names, wait, consensus=not bundle, progress=net.Progress())
+    try:
+        res = net.start_members(dir, names, wait, consensus=not bundle, progress=net.Progress())
+    except KeyboardInterrupt:  # start_members has stopped what it started
+        typer.echo("interrupted: stopped what this command had started", err=True)
+        raise typer.Exit(130) from None
     nodes = net.local_nodes(dir)
     already = [k for k, v in res.items() if v.get("already")]
     heights = [v["height"] for k, v in res.items() if k != "arbiter" and isinstance(v.get("height"), int)]
@@ -344,7 +348,11 @@ def network_start(name: str = typer.Argument(..., help="node<i> or arbiter"), di
     t0 = time.monotonic()
     if name != "arbiter" and not consensus:
         typer.echo(f"{name}: no other node answers; not waiting for consensus", err=True)
-    r = net.start_members(dir, [name], wait, consensus=consensus, progress=net.Progress())[name]
+    try:
+        r = net.start_members(dir, [name], wait, consensus=consensus, progress=net.Progress())[name]
+    except KeyboardInterrupt:  # start_members has stopped what it started
+        typer.echo("interrupted: stopped what this command had started", err=True)
+        raise typer.Exit(130) from None
     if r.get("already"):
         typer.echo(f"{name}: already running (pid {r['pid']})", err=True)
         return

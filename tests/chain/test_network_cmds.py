@@ -225,6 +225,27 @@ def test_a_damaged_sign_state_gets_the_same_hint_as_a_missing_one(tmp_path):
     assert line.startswith("Error reading PrivValidator state") and "guard against signing twice" in line, line
 
 
+def test_ctrl_c_during_up_stops_what_it_started_and_says_so(net_b):
+    """Before: exit 130 and nothing said (what it had started was stopped, silently)."""
+    import signal
+
+    proc = subprocess.Popen([*EDGEPOC, "network", "up", "--dir", str(net_b)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60  # once a node runs, however slow the start
+        while time.monotonic() < deadline and network.running_pid(net_b, "node0") is None:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        network.down(net_b)
+    assert proc.returncode == 130 and err.strip().splitlines()[-1] == (
+        "interrupted: stopped what this command had started"), err[-1500:]
+    assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline_has(p, str(net_b))]
+
+
 def test_a_go_panic_is_named_by_its_panic_line_and_first_frame_not_its_last_frame():
     text = ("I[2026-11-30|18:39:47.363] service start module=proxy\n"
             "panic: runtime error: invalid memory address or nil pointer dereference\n"
