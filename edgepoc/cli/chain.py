@@ -125,11 +125,7 @@ def network_up(dir: Path = typer.Option(DEFAULT_DIR, "--dir"),
     net.check_ports(dir, [k for k in names if net.running_pid(dir, k) is None])  # before anything starts
     typer.echo(f"starting {', '.join(names)}; waiting up to {wait:.0f} s for them"
                f"{' to run' if bundle else ' to be in consensus'} ...", err=True)
-    try:
-        res = net.start_members(dir, names, wait, consensus=not bundle, progress=net.Progress())
-    except KeyboardInterrupt:  # start_members has stopped what it started
-        typer.echo("interrupted: stopped what this command had started", err=True)
-        raise typer.Exit(130) from None
+    res = _start_members(net, dir, names, wait, consensus=not bundle)
     nodes = net.local_nodes(dir)
     already = [k for k, v in res.items() if v.get("already")]
     heights = [v["height"] for k, v in res.items() if k != "arbiter" and isinstance(v.get("height"), int)]
@@ -138,6 +134,15 @@ def network_up(dir: Path = typer.Option(DEFAULT_DIR, "--dir"),
                + ", ".join(f"{k} pid {v['pid']}" for k, v in res.items())
                + (f"; already running: {', '.join(already)}" if already else "")
                + (f"); explorer: {nodes[0]['api']}/explorer/ (every node serves one)" if nodes else ")"), err=True)
+
+
+def _start_members(net, dir: Path, names: list[str], wait: float, consensus: bool) -> dict:
+    """`network.start_members` with a progress line; Ctrl-C (after it has stopped what it started) says so, exit 130."""
+    try:
+        return net.start_members(dir, names, wait, consensus=consensus, progress=net.Progress())
+    except KeyboardInterrupt:
+        typer.echo("interrupted: stopped what this command had started", err=True)
+        raise typer.Exit(130) from None
 
 
 def network_down(dir: Path = typer.Option(DEFAULT_DIR, "--dir")) -> None:
@@ -348,11 +353,7 @@ def network_start(name: str = typer.Argument(..., help="node<i> or arbiter"), di
     t0 = time.monotonic()
     if name != "arbiter" and not consensus:
         typer.echo(f"{name}: no other node answers; not waiting for consensus", err=True)
-    try:
-        r = net.start_members(dir, [name], wait, consensus=consensus, progress=net.Progress())[name]
-    except KeyboardInterrupt:  # start_members has stopped what it started
-        typer.echo("interrupted: stopped what this command had started", err=True)
-        raise typer.Exit(130) from None
+    r = _start_members(net, dir, [name], wait, consensus=consensus)[name]
     if r.get("already"):
         typer.echo(f"{name}: already running (pid {r['pid']})", err=True)
         return

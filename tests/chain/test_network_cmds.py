@@ -215,13 +215,18 @@ def test_a_damaged_arbiter_config_is_one_line_and_nothing_starts(net_b):
         "it is written by `edgepoc network init`)"), r.stderr
 
 
+def _last_error_after_cometbft_died(home: Path, code: int, cometbft_log: str) -> str:
+    """`network.last_error` of a home whose node echoed its cometbft's exit `code` and whose cometbft.log ends so."""
+    (home / "node.log").write_text(f"x edgepoc.node ERROR cometbft exited with code {code}; stopping\n")
+    (home / "cometbft.log").write_text(cometbft_log)
+    return network.last_error(home)
+
+
 def test_a_damaged_sign_state_gets_the_same_hint_as_a_missing_one(tmp_path):
-    (tmp_path / "node.log").write_text("x edgepoc.node ERROR cometbft exited with code 1; stopping\n")
-    (tmp_path / "cometbft.log").write_text(
-        "I[2026-11-30|18:50:01.000] Closing blockstore module=main\n"
+    line = _last_error_after_cometbft_died(
+        tmp_path, 1, "I[2026-11-30|18:50:01.000] Closing blockstore module=main\n"
         "Error reading PrivValidator state from /x/data/priv_validator_state.json: invalid character 'g' looking for "
         "beginning of value\n")
-    line = network.last_error(tmp_path)
     assert line.startswith("Error reading PrivValidator state") and "guard against signing twice" in line, line
 
 
@@ -550,22 +555,19 @@ def test_cometbft_data_reset_without_the_store_is_refused_with_what_to_do(net, t
 
 
 def test_a_cometbft_panic_whose_words_do_not_say_what_to_do_gets_a_hint(tmp_path):
-    (tmp_path / "node.log").write_text("x edgepoc.node ERROR cometbft exited with code 2; stopping\n")
-    (tmp_path / "cometbft.log").write_text("I[...] replaying\npanic: state.AppHash does not match AppHash after "
-                                           "replay. Got 1234, expected 5678.\n")
-    line = network.last_error(tmp_path)
+    line = _last_error_after_cometbft_died(tmp_path, 2, "I[...] replaying\npanic: state.AppHash does not match "
+                                           "AppHash after replay. Got 1234, expected 5678.\n")
     assert line.startswith("panic: state.AppHash does not match") and "move data/app.sqlite aside too" in line, line
 
 
 def test_cometbft_last_bare_words_are_the_reason_with_a_hint_for_the_sign_state(tmp_path):
     """CometBFT ends a refused start with a bare line after its shutdown logs; the operator read the node's echo
     ("cometbft exited with code 1") instead. A missing sign state also says how to recover without double signing."""
-    (tmp_path / "node.log").write_text("x edgepoc.node ERROR cometbft exited with code 1; stopping\n")
-    (tmp_path / "cometbft.log").write_text(
+    line = _last_error_after_cometbft_died(
+        tmp_path, 1,
         "E[2026-11-29|21:15:50.543] Error serving server module=main err=\"use of closed network connection\"\n"
         "I[2026-11-29|21:15:50.544] Closing evidencestore module=main\n"
         "open /x/cometbft/data/priv_validator_state.json: no such file or directory\n")
-    line = network.last_error(tmp_path)
     assert line.startswith("open /x/cometbft/data/priv_validator_state.json: no such file or directory (cometbft.log; "
                            "it is the guard against signing twice"), line
     assert '{"height": "H", "round": 0, "step": 0}' in line

@@ -944,17 +944,16 @@ def _wait_members(folder: Path, doc: dict, nodes: dict, result: dict, started: d
                     del waiting[name]
                 continue
             want_addr, want_id = nodes[name].get("address"), nodes[name].get("node_id")
-            if st.get("pid") is not None and st.get("pid") == pid and (
-                    (st.get("address") is not None and st.get("address") != want_addr) or
-                    (st.get("node_id") and want_id and st.get("node_id") != want_id)):
+            other_pid = st.get("pid") is not None and st.get("pid") != pid
+            other_keys = (st.get("address") is not None and st.get("address") != want_addr) or (
+                bool(st.get("node_id")) and bool(want_id) and st.get("node_id") != want_id)
+            if other_keys and st.get("pid") == pid:
                 raise StartFailed(  # the process is ours, its key files are not the node's
                     f"{name}: its keys are not the ones this network names (address {str(st.get('address'))[:12]}, "
                     f"node id {str(st.get('node_id'))[:12]}; network.json: address {str(want_addr)[:12]}, node id "
                     f"{str(want_id)[:12]}): restore {name}'s cometbft/config/priv_validator_key.json and "
                     "node_key.json from a backup")
-            if (st.get("pid") is not None and st.get("pid") != pid) or (
-                    st.get("address") is not None and st.get("address") != want_addr) or (
-                    st.get("node_id") and want_id and st.get("node_id") != want_id):
+            if other_pid or other_keys:
                 raise StartFailed(
                     f"{name}: its API {url} is answered by another process (pid {st.get('pid')}, address "
                     f"{str(st.get('address'))[:12]}, node id {str(st.get('node_id'))[:12]}), not the node "

@@ -10,7 +10,6 @@ the chain through the replicated mempool and CheckTx.
 from __future__ import annotations
 
 import base64
-import hashlib
 import http.client
 import json
 import logging
@@ -30,6 +29,7 @@ from typing import Any, Callable
 from edgepoc.chain.abci.app import PocApplication, byzantine_modes, make_application, voting_powers
 from edgepoc.chain.abci.store import AppStore
 from edgepoc.chain.consensus import MICRO
+from edgepoc.chain.crypto import address_of
 from edgepoc.chain.genesis import Genesis
 from edgepoc.errors import EdgepocError, InputError
 
@@ -768,7 +768,7 @@ def check_keys(home: Path, config: AppConfig) -> None:
     path = folder / "priv_validator_key.json"
     doc, raw = _ed25519_key(path, "this validator's signing key, its identity in genesis",
                             "a new key is a different validator, with no voting power")
-    address = hashlib.sha256(raw[32:]).hexdigest()[:40]
+    address = address_of(raw[32:].hex())
     try:
         public = base64.b64decode(doc["pub_key"]["value"], validate=True)
         named = str(doc["address"]).lower()
@@ -780,7 +780,7 @@ def check_keys(home: Path, config: AppConfig) -> None:
     path = folder / "node_key.json"
     _, raw = _ed25519_key(path, "this node's p2p identity, which its peers know",
                           "cometbft would make a new one, a node id its peers do not accept")
-    node = hashlib.sha256(raw[32:]).hexdigest()[:40]
+    node = address_of(raw[32:].hex())  # CometBFT's node id is the same hash of the node key's public half
     if config.allowed_peers and node not in {str(x).lower() for x in config.allowed_peers}:
         raise EdgepocError(f"{path}: node id {node} is not one this network's nodes know (app.json allowed_peers); "
                            "restore this node's own node_key.json from a backup")
