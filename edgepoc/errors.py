@@ -7,3 +7,7 @@ class EdgepocError(Exception):
 
 class InputError(EdgepocError, ValueError):
     """A file or argument that breaks the contract of SPEC §2; the message names the field."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C, caught where the command knows what it kept: the CLI prints `interrupted: <message>` and exits 130."""

@@ -33,3 +33,35 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subpro
     """Run `edgepoc ARGS` exactly as a user would, in a fresh interpreter."""
     return subprocess.run([sys.executable, "-m", "edgepoc", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=timeout)
+
+
+def ctrl_c_as_at_a_terminal() -> None:
+    """SIGINT as a terminal delivers it: a run started in the background (CI under nohup, `cmd &`) ignores it, and a
+    child inherits that, so its Python would never raise KeyboardInterrupt."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def interrupt_cli(*args: str, when, limit: float = 120, settle: float = 0.0) -> subprocess.CompletedProcess:
+    """Start `edgepoc ARGS`, wait until `when()` holds (at most `limit` s), then press Ctrl-C: SIGINT to its whole
+    process group, as a terminal sends it. Returns the finished command (returncode, stdout, stderr)."""
+    import os
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "edgepoc", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True, preexec_fn=ctrl_c_as_at_a_terminal)
+    try:
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline and proc.poll() is None and not when():
+            time.sleep(0.05)
+        time.sleep(settle)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)

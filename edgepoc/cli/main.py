@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from edgepoc.errors import EdgepocError
+from edgepoc.errors import EdgepocError, Interrupted
 
 app = typer.Typer(
     name="edgepoc",
@@ -44,15 +44,33 @@ def main() -> None:
     except EdgepocError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
+    except Interrupted as exc:
+        typer.echo(f"interrupted: {exc}", err=True)
         sys.exit(130)
+    except SystemExit as exc:
+        if _silent_ctrl_c(exc):
+            typer.echo(f"interrupted: {INTERRUPTED}", err=True)
+        raise
     except Exception as exc:  # one line, the traceback only on request
+        if isinstance(exc.__cause__, KeyboardInterrupt) and not os.environ.get("EDGEPOC_DEBUG"):
+            typer.echo(f"interrupted: {INTERRUPTED}", err=True)  # Ctrl-C surfacing through compiled code
+            sys.exit(130)
         if os.environ.get("EDGEPOC_DEBUG"):
             raise
         message, code = _one_line(exc)
         typer.echo(f"error: {message}", err=True)
         sys.exit(code)
+
+
+# Typer turns Ctrl-C into a silent exit 130; a command that did not say what it kept gets this line
+INTERRUPTED = "stopped before it finished"
+
+
+def _silent_ctrl_c(exc: SystemExit) -> bool:
+    """Typer's exit 130 for a Ctrl-C no command reported (`raise Exit(130) from KeyboardInterrupt`); a command that
+    said what went raises its own Exit(130), with no KeyboardInterrupt as its cause."""
+    exit_ = exc.__context__
+    return exc.code == 130 and exit_ is not None and isinstance(exit_.__cause__, KeyboardInterrupt)
 
 
 def _one_line(exc: Exception) -> tuple[str, int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,10 +18,21 @@ from pathlib import Path
 
 from rich.console import Console
 
-from edgepoc.errors import EdgepocError
+from edgepoc.errors import EdgepocError, Interrupted
 from edgepoc.experiments.runinfo import RunRecord
 
 console = Console(stderr=True)
+
+
+def _stop(proc: subprocess.Popen, sig: int, grace: float = 60.0) -> None:
+    """Send `sig` to a stage's command and wait for it to end (at most `grace` s, then SIGKILL)."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        proc.communicate(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
 
 
 @dataclass
@@ -86,14 +98,20 @@ class Pipeline:
         cmd = [sys.executable, "-m", "edgepoc", *args]
         (self.logs / f"{stage}.cmd").write_text(" ".join(["edgepoc", *args]) + "\n")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # its own session: a terminal's Ctrl-C reaches only this process, which passes it on once (below)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=None, text=True, env=env, start_new_session=True)
         try:
-            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True, timeout=timeout, env=env)
+            stdout, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
+            _stop(proc, signal.SIGKILL)
             raise EdgepocError(f"stage {stage}: `edgepoc {' '.join(args)}` ran past {timeout:.0f} s") from None
-        (self.logs / f"{stage}.out").write_text(proc.stdout)
+        except KeyboardInterrupt:  # the command stops what it started (a network's nodes) and says so: let it
+            _stop(proc, signal.SIGINT)
+            raise
+        (self.logs / f"{stage}.out").write_text(stdout)
         if proc.returncode != 0:
             raise EdgepocError(f"stage {stage}: `edgepoc {' '.join(args)}` failed with exit {proc.returncode}")
-        return proc.stdout
+        return stdout
 
     def step(self, i: int, name: str, what: str):
         console.rule(f"[bold]{i}/{len(self.cfg.stages)} {name}[/bold]: {what}")
@@ -142,8 +160,8 @@ class Pipeline:
         net = self.out / "testnet"
         self.cli("network-init", "network", "init", "--nodes", str(c.nodes), "--base-port", "0",
                  "--dir", str(net), "--seed", str(c.seed))
-        self.cli("network-up", "network", "up", "--dir", str(net))
-        try:
+        try:  # Ctrl-C or a failure while the nodes start stops them too
+            self.cli("network-up", "network", "up", "--dir", str(net))
             t0 = time.perf_counter()
             self.cli("submit", "submit", "--dir", str(net), "--count", str(c.chain_tasks), "--rate",
                      str(c.chain_rate), "--seed", str(c.seed), "--wait", "--timeout", "300")
@@ -184,6 +202,14 @@ class Pipeline:
 
         return build_report(self.out)
 
+    def _how_to_finish(self, rest: list[str]) -> str:
+        """After Ctrl-C in stage `rest[0]`: what finished, and the command line that finishes the run. The chain
+        stage's network was stopped (its `finally`), but its folder would make a rerun refuse, so it goes first."""
+        done = [s for s in self.cfg.stages if s not in rest]
+        clear = f"remove {self.out / 'testnet'}, then " if (self.out / "testnet").exists() else ""
+        return (f"in stage {rest[0]}" + (f" (finished: {', '.join(done)})" if done else "") + f"; to finish the run, "
+                f"{clear}rerun the same command with --out {self.out} --stages {','.join(rest)}")
+
     def run(self) -> Path | None:
         what = {
             "label": "instances with GA labels", "train": "the teacher (GNN + RNN encoders, one decoder)",
@@ -196,9 +222,12 @@ class Pipeline:
         if self.cfg.smoke:
             console.print(SMOKE_LINE, style="yellow", soft_wrap=True)
         for i, name in enumerate(self.cfg.stages, 1):
-            with self.step(i, name, what[name]):
-                result = getattr(self, name)()
-                report = result if name == "report" else report
+            try:
+                with self.step(i, name, what[name]):
+                    result = getattr(self, name)()
+                    report = result if name == "report" else report
+            except KeyboardInterrupt:
+                raise Interrupted(self._how_to_finish(self.cfg.stages[i - 1:])) from None
         console.print(f"[green]done[/green] in {time.perf_counter() - t0:.0f} s; results in {self.out}/"
                       + (" (a smoke run)" if self.cfg.smoke else ""))
         return report

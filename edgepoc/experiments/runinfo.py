@@ -72,11 +72,9 @@ class RunRecord:
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings[name] = round(time.perf_counter() - t0, 3)
-            self.write()
+        yield  # a stage that failed or was interrupted gets no timing: the record lists what finished
+        self.timings[name] = round(time.perf_counter() - t0, 3)
+        self.write()
 
     def write(self) -> Path:
         path = self.out_dir / "run.json"

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from typing import Any
 
@@ -241,7 +242,7 @@ def solve_cpsat(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, 
                      f"budget; CP-SAT itself searched {solver.parameters.max_time_in_seconds:.2f} s")
     solver.parameters.num_search_workers = p["workers"] or min(8, os.cpu_count() or 1)
     solver.parameters.random_seed = int(options.seed) % (2**31)
-    status = solver.Solve(m)
+    status = solve_stoppable(solver, m)
     status_name = solver.StatusName(status)
 
     best_x, best_f = np.asarray(x_start, dtype=np.int64), float(f_start)
@@ -283,3 +284,32 @@ def solve_cpsat(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, 
     if notes:
         extra["budget_note"] = "; ".join(notes)
     return best_x, extra
+
+
+def solve_stoppable(solver: Any, model: Any) -> Any:
+    """`solver.Solve(model)` with Ctrl-C working as in the rest of the program: it stops the search at once and
+    raises KeyboardInterrupt.
+
+    CP-SAT's own SIGINT catching (its default) ends the search as if its time were up, so an interrupted run
+    would print an answer as if nothing had happened; and OR-Tools 9.15 then leaves the process with no SIGINT
+    handler at all, so the next Ctrl-C kills it silently. So CP-SAT does not catch the signal; it searches in a
+    thread (Solve releases the GIL) and the main thread, where Python raises KeyboardInterrupt, stops it. An
+    Event, not Thread.join: a join interrupted by Ctrl-C can return before the thread has ended (CPython 3.11)."""
+    solver.parameters.catch_sigint_signal = False
+    done, result = threading.Event(), {}
+
+    def search() -> None:
+        try:
+            result["status"] = solver.Solve(model)
+        finally:
+            done.set()
+
+    threading.Thread(target=search, name="cp-sat", daemon=True).start()
+    try:
+        while not done.wait(0.1):
+            pass
+    except KeyboardInterrupt:
+        solver.StopSearch()
+        done.wait()
+        raise
+    return result["status"]

@@ -25,7 +25,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from edgepoc.errors import EdgepocError, InputError
+from edgepoc.errors import EdgepocError, InputError, Interrupted
 from edgepoc.game.dataset import LabelledInstance, append, create_dataset, done_indices, load_manifest
 from edgepoc.game.generators import PRESETS, generate
 
@@ -198,14 +198,20 @@ def run_labelling(
                TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
         task = bar.add_task(f"{job.preset} with {job.label}", total=len(wanted), completed=len(wanted) - len(pending))
-        for item in results:
-            batch.append(item)
-            if on_item:
-                on_item(item)
-            if len(batch) >= shard_size or time.monotonic() - last_flush > flush_seconds:
-                written += append(directory, batch)  # what is flushed survives an interruption
-                batch, last_flush = [], time.monotonic()
-            bar.advance(task)
+        try:
+            for item in results:
+                batch.append(item)
+                if on_item:
+                    on_item(item)
+                if len(batch) >= shard_size or time.monotonic() - last_flush > flush_seconds:
+                    written += append(directory, batch)  # what is flushed survives an interruption
+                    batch, last_flush = [], time.monotonic()
+                bar.advance(task)
+        except KeyboardInterrupt:  # keep the labels in hand too, and say what a rerun does
+            written += append(directory, batch)
+            kept = len(wanted) - len(pending) + written
+            raise Interrupted(f"{kept} of {len(wanted)} labelled instances are kept in {directory}/; the same command "
+                              "resumes from them") from None
         written += append(directory, batch)
     return {"directory": str(directory), "requested": len(wanted), "skipped": len(wanted) - len(pending),
             "written": written, "workers": 0 if ray_address else workers, "ray_address": ray_address}

@@ -719,9 +719,21 @@ def descend(instance, x: np.ndarray, free_times: np.ndarray | None = None, *, ma
         marked = np.zeros(n, dtype=np.bool_)
         _mark_changed(instance.arrival, instance.ready, instance.processing,
                       np.ascontiguousarray(changed_from, dtype=np.int8), out, free0, reach, marked)
-    total, evals = _descend(instance.arrival, instance.ready, instance.processing, out, free0, marked, reach,
-                            int(max_evals), int(swap_window), float(deadline))
+    total, evals = _compiled(_descend, instance.arrival, instance.ready, instance.processing, out, free0, marked,
+                             reach, int(max_evals), int(swap_window), float(deadline))
     return out, float(total), int(evals)
+
+
+def _compiled(fn, *args):
+    """`fn(*args)` for the compiled descents, whose deadline checks read the clock in Python (objmode): a Ctrl-C
+    raised there comes out of Numba as a SystemError caused by the KeyboardInterrupt. This raises the
+    KeyboardInterrupt itself, so every caller's Ctrl-C handling sees a Ctrl-C, not an internal error."""
+    try:
+        return fn(*args)
+    except SystemError as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            raise exc.__cause__ from None
+        raise
 
 
 def local_search(instance, x: np.ndarray, free_times: np.ndarray | None = None, max_sweeps: int = 1_000_000,
@@ -731,9 +743,9 @@ def local_search(instance, x: np.ndarray, free_times: np.ndarray | None = None, 
     k = instance.n_providers
     free0 = np.zeros(k) if free_times is None else np.asarray(free_times, dtype=np.float64)
     out = np.ascontiguousarray(x, dtype=np.int8).copy()
-    total, sweeps = _local_search(instance.arrival, instance.ready, instance.processing, out, free0,
-                                  int(max_sweeps), int(start) % max(instance.n_tasks, 1), int(swap_window),
-                                  float(deadline))
+    total, sweeps = _compiled(_local_search, instance.arrival, instance.ready, instance.processing, out, free0,
+                              int(max_sweeps), int(start) % max(instance.n_tasks, 1), int(swap_window),
+                              float(deadline))
     return out, float(total), int(sweeps)
 
 
@@ -741,6 +753,6 @@ def local_search_inplace(instance, x: np.ndarray, free0: np.ndarray, max_sweeps:
                          swap_window: int = 0, deadline: float = np.inf) -> float:
     """Descend in place on a contiguous int8 row (a GA individual); returns its delay. `deadline`: a
     `time.perf_counter()` value after which the descent stops (`inf`: never)."""
-    total, _ = _local_search(instance.arrival, instance.ready, instance.processing, x, free0, int(max_sweeps),
-                             int(start) % max(instance.n_tasks, 1), int(swap_window), float(deadline))
+    total, _ = _compiled(_local_search, instance.arrival, instance.ready, instance.processing, x, free0,
+                         int(max_sweeps), int(start) % max(instance.n_tasks, 1), int(swap_window), float(deadline))
     return float(total)

@@ -26,6 +26,7 @@ from edgepoc.chain.abci.node import RpcClient
 from edgepoc.chain.httpapi import HttpClient
 from tests.chain.cometnet import FAST, CometNet, Outsider
 from tests.jsonserver import serve_json
+from tests.conftest import ctrl_c_as_at_a_terminal
 
 EDGEPOC = [sys.executable, "-m", "edgepoc"]
 
@@ -230,20 +231,12 @@ def test_a_damaged_sign_state_gets_the_same_hint_as_a_missing_one(tmp_path):
     assert line.startswith("Error reading PrivValidator state") and "guard against signing twice" in line, line
 
 
-def _ctrl_c_as_at_a_terminal() -> None:
-    """SIGINT as a terminal delivers it: a run started in the background (CI under nohup, `cmd &`) ignores it, and a
-    child inherits that, so its Python would never raise KeyboardInterrupt."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_ctrl_c_during_up_stops_what_it_started_and_says_so(net_b):
     """Before: exit 130 and nothing said (what it had started was stopped, silently)."""
     import signal
 
     proc = subprocess.Popen([*EDGEPOC, "network", "up", "--dir", str(net_b)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_as_at_a_terminal)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_as_at_a_terminal)
     try:
         deadline = time.monotonic() + 60  # once a node runs, however slow the start
         while time.monotonic() < deadline and network.running_pid(net_b, "node0") is None:
@@ -430,7 +423,7 @@ def test_ctrl_c_during_a_submit_says_what_went_and_the_accepted_tasks_still_comm
     proc = subprocess.Popen([*EDGEPOC, "submit", "--dir", str(net.folder), "--count", str(n), "--rate", "200",
                              "--batch", "20", "--wait", "--receipt", str(receipt)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_ctrl_c_as_at_a_terminal)
+                            preexec_fn=ctrl_c_as_at_a_terminal)
     try:
         deadline = time.monotonic() + 60  # Ctrl-C once the stream is under way, however slow the start
         while time.monotonic() < deadline and not (receipt.exists() and '"accepted"' in receipt.read_text()):

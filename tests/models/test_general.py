@@ -284,3 +284,23 @@ def test_on_tiny_instances_the_searches_find_the_optimum():
             res = solve(inst, method)
             assert res.total_latency == pytest.approx(optimum, rel=1e-9), (method, inst.name)
             assert res.extra["sweeps"] <= 30
+
+
+def test_ga_labels_are_kept_as_made_and_reused_only_for_the_same_instances_and_settings(tmp_path):
+    """`train-general` reused any labels.npz in its folder: a second run with another --seed imitated the first run's
+    labels (of other instances), and a larger --count was an internal error. Now each label is kept with a key of
+    what decides it: a stopped run continues, a larger --count keeps the shared prefix, anything else relabels."""
+    from edgepoc.models.general.train import ga_labels
+
+    cache = tmp_path / "labels.npz"
+    first = [mixed_instance(11, i) for i in range(3)]
+    other = [mixed_instance(12, i) for i in range(2)]
+    a = ga_labels(first[:2], 11, 2, show=False, cache=cache)
+    grown = ga_labels(first, 11, 2, show=False, cache=cache)  # one more instance: the first two are not relabelled
+    assert all(np.array_equal(x, y) for x, y in zip(a, grown[:2])) and len(grown) == 3
+    with np.load(cache) as rec:
+        assert len(rec["keys"]) == 3 and np.array_equal(rec["x2"], grown[2])
+    fresh = ga_labels(other, 12, 2, show=False)
+    assert [x.tolist() for x in ga_labels(other, 12, 2, show=False, cache=cache)] == [x.tolist() for x in fresh]
+    fewer_generations = ga_labels(first, 11, 1, show=False, cache=cache)
+    assert [x.tolist() for x in fewer_generations] == [x.tolist() for x in ga_labels(first, 11, 1, show=False)]

@@ -21,8 +21,11 @@ the same ES step fine-tunes the student's head on f(x).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import time
+import zipfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -32,7 +35,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from edgepoc.errors import InputError
+from edgepoc.errors import InputError, Interrupted
 from edgepoc.game.generators import alibaba, paper, varied
 from edgepoc.game.instance import Instance
 from edgepoc.game.kernel import completion_time, simulate
@@ -150,17 +153,60 @@ def _start_run(out: str | Path, cfg: GeneralTrainConfig, stream: int) -> tuple[f
     return t0, out, np.random.default_rng(cfg.seed + stream)
 
 
-def ga_labels(instances: list[Instance], seed: int, generations: int | None, show: bool = True) -> list[np.ndarray]:
+def ga_labels(instances: list[Instance], seed: int, generations: int | None, show: bool = True,
+              cache: Path | None = None) -> list[np.ndarray]:
+    """The GA's allocation of each instance (instance i with seed + i): the labels the imitation step copies.
+
+    With `cache` each label is saved as it is made, beside a key of what decides it (the instance's numbers, its
+    seed, the generations), so a run stopped part way continues from the labels it made, and a larger --count
+    keeps the labels of the instances it shares; labels with another key are made afresh. Ctrl-C says how many
+    are kept."""
     from edgepoc.solvers.registry import SolveOptions, solve
 
-    out = []
+    keys = [_label_key(inst, seed + i, generations) for i, inst in enumerate(instances)]
+    out = _cached_labels(cache, keys) if cache is not None else []
     params = {"generations": generations} if generations else {}
     with _progress(show) as bar:
-        task = bar.add_task("GA labels", total=len(instances), status="")
-        for i, inst in enumerate(instances):
-            out.append(solve(inst, "ga", SolveOptions(seed=seed + i, params=dict(params))).assignment)
-            bar.advance(task)
+        task = bar.add_task("GA labels", total=len(instances), completed=len(out), status="")
+        try:
+            for i in range(len(out), len(instances)):
+                out.append(solve(instances[i], "ga", SolveOptions(seed=seed + i, params=dict(params))).assignment)
+                if cache is not None:
+                    _save_labels(cache, keys, out)
+                bar.advance(task)
+        except KeyboardInterrupt:
+            if cache is None:
+                raise
+            raise Interrupted(f"{len(out)} of {len(instances)} GA labels are kept in {cache}; the same command "
+                              "continues from them") from None
     return out
+
+
+def _label_key(inst: Instance, seed: int, generations: int | None) -> str:
+    h = hashlib.sha256(f"{seed}/{generations}".encode())
+    for a in (inst.arrival, inst.demand, inst.capacity, inst.provider_delay, inst.task_delays):
+        h.update(b"-" if a is None else np.ascontiguousarray(a, dtype=np.float64).tobytes())
+    return h.hexdigest()[:32]
+
+
+def _cached_labels(path: Path, keys: list[str]) -> list[np.ndarray]:
+    """The labels saved at `path` for the longest prefix of `keys` (none if no file, or a damaged one)."""
+    try:
+        with np.load(path) as rec:
+            saved = [str(k) for k in rec["keys"]] if "keys" in rec.files else []
+            n = 0
+            while n < min(len(saved), len(keys)) and saved[n] == keys[n]:
+                n += 1
+            return [rec[f"x{i}"].astype(np.int64) for i in range(n)]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return []
+
+
+def _save_labels(path: Path, keys: list[str], labels: list[np.ndarray]) -> None:
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, keys=np.array(keys[:len(labels)]),
+                        **{f"x{i}": x.astype(np.int16) for i, x in enumerate(labels)})
+    os.replace(tmp, path)
 
 
 class Evaluator:
@@ -479,22 +525,24 @@ def train_general(out: str | Path, cfg: GeneralTrainConfig, show: bool = True,
     else:
         train_inst, val_inst = mix_instances(cfg.mix, cfg.seed, cfg.count), mix_instances(cfg.mix, cfg.seed + 1000,
                                                                                         cfg.val_count)
-        if labels_path.exists():
-            rec = np.load(labels_path)
-            labels = [rec[f"x{i}"].astype(np.int64) for i in range(cfg.count)]
-        else:
-            labels = ga_labels(train_inst, cfg.seed, cfg.label_generations, show)
-            np.savez_compressed(labels_path, **{f"x{i}": x.astype(np.int8) for i, x in enumerate(labels)})
+        labels = ga_labels(train_inst, cfg.seed, cfg.label_generations, show, cache=labels_path)
     t_labels = time.perf_counter() - t0
     model = GeneralAllocationModel(GeneralConfig(hidden=cfg.hidden, gnn_layers=cfg.gnn_layers,
                                                  time_scale=cfg.time_scale, dyn_input=cfg.dyn_input,
                                                  horizon=cfg.horizon, pilot=cfg.pilot, gate=cfg.gate))
     set_head_prior(model, cfg.head_prior)
-    train_eval, val_eval = Evaluator(train_inst), Evaluator(val_inst)
     log: list[dict] = []
-    imit = imitation(model, train_inst, labels, cfg.imitation_epochs, cfg.lr, rng, val_eval, show, log=log)
-    save_checkpoint(out / "imitation.pt", model, {"val_ratio_to_rollout": imit})
-    best = evolve_head(model, train_eval, val_eval, cfg, rng, show, log=log)
+    imitated = False
+    try:
+        train_eval, val_eval = Evaluator(train_inst), Evaluator(val_inst)
+        imit = imitation(model, train_inst, labels, cfg.imitation_epochs, cfg.lr, rng, val_eval, show, log=log)
+        save_checkpoint(out / "imitation.pt", model, {"val_ratio_to_rollout": imit})
+        imitated = True
+        best = evolve_head(model, train_eval, val_eval, cfg, rng, show, log=log)
+    except KeyboardInterrupt:  # hours of work: say what a rerun keeps
+        kept = ([f"the GA labels in {labels_path} (the same command reuses them)"] if data is None else []) + (
+            [f"the imitation step's model in {out / 'imitation.pt'}"] if imitated else [])
+        raise Interrupted("no teacher.pt was written" + (f"; kept: {' and '.join(kept)}" if kept else "")) from None
     label_ratio = float(np.mean([simulate(i, x) / b for i, x, b in zip(train_inst, labels, train_eval.baseline)]))
     meta = {"params": count_parameters(model), "val_ratio_to_rollout": best, "imitation_val_ratio": imit,
             "train_label_ratio_to_rollout": label_ratio, "seconds": time.perf_counter() - t0,

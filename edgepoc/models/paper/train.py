@@ -18,7 +18,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from edgepoc.errors import EdgepocError, InputError
+from edgepoc.errors import EdgepocError, InputError, Interrupted
 from edgepoc.game.dataset import LabelledInstance
 from edgepoc.models.paper.allocation import ModelConfig, count_parameters
 from edgepoc.models.checkpoint import build_model, read_checkpoint, save_checkpoint
@@ -145,6 +145,9 @@ def train_model(train_items: list[LabelledInstance], test_items: list[LabelledIn
         st = doc["train_state"]
         opt.load_state_dict(st["optimizer"])
         start, best_delay, best_epoch = int(st["epoch"]) + 1, float(st["best_delay"]), int(st["best_epoch"])
+        if start > cfg.epochs:
+            raise EdgepocError(f"resume: {last} already holds epoch {start - 1}, and --epochs is {cfg.epochs}: "
+                               "give a larger --epochs to train on")
         rng = np.random.default_rng([cfg.seed, start])
         torch.manual_seed(cfg.seed + start)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
@@ -154,29 +157,36 @@ def train_model(train_items: list[LabelledInstance], test_items: list[LabelledIn
     meta = {"params": count_parameters(model), "train_instances": len(train), "test_instances": len(test)}
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TimeElapsedColumn(), TextColumn("{task.fields[status]}")]
-    with Progress(*columns, console=Console(stderr=True), disable=not show_progress) as bar:
-        task = bar.add_task("training", total=cfg.epochs, completed=start - 1, status="")
-        for epoch in range(start, cfg.epochs + 1):
-            model.train()
-            for b in batches(train.graphs, cfg.batch_size, rng.permutation(len(train))):
-                opt.zero_grad()
-                loss = step(model, b)
-                loss.backward()
-                opt.step()
-            tr, te = evaluate(model, train, cfg.loss), evaluate(model, test, cfg.loss)
-            row = {"epoch": epoch, "seconds": time.perf_counter() - t0}
-            row.update({f"train_{k}": v for k, v in tr.items()})
-            row.update({f"test_{k}": v for k, v in te.items()})
-            log.write(row)
-            if te[cfg.select_on] < best_delay:
-                best_delay, best_epoch = te[cfg.select_on], epoch
-                save_checkpoint(run_dir / "best.pt", model, {**meta, "epoch": epoch, "test": te, "train": tr})
-            save_checkpoint(last, model, {**meta, "epoch": epoch}, train_state={
-                "optimizer": opt.state_dict(), "epoch": epoch, "best_delay": best_delay, "best_epoch": best_epoch})
-            bar.update(task, advance=1, status=f"loss {tr['loss']:.4f} test {cfg.select_on} {te[cfg.select_on]:.4g} "
-                                                f"(best {best_delay:.4g}, epoch {best_epoch})")
-            if epoch - best_epoch >= cfg.patience:
-                break
+    saved = start - 1  # the last epoch whole in last.pt
+    try:
+        with Progress(*columns, console=Console(stderr=True), disable=not show_progress) as bar:
+            task = bar.add_task("training", total=cfg.epochs, completed=start - 1, status="")
+            for epoch in range(start, cfg.epochs + 1):
+                model.train()
+                for b in batches(train.graphs, cfg.batch_size, rng.permutation(len(train))):
+                    opt.zero_grad()
+                    loss = step(model, b)
+                    loss.backward()
+                    opt.step()
+                tr, te = evaluate(model, train, cfg.loss), evaluate(model, test, cfg.loss)
+                row = {"epoch": epoch, "seconds": time.perf_counter() - t0}
+                row.update({f"train_{k}": v for k, v in tr.items()})
+                row.update({f"test_{k}": v for k, v in te.items()})
+                log.write(row)
+                if te[cfg.select_on] < best_delay:
+                    best_delay, best_epoch = te[cfg.select_on], epoch
+                    save_checkpoint(run_dir / "best.pt", model, {**meta, "epoch": epoch, "test": te, "train": tr})
+                save_checkpoint(last, model, {**meta, "epoch": epoch}, train_state={
+                    "optimizer": opt.state_dict(), "epoch": epoch, "best_delay": best_delay, "best_epoch": best_epoch})
+                saved = epoch
+                bar.update(task, advance=1, status=f"loss {tr['loss']:.4f} test {cfg.select_on} {te[cfg.select_on]:.4g} "
+                                                    f"(best {best_delay:.4g}, epoch {best_epoch})")
+                if epoch - best_epoch >= cfg.patience:
+                    break
+    except KeyboardInterrupt:  # every epoch is saved as it ends: say where the run stands
+        log.close()
+        raise Interrupted(f"{last} holds epoch {saved} (best.pt: epoch {best_epoch}); the same command with --resume "
+                          "continues" if saved >= 1 else "no epoch had finished; nothing was saved") from None
     log.close()
     from edgepoc.models.checkpoint import load_model
     best, _ = load_model(run_dir / "best.pt")
