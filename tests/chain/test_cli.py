@@ -83,3 +83,20 @@ def test_a_damaged_network_json_is_named_in_one_line(tmp_path, content, named):
         assert out.returncode == 2, (args, out.stderr)
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and named in lines[0] and "network.json" in lines[0], (args, out.stderr)
+
+
+def test_demands_outside_the_bounds_are_named_with_their_values_not_rounded_to_zero(tmp_path):
+    """The pre-check rounded to 6 decimals: a task of demand 6e-9, refused for being under 1e-4, was shown as
+    [0.0, 0.0], and the user could not see why."""
+    import numpy as np
+
+    from edgepoc.cli.chain import _check_demand_bounds
+    from edgepoc.errors import InputError
+    from edgepoc.game.instance import Instance
+
+    inst = Instance.create([[1.0, 1.0], [2.0, 2.0]], [0.1, 0.2], [0.0, 1.0], np.array([[6.33e-9, 0.5], [0.2, 0.3]]))
+    with pytest.raises(InputError) as err:
+        _check_demand_bounds(tmp_path / "i.json", inst, [1e-4, 1000])
+    assert "1 of 2 tasks have demands outside this network's bounds [0.0001, 1000]" in str(err.value)
+    assert "tasks[0] (t0) [6.33e-09, 0.5];" in str(err.value), str(err.value)
+    _check_demand_bounds(tmp_path / "i.json", inst, [1e-9, 1000])  # within the bounds: no error
