@@ -25,6 +25,18 @@ def _reject_constant(token: str):
     raise InputError(f"JSON contains {token}, which is not a number here")
 
 
+def _object_without_repeats(pairs: list[tuple[str, Any]]) -> dict:
+    """A JSON object; a key given twice is refused by name (Python would keep the last silently, so a file with two
+    "tasks" lists would be read as whichever came second)."""
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise InputError(f"JSON has the key {json.dumps(twice)[:60]} twice in one object; which one counts is not "
+                         "defined: keep one")
+    return doc
+
+
 def load_json(path: str | Path) -> Any:
     p = Path(path)
     if not p.exists():
@@ -37,9 +49,11 @@ def load_json(path: str | Path) -> Any:
         raise InputError(f"{p}: cannot read ({exc})") from None
     try:
         # NaN/Infinity are not JSON; Python would accept them silently, so refuse them by name.
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_object_without_repeats)
     except json.JSONDecodeError as exc:
         raise InputError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except InputError as exc:  # a NaN, a repeated key: named with the file
+        raise InputError(f"{p}: {exc}") from None
     except RecursionError:
         raise InputError(f"{p}: not valid JSON here (nested too deeply)") from None
 
@@ -55,9 +69,13 @@ def _require(obj: dict, key: str, where: str) -> Any:
 def _number(v: Any, where: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise InputError(f"{where}: expected a number, got {json.dumps(v)[:40]}")
-    if not math.isfinite(v):
+    try:
+        f = float(v)
+    except OverflowError:  # an integer of hundreds of digits: no float holds it
+        raise InputError(f"{where}: must be finite, got an integer of {len(str(abs(v)))} digits") from None
+    if not math.isfinite(f):
         raise InputError(f"{where}: must be finite, got {v}")
-    return float(v)
+    return f
 
 
 def _vector(v: Any, where: str, length: int | None = None) -> list[float]:

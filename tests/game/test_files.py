@@ -133,8 +133,24 @@ def test_writing_to_a_directory_or_an_unwritable_place_is_a_one_line_error(tmp_p
 def test_nan_is_refused(tmp_path):
     path = tmp_path / "nan.json"
     path.write_text(re.sub(r'"arrival": [0-9.e-]+', '"arrival": NaN', json.dumps(_doc()), count=1))
-    with pytest.raises(InputError, match="NaN"):
+    with pytest.raises(InputError, match="NaN") as err:
         read_instance(path)
+    assert str(err.value).startswith(f"{path}: JSON contains NaN")
+
+
+def test_a_key_given_twice_and_a_number_no_float_holds_are_named(tmp_path):
+    """Before: a second "tasks" list silently replaced the first (Python keeps the last key), and an arrival of
+    10**400 was an internal error (OverflowError)."""
+    twice = tmp_path / "twice.json"
+    twice.write_text(json.dumps(_doc())[:-1] + ', "tasks": []}')
+    with pytest.raises(InputError) as err:
+        read_instance(twice)
+    assert str(err.value) == (f'{twice}: JSON has the key "tasks" twice in one object; which one counts is not '
+                              "defined: keep one")
+    huge = tmp_path / "huge.json"
+    huge.write_text(re.sub(r'"arrival": [0-9.e-]+', '"arrival": 1' + "0" * 400, json.dumps(_doc()), count=1))
+    with pytest.raises(InputError, match=r"^tasks\[0\]\.arrival: must be finite, got an integer of 401 digits$"):
+        read_instance(huge)
 
 
 def test_not_json_and_missing_file(tmp_path):
