@@ -203,8 +203,13 @@ def derive_bounds(capacity: Sequence[Sequence[float]], demands: Any, headroom: f
       "more than one block takes from a client"."""
     d = np.asarray(demands, dtype=np.float64)
     cap = np.asarray(capacity, dtype=np.float64)
-    if d.ndim != 2 or d.shape[0] == 0 or d.shape[1] != cap.shape[1]:
+    if d.ndim != 2:
         raise InputError(f"workload: expected tasks x {cap.shape[1]} resources of demand, got shape {d.shape}")
+    if d.shape[0] == 0:
+        raise InputError("workload: it has no tasks, so no bounds can be derived from it")
+    if d.shape[1] != cap.shape[1]:
+        raise InputError(f"workload: its tasks demand {d.shape[1]} resources each, this network's providers have "
+                         f"{cap.shape[1]}")
     if not np.isfinite(d).all() or (d < 0).any():
         raise InputError("workload: demands must be finite and >= 0")
     base = ConsensusParams()

@@ -481,6 +481,18 @@ def test_bounds_derived_from_a_workload_accept_all_of_it(tmp_path):
     assert res.code == 0 or re.search(r"its first \d+ tasks fit", res.log), res.log
 
 
+def test_a_workload_the_network_cannot_take_is_named():
+    from edgepoc.chain.genesis import derive_bounds
+    from edgepoc.errors import InputError
+
+    capacity = [[1.0, 2.0], [2.0, 1.0]]
+    with pytest.raises(InputError, match="^workload: its tasks demand 3 resources each, this network's providers "
+                                         "have 2$"):
+        derive_bounds(capacity, np.ones((5, 3)))
+    with pytest.raises(InputError, match="^workload: it has no tasks, so no bounds can be derived from it$"):
+        derive_bounds(capacity, np.zeros((0, 2)))
+
+
 def test_network_init_derives_bounds_from_workload_files(tmp_path):
     import subprocess
     import sys
