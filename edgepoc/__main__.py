@@ -1,3 +1,3 @@
-from edgepoc.cli.main import main
+from edgepoc.cli import run
 
-main()
+run()

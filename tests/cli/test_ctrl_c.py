@@ -93,3 +93,16 @@ def test_resuming_a_finished_training_asks_for_more_epochs(tmp_path):
     assert r.returncode == 2 and r.stderr.strip() == (
         f"error: resume: {tmp_path / 't' / 'last.pt'} already holds epoch 2, and --epochs is 2: give a larger --epochs "
         "to train on"), r.stderr
+
+
+def test_ctrl_c_while_the_commands_load_is_one_line_too(tmp_path):
+    """Loading the commands takes about half a second; a Ctrl-C then printed the traceback of whichever import it
+    landed in, and the process died of the signal."""
+    for wait in (0.02, 0.1, 0.3):
+        started = time.monotonic()
+        r = interrupt_cli("methods", when=lambda: time.monotonic() - started > wait)
+        if r.returncode == 0:  # it had already finished: nothing to interrupt
+            continue
+        assert r.returncode == 130 and "Traceback" not in r.stderr, (wait, r.stderr[-800:])
+        assert _last_line(r) in ("interrupted: stopped before it started",
+                                 "interrupted: stopped before it finished"), r.stderr
