@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgepoc.cli.common import check_number, parse_params, print_json, seed_option, with_bar
-from edgepoc.errors import EdgepocError, InputError
+from edgepoc.errors import EdgepocError, InputError, Interrupted
 
 network_app = typer.Typer(help="A network of provider nodes (CometBFT + the edgepoc app), on loopback or on several hosts.", no_args_is_help=True)
 chain_app = typer.Typer(help="Inspect and verify a node's chain.", no_args_is_help=True)
@@ -30,7 +30,10 @@ def node_cmd(
     (or "byzantine" in the node's app.json)."""
     from edgepoc.chain.abci.node import run_node
 
-    run_node(home)
+    try:
+        run_node(home)
+    except KeyboardInterrupt:  # run_node's cleanup has run: its cometbft and worker are stopped
+        raise Interrupted(f"the node in {home} stopped, its cometbft and worker with it") from None
 
 
 def arbiter_cmd(
@@ -42,7 +45,10 @@ def arbiter_cmd(
 
     if not (home / "config.json").exists():
         raise EdgepocError(f"arbiter: {home}/config.json does not exist (run `edgepoc network init`)")
-    run_arbiter(home, method)
+    try:
+        run_arbiter(home, method)
+    except KeyboardInterrupt:
+        raise Interrupted(f"the arbiter in {home} stopped") from None
 
 
 def _net(dir: Path | None = None):

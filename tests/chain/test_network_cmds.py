@@ -252,6 +252,21 @@ def test_ctrl_c_during_up_stops_what_it_started_and_says_so(net_b):
     assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline_has(p, str(net_b))]
 
 
+def test_ctrl_c_on_a_node_in_the_foreground_stops_it_and_its_children_cleanly(net_b):
+    """`edgepoc node --home DIR` at a terminal: Ctrl-C went to cometbft and the worker too; cometbft exited first,
+    and the node ended with "error: node ... stopped: cometbft exited with code 0", exit 2."""
+    from tests.conftest import interrupt_cli
+
+    home = net_b / "node0"
+    r = interrupt_cli("node", "--home", str(home), when=lambda: (home / "cometbft.pid").exists()
+                      and network._processes_of(home), settle=3.0)
+    assert r.returncode == 130 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines()[-1] == (f"interrupted: the node in {home} stopped, its cometbft and worker "
+                                                 "with it"), r.stderr[-2000:]
+    assert "cometbft exited with code" not in r.stderr
+    assert not network._processes_of(home) and not (home / "cometbft.pid").exists()
+
+
 def test_a_go_panic_is_named_by_its_panic_line_and_first_frame_not_its_last_frame():
     text = ("I[2026-11-30|18:39:47.363] service start module=proxy\n"
             "panic: runtime error: invalid memory address or nil pointer dereference\n"
@@ -353,7 +368,13 @@ def test_status_exits_1_without_quorum_and_0_with_it(net):
     r = edgepoc("network", "status", "--dir", str(net.folder))
     assert r.returncode == 0 and "quorum: voting power up" in r.stdout, r.stdout + r.stderr
     for name in ("node2", "node3"):
+        before = (net.folder / name / "node.log").stat().st_size
         assert network.stop_member(net.folder, name)
+        # a clean stop is no failure: before, the group's SIGTERM reached cometbft too, which exited first, and every
+        # stop logged "ERROR cometbft exited with code 0" and ended the node with an error
+        log = (net.folder / name / "node.log").read_bytes()[before:].decode()
+        assert "cometbft exited with code" not in log and "stopped:" not in log, log[-1500:]
+        assert not network._processes_of(net.folder / name)
     r = edgepoc("network", "status", "--dir", str(net.folder))
     assert r.returncode == 1 and "quorum lost" in r.stdout and "node2, node3" in r.stdout, r.stdout
     r = edgepoc("network", "status", "--dir", str(net.folder), "--json")

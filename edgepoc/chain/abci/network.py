@@ -415,8 +415,38 @@ def stop_member(folder: Path, name: str, kill: bool = False, wait: float = 15.0)
         except ProcessLookupError:
             pass
         _reap(pid)
+    # a node's cometbft and worker run in sessions of their own: the node stops them as it ends, or, killed, their
+    # death signal does; either way they are gone before this returns, so the member's ports are free
+    deadline = time.monotonic() + 5.0
+    while (left := _processes_of(home)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for child in left:
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     pidfile.unlink(missing_ok=True)
     return pid
+
+
+def _processes_of(home: Path) -> list[int]:
+    """A member's own children still running: its `cometbft start --home HOME/cometbft` and its worker
+    (`-m edgepoc.chain.abci.worker --home HOME`), found by those arguments (nothing else that names the folder)."""
+    home_s = str(home.resolve())
+    mine = ([b"start", b"--home", f"{home_s}/cometbft".encode()],
+            [b"-m", b"edgepoc.chain.abci.worker", b"--home", home_s.encode()])
+    found = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            args = (p / "cmdline").read_bytes().split(b"\0")
+            state = (p / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and any(args[i:i + len(m)] == m for m in mine for i in range(len(args))):
+            found.append(int(p.name))
+    return found
 
 
 def _group_alive(pgid: int) -> bool:

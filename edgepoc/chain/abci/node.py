@@ -422,23 +422,26 @@ def _guarded(name: str, fn, fallback):
     def call(self, req, ctx):
         t0 = time.perf_counter()
         try:
-            return fn(self, req, ctx)
+            out = fn(self, req, ctx)
         except Exception as exc:
             log.exception("ABCI %s raised", name)
             if fallback is not None:
                 return fallback(exc, req)
             log.critical("ABCI %s cannot answer (%s: %s); stopping this node", name, type(exc).__name__, exc)
             stop_node(f"ABCI {name} cannot answer ({type(exc).__name__}: {exc})")
-            ctx.abort(grpc_status_internal(), f"{name} failed; the node is stopping")
+            ctx.abort(grpc_status("INTERNAL"), f"{name} failed; the node is stopping")
         finally:
             self.app._spent(name, t0)
+        if out is None:  # the application never loaded (`_Pending.fail`: stopped while starting); None is no answer
+            ctx.abort(grpc_status("UNAVAILABLE"), f"{name}: the application is not running; the node is stopping")
+        return out
     return call
 
 
-def grpc_status_internal():
+def grpc_status(name: str):
     import grpc
 
-    return grpc.StatusCode.INTERNAL
+    return getattr(grpc.StatusCode, name)
 
 
 def _empty_proposal(app: PocApplication, req):
@@ -605,7 +608,8 @@ class WorkerSupervisor:
         self._beat_seen, self._progress_at = self._heartbeat_mtime(), time.monotonic()
         with open(self.home / "worker.log", "ab") as wlog:
             return subprocess.Popen(_tied([sys.executable, "-m", "edgepoc.chain.abci.worker", "--home", str(self.home)]),
-                                    stdout=wlog, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                    stdout=wlog, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)  # see run_node: signals to the node are the node's
 
     def _heartbeat_mtime(self) -> int | None:
         from edgepoc.chain.abci.worker import HEARTBEAT_FILE
@@ -662,11 +666,15 @@ class WorkerSupervisor:
                 "stalls": self.stalls, "left_down": self.left_down,
                 "quiet_seconds": round(self._quiet_for(), 1) if running else None}
 
-    def stop(self) -> None:
+    def stop(self, wait: float = 5.0) -> None:
         with self._lock:
             self._stopping.set()
             if self.proc.poll() is None:
                 self.proc.terminate()
+        try:
+            self.proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
 
 class _Pending:
@@ -835,8 +843,11 @@ def _serve_node(home: Path, early: Any) -> None:
         raise EdgepocError(f"node {config.name}: cannot listen on 127.0.0.1:{config.abci_port} for ABCI")
     server.start()
     out = open(home / "cometbft.log", "ab")
+    # cometbft (and the worker) in a session of its own: a terminal's Ctrl-C and `network stop`'s SIGTERM to the
+    # node's group reach the node alone, which stops them in order as it ends (the finally below). Sent to them too,
+    # they exited first, and the node took that for a failure ("cometbft exited with code 0") on every clean stop.
     comet = subprocess.Popen(_tied([binary, "start", "--home", str(home / "cometbft")], signal.SIGKILL), stdout=out,
-                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     out.close()
     (home / "cometbft.pid").write_text(f"{comet.pid}\n")
     log.info("start-up: ABCI on 127.0.0.1:%d and cometbft (pid %d) at %.2f s", config.abci_port, comet.pid, _age())
