@@ -326,6 +326,7 @@ def test_service_units(flow, tmp_path):
         cp.read_string(text)
         svc = cp["Service"]
         assert svc["Restart"] == "on-failure" and want in svc["ExecStart"]
+        assert svc["KillMode"] == "mixed"  # the stop to the node alone, which stops its children in order
         assert svc["ExecStart"].split()[0] == sys.executable and f"--home {h.resolve()}" in svc["ExecStart"]
         assert cp["Install"]["WantedBy"] == "multi-user.target"
         if shutil.which("systemd-analyze"):

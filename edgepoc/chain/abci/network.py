@@ -1471,8 +1471,10 @@ def service_unit(home: Path, user: str | None = None) -> tuple[str, str]:
         f"ExecStart={exec_start}",
         "Restart=on-failure",
         "RestartSec=5",
-        # the node's own process group: cometbft and the worker go with it
-        "KillMode=control-group",
+        # SIGTERM to the node alone, which stops its cometbft and worker in order; whatever is left of the unit's
+        # processes when it has ended is killed (control-group sent it to all at once: cometbft exited first and
+        # the node took that for a failure)
+        "KillMode=mixed",
         "TimeoutStopSec=30",
         "LimitNOFILE=65536",
         "UMask=0077",
