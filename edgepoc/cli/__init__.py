@@ -1,5 +1,6 @@
 """The `edgepoc` command line; each area adds its commands in a module of its own."""
 
+import os
 import sys
 
 
@@ -9,6 +10,8 @@ def run() -> None:
     try:
         from edgepoc.cli.main import main
     except KeyboardInterrupt:
-        print("interrupted: stopped before it started", file=sys.stderr)
-        sys.exit(130)
+        print("interrupted: stopped before it started", file=sys.stderr, flush=True)
+        # not sys.exit: a Ctrl-C that landed in C code running Python source (PyRun_String) marks the interpreter,
+        # which then ends by re-raising SIGINT however the exception was handled; nothing has started to clean up
+        os._exit(130)
     main()
