@@ -777,12 +777,18 @@ def submit_cmd(
             typer.echo(f"  the network has lost quorum: voting power up {q['up']}/{q['total']}, needed {q['needed']}; "
                        f"unreachable: {', '.join(q['down']) or '-'}", err=True)
     extra: dict = {}
+    interrupted = False
     if work is not None and not w.missing:
-        extra = _executed_report(client, dir, res.accepted, w.committed, timeout, results)
+        extra, interrupted = _executed_report(client, dir, res.accepted, w.committed, timeout, results)
     print_json({"submitted": len(res.accepted), "rejected": len(res.rejected), "committed": len(w.committed),
                 "missing": len(w.missing), "heights": heights, "providers": dict(providers), "seconds": w.seconds,
                 "providers_down": sorted(w.down_seen), "assigned_while_down": dict(flagged),
                 **({"quorum": lost} if lost else {}), **extra})
+    if interrupted:
+        typer.echo(f"interrupted while waiting for results: {extra['executed']} of {len(res.accepted)} tasks executed "
+                   "so far" + (f" (their results are in {results}/)" if results else "") + "; the others are committed "
+                   "and run without this command (`edgepoc task ID` gives each one's result)", err=True)
+        raise typer.Exit(130)
     if extra.get("failed") or extra.get("not_executed"):
         raise EdgepocError(f"{extra.get('not_executed', 0)} tasks not executed within {timeout:.0f} s, "
                            f"{extra.get('failed', 0)} results failed their check")
@@ -858,11 +864,17 @@ def _wait_with_bar(client, ids: list[str], timeout: float, receipt, bodies: dict
 
 
 def _executed_report(client, dir: Optional[Path], ids: list[str], committed: dict, timeout: float,
-                     results: Optional[Path]) -> dict:
-    """Wait until the tasks ran (accepted receipts); with `results`, fetch and check every result."""
+                     results: Optional[Path]) -> tuple[dict, bool]:
+    """Wait until the tasks ran (accepted receipts); with `results`, fetch and check every result. Ctrl-C ends
+    the wait, not the report: what ran so far is reported (and its results written); the flag says it came."""
     from edgepoc.chain.abci.client import fetch_results, wait_executed
 
-    done, todo = wait_executed(client, ids, timeout)
+    done: dict[str, dict] = {}
+    interrupted = False
+    try:
+        done, todo = wait_executed(client, ids, timeout, found=done)
+    except KeyboardInterrupt:
+        interrupted, todo = True, [i for i in ids if i not in done]
     measured = sorted(d["measured_latency"] for d in done.values() if d.get("measured_latency") is not None)
     simulated = sorted(d["simulated_latency"] for d in done.values() if d.get("simulated_latency") is not None)
 
@@ -874,7 +886,7 @@ def _executed_report(client, dir: Optional[Path], ids: list[str], committed: dic
     out = {"executed": len(done), "not_executed": len(todo), "measured_latency_p50": q(measured, 0.5),
            "measured_latency_p95": q(measured, 0.95), "simulated_latency_p50": q(simulated, 0.5)}
     if results is None:
-        return out
+        return out, interrupted
     urls: dict[str, str] = {}
     if dir is not None or (DEFAULT_DIR / "network.json").exists():
         try:
@@ -898,7 +910,8 @@ def _executed_report(client, dir: Optional[Path], ids: list[str], committed: dic
                    "each is the one its provider signed in the receipt on chain", err=True)
     typer.echo(f"results: {len(check.verified)} verified against their receipts, {len(check.failed)} failed, "
                f"{len(check.unverified)} unverified (provider's copy not served); in {results}/", err=True)
-    return {**out, "verified": len(check.verified), "failed": len(check.failed), "unverified": len(check.unverified)}
+    return ({**out, "verified": len(check.verified), "failed": len(check.failed), "unverified": len(check.unverified)},
+            interrupted)
 
 
 MAX_SUBMIT_COUNT = 1_000_000  # tasks one `submit` signs up front (~18 s and ~250 MB on one core)

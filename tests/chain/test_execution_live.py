@@ -198,3 +198,27 @@ def test_a_killed_provider_gets_no_new_work_and_its_work_finishes_elsewhere(net,
     net.wait_height([0, 1, 2, 3], net.status(0)["height"] + 2, timeout=120)
     report = verify_app_chain(net.home(0))
     assert report.ok, report.problems
+
+
+def test_ctrl_c_while_waiting_for_results_keeps_what_ran(net, primes, tmp_path):
+    """Ctrl-C after the tasks committed, while `submit --results` waits for them to run: before, "interrupted"
+    and nothing else; the results that had come were not written. Now the report covers what ran so far, its
+    results are written and checked, and one line says the rest run without the command."""
+    import re
+
+    from tests.conftest import interrupt_cli
+
+    out = tmp_path / "results"
+    before = net.status(0)["tasks_committed"]
+    r = interrupt_cli("submit", "--dir", str(net.folder), "--module", primes, "--function", "count", "--args",
+                      "1000000", "--fuel", "400000000", "--count", "60", "--results", str(out), "--timeout", "300",
+                      when=lambda: net.status(0)["tasks_committed"] >= before + 60, settle=2.0)
+    assert r.returncode == 130, r.stderr[-2000:]
+    m = re.fullmatch(r"interrupted while waiting for results: (\d+) of 60 tasks executed so far \(their results are "
+                     r"in (.+)/\); the others are committed and run without this command \(`edgepoc task ID` gives "
+                     r"each one's result\)", r.stderr.strip().splitlines()[-1])
+    assert m and m.group(2) == str(out), r.stderr[-2000:]
+    doc = last_json(r.stdout)
+    ran = int(m.group(1))
+    assert doc["submitted"] == 60 and doc["committed"] == 60 and doc["executed"] == ran == doc["verified"], doc
+    assert len(list(out.glob("*.json"))) == ran

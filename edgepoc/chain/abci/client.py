@@ -131,11 +131,13 @@ class WaitResult:
 
 
 def poll_status(fetch: Callable[[list[str]], dict[str, dict]], ids: list[str], done: Callable[[dict], bool],
-                timeout: float, poll: float, chunk: int = 5000) -> tuple[dict[str, dict], list[str]]:
+                timeout: float, poll: float, chunk: int = 5000,
+                found: dict[str, dict] | None = None) -> tuple[dict[str, dict], list[str]]:
     """Ask `fetch` (ids -> status per id) for the ids not yet `done` until all are or `timeout` passes:
-    (id -> its final status, ids still not done). Bounded in time and in request size."""
+    (id -> its final status, ids still not done). Bounded in time and in request size. `found`, if given, is
+    filled as the ids finish: a caller whose wait is interrupted keeps what finished."""
     t0 = time.monotonic()
-    todo, found = list(ids), {}
+    todo, found = list(ids), ({} if found is None else found)
     while todo and time.monotonic() - t0 < timeout:
         still = []
         for i in range(0, len(todo), chunk):
@@ -185,9 +187,12 @@ class ResultCheck:
     unverified: dict[str, str] = field(default_factory=dict)
 
 
-def wait_executed(client, ids: list[str], timeout: float, poll: float = 0.25) -> tuple[dict[str, dict], list[str]]:
-    """Poll until every task has an accepted receipt (status `executed`) or `timeout` passes."""
-    return poll_status(client.tasks, ids, lambda st: st.get("status") == "executed", timeout, poll, chunk=2000)
+def wait_executed(client, ids: list[str], timeout: float, poll: float = 0.25,
+                  found: dict[str, dict] | None = None) -> tuple[dict[str, dict], list[str]]:
+    """Poll until every task has an accepted receipt (status `executed`) or `timeout` passes (`found`: as in
+    `poll_status`)."""
+    return poll_status(client.tasks, ids, lambda st: st.get("status") == "executed", timeout, poll, chunk=2000,
+                       found=found)
 
 
 def fetch_results(executed: dict[str, dict], provider_urls: dict[str, str], any_client) -> ResultCheck:
