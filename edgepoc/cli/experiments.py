@@ -50,7 +50,7 @@ def compare_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from edgepoc.errors import InputError
+    from edgepoc.errors import InputError, Interrupted
     from edgepoc.experiments.compare import TRAINING_SEEDS, CompareConfig, compare, default_methods, ratio_text, \
         write_results
     from edgepoc.game.files import read_instance
@@ -81,7 +81,8 @@ def compare_cmd(
     result = compare(insts, config=config)
     paths = write_results(result, out)
     console = stdout_console()
-    table = Table(title=f"algorithm comparison on {len(insts)} instance(s)", box=box.SIMPLE_HEAD)
+    table = Table(title=f"algorithm comparison on {len(result.best_known)} instance(s)"
+                  + (f" (interrupted {result.interrupted})" if result.interrupted else ""), box=box.SIMPLE_HEAD)
     for col in ("method", "status", "solved", "mean delay (s)", "ratio to best [95% CI]", "s/inst"):
         table.add_column(col, justify="left" if col in ("method", "status") else "right", no_wrap=True)
     for r in result.summary():
@@ -94,6 +95,9 @@ def compare_cmd(
             console.print(f"{m}: {why}", style="yellow", soft_wrap=True)
     console.print(result.claim()["statement"], soft_wrap=True)
     console.print(f"results: {paths['summary_md']}, {paths['results']}, {paths['figure']}", soft_wrap=True)
+    if result.interrupted:
+        raise Interrupted(f"{result.interrupted}; the comparison of those {len(result.best_known)} is in {out}/, "
+                          "marked as interrupted (the same command runs them all again)")
 
 
 def register(app: typer.Typer) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from edgepoc.errors import EdgepocError, InputError
+from edgepoc.errors import EdgepocError, InputError, Interrupted
 from edgepoc.experiments.stats import MIN_INTERVAL_N, NO_INTERVAL, Interval, claim_verdict, difference_verdict, \
     mean_interval
 from edgepoc.game.instance import Instance
@@ -98,6 +98,7 @@ class CompareResult:
     runs: list[MethodRun]  # one per (instance, method) that was tried, failed ones included
     status: dict[str, str]  # method -> "ok" | "unavailable: ..." | "failed on i of n instance(s): ..."
     best_known: dict[str, float]  # instance -> best total delay any method found
+    interrupted: str | None = None  # Ctrl-C: "after K of N instances" (the runs are those K instances')
 
     def ok_runs(self, method: str) -> list[MethodRun]:
         return [r for r in self.runs if r.method == method and r.ok]
@@ -242,21 +243,21 @@ def compare(instances: list[Instance], methods: list[str] | None = None, config:
 
     bar = progress_bar()
     bar.disable = not progress
+    interrupted = None
     with bar:
         task = bar.add_task("compare", total=len(instances) * len(config.methods), status="")
-        for inst in instances:
-            for m in config.methods:
-                bar.update(task, status=f"{inst.name}: {m}")
-                if available[m] is None:
-                    try:
-                        res = solve(inst, m, config.options(m))
-                    except EdgepocError as exc:
-                        runs.append(MethodRun(m, inst.name, math.nan, math.nan, status=f"failed: {exc}"))
-                    else:
-                        lb = res.extra.get("lower_bound")
-                        runs.append(MethodRun(m, inst.name, res.total_latency, res.seconds,
-                                              lower_bound=float(lb) if lb is not None else None))
-                bar.advance(task)
+        try:
+            _run_all(instances, config, available, runs, bar, task)
+        except KeyboardInterrupt:  # keep the instances every method finished, as a smaller comparison that says so
+            ran = sum(available[m] is None for m in config.methods)  # an unavailable method has no runs
+            finished = [inst for inst in instances if sum(r.instance == inst.name for r in runs) == ran]
+            if not finished:
+                raise Interrupted("before any instance had every method run; nothing was written") from None
+            interrupted = f"after {len(finished)} of {len(instances)} instances"
+            instances = finished
+            keep = {inst.name for inst in finished}
+            runs = [r for r in runs if r.instance in keep]
+            config.instances = [inst.name for inst in finished]
     best = {}
     for inst in instances:
         totals = [r.total_latency for r in runs if r.instance == inst.name and r.ok]
@@ -266,7 +267,25 @@ def compare(instances: list[Instance], methods: list[str] | None = None, config:
             b = best[r.instance]
             r.gap_pct = (r.total_latency - b) / b * 100 if b > 0 else 0.0
     status = {m: method_status(runs, m, available[m]) for m in config.methods}
-    return CompareResult(config, runs, status, best)
+    return CompareResult(config, runs, status, best, interrupted)
+
+
+def _run_all(instances: list[Instance], config: CompareConfig, available: dict[str, str | None],
+             runs: list[MethodRun], bar, task) -> None:
+    """Every method on every instance, instance by instance, into `runs`."""
+    for inst in instances:
+        for m in config.methods:
+            bar.update(task, status=f"{inst.name}: {m}")
+            if available[m] is None:
+                try:
+                    res = solve(inst, m, config.options(m))
+                except EdgepocError as exc:
+                    runs.append(MethodRun(m, inst.name, math.nan, math.nan, status=f"failed: {exc}"))
+                else:
+                    lb = res.extra.get("lower_bound")
+                    runs.append(MethodRun(m, inst.name, res.total_latency, res.seconds,
+                                          lower_bound=float(lb) if lb is not None else None))
+            bar.advance(task)
 
 
 def write_results(result: CompareResult, out: str | Path) -> dict[str, Path]:
@@ -294,8 +313,11 @@ def write_results(result: CompareResult, out: str | Path) -> dict[str, Path]:
         w.writeheader()
         w.writerows(summary)
     claim = result.claim()
-    paths["summary_md"].write_text(summary_markdown(summary, claim))
-    doc = {"methods": summary, "claim": claim, "best_known": result.best_known}
+    stopped = (f"**Interrupted (Ctrl-C) {result.interrupted}**: this comparison covers only the instances every "
+               "method finished.\n\n" if result.interrupted else "")
+    paths["summary_md"].write_text(stopped + summary_markdown(summary, claim))
+    doc = {"methods": summary, "claim": claim, "best_known": result.best_known,
+           **({"interrupted": result.interrupted} if result.interrupted else {})}
     paths["summary_json"].write_text(json.dumps(_without_nan(doc), indent=2, allow_nan=False))
     plot_comparison(summary, paths["figure"])
     return paths

@@ -126,3 +126,21 @@ def test_ctrl_c_while_the_commands_load_is_one_line_too(tmp_path):
         assert proc.returncode == 130 and "Traceback" not in err, err[-800:]
         assert err.strip().splitlines()[-1] in ("interrupted: stopped before it started",
                                                 "interrupted: stopped before it finished"), err
+
+
+def test_ctrl_c_during_a_comparison_keeps_the_instances_every_method_finished(tmp_path):
+    """Before: exit 130 and nothing written, however many instances had run."""
+    out = tmp_path / "cmp"
+    started = time.monotonic()
+    r = interrupt_cli("compare", "--preset", "paper", "--count", "20", "--seconds", "1", "--methods",
+                      "greedy,ga,search", "--out", str(out), when=lambda: time.monotonic() - started > 10)
+    assert r.returncode == 130, r.stderr[-1500:]
+    m = re.fullmatch(r"interrupted: after (\d+) of 20 instances; the comparison of those \d+ is in (.+)/, marked as "
+                     r"interrupted \(the same command runs them all again\)", _last_line(r))
+    assert m and m.group(2) == str(out), r.stderr[-1500:]
+    k = int(m.group(1))
+    doc = json.loads((out / "summary.json").read_text())
+    assert doc["interrupted"] == f"after {k} of 20 instances" and len(doc["best_known"]) == k
+    assert all(row["instances"] == k for row in doc["methods"]), doc["methods"]
+    assert (out / "summary.md").read_text().startswith(f"**Interrupted (Ctrl-C) after {k} of 20 instances**")
+    assert f"algorithm comparison on {k} instance(s) (interrupted after {k} of 20 instances)" in r.stdout
