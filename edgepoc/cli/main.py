@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
+import threading
+import time
 
 import typer
 
@@ -39,6 +42,8 @@ _register_areas()
 
 
 def main() -> None:
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where SIGINT is ignored (`cmd &`)
+        signal.signal(signal.SIGINT, _ctrl_c)
     try:
         app(prog_name="edgepoc")
     except EdgepocError as exc:
@@ -52,8 +57,8 @@ def main() -> None:
             typer.echo(f"interrupted: {INTERRUPTED}", err=True)
         raise
     except Exception as exc:  # one line, the traceback only on request
-        if isinstance(exc.__cause__, KeyboardInterrupt) and not os.environ.get("EDGEPOC_DEBUG"):
-            typer.echo(f"interrupted: {INTERRUPTED}", err=True)  # Ctrl-C surfacing through compiled code
+        if _CTRL_C and not os.environ.get("EDGEPOC_DEBUG"):  # Ctrl-C that a library turned into another error
+            typer.echo(f"interrupted: {INTERRUPTED}", err=True)
             sys.exit(130)
         if os.environ.get("EDGEPOC_DEBUG"):
             raise
@@ -64,6 +69,28 @@ def main() -> None:
 
 # Typer turns Ctrl-C into a silent exit 130; a command that did not say what it kept gets this line
 INTERRUPTED = "stopped before it finished"
+_CTRL_C: list[float] = []  # when Ctrl-C came, if it did
+
+
+def _ctrl_c(signum, frame) -> None:
+    """Python's own SIGINT handler (raise KeyboardInterrupt), remembering that it came: libraries can turn the
+    KeyboardInterrupt into another error on its way up (compiled code calling Python: a SystemError), which would
+    otherwise read as an internal error. Inside llvmlite (Numba compiling) it is not raised but sent again a moment
+    later: raised in llvmlite's ctypes callbacks it was printed as "Exception ignored ... Traceback" and dropped,
+    and the command either ran on as if nothing had been pressed or failed with "no compiled object yet"."""
+    _CTRL_C.append(time.monotonic())
+    if _in_llvmlite(frame):
+        threading.Timer(0.02, os.kill, (os.getpid(), signal.SIGINT)).start()
+        return
+    raise KeyboardInterrupt
+
+
+def _in_llvmlite(frame) -> bool:
+    while frame is not None:
+        if f"{os.sep}llvmlite{os.sep}" in frame.f_code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _silent_ctrl_c(exc: SystemExit) -> bool:
