@@ -566,7 +566,8 @@ def _check_demand_bounds(path: Path, inst, bounds) -> None:
     low, high = float(bounds[0]), float(bounds[1])
     bad = np.flatnonzero(((inst.demand < low) | (inst.demand > high)).any(axis=1))
     if len(bad):
-        shown = ", ".join(f"tasks[{i}] ({inst.task_ids[i]}) [{', '.join(f'{v:.6g}' for v in inst.demand[i])}]" for i in bad[:3])
+        shown = ", ".join(f"tasks[{i}] ({inst.task_ids[i]}) [{', '.join(f'{v:.6g}' for v in inst.demand[i])}]"
+                          for i in bad[:3])
         raise InputError(f"{path}: {len(bad)} of {inst.n_tasks} tasks have demands outside this network's bounds "
                          f"[{low:g}, {high:g}] (genesis min_demand, max_demand): {shown}"
                          f"{' ...' if len(bad) > 3 else ''}; drop or rescale them, or init the network with "

@@ -27,7 +27,7 @@ import time
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from edgepoc.chain.abci.app import voting_powers
 from edgepoc.chain import consensus as rules
@@ -436,31 +436,32 @@ def _processes_of(home: Path) -> list[int]:
     mine = ([b"start", b"--home", f"{home_s}/cometbft".encode()],
             [b"-m", b"edgepoc.chain.abci.worker", b"--home", home_s.encode()])
     found = []
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
+    for p, _ in _running():
         try:
             args = (p / "cmdline").read_bytes().split(b"\0")
-            state = (p / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
+        except OSError:
             continue
-        if state != "Z" and any(args[i:i + len(m)] == m for m in mine for i in range(len(args))):
+        if any(args[i:i + len(m)] == m for m in mine for i in range(len(args))):
             found.append(int(p.name))
     return found
 
 
 def _group_alive(pgid: int) -> bool:
     """Is any process of the group still running (zombies of our own children do not count)?"""
+    return any(int(fields[2]) == pgid for _, fields in _running())
+
+
+def _running() -> Iterator[tuple[Path, list[str]]]:
+    """(/proc/PID, the fields of its stat after the command name) of every process but zombies."""
     for p in Path("/proc").iterdir():
         if not p.name.isdigit():
             continue
         try:
             fields = (p / "stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError, IndexError):
+        except (OSError, IndexError):  # gone meanwhile
             continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+        if fields[0] != "Z":
+            yield p, fields
 
 
 def _reap(pid: int) -> None:
