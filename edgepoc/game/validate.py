@@ -127,10 +127,18 @@ def check_time_resolution(inst) -> None:
         return
     latest = float(inst.ready.max())  # the largest arrival plus delay: the times' magnitude
     typical = float(np.median(inst.processing.min(axis=1)))
-    if np.spacing(latest) > 0.01 * typical:
-        raise InputError(f"tasks[]: arrival times up to {latest:.6g} are too large for float64 to resolve processing "
-                         f"times of about {typical:.3g} (it resolves {np.spacing(latest):.3g} there): shift the "
-                         "arrivals to start near 0")
+    if np.spacing(latest) <= 0.01 * typical:
+        return
+    arrivals = float(np.abs(inst.arrival).max())
+    resolves = f"(float64 resolves {np.spacing(latest):.3g} at {latest:.6g})"
+    if np.spacing(arrivals) <= 0.01 * typical:  # the arrivals alone are fine: the delays make the times large
+        raise InputError(f"providers[].delay: arrival plus delay reaches {latest:.6g}, too large to resolve processing "
+                         f"times of about {typical:.3g} {resolves}: the delays are out of scale")
+    if typical < 1e-6:  # under a microsecond of work: the demands or capacities are what is out of scale
+        raise InputError(f"tasks[].demand: processing times of about {typical:.3g} (demand / capacity) are too small "
+                         f"to resolve at arrival times up to {arrivals:.6g} {resolves}: rescale the demands or capacities")
+    raise InputError(f"tasks[].arrival: arrival times up to {arrivals:.6g} are too large for float64 to resolve "
+                     f"processing times of about {typical:.3g} {resolves}: shift the arrivals to start near 0")
 
 
 def check_seed(seed) -> None:

@@ -82,6 +82,9 @@ BAD_INSTANCES = {
                                  + [p.update(delay=1e308) for p in d["providers"]], "overflow"),
     # finite, no overflow, but every processing time vanishes at the arrivals' magnitude (all latencies 0)
     "arrivals float64 cannot resolve": (lambda d: [t.update(arrival=1e300) for t in d["tasks"]], "shift the arrivals"),
+    "delays float64 cannot resolve": (lambda d: d["providers"][0].update(delay=1e300), "providers[].delay"),
+    "processing times float64 cannot resolve": (lambda d: [p.update(capacity=[1e300, 1e300]) for p in d["providers"]],
+                                                "tasks[].demand"),
 }
 
 
