@@ -154,7 +154,7 @@ def simulate_population(
     parallel: bool = False,
     checked: bool = True,
 ) -> np.ndarray:
-    """Total delay of each row of `assignments` (P, n); any integer dtype (int8 is fastest)."""
+    """Total delay of each row of `assignments` (P, n); any integer dtype (int16, ASSIGNMENT_DTYPE, is what the solvers pass)."""
     xs = np.ascontiguousarray(assignments)
     if xs.ndim != 2 or xs.shape[1] != instance.n_tasks:
         raise InputError(f"assignments: expected shape (P, {instance.n_tasks}), got {xs.shape}")

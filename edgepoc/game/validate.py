@@ -14,9 +14,11 @@ def _finite(name: str, a: np.ndarray) -> None:
         raise InputError(f"{name}{list(where)}: must be a finite number, got {a[tuple(where)]!r}")
 
 
-# Allocations are int8 rows everywhere (the GA's population, the compiled search, stored labels): compact and
-# fast, and no edge market or chain here comes near (a network has at most 32 validators).
-MAX_PROVIDERS = 127
+# Allocations are int16 rows everywhere (the GA's population, the compiled search, stored labels): compact, and
+# one dtype so the compiled loops are built once. int8 bounded markets at 127 providers; 1024 keeps the (n, K)
+# arrays of every method (CP-SAT's literals, the models' pair features) within a few GiB at thousands of tasks.
+ASSIGNMENT_DTYPE = np.int16
+MAX_PROVIDERS = 1024
 
 
 def validate_arrays(capacity, provider_delay, arrival, demand, task_delays=None) -> np.ndarray:
@@ -25,7 +27,7 @@ def validate_arrays(capacity, provider_delay, arrival, demand, task_delays=None)
         raise InputError(f"providers[].capacity: need at least one provider and one resource, got shape {capacity.shape}")
     k, r = capacity.shape
     if k > MAX_PROVIDERS:
-        raise InputError(f"providers: at most {MAX_PROVIDERS} providers (allocations hold provider indices as int8), "
+        raise InputError(f"providers: at most {MAX_PROVIDERS} providers (the methods' arrays grow with n x K), "
                          f"got {k}")
     _finite("providers[].capacity", capacity)
     if (capacity <= 0).any():

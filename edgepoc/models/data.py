@@ -18,6 +18,7 @@ from edgepoc.game.dataset import LabelledInstance
 from edgepoc.game.generators import generate
 from edgepoc.game.instance import Instance
 from edgepoc.game.kernel import simulate
+from edgepoc.game.validate import ASSIGNMENT_DTYPE
 
 
 def read_labelled(path: str | Path) -> list[LabelledInstance]:
@@ -70,7 +71,8 @@ def save_label_record(path: str | Path, spec: dict, items: list[LabelledInstance
     import json
 
     np.savez_compressed(path, spec=json.dumps(spec),
-                        **{f"label_{i}": np.asarray(it.assignment, dtype=np.int8) for i, it in enumerate(items)})
+                        **{f"label_{i}": np.asarray(it.assignment, dtype=ASSIGNMENT_DTYPE)
+                           for i, it in enumerate(items)})
 
 
 def load_label_record(path: str | Path) -> list[LabelledInstance]:

@@ -29,6 +29,7 @@ import numpy as np
 from edgepoc.errors import InputError
 from edgepoc.game.instance import Instance, warm_up_instance
 from edgepoc.game.kernel import greedy_assignment, simulate, simulate_population
+from edgepoc.game.validate import ASSIGNMENT_DTYPE
 from edgepoc.models.budget import Budget, numeric_setting
 from edgepoc.solvers.localsearch import descend as descend_from, queue_history, redecode_window, unknown_reach
 
@@ -158,7 +159,7 @@ def search(inst: Instance, starts: list[tuple[str, np.ndarray]], kick_weights: n
     deadline = np.inf if budget.seconds is None else t0 + budget.seconds
     scores = simulate_population(inst, np.stack([np.asarray(x) for _, x in starts]), free_times, checked=False)
     best = int(np.argmin(scores))
-    best_x, best_f, source = np.asarray(starts[best][1], dtype=np.int8), float(scores[best]), starts[best][0]
+    best_x, best_f, source = np.asarray(starts[best][1], dtype=ASSIGNMENT_DTYPE), float(scores[best]), starts[best][0]
     used = descents = kicks = 0  # task examinations, descents, kicks
     last = 0.0  # duration of the last descent
     n = inst.n_tasks
@@ -222,4 +223,5 @@ def warm_search() -> None:
     _SEARCH_WARM = True
     inst = warm_up_instance()
     g, _ = greedy_assignment(inst)
-    search(inst, [("greedy", g), ("greedy", g.astype(np.int8))], uniform_weights(inst), DecodeOptions(budget=Budget.work(4)))
+    search(inst, [("greedy", g), ("greedy", g.astype(ASSIGNMENT_DTYPE))], uniform_weights(inst),
+           DecodeOptions(budget=Budget.work(4)))

@@ -9,6 +9,7 @@ import numpy as np
 from edgepoc.errors import InputError
 from edgepoc.game.instance import Instance
 from edgepoc.game.kernel import simulate_population
+from edgepoc.game.validate import ASSIGNMENT_DTYPE
 from edgepoc.solvers.registry import SolveOptions
 
 MAX_BRUTE_FORCE = 2_000_000  # allocations; K^n beyond this is refused rather than run for hours
@@ -25,7 +26,7 @@ def brute_force(instance: Instance, free_times=None) -> tuple[np.ndarray, float]
         if x is not None:
             chunk.append(x)
         if chunk and (x is None or len(chunk) == 65536):
-            xs = np.array(chunk, dtype=np.int8).reshape(len(chunk), n)
+            xs = np.array(chunk, dtype=ASSIGNMENT_DTYPE).reshape(len(chunk), n)
             totals = simulate_population(instance, xs, free_times)
             j = int(np.argmin(totals))
             if totals[j] < best:

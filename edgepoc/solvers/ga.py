@@ -8,7 +8,7 @@ children (a memetic GA) -> elitist replacement, until the generation budget, the
 Why vectorised numpy operators instead of DEAP's toolbox: DEAP's `selTournament`, `cxTwoPoint` and
 `mutUniformInt` act on one Python list per individual; at 1000 tasks and a population of 24 the
 conversion to and from those lists costs more than the kernel's fitness call for the whole population,
-so the same three operators are written here over the (P, n) int8 population array (`docs/solvers.md`
+so the same three operators are written here over the (P, n) int16 population array (`docs/solvers.md`
 has the measurement). DEAP's `tools.Logbook` keeps the per-generation record.
 
 The run never returns anything worse than its greedy seed: the greedy allocation is in the initial
@@ -31,6 +31,7 @@ from deap import tools
 from edgepoc.errors import InputError
 from edgepoc.game.instance import Instance, warm_up_instance
 from edgepoc.game.kernel import greedy_assignment, simulate, simulate_population
+from edgepoc.game.validate import ASSIGNMENT_DTYPE
 from edgepoc.solvers.localsearch import local_search_inplace
 from edgepoc.solvers.registry import SolveOptions
 
@@ -130,7 +131,7 @@ class PolicyModel:
         self.config.validate()
         self.seed = seed
 
-    # -- operators over the (P, n) int8 population -------------------------------------------------
+    # -- operators over the (P, n) int16 population -------------------------------------------------
 
     @staticmethod
     def _tournament(rng: np.random.Generator, fitness: np.ndarray, count: int, size: int) -> np.ndarray:
@@ -152,7 +153,8 @@ class PolicyModel:
     def _mutate(rng: np.random.Generator, pop: np.ndarray, rate: float, k: int) -> None:
         """Each task moves to a different provider with probability `rate` (in place)."""
         hit = rng.random(pop.shape) < rate
-        shift = rng.integers(1, k, size=pop.shape, dtype=np.int8) if k > 1 else np.zeros(pop.shape, np.int8)
+        shift = (rng.integers(1, k, size=pop.shape, dtype=ASSIGNMENT_DTYPE) if k > 1
+                 else np.zeros(pop.shape, ASSIGNMENT_DTYPE))
         pop[hit] = (pop[hit] + shift[hit]) % k
 
     # -- the run ------------------------------------------------------------------------------------
@@ -205,9 +207,9 @@ class PolicyModel:
                     break
 
         # initial population: greedy, perturbed greedy copies, uniformly random allocations
-        pop = rng.integers(0, k, size=(cfg.population, n), dtype=np.int8)
+        pop = rng.integers(0, k, size=(cfg.population, n), dtype=ASSIGNMENT_DTYPE)
         n_seeded = max(1, int(round(cfg.greedy_share * cfg.population)))
-        pop[:n_seeded] = greedy_x.astype(np.int8)
+        pop[:n_seeded] = greedy_x.astype(ASSIGNMENT_DTYPE)
         self._mutate(rng, pop[1:n_seeded], cfg.greedy_perturb, k)
         improve(pop, 0, always_first=True)
         fitness = simulate_population(instance, pop, free0, checked=False)

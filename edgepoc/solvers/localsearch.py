@@ -36,6 +36,7 @@ import numpy as np
 from numba.core.errors import NumbaWarning
 
 from edgepoc.game.kernel import completion_time
+from edgepoc.game.validate import ASSIGNMENT_DTYPE
 
 # The deadline check enters object mode (to read the clock), which holds the GIL; nothing here runs
 # in parallel threads, so Numba's warning about nogil is noise.
@@ -668,14 +669,15 @@ def queue_history(instance, x: np.ndarray, free_times: np.ndarray | None = None)
     k, n = instance.n_providers, instance.n_tasks
     free0 = np.zeros(k) if free_times is None else np.asarray(free_times, dtype=np.float64)
     free_before = np.empty((n + 1, k))
-    _history(instance.arrival, instance.ready, instance.processing, np.ascontiguousarray(x, dtype=np.int8), free0,
+    _history(instance.arrival, instance.ready, instance.processing,
+             np.ascontiguousarray(x, dtype=ASSIGNMENT_DTYPE), free0,
              np.empty(n), free_before, 0)
     return free_before
 
 
 def redecode_window(instance, x: np.ndarray, history: np.ndarray, first: int, size: int, temperature: float,
                     rng: np.random.Generator, unit: float | None = None) -> np.ndarray:
-    """A kick for the iterated search: a copy of `x` (int8) whose tasks `first .. first+size-1` are decided
+    """A kick for the iterated search: a copy of `x` (int16) whose tasks `first .. first+size-1` are decided
     again by sampled greedy on the queues the earlier tasks build (`history`: `queue_history(x)`), each
     task's provider drawn with weight exp(-latency / (mean processing time * temperature)) (temperature
     near 0: greedy); the tasks after the window keep their providers.
@@ -689,8 +691,9 @@ def redecode_window(instance, x: np.ndarray, history: np.ndarray, first: int, si
     end = int(min(n, first + max(size, 0)))
     if unit is None:
         unit = float(instance.processing.mean()) if n else 1.0
-    out = np.empty(n, dtype=np.int8)
-    _redecode_window(instance.arrival, instance.ready, instance.processing, np.ascontiguousarray(x, dtype=np.int8),
+    out = np.empty(n, dtype=ASSIGNMENT_DTYPE)
+    _redecode_window(instance.arrival, instance.ready, instance.processing,
+                     np.ascontiguousarray(x, dtype=ASSIGNMENT_DTYPE),
                      np.ascontiguousarray(history[first], dtype=np.float64), first, end, unit if unit > 0 else 1.0,
                      float(temperature), rng.random(end - first), out)
     return out
@@ -711,14 +714,14 @@ def descend(instance, x: np.ndarray, free_times: np.ndarray | None = None, *, ma
     `unknown_reach`). `deadline`: a `time.perf_counter()` value."""
     k, n = instance.n_providers, instance.n_tasks
     free0 = np.zeros(k) if free_times is None else np.asarray(free_times, dtype=np.float64)
-    out = np.ascontiguousarray(x, dtype=np.int8).copy()
+    out = np.ascontiguousarray(x, dtype=ASSIGNMENT_DTYPE).copy()
     reach = unknown_reach(n) if reach is None else reach
     if changed_from is None:
         marked = np.ones(n, dtype=np.bool_)
     else:
         marked = np.zeros(n, dtype=np.bool_)
         _mark_changed(instance.arrival, instance.ready, instance.processing,
-                      np.ascontiguousarray(changed_from, dtype=np.int8), out, free0, reach, marked)
+                      np.ascontiguousarray(changed_from, dtype=ASSIGNMENT_DTYPE), out, free0, reach, marked)
     total, evals = _compiled(_descend, instance.arrival, instance.ready, instance.processing, out, free0, marked,
                              reach, int(max_evals), int(swap_window), float(deadline))
     return out, float(total), int(evals)
@@ -742,7 +745,7 @@ def local_search(instance, x: np.ndarray, free_times: np.ndarray | None = None, 
     `(improved copy of x, its delay, sweeps)`; `deadline` is a `time.perf_counter()` value."""
     k = instance.n_providers
     free0 = np.zeros(k) if free_times is None else np.asarray(free_times, dtype=np.float64)
-    out = np.ascontiguousarray(x, dtype=np.int8).copy()
+    out = np.ascontiguousarray(x, dtype=ASSIGNMENT_DTYPE).copy()
     total, sweeps = _compiled(_local_search, instance.arrival, instance.ready, instance.processing, out, free0,
                               int(max_sweeps), int(start) % max(instance.n_tasks, 1), int(swap_window),
                               float(deadline))
@@ -751,7 +754,7 @@ def local_search(instance, x: np.ndarray, free_times: np.ndarray | None = None, 
 
 def local_search_inplace(instance, x: np.ndarray, free0: np.ndarray, max_sweeps: int, start: int = 0,
                          swap_window: int = 0, deadline: float = np.inf) -> float:
-    """Descend in place on a contiguous int8 row (a GA individual); returns its delay. `deadline`: a
+    """Descend in place on a contiguous int16 row (a GA individual); returns its delay. `deadline`: a
     `time.perf_counter()` value after which the descent stops (`inf`: never)."""
     total, _ = _compiled(_local_search, instance.arrival, instance.ready, instance.processing, x, free0,
                          int(max_sweeps), int(start) % max(instance.n_tasks, 1), int(swap_window), float(deadline))

@@ -207,22 +207,26 @@ def test_allocation_unknown_format(tmp_path):
         read_allocation(tmp_path / "a.json", inst)
 
 
-def test_more_providers_than_an_int8_index_holds_are_refused_and_127_work(tmp_path):
+def test_markets_past_an_int8_index_work_with_every_kind_of_method_and_past_1024_are_refused(tmp_path):
     """300 providers crashed the GA, CP-SAT and the bound ("high is out of bounds for int8") and made the models'
-    one-pass and search write negative provider indices (caught only by the final check). Allocations are int8
-    rows everywhere, so instances are bounded at 127 providers, in one line; 127 work with every kind of method."""
+    one-pass and search write negative provider indices; then instances were refused past 127. Allocations are
+    int16 rows now (`ASSIGNMENT_DTYPE`): 300 providers work with every kind of method, each index in range and
+    the claimed delay the simulated one; past 1024 the instance is refused in one line."""
     from edgepoc.game.kernel import simulate
     from edgepoc.solvers.registry import SolveOptions, solve
 
     rng = np.random.default_rng(11)
-    with pytest.raises(InputError, match=r"^providers: at most 127 providers \(allocations hold provider indices as "
-                                         r"int8\), got 128$"):
-        random_instance(rng, 20, 128)
-    doc = instance_to_dict(random_instance(rng, 40, 127))
-    path = tmp_path / "k127.json"
+    with pytest.raises(InputError, match=r"^providers: at most 1024 providers \(the methods' arrays grow with n x K\), "
+                                         r"got 1025$"):
+        random_instance(rng, 20, 1025)
+    doc = instance_to_dict(random_instance(rng, 40, 300))
+    path = tmp_path / "k300.json"
     write_json(path, doc)
     inst = read_instance(path)
-    for method, params in (("greedy", {}), ("ga", {"generations": 2}), ("search", {}), ("teacher", {})):
-        res = solve(inst, method, SolveOptions(params=params))
-        assert res.assignment.min() >= 0 and res.assignment.max() < 127, method
+    for method, params, seconds in (("greedy", {}, None), ("ga", {"generations": 2}, None), ("search", {}, None),
+                                    ("teacher", {}, None), ("student", {"decode": "onepass"}, None),
+                                    ("rollout", {}, None), ("cpsat", {}, 2.0), ("bound", {}, 2.0)):
+        res = solve(inst, method, SolveOptions(params=params, seconds=seconds))
+        assert res.assignment.min() >= 0 and res.assignment.max() < 300, method
         assert np.isclose(simulate(inst, res.assignment), res.total_latency), method
+    assert solve(inst, "greedy", SolveOptions()).assignment.max() > 127  # indices past int8 in use

@@ -33,6 +33,7 @@ import numpy as np
 from edgepoc.errors import InputError
 from edgepoc.game.instance import Instance
 from edgepoc.game.kernel import completion_time, simulate_population
+from edgepoc.game.validate import ASSIGNMENT_DTYPE
 from edgepoc.models.budget import Budget
 from edgepoc.models.decoding import DEFAULT_LAMBDAS, PAPER_KEYS, DecodeOptions, search
 
@@ -86,9 +87,9 @@ def _free0(inst: Instance, free_times) -> np.ndarray:
 
 
 def guided_candidates(inst: Instance, p: np.ndarray, lambdas=DEFAULT_LAMBDAS, free_times=None) -> np.ndarray:
-    """One allocation per `lam`, shape (len(lambdas), n), int8."""
+    """One allocation per `lam`, shape (len(lambdas), n), int16."""
     logp = np.log(np.clip(np.asarray(p, dtype=np.float64), 1e-6, None))
-    out = np.empty((len(lambdas), inst.n_tasks), dtype=np.int8)
+    out = np.empty((len(lambdas), inst.n_tasks), dtype=ASSIGNMENT_DTYPE)
     scale = float(inst.processing.mean()) or 1.0
     _guided(inst.ready, inst.processing, logp, np.asarray(lambdas, dtype=np.float64), scale,
             _free0(inst, free_times), out)
@@ -100,11 +101,11 @@ def _weights(p: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def sample_candidates(p: np.ndarray, count: int, temperature: float, rng: np.random.Generator) -> np.ndarray:
-    """`count` allocations drawn independently per task from `P` (categorical), (count, n) int8."""
+    """`count` allocations drawn independently per task from `P` (categorical), (count, n) int16."""
     w = _weights(p, temperature)
     cdf = np.cumsum(w / w.sum(axis=1, keepdims=True), axis=1)
     u = rng.random((count, cdf.shape[0], 1))
-    return np.minimum((u > cdf[None]).sum(axis=2), cdf.shape[1] - 1).astype(np.int8)
+    return np.minimum((u > cdf[None]).sum(axis=2), cdf.shape[1] - 1).astype(ASSIGNMENT_DTYPE)
 
 
 def _source_names(lambdas) -> list[str]:
@@ -127,7 +128,7 @@ def decode_probabilities(inst: Instance, p: np.ndarray, opts: DecodeOptions | No
     if opts.strategy == "argmax":
         return argmax_decode(p), {"decode": "argmax", "source": "argmax", "candidates": 1}
     if opts.strategy == "sample":
-        cands = np.concatenate([argmax_decode(p)[None].astype(np.int8),
+        cands = np.concatenate([argmax_decode(p)[None].astype(ASSIGNMENT_DTYPE),
                                 sample_candidates(p, opts.samples, opts.temperature, np.random.default_rng(opts.seed))])
         sources = ["argmax"] + ["sample"] * opts.samples
     else:

@@ -12,6 +12,7 @@ from torch_geometric.data import Batch, Data
 from edgepoc.game.dataset import LabelledInstance
 from edgepoc.game.instance import Instance
 from edgepoc.game.kernel import simulate_population
+from edgepoc.game.validate import ASSIGNMENT_DTYPE
 from edgepoc.models.data import label_latency
 from edgepoc.models.decoding import DEFAULT_LAMBDAS
 from edgepoc.models.paper.decode import guided_candidates
@@ -66,7 +67,7 @@ def loss_fn(name: str):
 
 def argmax_delays(data: Prepared, probs: list[np.ndarray]) -> np.ndarray:
     """Total delay of each instance's argmax allocation."""
-    return np.array([simulate_population(inst, p.argmax(axis=1)[None].astype(np.int8), checked=False)[0]
+    return np.array([simulate_population(inst, p.argmax(axis=1)[None].astype(ASSIGNMENT_DTYPE), checked=False)[0]
                      for inst, p in zip(data.instances, probs)])
 
 
