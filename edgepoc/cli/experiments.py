@@ -21,7 +21,8 @@ def stdout_console():
 
 
 def compare_cmd(
-    instances: Optional[list[Path]] = typer.Argument(None, help="Instance JSON files (or use --preset)."),
+    instances: Optional[list[Path]] = typer.Argument(None, help="Instance JSON files, or folders of them (every "
+                                                     "*.json, as `generate --count N --out DIR` writes; or --preset)."),
     preset: Optional[str] = typer.Option(None, help="Generate the instances from this preset instead."),
     count: int = typer.Option(10, help="How many generated instances (with --preset)."),
     n_tasks: Optional[int] = typer.Option(None, "--n-tasks", help="Tasks per generated instance (preset default)."),
@@ -44,7 +45,8 @@ def compare_cmd(
 ) -> None:
     """Every method on the same instances: ratio to the best known with a 95 % interval, Fig. 18 PNG.
 
-    Give instance files, or --preset NAME for --count (10) held-out instances of instance seed 5000.
+    Give instance files or folders of them, or --preset NAME for --count (10) held-out instances of
+    instance seed 5000.
     """
     from rich import box
     from rich.console import Console
@@ -59,7 +61,7 @@ def compare_cmd(
     if instances and preset:
         raise InputError("instances: give instance files or --preset, not both")
     if instances:
-        insts = [read_instance(p) for p in instances]
+        insts = [read_instance(p) for p in _instance_files(instances)]
     elif preset:
         if count < 1:
             raise InputError(f"--count: must be >= 1, got {count}")
@@ -102,3 +104,20 @@ def compare_cmd(
 
 def register(app: typer.Typer) -> None:
     app.command("compare")(compare_cmd)
+
+
+def _instance_files(paths: list[Path]) -> list[Path]:
+    """Files as given; a folder stands for its *.json files in name order (or its instances/ folder's, as a data
+    set's export has them), so `compare DIR` takes what `generate --count N --out DIR` wrote."""
+    from edgepoc.errors import InputError
+
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(p.glob("*.json")) or sorted((p / "instances").glob("*.json"))
+            if not found:
+                raise InputError(f"instances: no *.json instance files in {p} or {p / 'instances'}")
+            out.extend(found)
+        else:
+            out.append(p)
+    return out

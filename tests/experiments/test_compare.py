@@ -67,6 +67,24 @@ def test_compare_per_instance_status_a_method_solves_what_it_can(tmp_path):
         assert np.isclose(best, result.best_known[inst.name])
 
 
+def test_compare_takes_the_folder_generate_writes(tmp_path):
+    """`generate --count N --out DIR` writes a folder; `compare DIR` runs every instance in it, in name order,
+    and an empty folder is one line."""
+    gen = tmp_path / "gen"
+    r = run_cli("generate", "--preset", "paper", "--count", "3", "--n-tasks", "20", "--out", str(gen))
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "c"
+    r = run_cli("compare", str(gen), "--methods", "greedy,round-robin", "--out", str(out), timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads((out / "config.json").read_text())
+    assert doc["instances"] == [json.loads(p.read_text())["name"] for p in sorted(gen.glob("*.json"))]
+    assert len(doc["instances"]) == 3
+    (tmp_path / "empty").mkdir()
+    r = run_cli("compare", str(tmp_path / "empty"), "--methods", "greedy", "--out", str(out))
+    assert r.returncode == 2 and r.stderr.startswith("error: instances: no *.json instance files in")
+    assert r.stderr.count("\n") == 1
+
+
 def test_compare_bad_input_is_one_line(tmp_path):
     r = run_cli("compare", "--preset", "paper", "--count", "1", "--n-tasks", "10", "--methods", "greedy,nope",
                 "--out", str(tmp_path / "c"))
