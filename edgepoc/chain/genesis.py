@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edgepoc.chain.crypto import address_of, canonical, sha256_hex
+from edgepoc.chain.crypto import address_of, canonical, sha256_hex, write_file_atomic
 from edgepoc.errors import EdgepocError, InputError
 
 
@@ -315,8 +315,7 @@ class Genesis:
         return g
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        write_file_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> "Genesis":

@@ -429,6 +429,8 @@ def network_genesis(
     Every field is checked (one-line errors: duplicate names, keys, node ids or addresses, bad capacities or
     delays, more than 32 providers, ...). The genesis pins the builds every node must run; a node on
     others refuses to start. Give the file to every provider: `edgepoc network join --genesis FILE`."""
+    from edgepoc.chain.crypto import write_file_atomic
+
     net = _net()
     if out.exists() and not force:
         raise InputError(f"--out: {out} exists (use --force to overwrite)")
@@ -449,8 +451,7 @@ def network_genesis(
                             builds, pin_builds=not no_builds,
                             genesis_time=net.parse_time(genesis_time) if genesis_time else None,
                             workload=_workload(workload))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=1) + "\n")
+    write_file_atomic(out, json.dumps(doc, indent=1) + "\n")
     _say_bounds(out, workload)
     app = doc["app_state"]
     typer.echo(f"genesis of chain {chain_id}: {len(app['validators'])} providers "
@@ -869,6 +870,7 @@ def _executed_report(client, dir: Optional[Path], ids: list[str], committed: dic
     """Wait until the tasks ran (accepted receipts); with `results`, fetch and check every result. Ctrl-C ends
     the wait, not the report: what ran so far is reported (and its results written); the flag says it came."""
     from edgepoc.chain.abci.client import fetch_results, wait_executed
+    from edgepoc.chain.crypto import write_file_atomic
 
     done: dict[str, dict] = {}
     interrupted = False
@@ -897,12 +899,12 @@ def _executed_report(client, dir: Optional[Path], ids: list[str], committed: dic
     check = fetch_results(done, urls, client)
     results.mkdir(parents=True, exist_ok=True)
     for tid, d in done.items():
-        (results / f"{tid}.json").write_text(json.dumps({
+        write_file_atomic(results / f"{tid}.json", json.dumps({
             "id": tid, "result": d.get("result"), "status": d.get("exec_status"), "provider": d.get("provider_name"),
             "measured_latency": d.get("measured_latency"), "simulated_latency": d.get("simulated_latency"),
             "result_hash": d.get("result_hash"), "verified": tid in check.verified,
             **({"error": check.failed[tid]} if tid in check.failed else {}),
-            **({"unverified": check.unverified[tid]} if tid in check.unverified else {})}, indent=1) + "\n")
+            **({"unverified": check.unverified[tid]} if tid in check.unverified else {})}, indent=1) + "\n", sync=False)
     for tid, why in list(check.failed.items())[:5]:
         typer.echo(f"  result of {tid}: {why}", err=True)
     if check.unverified:
