@@ -213,15 +213,9 @@ def _best_swap(arrival, ready, proc, x, completion, free_before, i, swap_window,
 
 
 @nb.njit(cache=True, nogil=True)
-def _index_queues(ready, x, free_before, qstart, qorder, fpos, gap_cum, gap_pre, slack, tree, tail_min):
-    """Fill the queue index of allocation `x` from its history `free_before` (see above).
-
-    Flat positions group the tasks by queue, in task order: queue q holds `qorder[qstart[q]:qstart[q+1]]`,
-    `fpos[i]` is task i's position. Per position f (task t on queue q, free time F before it):
-    `gap_cum[f]`: the queue's idle time before its tasks up to t (sum of max(0, ready - F)), `gap_pre[f]`:
-    the prefix sum of `gap_cum` within the queue, `slack[f]` = max(0, F - ready) (how far t's start can
-    advance), `tree`: a min segment tree over `slack` (leaves from `tree.shape[0] // 2`, padding +inf),
-    `tail_min[f]`: the sum, over the queue's positions g >= f, of min(slack[f..g])."""
+def _group_by_queue(x, qstart, qorder, fpos):
+    """The tasks grouped by provider, in task order: queue q holds `qorder[qstart[q]:qstart[q+1]]`, and `fpos[i]`
+    is task i's place there (a counting sort, O(n + K))."""
     n = x.shape[0]
     kk = qstart.shape[0] - 1
     for q in range(kk + 1):
@@ -236,6 +230,88 @@ def _index_queues(ready, x, free_before, qstart, qorder, fpos, gap_cum, gap_pre,
         qorder[fill[q]] = i
         fpos[i] = fill[q]
         fill[q] += 1
+
+
+@nb.njit(cache=True, nogil=True)
+def _move_delta_queued(arrival, ready, proc, x, completion, free_before, qstart, qorder, fpos, i, b):
+    """`_move_delta` (no `end`) walking only the tasks of the two queues, found in the grouping of
+    `_group_by_queue`: the same price and stop, with the same sums in the same order, in O(tasks on a and b)
+    instead of O(n) reads of (n, K) rows. The stop can only fall right after `i` or right after a task of
+    either queue: in between, neither the walk's free times nor the stored ones change."""
+    n = arrival.shape[0]
+    a = x[i]
+    fa = free_before[i, a]
+    fb = free_before[i, b]
+    c = completion_time(fb, ready[i, b], proc[i, b])
+    fb = c
+    delta = max(c - arrival[i], 0.0) - max(completion[i] - arrival[i], 0.0)
+    pa = fpos[i] + 1
+    ea = qstart[a + 1]
+    lo = qstart[b]  # the first task of queue b after i: binary search in its task order
+    hi = qstart[b + 1]
+    eb = hi
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if qorder[mid] < i:
+            lo = mid + 1
+        else:
+            hi = mid
+    pb = lo
+    j = i + 1
+    while True:
+        if j < n and fa == free_before[j, a] and fb == free_before[j, b]:
+            return delta, j
+        ta = qorder[pa] if pa < ea else n
+        tb = qorder[pb] if pb < eb else n
+        if ta < tb:
+            t = ta
+            pa += 1
+            c = completion_time(fa, ready[t, a], proc[t, a])
+            fa = c
+        elif tb < n:
+            t = tb
+            pb += 1
+            c = completion_time(fb, ready[t, b], proc[t, b])
+            fb = c
+        else:
+            return delta, n
+        delta += max(c - arrival[t], 0.0) - max(completion[t] - arrival[t], 0.0)
+        j = t + 1
+
+
+@nb.njit(cache=True, nogil=True)
+def _best_move_queued(arrival, ready, proc, x, completion, free_before, qstart, qorder, fpos, i, tol):
+    """`_best_move` priced by `_move_delta_queued`: the same answer."""
+    best_b = -1
+    best_d = tol
+    low = np.inf
+    far = i + 1
+    for b in range(free_before.shape[1]):
+        if b == x[i]:
+            continue
+        d, stop = _move_delta_queued(arrival, ready, proc, x, completion, free_before, qstart, qorder, fpos, i, b)
+        if d < low:
+            low = d
+            far = stop
+        if d < best_d:
+            best_d = d
+            best_b = b
+    return best_b, low, far
+
+
+@nb.njit(cache=True, nogil=True)
+def _index_queues(ready, x, free_before, qstart, qorder, fpos, gap_cum, gap_pre, slack, tree, tail_min):
+    """Fill the queue index of allocation `x` from its history `free_before` (see above).
+
+    Flat positions group the tasks by queue, in task order: queue q holds `qorder[qstart[q]:qstart[q+1]]`,
+    `fpos[i]` is task i's position. Per position f (task t on queue q, free time F before it):
+    `gap_cum[f]`: the queue's idle time before its tasks up to t (sum of max(0, ready - F)), `gap_pre[f]`:
+    the prefix sum of `gap_cum` within the queue, `slack[f]` = max(0, F - ready) (how far t's start can
+    advance), `tree`: a min segment tree over `slack` (leaves from `tree.shape[0] // 2`, padding +inf),
+    `tail_min[f]`: the sum, over the queue's positions g >= f, of min(slack[f..g])."""
+    n = x.shape[0]
+    kk = qstart.shape[0] - 1
+    _group_by_queue(x, qstart, qorder, fpos)
     for q in range(kk):
         cum = 0.0
         pre = 0.0
@@ -495,6 +571,12 @@ def _local_search(arrival, ready, proc, x, free0, max_sweeps, start, swap_window
     return total, sweeps
 
 
+# From this many providers the models' descent prices moves on the tasks grouped by queue
+# (`_move_delta_queued`): the same answers, faster from K = 5 (pricing every task's moves: 1.1x at K = 5, 1.4x
+# at 8, 4x at 32, 10x at 128, 40x at 1024; 0.76x at K = 3 and 0.97x at 4, where a walk over all tasks is short
+# anyway; `benchmarks/bench_queued_moves.py`).
+QUEUED_FROM = 5
+
 # A change at task `i` re-prices the moves of earlier tasks whose stretch (from the task to where the queues
 # resync) reaches `i`. Each examined task records how far its moves reached (`reach`); a task not yet examined
 # in this search is assumed to reach this many places. (On tuning instances 8 and 32 were no better than 16.)
@@ -502,27 +584,33 @@ LOOK_BACK = 16
 
 
 @nb.njit(cache=True, nogil=True)
-def _rewalk(arrival, ready, proc, x, completion, free_before, first, last):
-    """Re-walk the stored history after `x` changed at tasks `first` (and `last` >= `first`), stopping once
-    the queues are back on the stored trajectory past `last` (from there on nothing differs). Returns
-    `(change of the total delay, end)`: rows before `end` were updated."""
+def _rewalk(arrival, ready, proc, x, completion, free_before, first, last, a, b):
+    """Re-walk the stored history after `x` changed at tasks `first` (and `last` >= `first`) between providers
+    `a` and `b` only (a move from one to the other, or a swap of their tasks), stopping once the queues are back
+    on the stored trajectory past `last` (from there on nothing differs). Returns `(change of the total delay,
+    end)`: rows before `end` were updated. Only columns `a` and `b` of the history can change, so only they are
+    walked: at K = 1024 rewriting every column of every row was most of a descent's time."""
     n = arrival.shape[0]
-    kk = free_before.shape[1]
     delta = 0.0
+    fa = free_before[first, a]
+    fb = free_before[first, b]
     for t in range(first, n):
         k = x[t]
-        c = completion_time(free_before[t, k], ready[t, k], proc[t, k])
-        a = arrival[t]
-        delta += max(c - a, 0.0) - max(completion[t] - a, 0.0)
-        completion[t] = c
-        same = True
-        for q in range(kk):
-            v = c if q == k else free_before[t, q]
-            if free_before[t + 1, q] != v:
-                same = False
-                free_before[t + 1, q] = v
-        if same and t >= last:
-            return delta, t + 1
+        if k == a or k == b:
+            c = completion_time(fa if k == a else fb, ready[t, k], proc[t, k])
+            at = arrival[t]
+            delta += max(c - at, 0.0) - max(completion[t] - at, 0.0)
+            completion[t] = c
+            if k == a:
+                fa = c
+            if k == b:  # not `else`: a == b (a swap within one queue) changes nothing and must stay so
+                fb = c
+        if free_before[t + 1, a] == fa and free_before[t + 1, b] == fb:
+            if t >= last:
+                return delta, t + 1
+        else:
+            free_before[t + 1, a] = fa
+            free_before[t + 1, b] = fb
     return delta, n
 
 
@@ -580,6 +668,12 @@ def _descend(arrival, ready, proc, x, free0, marked, reach, max_evals, swap_wind
     completion = np.empty(n, dtype=np.float64)
     free_before = np.empty((n + 1, kk), dtype=np.float64)
     total = _history(arrival, ready, proc, x, free0, completion, free_before, 0)
+    queued = kk >= QUEUED_FROM  # price moves on the tasks grouped by queue (same answers, faster at large K)
+    qstart = np.empty(kk + 1, dtype=np.int64)
+    qorder = np.empty(n, dtype=np.int64)
+    fpos = np.empty(n, dtype=np.int64)
+    if queued:
+        _group_by_queue(x, qstart, qorder, fpos)
     pending = 0
     for t in range(n):
         if marked[t]:
@@ -601,12 +695,19 @@ def _descend(arrival, ready, proc, x, free0, marked, reach, max_evals, swap_wind
             evals += 1
             tol = -1e-9 * (1.0 + total) / (n + 1.0)
             # the reach recorded is that of the most promising change examined (lowest delta, improving or not)
-            best_b, low, far = _best_move(arrival, ready, proc, x, completion, free_before, i, tol)
+            if queued:
+                best_b, low, far = _best_move_queued(arrival, ready, proc, x, completion, free_before, qstart, qorder,
+                                                     fpos, i, tol)
+            else:
+                best_b, low, far = _best_move(arrival, ready, proc, x, completion, free_before, i, tol)
             if best_b >= 0:
+                was = x[i]
                 x[i] = best_b
-                d, end = _rewalk(arrival, ready, proc, x, completion, free_before, i, i)
+                d, end = _rewalk(arrival, ready, proc, x, completion, free_before, i, i, was, best_b)
                 total += d
                 pending += _mark_reaching(marked, reach, i, end)
+                if queued:
+                    _group_by_queue(x, qstart, qorder, fpos)
             if i + 1 < n:
                 best_j, low_swap, far_swap = _best_swap(arrival, ready, proc, x, completion, free_before, i,
                                                         swap_window, tol)
@@ -616,9 +717,11 @@ def _descend(arrival, ready, proc, x, free0, marked, reach, max_evals, swap_wind
                     tmp = x[i]
                     x[i] = x[best_j]
                     x[best_j] = tmp
-                    d, end = _rewalk(arrival, ready, proc, x, completion, free_before, i, best_j)
+                    d, end = _rewalk(arrival, ready, proc, x, completion, free_before, i, best_j, tmp, x[i])
                     total += d
                     pending += _mark_reaching(marked, reach, i, end)
+                    if queued:
+                        _group_by_queue(x, qstart, qorder, fpos)
             reach[i] = far
     # the running total is a sum of deltas; the answer is the history's own sum
     return _history(arrival, ready, proc, x, free0, completion, free_before, 0), evals

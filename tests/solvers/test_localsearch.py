@@ -18,8 +18,11 @@ from tests.solvers.test_ga import busy_instance
 
 @pytest.mark.parametrize("seed", range(4))
 def test_rewalk_leaves_the_same_history_as_a_full_recompute(seed):
+    """It walks only the two providers the change touched (at K = 1024 rewriting every column was most of a
+    descent's time): the history it leaves is a full recompute's, and it stops at the first row past `last` where
+    the new history meets the old one."""
     rng = np.random.default_rng(seed)
-    n, k = 200, 3
+    n, k = 200, (3 if seed < 2 else 40)
     inst = busy_instance(seed, n, k, task_delays=bool(seed % 2))
     free0 = rng.uniform(0, 2, size=k)
     x = rng.integers(0, k, size=n).astype(np.int8)
@@ -28,18 +31,47 @@ def test_rewalk_leaves_the_same_history_as_a_full_recompute(seed):
     for _ in range(30):
         i = int(rng.integers(0, n - 5))
         j = i if rng.random() < 0.5 else i + int(rng.integers(1, 5))
+        a, b = int(x[i]), int(x[j]) if j > i else (int(x[i]) + 1) % k
         if j == i:
-            x[i] = (x[i] + 1) % k
+            x[i] = b
         else:
             x[i], x[j] = x[j], x[i]
-        delta, end = _rewalk(inst.arrival, inst.ready, inst.processing, x, completion, free_before, i, j)
+        old = free_before.copy()
+        delta, end = _rewalk(inst.arrival, inst.ready, inst.processing, x, completion, free_before, i, j, a, b)
         assert j < end <= n
         c_ref, f_ref = np.empty(n), np.empty((n + 1, k))
         ref = _history(inst.arrival, inst.ready, inst.processing, x, free0, c_ref, f_ref, 0)
+        met = [r for r in range(j + 1, n + 1) if np.array_equal(old[r], f_ref[r])]
+        assert end == (met[0] if met else n)
         # the stretch it stopped at is exact: every stored completion and free time equals a full re-walk
         assert np.array_equal(completion, c_ref) and np.array_equal(free_before, f_ref)
         assert total + delta == pytest.approx(ref, rel=1e-12, abs=1e-9)
         total = ref
+
+
+@pytest.mark.parametrize("seed, k", [(0, 2), (1, 3), (2, 9), (3, 40), (4, 300)])
+def test_moves_priced_on_the_queues_alone_are_the_walks_prices_bit_for_bit(seed, k):
+    """From QUEUED_FROM providers the descent prices a move walking only the two queues' tasks (37x faster at
+    K = 1024); it must give every price, and where each change stops, exactly as the walk over all tasks: the
+    search's allocations (and a chain's blocks) must not depend on which pricing ran."""
+    from edgepoc.solvers.localsearch import _best_move, _best_move_queued, _group_by_queue, _move_delta_queued
+
+    rng = np.random.default_rng(seed)
+    n = 150
+    inst = busy_instance(seed, n, k, task_delays=bool(seed % 2))
+    x = rng.integers(0, k, size=n).astype(np.int16)
+    x[rng.random(n) < 0.5] = 0  # one long queue among short ones
+    free0 = rng.uniform(0, 1, size=k)
+    completion, free_before = np.empty(n), np.empty((n + 1, k))
+    _history(inst.arrival, inst.ready, inst.processing, x, free0, completion, free_before, 0)
+    qstart, qorder, fpos = np.empty(k + 1, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
+    _group_by_queue(x, qstart, qorder, fpos)
+    args = (inst.arrival, inst.ready, inst.processing, x, completion, free_before)
+    for i in range(n):
+        for b in range(k):
+            if b != x[i]:
+                assert _move_delta_queued(*args, qstart, qorder, fpos, i, b) == _move_delta(*args, i, b), (i, b)
+        assert _best_move(*args, i, -1e-12) == _best_move_queued(*args, qstart, qorder, fpos, i, -1e-12)
 
 
 @pytest.mark.parametrize("seed", range(4))
