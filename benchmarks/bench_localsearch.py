@@ -52,11 +52,13 @@ def _walk_descent(arrival, ready, proc, x, free0, swap_window):
     completion = np.empty(n)
     free_before = np.empty((n + 1, free0.shape[0]))
     total = _history(arrival, ready, proc, x, free0, completion, free_before, 0)
+    no_grouping = np.empty(0, dtype=np.int64)  # the walk's pricing reads no grouping
     improved = True
     while improved:
         improved = False
         for i in range(n):
-            b, _, _ = _best_move(arrival, ready, proc, x, completion, free_before, i, -1e-9 * (1.0 + total) / (n + 1.0))
+            b, _, _ = _best_move(arrival, ready, proc, x, completion, free_before, i, -1e-9 * (1.0 + total) / (n + 1.0),
+                                 no_grouping, no_grouping, no_grouping, False)
             if b >= 0:
                 x[i] = b
                 total = _history(arrival, ready, proc, x, free0, completion, free_before, i)

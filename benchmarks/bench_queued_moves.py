@@ -24,7 +24,7 @@ import numpy as np
 from edgepoc.game.generators import generate
 from edgepoc.game.kernel import greedy_assignment
 from edgepoc.game.validate import ASSIGNMENT_DTYPE
-from edgepoc.solvers.localsearch import QUEUED_FROM, _best_move, _best_move_queued, _group_by_queue, _history
+from edgepoc.solvers.localsearch import QUEUED_FROM, _best_move, _group_by_queue, _history
 from edgepoc.solvers.registry import SolveOptions, solve
 from benchmain import bench_main
 
@@ -40,17 +40,10 @@ class BenchConfig:
 
 
 @nb.njit(cache=True)
-def _price_all_walk(arrival, ready, proc, x, completion, free_before, out):
+def _price_all(arrival, ready, proc, x, completion, free_before, qstart, qorder, fpos, queued, out):
     for i in range(arrival.shape[0]):
-        b, low, far = _best_move(arrival, ready, proc, x, completion, free_before, i, -1e-12)
-        out[i, 0], out[i, 1], out[i, 2] = b, low, far
-
-
-@nb.njit(cache=True)
-def _price_all_queued(arrival, ready, proc, x, completion, free_before, qstart, qorder, fpos, out):
-    for i in range(arrival.shape[0]):
-        b, low, far = _best_move_queued(arrival, ready, proc, x, completion, free_before, qstart, qorder, fpos, i,
-                                        -1e-12)
+        b, low, far = _best_move(arrival, ready, proc, x, completion, free_before, i, -1e-12, qstart, qorder, fpos,
+                                 queued)
         out[i, 0], out[i, 1], out[i, 2] = b, low, far
 
 
@@ -79,8 +72,9 @@ def run(cfg: BenchConfig) -> dict:
         _group_by_queue(x, qstart, qorder, fpos)
         walk_out, queued_out = np.empty((n, 3)), np.empty((n, 3))
         args = (inst.arrival, inst.ready, inst.processing, x, completion, free_before)
-        walk = _median_time(lambda: _price_all_walk(*args, walk_out), cfg.repeats)  # the first run compiles
-        queued = _median_time(lambda: _price_all_queued(*args, qstart, qorder, fpos, queued_out), cfg.repeats)
+        grouping = (qstart, qorder, fpos)
+        walk = _median_time(lambda: _price_all(*args, *grouping, False, walk_out), cfg.repeats)  # 1st run compiles
+        queued = _median_time(lambda: _price_all(*args, *grouping, True, queued_out), cfg.repeats)
         solve(inst, "search", SolveOptions(params={"sweeps": 1}))  # compiled before the clock
         t0 = time.perf_counter()
         solve(inst, "search", SolveOptions(seed=cfg.seed))

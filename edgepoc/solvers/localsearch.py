@@ -158,9 +158,11 @@ def _swap_delta(arrival, ready, proc, x, completion, free_before, i, j, end=-1):
 
 
 @nb.njit(cache=True, nogil=True)
-def _best_move(arrival, ready, proc, x, completion, free_before, i, tol):
+def _best_move(arrival, ready, proc, x, completion, free_before, i, tol, qstart, qorder, fpos, queued):
     """Task `i`'s best single move: `(provider, or -1 if none improves by more than -tol; the lowest delta
-    over all its moves; where that lowest-delta move's change stops)` (first best on ties)."""
+    over all its moves; where that lowest-delta move's change stops)` (first best on ties). `queued`: each move
+    priced by `_move_delta_queued` over the grouping (`qstart`, `qorder`, `fpos`, which must be `x`'s), the same
+    answers; otherwise by `_move_delta` (the grouping is not read)."""
     best_b = -1
     best_d = tol
     low = np.inf
@@ -168,7 +170,10 @@ def _best_move(arrival, ready, proc, x, completion, free_before, i, tol):
     for b in range(free_before.shape[1]):
         if b == x[i]:
             continue
-        d, stop = _move_delta(arrival, ready, proc, x, completion, free_before, i, b)
+        if queued:
+            d, stop = _move_delta_queued(arrival, ready, proc, x, completion, free_before, qstart, qorder, fpos, i, b)
+        else:
+            d, stop = _move_delta(arrival, ready, proc, x, completion, free_before, i, b)
         if d < low:
             low = d
             far = stop
@@ -277,26 +282,6 @@ def _move_delta_queued(arrival, ready, proc, x, completion, free_before, qstart,
             return delta, n
         delta += max(c - arrival[t], 0.0) - max(completion[t] - arrival[t], 0.0)
         j = t + 1
-
-
-@nb.njit(cache=True, nogil=True)
-def _best_move_queued(arrival, ready, proc, x, completion, free_before, qstart, qorder, fpos, i, tol):
-    """`_best_move` priced by `_move_delta_queued`: the same answer."""
-    best_b = -1
-    best_d = tol
-    low = np.inf
-    far = i + 1
-    for b in range(free_before.shape[1]):
-        if b == x[i]:
-            continue
-        d, stop = _move_delta_queued(arrival, ready, proc, x, completion, free_before, qstart, qorder, fpos, i, b)
-        if d < low:
-            low = d
-            far = stop
-        if d < best_d:
-            best_d = d
-            best_b = b
-    return best_b, low, far
 
 
 @nb.njit(cache=True, nogil=True)
@@ -572,8 +557,8 @@ def _local_search(arrival, ready, proc, x, free0, max_sweeps, start, swap_window
 
 
 # From this many providers the models' descent prices moves on the tasks grouped by queue
-# (`_move_delta_queued`): the same answers, faster from K = 5 (pricing every task's moves: 1.1x at K = 5, 1.4x
-# at 8, 4x at 32, 10x at 128, 40x at 1024; 0.76x at K = 3 and 0.97x at 4, where a walk over all tasks is short
+# (`_move_delta_queued`): the same answers, faster from K = 5 (pricing every task's moves: 1.1-1.3x at K = 5,
+# 1.5x at 8, 4x at 32, 10x at 128, 40x at 1024; 0.8-1.0x at K = 3 and 4, where a walk over all tasks is short
 # anyway; `benchmarks/bench_queued_moves.py`).
 QUEUED_FROM = 5
 
@@ -695,11 +680,8 @@ def _descend(arrival, ready, proc, x, free0, marked, reach, max_evals, swap_wind
             evals += 1
             tol = -1e-9 * (1.0 + total) / (n + 1.0)
             # the reach recorded is that of the most promising change examined (lowest delta, improving or not)
-            if queued:
-                best_b, low, far = _best_move_queued(arrival, ready, proc, x, completion, free_before, qstart, qorder,
-                                                     fpos, i, tol)
-            else:
-                best_b, low, far = _best_move(arrival, ready, proc, x, completion, free_before, i, tol)
+            best_b, low, far = _best_move(arrival, ready, proc, x, completion, free_before, i, tol, qstart, qorder,
+                                          fpos, queued)
             if best_b >= 0:
                 was = x[i]
                 x[i] = best_b

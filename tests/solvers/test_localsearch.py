@@ -54,7 +54,7 @@ def test_moves_priced_on_the_queues_alone_are_the_walks_prices_bit_for_bit(seed,
     """From QUEUED_FROM providers the descent prices a move walking only the two queues' tasks (37x faster at
     K = 1024); it must give every price, and where each change stops, exactly as the walk over all tasks: the
     search's allocations (and a chain's blocks) must not depend on which pricing ran."""
-    from edgepoc.solvers.localsearch import _best_move, _best_move_queued, _group_by_queue, _move_delta_queued
+    from edgepoc.solvers.localsearch import _best_move, _group_by_queue, _move_delta_queued
 
     rng = np.random.default_rng(seed)
     n = 150
@@ -71,7 +71,8 @@ def test_moves_priced_on_the_queues_alone_are_the_walks_prices_bit_for_bit(seed,
         for b in range(k):
             if b != x[i]:
                 assert _move_delta_queued(*args, qstart, qorder, fpos, i, b) == _move_delta(*args, i, b), (i, b)
-        assert _best_move(*args, i, -1e-12) == _best_move_queued(*args, qstart, qorder, fpos, i, -1e-12)
+        assert (_best_move(*args, i, -1e-12, qstart, qorder, fpos, False)
+                == _best_move(*args, i, -1e-12, qstart, qorder, fpos, True))
 
 
 @pytest.mark.parametrize("seed", range(4))
