@@ -100,17 +100,21 @@ def _history_of_two(arrival, ready, proc, x, completion, free_before, first, a, 
 
 
 @nb.njit(cache=True, nogil=True)
+def _move_start(arrival, ready, proc, x, completion, free_before, i, b):
+    """Task `i` moved to provider `b`: `(its provider a, a's free time before i, b's free time after i, the change
+    of i's own delay)`, where both move pricings begin."""
+    a = x[i]
+    c = completion_time(free_before[i, b], ready[i, b], proc[i, b])
+    return a, free_before[i, a], c, max(c - arrival[i], 0.0) - max(completion[i] - arrival[i], 0.0)
+
+
+@nb.njit(cache=True, nogil=True)
 def _move_delta(arrival, ready, proc, x, completion, free_before, i, b, end=-1):
     """`(change of the total delay, stop)` if task `i` moves from `x[i]` to provider `b` (all else fixed); the
     move changes nothing from task `stop` on (the queues are back on the stored trajectory there). With
     `end` (< n) the walk gives up there: `stop == end` then means the price is unknown."""
     n = arrival.shape[0] if end < 0 else min(end, arrival.shape[0])
-    a = x[i]
-    fa = free_before[i, a]
-    fb = free_before[i, b]
-    c = completion_time(fb, ready[i, b], proc[i, b])
-    fb = c
-    delta = max(c - arrival[i], 0.0) - max(completion[i] - arrival[i], 0.0)
+    a, fa, fb, delta = _move_start(arrival, ready, proc, x, completion, free_before, i, b)
     for j in range(i + 1, n):
         if fa == free_before[j, a] and fb == free_before[j, b]:
             return delta, j  # both queues are back on the old trajectory: nothing further changes
@@ -244,12 +248,7 @@ def _move_delta_queued(arrival, ready, proc, x, completion, free_before, qstart,
     instead of O(n) reads of (n, K) rows. The stop can only fall right after `i` or right after a task of
     either queue: in between, neither the walk's free times nor the stored ones change."""
     n = arrival.shape[0]
-    a = x[i]
-    fa = free_before[i, a]
-    fb = free_before[i, b]
-    c = completion_time(fb, ready[i, b], proc[i, b])
-    fb = c
-    delta = max(c - arrival[i], 0.0) - max(completion[i] - arrival[i], 0.0)
+    a, fa, fb, delta = _move_start(arrival, ready, proc, x, completion, free_before, i, b)
     pa = fpos[i] + 1
     ea = qstart[a + 1]
     lo = qstart[b]  # the first task of queue b after i: binary search in its task order
