@@ -252,6 +252,41 @@ def test_ctrl_c_during_up_stops_what_it_started_and_says_so(net_b):
     assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline_has(p, str(net_b))]
 
 
+@pytest.mark.parametrize("members", [["arbiter", "node0", "node1"], ["node1"]])
+def test_a_ctrl_c_between_spawning_a_member_and_its_pid_file_leaves_nothing_running(net_b, monkeypatch, members):
+    """Seen in CI: a Ctrl-C during `network up` that landed after a node was spawned but before its pid file was
+    written left that node, its cometbft and its worker running, and neither `up`'s undo nor `network down` knew of
+    them. Here the Ctrl-C lands right after each spawn: the start takes effect as one step, then the Ctrl-C, and
+    the undo stops it."""
+    import signal
+
+    real_popen = subprocess.Popen
+    spawned = []
+
+    def popen_then_ctrl_c(*args, **kwargs):
+        proc = real_popen(*args, **kwargs)
+        spawned.append(proc.pid)
+        os.kill(os.getpid(), signal.SIGINT)  # pressed now, before the caller has written anything
+        return proc
+
+    monkeypatch.setattr(network.subprocess, "Popen", popen_then_ctrl_c)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            network.start_members(net_b, members, timeout=60)
+    finally:
+        monkeypatch.undo()
+        left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline_has(p, str(net_b))]
+        network.down(net_b)
+        for p in left:  # the test's own clean-up, whatever happened
+            try:
+                os.kill(int(p.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert len(spawned) == 1  # the Ctrl-C stopped the start at its first member
+    assert not left, [(p.name, (p / "cmdline").read_bytes()[:200]) for p in left]
+    assert all(network.running_pid(net_b, m) is None for m in ("arbiter", "node0", "node1"))
+
+
 def test_ctrl_c_on_a_node_in_the_foreground_stops_it_and_its_children_cleanly(net_b):
     """`edgepoc node --home DIR` at a terminal: Ctrl-C went to cometbft and the worker too; cometbft exited first,
     and the node ended with "error: node ... stopped: cometbft exited with code 0", exit 2."""

@@ -23,7 +23,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -374,22 +376,46 @@ def running_pid(folder: Path, name: str) -> int | None:
     return _pid(home / f"{role}.pid")
 
 
+@contextmanager
+def _ctrl_c_held() -> Iterator[None]:
+    """A Ctrl-C (SIGINT) that arrives inside the block takes effect when it ends (the handler there is then called,
+    which raises KeyboardInterrupt). Around a start: a member spawned, its pid file written and the caller's record
+    of it are one step, so a Ctrl-C can never leave a member running that nothing will stop (seen in CI: a Ctrl-C
+    between the spawn and the pid file left a node and its cometbft running, and `network down` could not find
+    them). Outside the main thread (where no signal handler runs) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[Any] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held:
+            if callable(previous):
+                previous(signal.SIGINT, held[0])
+            elif previous == signal.SIG_DFL:
+                raise KeyboardInterrupt
+
+
 def start_member(folder: Path, name: str, extra_env: dict[str, str] | None = None) -> int:
-    """Start one node (app + cometbft, one process group) or the arbiter; returns its pid."""
+    """Start one node (app + cometbft, one process group) or the arbiter; returns its pid. A Ctrl-C during the start
+    takes effect once the pid file is written, so `network stop` / `down` can always find what was started."""
     home, args, role = _member(folder, name)
     pidfile = home / f"{role}.pid"
     pid = _pid(pidfile)
     if pid is not None:
         return pid
-    log = open(home / f"{role}.log", "ab")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1", **(extra_env or {})}
     # a node starts through `boot` (what `edgepoc node` runs, less the CLI's imports): its API answers
     # /status ("starting") within a fraction of a second, before the application is loaded
     cmd = ["-m", "edgepoc.chain.abci.boot", *args[1:]] if role == "node" else ["-m", "edgepoc", *args]
-    proc = subprocess.Popen([sys.executable, *cmd], stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True, env=env)
-    log.close()
-    pidfile.write_text(f"{proc.pid}\n")
+    with _ctrl_c_held():
+        with open(home / f"{role}.log", "ab") as log:
+            proc = subprocess.Popen([sys.executable, *cmd], stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+        pidfile.write_text(f"{proc.pid}\n")
     return proc.pid
 
 
@@ -911,8 +937,9 @@ def start_members(folder: Path, names: list[str], timeout: float = 120.0, consen
         return [name for name in reversed(list(started)) if stop_member(folder, name, wait=10.0)]
     try:
         for name in todo:
-            started[name] = start_member(folder, name, env)
-            result[name] = {"pid": started[name], "already": False}
+            with _ctrl_c_held():  # started and recorded as one step: undo() stops everything that runs
+                started[name] = start_member(folder, name, env)
+                result[name] = {"pid": started[name], "already": False}
         target = max(1, _network_tip(doc, set(todo))) if consensus else 0
         _wait_members(folder, doc, nodes, result, started, offsets, target, consensus, timeout, t0, progress)
     except StartFailed as exc:
