@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from edgepoc.errors import EdgepocError, Interrupted
+from edgepoc.errors import EdgepocError, Interrupted, ctrl_c_held
 from edgepoc.experiments.runinfo import RunRecord
 
 console = Console(stderr=True)
@@ -99,14 +99,18 @@ class Pipeline:
         (self.logs / f"{stage}.cmd").write_text(" ".join(["edgepoc", *args]) + "\n")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         # its own session: a terminal's Ctrl-C reaches only this process, which passes it on once (below)
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=None, text=True, env=env, start_new_session=True)
+        proc = None
         try:
+            with ctrl_c_held():  # a Ctrl-C inside the spawn would leave the command running on its own (errors.py)
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=None, text=True, env=env,
+                                        start_new_session=True)
             stdout, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             _stop(proc, signal.SIGKILL)
             raise EdgepocError(f"stage {stage}: `edgepoc {' '.join(args)}` ran past {timeout:.0f} s") from None
         except KeyboardInterrupt:  # the command stops what it started (a network's nodes) and says so: let it
-            _stop(proc, signal.SIGINT)
+            if proc is not None:
+                _stop(proc, signal.SIGINT)
             raise
         (self.logs / f"{stage}.out").write_text(stdout)
         if proc.returncode != 0:

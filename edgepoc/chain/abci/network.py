@@ -23,9 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,7 +36,7 @@ from edgepoc.chain.abci.node import AppConfig, cometbft_binary, disk_free
 from edgepoc.chain.crypto import SigningKey, address_of
 from edgepoc.chain.genesis import MAX_VALIDATORS, ConsensusParams, Genesis, make_validators
 from edgepoc.chain.httpapi import HttpClient
-from edgepoc.errors import EdgepocError, InputError
+from edgepoc.errors import EdgepocError, InputError, ctrl_c_held
 
 HOST = "127.0.0.1"
 PORTS_PER_NODE = 4  # p2p, rpc, abci, api
@@ -331,6 +329,13 @@ def _pid(pidfile: Path) -> int | None:
         pid = int(pidfile.read_text().strip())
         os.kill(pid, 0)
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        # a process still inside its exec (just spawned: Popen returns then) shows no arguments for a moment; read
+        # as "not ours", a stop right after a start (a Ctrl-C during `network up`) left that member running
+        for _ in range(100):
+            if cmd:
+                break
+            time.sleep(0.01)
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         return pid if b"edgepoc" in cmd and state != "Z" else None
     except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError, IndexError):
@@ -376,29 +381,6 @@ def running_pid(folder: Path, name: str) -> int | None:
     return _pid(home / f"{role}.pid")
 
 
-@contextmanager
-def _ctrl_c_held() -> Iterator[None]:
-    """A Ctrl-C (SIGINT) that arrives inside the block takes effect when it ends (the handler there is then called,
-    which raises KeyboardInterrupt). Around a start: a member spawned, its pid file written and the caller's record
-    of it are one step, so a Ctrl-C can never leave a member running that nothing will stop (seen in CI: a Ctrl-C
-    between the spawn and the pid file left a node and its cometbft running, and `network down` could not find
-    them). Outside the main thread (where no signal handler runs) it does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held: list[Any] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if held:
-            if callable(previous):
-                previous(signal.SIGINT, held[0])
-            elif previous == signal.SIG_DFL:
-                raise KeyboardInterrupt
-
-
 def start_member(folder: Path, name: str, extra_env: dict[str, str] | None = None) -> int:
     """Start one node (app + cometbft, one process group) or the arbiter; returns its pid. A Ctrl-C during the start
     takes effect once the pid file is written, so `network stop` / `down` can always find what was started."""
@@ -411,7 +393,7 @@ def start_member(folder: Path, name: str, extra_env: dict[str, str] | None = Non
     # a node starts through `boot` (what `edgepoc node` runs, less the CLI's imports): its API answers
     # /status ("starting") within a fraction of a second, before the application is loaded
     cmd = ["-m", "edgepoc.chain.abci.boot", *args[1:]] if role == "node" else ["-m", "edgepoc", *args]
-    with _ctrl_c_held():
+    with ctrl_c_held():
         with open(home / f"{role}.log", "ab") as log:
             proc = subprocess.Popen([sys.executable, *cmd], stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True, env=env)
@@ -937,7 +919,7 @@ def start_members(folder: Path, names: list[str], timeout: float = 120.0, consen
         return [name for name in reversed(list(started)) if stop_member(folder, name, wait=10.0)]
     try:
         for name in todo:
-            with _ctrl_c_held():  # started and recorded as one step: undo() stops everything that runs
+            with ctrl_c_held():  # started and recorded as one step: undo() stops everything that runs
                 started[name] = start_member(folder, name, env)
                 result[name] = {"pid": started[name], "already": False}
         target = max(1, _network_tip(doc, set(todo))) if consensus else 0
