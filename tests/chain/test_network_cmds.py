@@ -270,10 +270,13 @@ def test_a_ctrl_c_between_spawning_a_member_and_its_pid_file_leaves_nothing_runn
         return proc
 
     monkeypatch.setattr(network.subprocess, "Popen", popen_then_ctrl_c)
+    # Python's own Ctrl-C handler, as at a terminal (a test run in the background, as CI's, inherits SIGINT ignored)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt):
             network.start_members(net_b, members, timeout=60)
     finally:
+        signal.signal(signal.SIGINT, before)
         monkeypatch.undo()
         left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline_has(p, str(net_b))]
         network.down(net_b)
