@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from edgepoc.errors import EdgepocError
+from edgepoc.files import write_atomic
 
 
 def canonical(obj: Any) -> bytes:
@@ -48,29 +48,6 @@ def verify(public_key_hex: str, message: bytes, signature_hex: str) -> bool:
         return True
     except (InvalidSignature, ValueError, TypeError):
         return False
-
-
-def write_file_atomic(path: Path, text: str, private: bool = False, sync: bool = True) -> None:
-    """Write `text` to `path` so that a crash leaves the old file or the new one, never half of either: a temporary
-    file in the same folder, synced, then renamed over `path`. `private`: readable by the owner only from the moment
-    it exists (mkstemp creates it 0600); before, a key file was written world-readable and chmod-ed after, a window
-    in which another user could read the private key. `sync=False` skips the fsync (many small files: the rename
-    still never shows half a file, though a power cut may lose the newest)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            if sync:
-                fh.flush()
-                os.fsync(fh.fileno())
-        if not private:
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass
@@ -104,7 +81,7 @@ class SigningKey:
     def save(self, path: Path) -> None:
         doc = {"type": "ed25519", "private_key": self.private_hex(), "public_key": self.public_hex,
                "address": self.address}
-        write_file_atomic(path, json.dumps(doc, indent=2) + "\n", private=True)
+        write_atomic(path, json.dumps(doc, indent=2) + "\n", private=True)
 
     @classmethod
     def load(cls, path: Path) -> "SigningKey":

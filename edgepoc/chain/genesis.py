@@ -14,7 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edgepoc.chain.crypto import address_of, canonical, sha256_hex, write_file_atomic
+from edgepoc.chain.crypto import address_of, canonical, sha256_hex
+from edgepoc.files import write_atomic
 from edgepoc.errors import EdgepocError, InputError
 
 
@@ -315,7 +316,7 @@ class Genesis:
         return g
 
     def save(self, path: Path) -> None:
-        write_file_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        write_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> "Genesis":

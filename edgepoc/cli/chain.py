@@ -429,7 +429,7 @@ def network_genesis(
     Every field is checked (one-line errors: duplicate names, keys, node ids or addresses, bad capacities or
     delays, more than 32 providers, ...). The genesis pins the builds every node must run; a node on
     others refuses to start. Give the file to every provider: `edgepoc network join --genesis FILE`."""
-    from edgepoc.chain.crypto import write_file_atomic
+    from edgepoc.files import write_atomic
 
     net = _net()
     if out.exists() and not force:
@@ -451,7 +451,7 @@ def network_genesis(
                             builds, pin_builds=not no_builds,
                             genesis_time=net.parse_time(genesis_time) if genesis_time else None,
                             workload=_workload(workload))
-    write_file_atomic(out, json.dumps(doc, indent=1) + "\n")
+    write_atomic(out, json.dumps(doc, indent=1) + "\n")
     _say_bounds(out, workload)
     app = doc["app_state"]
     typer.echo(f"genesis of chain {chain_id}: {len(app['validators'])} providers "
@@ -870,7 +870,7 @@ def _executed_report(client, dir: Optional[Path], ids: list[str], committed: dic
     """Wait until the tasks ran (accepted receipts); with `results`, fetch and check every result. Ctrl-C ends
     the wait, not the report: what ran so far is reported (and its results written); the flag says it came."""
     from edgepoc.chain.abci.client import fetch_results, wait_executed
-    from edgepoc.chain.crypto import write_file_atomic
+    from edgepoc.files import write_atomic
 
     done: dict[str, dict] = {}
     interrupted = False
@@ -899,7 +899,7 @@ def _executed_report(client, dir: Optional[Path], ids: list[str], committed: dic
     check = fetch_results(done, urls, client)
     results.mkdir(parents=True, exist_ok=True)
     for tid, d in done.items():
-        write_file_atomic(results / f"{tid}.json", json.dumps({
+        write_atomic(results / f"{tid}.json", json.dumps({
             "id": tid, "result": d.get("result"), "status": d.get("exec_status"), "provider": d.get("provider_name"),
             "measured_latency": d.get("measured_latency"), "simulated_latency": d.get("simulated_latency"),
             "result_hash": d.get("result_hash"), "verified": tid in check.verified,

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 
+from edgepoc.files import write_atomic
 from edgepoc.errors import InputError
 from edgepoc.execution.wasm import STATUSES, ExecResult, result_hash
 
@@ -45,16 +45,7 @@ class ResultStore:
         folder = self.root / _task_dir_name(task_id)
         folder.mkdir(exist_ok=True)
         final = folder / f"{digest}.json"
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(rec, fh, sort_keys=True, separators=(",", ":"))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(final, json.dumps(rec, sort_keys=True, separators=(",", ":")))
         return digest
 
     def get(self, task_id: str, digest: str | None = None) -> dict | None:

@@ -29,6 +29,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from edgepoc.files import atomic_path, write_atomic
 from edgepoc.errors import InputError
 from edgepoc.game.instance import Instance
 
@@ -124,10 +125,8 @@ def _unpack(cols: dict[str, np.ndarray]) -> list[LabelledInstance]:
 # -- the folder -----------------------------------------------------------------------------------
 
 
-def _atomic_json(path: Path, doc: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+def _write_manifest(path: Path, doc: dict) -> None:
+    write_atomic(path, json.dumps(doc, allow_nan=False) + "\n")
 
 
 def load_manifest(directory: str | Path) -> dict:
@@ -161,7 +160,7 @@ def create_dataset(directory: str | Path, meta: dict[str, Any] | None = None, ov
         for old in d.glob("shard-*.npz"):
             old.unlink()
     manifest = {"format": DATASET_FORMAT, "count": 0, "meta": dict(meta or {}), "shards": []}
-    _atomic_json(d / MANIFEST, manifest)
+    _write_manifest(d / MANIFEST, manifest)
     return manifest
 
 
@@ -174,14 +173,13 @@ def append(directory: str | Path, items: Iterable[LabelledInstance]) -> int:
     manifest = load_manifest(d)
     number = len(manifest["shards"])
     name = f"shard-{number:05d}.npz"
-    tmp = d / f".{name}.tmp.npz"
-    np.savez_compressed(tmp, **_pack(items))
-    os.replace(tmp, d / name)
+    with atomic_path(d / name, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, **_pack(items))
     indices = [it.meta.get("index") for it in items]
     manifest["shards"].append({"file": name, "count": len(items),
                                "indices": _ranges([i for i in indices if isinstance(i, int)])})
     manifest["count"] = int(manifest["count"]) + len(items)
-    _atomic_json(d / MANIFEST, manifest)
+    _write_manifest(d / MANIFEST, manifest)
     return len(items)
 
 

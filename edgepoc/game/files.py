@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from edgepoc.files import write_atomic
 from edgepoc.errors import InputError
 from edgepoc.game.instance import Instance
 from edgepoc.game.validate import check_time_resolution, validate_assignment
@@ -165,20 +166,13 @@ def read_instance(path: str | Path) -> Instance:
 
 
 def write_json(path: str | Path, doc: dict) -> None:
-    """Write atomically (temp file + rename) so a crash never leaves half a file."""
+    """Write crash-safe (`edgepoc.files.write_atomic`); a folder that cannot take the file is an `InputError`."""
     p = Path(path)
     if p.is_dir():
         raise InputError(f"{p}: is a directory, expected a file name to write")
-    tmp = p.with_name(p.name + ".tmp")
     try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(doc, allow_nan=False) + "\n", encoding="utf-8")
-        tmp.replace(p)
+        write_atomic(p, json.dumps(doc, allow_nan=False) + "\n")
     except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
         raise InputError(f"{p}: cannot write ({exc.strerror or exc})") from None
 
 

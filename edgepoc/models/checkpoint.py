@@ -7,7 +7,6 @@ config) is one `EdgepocError` line naming the file.
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgepoc.files import atomic_path
 from edgepoc.errors import EdgepocError
 from edgepoc.models.paper.allocation import ModelConfig, ResourceAllocationModel
 from edgepoc.models.paper.student import StudentModel
@@ -50,9 +50,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any] | N
            "meta": meta or {}}
     if train_state is not None:
         doc["train_state"] = train_state
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(doc, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(doc, tmp)
     if is_general(model):
         from edgepoc.models.general.portable import export_npz
 

@@ -111,7 +111,7 @@ def batch_allocate(instance, free_times, sweeps: int, start_from: np.ndarray | N
     exact single-task moves. Raises ValueError when the instance is not a batch (see `is_batch`)."""
     if not is_batch(instance):
         raise ValueError("batch_allocate: the tasks do not all arrive at once")
-    n, k = instance.n_tasks, instance.n_providers
+    n = instance.n_tasks
     x = np.full(n, -1, dtype=np.int64) if start_from is None else np.asarray(start_from, dtype=np.int64).copy()
     if n == 0:
         return x

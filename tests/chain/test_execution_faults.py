@@ -51,7 +51,6 @@ def test_wrong_results_are_caught_and_a_slow_provider_loses_work(net):
     work = Work(m.hash, "count", [2000], 2_000_000, 1 << 20)
     ids: list[str] = []
     nonce = 10**9
-    h0 = net.status(0)["height"]
     for _ in range(20):  # 20 rounds of 12 tasks, about 0.5 s apart
         b = TaskBatch(net.chain_id, key.public_hex, [(nonce + i, []) for i in range(12)], work=[work] * 12).signed(key)
         nonce += 12

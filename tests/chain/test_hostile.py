@@ -17,7 +17,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgepoc.chain.abci import wire
-from edgepoc.chain.abci.app import PocApplication
 from edgepoc.chain.abci.proto import pb
 from edgepoc.chain.abci.store import AppStore
 from edgepoc.chain.consensus import decay_factor

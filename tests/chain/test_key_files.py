@@ -8,7 +8,8 @@ import stat
 import pytest
 
 from edgepoc.chain import crypto
-from edgepoc.chain.crypto import SigningKey, write_file_atomic
+from edgepoc.chain.crypto import SigningKey
+from edgepoc.files import write_atomic
 
 
 def test_a_key_file_is_private_before_it_gets_its_name(tmp_path, monkeypatch):
@@ -50,6 +51,6 @@ def test_a_public_file_is_readable_by_others_and_replaces_the_old_one(tmp_path):
     path = tmp_path / "genesis.json"
     path.write_text("old\n")
     os.chmod(path, 0o600)
-    write_file_atomic(path, "new\n")
+    write_atomic(path, "new\n")
     assert path.read_text() == "new\n"
     assert stat.S_IMODE(path.stat().st_mode) == 0o644

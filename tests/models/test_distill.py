@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import shutil
 
-import numpy as np
 import pytest
 import torch
 
 from edgepoc.errors import EdgepocError
 from edgepoc.game.generators import generate
-from edgepoc.models.paper.allocation import count_parameters
 from edgepoc.models.checkpoint import load_model
 from edgepoc.models.paper.distill import DistillConfig, distill, distillation_loss, read_distill_log
-from edgepoc.models.features import to_graph
 from edgepoc.models.solve import model_probabilities
 from edgepoc.solvers.registry import SolveOptions, solve
 

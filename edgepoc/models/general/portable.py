@@ -27,7 +27,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import zipfile
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -37,6 +36,7 @@ from pathlib import Path
 import numba as nb
 import numpy as np
 
+from edgepoc.files import atomic_path
 from edgepoc.errors import EdgepocError
 from edgepoc.game.instance import Instance
 from edgepoc.models.general.decode import DEFAULT_HORIZON, N_DYN, Head, time_scale
@@ -307,13 +307,11 @@ def write_npz(path: str | Path, config: dict, state: dict[str, np.ndarray], sour
     entries = {"format": np.array(NPZ_FORMAT), "config": np.array(json.dumps(config, sort_keys=True)),
                "source_sha256": np.array(source_sha256)}
     entries.update({f"w/{k}": np.asarray(v) for k, v in sorted(state.items())})
-    tmp = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
         for name, arr in entries.items():
             info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.external_attr = 0o644 << 16
             z.writestr(info, _npy(arr))
-    os.replace(tmp, path)
     return path
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 import zipfile
 from dataclasses import asdict, dataclass, replace
@@ -35,6 +34,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from edgepoc.files import atomic_path, write_atomic
 from edgepoc.errors import InputError, Interrupted
 from edgepoc.game.generators import alibaba, paper, varied
 from edgepoc.game.instance import Instance
@@ -203,10 +203,9 @@ def _cached_labels(path: Path, keys: list[str]) -> list[np.ndarray]:
 
 
 def _save_labels(path: Path, keys: list[str], labels: list[np.ndarray]) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, keys=np.array(keys[:len(labels)]),
-                        **{f"x{i}": x.astype(np.int16) for i, x in enumerate(labels)})
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, keys=np.array(keys[:len(labels)]),
+                            **{f"x{i}": x.astype(np.int16) for i, x in enumerate(labels)})
 
 
 class Evaluator:
@@ -311,7 +310,7 @@ def dagger_finetune(model_path: str | Path, out: str | Path, cfg: GeneralTrainCo
                     "seconds": time.perf_counter() - t0})
         save_checkpoint(out / f"{kind}.pt", model, {"val_ratio_to_rollout": best, "dagger_round": r + 1,
                                                     "from": str(model_path)})  # a run cut short keeps its rounds
-        (out / "log.json").write_text(json.dumps(log, indent=1))
+        write_atomic(out / "log.json", json.dumps(log, indent=1))
     if cfg.es_generations > 0:
         best = evolve_head(model, train_eval, val_eval, cfg, rng, show, log=log)
     meta = {"params": count_parameters(model), "val_ratio_to_rollout": best, "start_val_ratio_to_rollout": start_val,
@@ -319,7 +318,7 @@ def dagger_finetune(model_path: str | Path, out: str | Path, cfg: GeneralTrainCo
             "dagger": {"rounds": rounds, "epochs": epochs, "segment": segment, "window": window,
                        "generations": generations}}
     save_checkpoint(out / f"{kind}.pt", model, meta)
-    (out / "log.json").write_text(json.dumps(log, indent=1))
+    write_atomic(out / "log.json", json.dumps(log, indent=1))
     return meta
 
 
@@ -389,7 +388,7 @@ def policy_gradient(model_path: str | Path, out: str | Path, cfg: GeneralTrainCo
             if score < best:
                 best, best_state = score, {k: v.clone() for k, v in model.state_dict().items()}
                 save_checkpoint(out / f"{kind}.pt", model, {"val_ratio_to_rollout": best, "pg_epoch": epoch})
-            (out / "log.json").write_text(json.dumps(log, indent=1))
+            write_atomic(out / "log.json", json.dumps(log, indent=1))
             bar.update(task, advance=1, status=f"val one-pass/rollout {score:.4f} (best {best:.4f})")
             if deadline_s is not None and time.perf_counter() - t0 > deadline_s:
                 break
@@ -398,7 +397,7 @@ def policy_gradient(model_path: str | Path, out: str | Path, cfg: GeneralTrainCo
             "from": str(model_path), "seconds": time.perf_counter() - t0, "config": cfg.to_dict(),
             "policy_gradient": {"epochs": epochs, "samples": samples, "temperature": temperature, "lr": lr}}
     save_checkpoint(out / f"{kind}.pt", model, meta)
-    (out / "log.json").write_text(json.dumps(log, indent=1))
+    write_atomic(out / "log.json", json.dumps(log, indent=1))
     return meta
 
 
@@ -518,7 +517,7 @@ def train_general(out: str | Path, cfg: GeneralTrainConfig, show: bool = True,
     from (kept in config.json)."""
     t0, out, rng = _start_run(out, cfg, 0)
     doc = cfg.to_dict() | ({"data": data_record or {}} if data is not None else {})
-    (out / "config.json").write_text(json.dumps(doc, indent=2))
+    write_atomic(out / "config.json", json.dumps(doc, indent=2))
     labels_path = out / "labels.npz"
     if data is not None:  # one's own labelled instances: no generated mix, no GA labelling here
         train_inst, labels, val_inst = data[0], [np.asarray(x, dtype=np.int64) for x in data[1]], data[2]
@@ -550,7 +549,7 @@ def train_general(out: str | Path, cfg: GeneralTrainConfig, show: bool = True,
     if data is not None:
         meta["data"] = data_record or {}
     save_checkpoint(out / "teacher.pt", model, meta)
-    (out / "log.json").write_text(json.dumps(log, indent=1))
+    write_atomic(out / "log.json", json.dumps(log, indent=1))
     return meta
 
 
@@ -580,8 +579,8 @@ def finetune_head(model_path: str | Path, out: str | Path, cfg: GeneralTrainConf
             "from_meta": source.get("meta", {})}  # how the model it started from was made
     kind = model.config.kind
     save_checkpoint(out / f"{kind}.pt", model, meta)
-    (out / "log.json").write_text(json.dumps(log, indent=1))
-    (out / "config.json").write_text(json.dumps({**cfg.to_dict(), "from": label, "kind": kind}, indent=2))
+    write_atomic(out / "log.json", json.dumps(log, indent=1))
+    write_atomic(out / "config.json", json.dumps({**cfg.to_dict(), "from": label, "kind": kind}, indent=2))
     return meta
 
 
@@ -617,5 +616,5 @@ def distill_general(teacher_path: str | Path, out: str | Path, cfg: GeneralTrain
             "teacher_val_ratio_to_rollout": teacher_val, "gap_to_teacher_pct": 100.0 * (best / teacher_val - 1.0),
             "seconds": time.perf_counter() - t0, "config": cfg.to_dict()}
     save_checkpoint(out / "student.pt", model, meta)
-    (out / "log.json").write_text(json.dumps(log, indent=1))
+    write_atomic(out / "log.json", json.dumps(log, indent=1))
     return meta

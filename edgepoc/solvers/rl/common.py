@@ -14,6 +14,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from edgepoc.files import atomic_path
 from edgepoc.errors import EdgepocError, InputError
 from edgepoc.game.generators import generate
 from edgepoc.game.instance import Instance
@@ -32,10 +33,8 @@ def bundled_provider_counts(algo: str) -> list[int]:
 
 
 def save_rl_checkpoint(path: Path, fmt: str, config: Any, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"format": fmt, "config": asdict(config), **payload}, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save({"format": fmt, "config": asdict(config), **payload}, tmp)
 
 
 def load_checkpoint(path: str | Path | None, algo: str, fmt: str, n_providers: int = 3) -> dict:

@@ -1,0 +1,66 @@
+"""Crash-safe file writes, the one way the package replaces a file: a crash, a full disk or a Ctrl-C leaves the old
+file or the new one, never half of either, and no temporary file behind.
+
+Everything that rewrites a file a user or a node relies on (keys, genesis, instances, allocations, data sets,
+checkpoints, stored results, training logs) goes through `write_atomic` or, for writers that want a path
+(`torch.save`, `np.savez`, `zipfile`), `atomic_path`."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable: the directory entry is data too. Some file systems refuse; the rename stands anyway."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_path(path: str | Path, private: bool = False, sync: bool = True, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary path in `path`'s folder to write to; when the block ends without error it is synced and renamed
+    over `path`, on any error (Ctrl-C included) it is removed and the old file stands.
+
+    `private`: readable by the owner only from the moment it exists (mkstemp creates it 0600), for keys; otherwise
+    it becomes 0644. `sync=False` skips the fsyncs (many small files: the rename still never shows half a file,
+    though a power cut may lose the newest). `suffix`: for writers that add their own (`np.savez` adds `.npz`
+    to any other name)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        if not private:
+            os.chmod(tmp, 0o644)
+        if sync:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if sync:
+        _fsync_dir(path.parent)
+
+
+def write_atomic(path: str | Path, data: str | bytes, private: bool = False, sync: bool = True) -> None:
+    """Replace `path` with `data` (text is written as UTF-8), crash-safe as `atomic_path` says."""
+    with atomic_path(path, private=private, sync=sync) as tmp:
+        if isinstance(data, str):
+            tmp.write_text(data, encoding="utf-8")
+        else:
+            tmp.write_bytes(data)
