@@ -6,7 +6,9 @@ its ready time whatever happened earlier). So a move is priced by re-walking tha
 the stored free-time history instead of re-simulating all `n` tasks: at load 0.9 a move costs tens of
 task steps, a full sweep over all `n*(K-1)` moves a fraction of a millisecond per 1000 tasks. On a long
 backlog the queues never resync; the GA's descent (`local_search`) prices on a queue index instead, in
-O(log n) per move (below, "the queue index").
+O(log n) per move (below, "the queue index"). At many providers most moves are ruled out unpriced: a move's
+price is at least the task's own change plus what its old queue gains without it (its new queue only loses), so
+a provider whose bound is above the best price so far is passed over, with the same answers.
 
 The queue step is the kernel's own (`edgepoc.game.kernel.completion_time`); the solvers never trust
 these deltas for reporting, the final allocation is always re-simulated by the shared kernel.
@@ -162,7 +164,7 @@ def _swap_delta(arrival, ready, proc, x, completion, free_before, i, j, end=-1):
 
 
 @nb.njit(cache=True, nogil=True)
-def _best_move(arrival, ready, proc, x, completion, free_before, i, tol, qstart, qorder, fpos, queued):
+def _best_move(arrival, ready, proc, x, completion, free_before, i, tol, qstart, qorder, fpos, queued, bounded):
     """Task `i`'s best single move: `(provider, or -1 if none improves by more than -tol; the lowest delta
     over all its moves; where that lowest-delta move's change stops)` (first best on ties). `queued`: each move
     priced by `_move_delta_queued` over the grouping (`qstart`, `qorder`, `fpos`, which must be `x`'s), the same
@@ -171,9 +173,23 @@ def _best_move(arrival, ready, proc, x, completion, free_before, i, tol, qstart,
     best_d = tol
     low = np.inf
     far = i + 1
+    # passed over unpriced: a move whose lower bound (as in `_best_candidate`) is above both the best and the
+    # lowest price so far can change neither, so the answers are the same
+    # (`bounded`: needs the grouping, i.e. `queued`)
+    gain = 0.0
+    own = 0.0
+    margin = np.inf
+    if bounded:
+        gain = _queue_gain_queued(arrival, ready, proc, completion, free_before, qstart, qorder, fpos, x[i], i)
+        own = max(completion[i] - arrival[i], 0.0)
+        margin = 1e-9 * (1.0 + abs(own) + abs(gain))
     for b in range(free_before.shape[1]):
         if b == x[i]:
             continue
+        if bounded:
+            cb = completion_time(free_before[i, b], ready[i, b], proc[i, b])
+            if max(cb - arrival[i], 0.0) - own + gain > max(low, best_d) + margin:
+                continue
         if queued:
             d, stop = _move_delta_queued(arrival, ready, proc, x, completion, free_before, qstart, qorder, fpos, i, b)
         else:
@@ -452,8 +468,43 @@ def _price(arrival, ready, proc, x, completion, free_before, i, c, swap, end):
 
 
 @nb.njit(cache=True, nogil=True)
+def _queue_gain(arrival, ready, proc, x, completion, free_before, i, end):
+    """`(change of the delays of the later tasks on i's provider if task i left it, whether the walk got to where
+    that queue resyncs before `end` (< 0: no end))`: the part of every move of i that does not depend on where it
+    goes."""
+    n = arrival.shape[0]
+    stop = n if end < 0 else min(end, n)
+    a = x[i]
+    fa = free_before[i, a]
+    gain = 0.0
+    for j in range(i + 1, stop):
+        if fa == free_before[j, a]:
+            return gain, True
+        if x[j] == a:
+            c = completion_time(fa, ready[j, a], proc[j, a])
+            fa = c
+            gain += max(c - arrival[j], 0.0) - max(completion[j] - arrival[j], 0.0)
+    return gain, stop == n
+
+
+@nb.njit(cache=True, nogil=True)
+def _queue_gain_queued(arrival, ready, proc, completion, free_before, qstart, qorder, fpos, a, i):
+    """`_queue_gain` (no end) walking only queue `a`'s tasks, from the grouping of `_group_by_queue`."""
+    fa = free_before[i, a]
+    gain = 0.0
+    for p in range(fpos[i] + 1, qstart[a + 1]):
+        t = qorder[p]
+        if fa == free_before[t, a]:
+            break
+        c = completion_time(fa, ready[t, a], proc[t, a])
+        fa = c
+        gain += max(c - arrival[t], 0.0) - max(completion[t] - arrival[t], 0.0)
+    return gain
+
+
+@nb.njit(cache=True, nogil=True)
 def _best_candidate(arrival, ready, proc, x, completion, free_before, qstart, qorder, fpos, gap_cum, gap_pre, slack,
-                    tree, tail_min, i, swap, swap_window, tol, step, walk_from, stale):
+                    tree, tail_min, i, swap, swap_window, tol, step, walk_from, stale, bound):
     """Task `i`'s best move (each other provider) or (`swap`) best swap (each task at most `swap_window` later on
     another provider) priced below `tol`: `(provider or task, -1 if none; whether a price came from the index;
     walk_from; stale)`. Prices come from the walk while `step >= walk_from`; a walk still running LONG_WALK tasks
@@ -464,9 +515,32 @@ def _best_candidate(arrival, ready, proc, x, completion, free_before, qstart, qo
     best = -1
     best_d = tol
     indexed = False
+    # A move's price is (i's own change) + (what i's old queue gains, the same for every b) + (what b's queue
+    # loses, >= 0). The first two bound it from below at O(1) per b, so most providers are passed over unpriced
+    # at large K. The margin is far above the rounding by which the walk's interleaved sum can differ.
+    bounded = False
+    own = 0.0
+    gain = 0.0
+    margin = -tol * (n + 1.0)
+    if bound and not swap:
+        a = x[i]
+        if step < walk_from:
+            if stale:
+                _index_queues(ready, x, free_before, qstart, qorder, fpos, gap_cum, gap_pre, slack, tree, tail_min)
+                stale = False
+            gain = _tail_change(qstart[a], qstart[a + 1], fpos[i] + 1, free_before[i, a] - completion[i], gap_cum,
+                                gap_pre, slack, tree, tail_min)
+            bounded = True
+        else:
+            gain, bounded = _queue_gain(arrival, ready, proc, x, completion, free_before, i, i + 1 + LONG_WALK)
+        own = max(completion[i] - arrival[i], 0.0)
     for c in range(lo, hi):
         if (x[c] if swap else c) == x[i]:
             continue
+        if bounded:
+            cb = completion_time(free_before[i, c], ready[i, c], proc[i, c])
+            if max(cb - arrival[i], 0.0) - own + gain > best_d + margin:
+                continue
         d = np.inf
         if step >= walk_from:
             end = (c if swap else i) + 1 + LONG_WALK
@@ -491,7 +565,7 @@ def _best_candidate(arrival, ready, proc, x, completion, free_before, qstart, qo
 
 
 @nb.njit(cache=True, nogil=True)
-def _local_search(arrival, ready, proc, x, free0, max_sweeps, start, swap_window, deadline):
+def _local_search(arrival, ready, proc, x, free0, max_sweeps, start, swap_window, deadline, bound):
     """First-improvement descent over single-task moves, in place on `x`; returns (total, sweeps).
 
     A sweep tries every task (beginning at `start`, wrapping around) on every other provider and
@@ -536,7 +610,7 @@ def _local_search(arrival, ready, proc, x, free0, max_sweeps, start, swap_window
                 tol = -1e-9 * (1.0 + total) / (n + 1.0)
                 c, indexed, walk_from, stale = _best_candidate(
                     arrival, ready, proc, x, completion, free_before, qstart, qorder, fpos, gap_cum, gap_pre, slack,
-                    tree, tail_min, i, swap == 1, swap_window, tol, step, walk_from, stale)
+                    tree, tail_min, i, swap == 1, swap_window, tol, step, walk_from, stale, bound)
                 # a price from the index is confirmed by the whole walk before the change is taken
                 if c < 0 or (indexed and not _price(arrival, ready, proc, x, completion, free_before, i, c,
                                                     swap == 1, -1)[0] < tol):
@@ -560,6 +634,13 @@ def _local_search(arrival, ready, proc, x, free0, max_sweeps, start, swap_window
 # 1.5x at 8, 4x at 32, 10x at 128, 40x at 1024; 0.8-1.0x at K = 3 and 4, where a walk over all tasks is short
 # anyway; `benchmarks/bench_queued_moves.py`).
 QUEUED_FROM = 5
+
+# From this many providers the models' descent passes over moves whose lower bound (i's own change plus its old
+# queue's gain) rules them out unpriced: the same answers, faster where most providers are far off (pricing every
+# task's moves: 1.1x at K = 8, 1.25x at 12, 2.2x at 32, 4-5x at 128 and 1024; 0.6x at K = 3 and 1.0x at 5, where
+# the bound's own walk costs what it saves; `benchmarks/bench_queued_moves.py`). The GA's descent bounds at every
+# K (1.2x at K = 3 there, 7x at 128, 16x at 1024).
+BOUNDED_FROM = 8
 
 # A change at task `i` re-prices the moves of earlier tasks whose stretch (from the task to where the queues
 # resync) reaches `i`. Each examined task records how far its moves reached (`reach`); a task not yet examined
@@ -653,6 +734,7 @@ def _descend(arrival, ready, proc, x, free0, marked, reach, max_evals, swap_wind
     free_before = np.empty((n + 1, kk), dtype=np.float64)
     total = _history(arrival, ready, proc, x, free0, completion, free_before, 0)
     queued = kk >= QUEUED_FROM  # price moves on the tasks grouped by queue (same answers, faster at large K)
+    bounded = kk >= BOUNDED_FROM  # pass over moves whose lower bound rules them out (same answers)
     qstart = np.empty(kk + 1, dtype=np.int64)
     qorder = np.empty(n, dtype=np.int64)
     fpos = np.empty(n, dtype=np.int64)
@@ -680,7 +762,7 @@ def _descend(arrival, ready, proc, x, free0, marked, reach, max_evals, swap_wind
             tol = -1e-9 * (1.0 + total) / (n + 1.0)
             # the reach recorded is that of the most promising change examined (lowest delta, improving or not)
             best_b, low, far = _best_move(arrival, ready, proc, x, completion, free_before, i, tol, qstart, qorder,
-                                          fpos, queued)
+                                          fpos, queued, bounded)
             if best_b >= 0:
                 was = x[i]
                 x[i] = best_b
@@ -832,7 +914,7 @@ def local_search(instance, x: np.ndarray, free_times: np.ndarray | None = None, 
     out = np.ascontiguousarray(x, dtype=ASSIGNMENT_DTYPE).copy()
     total, sweeps = _compiled(_local_search, instance.arrival, instance.ready, instance.processing, out, free0,
                               int(max_sweeps), int(start) % max(instance.n_tasks, 1), int(swap_window),
-                              float(deadline))
+                              float(deadline), True)
     return out, float(total), int(sweeps)
 
 
@@ -841,5 +923,6 @@ def local_search_inplace(instance, x: np.ndarray, free0: np.ndarray, max_sweeps:
     """Descend in place on a contiguous int16 row (a GA individual); returns its delay. `deadline`: a
     `time.perf_counter()` value after which the descent stops (`inf`: never)."""
     total, _ = _compiled(_local_search, instance.arrival, instance.ready, instance.processing, x, free0,
-                         int(max_sweeps), int(start) % max(instance.n_tasks, 1), int(swap_window), float(deadline))
+                         int(max_sweeps), int(start) % max(instance.n_tasks, 1), int(swap_window), float(deadline),
+                         True)
     return float(total)
