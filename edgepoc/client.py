@@ -1,7 +1,7 @@
 """`EdgepocClient`: talk to a provider network through any of its nodes, and keep a receipt.
 
-Transport and bookkeeping only: the signed task objects come from `edgepoc.chain.client` (each has
-`to_dict()` and its task id as `id`, or `ids` for a client-signed batch). A request goes to the node
+Transport and bookkeeping only: the signed objects come from `edgepoc.chain.abci.wire` (`TaskBatch`,
+`ModuleTx`; each has `to_dict()` and its task id as `id`, or `ids` for a client-signed batch). A request goes to the node
 that answered last; if it cannot be reached, the next node is tried. Resubmitting is harmless: a task
 id names a (client, nonce) pair, a node accepts a pending task again and refuses a committed one as a
 replay, which the client then looks up.
