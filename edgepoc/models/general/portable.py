@@ -1,7 +1,7 @@
 """The general model without PyTorch: its config, its input features, its float64 forward pass, its weight file.
 
 An edge node runs the general student (and can run the teacher) from here: NumPy only, no torch, no PyG.
-This forward pass is the ONLY exact one. `edgepoc.models.general.embedding(model, inst)` (the torch
+This forward pass is the ONLY exact one. `edgepoc.models.general.model.embedding(model, inst)` (the torch
 model's exact path, used by `solve --method student|teacher` when a checkpoint has no `.npz` beside it)
 converts the torch model's weights and calls this same code, so a torch-loaded and a NumPy-loaded model
 give the bit-identical embedding, and so the same allocation, on every node.
