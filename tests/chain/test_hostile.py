@@ -369,6 +369,42 @@ def test_a_hung_arbiter_costs_the_proposer_its_deadline_once_not_a_round(tmp_pat
     hang.close()
 
 
+def test_the_arbiters_state_check_is_settled_by_the_first_node_that_confirms():
+    """The arbiter signs only for a state a node confirms. It asked the nodes one after another, so a node that
+    accepts and never answers (or the proposer itself, busy building its block) cost its whole timeout before the
+    next was asked: a 1.5 s check for a 0.2 s allocation, and the proposer had given up. Now a hung node first in
+    the list costs nothing; a wrong state or no node confirming is still refused."""
+    import concurrent.futures
+    import socket
+    import time
+
+    from edgepoc.chain.abci.arbiter import STATUS_TIMEOUT, Arbiter
+    from tests.jsonserver import serve_json
+
+    hang = socket.socket()
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(16)  # accepts connections, never reads or answers
+    good = serve_json(lambda request: (200, {"height": 41, "app_hash": "ab" * 32}))
+    arbiter = Arbiter.__new__(Arbiter)  # the check alone: no genesis, keys or model needed
+    arbiter.node_urls = [f"http://127.0.0.1:{hang.getsockname()[1]}", f"http://127.0.0.1:{good.server_address[1]}"]
+    arbiter._confirmed = {}
+    arbiter._pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+    try:
+        t0 = time.perf_counter()
+        assert arbiter._state_known(42, "ab" * 32)
+        assert time.perf_counter() - t0 < STATUS_TIMEOUT / 2
+        t0 = time.perf_counter()
+        assert not arbiter._state_known(52, "cd" * 32)  # no node reports that state: refused, within the timeout
+        assert time.perf_counter() - t0 < STATUS_TIMEOUT + 1.0
+        arbiter.node_urls = [arbiter.node_urls[0]]
+        arbiter._confirmed = {}
+        assert not arbiter._state_known(42, "ab" * 32)  # only the hung node: nothing confirms
+    finally:
+        good.shutdown()
+        hang.close()
+        arbiter._pool.shutdown(wait=False, cancel_futures=True)
+
+
 def test_a_task_no_batch_can_carry_is_named_and_the_rest_of_its_batch_goes_through(tmp_path):
     """One task alone over a block's share of a client: CheckTx names it (before: "split it: its first 1 tasks
     fit", which no split could make true), and the client resends its batch without it."""
