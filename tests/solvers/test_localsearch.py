@@ -83,8 +83,7 @@ def test_a_moves_lower_bound_is_never_above_its_price(seed, k):
     without it) is above the best price so far: on idle, busy and burst queues, per-task delays and a queue
     state, the bound is at most the walk's price for every move, and its three ways (the walk, the walk over
     the queue's own tasks, the queue index) agree."""
-    from edgepoc.solvers.localsearch import (_group_by_queue, _index_queues, _queue_gain, _queue_gain_queued,
-                                             _tail_change)
+    from edgepoc.solvers.localsearch import _queue_gain, _queue_gain_queued, _tail_change
 
     rng = np.random.default_rng(seed)
     n = 200
@@ -93,14 +92,9 @@ def test_a_moves_lower_bound_is_never_above_its_price(seed, k):
         inst.arrival[:80] = 0.0  # a burst: those queues never idle
     free0 = rng.uniform(0, 2, size=k) if seed % 3 else np.zeros(k)
     for x in (rng.integers(0, k, size=n).astype(np.int16), greedy_assignment(inst, free0)[0].astype(np.int16)):
-        completion, free_before = np.empty(n), np.empty((n + 1, k))
-        _history(inst.arrival, inst.ready, inst.processing, x, free0, completion, free_before, 0)
-        size = 1 << max(n - 1, 0).bit_length()
-        index = (np.empty(k + 1, np.int64), np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n), np.empty(n),
-                 np.empty(n), np.empty(2 * size), np.empty(n))
-        _index_queues(inst.ready, x, free_before, *index)
+        args, index = _history_and_index(inst, x, free0)
+        completion, free_before = args[4], args[5]
         qstart, qorder, fpos, gap_cum, gap_pre, slack, tree, tail_min = index
-        args = (inst.arrival, inst.ready, inst.processing, x, completion, free_before)
         ruled_out = 0
         for i in range(n):
             a = x[i]
@@ -227,9 +221,9 @@ def test_window_kicks_find_what_point_kicks_find_and_keep_the_work_budget():
     assert np.array_equal(again.assignment, window.assignment)
 
 
-def _indexed_prices(inst, x, free0):
-    """Every move's and every near swap's price from the queue index, beside the exact walk's."""
-    from edgepoc.solvers.localsearch import _index_queues, _indexed_move, _indexed_swap
+def _history_and_index(inst, x, free0):
+    """`(the pricing functions' first arguments, the queue index)` of allocation `x`."""
+    from edgepoc.solvers.localsearch import _index_queues
     n, k = inst.n_tasks, inst.n_providers
     completion, free_before = np.empty(n), np.empty((n + 1, k))
     _history(inst.arrival, inst.ready, inst.processing, x, free0, completion, free_before, 0)
@@ -237,7 +231,14 @@ def _indexed_prices(inst, x, free0):
     index = (np.empty(k + 1, np.int64), np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n), np.empty(n),
              np.empty(n), np.empty(2 * size), np.empty(n))
     _index_queues(inst.ready, x, free_before, *index)
-    args = (inst.arrival, inst.ready, inst.processing, x, completion, free_before)
+    return (inst.arrival, inst.ready, inst.processing, x, completion, free_before), index
+
+
+def _indexed_prices(inst, x, free0):
+    """Every move's and every near swap's price from the queue index, beside the exact walk's."""
+    from edgepoc.solvers.localsearch import _indexed_move, _indexed_swap
+    n, k = inst.n_tasks, inst.n_providers
+    args, index = _history_and_index(inst, x, free0)
     pairs = []
     for i in range(n):
         for b in range(k):
