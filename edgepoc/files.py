@@ -14,6 +14,20 @@ from pathlib import Path
 from typing import Iterator
 
 
+def _public_mode() -> int:
+    """The mode `open()` would give a new file: 0666 less the process's umask (read without changing it where
+    Linux tells; else set and restored at once)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _fsync_dir(folder: Path) -> None:
     """Make a rename durable: the directory entry is data too. Some file systems refuse; the rename stands anyway."""
     try:
@@ -34,7 +48,7 @@ def atomic_path(path: str | Path, private: bool = False, sync: bool = True, suff
     over `path`, on any error (Ctrl-C included) it is removed and the old file stands.
 
     `private`: readable by the owner only from the moment it exists (mkstemp creates it 0600), for keys; otherwise
-    it becomes 0644. `sync=False` skips the fsyncs (many small files: the rename still never shows half a file,
+    it gets the mode a plain `open()` would give it (0644 under the usual umask 022). `sync=False` skips the fsyncs (many small files: the rename still never shows half a file,
     though a power cut may lose the newest). `suffix`: for writers that add their own (`np.savez` adds `.npz`
     to any other name)."""
     path = Path(path)
@@ -45,7 +59,7 @@ def atomic_path(path: str | Path, private: bool = False, sync: bool = True, suff
     try:
         yield tmp
         if not private:
-            os.chmod(tmp, 0o644)
+            os.chmod(tmp, _public_mode())
         if sync:
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -38,9 +39,23 @@ def test_writers_that_want_a_path_write_exactly_the_named_file(tmp_path):
 
 def test_text_and_bytes_replace_the_file_and_public_files_are_readable_by_all(tmp_path):
     path = tmp_path / "sub" / "a.bin"
-    write_atomic(path, b"\x00\x01")
-    write_atomic(path, "é\n")
+    mask = os.umask(0o022)  # the usual umask
+    try:
+        write_atomic(path, b"\x00\x01")
+        write_atomic(path, "é\n")
+    finally:
+        os.umask(mask)
     assert path.read_bytes() == "é\n".encode()
     assert path.stat().st_mode & 0o777 == 0o644
     write_atomic(path, "secret", private=True)
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_public_file_gets_the_mode_the_users_umask_gives(tmp_path):
+    """Like a plain `open()`: a user whose umask keeps new files to themselves gets 0600 public files too."""
+    old = os.umask(0o077)
+    try:
+        write_atomic(tmp_path / "a.json", "{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o600
