@@ -734,7 +734,7 @@ def _descend(arrival, ready, proc, x, free0, marked, reach, max_evals, swap_wind
     free_before = np.empty((n + 1, kk), dtype=np.float64)
     total = _history(arrival, ready, proc, x, free0, completion, free_before, 0)
     queued = kk >= QUEUED_FROM  # price moves on the tasks grouped by queue (same answers, faster at large K)
-    bounded = kk >= BOUNDED_FROM  # pass over moves whose lower bound rules them out (same answers)
+    bounded = queued and kk >= BOUNDED_FROM  # pass over moves a lower bound rules out (needs the grouping)
     qstart = np.empty(kk + 1, dtype=np.int64)
     qorder = np.empty(n, dtype=np.int64)
     fpos = np.empty(n, dtype=np.int64)
