@@ -177,19 +177,17 @@ def _best_move(arrival, ready, proc, x, completion, free_before, i, tol, qstart,
     # lowest price so far can change neither, so the answers are the same
     # (`bounded`: needs the grouping, i.e. `queued`)
     gain = 0.0
-    own = 0.0
     margin = np.inf
     if bounded:
         gain = _queue_gain_queued(arrival, ready, proc, completion, free_before, qstart, qorder, fpos, x[i], i)
-        own = max(completion[i] - arrival[i], 0.0)
-        margin = 1e-9 * (1.0 + abs(own) + abs(gain))
+        margin = 1e-9 * (1.0 + abs(max(completion[i] - arrival[i], 0.0)) + abs(gain))
     for b in range(free_before.shape[1]):
         if b == x[i]:
             continue
-        if bounded:
-            cb = completion_time(free_before[i, b], ready[i, b], proc[i, b])
-            if max(cb - arrival[i], 0.0) - own + gain > max(low, best_d) + margin:
-                continue
+        # the move's own change, as the walk starts it (`_move_start`), plus the old queue's gain
+        if bounded and _move_start(arrival, ready, proc, x, completion, free_before, i, b)[3] + gain \
+                > max(low, best_d) + margin:
+            continue
         if queued:
             d, stop = _move_delta_queued(arrival, ready, proc, x, completion, free_before, qstart, qorder, fpos, i, b)
         else:
@@ -519,7 +517,6 @@ def _best_candidate(arrival, ready, proc, x, completion, free_before, qstart, qo
     # loses, >= 0). The first two bound it from below at O(1) per b, so most providers are passed over unpriced
     # at large K. The margin is far above the rounding by which the walk's interleaved sum can differ.
     bounded = False
-    own = 0.0
     gain = 0.0
     margin = -tol * (n + 1.0)
     if bound and not swap:
@@ -533,14 +530,11 @@ def _best_candidate(arrival, ready, proc, x, completion, free_before, qstart, qo
             bounded = True
         else:
             gain, bounded = _queue_gain(arrival, ready, proc, x, completion, free_before, i, i + 1 + LONG_WALK)
-        own = max(completion[i] - arrival[i], 0.0)
     for c in range(lo, hi):
         if (x[c] if swap else c) == x[i]:
             continue
-        if bounded:
-            cb = completion_time(free_before[i, c], ready[i, c], proc[i, c])
-            if max(cb - arrival[i], 0.0) - own + gain > best_d + margin:
-                continue
+        if bounded and _move_start(arrival, ready, proc, x, completion, free_before, i, c)[3] + gain > best_d + margin:
+            continue
         d = np.inf
         if step >= walk_from:
             end = (c if swap else i) + 1 + LONG_WALK
