@@ -1,4 +1,5 @@
-"""The one exception type users see: the CLI prints its message on one line and exits non-zero."""
+"""The one exception type users see (the CLI prints its message on one line and exits non-zero), and Ctrl-C held
+around the steps that must not be cut in two (spawning a process and recording it)."""
 
 from __future__ import annotations
 

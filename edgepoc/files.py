@@ -48,9 +48,9 @@ def atomic_path(path: str | Path, private: bool = False, sync: bool = True, suff
     over `path`, on any error (Ctrl-C included) it is removed and the old file stands.
 
     `private`: readable by the owner only from the moment it exists (mkstemp creates it 0600), for keys; otherwise
-    it gets the mode a plain `open()` would give it (0644 under the usual umask 022). `sync=False` skips the fsyncs (many small files: the rename still never shows half a file,
-    though a power cut may lose the newest). `suffix`: for writers that add their own (`np.savez` adds `.npz`
-    to any other name)."""
+    it gets the mode a plain `open()` would give it (0644 under the usual umask 022). `sync=False` skips the
+    fsyncs (many small files: the rename still never shows half a file, though a power cut may lose the newest).
+    `suffix`: for writers that add their own (`np.savez` adds `.npz` to any other name)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
