@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import requests
 
-from edgepoc.errors import EdgepocError, InputError
+from edgepoc.errors import EdgepocError, InputError, Unreachable
 
 FINAL = ("committed", "rejected")
 STATUS_CHUNK = 1000
@@ -57,7 +57,7 @@ def item_ids(item: Any) -> list[str]:
 ON_CHAIN = ("committed", "assigned", "reassigned", "executed")  # a task in a committed block, run or not yet
 
 
-class NodeUnreachable(EdgepocError):
+class NodeUnreachable(Unreachable):
     """No node answered (each one tried once)."""
 
 

@@ -17,6 +17,10 @@ class InputError(EdgepocError, ValueError):
     """A file or argument that breaks the contract of SPEC §2; the message names the field."""
 
 
+class Unreachable(EdgepocError):
+    """A node's API did not answer: refused, reset or timed out (the caller may try another node, or skip it)."""
+
+
 class Interrupted(Exception):
     """Ctrl-C, caught where the command knows what it kept: the CLI prints `interrupted: <message>` and exits 130."""
 

@@ -7,7 +7,7 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
-from edgepoc.errors import EdgepocError
+from edgepoc.errors import EdgepocError, Unreachable
 
 
 class HttpClient:
@@ -21,7 +21,8 @@ class HttpClient:
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
-        for attempt in range(2):  # one retry on a stale kept-alive connection
+        for attempt in range(2):
+            reused = self.conn is not None
             if self.conn is None:
                 self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
             try:
@@ -29,10 +30,18 @@ class HttpClient:
                 resp = self.conn.getresponse()
                 raw = resp.read()
                 return resp.status, (json.loads(raw) if raw else None)
+            except TimeoutError:
+                # a server that accepts but does not answer (paused, overloaded): asking again costs another
+                # full timeout for the same answer
+                self.close()
+                raise Unreachable(f"cannot reach {self.host}:{self.port} (no answer within {self.timeout:g} s)") \
+                    from None
             except (ConnectionError, http.client.HTTPException, OSError) as exc:
                 self.close()
-                if attempt == 1:
-                    raise EdgepocError(f"cannot reach {self.host}:{self.port} ({exc})") from None
+                # one retry, and only on a kept-alive connection the server may have closed since its last use;
+                # a fresh connection that fails would fail again
+                if not reused or attempt == 1:
+                    raise Unreachable(f"cannot reach {self.host}:{self.port} ({exc})") from None
         raise AssertionError("unreachable")
 
     def get(self, path: str) -> Any:

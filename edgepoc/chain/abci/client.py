@@ -13,7 +13,7 @@ import numpy as np
 from edgepoc.chain.abci.wire import TaskBatch, Work
 from edgepoc.chain.crypto import SigningKey, canonical
 from edgepoc.chain.httpapi import HttpClient
-from edgepoc.errors import EdgepocError
+from edgepoc.errors import EdgepocError, Unreachable
 from edgepoc.game.instance import Instance
 
 
@@ -195,23 +195,31 @@ def wait_executed(client, ids: list[str], timeout: float, poll: float = 0.25,
                        found=found)
 
 
-def fetch_results(executed: dict[str, dict], provider_urls: dict[str, str], any_client) -> ResultCheck:
+def fetch_results(executed: dict[str, dict], provider_urls: dict[str, str], any_client,
+                  timeout: float = 5.0) -> ResultCheck:
     """Each executed task's result from the provider that ran it (its node API), checked against the receipt on
     chain: the result hash must be the receipt's, and the value the one the receipt carries. A provider that does
     not answer leaves the task `unverified` when the receipt's own result matches its hash (the provider signed
-    it; its copy just cannot be compared now), and `failed` when not."""
-    from edgepoc.chain.httpapi import HttpClient
+    it; its copy just cannot be compared now), and `failed` when not. A provider that does not answer within
+    `timeout` is not asked again in this check: a paused node costs one timeout, not one per task it ran."""
     from edgepoc.execution import result_hash
 
     check = ResultCheck()
     clients: dict[str, HttpClient] = {}
+    down: dict[str, str] = {}  # provider URL -> why: asked once in this check, not again for its other tasks
     try:
         for tid, st in executed.items():
             url = provider_urls.get(st.get("provider_name", ""))
             try:
+                if url in down:
+                    raise EdgepocError(down[url])
                 if url is not None:
-                    c = clients.setdefault(url, HttpClient(url, timeout=5.0))
-                    got = c.get(f"/results/{tid}")
+                    c = clients.setdefault(url, HttpClient(url, timeout=timeout))
+                    try:
+                        got = c.get(f"/results/{tid}")
+                    except Unreachable as exc:
+                        down[url] = str(exc)
+                        raise
                 else:
                     got = any_client.get(f"/results/{tid}")
             except EdgepocError as exc:
