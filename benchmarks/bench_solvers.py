@@ -67,7 +67,7 @@ def main() -> None:
     totals = np.zeros((len(insts), len(runs)))
     walls = np.zeros_like(totals)
     cpus = np.zeros_like(totals)
-    bounds, gaps_cp = np.zeros(len(insts)), np.zeros(len(insts))
+    bounds = np.zeros(len(insts))
     with Progress(console=Console(stderr=True)) as bar:
         task = bar.add_task("solving", total=len(insts) * len(runs))
         for i, inst in enumerate(insts):
