@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -156,6 +157,7 @@ class EdgepocClient:
         self.timeout = timeout
         self.current = 0
         self.session = requests.Session()
+        self._probed_down: set[str] = set()  # URLs the last `probe` found down (asked without patience next time)
         self.failures: list[tuple[float, str, str]] = []  # (time, url, why)
         self.last_failovers = 0  # nodes that failed before the last request got an answer
         self.busy_wait = 300.0  # seconds a submit keeps resending batches the chain answered "busy"
@@ -232,19 +234,23 @@ class EdgepocClient:
         A node that lets `timeout` pass is asked once more, with `patience` seconds, before it counts as down:
         a busy node is slow, not down (on a loaded machine the proposer of a large block holds its process for
         a second or more, and "down while waiting" would then name a node that signed every block). A refused
-        connection or an error answer counts at once."""
-        out: dict[str, dict | None] = {}
-        for url in self.urls:
-            out[url] = None
-            for wait_s in (timeout, patience):
+        connection or an error answer counts at once, and a node the last probe found down gets `timeout` alone
+        until it answers again. The nodes are asked at once, so a probe costs the slowest node's wait, not the
+        sum (a `wait` probes every poll: two paused nodes would otherwise hold each poll for 10 s)."""
+        def ask(url: str) -> dict | None:
+            for wait_s in (timeout,) if url in self._probed_down else (timeout, patience):
                 try:
-                    r = self.session.get(url + "/status", timeout=wait_s)
-                    out[url] = r.json() if r.status_code == 200 else None
+                    r = requests.get(url + "/status", timeout=wait_s)
+                    return r.json() if r.status_code == 200 else None
                 except requests.Timeout:
                     continue
                 except (requests.RequestException, ValueError):
-                    pass
-                break
+                    return None
+            return None
+
+        with ThreadPoolExecutor(max_workers=min(16, len(self.urls))) as pool:
+            out = dict(zip(self.urls, pool.map(ask, self.urls)))
+        self._probed_down = {url for url, st in out.items() if st is None}
         return out
 
     # ---- submit and wait

@@ -95,6 +95,37 @@ def test_a_slow_node_is_not_down_but_a_closed_or_hung_one_is():
         hung.shutdown()
 
 
+def test_paused_nodes_are_probed_at_once_and_one_found_down_is_not_given_patience_again():
+    """A `wait` probes the nodes every poll: two paused nodes (they accept connections and never answer) cost one
+    probe the patience once, together, and later probes only the short timeout; a node that answers is up."""
+    import time
+
+    from tests.jsonserver import serve_json
+
+    paused = []
+    for _ in range(2):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(16)
+        paused.append(s)
+    up = serve_json(lambda request: (200, {"name": "up"}))
+    try:
+        urls = [f"http://127.0.0.1:{s.getsockname()[1]}" for s in paused] + [f"http://127.0.0.1:{up.server_port}"]
+        client = EdgepocClient(urls)
+        took = []
+        for _ in range(2):
+            t0 = time.monotonic()
+            got = client.probe(timeout=0.3, patience=1.0)
+            took.append(time.monotonic() - t0)
+            assert got[urls[0]] is None and got[urls[1]] is None and got[urls[2]] == {"name": "up"}
+        assert 1.25 < took[0] < 2.2, took  # 0.3 + 1.0 for both paused nodes together, not one after the other
+        assert took[1] < 0.8, took  # found down: the short timeout alone
+    finally:
+        for s in paused:
+            s.close()
+        up.shutdown()
+
+
 def test_submit_reports_its_progress_request_by_request():
     """The hook behind `submit`'s bar: tasks sent so far out of all, after each request."""
     from tests.jsonserver import request_body, serve_json
