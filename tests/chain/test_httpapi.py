@@ -89,3 +89,28 @@ def test_a_paused_provider_costs_the_result_check_one_timeout_and_its_tasks_stay
     finally:
         up.shutdown()
         hung.close()
+
+
+def test_network_status_asks_the_nodes_at_once(tmp_path):
+    """`network status` on a network with two paused nodes (another host's, known by their API alone) costs one
+    timeout, not one per paused node; a node that answers shows its status."""
+    import json
+
+    from edgepoc.chain.abci import network
+
+    paused = [hung_server() for _ in range(2)]
+    up = serve_json(lambda request: (200, {"name": "node2", "height": 7}))
+    try:
+        apis = [f"http://127.0.0.1:{s.getsockname()[1]}" for s in paused] + [f"http://127.0.0.1:{up.server_port}"]
+        nodes = [{"name": f"node{i}", "api": api, "home": None} for i, api in enumerate(apis)]
+        (tmp_path / "network.json").write_text(json.dumps({"nodes": nodes}))
+        t0 = time.monotonic()
+        rows = network.status(tmp_path, timeout=0.5)
+        took = time.monotonic() - t0
+        assert [r.get("error", "").startswith("no answer") for r in rows] == [True, True, False]
+        assert rows[2]["height"] == 7
+        assert took < 0.9, took
+    finally:
+        for s in paused:
+            s.close()
+        up.shutdown()

@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -520,15 +521,21 @@ def status(folder: Path, timeout: float = 2.0) -> list[dict]:
     height); nodes on other hosts (a bundle) are asked over their API, pid unknown."""
     doc = load_network(folder)
     rows = []
+    members = []
     for n in doc["nodes"]:
         local = n.get("home") is not None and (Path(folder) / n["home"] / "app.json").exists()
-        pid = _pid(Path(folder) / n["home"] / "node.pid") if local else None
+        members.append((n, local, _pid(Path(folder) / n["home"] / "node.pid") if local else None))
+    asked = [n["api"] for n, local, pid in members if not (local and pid is None)]
+    # asked at once: a paused node costs the command one timeout, not one per paused node
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(asked)))) as pool:
+        answers = dict(zip(asked, pool.map(lambda url: probe(url, timeout), asked)))
+    for n, local, pid in members:
         row: dict[str, Any] = {"name": n["name"], "pid": pid, "api": n["api"]}
         if local and pid is None:
             row["disk_free_bytes"] = disk_free(Path(folder) / n["home"])  # a full disk is one reason it stopped
             rows.append(row)
             continue
-        got = probe(n["api"], timeout)
+        got = answers[n["api"]]
         if got is None:
             row["error"] = f"no answer from {n['api']}"
         elif got[0] == 200:
