@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -402,8 +402,16 @@ def start_member(folder: Path, name: str, extra_env: dict[str, str] | None = Non
     return proc.pid
 
 
-def stop_member(folder: Path, name: str, kill: bool = False, wait: float = 15.0) -> int | None:
-    """Stop one node's process group: SIGTERM, or SIGKILL with `kill` (a crash). Returns the pid it stopped."""
+@dataclass(frozen=True)
+class Stopped:
+    """How a member stopped: its pid, and whether SIGKILL had to follow an unanswered SIGTERM."""
+    pid: int
+    forced: bool = False
+
+
+def stop_member(folder: Path, name: str, kill: bool = False, wait: float = 15.0) -> Stopped | None:
+    """Stop one node's process group: SIGTERM, or SIGKILL with `kill` (a crash); SIGKILL too if the SIGTERM is
+    not obeyed within `wait` seconds. None if it was not running."""
     home, _, role = _member(folder, name)
     pidfile = home / f"{role}.pid"
     pid = _pid(pidfile)
@@ -414,11 +422,22 @@ def stop_member(folder: Path, name: str, kill: bool = False, wait: float = 15.0)
         os.killpg(pid, signal.SIGKILL if kill else signal.SIGTERM)
     except ProcessLookupError:
         pass
+    if not kill:
+        # a paused member (SIGSTOP, a debugger, `docker pause`) would hold its SIGTERM until the wait ran out and
+        # be killed without a clean shutdown: continue it, and its cometbft and worker, which have sessions of
+        # their own, so that the node can stop them as it ends
+        for target in (-pid, *_processes_of(home)):
+            try:
+                os.kill(target, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline and _group_alive(pid):
         _reap(pid)
         time.sleep(0.05)
+    forced = False
     if _group_alive(pid):
+        forced = not kill
         try:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -435,7 +454,7 @@ def stop_member(folder: Path, name: str, kill: bool = False, wait: float = 15.0)
         except ProcessLookupError:
             pass
     pidfile.unlink(missing_ok=True)
-    return pid
+    return Stopped(pid, forced)
 
 
 def _processes_of(home: Path) -> list[int]:
