@@ -341,7 +341,7 @@ def network_stop(name: str = typer.Argument(..., help="node<i> or arbiter"), dir
                 pass
     was = stop_member(dir, name, kill=kill)
     how = ("SIGKILL (a crash: no clean shutdown)" if kill
-           else "SIGKILL: it did not end within 15 s of SIGTERM (no clean shutdown)" if was and was.forced
+           else f"SIGKILL: it did not end within {net.STOP_GRACE:g} s of SIGTERM (no clean shutdown)" if was and was.forced
            else "SIGTERM (clean shutdown)")
     pid_txt = f", pid {', '.join(map(str, pids))}" if pids else ""
     typer.echo(f"{name}: stopped with {how}{pid_txt}" if was else f"{name}: was not running", err=True)

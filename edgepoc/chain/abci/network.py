@@ -402,6 +402,9 @@ def start_member(folder: Path, name: str, extra_env: dict[str, str] | None = Non
     return proc.pid
 
 
+STOP_GRACE = 15.0  # seconds a member has to obey SIGTERM before SIGKILL follows
+
+
 @dataclass(frozen=True)
 class Stopped:
     """How a member stopped: its pid, and whether SIGKILL had to follow an unanswered SIGTERM."""
@@ -409,7 +412,7 @@ class Stopped:
     forced: bool = False
 
 
-def stop_member(folder: Path, name: str, kill: bool = False, wait: float = 15.0) -> Stopped | None:
+def stop_member(folder: Path, name: str, kill: bool = False, wait: float = STOP_GRACE) -> Stopped | None:
     """Stop one node's process group: SIGTERM, or SIGKILL with `kill` (a crash); SIGKILL too if the SIGTERM is
     not obeyed within `wait` seconds. None if it was not running."""
     home, _, role = _member(folder, name)
