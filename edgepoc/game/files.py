@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,8 @@ def load_json(path: str | Path) -> Any:
         raise InputError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
     except InputError as exc:  # a NaN, a repeated key: named with the file
         raise InputError(f"{p}: {exc}") from None
+    except ValueError:  # an integer of thousands of digits: Python's limit on converting it
+        raise InputError(f"{p}: not valid JSON here (a number of more than {sys.get_int_max_str_digits()} digits)") from None
     except RecursionError:
         raise InputError(f"{p}: not valid JSON here (nested too deeply)") from None
 

@@ -165,6 +165,10 @@ def test_not_json_and_missing_file(tmp_path):
     (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)  # Python's parser recurses
     with pytest.raises(InputError, match="nested too deeply"):
         read_instance(tmp_path / "deep.json")
+    # Python refuses to convert an integer of more than 4300 digits with a ValueError of its own
+    (tmp_path / "long.json").write_text('{"format": "edgepoc-instance/1", "tasks": [' + "1" * 5000 + "]}")
+    with pytest.raises(InputError, match=r"long\.json: not valid JSON here \(a number of more than 4300 digits\)$"):
+        read_instance(tmp_path / "long.json")
 
 
 @pytest.mark.parametrize("assignment, field", [
