@@ -25,7 +25,7 @@ import numpy as np
 from typing import Callable
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from edgepoc.chain.crypto import SigningKey, canonical, verify
 from edgepoc.chain.genesis import Genesis
@@ -276,6 +276,9 @@ def run_arbiter(home: Path, method: str = "auto") -> None:
     import uvicorn
     from fastapi import FastAPI
     from starlette.concurrency import run_in_threadpool
+    from starlette.requests import ClientDisconnect
+
+    from edgepoc.chain.api.serve import guarded_config
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = arbiter_config(home)
@@ -283,14 +286,17 @@ def run_arbiter(home: Path, method: str = "auto") -> None:
     api = FastAPI(title="edgepoc arbiter")
 
     @api.post("/arbitrate")
-    async def arbitrate(request: Request) -> JSONResponse:
+    async def arbitrate(request: Request) -> Response:
         if int(request.headers.get("content-length") or 0) > MAX_BODY:
             return JSONResponse({"error": f"body larger than {MAX_BODY} bytes"}, status_code=413)
         data = bytearray()
-        async for chunk in request.stream():  # bounded before parsing, whatever the headers say
-            data += chunk
-            if len(data) > MAX_BODY:
-                return JSONResponse({"error": f"body larger than {MAX_BODY} bytes"}, status_code=413)
+        try:
+            async for chunk in request.stream():  # bounded before parsing, whatever the headers say
+                data += chunk
+                if len(data) > MAX_BODY:
+                    return JSONResponse({"error": f"body larger than {MAX_BODY} bytes"}, status_code=413)
+        except ClientDisconnect:  # hung up (or cut at the request deadline) mid-body: nobody to answer, no traceback
+            return Response(status_code=400)
         try:
             doc = json.loads(bytes(data))
         except (ValueError, RecursionError):
@@ -306,4 +312,5 @@ def run_arbiter(home: Path, method: str = "auto") -> None:
                 "address": arbiter.key.address}
 
     log.info("arbiter listening on %s:%d (%s)", cfg["host"], cfg["port"], arbiter.method)
-    uvicorn.run(api, host=cfg["host"], port=int(cfg["port"]), log_level="warning")
+    # the nodes' guard against held-open connections: a slow client must not keep validators from their arbiter
+    uvicorn.Server(guarded_config(api, cfg["host"], int(cfg["port"]))).run()
