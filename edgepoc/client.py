@@ -34,6 +34,7 @@ import requests
 from edgepoc.errors import EdgepocError, InputError, Unreachable
 
 FINAL = ("committed", "rejected")
+MAX_ANSWER = 256 << 20  # bytes a node's answer may have (the largest block as JSON is far below)
 STATUS_CHUNK = 1000
 PROBE_PATIENCE = 4.0  # seconds a node that did not answer a status probe in time gets before it counts as down
 LOST_AFTER = 3.0  # seconds a task may be unknown to an answering node (mempool gossip lags) before it is sent again
@@ -177,9 +178,10 @@ class EdgepocClient:
             i = (self.current + k) % len(self.urls)
             url = self.urls[i]
             try:
-                r = self.session.request(method, url + path, json=body, timeout=timeout or self.timeout)
-            except requests.RequestException as exc:
-                why = type(exc).__name__
+                r = self.session.request(method, url + path, json=body, timeout=timeout or self.timeout, stream=True)
+                content = _bounded_content(r, max(30.0, 6 * (timeout or self.timeout)))
+            except (requests.RequestException, _AnswerTooBig) as exc:
+                why = str(exc) if isinstance(exc, _AnswerTooBig) else type(exc).__name__
                 self.failures.append((time.time(), url, why))
                 errors.append(f"{url} ({why})")
                 self.last_failovers += 1
@@ -191,9 +193,9 @@ class EdgepocClient:
                 continue
             self.current = i
             try:
-                doc = r.json() if r.content else None
-            except ValueError:
-                doc = {"error": r.text[:200]}
+                doc = json.loads(content) if content else None
+            except (ValueError, RecursionError):
+                doc = {"error": content[:200].decode(errors="replace")}
             return r.status_code, doc, url
         raise NodeUnreachable(f"cannot reach any node: {', '.join(errors)}")
 
@@ -531,3 +533,23 @@ class EdgepocClient:
 
 def _reason(doc: Any) -> str:
     return str(doc.get("error")) if isinstance(doc, dict) and "error" in doc else str(doc)[:200]
+
+
+class _AnswerTooBig(Exception):
+    """A node's answer over MAX_ANSWER bytes, or still arriving at the deadline: that node fails, the next is asked."""
+
+
+def _bounded_content(r: requests.Response, deadline_s: float) -> bytes:
+    """The body of a streamed answer, at most MAX_ANSWER bytes and complete within `deadline_s`: requests bounds
+    each wait for bytes, not their sum or their number, so a node sending without end (or a byte at a time)
+    would fill the client's memory or hold it for ever."""
+    deadline = time.monotonic() + deadline_s
+    parts, size = [], 0
+    for chunk in r.iter_content(1 << 16):  # read to its end, the connection goes back to the pool for reuse
+        parts.append(chunk)
+        size += len(chunk)
+        if size > MAX_ANSWER or time.monotonic() > deadline:
+            r.close()  # and that connection with it
+            raise _AnswerTooBig(f"answer over {MAX_ANSWER >> 20} MiB" if size > MAX_ANSWER
+                                else f"answer not complete within {deadline_s:g} s")
+    return b"".join(parts)

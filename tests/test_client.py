@@ -287,3 +287,41 @@ def test_a_submit_that_gives_up_on_an_outage_ends_with_the_contracts_keys_unknow
     assert "no node answers" in r.stderr and "stopped after" in r.stderr and "no node answered for" in r.stderr
     doc = json.loads(r.stdout.strip().splitlines()[-1])
     assert doc["committed"] is None and doc["missing"] is None and doc["unsent"] > 0 and len(posts) == 1
+
+
+def test_a_node_answering_without_end_fails_over_to_the_next(monkeypatch):
+    """A node whose answer never ends (a hostile or broken one) is cut at MAX_ANSWER and counts as a failed
+    node: the request goes to the next node, and the client's memory stays bounded."""
+    import threading
+
+    from edgepoc import client as client_module
+    from tests.jsonserver import serve_json
+
+    monkeypatch.setattr(client_module, "MAX_ANSWER", 1 << 20)
+    endless = socket.socket()
+    endless.bind(("127.0.0.1", 0))
+    endless.listen(4)
+
+    def flood():
+        conn, _ = endless.accept()
+        try:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n[")
+            while True:
+                conn.sendall(b"1," * 4096)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    threading.Thread(target=flood, daemon=True).start()
+    good = serve_json(lambda request: (200, {"height": 9}))
+    try:
+        c = EdgepocClient([f"http://127.0.0.1:{endless.getsockname()[1]}", f"http://127.0.0.1:{good.server_port}"],
+                          timeout=2.0)
+        assert c.get("/status") == {"height": 9}
+        assert c.last_failovers == 1 and c.failures[0][2] == "answer over 1 MiB"
+        assert c.get("/status") == {"height": 9}  # the answering node is asked first from now on
+    finally:
+        endless.close()
+        good.shutdown()

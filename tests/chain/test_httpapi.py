@@ -9,7 +9,7 @@ import pytest
 
 from edgepoc.chain.abci.client import fetch_results
 from edgepoc.chain.httpapi import HttpClient
-from edgepoc.errors import Unreachable
+from edgepoc.errors import EdgepocError, Unreachable
 from edgepoc.execution import result_hash
 from tests.jsonserver import serve_json
 
@@ -113,4 +113,81 @@ def test_network_status_asks_the_nodes_at_once(tmp_path):
     finally:
         for s in paused:
             s.close()
+        up.shutdown()
+
+
+def raw_server(reply) -> socket.socket:
+    """A port whose every connection gets `reply(conn)` after the request's headers: a hostile or broken server."""
+    import threading
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(8)
+
+    def serve():
+        while True:
+            try:
+                conn, _ = s.accept()
+            except OSError:
+                return
+            def one(conn=conn):
+                try:
+                    conn.recv(65536)
+                    reply(conn)
+                except OSError:
+                    pass
+                finally:
+                    conn.close()
+            threading.Thread(target=one, daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return s
+
+
+def test_answers_without_end_slow_or_not_json_are_one_line_errors(monkeypatch):
+    """The client bounds a whole answer, not only each wait: a server streaming without end is cut at
+    MAX_ANSWER, one trickling a byte at a time at the answer's deadline, and a 200 that is not JSON (a proxy's
+    page) is named as such. Before, the first filled the memory, the second held the caller for as long as it
+    trickled and the third was a traceback."""
+    from edgepoc.chain import httpapi
+
+    monkeypatch.setattr(httpapi, "MAX_ANSWER", 1 << 20)
+
+    def endless(conn):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n[")  # no length: until close
+        while True:
+            conn.sendall(b"1," * 4096)
+
+    def trickle(conn):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+        for _ in range(100):
+            conn.sendall(b" ")
+            time.sleep(0.1)
+
+    def html(conn):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 22\r\n\r\n<html>Bad Gateway</html>")
+
+    servers = [raw_server(r) for r in (endless, trickle, html)]
+    try:
+        url = [f"http://127.0.0.1:{s.getsockname()[1]}" for s in servers]
+        with pytest.raises(EdgepocError, match=r"^GET /status: the answer from 127.0.0.1:\d+ is over 1 MiB"):
+            HttpClient(url[0], timeout=2).get("/status")
+        t0 = time.monotonic()
+        with pytest.raises(Unreachable, match=r"did not arrive in full within 1 s"):
+            HttpClient(url[1], timeout=0.5, answer_deadline=1.0).get("/status")
+        assert time.monotonic() - t0 < 2.0
+        with pytest.raises(EdgepocError, match=r"^GET /status: 200 answer from .* is not JSON \(b'<html>Bad"):
+            HttpClient(url[2], timeout=2).get("/status")
+    finally:
+        for s in servers:
+            s.close()
+
+
+def test_a_provider_serving_something_other_than_a_result_fails_its_task():
+    up = serve_json(lambda request: (200, ["not", "a", "result"]))
+    try:
+        check = fetch_results({"t1": receipt("odd", 1)}, {"odd": f"http://127.0.0.1:{up.server_port}"},
+                              any_client=None, timeout=1.0)
+        assert check.failed == {"t1": "odd served something other than a result (a JSON object)"}
+    finally:
         up.shutdown()

@@ -229,6 +229,9 @@ def fetch_results(executed: dict[str, dict], provider_urls: dict[str, str], any_
                 else:
                     check.failed[tid] = f"{why}; and the receipt's result does not match its hash"
                 continue
+            if not isinstance(got, dict):
+                check.failed[tid] = f"{st.get('provider_name')} served something other than a result (a JSON object)"
+                continue
             digest = result_hash(got.get("status"), got.get("result"))
             if digest != st.get("result_hash") or got.get("result_hash") != digest or got.get("result") != st.get("result"):
                 check.failed[tid] = "the served result does not match the receipt on chain"
