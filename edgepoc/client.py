@@ -63,6 +63,14 @@ class NodeUnreachable(Unreachable):
     """No node answered (each one tried once)."""
 
 
+class ReceiptUnwritable(EdgepocError):
+    """The receipt could not be written (a full disk, a device gone): `why` is the system's reason."""
+
+    def __init__(self, message: str, why: str):
+        super().__init__(message)
+        self.why = why
+
+
 class Receipt:
     """The append-only JSON-lines receipt (see the module docstring)."""
 
@@ -72,10 +80,13 @@ class Receipt:
         if self.path.exists():
             self._load()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = self.path.open("a", encoding="utf-8")
+        # unbuffered: each record is one write, so a full disk is reported by the record that hit it (a buffer
+        # would report it later, and again at exit) and at most that record is left cut
+        self._fh = self.path.open("ab", buffering=0)
 
     def _load(self) -> None:
-        lines = self.path.read_text(encoding="utf-8").splitlines()
+        text = self.path.read_text(encoding="utf-8")
+        lines = text.splitlines()
         for n, line in enumerate(lines, 1):
             if not line.strip():
                 continue
@@ -84,17 +95,48 @@ class Receipt:
                 tid = rec["id"]
             except (json.JSONDecodeError, KeyError, TypeError):
                 if n == len(lines):
-                    continue  # a line cut off by a crash mid-write: the event is redone
+                    # a line cut off by a crash or a full disk mid-write: the event is redone. Cut it off the file
+                    # too, or the next record would be appended to it and the receipt unreadable from then on.
+                    self._truncate_to(len(text[:text.rstrip("\n").rfind("\n") + 1].encode("utf-8")))
+                    continue
                 raise InputError(f"{self.path}:{n}: not a receipt record") from None
+            if n == len(lines) and not text.endswith("\n"):
+                with self.path.open("ab") as fh:  # whole, but its newline was not written
+                    fh.write(b"\n")
             merged = {**self.records.get(tid, {}), **rec}
             if rec.get("state") != "committed":
                 merged.pop("provider_was_down", None)
             self.records[tid] = merged
 
+    def _truncate_to(self, size: int) -> None:
+        with self.path.open("r+b") as fh:
+            fh.truncate(size)
+
+    def size(self) -> int:
+        """Bytes written so far (a mark `truncate` can take the receipt back to)."""
+        return self._fh.seek(0, 2)
+
+    def truncate(self, size: int) -> None:
+        """Take back every record written after the mark `size`, in the file and in memory."""
+        self._fh.truncate(size)
+        self._fh.seek(size)
+        self.records = {}
+        self._load()
+
     def record(self, task_id: str, state: str, **fields: Any) -> None:
         rec = {"id": task_id, "state": state, **fields}
         self.records[task_id] = {**self.records.get(task_id, {}), **rec}
-        self._fh.write(json.dumps(rec, allow_nan=False) + "\n")
+        line = memoryview((json.dumps(rec, allow_nan=False) + "\n").encode("utf-8"))
+        try:
+            while line:
+                line = line[self._fh.write(line):]
+        except OSError as exc:
+            raise self._write_error(exc) from None
+
+    def _write_error(self, exc: OSError) -> ReceiptUnwritable:
+        why = exc.strerror or str(exc)
+        return ReceiptUnwritable(f"receipt {self.path}: cannot write ({why}); what it holds is kept, and tasks sent "
+                                 "before this stay valid: make room and run the same command to resume", why)
 
     def plan(self, body: dict, ids: list[str]) -> None:
         """Record a signed request (its wire dict) and its task ids as planned: what a resumed run sends."""
@@ -103,7 +145,7 @@ class Receipt:
             self.record(t, "planned")
 
     def flush(self) -> None:
-        self._fh.flush()
+        """Nothing is held back (the file is unbuffered); kept so callers mark where a batch's records end."""
 
     def close(self) -> None:
         self._fh.close()
@@ -271,14 +313,23 @@ class EdgepocClient:
         res = SubmitResult()
         sent_before = set(receipt.records) if receipt is not None else set()  # a run we resume may have sent these
         todo: list[tuple[dict, list[str]]] = []
-        for item in items:
-            body, ids = item if isinstance(item, tuple) else (item.to_dict(), item_ids(item))
-            if receipt is not None and all(receipt.state(t) in FINAL for t in ids):
-                res.skipped += len(ids)
-                continue
-            if receipt is not None and receipt.state(ids[0]) is None:
-                receipt.plan(body, ids)
-            todo.append((body, ids))
+        planned_from = receipt.size() if receipt is not None else 0
+        try:
+            for item in items:
+                body, ids = item if isinstance(item, tuple) else (item.to_dict(), item_ids(item))
+                if receipt is not None and all(receipt.state(t) in FINAL for t in ids):
+                    res.skipped += len(ids)
+                    continue
+                if receipt is not None and receipt.state(ids[0]) is None:
+                    receipt.plan(body, ids)
+                todo.append((body, ids))
+        except ReceiptUnwritable as exc:
+            # a plan cut short would be resumed as if it were the whole run (400 tasks of 2,000, say): take it back,
+            # nothing has been sent yet
+            receipt.truncate(planned_from)
+            raise ReceiptUnwritable(f"receipt {receipt.path}: cannot write ({exc.why}) while planning the run; "
+                                    "nothing was sent and the receipt is as it was: make room and run the same "
+                                    "command again", exc.why) from None
         if receipt is not None:
             receipt.flush()
         times = iter(pace) if pace is not None else None
