@@ -21,6 +21,7 @@ or rejected and resends the rest, so an interrupted `edgepoc submit --receipt FI
 
 from __future__ import annotations
 
+import fcntl
 import json
 import re
 import time
@@ -77,15 +78,20 @@ class Receipt:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.records: dict[str, dict] = {}
-        if self.path.exists():
-            self._load()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # unbuffered: each record is one write, so a full disk is reported by the record that hit it (a buffer
         # would report it later, and again at exit) and at most that record is left cut
         self._fh = self.path.open("ab", buffering=0)
+        try:  # one run per receipt: a second one (another terminal resuming the same run) would resend its tasks
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._fh.close()
+            raise InputError(f"receipt {self.path}: in use by another run (a submit with the same --receipt is still "
+                             "going); wait for it, or stop it first") from None
+        self._load()
 
     def _load(self) -> None:
-        text = self.path.read_text(encoding="utf-8")
+        text = self.path.read_text(encoding="utf-8")  # "" for a new receipt
         lines = text.splitlines()
         for n, line in enumerate(lines, 1):
             if not line.strip():

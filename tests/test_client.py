@@ -400,3 +400,28 @@ def test_a_node_answering_without_end_fails_over_to_the_next(monkeypatch):
     finally:
         endless.close()
         good.shutdown()
+
+
+def test_a_receipt_in_use_by_another_run_is_refused_in_one_line(tmp_path):
+    """Two submits with the same --receipt (a second terminal resuming a run still going) would both resend its
+    tasks and interleave their records: the second is refused while the first holds the file, and takes it
+    once the first has ended."""
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "r.jsonl"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from edgepoc.client import Receipt; "
+                               f"r = Receipt({str(path)!r}); print('held', flush=True); time.sleep(30)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(InputError, match=r"^receipt .*r.jsonl: in use by another run \(a submit with the same "
+                                             r"--receipt is still going\); wait for it, or stop it first$"):
+            Receipt(path)
+    finally:
+        holder.kill()
+        holder.wait()
+    t0 = time.monotonic()
+    Receipt(path).close()  # the lock went with the process
+    assert time.monotonic() - t0 < 1.0
