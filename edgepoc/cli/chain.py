@@ -126,6 +126,13 @@ def network_up(dir: Path = typer.Option(DEFAULT_DIR, "--dir"),
     net = _net(dir)
     doc = net.load_network(dir)
     bundle = "this_host" in doc  # one machine's share of a multi-host network
+    missing = net.missing_homes(dir)
+    if missing:  # before: the others started and "up: 3 nodes in consensus" did not say a fourth was left out
+        homes = {n["name"]: n["home"] for n in doc["nodes"]}
+        raise InputError(f"{', '.join(missing)}: home {', '.join(str(dir / homes[k]) for k in missing)} is missing "
+                         "(no app.json: moved or deleted?); nothing started. Put it back, or start the other nodes "
+                         "one by one with `edgepoc network start NODE` (the chain commits while nodes with over 2/3 "
+                         "of the voting power run)")
     names = (["arbiter"] if net.has_arbiter(dir) else []) + [n["name"] for n in net.local_nodes(dir)]
     t0 = time.monotonic()
     net.check_ports(dir, [k for k in names if net.running_pid(dir, k) is None])  # before anything starts

@@ -332,6 +332,22 @@ def test_last_error_line_of_a_log():
     assert network._error_line("error: store x: damaged (schema)\n") == "error: store x: damaged (schema)"
 
 
+def test_a_node_home_gone_missing_is_named_and_nothing_starts(net_b):
+    """Before, `network up` started the nodes whose homes it found and said "up: 1 nodes in consensus", not a
+    word about the one whose home had been moved away."""
+    moved = net_b / "node1.moved"
+    (net_b / "node1").rename(moved)
+    try:
+        r = edgepoc("network", "up", "--dir", str(net_b), timeout=60)
+    finally:
+        moved.rename(net_b / "node1")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"error: node1: home {net_b / 'node1'} is missing (no app.json: moved or deleted?); nothing started. Put it "
+        "back, or start the other nodes one by one with `edgepoc network start NODE` (the chain commits while "
+        "nodes with over 2/3 of the voting power run)"], r.stderr
+    assert not list(net_b.glob("*/*.pid"))
+
+
 def test_start_of_an_unknown_node_is_one_line_naming_the_nodes_there_are(net_b):
     r = edgepoc("network", "start", "nodeX", "--dir", str(net_b))
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [

@@ -508,6 +508,13 @@ def local_nodes(folder: Path) -> list[dict]:
             if n.get("home") is not None and (Path(folder) / n["home"] / "app.json").exists()]
 
 
+def missing_homes(folder: Path) -> list[str]:
+    """Nodes network.json says this folder holds (a home is named) whose home has no app.json: moved or deleted.
+    `local_nodes` leaves them out, as it leaves out other machines' nodes, so `up` must ask."""
+    return [n["name"] for n in load_network(folder)["nodes"]
+            if n.get("home") is not None and not (Path(folder) / n["home"] / "app.json").exists()]
+
+
 def arbiter_home(folder: Path) -> Path | None:
     """The arbiter's home if this folder holds it (network.json's arbiter "home"; "arbiter" by default)."""
     try:
