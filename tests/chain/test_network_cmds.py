@@ -348,6 +348,20 @@ def test_a_node_home_gone_missing_is_named_and_nothing_starts(net_b):
     assert not list(net_b.glob("*/*.pid"))
 
 
+def test_other_machines_nodes_are_not_missing_homes(tmp_path):
+    """One host's share of an `init --hosts` network names every node's home, each on its own host; only
+    this host's nodes can be missing here."""
+    import json
+
+    nodes = [{"name": f"node{i}", "home": f"node{i}", "host": f"10.0.0.{i + 1}", "api": "http://x:1"}
+             for i in range(3)]
+    (tmp_path / "network.json").write_text(json.dumps({"this_host": "10.0.0.1", "nodes": nodes}))
+    assert network.missing_homes(tmp_path) == ["node0"]
+    (tmp_path / "node0").mkdir()
+    (tmp_path / "node0" / "app.json").write_text("{}")
+    assert network.missing_homes(tmp_path) == []
+
+
 def test_start_of_an_unknown_node_is_one_line_naming_the_nodes_there_are(net_b):
     r = edgepoc("network", "start", "nodeX", "--dir", str(net_b))
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [

@@ -509,10 +509,14 @@ def local_nodes(folder: Path) -> list[dict]:
 
 
 def missing_homes(folder: Path) -> list[str]:
-    """Nodes network.json says this folder holds (a home is named) whose home has no app.json: moved or deleted.
-    `local_nodes` leaves them out, as it leaves out other machines' nodes, so `up` must ask."""
-    return [n["name"] for n in load_network(folder)["nodes"]
-            if n.get("home") is not None and not (Path(folder) / n["home"] / "app.json").exists()]
+    """Nodes network.json says this folder holds whose home has no app.json: moved or deleted. `local_nodes`
+    leaves them out, as it leaves out other machines' nodes, so `up` must ask. Another machine's node has no
+    home (a provider's network) or, in one host's share of an `init --hosts` network, another `host`."""
+    doc = load_network(folder)
+    here = doc.get("this_host")
+    return [n["name"] for n in doc["nodes"]
+            if n.get("home") is not None and (here is None or n.get("host") == here)
+            and not (Path(folder) / n["home"] / "app.json").exists()]
 
 
 def arbiter_home(folder: Path) -> Path | None:
