@@ -73,6 +73,9 @@ class HttpClient:
                 self.close()
                 raise Unreachable(f"cannot reach {self.host}:{self.port} (the answer did not arrive in full "
                                   f"within {self.answer_deadline:g} s)")
+        # read1 stops at the end of the body without marking the answer done; read() does (b"" here), or the kept
+        # connection's next request would be sent, refused as "response not ready", and sent again (twice!)
+        parts.append(resp.read())
         return b"".join(parts)
 
     def get(self, path: str) -> Any:

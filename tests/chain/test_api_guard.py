@@ -29,6 +29,13 @@ SERVER = textwrap.dedent("""
     def ping():
         return {"ok": True}
 
+    served = []
+
+    @app.post("/count")
+    def count():  # how many requests reached the server: a client that sends one twice shows here
+        served.append(1)
+        return {"n": len(served)}
+
     @app.get("/slow")
     async def slow():
         await asyncio.sleep(float(sys.argv[2]) * 2)  # a handler slower than the deadline is not cut off
@@ -147,5 +154,22 @@ def test_slow_handlers_and_idle_kept_alive_connections_are_not_cut(port):
         c.request("POST", "/echo", body=b"x" * 5000)
         assert c.getresponse().read() == b'{"bytes":5000}'
         assert c.sock is sock  # the same connection, kept alive
+    finally:
+        c.close()
+
+
+def test_the_cli_client_sends_each_request_once_on_a_kept_alive_connection(port):
+    """`HttpClient` on a server that keeps connections alive (every edgepoc server): each request reaches the
+    server once, over one connection. A body read that did not mark the answer done had every request after the
+    first refused locally as "response not ready" and sent again on a new connection: twice. An arbiter then
+    refused the second as a replay of its nonce, and a POST that is not idempotent would have run twice."""
+    from edgepoc.chain.httpapi import HttpClient
+
+    c = HttpClient(f"http://127.0.0.1:{port}", timeout=5)
+    try:
+        first = c.post("/count", {})["n"]
+        sock = c.conn.sock
+        assert [c.post("/count", {})["n"] for _ in range(3)] == [first + 1, first + 2, first + 3]
+        assert c.conn.sock is sock
     finally:
         c.close()
