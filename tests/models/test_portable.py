@@ -223,7 +223,7 @@ NO_TORCH_SOLVE = textwrap.dedent("""
     import json, sys
     from edgepoc.cli.main import app
     try:
-        app(["solve", sys.argv[1], "--method", "student", "--out", sys.argv[2]], standalone_mode=False)
+        app(["solve", sys.argv[1], "--method", sys.argv[3], "--out", sys.argv[2]], standalone_mode=False)
     finally:
         heavy = [m for m in ("torch", "torch_geometric", "ortools", "ray", "deap", "stable_baselines3")
                  if m in sys.modules]
@@ -232,21 +232,32 @@ NO_TORCH_SOLVE = textwrap.dedent("""
 
 
 def test_solve_student_does_not_import_torch_and_starts_fast(tmp_path):
+    """The student runs without PyTorch, and costs little over the CLI's own start. Its CPU time is compared
+    with `solve --method greedy` measured in the same run (the same CLI, instance reading and compiled queue
+    kernel, no model), not with a fixed number of seconds: on this shared host the same commands took 0.9 s
+    one day and 1.9 s another. Measured: the student adds 15-50 %; importing PyTorch alone costs about twice
+    greedy's whole run, so the bound of 1.6 x catches it."""
     inst = paper(3, 0, n_tasks=1000, providers=3)
     path = tmp_path / "x.json"
     write_instance(path, inst)
-    cmd = [sys.executable, "-c", NO_TORCH_SOLVE, str(path), str(tmp_path / "a.json")]
-    subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # fills Numba's cache if it is cold
-    cpu = []
-    for _ in range(3):  # the best of three: the test machine is shared, contention inflates even CPU time
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu.append((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
-        assert done.returncode == 0, done.stderr
-    assert json.loads(done.stderr.strip().splitlines()[-1]) == [], "solve --method student imported these"
-    doc = json.loads((tmp_path / "a.json").read_text())
+
+    def cmd(method: str) -> list[str]:
+        return [sys.executable, "-c", NO_TORCH_SOLVE, str(path), str(tmp_path / f"{method}.json"), method]
+
+    for method in ("greedy", "student"):
+        subprocess.run(cmd(method), capture_output=True, text=True, timeout=300)  # fills Numba's cache if cold
+    cpu: dict[str, list[float]] = {"greedy": [], "student": []}
+    for _ in range(3):  # the best of three, interleaved: the test machine is shared, contention inflates CPU time
+        for method in cpu:
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            done = subprocess.run(cmd(method), capture_output=True, text=True, timeout=300)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu[method].append((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
+            assert done.returncode == 0, done.stderr
+            assert json.loads(done.stderr.strip().splitlines()[-1]) == [], f"solve --method {method} imported these"
+    doc = json.loads((tmp_path / "student.json").read_text())
     assert doc["weights"] == "npz" and len(doc["assignment"]) == 1000
     assert doc["assignment"] == solve(inst, "student").assignment.tolist()
     # CPU time, not wall time: the test machine is shared; on an idle machine the wall time is about the same
-    assert min(cpu) <= 1.5, f"solve --method student took {min(cpu):.2f} s of CPU (best of {cpu})"
+    student, greedy = min(cpu["student"]), min(cpu["greedy"])
+    assert student <= 1.6 * greedy, f"solve --method student took {student:.2f} s of CPU, greedy {greedy:.2f} s ({cpu})"
