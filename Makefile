@@ -45,8 +45,13 @@ promtool:
 	    && { systemctl disable --now prometheus >/dev/null 2>&1 || true; }; } \
 	  || echo "note: install Debian's prometheus package (apt-get install prometheus) for promtool, to run the monitoring tests"
 
+# Test files on TEST_WORKERS processes (pytest-xdist), one file per worker at a time, so a file's module-scoped
+# network is its own. The chain tests wait on blocks and processes a quarter of the time: two workers on two cores
+# took the suite from 1303 s to 911 s here. TEST_WORKERS=0 runs it in this process, one test after another.
+TEST_WORKERS ?= 2
+
 test: install browser promtool
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: install
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
