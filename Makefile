@@ -46,8 +46,9 @@ promtool:
 	  || echo "note: install Debian's prometheus package (apt-get install prometheus) for promtool, to run the monitoring tests"
 
 # Test files on TEST_WORKERS processes (pytest-xdist), one file per worker at a time, so a file's module-scoped
-# network is its own. The chain tests wait on blocks and processes a quarter of the time: two workers on two cores
-# took the suite from 1303 s to 911 s here. TEST_WORKERS=0 runs it in this process, one test after another.
+# network is its own. Run serially, the chain tests leave the cores idle about a quarter of the time (waiting on
+# blocks and on processes starting): two workers on two cores took the suite from 1303 s to 860-911 s.
+# TEST_WORKERS=0 runs it in this process, one test after another.
 TEST_WORKERS ?= 2
 
 test: install browser promtool
