@@ -246,7 +246,8 @@ def fixed_plan_weight(instance: Instance) -> float:
         return 0.0
     p = instance.processing.mean(axis=1)
     m = float(p.mean())
-    cv = float(p.std()) / m if m > 0 else 0.0
+    # std of the sizes relative to their mean: std(p) itself overflows on sizes near 1e300
+    cv = float((p / m).std()) if 0 < m < np.inf else 0.0
     return FIXED_PLAN_WEIGHT * float(np.clip((cv - TAIL_CV_LOW) / (TAIL_CV_HIGH - TAIL_CV_LOW), 0.0, 1.0))
 
 

@@ -185,3 +185,23 @@ def test_cli(tmp_path):
     assert doc["assignment"] == [0, 1, 0] and doc["total_latency"] == 5.0
     r = run_cli("solve", str(path), "--method", "rollout", "--param", "horizon=x")
     assert r.returncode != 0 and r.stderr.strip().startswith("error: horizon")
+
+
+def test_the_tail_share_is_scale_free_and_does_not_overflow_on_huge_sizes():
+    """The fixed-plan share reads the sizes' coefficient of variation, which no unit of time changes; sizes near
+    1e300 (a valid instance) once overflowed its std into a RuntimeWarning on stderr and an infinite cv."""
+    import warnings
+
+    from edgepoc.solvers.rollout import fixed_plan_weight
+    demand = np.array([[1.0], [3.0], [40.0], [2.0], [500.0], [1.0]])
+    arrival = np.arange(6, dtype=float)
+
+    def share(scale: float) -> float:
+        inst = Instance.create(capacity=[[1.0], [2.0]], provider_delay=[0.0, 0.1], arrival=arrival,
+                               demand=demand * scale, name="tail")
+        return fixed_plan_weight(inst)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        huge = share(1e297)
+    assert 0.0 < huge < 1.0 and huge == pytest.approx(share(1.0), rel=1e-12)
