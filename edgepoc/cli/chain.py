@@ -1095,7 +1095,7 @@ def task_cmd(
     """Where one task stands: committed (block, provider, latency), pending, rejected (why) or unknown."""
     if not task_id or len(task_id) > 256:
         raise InputError("TASK_ID: expected a task id of at most 256 characters")
-    doc = _read(node, dir, f"/tasks/{task_id}", "")
+    doc = _task_doc(_read(node, dir, f"/tasks/{task_id}", ""))
     if as_json:
         print_json(doc)
         return
@@ -1105,20 +1105,31 @@ def task_cmd(
         raise EdgepocError(f"task {task_id}: unknown to this node (never submitted, or not yet gossiped to it)")
 
 
+def _task_doc(doc: dict) -> dict:
+    """The API's task record as `task` prints it: `provider` is the provider's name, as in `submit`'s counts and
+    its `--results` files (SPEC §7b), so one task reads the same in both; the API's index stays as
+    `provider_index`."""
+    if doc.get("provider_name") is not None:
+        doc = dict(doc)
+        doc["provider_index"] = doc.get("provider")
+        doc["provider"] = doc.pop("provider_name")
+    return doc
+
+
 def _task_table(task_id: str, doc: dict) -> None:
     table = Table(show_header=False, title=f"task {task_id}")
     status = doc.get("status", "unknown")
     table.add_row("status", status)
     if status == "committed":
         table.add_row("block", str(doc.get("height")))
-        table.add_row("provider", str(doc.get("provider_name", doc.get("provider"))))
+        table.add_row("provider", str(doc.get("provider")))
         table.add_row("latency", f"{doc['latency']:.4g} s" if isinstance(doc.get("latency"), (int, float)) else "-")
         if doc.get("arrival") is not None:
             table.add_row("arrival", f"{doc['arrival']:.3f} s on the chain clock")
         table.add_row("committed at", _when(doc.get("committed_at") or doc.get("block_time")))
     elif status in ("assigned", "reassigned", "executed"):
         table.add_row("block", str(doc.get("height")))
-        table.add_row("provider", str(doc.get("provider_name", doc.get("provider"))))
+        table.add_row("provider", str(doc.get("provider")))
         table.add_row("runs", f"{doc.get('function')}({', '.join(map(str, doc.get('args') or []))}) of "
                               f"{str(doc.get('module'))[:16]}")
         if status == "executed":

@@ -69,6 +69,7 @@ def test_tasks_run_on_the_providers_and_every_result_checks_against_its_receipt(
     assert t.returncode == 0, t.stderr
     st = last_json(t.stdout)
     assert st["status"] == "executed" and st["result"] == 1229 and st["measured_latency"] > 0
+    assert st["provider"] == one["provider"] and net.doc["nodes"][st["provider_index"]]["name"] == one["provider"]
     # a task that needs more fuel than it declared stops honestly
     res = edgepoc("submit", "--dir", str(net.folder), "--module", primes, "--function", "count", "--args", "100000",
                   "--fuel", "100000", "--count", "3", "--results", str(tmp_path / "oof"), "--timeout", "60")
