@@ -46,6 +46,15 @@ def test_dataset_label_own_files_equals_generate_label(tmp_path):
                           (["dataset", "label", str(one), str(tmp_path / "y"), "--method", "cpsat"], "--seconds")):
         r = run_cli(*args)
         assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    # two files with one instance name (another tool's export): the files are named, nothing is written
+    twin = tmp_path / "twins"
+    twin.mkdir()
+    for i in range(2):
+        (twin / f"copy{i}.json").write_text(one.read_text())
+    r = run_cli("dataset", "label", str(twin), str(tmp_path / "z"), "--method", "greedy")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "copy0.json" in r.stderr and "copy1.json" in r.stderr and "own \"name\"" in r.stderr
+    assert not (tmp_path / "z").exists()
 
 
 def test_evaluate_refuses_another_instances_allocation(tmp_path):
