@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import decimal
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 import numpy as np
 
@@ -20,6 +20,11 @@ from edgepoc.chain.genesis import Genesis
 from edgepoc.errors import EdgepocError, InputError
 from edgepoc.game.instance import Instance
 from edgepoc.game.kernel import greedy_assignment, simulate_state
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from edgepoc.chain.genesis import ConsensusParams
 
 
 MICRO = 1_000_000  # one unit of score, reward or capacity factor in the ledger's integers (as consensus-specs count Gwei)
@@ -113,7 +118,7 @@ def initial_state(genesis: Genesis) -> ChainState:
     return ChainState(0, genesis.hash, genesis.genesis_time, [0.0] * k, initial_scores(genesis), [0] * k, [0] * k, 0)
 
 
-def decay_factor(params, saved: float) -> int:
+def decay_factor(params: ConsensusParams, saved: float) -> int:
     """`decay ** (saved / decay_value)` in micro-units: how much every score keeps after a block that saved
     `saved` seconds of latency. Computed in decimal (correctly rounded ln and exp, the same on every
     platform) rather than with the C library's pow, whose last bit may differ between nodes."""
@@ -193,7 +198,7 @@ class BlockEffects:
     completion: list[float] = field(default_factory=list)
 
 
-def block_effects(genesis: Genesis, state: ChainState, tasks: Sequence[BlockTaskLike], assignment,
+def block_effects(genesis: Genesis, state: ChainState, tasks: Sequence[BlockTaskLike], assignment: ArrayLike,
                   view: QueueView, inst: Instance | None = None) -> BlockEffects:
     """Re-run the kernel and the contribution game for a block: the numbers every node must agree on.
     `inst`: the block's instance when the caller has built it already (`block_instance` on `view`)."""
@@ -264,7 +269,7 @@ def backlog(state: ChainState, available: Sequence[bool]) -> float:
     return min([max(0.0, f - state.last_time) for f, a in zip(state.free_times, available) if a] or [0.0])
 
 
-def admitted(params, state: ChainState, client: str, work: float) -> str | None:
+def admitted(params: ConsensusParams, state: ChainState, client: str, work: float) -> str | None:
     """Why a client's `work` seconds cannot enter a block now (None if they can): one client's work is bounded
     per block, and the client must have drained its earlier work to within `max_client_backlog` seconds."""
     ahead = state.client_busy.get(client, state.last_time) - state.last_time

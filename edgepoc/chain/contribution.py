@@ -17,12 +17,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from math import factorial
+from typing import TYPE_CHECKING
 
 import numba as nb
 import numpy as np
 
 from edgepoc.game.instance import Instance
 from edgepoc.game.kernel import completion_time
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 @nb.njit(cache=True, nogil=True)
@@ -98,7 +102,7 @@ def coalition_value(inst: Instance, free_times: np.ndarray, l_cloud: float, memb
     return float(v), choice
 
 
-def shapley(inst: Instance, free_times, l_cloud: float, exact_max: int = 10, samples: int = 64,
+def shapley(inst: Instance, free_times: ArrayLike, l_cloud: float, exact_max: int = 10, samples: int = 64,
             seed: int = 0) -> ShapleyResult:
     """Shapley values of the providers for the tasks of `inst` starting from `free_times`."""
     kk = inst.n_providers

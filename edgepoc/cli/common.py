@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import typer
 
 from edgepoc.errors import InputError
+
+_T = TypeVar("_T")
 
 
 def print_json(doc: Any) -> None:
@@ -47,7 +49,7 @@ def check_number(flag: str, value: float, low: float = 0.0, high: float = math.i
     return value
 
 
-def with_bar(what: str, total: float, run):
+def with_bar(what: str, total: float, run: Callable[[Callable[[float, float], None]], _T]) -> _T:
     """`run(progress)` with a progress bar of `what` on a terminal (none in logs and pipes)."""
     import sys
 

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from edgepoc.cli.common import parse_params, seed_option
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 WIDE = 1000  # columns for output that is not a terminal: tables are never cut or ellipsised there
 
 
-def stdout_console():
+def stdout_console() -> Console:
     """A rich console on stdout: the terminal's width on a terminal, WIDE when piped or redirected."""
     from rich.console import Console
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 import typer
@@ -15,6 +15,9 @@ from edgepoc.errors import InputError
 from edgepoc.game.files import allocation_to_dict, read_allocation, read_instance, write_instance, write_json
 from edgepoc.game.generators import PRESETS, generate
 from edgepoc.game.metrics import evaluate as evaluate_metrics
+
+if TYPE_CHECKING:
+    from edgepoc.solvers.registry import SolveResult
 
 
 def generate_cmd(
@@ -93,7 +96,7 @@ def solve_cmd(
                          f"{', '.join(sorted(TIME_BUDGET_METHODS))} do)")
     options = SolveOptions(seed=seed, seconds=seconds, model=str(model) if model else None, params=parse_params(param))
 
-    def run(bar):
+    def run(bar: Callable[[float, float], None]) -> SolveResult:
         options.progress = bar
         return solve(inst, method, options)
 

@@ -26,7 +26,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from edgepoc.experiments.stats import MIN_INTERVAL_N, NO_INTERVAL, Interval, cla
     mean_interval
 from edgepoc.game.instance import Instance
 from edgepoc.solvers.registry import METHODS, TIME_BUDGET_METHODS, SolveOptions, solve
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 ALL_METHODS = ["random", "round-robin", "greedy", "rollout", "ga", "cpsat", "dqn", "maddpg", "search", "teacher",
                "student"]
@@ -376,7 +379,7 @@ def _error_bars(ax, rows: list[dict], key: str, low: str, high: str) -> np.ndarr
     return out
 
 
-def comparison_figure(summary: list[dict]):
+def comparison_figure(summary: list[dict]) -> Figure:
     """Fig. 18 as a matplotlib figure: mean total delay and ratio to the best known, each with 95 % error
     bars over the instances (none from fewer than 5: the panel says so), and wall time per instance."""
     import matplotlib

@@ -15,11 +15,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from edgepoc.errors import EdgepocError, Interrupted, ctrl_c_held
 from edgepoc.experiments.runinfo import RunRecord
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
 
 console = Console(stderr=True)
 
@@ -117,7 +121,7 @@ class Pipeline:
             raise EdgepocError(f"stage {stage}: `edgepoc {' '.join(args)}` failed with exit {proc.returncode}")
         return stdout
 
-    def step(self, i: int, name: str, what: str):
+    def step(self, i: int, name: str, what: str) -> AbstractContextManager[None]:
         console.rule(f"[bold]{i}/{len(self.cfg.stages)} {name}[/bold]: {what}")
         return self.record.stage(name)
 

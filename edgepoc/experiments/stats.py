@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 # Two-sided 97.5 % quantiles of Student's t for 1..30 degrees of freedom (no SciPy in the install).
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
@@ -54,7 +58,7 @@ class Interval:
         return f"{self.mean:{spec}}{unit} [{self.low:{spec}}, {self.high:{spec}}]"
 
 
-def mean_interval(values, min_n: int = MIN_INTERVAL_N) -> Interval:
+def mean_interval(values: ArrayLike, min_n: int = MIN_INTERVAL_N) -> Interval:
     """Mean and 95 % t-interval of `values` (NaNs dropped); no interval from fewer than `min_n` values."""
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]

@@ -25,13 +25,15 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 
 from edgepoc.files import atomic_path, write_atomic
 from edgepoc.errors import InputError
 from edgepoc.game.instance import Instance
+
+_T = TypeVar("_T")
 
 DATASET_FORMAT = "edgepoc-dataset/1"
 MANIFEST = "manifest.json"
@@ -337,7 +339,7 @@ def import_json(source: str | Path, directory: str | Path, meta: dict[str, Any] 
         paths = [source / "instances" / f"{name}.json" for name in order["instances"]]
         meta = order.get("meta", {}) if meta is None else meta
 
-    def named(path: Path, read):
+    def named(path: Path, read: Callable[[], _T]) -> _T:
         """`read()`, its input error naming the file (among hundreds, "tasks[3].arrival" alone is no help)."""
         try:
             return read()
@@ -345,7 +347,7 @@ def import_json(source: str | Path, directory: str | Path, meta: dict[str, Any] 
             msg = str(exc)
             raise InputError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
 
-    def items():
+    def items() -> Iterator[LabelledInstance]:
         for p in paths:
             inst = named(p, lambda: instance_from_dict(load_json(p), source=p.stem))
             alloc_path = source / "allocations" / p.name

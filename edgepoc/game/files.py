@@ -10,7 +10,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -183,7 +183,7 @@ def write_instance(path: str | Path, instance: Instance) -> None:
     write_json(path, instance_to_dict(instance))
 
 
-def allocation_to_dict(instance: Instance, assignment, method: str, total_latency: float,
+def allocation_to_dict(instance: Instance, assignment: Iterable[int], method: str, total_latency: float,
                        seconds: float, **extra: Any) -> dict:
     doc = {
         "format": ALLOCATION_FORMAT,

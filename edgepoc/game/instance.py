@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 @dataclass(eq=False)
@@ -28,11 +32,11 @@ class Instance:
     @classmethod
     def create(
         cls,
-        capacity,
-        provider_delay,
-        arrival,
-        demand,
-        task_delays=None,
+        capacity: ArrayLike,
+        provider_delay: ArrayLike,
+        arrival: ArrayLike,
+        demand: ArrayLike,
+        task_delays: ArrayLike | None = None,
         name: str = "instance",
         provider_ids: list[str] | None = None,
         task_ids: list[str] | None = None,

@@ -12,12 +12,17 @@ equal the single-allocation results bit for bit.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numba as nb
 import numpy as np
 
 from edgepoc.game.instance import Instance
 from edgepoc.game.validate import validate_assignment
 from edgepoc.errors import InputError
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 @nb.njit(cache=True, nogil=True, fastmath=False)
@@ -125,14 +130,16 @@ def _assignment(instance: Instance, assignment, checked: bool) -> np.ndarray:
     return np.ascontiguousarray(assignment)
 
 
-def simulate(instance: Instance, assignment, free_times=None, *, checked: bool = True) -> float:
+def simulate(instance: Instance, assignment: ArrayLike, free_times: ArrayLike | None = None, *,
+             checked: bool = True) -> float:
     """Total delay `f(x)` (paper Eq. 1) of one allocation."""
     x = _assignment(instance, assignment, checked)
     return float(_run(instance.arrival, instance.ready, instance.processing, x,
                       _free_times(instance, free_times), np.empty(0)))
 
 
-def simulate_state(instance: Instance, assignment, free_times=None, *, checked: bool = True):
+def simulate_state(instance: Instance, assignment: ArrayLike, free_times: ArrayLike | None = None, *,
+                   checked: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
     """`(total, completion (n,), final free times (K,))`: what the chain carries from block to block."""
     x = _assignment(instance, assignment, checked)
     free = _free_times(instance, free_times)
@@ -141,7 +148,8 @@ def simulate_state(instance: Instance, assignment, free_times=None, *, checked: 
     return float(total), completion, free
 
 
-def simulate_completion(instance: Instance, assignment, free_times=None, *, checked: bool = True) -> np.ndarray:
+def simulate_completion(instance: Instance, assignment: ArrayLike, free_times: ArrayLike | None = None, *,
+                        checked: bool = True) -> np.ndarray:
     """Per-task completion times `C_i`."""
     return simulate_state(instance, assignment, free_times, checked=checked)[1]
 
@@ -149,7 +157,7 @@ def simulate_completion(instance: Instance, assignment, free_times=None, *, chec
 def simulate_population(
     instance: Instance,
     assignments: np.ndarray,
-    free_times=None,
+    free_times: ArrayLike | None = None,
     *,
     parallel: bool = False,
     checked: bool = True,
@@ -168,7 +176,7 @@ def simulate_population(
     return out
 
 
-def greedy_assignment(instance: Instance, free_times=None) -> tuple[np.ndarray, float]:
+def greedy_assignment(instance: Instance, free_times: ArrayLike | None = None) -> tuple[np.ndarray, float]:
     """Earliest-completion-time dispatch: `(assignment, total delay)`."""
     x = np.empty(instance.n_tasks, dtype=np.int64)
     total = _greedy(instance.arrival, instance.ready, instance.processing, _free_times(instance, free_times), x)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from edgepoc.game.instance import Instance
 from edgepoc.game.kernel import simulate_state
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 def jain_index(values: np.ndarray) -> float:
@@ -15,7 +20,7 @@ def jain_index(values: np.ndarray) -> float:
     return float(v.sum() ** 2 / denom) if denom > 0 else 1.0
 
 
-def evaluate(instance: Instance, assignment, free_times=None) -> dict:
+def evaluate(instance: Instance, assignment: ArrayLike, free_times: ArrayLike | None = None) -> dict:
     """Metrics of one allocation, all derived from one kernel run."""
     total, completion, _ = simulate_state(instance, assignment, free_times)
     x = np.asarray(assignment, dtype=np.int64)

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from edgepoc.errors import InputError
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from edgepoc.game.instance import Instance
 
 
 def _finite(name: str, a: np.ndarray) -> None:
@@ -21,7 +28,8 @@ ASSIGNMENT_DTYPE = np.int16
 MAX_PROVIDERS = 1024
 
 
-def validate_arrays(capacity, provider_delay, arrival, demand, task_delays=None) -> np.ndarray:
+def validate_arrays(capacity: np.ndarray, provider_delay: np.ndarray, arrival: np.ndarray, demand: np.ndarray,
+                    task_delays: np.ndarray | None = None) -> np.ndarray:
     """Raise `InputError` naming the first bad field; return the processing times (n, K), checked finite."""
     if capacity.ndim != 2 or capacity.shape[0] == 0 or capacity.shape[1] == 0:
         raise InputError(f"providers[].capacity: need at least one provider and one resource, got shape {capacity.shape}")
@@ -89,7 +97,7 @@ def _times_fit(capacity, provider_delay, arrival, demand, task_delays) -> np.nda
     return proc
 
 
-def validate_assignment(assignment, n_tasks: int, n_providers: int, field: str = "assignment") -> np.ndarray:
+def validate_assignment(assignment: ArrayLike, n_tasks: int, n_providers: int, field: str = "assignment") -> np.ndarray:
     """Return the assignment as int64, or raise naming the bad position."""
     try:
         x = np.asarray(assignment)
@@ -120,7 +128,7 @@ def validate_assignment(assignment, n_tasks: int, n_providers: int, field: str =
     return x.astype(np.int64)
 
 
-def check_time_resolution(inst) -> None:
+def check_time_resolution(inst: Instance) -> None:
     """Refuse an instance whose times are so large that float64 cannot resolve a typical processing time at
     their magnitude (arrivals near 1e300 make every latency 0: a silently wrong answer). For instance files
     only: epoch seconds resolve 2.4e-7 s, and the chain's clock (seconds since genesis) must never start
@@ -143,7 +151,7 @@ def check_time_resolution(inst) -> None:
                      f"processing times of about {typical:.3g} {resolves}: shift the arrivals to start near 0")
 
 
-def check_seed(seed) -> None:
+def check_seed(seed: object) -> None:
     """numpy seeds are non-negative integers: anything else is named here, not as an error from deep in a run."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f"seed: must be an integer >= 0, got {seed!r}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -20,11 +20,14 @@ from edgepoc.errors import EdgepocError
 from edgepoc.models.paper.allocation import ModelConfig, ResourceAllocationModel
 from edgepoc.models.paper.student import StudentModel
 
+if TYPE_CHECKING:
+    from edgepoc.models.general.portable import GeneralConfig
+
 FORMAT = "edgepoc-model/1"
 BUNDLED = {"teacher": "teacher.pt", "student": "student.pt"}
 
 
-def build_model(config) -> nn.Module:
+def build_model(config: ModelConfig | GeneralConfig) -> nn.Module:
     """Instantiate the class a config describes (the general variant, or the paper's fixed-K one)."""
     from edgepoc.models.general.model import GeneralAllocationModel, GeneralConfig
 
@@ -78,7 +81,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return doc
 
 
-def config_from_dict(d: dict):
+def config_from_dict(d: dict) -> ModelConfig | GeneralConfig:
     """A checkpoint's config: `variant: general` (the size-free model) or the paper's fixed-K `ModelConfig`."""
     from edgepoc.models.general.model import GeneralConfig
 

@@ -141,7 +141,8 @@ class SearchResult:
 
 
 def search(inst: Instance, starts: list[tuple[str, np.ndarray]], kick_weights: np.ndarray, opts: DecodeOptions,
-           free_times=None, *, descend: int | None = None, started_at: float | None = None) -> SearchResult:
+           free_times: np.ndarray | None = None, *, descend: int | None = None,
+           started_at: float | None = None) -> SearchResult:
     """The one search loop: descend from the first `descend` starts (None: all) in the order given, then
     iterated local search until `opts.budget` is spent: each kick re-decodes a window of `opts.kick_window`
     tasks of the best allocation by sampled greedy (or, with `kick_window=0`, moves a few tasks to providers

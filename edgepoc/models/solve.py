@@ -15,6 +15,7 @@ imports torch only for a checkpoint that needs it (`edgepoc.models.general.porta
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,8 +29,14 @@ from edgepoc.models.general.decode import (EMBEDDING_MAX_PROVIDERS, Head, decode
 from edgepoc.models.general.portable import PortableModel, as_portable, dense, load_portable
 from edgepoc.models.paper.decode import decode_probabilities, paper_decode_options
 
+if TYPE_CHECKING:
+    from torch import nn
 
-def model_probabilities(model, inst: Instance, free_times=None) -> np.ndarray:
+    from edgepoc.models.general.model import GeneralAllocationModel
+    from edgepoc.solvers.registry import SolveOptions
+
+
+def model_probabilities(model: nn.Module, inst: Instance, free_times: np.ndarray | None = None) -> np.ndarray:
     """`P` (n, K) for one instance."""
     import torch
 
@@ -58,7 +65,8 @@ def warm_up() -> None:
     warm_search()
 
 
-def solve_general(model, instance: Instance, options) -> tuple[np.ndarray, dict]:
+def solve_general(model: PortableModel | GeneralAllocationModel, instance: Instance,
+                  options: SolveOptions) -> tuple[np.ndarray, dict]:
     """A general model (a `PortableModel` or the torch one): its embedding, then the one-pass decode and
     (default) the search from it. Both forms run the same float64 forward pass (`portable`)."""
     model = as_portable(model)
@@ -78,7 +86,7 @@ def solve_general(model, instance: Instance, options) -> tuple[np.ndarray, dict]
     return x, info
 
 
-def load_general_or_torch(path: str | None, kind: str):
+def load_general_or_torch(path: str | None, kind: str) -> PortableModel | nn.Module:
     """The checkpoint's model: torch-free (`PortableModel`) when a matching `.npz` exists, else loaded by torch."""
     model = load_portable(path, kind)
     if model is not None:
@@ -91,7 +99,7 @@ def load_general_or_torch(path: str | None, kind: str):
     return load_cached(path, kind)[0]
 
 
-def is_general(model) -> bool:
+def is_general(model: PortableModel | nn.Module) -> bool:
     return getattr(model.config, "variant", "paper") == "general"
 
 
@@ -112,17 +120,17 @@ def _solve(kind: str, instance: Instance, options) -> tuple[np.ndarray, dict]:
     return x, info
 
 
-def solve_teacher(instance: Instance, options) -> tuple[np.ndarray, dict]:
+def solve_teacher(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, dict]:
     """The teacher's allocation (ResourceAllocationModel + decoder)."""
     return _solve("teacher", instance, options)
 
 
-def solve_student(instance: Instance, options) -> tuple[np.ndarray, dict]:
+def solve_student(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, dict]:
     """The distilled student's allocation, with the same decoders."""
     return _solve("student", instance, options)
 
 
-def solve_search_control(instance: Instance, options) -> tuple[np.ndarray, dict]:
+def solve_search_control(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, dict]:
     """The no-model control: the same search loop from greedy, kicks uniform over providers, same budget."""
     opts = DecodeOptions.from_params(dict(options.params), options.seconds, options.seed, strategies=("search",),
                                      default_strategy="search", default_budget=Budget.work(DEFAULT_SWEEPS),

@@ -19,8 +19,15 @@ node of the chain computes the same allocation; totals are always re-simulated b
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numba as nb
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from edgepoc.game.instance import Instance
 
 
 @nb.njit(cache=True)
@@ -98,7 +105,7 @@ def _batch_search(proc, start, x, sweeps):
     return moves
 
 
-def is_batch(instance) -> bool:
+def is_batch(instance: Instance) -> bool:
     """True when every task arrives at once and each provider's delay is the same for every task."""
     if instance.n_tasks == 0:
         return True
@@ -106,7 +113,8 @@ def is_batch(instance) -> bool:
     return bool(np.all(arr == arr[0]) and np.all(instance.ready == instance.ready[0]))
 
 
-def batch_allocate(instance, free_times, sweeps: int, start_from: np.ndarray | None = None) -> np.ndarray:
+def batch_allocate(instance: Instance, free_times: ArrayLike, sweeps: int,
+                   start_from: np.ndarray | None = None) -> np.ndarray:
     """An allocation of a batch instance: `start_from` (else the reverse greedy) improved by `sweeps` sweeps of
     exact single-task moves. Raises ValueError when the instance is not a batch (see `is_batch`)."""
     if not is_batch(instance):

@@ -22,11 +22,15 @@ from __future__ import annotations
 
 import math
 import time
+from typing import TYPE_CHECKING
 
 import numba as nb
 import numpy as np
 
 from edgepoc.game.instance import Instance
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 def alone_delays(instance: Instance, free0: np.ndarray) -> np.ndarray:
@@ -35,7 +39,7 @@ def alone_delays(instance: Instance, free0: np.ndarray) -> np.ndarray:
     return np.maximum(c.min(axis=1) - instance.arrival, 0.0)
 
 
-def trivial_bound(instance: Instance, free_times=None) -> float:
+def trivial_bound(instance: Instance, free_times: ArrayLike | None = None) -> float:
     """`sum_i min_k (max(ready_ik, F0_k) + p_ik) - a_i`: each task alone on its best provider."""
     free0 = np.zeros(instance.n_providers) if free_times is None else np.asarray(free_times, dtype=np.float64)
     return float(np.sum(alone_delays(instance, free0)))
@@ -131,7 +135,7 @@ def _cuts(arrival: np.ndarray, block: int) -> list[tuple[int, int]]:
     return out
 
 
-def block_bound(instance: Instance, free_times=None, block: int = 16, lookback: int = 0,
+def block_bound(instance: Instance, free_times: ArrayLike | None = None, block: int = 16, lookback: int = 0,
                 node_limit: int = 200_000, deadline: float = math.inf) -> tuple[float, list[tuple[int, int, float]], int]:
     """`(bound, [(lo, hi, isolated optimum), ...], unproven)`; the blocks' optima sum to the bound.
 

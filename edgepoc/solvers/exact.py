@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -12,10 +13,13 @@ from edgepoc.game.kernel import simulate_population
 from edgepoc.game.validate import ASSIGNMENT_DTYPE
 from edgepoc.solvers.registry import SolveOptions
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
 MAX_BRUTE_FORCE = 2_000_000  # allocations; K^n beyond this is refused rather than run for hours
 
 
-def brute_force(instance: Instance, free_times=None) -> tuple[np.ndarray, float]:
+def brute_force(instance: Instance, free_times: ArrayLike | None = None) -> tuple[np.ndarray, float]:
     """The optimal allocation by enumerating all `K^n` of them, in chunks through the kernel."""
     k, n = instance.n_providers, instance.n_tasks
     if k ** n > MAX_BRUTE_FORCE:

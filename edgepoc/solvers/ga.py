@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 from deap import tools
@@ -34,6 +34,9 @@ from edgepoc.game.kernel import greedy_assignment, simulate, simulate_population
 from edgepoc.game.validate import ASSIGNMENT_DTYPE
 from edgepoc.solvers.localsearch import local_search_inplace
 from edgepoc.solvers.registry import SolveOptions
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 DEFAULT_GENERATIONS = 20  # when neither a generation nor a time budget is given (about 4 s at 1000 tasks)
 
@@ -159,7 +162,7 @@ class PolicyModel:
 
     # -- the run ------------------------------------------------------------------------------------
 
-    def solve(self, instance: Instance, free_times=None, seconds: float | None = None,
+    def solve(self, instance: Instance, free_times: ArrayLike | None = None, seconds: float | None = None,
               progress: Callable[[float, float], None] | None = None) -> GAResult:
         """Run the GA on `instance` (from queue state `free_times`) within `seconds` and the generation budget;
         `progress(done, of)` is told populations improved (the initial one, then one per generation; fractions

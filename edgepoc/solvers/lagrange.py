@@ -33,13 +33,18 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numba as nb
 import numpy as np
 
 from edgepoc.game.instance import Instance, warm_up_instance
 from edgepoc.game.kernel import greedy_assignment
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from edgepoc.solvers.registry import SolveOptions
 
 SAFETY = 1.0 - 1e-9
 
@@ -248,7 +253,7 @@ def _marginals(arrival, ready, proc, x, free0, out):
         out[i] = total
 
 
-def lagrangian_bound(instance: Instance, free_times=None, *, upper: float | None = None,
+def lagrangian_bound(instance: Instance, free_times: ArrayLike | None = None, *, upper: float | None = None,
                      assignment: np.ndarray | None = None, iterations: int = 300, labels: int = 16384,
                      seconds: float | None = None, stall: int = 20, clock: str = "wall") -> dict:
     """Subgradient ascent on the task prices. Returns `{"bound", "iterations", "seconds", "exact_pricing",
@@ -361,7 +366,7 @@ BOUND_DEFAULTS: dict[str, Any] = {
 }
 
 
-def solve_bound(instance: Instance, options) -> tuple[np.ndarray, dict[str, Any]]:
+def solve_bound(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, dict[str, Any]]:
     """Registry method `bound`: the best allocation known (GA, or greedy) and a proven lower bound on `f*`.
 
     The allocation JSON keeps SPEC §2's fields (`assignment` and `total_latency` are the upper allocation's)

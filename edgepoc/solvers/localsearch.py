@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from typing import TYPE_CHECKING
 
 import numba as nb
 import numpy as np
@@ -39,6 +40,9 @@ from numba.core.errors import NumbaWarning
 
 from edgepoc.game.kernel import completion_time
 from edgepoc.game.validate import ASSIGNMENT_DTYPE
+
+if TYPE_CHECKING:
+    from edgepoc.game.instance import Instance
 
 # The deadline check enters object mode (to read the clock), which holds the GIL; nothing here runs
 # in parallel threads, so Numba's warning about nogil is noise.
@@ -824,7 +828,7 @@ def _redecode_window(arrival, ready, proc, x, free_start, first, end, unit, temp
         free[pick] = completion_time(free[pick], ready[i, pick], proc[i, pick])
 
 
-def queue_history(instance, x: np.ndarray, free_times: np.ndarray | None = None) -> np.ndarray:
+def queue_history(instance: Instance, x: np.ndarray, free_times: np.ndarray | None = None) -> np.ndarray:
     """(n + 1, K): the providers' free times just before each task under allocation `x` (row n: after all)."""
     k, n = instance.n_providers, instance.n_tasks
     free0 = np.zeros(k) if free_times is None else np.asarray(free_times, dtype=np.float64)
@@ -835,7 +839,7 @@ def queue_history(instance, x: np.ndarray, free_times: np.ndarray | None = None)
     return free_before
 
 
-def redecode_window(instance, x: np.ndarray, history: np.ndarray, first: int, size: int, temperature: float,
+def redecode_window(instance: Instance, x: np.ndarray, history: np.ndarray, first: int, size: int, temperature: float,
                     rng: np.random.Generator, unit: float | None = None) -> np.ndarray:
     """A kick for the iterated search: a copy of `x` (int16) whose tasks `first .. first+size-1` are decided
     again by sampled greedy on the queues the earlier tasks build (`history`: `queue_history(x)`), each
@@ -864,7 +868,7 @@ def unknown_reach(n_tasks: int) -> np.ndarray:
     return np.minimum(np.arange(n_tasks, dtype=np.int64) + 1 + LOOK_BACK, n_tasks)
 
 
-def descend(instance, x: np.ndarray, free_times: np.ndarray | None = None, *, max_evals: int,
+def descend(instance: Instance, x: np.ndarray, free_times: np.ndarray | None = None, *, max_evals: int,
             swap_window: int = 0, changed_from: np.ndarray | None = None, reach: np.ndarray | None = None,
             deadline: float = np.inf) -> tuple[np.ndarray, float, int]:
     """Descend from `x` examining marked tasks only: `(improved copy of x, its delay, task examinations)`.
@@ -899,7 +903,7 @@ def _compiled(fn, *args):
         raise
 
 
-def local_search(instance, x: np.ndarray, free_times: np.ndarray | None = None, max_sweeps: int = 1_000_000,
+def local_search(instance: Instance, x: np.ndarray, free_times: np.ndarray | None = None, max_sweeps: int = 1_000_000,
                  start: int = 0, swap_window: int = 0, deadline: float = np.inf) -> tuple[np.ndarray, float, int]:
     """Descend from `x` by single-task moves (and swaps of two tasks at most `swap_window` apart):
     `(improved copy of x, its delay, sweeps)`; `deadline` is a `time.perf_counter()` value."""
@@ -912,7 +916,7 @@ def local_search(instance, x: np.ndarray, free_times: np.ndarray | None = None, 
     return out, float(total), int(sweeps)
 
 
-def local_search_inplace(instance, x: np.ndarray, free0: np.ndarray, max_sweeps: int, start: int = 0,
+def local_search_inplace(instance: Instance, x: np.ndarray, free0: np.ndarray, max_sweeps: int, start: int = 0,
                          swap_window: int = 0, deadline: float = np.inf) -> float:
     """Descend in place on a contiguous int16 row (a GA individual); returns its delay. `deadline`: a
     `time.perf_counter()` value after which the descent stops (`inf`: never)."""

@@ -49,6 +49,8 @@ share and look-ahead, and its deployed one-pass tries the same shares.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numba as nb
 import numpy as np
 
@@ -56,6 +58,9 @@ from edgepoc.errors import InputError
 from edgepoc.game.instance import Instance
 from edgepoc.game.kernel import _free_times, _greedy, completion_time, simulate
 from edgepoc.solvers.registry import SolveOptions
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 DEFAULT_HORIZON = 20
 DEFAULT_PRICE = 4.0  # priced base policy: the weight of the time a task holds a busy provider
@@ -269,7 +274,8 @@ def _number(name: str, value, low: float) -> float:
     return float(value)
 
 
-def rollout_assignment(instance: Instance, horizon: int = DEFAULT_HORIZON, free_times=None, price: float = 0.0,
+def rollout_assignment(instance: Instance, horizon: int = DEFAULT_HORIZON, free_times: ArrayLike | None = None,
+                       price: float = 0.0,
                        memory: float = DEFAULT_MEMORY, mix: float = 0.0) -> np.ndarray:
     """The rollout allocation of `instance` from the providers' `free_times` (default: all idle); `price` > 0:
     priced-greedy pilots (module doc), `memory` in mean processing times; `mix` in [0, 1] (with `price` > 0):

@@ -27,7 +27,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -41,6 +41,9 @@ from edgepoc.chain.crypto import SigningKey, canonical, verify
 from edgepoc.chain.genesis import ConsensusParams, Genesis
 from edgepoc.errors import EdgepocError, InputError
 from edgepoc.game.kernel import simulate_state
+
+if TYPE_CHECKING:
+    from google.protobuf.timestamp_pb2 import Timestamp
 
 log = logging.getLogger("edgepoc.app")
 OK, BAD_TX, REPLAY, BAD_SIG, PROPOSER_ONLY, BUSY = 0, 1, 2, 3, 4, 5
@@ -106,7 +109,7 @@ class StagedBlock:
     modules: list[tuple]  # (hash, height, functions json, wasm)
 
 
-def chain_clock(genesis: Genesis, ts) -> float:
+def chain_clock(genesis: Genesis, ts: Timestamp) -> float:
     """A protobuf Timestamp (the block time CometBFT agreed on) in seconds since genesis."""
     return ts.seconds + ts.nanos / 1e9 - genesis.genesis_time
 
@@ -178,13 +181,13 @@ class PocApplication:
         self.profile[what] = self.profile.get(what, 0.0) + time.perf_counter() - t0
 
     # ---------------------------------------------------------------- info and genesis
-    def info(self, req) -> Any:
+    def info(self, req: pb.InfoRequest) -> Any:
         with self.lock:
             h = self.state.height
             return pb.InfoResponse(data="edgepoc", version="1", app_version=1, last_block_height=h,
                                    last_block_app_hash=bytes.fromhex(self.state.hash) if h else b"")
 
-    def init_chain(self, req) -> Any:
+    def init_chain(self, req: pb.InitChainRequest) -> Any:
         """CometBFT's genesis must be this application's: chain id, first height, app state, validator keys
         and the powers contribution gives them at the start. A mismatch stops the node with the reason."""
         g = self.genesis
@@ -215,7 +218,7 @@ class PocApplication:
             raise EdgepocError(f"InitChain: {problem}")
         return pb.InitChainResponse(app_hash=bytes.fromhex(rules.initial_state(g).hash))
 
-    def query(self, req) -> Any:
+    def query(self, req: pb.QueryRequest) -> Any:
         path = req.path.strip("/")
         if path.startswith("p2p/filter/"):  # filter_peers: CometBFT asks before keeping a peer (0 = keep)
             from edgepoc.chain.abci.peers import peer_filter
@@ -240,7 +243,7 @@ class PocApplication:
             raise InputError("tx.tasks: a nonce appears twice in the batch")
         return b
 
-    def check_tx(self, req) -> Any:
+    def check_tx(self, req: pb.CheckTxRequest) -> Any:
         try:
             return self._check_tx(req)
         except Exception as exc:  # never on the honest path: reject the transaction, keep the node
@@ -546,7 +549,8 @@ class PocApplication:
         p = self.params
         return rules.within_tolerance(claimed, reference, p.tolerance, p.tolerance_abs)
 
-    def check_block(self, height: int, clock: float, txs, votes=()) -> CheckedBlock:
+    def check_block(self, height: int, clock: float, txs: Iterable[bytes],
+                    votes: Sequence[tuple[str, bool, int]] = ()) -> CheckedBlock:
         """Every rule a proposed block must satisfy on the committed state; raises InvalidBlock.
 
         `votes`: (validator address hex, signed) of the block's last commit, for liveness. Any other
@@ -689,7 +693,7 @@ class PocApplication:
         me = self.signer.address
         return wire.MempoolReport(self.genesis.chain_id, height, me, waiting).signed(self.signer)
 
-    def extend_vote(self, req) -> Any:
+    def extend_vote(self, req: pb.ExtendVoteRequest) -> Any:
         """ExtendVote: this validator's mempool report, signed (empty before vote extensions are enabled)."""
         with self.lock:
             if not self.reports_due(req.height + 1):  # the next block carries what we report now
@@ -718,7 +722,7 @@ class PocApplication:
             raise InputError("mempool report: bad signature")
         return r
 
-    def verify_vote_extension(self, req) -> Any:
+    def verify_vote_extension(self, req: pb.VerifyVoteExtensionRequest) -> Any:
         """VerifyVoteExtension: a precommit counts only with its validator's signed, well-formed report."""
         try:
             self._parse_report(req.vote_extension, req.height, req.validator_address.hex())
@@ -728,7 +732,7 @@ class PocApplication:
                         req.height, exc)
             return pb.VerifyVoteExtensionResponse(status=pb.VERIFY_VOTE_EXTENSION_STATUS_REJECT)
 
-    def reports_tx(self, height: int, commit) -> bytes:
+    def reports_tx(self, height: int, commit: pb.ExtendedCommitInfo | None) -> bytes:
         """The reports transaction of block `height`: the signed extension of every vote in its last commit (our
         own re-signed if ours is missing: an ExtendVote that failed must not make our proposal invalid)."""
         reports = []
@@ -797,14 +801,14 @@ class PocApplication:
         return (pi, left_out) if left_out else None
 
     # ---------------------------------------------------------------- proposals
-    def prepare_proposal(self, req) -> Any:
+    def prepare_proposal(self, req: pb.PrepareProposalRequest) -> Any:
         try:
             return self._prepare_proposal(req)
         except Exception:  # an empty proposal (with its reports) is always valid: the height still commits
             log.exception("PrepareProposal failed at height %d; proposing an empty block", req.height)
             return self.empty_proposal(req)
 
-    def empty_proposal(self, req) -> Any:
+    def empty_proposal(self, req: pb.PrepareProposalRequest) -> Any:
         """The proposal with no tasks: only the last commit's reports where they are due."""
         with self.lock:
             due = self.reports_due(req.height)
@@ -959,7 +963,7 @@ class PocApplication:
             log.warning("arbiter answer for height %d refused: %s", height, exc)
             return None
 
-    def process_proposal(self, req) -> Any:
+    def process_proposal(self, req: pb.ProcessProposalRequest) -> Any:
         with self.lock:
             try:
                 checked = self.check_block(req.height, chain_clock(self.genesis, req.time), req.txs,
@@ -978,7 +982,7 @@ class PocApplication:
                 return pb.ProcessProposalResponse(status=REJECT)
 
     # ---------------------------------------------------------------- execution
-    def finalize_block(self, req) -> Any:
+    def finalize_block(self, req: pb.FinalizeBlockRequest) -> Any:
         """The block's effects, as named steps over a StagedBlock: queues (the allocation), work (new tasks,
         receipts, audits, measured capacity), liveness (overdue and absent providers' work reassigned),
         contribution and rewards, evidence, voting powers."""
@@ -1103,7 +1107,7 @@ class PocApplication:
             return None
         return self.genesis.index_of(prev[1])
 
-    def commit(self, req) -> Any:
+    def commit(self, req: pb.CommitRequest | None) -> Any:
         with self.lock:
             staged = self.staged
             if staged is None:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
@@ -30,6 +30,10 @@ from fastapi.responses import JSONResponse, Response
 from edgepoc.chain.crypto import SigningKey, canonical, verify
 from edgepoc.chain.genesis import Genesis
 from edgepoc.errors import EdgepocError, InputError
+
+if TYPE_CHECKING:
+    from edgepoc.chain.allocator import Allocator
+    from edgepoc.game.instance import Instance
 
 log = logging.getLogger("edgepoc.arbiter")
 MAX_BODY = 8 << 20  # bytes read from one request, before anything is parsed or authenticated
@@ -235,7 +239,7 @@ def _node_urls(home: Path) -> list[str]:
         return []
 
 
-def teacher_or_ga(model: str | None, probe):
+def teacher_or_ga(model: str | None, probe: Instance) -> tuple[Allocator, str]:
     """The teacher when it exists and fits the chain, else the GA meta strategy, else greedy."""
     from edgepoc.chain.allocator import _bundled, make_allocator
 

@@ -6,7 +6,7 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -15,6 +15,9 @@ from edgepoc.chain.crypto import SigningKey, canonical
 from edgepoc.chain.httpapi import HttpClient
 from edgepoc.errors import EdgepocError, Unreachable
 from edgepoc.game.instance import Instance
+
+if TYPE_CHECKING:
+    from edgepoc.client import EdgepocClient
 
 
 GENERATED_DEMAND = (0.002, 0.03)  # per resource: ~16 ms on a capacity-1 provider, so 4 providers serve ~250/s
@@ -187,7 +190,7 @@ class ResultCheck:
     unverified: dict[str, str] = field(default_factory=dict)
 
 
-def wait_executed(client, ids: list[str], timeout: float, poll: float = 0.25,
+def wait_executed(client: EdgepocClient, ids: list[str], timeout: float, poll: float = 0.25,
                   found: dict[str, dict] | None = None) -> tuple[dict[str, dict], list[str]]:
     """Poll until every task has an accepted receipt (status `executed`) or `timeout` passes (`found`: as in
     `poll_status`)."""
@@ -195,7 +198,7 @@ def wait_executed(client, ids: list[str], timeout: float, poll: float = 0.25,
                        found=found)
 
 
-def fetch_results(executed: dict[str, dict], provider_urls: dict[str, str], any_client,
+def fetch_results(executed: dict[str, dict], provider_urls: dict[str, str], any_client: EdgepocClient,
                   timeout: float = 5.0) -> ResultCheck:
     """Each executed task's result from the provider that ran it (its node API), checked against the receipt on
     chain: the result hash must be the receipt's, and the value the one the receipt carries. A provider that does

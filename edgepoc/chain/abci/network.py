@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from edgepoc.chain.abci.app import voting_powers
 from edgepoc.chain import consensus as rules
@@ -38,6 +38,9 @@ from edgepoc.chain.crypto import SigningKey, address_of
 from edgepoc.chain.genesis import MAX_VALIDATORS, ConsensusParams, Genesis, make_validators
 from edgepoc.chain.httpapi import HttpClient
 from edgepoc.errors import EdgepocError, InputError, ctrl_c_held
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 HOST = "127.0.0.1"
 PORTS_PER_NODE = 4  # p2p, rpc, abci, api
@@ -202,7 +205,8 @@ def _check_hosts(hosts: list[str]) -> list[str]:
 def init_network(folder: Path, nodes: int = 4, base_port: int = 26600, seed: int = 0,
                  params: dict[str, Any] | None = None, chain_id: str = "edgepoc-local",
                  byzantine: dict[int, list[str]] | None = None, student: str | None = None,
-                 teacher: str | None = None, hosts: list[str] | None = None, workload=None) -> dict:
+                 teacher: str | None = None, hosts: list[str] | None = None,
+                 workload: ArrayLike | None = None) -> dict:
     """Write fresh keys, the genesis and every node's configuration; `base_port=0` picks free ports.
 
     With `workload` (tasks x resources of demand), the client-input bounds are derived from it and the
@@ -1317,7 +1321,7 @@ def parse_time(text: str) -> float:
 def build_genesis(providers: list[Path], arbiter: Path | None = None, arbiter_url: str | None = None,
                   arbiter_key: str | None = None, chain_id: str = "edgepoc", params: dict[str, Any] | None = None,
                   builds: dict[str, str] | None = None, pin_builds: bool = True,
-                  genesis_time: float | None = None, workload=None) -> dict:
+                  genesis_time: float | None = None, workload: ArrayLike | None = None) -> dict:
     """CometBFT's genesis for the providers' public files (in the order given) and the arbiter's public key:
     validators with their declared capacities and delays, the consensus parameters, the builds every node
     must run (this machine's edgepoc, CometBFT, wasmtime, NumPy and Python, overridden by `builds`; none

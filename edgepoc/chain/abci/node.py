@@ -24,7 +24,7 @@ import time
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from edgepoc.chain.abci.app import PocApplication, byzantine_modes, make_application, voting_powers
 from edgepoc.chain.abci.store import AppStore
@@ -32,6 +32,9 @@ from edgepoc.chain.consensus import MICRO
 from edgepoc.chain.crypto import address_of
 from edgepoc.chain.genesis import Genesis
 from edgepoc.errors import EdgepocError, InputError
+
+if TYPE_CHECKING:
+    import grpc
 
 log = logging.getLogger("edgepoc.node")
 _FATAL: list[str] = []  # why this node stopped itself, if it did (run_node then ends with that error)
@@ -419,7 +422,7 @@ def _guarded(name: str, fn, fallback):
     or mempool connection). Where a safe answer exists (reject the tx, reject the proposal, propose an
     empty block) it is given; FinalizeBlock and Commit have none (their answer is the state), so a failure
     there stops this node cleanly and CometBFT replays the block at restart."""
-    def call(self, req, ctx):
+    def call(self: Any, req: Any, ctx: grpc.ServicerContext) -> Any:
         t0 = time.perf_counter()
         try:
             out = fn(self, req, ctx)
@@ -438,7 +441,7 @@ def _guarded(name: str, fn, fallback):
     return call
 
 
-def grpc_status(name: str):
+def grpc_status(name: str) -> grpc.StatusCode:
     import grpc
 
     return getattr(grpc.StatusCode, name)
@@ -461,52 +464,57 @@ def _servicer(app: PocApplication):
     from edgepoc.chain.abci.proto import grpc_pb, pb
 
     class Servicer(grpc_pb.ABCIServiceServicer):
-        def Echo(self, req, ctx):
+        def Echo(self, req: pb.EchoRequest, ctx: grpc.ServicerContext) -> pb.EchoResponse:
             return pb.EchoResponse(message=req.message)
 
-        def Flush(self, req, ctx):
+        def Flush(self, req: pb.FlushRequest, ctx: grpc.ServicerContext) -> pb.FlushResponse:
             return pb.FlushResponse()
 
-        def Info(self, req, ctx):
+        def Info(self, req: pb.InfoRequest, ctx: grpc.ServicerContext) -> pb.InfoResponse:
             return app.info(req)
 
-        def CheckTx(self, req, ctx):
+        def CheckTx(self, req: pb.CheckTxRequest, ctx: grpc.ServicerContext) -> pb.CheckTxResponse:
             return app.check_tx(req)
 
-        def Query(self, req, ctx):
+        def Query(self, req: pb.QueryRequest, ctx: grpc.ServicerContext) -> pb.QueryResponse:
             return app.query(req)
 
-        def Commit(self, req, ctx):
+        def Commit(self, req: pb.CommitRequest, ctx: grpc.ServicerContext) -> pb.CommitResponse:
             return app.commit(req)
 
-        def InitChain(self, req, ctx):
+        def InitChain(self, req: pb.InitChainRequest, ctx: grpc.ServicerContext) -> pb.InitChainResponse:
             return app.init_chain(req)
 
-        def ListSnapshots(self, req, ctx):
+        def ListSnapshots(self, req: pb.ListSnapshotsRequest, ctx: grpc.ServicerContext) -> pb.ListSnapshotsResponse:
             return pb.ListSnapshotsResponse()
 
-        def OfferSnapshot(self, req, ctx):
+        def OfferSnapshot(self, req: pb.OfferSnapshotRequest, ctx: grpc.ServicerContext) -> pb.OfferSnapshotResponse:
             return pb.OfferSnapshotResponse(result=pb.OFFER_SNAPSHOT_RESULT_REJECT)
 
-        def LoadSnapshotChunk(self, req, ctx):
+        def LoadSnapshotChunk(self, req: pb.LoadSnapshotChunkRequest,
+                              ctx: grpc.ServicerContext) -> pb.LoadSnapshotChunkResponse:
             return pb.LoadSnapshotChunkResponse()
 
-        def ApplySnapshotChunk(self, req, ctx):
+        def ApplySnapshotChunk(self, req: pb.ApplySnapshotChunkRequest,
+                               ctx: grpc.ServicerContext) -> pb.ApplySnapshotChunkResponse:
             return pb.ApplySnapshotChunkResponse(result=pb.APPLY_SNAPSHOT_CHUNK_RESULT_ABORT)
 
-        def PrepareProposal(self, req, ctx):
+        def PrepareProposal(self, req: pb.PrepareProposalRequest,
+                            ctx: grpc.ServicerContext) -> pb.PrepareProposalResponse:
             return app.prepare_proposal(req)
 
-        def ProcessProposal(self, req, ctx):
+        def ProcessProposal(self, req: pb.ProcessProposalRequest,
+                            ctx: grpc.ServicerContext) -> pb.ProcessProposalResponse:
             return app.process_proposal(req)
 
-        def ExtendVote(self, req, ctx):
+        def ExtendVote(self, req: pb.ExtendVoteRequest, ctx: grpc.ServicerContext) -> pb.ExtendVoteResponse:
             return app.extend_vote(req)
 
-        def VerifyVoteExtension(self, req, ctx):
+        def VerifyVoteExtension(self, req: pb.VerifyVoteExtensionRequest,
+                                ctx: grpc.ServicerContext) -> pb.VerifyVoteExtensionResponse:
             return app.verify_vote_extension(req)
 
-        def FinalizeBlock(self, req, ctx):
+        def FinalizeBlock(self, req: pb.FinalizeBlockRequest, ctx: grpc.ServicerContext) -> pb.FinalizeBlockResponse:
             return app.finalize_block(req)
 
     fallbacks = {

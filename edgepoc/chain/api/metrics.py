@@ -191,7 +191,7 @@ class ChainMetrics:
         names = {str(a).lower(): n for a, n in (names_by_address or {}).items()}
         self.log.add(record, names)
 
-        def name_of(address) -> str:
+        def name_of(address: str | None) -> str:
             a = str(address or "").lower()
             return self._provider(names.get(a) or a[:12] or "unknown")
 

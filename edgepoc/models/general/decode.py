@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numba as nb
 import numpy as np
@@ -51,6 +51,9 @@ from edgepoc.solvers.rollout import (DEFAULT_MEMORY, DEFAULT_PRICE, decay_rates,
                                      fixed_plan_weight, mixed_horizon, pilot_cost, priced_cost, priced_pilot_cost,
                                      time_unit)
 from edgepoc.solvers.rollout import plan_shares as rollout_plan_shares
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 DYN_FEATURES = ("lat_regret", "pilot5_regret", "pilot_regret", "wait", "log_lat", "log_lat_regret",
                 "log_pilot_regret", "log_idle")
@@ -347,7 +350,7 @@ def time_scale(inst: Instance, rule: str = "mean") -> float:
     return s if s > 0 else 1.0
 
 
-def onepass(inst: Instance, emb: np.ndarray, head: Head, free_times=None, keep_scores: bool = False,
+def onepass(inst: Instance, emb: np.ndarray, head: Head, free_times: ArrayLike | None = None, keep_scores: bool = False,
             uniforms: np.ndarray | None = None, temperature: float = 1.0,
             plan_share: float | None = None) -> tuple[np.ndarray, float, np.ndarray | None]:
     """`(assignment, total delay, per-step scores (n, K) or None)` of the one-pass decode; with `uniforms`
@@ -368,7 +371,8 @@ def onepass(inst: Instance, emb: np.ndarray, head: Head, free_times=None, keep_s
     return x, float(total), (scores if keep_scores else None)
 
 
-def trajectory_features(inst: Instance, x: np.ndarray, horizon: int = DEFAULT_HORIZON, free_times=None,
+def trajectory_features(inst: Instance, x: np.ndarray, horizon: int = DEFAULT_HORIZON,
+                        free_times: ArrayLike | None = None,
                         scale: str = "mean", pilot: str = "greedy") -> np.ndarray:
     """(n, K, N_DYN) dynamic features along allocation `x` (what the decoder would see following it)."""
     out = np.empty((inst.n_tasks, inst.n_providers, N_DYN))
@@ -394,7 +398,8 @@ def plan_shares(inst: Instance, head: Head) -> tuple[float, ...]:
     return rollout_plan_shares(inst) if head.pilot == "mixed" else (0.0,)
 
 
-def best_onepass(inst: Instance, emb: np.ndarray, head: Head, free_times=None, keep_scores: bool = False,
+def best_onepass(inst: Instance, emb: np.ndarray, head: Head, free_times: ArrayLike | None = None,
+                 keep_scores: bool = False,
                  shares: tuple[float, ...] | None = None) -> tuple[np.ndarray, float, np.ndarray | None, float]:
     """The deployed one-pass: `onepass` at each of `shares` (default `plan_shares`), the lowest delay kept (ties:
     the first, the instance's share); `(assignment, total delay, scores or None, the share it used)`."""
@@ -431,7 +436,8 @@ def softmax_weights(scores: np.ndarray, temperature: float) -> np.ndarray:
     return w / w.sum(axis=1, keepdims=True) + 1e-3
 
 
-def decode_embedding(inst: Instance, emb: np.ndarray, head: Head, opts: DecodeOptions, free_times=None,
+def decode_embedding(inst: Instance, emb: np.ndarray, head: Head, opts: DecodeOptions,
+                     free_times: np.ndarray | None = None,
                      started_at: float | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """`(assignment, info)`: the one-pass decode of embedding `emb` with `head`, then (`search`) the shared
     search from the best `opts.starts` of it, `opts.samples` sampled decodes and greedy. `started_at`: when

@@ -93,7 +93,8 @@ class GeneralAllocationModel(nn.Module):
                 "providers": torch.from_numpy(provider_features(inst, r)),
                 "pairs": torch.from_numpy(pair_features(inst, r))}
 
-    def embed_inputs(self, tasks, edges, providers, pairs) -> torch.Tensor:
+    def embed_inputs(self, tasks: torch.Tensor, edges: torch.Tensor, providers: torch.Tensor,
+                     pairs: torch.Tensor) -> torch.Tensor:
         h = self.tasks(tasks, edges)  # (n, hidden)
         g = self.providers(providers)  # (K, provider_hidden)
         z = self.pair_static(pairs)  # (n, K, pair_hidden); in place from here: the (n, K) tensors dominate the cost

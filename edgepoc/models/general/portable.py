@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numba as nb
 import numpy as np
@@ -40,6 +41,9 @@ from edgepoc.files import atomic_path
 from edgepoc.errors import EdgepocError
 from edgepoc.game.instance import Instance
 from edgepoc.models.general.decode import DEFAULT_HORIZON, N_DYN, Head, time_scale
+
+if TYPE_CHECKING:
+    from edgepoc.models.general.model import GeneralAllocationModel
 
 log = logging.getLogger("edgepoc.models")
 
@@ -280,7 +284,7 @@ class PortableModel:
                     self.config.dyn_input, self.config.pilot, w["head_v"].copy() if self.config.gate else None)
 
 
-def as_portable(model) -> PortableModel:
+def as_portable(model: PortableModel | GeneralAllocationModel) -> PortableModel:
     """A `PortableModel` as it is, or a torch `GeneralAllocationModel` converted (its weights as they are now)."""
     if isinstance(model, PortableModel):
         return model

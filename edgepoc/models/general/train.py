@@ -27,6 +27,7 @@ import time
 import zipfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -48,7 +49,8 @@ from edgepoc.solvers.rollout import decay_rates, rollout_assignment
 FAMILIES = ("paper", "varied", "alibaba", "bursty", "task-delays")
 
 
-def mixed_instance(seed: int, index: int, n_range=(100, 600), k_range=(2, 12)) -> Instance:
+def mixed_instance(seed: int, index: int, n_range: tuple[float, float] = (100, 600),
+                   k_range: tuple[int, int] = (2, 12)) -> Instance:
     """Instance `index` of the training mix of `seed` (family, K, R, size drawn from (seed, index))."""
     rng = np.random.default_rng([seed, index, 7])
     family = FAMILIES[index % len(FAMILIES)]
@@ -220,7 +222,7 @@ class Evaluator:
         model.eval()
         self.emb = [embedding(model, inst, exact=False) for inst in self.instances]
 
-    def ratios(self, head: Head, idx=None) -> np.ndarray:
+    def ratios(self, head: Head, idx: Iterable[int] | None = None) -> np.ndarray:
         idx = range(len(self.instances)) if idx is None else idx
         return np.array([onepass(self.instances[i], self.emb[i], head)[1] / max(self.baseline[i], 1e-12)
                          for i in idx])

@@ -26,6 +26,7 @@ always re-simulated by the shared kernel.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING, Sequence
 
 import numba as nb
 import numpy as np
@@ -36,6 +37,9 @@ from edgepoc.game.kernel import completion_time, simulate_population
 from edgepoc.game.validate import ASSIGNMENT_DTYPE
 from edgepoc.models.budget import Budget
 from edgepoc.models.decoding import DEFAULT_LAMBDAS, PAPER_KEYS, DecodeOptions, search
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 PAPER_STRATEGIES = ("argmax", "guided", "sample", "search")
 PAPER_DEFAULT_BUDGET = Budget.deadline(0.05)  # per instance, inference included
@@ -86,7 +90,8 @@ def _free0(inst: Instance, free_times) -> np.ndarray:
     return np.asarray(free_times, dtype=np.float64).copy()
 
 
-def guided_candidates(inst: Instance, p: np.ndarray, lambdas=DEFAULT_LAMBDAS, free_times=None) -> np.ndarray:
+def guided_candidates(inst: Instance, p: np.ndarray, lambdas: Sequence[float] = DEFAULT_LAMBDAS,
+                      free_times: ArrayLike | None = None) -> np.ndarray:
     """One allocation per `lam`, shape (len(lambdas), n), int16."""
     logp = np.log(np.clip(np.asarray(p, dtype=np.float64), 1e-6, None))
     out = np.empty((len(lambdas), inst.n_tasks), dtype=ASSIGNMENT_DTYPE)
@@ -114,7 +119,8 @@ def _source_names(lambdas) -> list[str]:
 
 
 def decode_probabilities(inst: Instance, p: np.ndarray, opts: DecodeOptions | None = None,
-                         free_times=None, started_at: float | None = None) -> tuple[np.ndarray, dict]:
+                         free_times: np.ndarray | None = None,
+                         started_at: float | None = None) -> tuple[np.ndarray, dict]:
     """`(assignment, info)`; info has the candidates tried, the winner's source and its delay.
 
     `started_at` (a `time.perf_counter()` value) makes a deadline budget count from then, so the time

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -39,7 +40,7 @@ def prepare(items: list[LabelledInstance], features: FeatureConfig) -> Prepared:
                     np.array([label_latency(it) for it in items], dtype=np.float64))
 
 
-def batches(graphs: list[Data], size: int, order: np.ndarray | None = None):
+def batches(graphs: list[Data], size: int, order: np.ndarray | None = None) -> Iterator[Batch]:
     idx = np.arange(len(graphs)) if order is None else order
     for s in range(0, len(idx), size):
         yield Batch.from_data_list([graphs[i] for i in idx[s:s + size]])
@@ -56,7 +57,7 @@ def predict(model: nn.Module, graphs: list[Data], batch_size: int = 16) -> list[
     return out
 
 
-def loss_fn(name: str):
+def loss_fn(name: str) -> Callable[[nn.Module, Batch], torch.Tensor]:
     """Paper Eq. 4 (MSE of sigmoid outputs against one-hot labels), or cross-entropy on the logits."""
     if name == "mse":
         return lambda model, b: torch.nn.functional.mse_loss(torch.sigmoid(model.logits(b)), b.y)

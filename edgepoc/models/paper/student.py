@@ -10,6 +10,8 @@ them), so the student keeps what the teacher knew about congestion, without the 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 from torch_geometric.data import Batch, Data
@@ -18,8 +20,11 @@ from edgepoc.models.paper.allocation import ModelConfig, make_decoder
 from edgepoc.models.gnn import GNNModel
 from edgepoc.models.paper.rnn import RNNModel
 
+if TYPE_CHECKING:
+    from edgepoc.models.features import FeatureConfig
 
-def student_config(features, hidden: int = 16, rnn_hidden: int = 8, decoder_hidden: int = 16,
+
+def student_config(features: FeatureConfig, hidden: int = 16, rnn_hidden: int = 8, decoder_hidden: int = 16,
                    conv: str = "graph", rnn_cell: str = "gru") -> ModelConfig:
     """A student's shape; the size is a setting (`hidden`, `rnn_hidden`, `decoder_hidden`)."""
     return ModelConfig(kind="student", features=features, hidden=hidden, gnn_layers=1, conv=conv,

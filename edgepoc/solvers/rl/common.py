@@ -7,7 +7,7 @@ import time
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -19,6 +19,9 @@ from edgepoc.errors import EdgepocError, InputError
 from edgepoc.game.generators import generate
 from edgepoc.game.instance import Instance
 from edgepoc.game.kernel import earliest_finishers, greedy_assignment, simulate
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 def bundled_checkpoint(algo: str, n_providers: int = 3) -> Path:
@@ -84,7 +87,7 @@ def trained_count(options: Any, algo: str, instance: Instance) -> int:
     return max(shipped)
 
 
-def shortlist_play(instance: Instance, free_times, width: int,
+def shortlist_play(instance: Instance, free_times: ArrayLike | None, width: int,
                    decide: Callable[[np.ndarray, np.ndarray], int]) -> np.ndarray:
     """Dispatch every task with a policy trained for `width` providers on an instance with more: each task
     is decided among the `width` providers that would finish it first on the current queues (ties to the

@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -23,6 +24,9 @@ from edgepoc.solvers.rl.common import (TrainLog, Validation, check_providers, lo
                                        shortlist_play, single_provider, torch_threads, trained_count)
 from edgepoc.solvers.rl.env import DispatchEnv, play, preset_source
 from edgepoc.solvers.rl.features import observation_size
+
+if TYPE_CHECKING:
+    from edgepoc.solvers.registry import SolveOptions
 
 FORMAT = "edgepoc-dqn/1"
 
@@ -67,7 +71,7 @@ def q_network(n_providers: int, net_arch: list[int]) -> nn.Sequential:
     return nn.Sequential(*create_mlp(observation_size(n_providers), n_providers, list(net_arch)))
 
 
-def greedy_q_policy(net: nn.Module):
+def greedy_q_policy(net: nn.Module) -> Callable[[np.ndarray], int]:
     def choose(obs: np.ndarray) -> int:
         with torch.inference_mode():
             return int(net(torch.from_numpy(obs)[None]).argmax(1)[0])
@@ -149,7 +153,7 @@ def _load(path: str | None, n_providers: int) -> tuple[nn.Module, int]:
     return net, int(doc["n_providers"])
 
 
-def solve_dqn(instance: Instance, options) -> tuple[np.ndarray, dict]:
+def solve_dqn(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, dict]:
     """Dispatch every task to the provider with the highest Q-value (`options.model`: checkpoint)."""
     trivial = single_provider(instance, options, "dqn")
     if trivial is not None:

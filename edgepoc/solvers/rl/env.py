@@ -10,7 +10,7 @@ Training uses `reward_scale="auto"`: latency divided by the instance's typical p
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -20,6 +20,9 @@ from edgepoc.game.generators import generate
 from edgepoc.game.instance import Instance
 from edgepoc.game.kernel import _free_times, _run
 from edgepoc.solvers.rl.features import FEATURE_CLIP, dispatch_observation, observation_size, time_scale
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 InstanceSource = Callable[[np.random.Generator], Instance]
 
@@ -97,7 +100,7 @@ class DispatchEnv(gym.Env):
             return np.zeros(self.observation_space.shape, dtype=np.float32)
         return dispatch_observation(q.instance, q.index, q.free, self._scale)
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         options = options or {}
         instance = options.get("instance") or self.source(self.np_random)
@@ -109,7 +112,7 @@ class DispatchEnv(gym.Env):
         self._reward_factor = 1.0 / self._scale if self.reward_scale == "auto" else float(self.reward_scale)
         return self._observe(), {"instance": instance.name, "time_scale": self._scale}
 
-    def step(self, action):
+    def step(self, action: int | np.integer) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self.queue is None or self.queue.done:
             raise RuntimeError("step() called on a finished episode; call reset()")
         latency = self.queue.assign(int(action))
@@ -121,7 +124,8 @@ class DispatchEnv(gym.Env):
         return self._observe(), reward, terminated, False, info
 
 
-def play(env: DispatchEnv, instance: Instance, choose: Callable[[np.ndarray], int], free_times=None) -> np.ndarray:
+def play(env: DispatchEnv, instance: Instance, choose: Callable[[np.ndarray], int],
+         free_times: ArrayLike | None = None) -> np.ndarray:
     """Run one episode of `instance` with the policy `choose(obs) -> provider`; returns the assignment."""
     obs, _ = env.reset(options={"instance": instance, "free_times": free_times})
     done = instance.n_tasks == 0

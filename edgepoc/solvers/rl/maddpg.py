@@ -25,6 +25,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -36,6 +37,11 @@ from edgepoc.solvers.rl.common import (TrainLog, Validation, check_providers, lo
                                        shortlist_play, single_provider, torch_threads, trained_count)
 from edgepoc.solvers.rl.env import preset_source
 from edgepoc.solvers.rl.market import FINISH, MarketEnv, agent_observation_size, winner
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from edgepoc.solvers.registry import SolveOptions
 
 FORMAT = "edgepoc-maddpg/1"
 
@@ -122,7 +128,7 @@ class ReplayBuffer:
         self.done = np.zeros(size, np.float32)
         self.size, self.pos, self.full, self.rng = size, 0, False, rng
 
-    def add(self, obs, bids, reward, next_obs, done) -> None:
+    def add(self, obs: np.ndarray, bids: np.ndarray, reward: float, next_obs: np.ndarray, done: float) -> None:
         i = self.pos
         self.obs[i], self.bids[i], self.reward[i], self.next_obs[i], self.done[i] = obs, bids, reward, next_obs, done
         self.pos = (i + 1) % self.size
@@ -139,7 +145,7 @@ def _soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
             t.mul_(1 - tau).add_(s, alpha=tau)
 
 
-def bid_policy(actors: Actors):
+def bid_policy(actors: Actors) -> Callable[[np.ndarray], int]:
     """Deterministic bids for every provider at once: obs (K, d) -> winner index."""
     def choose(obs: np.ndarray) -> int:
         with torch.inference_mode():
@@ -147,7 +153,8 @@ def bid_policy(actors: Actors):
     return choose
 
 
-def play_market(env: MarketEnv, instance: Instance, choose, free_times=None) -> np.ndarray:
+def play_market(env: MarketEnv, instance: Instance, choose: Callable[[np.ndarray], int],
+                free_times: ArrayLike | None = None) -> np.ndarray:
     """One auction per task of `instance`, the bids from `choose(obs (K, d)) -> winner`."""
     env.reset(options={"instance": instance, "free_times": free_times})
     q = env.queue
@@ -257,7 +264,7 @@ def _load(path: str | None, n_providers: int) -> tuple[Actors, int]:
     return actors, int(doc["n_providers"])
 
 
-def solve_maddpg(instance: Instance, options) -> tuple[np.ndarray, dict]:
+def solve_maddpg(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, dict]:
     """Every provider bids with its actor; each task goes to the best bid (`options.model`: checkpoint)."""
     trivial = single_provider(instance, options, "maddpg")
     if trivial is not None:

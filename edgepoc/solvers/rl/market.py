@@ -16,6 +16,7 @@ delay 40-160x greedy's after 30k steps with the raw latency, see docs/rl.md).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -91,7 +92,8 @@ class MarketEnv(ParallelEnv):
         rows = self.observe_all()
         return {a: rows[k] for k, a in enumerate(self.possible_agents)}
 
-    def reset(self, seed: int | None = None, options: dict | None = None):
+    def reset(self, seed: int | None = None,
+              options: dict | None = None) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
         if seed is not None:
             self._rng = np.random.default_rng(seed)
         options = options or {}
@@ -117,7 +119,8 @@ class MarketEnv(ParallelEnv):
         loss = latency - best if self.reward == "regret" else latency
         return k, latency, (-loss * self._factor if self._factor != 1.0 else -loss)
 
-    def step(self, actions: dict[str, np.ndarray]):
+    def step(self, actions: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, bool],
+                                                           dict[str, bool], dict[str, dict[str, Any]]]:
         if self.queue is None or self.queue.done:
             raise RuntimeError("step() called on a finished episode; call reset()")
         bids = np.array([float(np.asarray(actions[a]).reshape(-1)[0]) for a in self.possible_agents])
