@@ -911,7 +911,7 @@ def _executed_report(client, dir: Optional[Path], ids: list[str], committed: dic
         write_atomic(results / f"{tid}.json", json.dumps({
             "id": tid, "result": d.get("result"), "status": d.get("exec_status"), "provider": d.get("provider_name"),
             "measured_latency": d.get("measured_latency"), "simulated_latency": d.get("simulated_latency"),
-            "result_hash": d.get("result_hash"), "verified": tid in check.verified,
+            "fuel_used": d.get("fuel_used"), "result_hash": d.get("result_hash"), "verified": tid in check.verified,
             **({"error": check.failed[tid]} if tid in check.failed else {}),
             **({"unverified": check.unverified[tid]} if tid in check.unverified else {})}, indent=1) + "\n", sync=False)
     for tid, why in list(check.failed.items())[:5]:

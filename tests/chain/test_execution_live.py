@@ -64,6 +64,7 @@ def test_tasks_run_on_the_providers_and_every_result_checks_against_its_receipt(
     assert len(files) == 200
     one = json.loads(files[0].read_text())
     assert one["result"] == 1229 and one["status"] == "ok" and one["measured_latency"] > 0
+    assert 0 < one["fuel_used"] <= 5_000_000  # the receipt's metered fuel, within what the task declared
     assert len({json.loads(f.read_text())["provider"] for f in files}) >= 2, "work spread over providers"
     t = edgepoc("task", one["id"], "--dir", str(net.folder))
     assert t.returncode == 0, t.stderr
