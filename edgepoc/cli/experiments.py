@@ -58,6 +58,7 @@ def compare_cmd(
     from edgepoc.errors import InputError, Interrupted
     from edgepoc.experiments.compare import TRAINING_SEEDS, CompareConfig, compare, default_methods, ratio_text, \
         write_results
+    from edgepoc.experiments.stats import readable
     from edgepoc.game.files import read_instance
     from edgepoc.game.generators import generate
 
@@ -92,7 +93,7 @@ def compare_cmd(
         table.add_column(col, justify="left" if col in ("method", "status") else "right", no_wrap=True)
     for r in result.summary():
         table.add_row(r["method"], r["status"].split(":")[0], str(r["instances"]),
-                      f"{r['mean_total_latency']:,.2f}" if "mean_total_latency" in r else "—", ratio_text(r),
+                      readable(r["mean_total_latency"], ",.2f") if "mean_total_latency" in r else "—", ratio_text(r),
                       f"{r['mean_seconds']:.3f}" if "mean_seconds" in r else "—")
     console.print(table)
     for m, why in result.status.items():

@@ -32,7 +32,7 @@ import numpy as np
 
 from edgepoc.errors import EdgepocError, InputError, Interrupted
 from edgepoc.experiments.stats import MIN_INTERVAL_N, NO_INTERVAL, Interval, claim_verdict, difference_verdict, \
-    mean_interval
+    mean_interval, readable
 from edgepoc.game.instance import Instance
 from edgepoc.solvers.registry import METHODS, TIME_BUDGET_METHODS, SolveOptions, solve
 
@@ -336,7 +336,7 @@ def _without_nan(obj: Any) -> Any:
 
 
 def _fmt(v: Any, spec: str) -> str:
-    return format(v, spec) if isinstance(v, (int, float)) else "—"
+    return readable(v, spec) if isinstance(v, (int, float)) else "—"
 
 
 def _finite(v: Any) -> bool:
@@ -351,8 +351,8 @@ def ratio_text(row: dict) -> str:
         return "—"
     lo, hi = row.get("ratio_ci_low"), row.get("ratio_ci_high")
     if row.get("instances", MIN_INTERVAL_N) >= MIN_INTERVAL_N and _finite(lo) and _finite(hi):
-        return f"{r:.3f} [{lo:.3f}, {hi:.3f}]"
-    return f"{r:.3f} ({NO_INTERVAL})" if row.get("instances", 0) < MIN_INTERVAL_N else f"{r:.3f}"
+        return f"{readable(r, '.3f')} [{readable(lo, '.3f')}, {readable(hi, '.3f')}]"
+    return f"{readable(r, '.3f')} ({NO_INTERVAL})" if row.get("instances", 0) < MIN_INTERVAL_N else readable(r, ".3f")
 
 
 def summary_markdown(summary: list[dict], claim: dict) -> str:
@@ -379,6 +379,13 @@ def _error_bars(ax, rows: list[dict], key: str, low: str, high: str) -> np.ndarr
     return out
 
 
+def _spans_decades(values: list[float], decades: float = 3.0) -> bool:
+    """Whether positive, finite `values` spread over more than `decades` orders of magnitude (and stay below 1e200:
+    matplotlib's log ticks overflow near float64's limit, so beyond it the axes stay linear)."""
+    v = [x for x in values if _finite(x)]
+    return bool(v) and min(v) > 0 and max(v) < 1e200 and math.log10(max(v) / min(v)) > decades
+
+
 def comparison_figure(summary: list[dict]) -> Figure:
     """Fig. 18 as a matplotlib figure: mean total delay and ratio to the best known, each with 95 % error
     bars over the instances (none from fewer than 5: the panel says so), and wall time per instance."""
@@ -396,8 +403,13 @@ def comparison_figure(summary: list[dict]) -> Figure:
     ax1.bar(names, [r["mean_total_latency"] for r in rows], color=colors)
     delay_err = _error_bars(ax1, rows, "mean_total_latency", "delay_ci_low", "delay_ci_high")
     for i, r in enumerate(rows):
-        ax1.text(i, r["mean_total_latency"] + delay_err[1, i], f"{r['mean_gap_pct']:+.1f}%", ha="center",
+        ax1.text(i, r["mean_total_latency"] + delay_err[1, i], f"{readable(r['mean_gap_pct'], '+.1f')}%", ha="center",
                  va="bottom", fontsize=8)
+    # bars that span orders of magnitude (a method 1e299 x the best on an extreme instance) on log axes: on linear
+    # ones every other bar is invisible and the tick labels do not fit
+    wide = _spans_decades([r["mean_total_latency"] for r in rows]) or _spans_decades([r["ratio_to_best"] for r in rows])
+    if wide:
+        ax1.set_yscale("log")
     ax1.set_ylim(top=ax1.get_ylim()[1] * (1.15 if few else 1.08))  # room for the labels above the bars
     ax1.set_ylabel("mean total delay (s)")
     ax1.set_title("total delay, 95% interval (label: gap to best known)", fontsize=10)
@@ -407,7 +419,11 @@ def comparison_figure(summary: list[dict]) -> Figure:
     if rows:
         top = max(r["ratio_to_best"] + ratio_err[1, i] for i, r in enumerate(rows))
         bottom = min(r["ratio_to_best"] - ratio_err[0, i] for i, r in enumerate(rows))
-        ax2.set_ylim(min(0.95, bottom - 0.02), top * (1.04 if few else 1.02) + 0.01)
+        if wide:
+            ax2.set_yscale("log")
+            ax2.set_ylim(0.9 * min(1.0, bottom) if bottom > 0 else 0.9, top * 2)
+        else:
+            ax2.set_ylim(min(0.95, bottom - 0.02), top * (1.04 if few else 1.02) + 0.01)
     ax2.set_ylabel("total delay / best known")
     ax2.set_title("ratio to best known, 95% interval", fontsize=10)
     for ax in (ax1, ax2):

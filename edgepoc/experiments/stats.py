@@ -26,6 +26,13 @@ MIN_INTERVAL_N = 5  # fewer instances than this: no interval is computed, printe
 NO_INTERVAL = f"n < {MIN_INTERVAL_N}: no interval"
 
 
+def readable(value: float, spec: str) -> str:
+    """`value` in `spec` where that reads well, in 4 significant digits past 1e9: a delay of 6e298 (a valid
+    instance with capacities near 1e-300) printed with `,.2f` is a 300-digit number that stretches a table
+    to hundreds of columns."""
+    return format(value, ".4g" if math.isfinite(value) and abs(value) >= 1e9 else spec)
+
+
 def t975(df: int) -> float:
     """The 97.5 % quantile of Student's t with `df` degrees of freedom (95 % two-sided interval)."""
     if df < 1:
@@ -54,8 +61,9 @@ class Interval:
 
     def fmt(self, spec: str = ".2f", unit: str = "") -> str:
         if not self.defined:
-            return f"{self.mean:{spec}}{unit} (n={self.n}, {NO_INTERVAL if self.n < MIN_INTERVAL_N else 'no interval'})"
-        return f"{self.mean:{spec}}{unit} [{self.low:{spec}}, {self.high:{spec}}]"
+            return (f"{readable(self.mean, spec)}{unit} (n={self.n}, "
+                    f"{NO_INTERVAL if self.n < MIN_INTERVAL_N else 'no interval'})")
+        return f"{readable(self.mean, spec)}{unit} [{readable(self.low, spec)}, {readable(self.high, spec)}]"
 
 
 def mean_interval(values: ArrayLike, min_n: int = MIN_INTERVAL_N) -> Interval:
@@ -68,7 +76,8 @@ def mean_interval(values: ArrayLike, min_n: int = MIN_INTERVAL_N) -> Interval:
     mean = float(v.mean())
     if n < max(2, min_n):
         return Interval(mean, math.nan, math.nan, n)
-    half = t975(n - 1) * float(v.std(ddof=1)) / math.sqrt(n)
+    scale = float(np.abs(v).max()) or 1.0  # the spread relative to the largest value: squares of 1e300 overflow
+    half = t975(n - 1) * float((v / scale).std(ddof=1)) * scale / math.sqrt(n)
     return Interval(mean, mean - half, mean + half, n)
 
 

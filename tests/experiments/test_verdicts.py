@@ -192,3 +192,40 @@ def test_fig18_has_95_percent_error_bars_and_none_from_fewer_than_five():
         assert "95% interval" in fig._suptitle.get_text()
     finally:
         plt.close(fig)
+
+
+def test_values_past_1e9_print_in_four_digits_and_their_interval_does_not_overflow():
+    """A valid instance with capacities near 1e-300 gave round-robin a delay of 6e298: `,.2f` printed a 300-digit
+    number that stretched the compare table to hundreds of columns, and the interval's std overflowed."""
+    import warnings
+
+    from edgepoc.experiments.stats import readable
+    assert readable(1234.5678, ",.2f") == "1,234.57" and readable(6e298, ",.2f") == "6e+298"
+    assert readable(float("nan"), ".3f") == "nan"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        iv = mean_interval([6e298, 1e299, 2e298, 5e298, 3e298])
+    assert iv.defined and iv.low < iv.mean < iv.high < 1e300
+    small = mean_interval([6.0, 10.0, 2.0, 5.0, 3.0])
+    assert iv.high / 1e298 == pytest.approx(small.high, rel=1e-12)  # the same interval, scaled
+    assert len(iv.fmt(",.2f")) < 60
+
+
+def test_fig18_goes_logarithmic_when_bars_span_orders_of_magnitude():
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(2)
+    ga = list(rng.uniform(900, 1100, size=6))
+    for factor, log in ((1.3, False), (1e6, True), (1e290, False)):  # past 1e200 matplotlib's log ticks overflow
+        res = made_up({"ga": ga, "round-robin": [v * factor * rng.uniform(1, 2) for v in ga]})
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            fig = comparison_figure(res.summary())
+            fig.canvas.draw()
+        try:
+            assert [ax.get_yscale() for ax in fig.axes[:2]] == (["log", "log"] if log else ["linear", "linear"])
+            assert all(len(t.get_text()) < 20 for t in fig.axes[0].texts)  # gap labels stay short
+        finally:
+            plt.close(fig)
