@@ -12,6 +12,7 @@ from rich.table import Table
 
 from edgepoc.cli.common import parse_params, print_json, seed_option, with_bar
 from edgepoc.errors import InputError
+from edgepoc.experiments.stats import readable
 from edgepoc.game.files import allocation_to_dict, read_allocation, read_instance, write_instance, write_json
 from edgepoc.game.generators import PRESETS, generate
 from edgepoc.game.metrics import evaluate as evaluate_metrics
@@ -107,7 +108,7 @@ def solve_cmd(
     if out:
         write_json(out, doc)
         typer.echo(f"wrote {out}: {method} on {inst.name} ({inst.n_tasks} tasks, {inst.n_providers} providers), "
-                   f"total delay {result.total_latency:,.4f} s, {result.seconds:.3f} s")
+                   f"total delay {readable(result.total_latency, ',.4f')} s, {result.seconds:.3f} s")
         return
     print_json(doc)
 

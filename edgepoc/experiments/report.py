@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgepoc.errors import EdgepocError
+from edgepoc.experiments.stats import readable
 
 
 @dataclass
@@ -37,7 +38,7 @@ class Section:
 
 def _fmt(v: object) -> str:
     if isinstance(v, float):
-        return f"{v:,.4g}" if abs(v) < 1e4 else f"{v:,.1f}"
+        return f"{v:,.4g}" if abs(v) < 1e4 else readable(v, ",.1f")
     return str(v)
 
 
