@@ -39,12 +39,22 @@ def _object_without_repeats(pairs: list[tuple[str, Any]]) -> dict:
     return doc
 
 
+MAX_JSON_BYTES = 2 * 2**30  # an instance of MAX_TASKS tasks is about 1 GB of JSON
+
+
 def load_json(path: str | Path) -> Any:
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file")
     if p.is_dir():
         raise InputError(f"{p}: is a directory, expected a JSON file")
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read ({exc})") from None
+    if size > MAX_JSON_BYTES:  # parsed whole, at about 8.5 times its size in memory
+        raise InputError(f"{p}: {size / 2**30:.1f} GiB; JSON files are read whole, at most "
+                         f"{MAX_JSON_BYTES / 2**30:g} GiB (about 10 million tasks): split the trace into windows")
     try:
         text = p.read_text(encoding="utf-8-sig")  # a byte-order mark (some Windows editors write one) is not content
     except (OSError, UnicodeDecodeError) as exc:

@@ -15,7 +15,7 @@ import numpy as np
 
 from edgepoc.errors import InputError
 from edgepoc.game.instance import Instance
-from edgepoc.game.validate import check_seed
+from edgepoc.game.validate import check_seed, check_size
 
 
 def _rng(seed: int, index: int) -> np.random.Generator:
@@ -170,6 +170,8 @@ def generate(preset: str, seed: int = 0, count: int = 1, start_index: int = 0, *
     for name in ("providers", "resources"):
         if name in params and (not isinstance(params[name], (int, np.integer)) or params[name] < 1):
             raise InputError(f"{name}: must be an integer >= 1, got {params[name]!r}")
+    if "n_tasks" in params:  # before any array is drawn: the preset's own providers are 1024 at most
+        check_size(params["n_tasks"], params.get("providers", 1))
     if "load" in params and not 0 < params["load"] <= MAX_LOAD:
         raise InputError(f"load: must be a number > 0 and at most {MAX_LOAD:g}, got {params['load']}")
     make = PRESETS[preset].make

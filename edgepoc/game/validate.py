@@ -26,6 +26,21 @@ def _finite(name: str, a: np.ndarray) -> None:
 # arrays of every method (CP-SAT's literals, the models' pair features) within a few GiB at thousands of tasks.
 ASSIGNMENT_DTYPE = np.int16
 MAX_PROVIDERS = 1024
+# Reading a JSON instance peaks near 850 MB per million tasks, and the methods keep several (n, K) float64
+# arrays: 10 million tasks, and 1e8 task-provider pairs (0.8 GB an array), stay within a 24 GB machine, and a
+# larger file is refused in one line rather than ending in the kernel's out-of-memory kill.
+MAX_TASKS = 10_000_000
+MAX_PAIRS = 100_000_000
+
+
+def check_size(n_tasks: int, n_providers: int) -> None:
+    """Refuse an instance too large to hold in memory (MAX_TASKS, MAX_PAIRS), naming the limit."""
+    if n_tasks > MAX_TASKS:
+        raise InputError(f"tasks: at most {MAX_TASKS:,} tasks per instance (about 850 MB of memory per million to "
+                         f"read), got {n_tasks:,}: split the trace into windows")
+    if n_tasks * n_providers > MAX_PAIRS:
+        raise InputError(f"tasks: at most {MAX_PAIRS:,} task-provider pairs per instance (the methods keep several "
+                         f"n x K arrays), got {n_tasks:,} x {n_providers:,}: split the trace into windows")
 
 
 def validate_arrays(capacity: np.ndarray, provider_delay: np.ndarray, arrival: np.ndarray, demand: np.ndarray,
@@ -50,6 +65,7 @@ def validate_arrays(capacity: np.ndarray, provider_delay: np.ndarray, arrival: n
     if arrival.ndim != 1:
         raise InputError(f"tasks[].arrival: expected a 1-D array, got shape {arrival.shape}")
     n = arrival.shape[0]
+    check_size(n, k)
     _finite("tasks[].arrival", arrival)
     if (arrival < 0).any():
         i = int(np.argmax(arrival < 0))

@@ -176,12 +176,13 @@ def test_reproduce_refuses_a_bad_setting_before_any_stage_runs(tmp_path, args, m
 
 
 def test_an_input_too_large_for_the_machine_is_one_line_not_an_internal_error():
-    """10^11 tasks ask numpy for ~4.4 TiB: the refusal names the allocation, exit 2 (was "internal error:
-    MemoryError", exit 1)."""
+    """10^11 tasks ask numpy for ~4.4 TiB: exit 2 with the limit named (was "internal error: MemoryError", exit 1;
+    then numpy's "Unable to allocate"; now refused before any array, as 10^8 tasks, which fit numpy's first
+    allocation and then ran the machine out of memory, are)."""
     r = run_cli("generate", "--n-tasks", "100000000000", "--out", "/nonexistent/never-written.json")
     assert r.returncode == 2, r.stderr
     (line,) = r.stderr.strip().splitlines()
-    assert line.startswith("error: out of memory: Unable to allocate") and "TiB" in line, line
+    assert line.startswith("error: tasks: at most 10,000,000 tasks per instance") and "100,000,000,000" in line, line
 
 
 def test_train_refuses_zero_epochs_before_it_labels(tmp_path):

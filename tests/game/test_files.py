@@ -234,3 +234,29 @@ def test_markets_past_an_int8_index_work_with_every_kind_of_method_and_past_1024
         assert res.assignment.min() >= 0 and res.assignment.max() < 300, method
         assert np.isclose(simulate(inst, res.assignment), res.total_latency), method
     assert solve(inst, "greedy", SolveOptions()).assignment.max() > 127  # indices past int8 in use
+
+
+def test_instances_too_large_for_memory_are_refused_in_one_line_before_any_work(tmp_path):
+    """Reading a JSON instance peaks near 850 MB per million tasks: `generate --n-tasks 100000000` ran out of
+    memory instead of saying so. Sizes past the limits are refused by the generator, by the file reader before it
+    parses, and by the arrays' check; sizes at them are not."""
+    from edgepoc.game.files import MAX_JSON_BYTES
+    from edgepoc.game.generators import generate
+    from edgepoc.game.instance import Instance
+    from edgepoc.game.validate import MAX_PAIRS, MAX_TASKS, check_size
+    from tests.conftest import run_cli
+
+    with pytest.raises(InputError, match=r"^tasks: at most 10,000,000 tasks per instance .* got 100,000,000: split"):
+        generate("paper", n_tasks=100_000_000)
+    with pytest.raises(InputError, match=r"^tasks: at most 100,000,000 task-provider pairs .* 200,000 x 1,000: split"):
+        generate("paper", n_tasks=200_000, providers=1000)
+    check_size(MAX_TASKS, MAX_PAIRS // MAX_TASKS)  # at the limits: accepted
+    with pytest.raises(InputError, match="task-provider pairs"):
+        Instance.create(capacity=np.ones((1000, 1)), provider_delay=np.zeros(1000), arrival=np.zeros(100_001),
+                        demand=np.ones((100_001, 1)))
+    big = tmp_path / "big.json"
+    with big.open("wb") as f:  # sparse: no disk used
+        f.truncate(MAX_JSON_BYTES + 1)
+    r = run_cli("solve", str(big), "--method", "greedy")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "GiB; JSON files are read whole, at most 2 GiB" in r.stderr
