@@ -95,6 +95,11 @@ def test_hostile_modules_and_unknown_modules_are_refused_with_a_reason(net, prim
     res = edgepoc("submit", "--dir", str(net.folder), "--module", primes, "--function", "count", "--args",
                   str(1 << 32), "--count", "1", timeout=60)
     assert res.returncode != 0 and "argument 0 of 'count' (i32) is out of range: 4294967296" in res.stderr, res.stderr
+    # a doubled comma is a typo, not fewer arguments: "1,,2" was sent as (1, 2)
+    res = edgepoc("submit", "--dir", str(net.folder), "--module", primes, "--function", "count", "--args", "10,,1",
+                  "--count", "1", timeout=60)
+    assert res.returncode == 2 and res.stderr.strip() == ("error: --args: an empty value at position 2 of '10,,1'; "
+                                                          "expected comma-separated integers"), res.stderr
 
 
 def test_a_module_over_the_chains_size_limit_is_named_as_such(net, tmp_path):
