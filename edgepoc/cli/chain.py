@@ -1099,7 +1099,11 @@ def task_cmd(
     """Where one task stands: committed (block, provider, latency), pending, rejected (why) or unknown."""
     if not task_id or len(task_id) > 256:
         raise InputError("TASK_ID: expected a task id of at most 256 characters")
-    doc = _task_doc(_read(node, dir, f"/tasks/{task_id}", ""))
+    if "/" in task_id or not task_id.isprintable():  # one path segment of the API's URL
+        raise InputError(f"TASK_ID: expected a task id as `submit` prints it (32 hex characters), got {task_id[:40]!r}")
+    from urllib.parse import quote
+
+    doc = _task_doc(_read(node, dir, f"/tasks/{quote(task_id, safe='')}", ""))
     if as_json:
         print_json(doc)
         return

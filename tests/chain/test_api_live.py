@@ -365,6 +365,11 @@ def test_cli_submit_with_failover_receipt_show_and_task(net, tmp_path):
     assert edgepoc("chain", "show", "nope", "--dir", d).stderr.startswith("error: HEIGHT")
     r = edgepoc("task", "0" * 32, "--dir", d)
     assert r.returncode == 2 and "unknown" in r.stderr
+    # an id is one segment of the API's path: "a b?c" is sent percent-encoded (unknown, not a query), a slash refused
+    r = edgepoc("task", "a b?c#d", "--dir", d)
+    assert r.returncode == 2 and "task a b?c#d: unknown to this node" in r.stderr, r.stderr
+    r = edgepoc("task", "../../etc/passwd", "--dir", d)
+    assert r.returncode == 2 and "TASK_ID: expected a task id as `submit` prints it" in r.stderr, r.stderr
 
 
 # ------------------------------------------------------------------ lost nodes and lost quorum (stops nodes: last)
