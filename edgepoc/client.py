@@ -270,7 +270,9 @@ class EdgepocClient:
         return self.get(f"/blocks/{ref}")
 
     def task(self, task_id: str) -> dict:
-        return self.get(f"/tasks/{task_id}")
+        from urllib.parse import quote
+
+        return self.get(f"/tasks/{quote(task_id, safe='')}")  # one path segment, whatever the id holds
 
     def tasks(self, ids: Sequence[str]) -> dict[str, dict]:
         out: dict[str, dict] = {}
