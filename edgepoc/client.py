@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
+from urllib.parse import quote
 
 import requests
 
@@ -44,6 +45,11 @@ LOST_AFTER = 3.0  # seconds a task may be unknown to an answering node (mempool 
 def is_busy(reason: str) -> bool:
     """The chain's admission control said "busy, retry after N s": a refusal for now, not of the task."""
     return str(reason).startswith("busy")
+
+
+def task_path(task_id: str) -> str:
+    """The API path of one task: the id percent-encoded as one path segment, whatever it holds."""
+    return f"/tasks/{quote(task_id, safe='')}"
 
 
 def item_ids(item: Any) -> list[str]:
@@ -270,9 +276,7 @@ class EdgepocClient:
         return self.get(f"/blocks/{ref}")
 
     def task(self, task_id: str) -> dict:
-        from urllib.parse import quote
-
-        return self.get(f"/tasks/{quote(task_id, safe='')}")  # one path segment, whatever the id holds
+        return self.get(task_path(task_id))
 
     def tasks(self, ids: Sequence[str]) -> dict[str, dict]:
         out: dict[str, dict] = {}

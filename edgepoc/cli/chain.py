@@ -1101,9 +1101,9 @@ def task_cmd(
         raise InputError("TASK_ID: expected a task id of at most 256 characters")
     if "/" in task_id or not task_id.isprintable():  # one path segment of the API's URL
         raise InputError(f"TASK_ID: expected a task id as `submit` prints it (32 hex characters), got {task_id[:40]!r}")
-    from urllib.parse import quote
+    from edgepoc.client import task_path
 
-    doc = _task_doc(_read(node, dir, f"/tasks/{quote(task_id, safe='')}", ""))
+    doc = _task_doc(_read(node, dir, task_path(task_id), ""))
     if as_json:
         print_json(doc)
         return
