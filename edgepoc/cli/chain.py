@@ -633,9 +633,10 @@ def submit_cmd(
         if instance is not None:
             raise InputError("--module: give either an INSTANCE or a module to run, not both")
         parts = args.split(",") if args.strip() else []  # "" calls a function of no arguments
-        if any(not a.strip() for a in parts):  # "1,,2" is a typo, not the two arguments 1 and 2
-            raise InputError(f"--args: an empty value at position {[a.strip() for a in parts].index('') + 1} "
-                             f"of {args!r}; expected comma-separated integers")
+        empty = next((i for i, a in enumerate(parts) if not a.strip()), None)
+        if empty is not None:  # "1,,2" is a typo, not the two arguments 1 and 2
+            raise InputError(f"--args: an empty value at position {empty + 1} of {args!r}; "
+                             "expected comma-separated integers")
         try:
             arg_list = [int(a, 0) for a in parts]
         except ValueError:

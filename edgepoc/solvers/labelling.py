@@ -16,7 +16,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -243,10 +243,10 @@ def label_files(paths: list[Path], directory: str | Path, method: str = "ga", se
         raise InputError("--seconds: the cpsat labeller needs a time limit per instance")
     instances = [read_instance(p) for p in paths]  # all files are checked before any work starts
     names = [inst.name for inst in instances]
-    if len(set(names)) != len(names):  # a data set keys its items by name: say which files collide
-        name = next(n for n in names if names.count(n) > 1)
+    repeated = [n for n, c in Counter(names).items() if c > 1]
+    if repeated:  # a data set keys its items by name: say which files collide
+        name, more = repeated[0], len(repeated) - 1
         files = [str(p) for p, n in zip(paths, names) if n == name]
-        more = len(set(n for n in names if names.count(n) > 1)) - 1
         raise InputError(f"instances: {len(files)} files share the instance name {name!r} ({', '.join(files[:3])}"
                          f"{', ...' if len(files) > 3 else ''}){f' and {more} more names repeat' if more else ''}: "
                          f"a data set keys its items by name, so give each file its own \"name\"")
