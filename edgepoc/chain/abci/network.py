@@ -840,7 +840,8 @@ def last_error(home: Path, offsets: dict[str, int] | None = None) -> str:
         if not path.exists():
             continue
         with open(path, "rb") as f:
-            f.seek(offsets.get(log, 0))
+            start = offsets.get(log, 0)
+            f.seek(start if start <= os.fstat(f.fileno()).st_size else 0)  # smaller than then: rotated since
             text = f.read().decode(errors="replace")
         line = _error_line(text)
         if log == "cometbft.log":
@@ -864,6 +865,16 @@ _SIGN_STATE_HINT = (
     "{\"height\": \"H\", \"round\": 0, \"step\": 0} there with H the network's height (`network status`): the node "
     "then signs nothing at a height it may have signed")
 
+# A damaged CometBFT database (pebble: a bad table or manifest). With a bad manifest cometbft exits at once; with a
+# table that fails its checksum it keeps running, cannot serve its RPC and logs a panic with a stack trace for
+# every call (measured: 233 MB of log in 2 minutes), so a start waited its whole timeout and then suggested a
+# longer wait. `_wait_members` watches for these lines and stops the start with the way out.
+_DAMAGED_DB = re.compile(r"failed to initialize database|pebble(?:/table)?: (?:could not open table|invalid table)"
+                         r"|checksum mismatch")
+_DAMAGED_DB_HINT = (
+    "cometbft's database is damaged: restore the node's cometbft/data from a backup, or move its blockstore.db, "
+    "state.db, evidence.db and cs.wal aside (keep priv_validator_state.json, the guard against signing twice) "
+    "together with data/app.sqlite*, and start it again: the node then syncs both from its peers")
 # CometBFT's start-up failures whose own words do not say what to do, and what to do.
 COMETBFT_HINTS = (
     ("AppHash does not match AppHash after replay",
@@ -871,7 +882,32 @@ COMETBFT_HINTS = (
      "aside too and start again, and the node syncs both from its peers"),
     ("priv_validator_state.json: no such file", _SIGN_STATE_HINT),
     ("Error reading PrivValidator state", _SIGN_STATE_HINT),  # there but damaged
+    ("is higher than core",  # "app block height (H) is higher than core (h)": cometbft's data restored from an older backup
+     "cometbft's data is older than the application's store (restored from an older backup?): move data/app.sqlite* "
+     "aside too and start again, and the node syncs both from its peers"),
+    ("failed to initialize database", _DAMAGED_DB_HINT),
 )
+
+
+def _damaged_db_error(path: Path, pos: int) -> tuple[str | None, int]:
+    """(what cometbft said of its damaged database, if it said so in `path` past byte `pos`; the new position)."""
+    try:
+        with open(path, "rb") as f:
+            if pos > os.fstat(f.fileno()).st_size:  # rotated since (`node.relay_log`): the new file from its start
+                pos = 0
+            f.seek(pos)
+            chunk = f.read(8 << 20)
+    except OSError:
+        return None, pos
+    # a line cut at the chunk's end is read again next time (the position stops at its start), unless it fills the chunk
+    cut = chunk.rfind(b"\n") + 1 or len(chunk)
+    text = chunk[:cut].decode(errors="replace")
+    found = next((ln for ln in reversed(text.splitlines()) if _DAMAGED_DB.search(ln)), None)
+    if found is None:
+        return None, pos + cut
+    quoted = re.search(r'err="([^"]*)"', found)
+    said = quoted.group(1) if quoted else re.sub(r"^(?:\d{4}/\d\d/\d\d [\d:.]+ |[DIWE]\[[^\]]*\]\s*)(?:background error: )?", "", found.strip())
+    return said[:300], pos + cut
 
 
 def _log_sizes(home: Path) -> dict[str, int]:
@@ -1004,12 +1040,17 @@ def _wait_members(folder: Path, doc: dict, nodes: dict, result: dict, started: d
             waiting[name] = r["pid"]
     states = {name: STATE_STARTING for name in waiting}
     arbiter_addr = _arbiter_address(folder) if "arbiter" in waiting else None
+    comet_pos = {name: offsets.get(name, {}).get("cometbft.log", 0) for name in started}
     while True:
         for name in list(waiting):
             pid = waiting[name]
             home, _, role = _member(folder, name)
             if name in started and not _alive(home / f"{role}.pid"):
                 raise StartFailed(f"{name} exited at start: {last_error(home, offsets.get(name))}")
+            if name in started and role == "node":
+                said, comet_pos[name] = _damaged_db_error(home / "cometbft.log", comet_pos[name])
+                if said:
+                    raise StartFailed(f"{name}: {said} (cometbft.log; {_DAMAGED_DB_HINT})")
             url = doc["arbiter"]["url"] if name == "arbiter" else nodes[name]["api"]
             got = probe(url, timeout=2.0)
             if got is None:
