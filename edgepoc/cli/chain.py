@@ -235,9 +235,13 @@ def _mib(n: int) -> str:
 
 
 def _warnings(rows: list[dict], tip: int | None) -> list[str]:
-    """What an operator should act on although quorum holds: stalled nodes and low disks."""
+    """What an operator should act on although quorum holds: stalled nodes, low disks, a damaged database, a home
+    that cannot be written."""
     out = []
     for r in rows:
+        for key in ("cometbft_error", "unwritable"):  # a damaged database; a home that cannot be written
+            if isinstance(r.get(key), str):
+                out.append(f"{r['name']}: {r[key][:600]}")
         if _stalled(r, tip):
             out.append(f"{r['name']}: stalled at height {r['height']} while others are at {tip}, no commit for "
                        f"{r['last_commit_age']:.0f} s (a full disk or a wedged cometbft; see its cometbft.log, then "

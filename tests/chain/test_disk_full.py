@@ -128,3 +128,31 @@ def test_status_warns_of_a_low_disk_on_a_running_or_a_stopped_node():
     warnings = _warnings(rows, 300)
     assert warnings == ["node1: 200 MiB free on the disk of its store or cometbft data (a full disk stops its commits)",
                         "node2: 0 MiB free on the disk of its store or cometbft data (a full disk stops its commits)"]
+
+
+def test_a_home_on_a_disk_remounted_read_only_is_refused_and_named_and_stop_still_works(tmp_path, small_disk):
+    """A disk error makes the kernel remount a file system read-only. A node started there failed with the bare
+    OSError of its first write ("node.log: Read-only file system"), and `network stop`/`down` ended in a
+    traceback: even a missing pid file's unlink fails there. Now the start is refused before anything starts,
+    naming the folder and what to do; `network status` says it; stop and down work."""
+    net = CometNet(tmp_path / "net")
+    home = net.folder / "node3"
+    shutil.move(str(home), str(small_disk / "node3"))
+    home.symlink_to(small_disk / "node3")
+    r = subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot remount the tmpfs read-only: {r.stderr.strip()}")
+    r = edgepoc("network", "start", "node3", "--dir", str(net.folder))
+    assert r.returncode != 0
+    line = r.stderr.strip().splitlines()[-1]
+    assert line == (f"error: node3: cannot write to {home}: a read-only file system (a disk error remounts one "
+                    "read-only: see `dmesg`, repair the disk or remount it read-write); nothing was started"), line
+    assert "Traceback" not in r.stderr
+    row = next(x for x in network.status(net.folder) if x["name"] == "node3")
+    assert row["pid"] is None and "read-only file system" in row["unwritable"], row
+    assert [w.startswith("node3: cannot write to") for w in _warnings([row], None)] == [True, False]  # and a low disk
+    for args in (["network", "stop", "node3"], ["network", "down"]):
+        r = edgepoc(*args, "--dir", str(net.folder))
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+    assert network.status(net.folder)[3].get("unwritable") is None

@@ -677,6 +677,19 @@ def test_a_damaged_cometbft_database_is_named_at_once_and_its_way_out_works(net,
     assert "cometbft's database is damaged" in line and "keep priv_validator_state.json" in line, line
     assert took < 30, f"the damage took {took:.0f} s to name"
     assert network.running_pid(net.folder, name) is None
+    # started another way (systemd, `edgepoc node`), the node runs on beside a cometbft that serves nothing:
+    # its /status says why, and `network status` warns with the way out
+    network.start_member(net.folder, name)
+    row: dict = {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not row.get("cometbft_error"):
+        time.sleep(1)
+        row = next(x for x in network.status(net.folder) if x["name"] == name)
+    assert "checksum mismatch" in str(row.get("cometbft_error")) and "keep priv_validator_state.json" in str(
+        row.get("cometbft_error")), row
+    s = edgepoc("network", "status", "--dir", str(net.folder), timeout=60)
+    assert f"warning: {name}: pebble" in " ".join(s.stdout.split()), s.stdout
+    assert network.stop_member(net.folder, name)
     for p in [*(data / d for d in ("blockstore.db", "state.db", "evidence.db", "cs.wal")),
               *home.glob("data/app.sqlite*")]:  # the way out the line gives
         p.rename(tmp_path / p.name)

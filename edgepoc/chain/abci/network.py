@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 from edgepoc.chain.abci.app import voting_powers
 from edgepoc.chain import consensus as rules
 from edgepoc.chain.abci.boot import node_id
-from edgepoc.chain.abci.node import AppConfig, cometbft_binary, disk_free
+from edgepoc.chain.abci.node import (DAMAGED_DB, DAMAGED_DB_HINT, AppConfig, cometbft_binary, cometbft_said, disk_free,
+                                    unwritable)
 from edgepoc.chain.crypto import SigningKey, address_of
 from edgepoc.chain.genesis import MAX_VALIDATORS, ConsensusParams, Genesis, make_validators
 from edgepoc.chain.httpapi import HttpClient
@@ -423,7 +424,7 @@ def stop_member(folder: Path, name: str, kill: bool = False, wait: float = STOP_
     pidfile = home / f"{role}.pid"
     pid = _pid(pidfile)
     if pid is None:
-        pidfile.unlink(missing_ok=True)
+        _forget(pidfile)
         return None
     try:
         os.killpg(pid, signal.SIGKILL if kill else signal.SIGTERM)
@@ -460,8 +461,17 @@ def stop_member(folder: Path, name: str, kill: bool = False, wait: float = STOP_
             os.kill(child, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    pidfile.unlink(missing_ok=True)
+    _forget(pidfile)
     return Stopped(pid, forced)
+
+
+def _forget(pidfile: Path) -> None:
+    """Remove a pid file if it can be: on a disk remounted read-only even a missing file's unlink fails (EROFS),
+    and a stale pid file is harmless (`_pid` checks the process it names)."""
+    try:
+        pidfile.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _processes_of(home: Path) -> list[int]:
@@ -570,6 +580,7 @@ def status(folder: Path, timeout: float = 2.0) -> list[dict]:
         row: dict[str, Any] = {"name": n["name"], "pid": pid, "api": n["api"]}
         if local and pid is None:
             row["disk_free_bytes"] = disk_free(Path(folder) / n["home"])  # a full disk is one reason it stopped
+            row["unwritable"] = unwritable(Path(folder) / n["home"])  # a disk remounted read-only is another
             rows.append(row)
             continue
         got = answers[n["api"]]
@@ -768,10 +779,12 @@ def check_startable(folder: Path, names: list[str]) -> None:
 
 
 def check_disks(folder: Path, names: list[str]) -> None:
-    """Raise (before anything starts) naming the first member whose disk is (nearly) full: started there,
-    cometbft fails its first write and dies, and with its log on the same full disk nothing says why."""
+    """Raise (before anything starts) naming the first member whose disk is (nearly) full or cannot be written:
+    started there, cometbft fails its first write and dies, and with its log on the same disk nothing says why."""
     for name in names:
         home = _member(folder, name)[0]
+        if (why := unwritable(home)) is not None:
+            raise StartFailed(f"{name}: {why}; nothing was started")
         free = disk_free(home)
         if free is not None and free < MIN_START_FREE:
             raise StartFailed(f"{name}: {free / (1 << 20):.1f} MiB free on the disk of {home} (a member needs at "
@@ -865,16 +878,6 @@ _SIGN_STATE_HINT = (
     "{\"height\": \"H\", \"round\": 0, \"step\": 0} there with H the network's height (`network status`): the node "
     "then signs nothing at a height it may have signed")
 
-# A damaged CometBFT database (pebble: a bad table or manifest). With a bad manifest cometbft exits at once; with a
-# table that fails its checksum it keeps running, cannot serve its RPC and logs a panic with a stack trace for
-# every call (measured: 233 MB of log in 2 minutes), so a start waited its whole timeout and then suggested a
-# longer wait. `_wait_members` watches for these lines and stops the start with the way out.
-_DAMAGED_DB = re.compile(r"failed to initialize database|pebble(?:/table)?: (?:could not open table|invalid table)"
-                         r"|checksum mismatch")
-_DAMAGED_DB_HINT = (
-    "cometbft's database is damaged: restore the node's cometbft/data from a backup, or move its blockstore.db, "
-    "state.db, evidence.db and cs.wal aside (keep priv_validator_state.json, the guard against signing twice) "
-    "together with data/app.sqlite*, and start it again: the node then syncs both from its peers")
 # CometBFT's start-up failures whose own words do not say what to do, and what to do.
 COMETBFT_HINTS = (
     ("AppHash does not match AppHash after replay",
@@ -885,7 +888,7 @@ COMETBFT_HINTS = (
     ("is higher than core",  # "app block height (H) is higher than core (h)": cometbft's data restored from an older backup
      "cometbft's data is older than the application's store (restored from an older backup?): move data/app.sqlite* "
      "aside too and start again, and the node syncs both from its peers"),
-    ("failed to initialize database", _DAMAGED_DB_HINT),
+    ("failed to initialize database", DAMAGED_DB_HINT),
 )
 
 
@@ -902,12 +905,10 @@ def _damaged_db_error(path: Path, pos: int) -> tuple[str | None, int]:
     # a line cut at the chunk's end is read again next time (the position stops at its start), unless it fills the chunk
     cut = chunk.rfind(b"\n") + 1 or len(chunk)
     text = chunk[:cut].decode(errors="replace")
-    found = next((ln for ln in reversed(text.splitlines()) if _DAMAGED_DB.search(ln)), None)
+    found = next((ln for ln in reversed(text.splitlines()) if DAMAGED_DB.search(ln)), None)
     if found is None:
         return None, pos + cut
-    quoted = re.search(r'err="([^"]*)"', found)
-    said = quoted.group(1) if quoted else re.sub(r"^(?:\d{4}/\d\d/\d\d [\d:.]+ |[DIWE]\[[^\]]*\]\s*)(?:background error: )?", "", found.strip())
-    return said[:300], pos + cut
+    return cometbft_said(found), pos + cut
 
 
 def _log_sizes(home: Path) -> dict[str, int]:
@@ -1050,7 +1051,7 @@ def _wait_members(folder: Path, doc: dict, nodes: dict, result: dict, started: d
             if name in started and role == "node":
                 said, comet_pos[name] = _damaged_db_error(home / "cometbft.log", comet_pos[name])
                 if said:
-                    raise StartFailed(f"{name}: {said} (cometbft.log; {_DAMAGED_DB_HINT})")
+                    raise StartFailed(f"{name}: {said} (cometbft.log; {DAMAGED_DB_HINT})")
             url = doc["arbiter"]["url"] if name == "arbiter" else nodes[name]["api"]
             got = probe(url, timeout=2.0)
             if got is None:

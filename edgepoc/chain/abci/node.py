@@ -48,11 +48,33 @@ COMETBFT_LOG_MAX_BYTES = 64 << 20
 COMETBFT_LOG_BACKUPS = 3
 
 
+# A damaged CometBFT database (pebble: a bad table or manifest). With a bad manifest cometbft exits at once; with a
+# table that fails its checksum it keeps running, cannot serve its RPC and logs a panic with a stack trace for
+# every call (measured: 233 MB of log in 2 minutes), so a start waited its whole timeout and then suggested a
+# longer wait. `network start` watches cometbft.log for these lines and stops the start with the way out; a node
+# started otherwise (systemd, `edgepoc node`) says it in /status (`cometbft_error`).
+DAMAGED_DB = re.compile(r"failed to initialize database|pebble(?:/table)?: (?:could not open table|invalid table)"
+                        r"|checksum mismatch")
+DAMAGED_DB_HINT = (
+    "cometbft's database is damaged: restore the node's cometbft/data from a backup, or move its blockstore.db, "
+    "state.db, evidence.db and cs.wal aside (keep priv_validator_state.json, the guard against signing twice) "
+    "together with data/app.sqlite*, and start it again: the node then syncs both from its peers")
+
+
+def cometbft_said(line: str) -> str:
+    """A cometbft log line as one short reason: its err="..." if it has one, else the line without its time and level."""
+    quoted = re.search(r'err="([^"]*)"', line)
+    said = quoted.group(1) if quoted else re.sub(
+        r"^(?:\d{4}/\d\d/\d\d [\d:.]+ |[DIWE]\[[^\]]*\]\s*)(?:background error: )?", "", line.strip())
+    return said[:300]
+
+
 def relay_log(stream: Any, path: Path, max_bytes: int = COMETBFT_LOG_MAX_BYTES,
-              backups: int = COMETBFT_LOG_BACKUPS) -> threading.Thread:
+              backups: int = COMETBFT_LOG_BACKUPS, on_line: Callable[[str], None] | None = None) -> threading.Thread:
     """Copy a child's output (a binary pipe) line by line into `path`, rotated at `max_bytes` with `backups` old
-    files, until the pipe closes; returns the running thread. It never stops reading: a line that cannot be
-    written (a full disk) is dropped, since a child blocked on a full pipe would stop consensus."""
+    files, until the pipe closes; returns the running thread. `on_line` sees each line first. It never stops
+    reading: a line that cannot be written (a full disk) is dropped, since a child blocked on a full pipe would
+    stop consensus."""
     import logging.handlers
 
     handler = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups,
@@ -63,7 +85,13 @@ def relay_log(stream: Any, path: Path, max_bytes: int = COMETBFT_LOG_MAX_BYTES,
     def run() -> None:
         try:
             for raw in stream:
-                handler.emit(logging.makeLogRecord({"msg": raw.decode("utf-8", "replace")}))
+                line = raw.decode("utf-8", "replace")
+                if on_line is not None:
+                    try:
+                        on_line(line)
+                    except Exception:  # a watcher's bug must not stop the relay (and with it cometbft)
+                        pass
+                handler.emit(logging.makeLogRecord({"msg": line}))
         finally:
             handler.close()
     thread = threading.Thread(target=run, name=f"log {path.name}", daemon=True)
@@ -149,6 +177,30 @@ def disk_free(home: Path) -> int | None:
     return min(free) if free else None
 
 
+def unwritable(home: Path) -> str | None:
+    """Why a node's home, its store or its cometbft data cannot be written, with what to do; None if they can.
+    Started there, a node failed on its first write with the bare OSError (a log file: "Read-only file system"),
+    or, past that, cometbft and the store failed one after the other."""
+    import errno
+    import tempfile
+
+    for d in (home, home / "data", home / "cometbft" / "data"):
+        if not d.is_dir():
+            continue
+        try:
+            fd, name = tempfile.mkstemp(prefix=".write-check-", dir=d)
+        except OSError as exc:
+            why = {errno.EROFS: "a read-only file system (a disk error remounts one read-only: see `dmesg`, repair "
+                                "the disk or remount it read-write)",
+                   errno.EACCES: "permission denied (made by another user? start the node as that user, or chown "
+                                 "the home to this one)",
+                   errno.ENOSPC: "no space left on the device (free some space)"}.get(exc.errno, exc.strerror)
+            return f"cannot write to {d}: {why}"
+        os.close(fd)
+        os.unlink(name)
+    return None
+
+
 def load_genesis(home: Path) -> Genesis:
     """The application's genesis: the `app_state` of CometBFT's genesis.json (one file for both)."""
     path = Path(home) / "cometbft" / "config" / "genesis.json"
@@ -230,6 +282,7 @@ class CometNodeView:
         self.started = time.time()
         self.worker: WorkerSupervisor | None = None  # the provider's worker, when this node runs one
         self.home: Path | None = None  # the node's home (its cometbft data too), when run as a node
+        self.cometbft_damage: list[str] = []  # what cometbft said of a damaged database, if it did (`relay_log`)
 
     def _unix(self, clock: float) -> float:
         return self.genesis.genesis_time + clock
@@ -272,7 +325,10 @@ class CometNodeView:
                 "abci_seconds": dict(app.profile), "cpu_seconds": time.process_time(), "builds": _builds(),
                 "worker": None if self.worker is None else self.worker.describe(),
                 # when a disk fills, cometbft stops writing and the node falls behind while this still answers
-                "disk_free_bytes": disk_free(self.home if self.home is not None else self.app.store.path.parent)}
+                "disk_free_bytes": disk_free(self.home if self.home is not None else self.app.store.path.parent),
+                # a damaged database: cometbft runs on but serves nothing, so the node looks "starting" for ever
+                "cometbft_error": (f"{self.cometbft_damage[-1]} ({DAMAGED_DB_HINT})" if self.cometbft_damage
+                                   else None)}
 
     def block(self, height: int | None) -> dict | None:
         h = self.app.state.height if height is None else height
@@ -861,6 +917,8 @@ def _serve_node(home: Path, early: Any) -> None:
     from edgepoc.chain.builds import check_node
 
     check_node(home, binary)  # the builds genesis names (if any), before anything starts; one line naming a mismatch
+    if (why := unwritable(home)) is not None:
+        raise EdgepocError(f"node {config.name}: {why}")
     check_stores_agree(home, config.name)
     check_keys(home, config)
     if early is None:
@@ -887,7 +945,12 @@ def _serve_node(home: Path, early: Any) -> None:
     comet = subprocess.Popen(_tied([binary, "start", "--home", str(home / "cometbft")], signal.SIGKILL),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                              start_new_session=True)
-    comet_log = relay_log(comet.stdout, home / "cometbft.log")
+    comet_damage: list[str] = []  # the last line saying cometbft's database is damaged, for /status
+
+    def note_damage(line: str) -> None:
+        if DAMAGED_DB.search(line):
+            comet_damage[:] = [cometbft_said(line)]
+    comet_log = relay_log(comet.stdout, home / "cometbft.log", on_line=note_damage)
     (home / "cometbft.pid").write_text(f"{comet.pid}\n")
     log.info("start-up: ABCI on 127.0.0.1:%d and cometbft (pid %d) at %.2f s", config.abci_port, comet.pid, _age())
 
@@ -929,6 +992,7 @@ def _serve_node(home: Path, early: Any) -> None:
         view = CometNodeView(app, config, address, early.who.get("node_id"))
         view.worker = worker
         view.home = home
+        view.cometbft_damage = comet_damage
         sock = early.handover()
         log.info("start-up: the API takes over at %.2f s", _age())
         serve_api(view, metrics, config.host, config.api_port, sock=sock)
