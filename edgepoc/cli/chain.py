@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from edgepoc.cli.common import check_number, parse_params, print_json, seed_option, with_bar
+from edgepoc.cli.common import check_number, parse_params, print_json, seed_option, stdout_console, with_bar
 from edgepoc.errors import EdgepocError, InputError, Interrupted
 
 network_app = typer.Typer(help="A network of provider nodes (CometBFT + the edgepoc app), on loopback or on several hosts.", no_args_is_help=True)
@@ -305,7 +305,7 @@ def network_status(dir: Path = typer.Option(DEFAULT_DIR, "--dir"), as_json: bool
         table.add_row(r["name"], str(r["pid"] or "-"), str(r["height"]), last,
                       _round_step(r), str(r.get("mempool", "-")), str(r.get("tasks_committed", "-")), up,
                       _worker_cell(r.get("worker")))
-    console = Console()
+    console = stdout_console()
     console.print(table)
     for w in warnings:
         console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
@@ -1030,7 +1030,7 @@ def contributions_cmd(
     for r in doc["validators"]:
         table.add_row(r["name"], r["address"][:12], f"{r['score']:.4g}", f"{r['balance']:.4f}", str(r["penalties"]),
                       "yes" if r["qualified"] else "no", f"{100 * r['proposer_share']:.1f}%")
-    Console().print(table)
+    stdout_console().print(table)
 
 
 def _when(t: Optional[float]) -> str:
@@ -1069,7 +1069,7 @@ def show_cmd(
     providers = alloc.get("providers") or [str(p) for p in b.get("assignment", [])]
     latencies = alloc.get("latencies") or []
     tasks = b.get("tasks") or []
-    console = Console()
+    console = stdout_console()
     arb = b.get("arbitration")
     console.print(f"[bold]block {doc.get('height', b.get('height'))}[/]  hash {doc['hash'][:16]}  {_when(b.get('time'))}")
     console.print(f"proposer {b.get('proposer_name') or str(b.get('proposer'))[:12]}, round {b.get('round', '-')}, "

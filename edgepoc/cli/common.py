@@ -5,13 +5,25 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import typer
 
 from edgepoc.errors import InputError
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 _T = TypeVar("_T")
+WIDE = 1000  # columns for output that is not a terminal: tables are never cut, wrapped or ellipsised there
+
+
+def stdout_console() -> Console:
+    """A rich console on stdout: the terminal's width on a terminal, WIDE when piped or redirected."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=WIDE)
 
 
 def print_json(doc: Any) -> None:

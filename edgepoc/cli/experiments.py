@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import typer
 
-from edgepoc.cli.common import parse_params, seed_option
-
-if TYPE_CHECKING:
-    from rich.console import Console
-
-WIDE = 1000  # columns for output that is not a terminal: tables are never cut or ellipsised there
-
-
-def stdout_console() -> Console:
-    """A rich console on stdout: the terminal's width on a terminal, WIDE when piped or redirected."""
-    from rich.console import Console
-
-    console = Console()
-    return console if console.is_terminal else Console(width=WIDE)
+from edgepoc.cli.common import parse_params, seed_option, stdout_console
 
 
 def compare_cmd(

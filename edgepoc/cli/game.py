@@ -7,10 +7,9 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from edgepoc.cli.common import parse_params, print_json, seed_option, with_bar
+from edgepoc.cli.common import parse_params, print_json, seed_option, stdout_console, with_bar
 from edgepoc.errors import InputError
 from edgepoc.experiments.stats import readable
 from edgepoc.game.files import allocation_to_dict, read_allocation, read_instance, write_instance, write_json
@@ -139,7 +138,7 @@ def evaluate_cmd(
     for j, pid in enumerate(inst.provider_ids):
         t.add_row(f"{pid}: tasks / utilisation",
                   f"{metrics['tasks_per_provider'][j]} / {metrics['utilisation'][j]:.3f}")
-    Console().print(t)
+    stdout_console().print(t)
 
 
 def methods_cmd() -> None:

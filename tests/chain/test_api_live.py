@@ -377,7 +377,9 @@ def test_operator_sees_down_nodes_and_lost_quorum(net):
     d = str(net.folder)
     r = edgepoc("network", "status", "--dir", d)
     assert r.returncode == 0 and "quorum: voting power up" in r.stdout
-    assert all(len(line) <= 80 for line in r.stdout.splitlines()), r.stdout
+    # piped (a log, grep), each node is one whole line of the table: no cell cut or wrapped to a terminal's width
+    rows = [line for line in r.stdout.splitlines() if line.startswith("│ node")]
+    assert len(rows) == 4 and all(line.count("│") == 10 and line.rstrip().endswith("up     │") for line in rows), r.stdout
     assert "None" not in r.stdout and "-1/" not in r.stdout
 
     r = edgepoc("network", "stop", "node2", "--kill", "--dir", d)
