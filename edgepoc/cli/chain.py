@@ -44,7 +44,9 @@ def arbiter_cmd(
     from edgepoc.chain.abci.arbiter import run_arbiter
 
     if not (home / "config.json").exists():
-        raise EdgepocError(f"arbiter: {home}/config.json does not exist (run `edgepoc network init`)")
+        from edgepoc.chain.abci.node import missing_file
+
+        raise EdgepocError(f"arbiter: {missing_file(home, home / 'config.json')}")
     try:
         run_arbiter(home, method)
     except KeyboardInterrupt:

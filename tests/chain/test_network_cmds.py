@@ -217,6 +217,35 @@ def test_a_damaged_arbiter_config_is_one_line_and_nothing_starts(net_b):
         "it is written by `edgepoc network init`)"), r.stderr
 
 
+def test_a_missing_home_is_named_without_sending_the_operator_to_network_init(tmp_path):
+    """A node whose disk is not mounted, or whose app.json was lost: the start said "run `edgepoc network init`",
+    which makes a new network with new keys. Now it says what is missing, and nothing starts."""
+    folder = tmp_path / "net"
+    network.init_network(folder, 4, 0, seed=1)
+    home = folder / "node3"
+    away = tmp_path / "away"
+    home.rename(away)
+    said = {}
+    for case, make in (("missing", lambda: None), ("empty", home.mkdir),
+                       ("no app.json", lambda: (home.rmdir(), away.rename(home), (home / "app.json").unlink()))):
+        make()
+        r = edgepoc("network", "start", "node3", "--dir", str(folder), timeout=60)
+        assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+        said[case] = r.stderr.strip().splitlines()[-1]
+        assert network.running_pid(folder, "node3") is None
+    assert said["missing"] == (f"error: node3: {home} does not exist (a disk not mounted, a folder moved? `edgepoc "
+                               "network init` makes a network's homes); nothing was started"), said
+    assert said["empty"] == (f"error: node3: {home} is empty (a disk not mounted?), not a home `edgepoc network init` "
+                             "made; nothing was started"), said
+    assert said["no app.json"] == (f"error: node3: {home / 'app.json'} does not exist: restore it from a backup "
+                                   "(`edgepoc network init` would make a new network, with new keys); nothing was "
+                                   "started"), said
+    r = edgepoc("node", "--home", str(tmp_path / "nowhere"), timeout=60)  # what systemd runs
+    assert r.returncode != 0 and r.stderr.strip().splitlines()[-1] == (
+        f"error: node: {tmp_path / 'nowhere'} does not exist (a disk not mounted, a folder moved? `edgepoc network "
+        "init` makes a network's homes)"), r.stderr
+
+
 def _last_error_after_cometbft_died(home: Path, code: int, cometbft_log: str) -> str:
     """`network.last_error` of a home whose node echoed its cometbft's exit `code` and whose cometbft.log ends so."""
     (home / "node.log").write_text(f"x edgepoc.node ERROR cometbft exited with code {code}; stopping\n")

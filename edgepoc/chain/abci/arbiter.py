@@ -262,7 +262,9 @@ def arbiter_config(home: Path) -> dict:
 
     path = Path(home) / "config.json"
     if not path.exists():
-        raise EdgepocError(f"arbiter: {path} does not exist (run `edgepoc network init`)")
+        from edgepoc.chain.abci.node import missing_file
+
+        raise EdgepocError(f"arbiter: {missing_file(Path(home), path)}")
     try:
         cfg = load_json(path)
     except InputError as exc:

@@ -34,7 +34,7 @@ from edgepoc.chain.abci.app import voting_powers
 from edgepoc.chain import consensus as rules
 from edgepoc.chain.abci.boot import node_id
 from edgepoc.chain.abci.node import (DAMAGED_DB, DAMAGED_DB_HINT, AppConfig, cometbft_binary, cometbft_said, disk_free,
-                                    unwritable)
+                                    missing_file, unwritable)
 from edgepoc.chain.crypto import SigningKey, address_of
 from edgepoc.chain.genesis import MAX_VALIDATORS, ConsensusParams, Genesis, make_validators
 from edgepoc.chain.httpapi import HttpClient
@@ -773,7 +773,13 @@ MIN_START_FREE = 64 << 20  # bytes a member's disk must have free to start: come
 
 
 def check_startable(folder: Path, names: list[str]) -> None:
-    """Before anything starts (`up`, `start_members`): every port of `names` free, every disk with room."""
+    """Before anything starts (`up`, `start_members`): every home there, every port of `names` free, every disk
+    with room."""
+    for name in names:
+        home = _member(folder, name)[0]
+        own = home / ("config.json" if name == "arbiter" else "app.json")
+        if not own.exists():  # a disk not mounted, a file lost: the member's process would die at once
+            raise StartFailed(f"{name}: {missing_file(home, own)}; nothing was started")
     check_ports(folder, names)
     check_disks(folder, names)
 

@@ -156,7 +156,7 @@ class AppConfig:
         try:
             config = cls(**json.loads((Path(home) / "app.json").read_text()))
         except FileNotFoundError:
-            raise EdgepocError(f"node: {home}/app.json does not exist (run `edgepoc network init`)") from None
+            raise EdgepocError(f"node: {missing_file(Path(home), Path(home) / 'app.json')}") from None
         except (TypeError, json.JSONDecodeError) as exc:
             raise InputError(f"{home}/app.json: malformed ({exc})") from None
         stall = config.worker_stall_seconds
@@ -175,6 +175,16 @@ def disk_free(home: Path) -> int | None:
         except OSError:
             pass
     return min(free) if free else None
+
+
+def missing_file(home: Path, path: Path) -> str:
+    """What to say of a home's missing file. It said "run `edgepoc network init`", which makes a new network with
+    new keys: wrong for a node whose disk is not mounted or whose file was lost."""
+    if not home.exists():
+        return f"{home} does not exist (a disk not mounted, a folder moved? `edgepoc network init` makes a network's homes)"
+    if home.is_dir() and not any(home.iterdir()):
+        return f"{home} is empty (a disk not mounted?), not a home `edgepoc network init` made"
+    return f"{path} does not exist: restore it from a backup (`edgepoc network init` would make a new network, with new keys)"
 
 
 def unwritable(home: Path) -> str | None:
@@ -207,7 +217,7 @@ def load_genesis(home: Path) -> Genesis:
     try:
         doc = json.loads(path.read_text())
     except FileNotFoundError:
-        raise EdgepocError(f"{path} does not exist (run `edgepoc network init`)") from None
+        raise EdgepocError(missing_file(Path(home), path)) from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: not JSON ({exc})") from None
     return Genesis.from_dict(doc.get("app_state") or {})
