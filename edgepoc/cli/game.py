@@ -100,9 +100,10 @@ def solve_cmd(
         options.progress = bar
         return solve(inst, method, options)
 
-    # a bar on a terminal for the methods that report (the GA: tens of seconds on thousands of tasks); none in pipes
-    result = (with_bar(f"{method}: {'seconds' if seconds else 'populations'}", 0, run) if method in PROGRESS_METHODS
-              else solve(inst, method, options))
+    # a bar on a terminal for the methods that report (the GA: tens of seconds on thousands of tasks; the searches:
+    # minutes on 100,000 tasks, whose work grows faster than the tasks); none in pipes
+    unit = "seconds" if seconds else "populations" if method == "ga" else "sweeps"
+    result = with_bar(f"{method}: {unit}", 0, run) if method in PROGRESS_METHODS else solve(inst, method, options)
     doc = allocation_to_dict(inst, result.assignment, method, result.total_latency, result.seconds, **result.extra)
     if out:
         write_json(out, doc)

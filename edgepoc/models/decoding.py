@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -72,6 +72,8 @@ class DecodeOptions:
     lambdas: tuple[float, ...] = DEFAULT_LAMBDAS  # paper `guided`: one candidate per lambda
     samples: int = 64  # paper `sample` / general `search`: allocations drawn from the model
     starts: int = 3  # `search`: the best candidates descended before the kicks
+    # progress(done, of) a few times a second: sweeps of a work budget, or seconds of a deadline (a CLI's bar)
+    progress: Callable[[float, float], None] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_params(cls, params: dict[str, Any], seconds: float | None, seed: int, *, strategies: tuple[str, ...],
@@ -174,6 +176,17 @@ def search(inst: Instance, starts: list[tuple[str, np.ndarray]], kick_weights: n
     def may_start() -> bool:
         return work_left() > 0 if work is not None else time.perf_counter() + last < deadline
 
+    told = [-np.inf]  # when progress was last told (a large instance's search runs for minutes)
+
+    def tell() -> None:
+        now = time.perf_counter()
+        if opts.progress is not None and now - told[0] > 0.2:
+            told[0] = now
+            if work is not None:
+                opts.progress(min(used, work) / sweep, work / sweep)
+            else:
+                opts.progress(min(now - t0, budget.seconds), budget.seconds)
+
     if inst.n_tasks > 1 and inst.n_providers > 1:
         for name, x in starts[:descend]:
             if not may_start():
@@ -182,6 +195,7 @@ def search(inst: Instance, starts: list[tuple[str, np.ndarray]], kick_weights: n
             y, f, ev = descend_from(inst, x, free_times, max_evals=work_left(), swap_window=opts.swap_window,
                                     reach=reach, deadline=deadline)
             last, used, descents = time.perf_counter() - d0, used + ev, descents + 1
+            tell()
             if f < best_f:
                 best_x, best_f, source = y, f, name + "+ls"
         rng = np.random.default_rng(opts.seed)
@@ -198,6 +212,7 @@ def search(inst: Instance, starts: list[tuple[str, np.ndarray]], kick_weights: n
             y, f, ev = descend_from(inst, kicked, free_times, max_evals=work_left(), swap_window=opts.swap_window,
                                     changed_from=best_x, reach=reach, deadline=deadline)
             last, used, kicks = time.perf_counter() - d0, used + max(ev, 1), kicks + 1
+            tell()
             if f < best_f:
                 best_x, best_f = y, f
                 source = source if source.endswith("+ils") else source + "+ils"

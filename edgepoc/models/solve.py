@@ -71,6 +71,7 @@ def solve_general(model: PortableModel | GeneralAllocationModel, instance: Insta
     (default) the search from it. Both forms run the same float64 forward pass (`portable`)."""
     model = as_portable(model)
     opts = general_decode_options(dict(options.params), options.seconds, options.seed)
+    opts.progress = options.progress
     if opts.budget.is_deadline:
         warm_up()  # a wall-clock budget includes inference, never compiling
     t0 = time.perf_counter()
@@ -112,6 +113,7 @@ def _solve(kind: str, instance: Instance, options) -> tuple[np.ndarray, dict]:
         return x, info
     warm_up()
     opts = paper_decode_options(dict(options.params), options.seconds, options.seed)
+    opts.progress = options.progress
     t0 = time.perf_counter()
     p = model_probabilities(model, instance, options.free_times)
     infer = time.perf_counter() - t0
@@ -135,6 +137,7 @@ def solve_search_control(instance: Instance, options: SolveOptions) -> tuple[np.
     opts = DecodeOptions.from_params(dict(options.params), options.seconds, options.seed, strategies=("search",),
                                      default_strategy="search", default_budget=Budget.work(DEFAULT_SWEEPS),
                                      what="search")
+    opts.progress = options.progress
     x, _ = greedy_assignment(instance, options.free_times)
     found = search(instance, [("greedy", x)], uniform_weights(instance), opts, options.free_times)
     return found.assignment, found.info(opts.budget)

@@ -36,7 +36,8 @@ class SolveOptions:
     model: str | None = None  # checkpoint path, for learned methods (None: the bundled one)
     free_times: np.ndarray | None = None  # providers' initial free times (queue state on the chain)
     params: dict[str, Any] = field(default_factory=dict)  # method-specific settings
-    # progress(done, of) for methods that run long (the GA): generations, or seconds of a time budget
+    # progress(done, of) for methods that run long (the GA, the searches): populations or sweeps, or seconds of a
+    # time budget
     progress: Callable[[float, float], None] | None = field(default=None, repr=False, compare=False)
 
 
@@ -84,7 +85,7 @@ WARM_UPS: dict[str, str] = {
     "search": "edgepoc.models.solve:warm_up",
 }
 TIME_BUDGET_METHODS = frozenset(WARM_UPS)
-PROGRESS_METHODS = frozenset({"ga"})  # methods that call SolveOptions.progress
+PROGRESS_METHODS = frozenset({"ga", "teacher", "student", "search"})  # methods that call SolveOptions.progress
 
 
 def _import(path: str):
