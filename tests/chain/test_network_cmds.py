@@ -749,6 +749,11 @@ def test_a_damaged_database_line_is_found_past_the_start_offset_and_said_without
     line = _last_error_after_cometbft_died(tmp_path, 1, "ERROR: failed to create node: error during handshake: error "
                                            "on replay: app block height (160) is higher than core (23)\n")
     assert "older than the application's store" in line and "app.sqlite* aside too" in line, line
+    # a database cometbft could not open for another reason is not called damaged (moving it aside would be wrong)
+    for other in ("resource temporarily unavailable", "read-only file system", "permission denied"):
+        line = _last_error_after_cometbft_died(tmp_path, 1, "ERROR: failed to create node: failed to initialize "
+                                               f'database: pebble: open /x/blockstore.db/LOCK: {other}\n')
+        assert other in line and "damaged" not in line, line
 
 
 def test_a_cometbft_panic_whose_words_do_not_say_what_to_do_gets_a_hint(tmp_path):

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from edgepoc.chain.abci.app import voting_powers
 from edgepoc.chain import consensus as rules
 from edgepoc.chain.abci.boot import node_id
-from edgepoc.chain.abci.node import (DAMAGED_DB, DAMAGED_DB_HINT, AppConfig, cometbft_binary, cometbft_said, disk_free,
+from edgepoc.chain.abci.node import (DAMAGED_DB_HINT, AppConfig, cometbft_binary, cometbft_said, damaged_db, disk_free,
                                     missing_file, unwritable)
 from edgepoc.chain.crypto import SigningKey, address_of
 from edgepoc.chain.genesis import MAX_VALIDATORS, ConsensusParams, Genesis, make_validators
@@ -872,7 +872,8 @@ def last_error(home: Path, offsets: dict[str, int] | None = None) -> str:
     node_line = found.get("node.log") or found.get("arbiter.log")
     comet_line = found.get("cometbft.log")
     if comet_line:
-        hint = next((h for pattern, h in COMETBFT_HINTS if pattern in comet_line), None)
+        hint = DAMAGED_DB_HINT if damaged_db(comet_line) else next(
+            (h for pattern, h in COMETBFT_HINTS if pattern in comet_line), None)
         comet_line = f"{comet_line} (cometbft.log" + (f"; {hint})" if hint else ")")
     if node_line and comet_line and ("cometbft" in node_line or "exited" in node_line):
         return comet_line
@@ -884,7 +885,8 @@ _SIGN_STATE_HINT = (
     "{\"height\": \"H\", \"round\": 0, \"step\": 0} there with H the network's height (`network status`): the node "
     "then signs nothing at a height it may have signed")
 
-# CometBFT's start-up failures whose own words do not say what to do, and what to do.
+# CometBFT's start-up failures whose own words do not say what to do, and what to do (a damaged database:
+# `damaged_db`, DAMAGED_DB_HINT).
 COMETBFT_HINTS = (
     ("AppHash does not match AppHash after replay",
      "cometbft's data and the application's store disagree: if cometbft's data was reset, move data/app.sqlite "
@@ -894,7 +896,6 @@ COMETBFT_HINTS = (
     ("is higher than core",  # "app block height (H) is higher than core (h)": cometbft's data restored from an older backup
      "cometbft's data is older than the application's store (restored from an older backup?): move data/app.sqlite* "
      "aside too and start again, and the node syncs both from its peers"),
-    ("failed to initialize database", DAMAGED_DB_HINT),
 )
 
 
@@ -911,7 +912,7 @@ def _damaged_db_error(path: Path, pos: int) -> tuple[str | None, int]:
     # a line cut at the chunk's end is read again next time (the position stops at its start), unless it fills the chunk
     cut = chunk.rfind(b"\n") + 1 or len(chunk)
     text = chunk[:cut].decode(errors="replace")
-    found = next((ln for ln in reversed(text.splitlines()) if DAMAGED_DB.search(ln)), None)
+    found = next((ln for ln in reversed(text.splitlines()) if damaged_db(ln)), None)
     if found is None:
         return None, pos + cut
     return cometbft_said(found), pos + cut

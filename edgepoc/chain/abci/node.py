@@ -53,8 +53,20 @@ COMETBFT_LOG_BACKUPS = 3
 # every call (measured: 233 MB of log in 2 minutes), so a start waited its whole timeout and then suggested a
 # longer wait. `network start` watches cometbft.log for these lines and stops the start with the way out; a node
 # started otherwise (systemd, `edgepoc node`) says it in /status (`cometbft_error`).
-DAMAGED_DB = re.compile(r"failed to initialize database|pebble(?:/table)?: (?:could not open table|invalid table)"
-                        r"|checksum mismatch")
+# pebble's own words only: a bare "checksum mismatch" could come from elsewhere, and a match stops a start
+DAMAGED_DB = re.compile(r"failed to initialize database"
+                        r"|pebble(?:/\w+)?: (?:could not open table|invalid table|invalid chunk|corrupt)")
+# ... but not a database cometbft could not open for another reason (a lock held, a read-only disk, permissions,
+# a full disk): moving it aside would be the wrong advice there
+_NOT_DAMAGE = re.compile(r"resource temporarily unavailable|/LOCK\b|lock held|read-only file system|permission denied"
+                         r"|no space left")  # Go's words for these errnos
+
+
+def damaged_db(line: str) -> bool:
+    """Whether a cometbft log line says its database is damaged."""
+    return DAMAGED_DB.search(line) is not None and _NOT_DAMAGE.search(line) is None
+
+
 DAMAGED_DB_HINT = (
     "cometbft's database is damaged: restore the node's cometbft/data from a backup, or move its blockstore.db, "
     "state.db, evidence.db and cs.wal aside (keep priv_validator_state.json, the guard against signing twice) "
@@ -958,7 +970,7 @@ def _serve_node(home: Path, early: Any) -> None:
     comet_damage: list[str] = []  # the last line saying cometbft's database is damaged, for /status
 
     def note_damage(line: str) -> None:
-        if DAMAGED_DB.search(line):
+        if damaged_db(line):
             comet_damage[:] = [cometbft_said(line)]
     comet_log = relay_log(comet.stdout, home / "cometbft.log", on_line=note_damage)
     (home / "cometbft.pid").write_text(f"{comet.pid}\n")
