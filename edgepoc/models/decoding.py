@@ -178,15 +178,16 @@ def search(inst: Instance, starts: list[tuple[str, np.ndarray]], kick_weights: n
 
     told = [-np.inf]  # when progress was last told (a large instance's search runs for minutes)
 
-    def tell() -> None:
+    def tell(last: bool = False) -> None:
         now = time.perf_counter()
-        if opts.progress is not None and now - told[0] > 0.2:
+        if opts.progress is not None and (now - told[0] > 0.2 or last):
             told[0] = now
             if work is not None:
                 opts.progress(min(used, work) / sweep, work / sweep)
             else:
                 opts.progress(min(now - t0, budget.seconds), budget.seconds)
 
+    tell()  # the total at once: the first descent of a large instance takes seconds
     if inst.n_tasks > 1 and inst.n_providers > 1:
         for name, x in starts[:descend]:
             if not may_start():
@@ -218,6 +219,7 @@ def search(inst: Instance, starts: list[tuple[str, np.ndarray]], kick_weights: n
                 source = source if source.endswith("+ils") else source + "+ils"
                 if opts.kick_window:
                     history = queue_history(inst, best_x, free_times)
+    tell(last=True)
     note = None
     if budget.is_deadline and descents == 0 and inst.n_tasks > 1 and inst.n_providers > 1:
         included = " (inference included)" if started_at is not None else ""

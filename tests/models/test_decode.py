@@ -134,7 +134,7 @@ def test_the_searches_report_their_progress_in_sweeps_or_seconds(method):
     assert np.array_equal(found.assignment, without.assignment), "told or not, the same search"
     assert seen and {of for _, of in seen} == {3.0}
     done = [d for d, _ in seen]
-    assert done == sorted(done) and 0 < done[0] and done[-1] <= 3.0
+    assert done == sorted(done) and done[0] == 0 and 0 < done[-1] <= 3.0
     seen.clear()
     solve(inst, method, SolveOptions(seconds=0.5, progress=lambda done, of: seen.append((done, of))))
     assert seen and {of for _, of in seen} == {0.5} and all(0 <= d <= 0.5 for d, _ in seen)
