@@ -102,7 +102,7 @@ def solve_cmd(
 
     # a bar on a terminal for the methods that report (the GA: tens of seconds on thousands of tasks; the searches:
     # minutes on 100,000 tasks, whose work grows faster than the tasks); none in pipes
-    unit = "seconds" if seconds else "populations" if method == "ga" else "sweeps"
+    unit = "seconds" if seconds or method == "bound" else "populations" if method == "ga" else "sweeps"
     result = with_bar(f"{method}: {unit}", 0, run) if method in PROGRESS_METHODS else solve(inst, method, options)
     doc = allocation_to_dict(inst, result.assignment, method, result.total_latency, result.seconds, **result.extra)
     if out:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numba as nb
 import numpy as np
@@ -255,14 +255,16 @@ def _marginals(arrival, ready, proc, x, free0, out):
 
 def lagrangian_bound(instance: Instance, free_times: ArrayLike | None = None, *, upper: float | None = None,
                      assignment: np.ndarray | None = None, iterations: int = 300, labels: int = 16384,
-                     seconds: float | None = None, stall: int = 20, clock: str = "wall") -> dict:
+                     seconds: float | None = None, stall: int = 20, clock: str = "wall",
+                     on_iteration: Callable[[], None] | None = None) -> dict:
     """Subgradient ascent on the task prices. Returns `{"bound", "iterations", "seconds", "exact_pricing",
     "history"}`; `exact_pricing` is False when some pricing DP merged labels (the bound is valid either way).
 
     `upper` (a known total delay, e.g. the GA's) steers Polyak's step size and `assignment` (the allocation
     that reached it) gives the starting prices; neither enters the bound's validity. Without them greedy's
     are used. Stops after `iterations`, or `seconds` on `clock` ("wall", or "cpu": this thread's CPU
-    time), or when the bound meets `upper` within 1e-9.
+    time), or when the bound meets `upper` within 1e-9. `on_iteration()` is called after each iteration (a
+    progress bar).
     """
     t0 = time.perf_counter()
     now = time.thread_time if clock == "cpu" else time.perf_counter
@@ -289,6 +291,8 @@ def lagrangian_bound(instance: Instance, free_times: ArrayLike | None = None, *,
     for it in range(1, iterations + 1):
         value, merged = _dual(arrival, ready, proc, lam, free0, labels, taken)
         exact = exact and merged == 0
+        if on_iteration is not None:
+            on_iteration()
         history.append(value)
         if value > best:
             best, best_lam, since = value, lam.copy(), 0
@@ -398,9 +402,21 @@ def solve_bound(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, 
     t0 = time.perf_counter()
     free0 = None if options.free_times is None else np.asarray(options.free_times, dtype=np.float64)
     notes = []
+    # progress in seconds of the whole budget (the default one: the GA's 5 s and the bounds' cap of 120 s)
+    budget = options.seconds if options.seconds is not None else (
+        float(p["bound_seconds"]) + (float(p["ga_seconds"]) if p["upper"] == "ga" else 0.0))
+    told = [-math.inf]
+
+    def tell(last: bool = False) -> None:
+        t = time.perf_counter()
+        if options.progress is not None and (t - told[0] > 0.2 or last):
+            told[0] = t
+            options.progress(min(t - t0, budget), budget)
+    tell()
     if p["upper"] == "ga":
         ga_seconds = float(p["ga_seconds"]) if options.seconds is None else p["ga_share"] * options.seconds
-        res = PolicyModel(GAConfig(), seed=options.seed).solve(instance, free0, ga_seconds)
+        res = PolicyModel(GAConfig(), seed=options.seed).solve(instance, free0, ga_seconds,
+                                                               progress=lambda *_: tell())
         x, upper = res.assignment, res.total_latency
         if res.budget_note:
             notes.append(res.budget_note)
@@ -415,8 +431,10 @@ def solve_bound(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, 
         notes.append(f"bound: the block bound ran out of its tenth of the budget; {unproven} of {instance.n_tasks} "
                      "tasks count with the trivial bound there")
     left = max(0.0, left - (time.perf_counter() - t_block))
+    tell()
     lag = lagrangian_bound(instance, free0, upper=upper, assignment=x, iterations=p["iterations"],
-                           labels=p["labels"], seconds=left)
+                           labels=p["labels"], seconds=left, on_iteration=tell)
+    tell(last=True)
     if capped and lag["seconds"] >= left and lag["iterations"] < p["iterations"] and lag["bound"] < upper * (1 - 1e-9):
         notes.append(f"bound: the Lagrangian stopped on its default cap of {p['bound_seconds']:g} s after "
                      f"{lag['iterations']} of {p['iterations']} iterations (give --seconds, or -p bound_seconds=S)")

@@ -85,7 +85,7 @@ WARM_UPS: dict[str, str] = {
     "search": "edgepoc.models.solve:warm_up",
 }
 TIME_BUDGET_METHODS = frozenset(WARM_UPS)
-PROGRESS_METHODS = frozenset({"ga", "teacher", "student", "search"})  # methods that call SolveOptions.progress
+PROGRESS_METHODS = frozenset({"ga", "teacher", "student", "search", "bound"})  # methods that call SolveOptions.progress
 
 
 def _import(path: str):

@@ -110,3 +110,20 @@ def test_without_a_budget_the_bound_stops_on_its_default_cap_and_says_so():
     assert e["trivial_bound"] * (1 - 1e-9) <= e["lower_bound"] <= res.total_latency
     with pytest.raises(InputError, match="bound_seconds"):
         solve(inst, "bound", SolveOptions(params={"bound_seconds": 0}))
+
+
+def test_solve_method_bound_reports_its_progress_in_seconds_of_its_budget():
+    """`solve --method bound` takes the GA's 5 s and up to 120 s of bounds by default, and said nothing meanwhile;
+    on a terminal it now shows a bar in seconds of that budget (or of --seconds)."""
+    inst = generate("paper", seed=3, n_tasks=120)[0]
+    seen: list[tuple[float, float]] = []
+    res = solve(inst, "bound", SolveOptions(seed=0, seconds=1.0, params={"iterations": 50},
+                                            progress=lambda done, of: seen.append((done, of))))
+    assert {of for _, of in seen} == {1.0} and len(seen) >= 2
+    done = [d for d, _ in seen]
+    assert done == sorted(done) and done[0] < 0.1 and all(0 <= d <= 1.0 for d in done)
+    assert res.extra["lower_bound"] > 0
+    seen.clear()
+    solve(inst, "bound", SolveOptions(seed=0, params={"iterations": 5, "upper": "greedy", "bound_seconds": 3.0},
+                                      progress=lambda done, of: seen.append((done, of))))
+    assert seen and {of for _, of in seen} == {3.0}, "the default budget: the bounds' cap (no GA with upper=greedy)"
