@@ -208,8 +208,12 @@ def run_labelling(
                     batch, last_flush = [], time.monotonic()
                 bar.advance(task)
         except KeyboardInterrupt:  # keep the labels in hand too, and say what a rerun does
-            written += append(directory, batch)
-            kept = len(wanted) - len(pending) + written
+            # A Ctrl-C inside a flush can land after its shard is in the manifest but before `batch` is emptied:
+            # then those items were stored twice and "1 of 30 kept" was said of a folder holding 2 (CI). So only
+            # what the folder lacks is added, and what is kept is counted there.
+            stored = done_indices(directory)
+            append(directory, [it for it in batch if it.meta.get("index") not in stored])
+            kept = len(set(wanted) & done_indices(directory))
             raise Interrupted(f"{kept} of {len(wanted)} labelled instances are kept in {directory}/; the same command "
                               "resumes from them") from None
         written += append(directory, batch)

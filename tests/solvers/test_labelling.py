@@ -52,6 +52,43 @@ def test_extending_and_refusing_another_job(tmp_path):
         run_labelling(tmp_path / "e", job(label="magic"), workers=1, progress=False)
 
 
+@pytest.mark.parametrize("after", ["shard", "manifest"])
+def test_a_ctrl_c_inside_a_flush_stores_each_item_once_and_counts_what_is_kept(tmp_path, monkeypatch, after):
+    """CI caught `generate --label` saying "1 of 30 labelled instances are kept" of a folder holding 2: the Ctrl-C
+    landed inside a flush, after its shard reached the manifest, and the interrupted run stored the same item
+    again. A Ctrl-C is injected here right after the shard file (`shard`) or the manifest (`manifest`) is written."""
+    from edgepoc.errors import Interrupted
+    from edgepoc.game import dataset
+    from edgepoc.solvers import labelling
+
+    real_append, real_manifest, calls = labelling.append, dataset._write_manifest, []
+
+    def manifest_then_ctrl_c(path, doc):
+        real_manifest(path, doc)
+        if after == "manifest" and len(calls) == 2:
+            raise KeyboardInterrupt
+
+    def append_with_ctrl_c(directory, items):
+        calls.append(1)
+        if after == "shard" and len(calls) == 2:  # the shard written, the manifest not yet
+            items = list(items)
+            real_append(tmp_path / "scratch", items)  # the file lands, as the real write does, elsewhere
+            raise KeyboardInterrupt
+        return real_append(directory, items)
+
+    dataset.create_dataset(tmp_path / "scratch", {})
+    monkeypatch.setattr(dataset, "_write_manifest", manifest_then_ctrl_c)
+    monkeypatch.setattr(labelling, "append", append_with_ctrl_c)
+    with pytest.raises(Interrupted, match=r"^2 of 6 labelled instances are kept"):
+        run_labelling(tmp_path / "x", job(), workers=1, shard_size=1, progress=False)
+    monkeypatch.undo()
+    items = read_dataset(tmp_path / "x")
+    assert [it.meta["index"] for it in items] == [0, 1]
+    run_labelling(tmp_path / "x", job(), workers=1, shard_size=1, progress=False)  # the same command resumes
+    run_labelling(tmp_path / "clean", job(), workers=1, progress=False)
+    assert digest(read_dataset(tmp_path / "x")) == digest(read_dataset(tmp_path / "clean"))
+
+
 def test_killed_generation_resumes_without_duplicates(tmp_path):
     out = tmp_path / "killed"
     args = [sys.executable, "-m", "edgepoc", "generate", "--preset", "paper", "--n-tasks", "100", "--count", "60",
