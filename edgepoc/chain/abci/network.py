@@ -859,8 +859,7 @@ def last_error(home: Path, offsets: dict[str, int] | None = None) -> str:
         if not path.exists():
             continue
         with open(path, "rb") as f:
-            start = offsets.get(log, 0)
-            f.seek(start if start <= os.fstat(f.fileno()).st_size else 0)  # smaller than then: rotated since
+            f.seek(_still_at(f, offsets.get(log, 0)))
             text = f.read().decode(errors="replace")
         line = _error_line(text)
         if log == "cometbft.log":
@@ -899,12 +898,17 @@ COMETBFT_HINTS = (
 )
 
 
+def _still_at(log: Any, pos: int) -> int:
+    """`pos`, a byte offset taken earlier in the open `log`, or 0 if the file is shorter now: rotated since
+    (`node.relay_log`), so what came after `pos` is the new file from its start."""
+    return pos if pos <= os.fstat(log.fileno()).st_size else 0
+
+
 def _damaged_db_error(path: Path, pos: int) -> tuple[str | None, int]:
     """(what cometbft said of its damaged database, if it said so in `path` past byte `pos`; the new position)."""
     try:
         with open(path, "rb") as f:
-            if pos > os.fstat(f.fileno()).st_size:  # rotated since (`node.relay_log`): the new file from its start
-                pos = 0
+            pos = _still_at(f, pos)
             f.seek(pos)
             chunk = f.read(8 << 20)
     except OSError:
