@@ -32,6 +32,7 @@ from edgepoc.game.kernel import greedy_assignment, simulate, simulate_population
 from edgepoc.game.validate import ASSIGNMENT_DTYPE
 from edgepoc.models.budget import Budget, numeric_setting
 from edgepoc.solvers.localsearch import descend as descend_from, queue_history, redecode_window, unknown_reach
+from edgepoc.solvers.registry import Every
 
 STRATEGIES: dict[str, str] = {
     "argmax": "paper model: each task on its most probable provider",
@@ -176,16 +177,14 @@ def search(inst: Instance, starts: list[tuple[str, np.ndarray]], kick_weights: n
     def may_start() -> bool:
         return work_left() > 0 if work is not None else time.perf_counter() + last < deadline
 
-    told = [-np.inf]  # when progress was last told (a large instance's search runs for minutes)
+    every = Every()  # a large instance's search runs for minutes: its progress, a few times a second
 
     def tell(last: bool = False) -> None:
-        now = time.perf_counter()
-        if opts.progress is not None and (now - told[0] > 0.2 or last):
-            told[0] = now
+        if opts.progress is not None and every.due(last):
             if work is not None:
                 opts.progress(min(used, work) / sweep, work / sweep)
             else:
-                opts.progress(min(now - t0, budget.seconds), budget.seconds)
+                opts.progress(min(time.perf_counter() - t0, budget.seconds), budget.seconds)
 
     tell()  # the total at once: the first descent of a large instance takes seconds
     if inst.n_tasks > 1 and inst.n_providers > 1:

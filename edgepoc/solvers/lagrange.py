@@ -383,6 +383,7 @@ def solve_bound(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, 
     from edgepoc.game.kernel import simulate
     from edgepoc.solvers.bounds import block_bound, proven_gap, trivial_bound
     from edgepoc.solvers.ga import GAConfig, PolicyModel
+    from edgepoc.solvers.registry import Every
 
     unknown = sorted(set(options.params) - set(BOUND_DEFAULTS))
     if unknown:
@@ -405,13 +406,11 @@ def solve_bound(instance: Instance, options: SolveOptions) -> tuple[np.ndarray, 
     # progress in seconds of the whole budget (the default one: the GA's 5 s and the bounds' cap of 120 s)
     budget = options.seconds if options.seconds is not None else (
         float(p["bound_seconds"]) + (float(p["ga_seconds"]) if p["upper"] == "ga" else 0.0))
-    told = [-math.inf]
+    every = Every()
 
     def tell(last: bool = False) -> None:
-        t = time.perf_counter()
-        if options.progress is not None and (t - told[0] > 0.2 or last):
-            told[0] = t
-            options.progress(min(t - t0, budget), budget)
+        if options.progress is not None and every.due(last):
+            options.progress(min(time.perf_counter() - t0, budget), budget)
     tell()
     if p["upper"] == "ga":
         ga_seconds = float(p["ga_seconds"]) if options.seconds is None else p["ga_share"] * options.seconds

@@ -41,6 +41,22 @@ class SolveOptions:
     progress: Callable[[float, float], None] | None = field(default=None, repr=False, compare=False)
 
 
+class Every:
+    """`due()` is true at most once per `seconds` (always when `last`): progress told a few times a second from a
+    loop that goes round thousands of times (the searches, the Lagrangian bound)."""
+
+    def __init__(self, seconds: float = 0.2):
+        self.seconds = seconds
+        self._at = -np.inf
+
+    def due(self, last: bool = False) -> bool:
+        now = time.perf_counter()
+        if last or now - self._at > self.seconds:
+            self._at = now
+            return True
+        return False
+
+
 @dataclass
 class SolveResult:
     method: str
