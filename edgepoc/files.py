@@ -3,11 +3,14 @@ file or the new one, never half of either, and no temporary file behind.
 
 Everything that rewrites a file a user or a node relies on (keys, genesis, instances, allocations, data sets,
 checkpoints, stored results, training logs) goes through `write_atomic` or, for writers that want a path
-(`torch.save`, `np.savez`, `zipfile`), `atomic_path`."""
+(`torch.save`, `np.savez`, `zipfile`), `atomic_path`. A symbolic link is followed (the file it names is replaced, the
+link stays); a device or FIFO (`/dev/null`, a named pipe) is written into, not replaced."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,6 +55,11 @@ def atomic_path(path: str | Path, private: bool = False, sync: bool = True, suff
     fsyncs (many small files: the rename still never shows half a file, though a power cut may lose the newest).
     `suffix`: for writers that add their own (`np.savez` adds `.npz` to any other name)."""
     path = Path(path)
+    if path.is_symlink():  # written where the link points, as the shell's `>` writes: a rename would cut the link
+        path = Path(os.path.realpath(path))
+    if _special(path):
+        yield from _through(path, suffix)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
@@ -69,6 +77,29 @@ def atomic_path(path: str | Path, private: bool = False, sync: bool = True, suff
         raise
     if sync:
         _fsync_dir(path.parent)
+
+
+def _special(path: Path) -> bool:
+    """A device or FIFO (`--out /dev/null`, `/dev/stdout`, a named pipe): written into, never renamed over."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def _through(path: Path, suffix: str) -> Iterator[Path]:
+    """`atomic_path` for a device or FIFO: the writer gets a temporary file (writers such as `np.savez` want a
+    path to a file), whose bytes are then copied into `path`; a crash leaves nothing to half-replace."""
+    fd, name = tempfile.mkstemp(prefix=".edgepoc-", suffix=suffix)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb") as src, open(path, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_atomic(path: str | Path, data: str | bytes, private: bool = False, sync: bool = True) -> None:

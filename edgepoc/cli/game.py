@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
@@ -75,6 +77,18 @@ def generate_cmd(
     typer.echo(f"wrote {len(instances)} instances to {out}/", err=True)
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def printable(text: str) -> str:
+    """A name as it fits on one line of output: control characters (a newline in an instance's name) escaped."""
+    return text if text.isprintable() else json.dumps(text)[1:-1]
+
+
 def solve_cmd(
     instance: Path = typer.Argument(..., help="Instance JSON (edgepoc-instance/1)."),
     method: str = typer.Option("greedy", "--method", "-m", help="Allocation method (see `edgepoc methods`)."),
@@ -86,9 +100,17 @@ def solve_cmd(
     param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="Method setting key=value (repeatable)."),
 ) -> None:
     """Allocate every task of INSTANCE; print the allocation JSON (or write it to --out)."""
-    from edgepoc.solvers.registry import METHODS, PROGRESS_METHODS, TIME_BUDGET_METHODS, SolveOptions, solve
+    from edgepoc.solvers.registry import (METHODS, MODEL_METHODS, PARAM_METHODS, PROGRESS_METHODS, TIME_BUDGET_METHODS,
+                                          SolveOptions, solve)
 
     inst = read_instance(instance)
+    if out is not None and _same_file(out, instance):
+        raise InputError(f"--out: {out} is the instance file itself; the allocation would replace the instance "
+                         "(give another file name)")
+    if model is not None and method in METHODS and method not in MODEL_METHODS:
+        raise InputError(f"--model: method {method} uses no model (only {', '.join(sorted(MODEL_METHODS))} do)")
+    if param and method in METHODS and method not in PARAM_METHODS:
+        raise InputError(f"--param: method {method} takes no settings (only {', '.join(sorted(PARAM_METHODS))} do)")
     if seconds is not None and not seconds > 0:
         raise InputError(f"--seconds: must be > 0, got {seconds}")
     if seconds is not None and method in METHODS and method not in TIME_BUDGET_METHODS:
@@ -107,7 +129,7 @@ def solve_cmd(
     doc = allocation_to_dict(inst, result.assignment, method, result.total_latency, result.seconds, **result.extra)
     if out:
         write_json(out, doc)
-        typer.echo(f"wrote {out}: {method} on {inst.name} ({inst.n_tasks} tasks, {inst.n_providers} providers), "
+        typer.echo(f"wrote {out}: {method} on {printable(inst.name)} ({inst.n_tasks} tasks, {inst.n_providers} providers), "
                    f"total delay {readable(result.total_latency, ',.4f')} s, {result.seconds:.3f} s")
         return
     print_json(doc)

@@ -41,6 +41,26 @@ def _register_areas() -> None:
 _register_areas()
 
 
+def _show_usage_error(self, file=None) -> None:
+    """A wrong option or argument in one line, as every other refusal (Click prints usage, a hint and the error on
+    three)."""
+    command = self.ctx.command_path if getattr(self, "ctx", None) is not None else "edgepoc"
+    typer.echo(f"error: {self.format_message().rstrip('.')} (see `{command} --help`)".replace("\n", " "), err=True)
+
+
+def _one_line_usage_errors() -> None:
+    """Typer parses with Click, or in newer releases with its own copy of it (`typer._click`): patch both."""
+    for module in ("click.exceptions", "typer._click.exceptions"):
+        try:
+            usage_error = importlib.import_module(module).UsageError
+        except (ImportError, AttributeError):
+            continue
+        usage_error.show = _show_usage_error
+
+
+_one_line_usage_errors()
+
+
 def main() -> None:
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where SIGINT is ignored (`cmd &`)
         signal.signal(signal.SIGINT, _ctrl_c)

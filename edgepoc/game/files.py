@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 import sys
 from pathlib import Path
 from typing import Any, Iterable
@@ -44,19 +45,27 @@ MAX_JSON_BYTES = 2 * 2**30  # an instance of MAX_TASKS tasks is about 1 GB of JS
 
 def load_json(path: str | Path) -> Any:
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: no such file")
-    if p.is_dir():
-        raise InputError(f"{p}: is a directory, expected a JSON file")
     try:
-        size = p.stat().st_size
-    except OSError as exc:
-        raise InputError(f"{p}: cannot read ({exc})") from None
-    if size > MAX_JSON_BYTES:  # parsed whole, at about 8.5 times its size in memory
-        raise InputError(f"{p}: {size / 2**30:.1f} GiB; JSON files are read whole, at most "
+        st = p.stat()
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such file") from None
+    except OSError as exc:  # a symbolic link loop, a folder on the way that is not one, permissions
+        raise InputError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{p}: is a directory, expected a JSON file")
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISSOCK(st.st_mode):
+        # /dev/zero would be read until memory ran out; a pipe or FIFO (`<(...)`) is fine and read below, capped
+        raise InputError(f"{p}: is a device or socket, expected a JSON file")
+    if st.st_size > MAX_JSON_BYTES:  # parsed whole, at about 8.5 times its size in memory
+        raise InputError(f"{p}: {st.st_size / 2**30:.1f} GiB; JSON files are read whole, at most "
                          f"{MAX_JSON_BYTES / 2**30:g} GiB (about 10 million tasks): split the trace into windows")
     try:
-        text = p.read_text(encoding="utf-8-sig")  # a byte-order mark (some Windows editors write one) is not content
+        with open(p, "rb") as fh:
+            raw = fh.read(MAX_JSON_BYTES + 1)  # a pipe has no size to check beforehand
+        if len(raw) > MAX_JSON_BYTES:
+            raise InputError(f"{p}: more than {MAX_JSON_BYTES / 2**30:g} GiB; JSON files are read whole, at most "
+                             f"{MAX_JSON_BYTES / 2**30:g} GiB (about 10 million tasks): split the trace into windows")
+        text = raw.decode("utf-8-sig")  # a byte-order mark (some Windows editors write one) is not content
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{p}: cannot read ({exc})") from None
     try:
@@ -90,6 +99,30 @@ def _number(v: Any, where: str) -> float:
     if not math.isfinite(f):
         raise InputError(f"{where}: must be finite, got {v}")
     return f
+
+
+def _text(v: Any, where: str) -> str:
+    """A name or id: a string that can be written back out as UTF-8 (JSON's \\ud800 escape reads as a lone
+    surrogate, which no output can print)."""
+    if not isinstance(v, str):
+        raise InputError(f"{where}: expected a string, got {json.dumps(v)[:40]}")
+    if not v.isascii():
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(f"{where}: not valid Unicode (a lone surrogate escape such as \\ud800)") from None
+    return v
+
+
+def _id(obj: dict, default: str, where: str) -> str:
+    """An optional id: a string, or an integer written as one (other tools number their tasks); null or absent is
+    `default`."""
+    v = obj.get("id")
+    if v is None:
+        return default
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
+    return _text(v, f"{where}.id")
 
 
 def _vector(v: Any, where: str, length: int | None = None) -> list[float]:
@@ -127,19 +160,18 @@ def instance_from_dict(doc: Any, source: str = "instance") -> Instance:
     for j, p in enumerate(providers):
         capacity.append(_vector(_require(p, "capacity", f"providers[{j}]"), f"providers[{j}].capacity", r))
         delay.append(_number(_require(p, "delay", f"providers[{j}]"), f"providers[{j}].delay"))
-        pids.append(str(p.get("id", f"p{j}")))
+        pids.append(_id(p, f"p{j}", f"providers[{j}]"))
     arrival, demand, tids, delays = [], [], [], []
     has_delays = any(isinstance(t, dict) and "delays" in t for t in tasks)
     for i, t in enumerate(tasks):
         arrival.append(_number(_require(t, "arrival", f"tasks[{i}]"), f"tasks[{i}].arrival"))
         demand.append(_vector(_require(t, "demand", f"tasks[{i}]"), f"tasks[{i}].demand", r))
-        tids.append(str(t.get("id", f"t{i}")))
+        tids.append(_id(t, f"t{i}", f"tasks[{i}]"))
         if has_delays:  # optional per task: a task without its own delays has its providers' (SPEC 1)
             own = t.get("delays")
             delays.append(delay if own is None else _vector(own, f"tasks[{i}].delays", k))
-    name = doc.get("name", source)
-    if not isinstance(name, str):
-        raise InputError(f"name: expected a string, got {json.dumps(name)[:40]}")
+    # absent: the file's stem, whose undecodable bytes (the file system's, not the file's) are replaced
+    name = _text(doc["name"], "name") if "name" in doc else source.encode("utf-8", "replace").decode("utf-8")
     inst = Instance.create(
         capacity=np.array(capacity, dtype=np.float64).reshape(k, r),
         provider_delay=np.array(delay),
@@ -215,6 +247,8 @@ def allocation_from_dict(doc: Any, instance: Instance, source: str = "allocation
     if check_name and named is not None and named != instance.name:
         raise InputError(f"allocation: {source} is for instance {named!r}, not {instance.name!r} "
                          "(--force evaluates it anyway)")
+    if doc.get("total_latency") is not None:  # a claim `evaluate` checks: a number, or absent
+        _number(doc["total_latency"], "total_latency")
     x = _require(doc, "assignment", "")
     if not isinstance(x, list):
         raise InputError("assignment: expected a list of provider indices")

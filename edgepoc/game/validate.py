@@ -140,7 +140,10 @@ def validate_assignment(assignment: ArrayLike, n_tasks: int, n_providers: int, f
     bad = (x < 0) | (x >= n_providers)  # before the cast, so a huge unsigned index is not wrapped
     if bad.any():
         i = int(np.argmax(bad))
-        raise InputError(f"{field}[{i}]: provider index {x[i]} out of range 0..{n_providers - 1}")
+        # as given: numpy reads [0, -1, 2**63] as floats, which would print -1.0 and 9.2e+18
+        shown = assignment[i] if isinstance(assignment, (list, tuple)) else x[i]
+        shown = int(shown) if isinstance(shown, (float, np.floating)) and float(shown).is_integer() else shown
+        raise InputError(f"{field}[{i}]: provider index {str(shown)[:40]} out of range 0..{n_providers - 1}")
     return x.astype(np.int64)
 
 

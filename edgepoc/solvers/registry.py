@@ -102,6 +102,10 @@ WARM_UPS: dict[str, str] = {
 }
 TIME_BUDGET_METHODS = frozenset(WARM_UPS)
 PROGRESS_METHODS = frozenset({"ga", "teacher", "student", "search", "bound"})  # methods that call SolveOptions.progress
+# Methods that read `SolveOptions.model` (a checkpoint) and `SolveOptions.params` (settings, each checked by name by
+# the method); the others ignore them, so the CLI refuses them there rather than let a typo pass silently.
+MODEL_METHODS = frozenset({"teacher", "student", "dqn", "maddpg"})
+PARAM_METHODS = frozenset({"rollout", "ga", "cpsat", "bound", "teacher", "student", "search"})
 
 
 def _import(path: str):

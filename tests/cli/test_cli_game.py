@@ -41,6 +41,14 @@ def test_generate_many_to_folder(tmp_path):
     (["evaluate", "{inst}", "{bad_alloc}"], "assignment[0]: provider index 7 out of range"),
     (["solve", "{bad_inst}"], "tasks[1].arrival"),
     (["generate", "--preset", "nope", "--out", "{dir}/x.json"], "unknown preset"),
+    # Click's usage errors took three lines (usage, a hint, the error)
+    (["solve", "{inst}", "--seconds", "abc"], "error: Invalid value for '--seconds'"),
+    (["solve"], "error: Missing argument 'instance' (see `edgepoc solve --help`)"),
+    (["sovle", "{inst}"], "error: No such command 'sovle'"),
+    # an option the method does not read was ignored silently; --out onto the instance replaced it
+    (["solve", "{inst}", "--method", "greedy", "--model", "{inst}"], "--model: method greedy uses no model"),
+    (["solve", "{inst}", "--method", "random", "--param", "generations=9"], "--param: method random takes no settings"),
+    (["solve", "{inst}", "--out", "{inst}"], "is the instance file itself"),
 ])
 def test_bad_input_is_one_line_and_non_zero(tmp_path, args, message):
     inst = tmp_path / "inst.json"

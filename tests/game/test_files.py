@@ -85,6 +85,10 @@ BAD_INSTANCES = {
     "delays float64 cannot resolve": (lambda d: d["providers"][0].update(delay=1e300), "providers[].delay"),
     "processing times float64 cannot resolve": (lambda d: [p.update(capacity=[1e300, 1e300]) for p in d["providers"]],
                                                 "tasks[].demand"),
+    # JSON's \\ud800 escape reads as a lone surrogate, which no output can print: it failed at the summary line
+    "lone surrogate in the name": (lambda d: d.update(name="\ud800"), "name: not valid Unicode"),
+    "lone surrogate in a task id": (lambda d: d["tasks"][1].update(id="t\udc00"), "tasks[1].id: not valid Unicode"),
+    "a list as a provider id": (lambda d: d["providers"][1].update(id=[1]), "providers[1].id: expected a string"),
 }
 
 
@@ -131,6 +135,72 @@ def test_writing_to_a_directory_or_an_unwritable_place_is_a_one_line_error(tmp_p
     with pytest.raises(InputError, match="cannot write"):
         write_json(tmp_path / "file" / "under-a-file.json", {"a": 1})
     assert (tmp_path / "file").read_text() == "x"
+
+
+def test_ids_may_be_integers_or_left_out_and_null_is_left_out(tmp_path):
+    """Before, `"id": null` became the id "None" and a list became "[1]"."""
+    doc = _doc()
+    doc["tasks"][0]["id"], doc["tasks"][1]["id"] = None, 7
+    doc["providers"][1].pop("id")
+    inst = read_instance(_write(tmp_path / "ids.json", doc))
+    assert inst.task_ids[:2] == ["t0", "7"] and inst.provider_ids[1] == "p1"
+
+
+def test_a_claimed_total_latency_is_a_number_or_absent(tmp_path):
+    """`evaluate` compares the claim with the re-simulated delay: an integer of 401 digits was an internal error
+    (OverflowError), a string was ignored silently. null means no claim."""
+    inst = random_instance(np.random.default_rng(5), 4, 2)
+    for claim, message in ((int("1" + "0" * 400), "total_latency: must be finite, got an integer of 401 digits"),
+                           ("2.35", 'total_latency: expected a number, got "2.35"'),
+                           (True, "total_latency: expected a number, got true")):
+        doc = allocation_to_dict(inst, [0, 0, 0, 0], "x", 0.0, 0.0)
+        doc["total_latency"] = claim
+        (tmp_path / "a.json").write_text(json.dumps(doc))
+        with pytest.raises(InputError, match=f"^{re.escape(message)}$"):
+            read_allocation(tmp_path / "a.json", inst)
+    doc["total_latency"] = None
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    assert read_allocation(tmp_path / "a.json", inst)[0].tolist() == [0, 0, 0, 0]
+
+
+def test_devices_are_refused_pipes_are_read_and_a_link_loop_is_named(tmp_path):
+    """`solve /dev/zero` read until memory ran out; a FIFO (what `<(...)` gives) is a fine input; a symbolic link
+    loop was "no such file"."""
+    import os
+    import threading
+    with pytest.raises(InputError, match="^/dev/zero: is a device or socket, expected a JSON file$"):
+        read_instance("/dev/zero")
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    text = json.dumps(_doc())
+    writer = threading.Thread(target=fifo.write_text, args=(text,))
+    writer.start()
+    assert read_instance(fifo).n_tasks == 4
+    writer.join()
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    with pytest.raises(InputError, match="a: cannot read \\(Too many levels of symbolic links\\)$"):
+        read_instance(tmp_path / "a")
+
+
+def test_writing_through_a_link_or_into_a_device_keeps_it(tmp_path):
+    """The crash-safe write renames a new file over the target: `--out link.json` replaced the link with a file and
+    `--out /dev/full` (as root) replaced the device with a regular file. The link now stays and the file it names
+    gets the content; a device is written into (so /dev/full says its disk is full)."""
+    import os
+    import stat
+    target = tmp_path / "real.json"
+    target.write_text("old")
+    (tmp_path / "link.json").symlink_to(target)
+    write_json(tmp_path / "link.json", {"a": 1})
+    assert (tmp_path / "link.json").is_symlink() and json.loads(target.read_text()) == {"a": 1}
+    write_json("/dev/null", {"a": 1})
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    if os.path.exists("/dev/full"):
+        with pytest.raises(InputError, match="^/dev/full: cannot write \\(No space left on device\\)$"):
+            write_json("/dev/full", {"a": 1})
+        assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
 
 
 def test_nan_is_refused(tmp_path):
@@ -197,9 +267,12 @@ def test_assignments_from_code_name_the_bad_entry():
     assert validate_assignment(np.array([0, 1], dtype=np.uint64), 2, 2).tolist() == [0, 1]
     assert validate_assignment(np.array([0, 1], dtype=object), 2, 2).dtype == np.int64
     for bad, where in (([0, "x"], "assignment[1]"), ([True, False], "assignment[0]"), ([0, 2**64], "assignment[1]"),
-                       ([0, 2.5], "assignment[1]: provider index must be an integer, got 2.5")):
+                       ([0, 2.5], "assignment[1]: provider index must be an integer, got 2.5"),
+                       # numpy reads this list as floats: the message shows the index as given, not -1.0 / 9.2e+18
+                       ([0, -1, 2**63], "assignment[1]: provider index -1 out of range"),
+                       ([0, 1, 2**63], "assignment[2]: provider index 9223372036854775808 out of range")):
         with pytest.raises(InputError, match=re.escape(where)):
-            validate_assignment(bad, 2, 2)
+            validate_assignment(bad, len(bad), 2)
 
 
 def test_allocation_unknown_format(tmp_path):
