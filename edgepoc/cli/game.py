@@ -79,8 +79,8 @@ def generate_cmd(
 
 def _same_file(a: Path, b: Path) -> bool:
     try:
-        return a.exists() and os.path.samefile(a, b)
-    except OSError:
+        return os.path.samefile(a, b)
+    except OSError:  # `a` not there yet
         return False
 
 
@@ -145,9 +145,8 @@ def evaluate_cmd(
     inst = read_instance(instance)
     x, doc = read_allocation(allocation, inst, check_name=not force)
     metrics = evaluate_metrics(inst, x)
-    claimed = doc.get("total_latency")
-    if (isinstance(claimed, (int, float)) and not isinstance(claimed, bool)
-            and not np.isclose(claimed, metrics["total_latency"], rtol=1e-9, atol=1e-9)):
+    claimed = doc.get("total_latency")  # a finite number or None: `read_allocation` checked it
+    if claimed is not None and not np.isclose(claimed, metrics["total_latency"], rtol=1e-9, atol=1e-9):
         typer.echo(f"warning: {allocation.name} claims total_latency {claimed}; re-simulated, it is "
                    f"{metrics['total_latency']} (the metrics below are the re-simulated ones)", err=True)
     if not table:

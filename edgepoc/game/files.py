@@ -56,15 +56,17 @@ def load_json(path: str | Path) -> Any:
     if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISSOCK(st.st_mode):
         # /dev/zero would be read until memory ran out; a pipe or FIFO (`<(...)`) is fine and read below, capped
         raise InputError(f"{p}: is a device or socket, expected a JSON file")
-    if st.st_size > MAX_JSON_BYTES:  # parsed whole, at about 8.5 times its size in memory
-        raise InputError(f"{p}: {st.st_size / 2**30:.1f} GiB; JSON files are read whole, at most "
-                         f"{MAX_JSON_BYTES / 2**30:g} GiB (about 10 million tasks): split the trace into windows")
+
+    def too_large(size: str) -> InputError:  # parsed whole, at about 8.5 times its size in memory
+        return InputError(f"{p}: {size} GiB; JSON files are read whole, at most {MAX_JSON_BYTES / 2**30:g} GiB "
+                          "(about 10 million tasks): split the trace into windows")
+    if st.st_size > MAX_JSON_BYTES:  # refused before a byte is read
+        raise too_large(f"{st.st_size / 2**30:.1f}")
     try:
         with open(p, "rb") as fh:
             raw = fh.read(MAX_JSON_BYTES + 1)  # a pipe has no size to check beforehand
         if len(raw) > MAX_JSON_BYTES:
-            raise InputError(f"{p}: more than {MAX_JSON_BYTES / 2**30:g} GiB; JSON files are read whole, at most "
-                             f"{MAX_JSON_BYTES / 2**30:g} GiB (about 10 million tasks): split the trace into windows")
+            raise too_large(f"more than {MAX_JSON_BYTES / 2**30:g}")
         text = raw.decode("utf-8-sig")  # a byte-order mark (some Windows editors write one) is not content
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{p}: cannot read ({exc})") from None
