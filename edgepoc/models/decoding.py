@@ -31,7 +31,7 @@ from edgepoc.game.instance import Instance, warm_up_instance
 from edgepoc.game.kernel import greedy_assignment, simulate, simulate_population
 from edgepoc.game.validate import ASSIGNMENT_DTYPE
 from edgepoc.models.budget import Budget, numeric_setting
-from edgepoc.solvers.localsearch import descend as descend_from, queue_history, redecode_window, unknown_reach
+from edgepoc.solvers.localsearch import WindowKicks, descend as descend_from, unknown_reach
 from edgepoc.solvers.registry import Every
 
 STRATEGIES: dict[str, str] = {
@@ -200,24 +200,23 @@ def search(inst: Instance, starts: list[tuple[str, np.ndarray]], kick_weights: n
                 best_x, best_f, source = y, f, name + "+ls"
         rng = np.random.default_rng(opts.seed)
         count = max(1, int(round(opts.kick_fraction * inst.n_tasks)))
-        history = queue_history(inst, best_x, free_times) if opts.kick_window else None  # of best_x, for the windows
-        unit = float(inst.processing.mean())  # the windows' time unit (redecode_window guards it against 0)
+        windows = WindowKicks(inst, best_x, free_times, reach) if opts.kick_window else None  # best_x, its history
+        unit = float(inst.processing.mean())  # the windows' time unit (WindowKicks guards it against 0)
         while may_start():
             d0 = time.perf_counter()
-            if opts.kick_window:
-                kicked = redecode_window(inst, best_x, history, int(rng.integers(0, n)), opts.kick_window,
-                                         WINDOW_TEMPERATURE, rng, unit)
+            if windows is not None:
+                f, ev = windows.kick(int(rng.integers(0, n)), opts.kick_window, WINDOW_TEMPERATURE, rng, unit, best_f,
+                                     max_evals=work_left(), swap_window=opts.swap_window, deadline=deadline)
+                y = windows.best_x  # the kicked allocation where it is better, else the best unchanged
             else:
-                kicked = kick(best_x, kick_weights, count, rng)
-            y, f, ev = descend_from(inst, kicked, free_times, max_evals=work_left(), swap_window=opts.swap_window,
-                                    changed_from=best_x, reach=reach, deadline=deadline)
+                y, f, ev = descend_from(inst, kick(best_x, kick_weights, count, rng), free_times,
+                                        max_evals=work_left(), swap_window=opts.swap_window, changed_from=best_x,
+                                        reach=reach, deadline=deadline)
             last, used, kicks = time.perf_counter() - d0, used + max(ev, 1), kicks + 1
             tell()
             if f < best_f:
                 best_x, best_f = y, f
                 source = source if source.endswith("+ils") else source + "+ils"
-                if opts.kick_window:
-                    history = queue_history(inst, best_x, free_times)
     tell(last=True)
     note = None
     if budget.is_deadline and descents == 0 and inst.n_tasks > 1 and inst.n_providers > 1:

@@ -25,7 +25,9 @@ changed. An iterated search repairs a kick of 2 tasks in tens of task examinatio
 sweeps, so the same work buys ~30x the kicks (the models' search loop, `edgepoc.models.decoding.search`).
 
 That loop's kick is `redecode_window`: a window of consecutive tasks decided again by sampled greedy on the
-queues before it (`queue_history`), the rest kept.
+queues before it (`queue_history`), the rest kept. The loop itself runs it in place (`WindowKicks`): it keeps
+the best allocation with its history, re-walks only what the window changes and copies back only the rows a
+kick touched, so a kick costs its own stretch, not a rebuild of all n tasks' history (the same answers).
 """
 
 from __future__ import annotations
@@ -677,20 +679,72 @@ def _rewalk(arrival, ready, proc, x, completion, free_before, first, last, a, b)
     return delta, n
 
 
+# Finding the earlier tasks whose moves reach a change was a scan back over every earlier task, after every
+# change a descent took: at 100,000 tasks most of a kick's time. `reach` is kept with the maximum of each block
+# of REACH_BLOCK tasks, so the scan passes over a block none of whose tasks reaches that far.
+REACH_BLOCK = 64
+
+
 @nb.njit(cache=True, nogil=True)
-def _mark_reaching(marked, reach, first, end):
-    """Mark the tasks [first, end) that changed and every earlier task whose moves reach `first`; returns how
-    many were not marked before."""
+def _reach_maxima(reach):
+    """The maximum of `reach` over each block of REACH_BLOCK tasks."""
+    n = reach.shape[0]
+    out = np.zeros((n + REACH_BLOCK - 1) // REACH_BLOCK, dtype=np.int64)
+    for t in range(n):
+        b = t // REACH_BLOCK
+        if reach[t] > out[b]:
+            out[b] = reach[t]
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _set_reach(reach, reach_max, i, far):
+    """`reach[i] = far`, keeping its block's maximum."""
+    old = reach[i]
+    reach[i] = far
+    b = i // REACH_BLOCK
+    if far >= reach_max[b]:
+        reach_max[b] = far
+    elif old == reach_max[b]:  # the block's maximum may have dropped
+        top = 0
+        for t in range(b * REACH_BLOCK, min(reach.shape[0], (b + 1) * REACH_BLOCK)):
+            if reach[t] > top:
+                top = reach[t]
+        reach_max[b] = top
+
+
+@nb.njit(cache=True, nogil=True)
+def _mark_reaching_before(marked, reach, reach_max, first, beyond):
+    """Mark every task before `first` whose moves reach past `beyond`; returns `(how many were not marked
+    before, the lowest of them (n: none))`."""
     added = 0
+    low = marked.shape[0]
+    b = (first - 1) // REACH_BLOCK if first > 0 else -1
+    while b >= 0:
+        if reach_max[b] > beyond:
+            for t in range(min(first, (b + 1) * REACH_BLOCK) - 1, b * REACH_BLOCK - 1, -1):
+                if reach[t] > beyond and not marked[t]:
+                    marked[t] = True
+                    added += 1
+                    low = t
+        b -= 1
+    return added, low
+
+
+@nb.njit(cache=True, nogil=True)
+def _mark_reaching(marked, reach, reach_max, first, end):
+    """Mark the tasks [first, end) that changed and every earlier task whose moves reach `first`; returns
+    `(how many were not marked before, the lowest of them (n: none))`."""
+    added = 0
+    low = marked.shape[0]
     for t in range(first, end):
         if not marked[t]:
             marked[t] = True
             added += 1
-    for t in range(first - 1, -1, -1):
-        if reach[t] > first and not marked[t]:
-            marked[t] = True
-            added += 1
-    return added
+            if t < low:
+                low = t
+    more, below = _mark_reaching_before(marked, reach, reach_max, first, first)
+    return added + more, min(low, below)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -722,29 +776,53 @@ def _mark_changed(arrival, ready, proc, x_before, x, free0, reach, marked):
 
 @nb.njit(cache=True, nogil=True)
 def _descend(arrival, ready, proc, x, free0, marked, reach, max_evals, swap_window, deadline):
-    """First-improvement descent over the marked tasks, in place on `x`: each marked task is examined once
-    (all moves, then swaps within `swap_window`), unmarked, and its `reach` recorded; an improving change
-    marks what it re-prices. Ends when nothing is marked, after `max_evals` task examinations or at
-    `deadline` (checked every 32). Returns `(total delay, examinations)`."""
+    """First-improvement descent over the marked tasks, in place on `x` (`_descend_marked`) from its full
+    history. Returns `(total delay, examinations)`."""
     n = arrival.shape[0]
     kk = free0.shape[0]
     completion = np.empty(n, dtype=np.float64)
     free_before = np.empty((n + 1, kk), dtype=np.float64)
     total = _history(arrival, ready, proc, x, free0, completion, free_before, 0)
-    queued = kk >= QUEUED_FROM  # price moves on the tasks grouped by queue (same answers, faster at large K)
-    bounded = queued and kk >= BOUNDED_FROM  # pass over moves a lower bound rules out (needs the grouping)
     qstart = np.empty(kk + 1, dtype=np.int64)
     qorder = np.empty(n, dtype=np.int64)
     fpos = np.empty(n, dtype=np.int64)
-    if queued:
+    if kk >= QUEUED_FROM:
         _group_by_queue(x, qstart, qorder, fpos)
     pending = 0
+    start = n
     for t in range(n):
         if marked[t]:
             pending += 1
+            if start == n:
+                start = t
+    span = np.empty(2, dtype=np.int64)
+    evals = _descend_marked(arrival, ready, proc, x, completion, free_before, total, marked, pending, start, reach,
+                            _reach_maxima(reach), max_evals, swap_window, deadline, qstart, qorder, fpos, span)
+    # the running total is a sum of deltas; the answer is the history's own sum
+    return _history(arrival, ready, proc, x, free0, completion, free_before, 0), evals
+
+
+@nb.njit(cache=True, nogil=True)
+def _descend_marked(arrival, ready, proc, x, completion, free_before, total, marked, pending, start, reach,
+                    reach_max, max_evals, swap_window, deadline, qstart, qorder, fpos, span):
+    """First-improvement descent over the marked tasks, in place on `x` and its history (`completion`,
+    `free_before`, of total delay `total`; with K >= QUEUED_FROM the grouping must be `x`'s): passes in task
+    order from the lowest marked task (`start`; `pending` are marked), each marked task examined once (all
+    moves, then swaps within `swap_window`), unmarked, and its `reach` recorded; an improving change marks
+    what it re-prices, and a task marked at or before the one examined waits for the next pass. Ends when
+    nothing is marked, after `max_evals` task examinations or at `deadline` (checked every 32), leaving any
+    marks it did not reach. `span` [lo, hi] is widened to the tasks whose history it rewrote (rows up to hi).
+    Returns the examinations."""
+    n = arrival.shape[0]
+    kk = free_before.shape[1]
+    queued = kk >= QUEUED_FROM  # price moves on the tasks grouped by queue (same answers, faster at large K)
+    bounded = queued and kk >= BOUNDED_FROM  # pass over moves a lower bound rules out (needs the grouping)
     evals = 0
     while pending > 0 and evals < max_evals:
-        for i in range(n):
+        next_start = n
+        for i in range(start, n):
+            if pending == 0:
+                break
             if not marked[i]:
                 continue
             if evals >= max_evals:
@@ -753,7 +831,7 @@ def _descend(arrival, ready, proc, x, free0, marked, reach, max_evals, swap_wind
                 with nb.objmode(now="float64"):
                     now = time.perf_counter()
                 if now > deadline:
-                    return _history(arrival, ready, proc, x, free0, completion, free_before, 0), evals
+                    return evals
             marked[i] = False
             pending -= 1
             evals += 1
@@ -766,7 +844,11 @@ def _descend(arrival, ready, proc, x, free0, marked, reach, max_evals, swap_wind
                 x[i] = best_b
                 d, end = _rewalk(arrival, ready, proc, x, completion, free_before, i, i, was, best_b)
                 total += d
-                pending += _mark_reaching(marked, reach, i, end)
+                added, first_marked = _mark_reaching(marked, reach, reach_max, i, end)
+                pending += added
+                next_start = min(next_start, first_marked)
+                span[0] = min(span[0], i)
+                span[1] = max(span[1], end)
                 if queued:
                     _group_by_queue(x, qstart, qorder, fpos)
             if i + 1 < n:
@@ -780,12 +862,16 @@ def _descend(arrival, ready, proc, x, free0, marked, reach, max_evals, swap_wind
                     x[best_j] = tmp
                     d, end = _rewalk(arrival, ready, proc, x, completion, free_before, i, best_j, tmp, x[i])
                     total += d
-                    pending += _mark_reaching(marked, reach, i, end)
+                    added, first_marked = _mark_reaching(marked, reach, reach_max, i, end)
+                    pending += added
+                    next_start = min(next_start, first_marked)
+                    span[0] = min(span[0], i)
+                    span[1] = max(span[1], end)
                     if queued:
                         _group_by_queue(x, qstart, qorder, fpos)
-            reach[i] = far
-    # the running total is a sum of deltas; the answer is the history's own sum
-    return _history(arrival, ready, proc, x, free0, completion, free_before, 0), evals
+            _set_reach(reach, reach_max, i, far)
+        start = next_start
+    return evals
 
 
 @nb.njit(cache=True, nogil=True)
@@ -805,27 +891,137 @@ def draw_index(weights, u):
 
 
 @nb.njit(cache=True, nogil=True)
+def _draw_provider(arrival, ready, proc, free, i, unit, temperature, u, weight):
+    """Task `i`'s provider drawn by the uniform `u` from softmax(-latency / (unit * temperature)) on the free
+    times `free` (`weight`: K scratch)."""
+    kk = free.shape[0]
+    best = np.inf
+    for k in range(kk):
+        weight[k] = completion_time(free[k], ready[i, k], proc[i, k]) - arrival[i]
+        if weight[k] < best:
+            best = weight[k]
+    for k in range(kk):
+        weight[k] = np.exp(-(weight[k] - best) / (unit * temperature))
+    return draw_index(weight, u)
+
+
+@nb.njit(cache=True, nogil=True)
 def _redecode_window(arrival, ready, proc, x, free_start, first, end, unit, temperature, uniforms, out):
     """`out` = `x` with tasks `first..end-1` decided again in arrival order from the free times `free_start`
-    (the queues before task `first`): each drawn from softmax(-latency / (unit * temperature)) over the
-    providers, one of `uniforms` per task. The other tasks keep their providers."""
+    (the queues before task `first`): each drawn by `_draw_provider`, one of `uniforms` per task. The other
+    tasks keep their providers."""
     n = arrival.shape[0]
-    kk = free_start.shape[0]
     free = free_start.copy()
     for i in range(n):
         out[i] = x[i]
-    weight = np.empty(kk)
+    weight = np.empty(free.shape[0])
     for i in range(first, end):
-        best = np.inf
-        for k in range(kk):
-            weight[k] = completion_time(free[k], ready[i, k], proc[i, k]) - arrival[i]
-            if weight[k] < best:
-                best = weight[k]
-        for k in range(kk):
-            weight[k] = np.exp(-(weight[k] - best) / (unit * temperature))
-        pick = draw_index(weight, uniforms[i - first])
+        pick = _draw_provider(arrival, ready, proc, free, i, unit, temperature, uniforms[i - first], weight)
         out[i] = pick
         free[pick] = completion_time(free[pick], ready[i, pick], proc[i, pick])
+
+
+@nb.njit(cache=True, nogil=True)
+def _total_delay(arrival, completion):
+    """The total delay of a history's completions, summed in task order as `_history` sums it (bit for bit)."""
+    total = 0.0
+    for i in range(arrival.shape[0]):
+        lat = completion[i] - arrival[i]
+        if lat > 0.0:
+            total += lat
+    return total
+
+
+@nb.njit(cache=True, nogil=True)
+def _kick_window(arrival, ready, proc, x, completion, free_before, first, end, unit, temperature, uniforms):
+    """In place on `x` and its history: tasks `first..end-1` decided again as `_redecode_window` decides them,
+    and the history re-walked from `first` on every queue until it is back on its stored trajectory after the
+    window. Returns where the walk stopped: tasks before it (rows up to it) were rewritten, none after."""
+    n = arrival.shape[0]
+    kk = free_before.shape[1]
+    free = free_before[first].copy()
+    weight = np.empty(kk)
+    for t in range(first, n):
+        if t < end:
+            x[t] = _draw_provider(arrival, ready, proc, free, t, unit, temperature, uniforms[t - first], weight)
+        k = x[t]
+        c = completion_time(free[k], ready[t, k], proc[t, k])
+        completion[t] = c
+        free[k] = c
+        if t >= end - 1:
+            same = True
+            for q in range(kk):
+                if free_before[t + 1, q] != free[q]:
+                    same = False
+                    break
+            if same:
+                return t + 1
+        for q in range(kk):
+            free_before[t + 1, q] = free[q]
+    return n
+
+
+@nb.njit(cache=True, nogil=True)
+def _mark_kicked(x, best_x, free_before, best_free_before, first, stop, reach, reach_max, marked):
+    """`_mark_changed` for a kick whose history differs from the best's on tasks [first, stop) at most
+    (`_kick_window`): mark the tasks there whose provider or queue state differs, and every earlier task whose
+    moves reach the next such task. `marked` must be clear. Returns `(marked, the lowest (n: none))`."""
+    kk = free_before.shape[1]
+    next_changed = x.shape[0]
+    pending = 0
+    low = x.shape[0]
+    for t in range(stop - 1, first - 1, -1):
+        changed = x[t] != best_x[t]
+        if not changed:
+            for q in range(kk):
+                if free_before[t, q] != best_free_before[t, q]:
+                    changed = True
+                    break
+        if changed or reach[t] > next_changed:
+            marked[t] = True
+            pending += 1
+            low = t
+        if changed:
+            next_changed = t
+    more, below = _mark_reaching_before(marked, reach, reach_max, first, next_changed)
+    return pending + more, min(low, below)
+
+
+@nb.njit(cache=True, nogil=True)
+def _window_kick_descent(arrival, ready, proc, x, completion, free_before, best_x, best_completion, best_free_before,
+                         best_total, first, end, unit, temperature, uniforms, marked, reach, reach_max, max_evals,
+                         swap_window, deadline, qstart, qorder, fpos):
+    """One kick of the iterated search, in place: the working allocation `x` and its history (equal to the best's
+    on entry) get tasks `first..end-1` re-decoded (`_kick_window`), the marked descent repairs it, and the rows it
+    touched are copied to the best's arrays if its total delay is below `best_total`, or back from them if not,
+    so both are equal again on exit. Costs the window, the stretches the descent re-walks and two sums of the
+    delays (the same answers as `descend(redecode_window(...), changed_from=best)`, bit for bit, without
+    rebuilding the history of all n tasks). Returns `(the kicked and repaired allocation's delay,
+    examinations)`."""
+    n = arrival.shape[0]
+    stop = _kick_window(arrival, ready, proc, x, completion, free_before, first, end, unit, temperature, uniforms)
+    pending, start = _mark_kicked(x, best_x, free_before, best_free_before, first, stop, reach, reach_max, marked)
+    if free_before.shape[1] >= QUEUED_FROM:
+        _group_by_queue(x, qstart, qorder, fpos)
+    span = np.empty(2, dtype=np.int64)
+    span[0] = first
+    span[1] = stop
+    evals = _descend_marked(arrival, ready, proc, x, completion, free_before, _total_delay(arrival, completion),
+                            marked, pending, start, reach, reach_max, max_evals, swap_window, deadline, qstart,
+                            qorder, fpos, span)
+    total = _total_delay(arrival, completion)
+    lo = span[0]
+    hi = min(span[1], n)
+    if total < best_total:
+        best_x[lo:hi] = x[lo:hi]
+        best_completion[lo:hi] = completion[lo:hi]
+        best_free_before[lo:hi + 1] = free_before[lo:hi + 1]
+    else:
+        x[lo:hi] = best_x[lo:hi]
+        completion[lo:hi] = best_completion[lo:hi]
+        free_before[lo:hi + 1] = best_free_before[lo:hi + 1]
+    marked[:] = False  # a budget or a deadline may have left marks (n bytes: cheap beside the sums)
+    return total, evals
 
 
 def queue_history(instance: Instance, x: np.ndarray, free_times: np.ndarray | None = None) -> np.ndarray:
@@ -861,6 +1057,50 @@ def redecode_window(instance: Instance, x: np.ndarray, history: np.ndarray, firs
                      np.ascontiguousarray(history[first], dtype=np.float64), first, end, unit if unit > 0 else 1.0,
                      float(temperature), rng.random(end - first), out)
     return out
+
+
+class WindowKicks:
+    """The iterated search's window kicks on a best allocation kept with its history: `kick` re-decodes a window,
+    repairs it with the marked descent and keeps the result if it is better, in place. Each kick costs the
+    stretch it changes plus two O(n) sums, where building the kicked allocation's history from scratch cost
+    O(n K) and made a search of 40,000 tasks spend 90 % of its time rebuilding. The answers are those of
+    `descend(redecode_window(best, ...), changed_from=best)` bit for bit (tested)."""
+
+    def __init__(self, instance: Instance, x: np.ndarray, free_times: np.ndarray | None, reach: np.ndarray) -> None:
+        """`reach`: as `descend` takes it, updated in place; from here on only the kicks may change it."""
+        k, n = instance.n_providers, instance.n_tasks
+        free0 = np.zeros(k) if free_times is None else np.asarray(free_times, dtype=np.float64)
+        self._inst = instance
+        self.best_x = np.ascontiguousarray(x, dtype=ASSIGNMENT_DTYPE).copy()
+        self._best_completion = np.empty(n)
+        self._best_free_before = np.empty((n + 1, k))
+        _history(instance.arrival, instance.ready, instance.processing, self.best_x, free0, self._best_completion,
+                 self._best_free_before, 0)
+        self._x = self.best_x.copy()
+        self._completion = self._best_completion.copy()
+        self._free_before = self._best_free_before.copy()
+        self._marked = np.zeros(n, dtype=np.bool_)
+        self._reach, self._reach_max = reach, _reach_maxima(reach)
+        self._groups = (np.empty(k + 1, dtype=np.int64), np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64))
+
+    def kick(self, first: int, size: int, temperature: float, rng: np.random.Generator, unit: float, best_delay: float,
+             *, max_evals: int, swap_window: int, deadline: float = np.inf) -> tuple[float, int]:
+        """Re-decode tasks `first .. first+size-1` of `best_x` as `redecode_window` does (drawing the same
+        uniforms from `rng`), descend, and keep the result as `best_x` if its delay is below `best_delay`.
+        Returns `(that delay, task examinations)`."""
+        inst = self._inst
+        n = inst.n_tasks
+        first = int(min(max(first, 0), n))
+        end = int(min(n, first + max(size, 0)))
+        uniforms = rng.random(end - first)
+        if end == first:  # nothing to re-decode (an empty instance): the best, unchanged
+            return float(_total_delay(inst.arrival, self._best_completion)), 0
+        total, evals = _compiled(_window_kick_descent, inst.arrival, inst.ready, inst.processing, self._x,
+                                 self._completion, self._free_before, self.best_x, self._best_completion,
+                                 self._best_free_before, float(best_delay), first, end, unit if unit > 0 else 1.0,
+                                 float(temperature), uniforms, self._marked, self._reach, self._reach_max,
+                                 int(max_evals), int(swap_window), float(deadline), *self._groups)
+        return float(total), int(evals)
 
 
 def unknown_reach(n_tasks: int) -> np.ndarray:

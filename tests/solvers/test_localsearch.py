@@ -1,6 +1,7 @@
 """The marked descent (`descend`): its short re-walk keeps the stored history exact, it never makes an
 allocation worse, it keeps its work budget, and a kick's repair examines only the tasks around the kick.
-The window kick (`redecode_window`) changes only its window, and at a cold temperature is greedy there."""
+The window kick (`redecode_window`) changes only its window, and at a cold temperature is greedy there; the
+search's in-place kicks (`WindowKicks`) give its answers bit for bit."""
 
 from __future__ import annotations
 
@@ -219,6 +220,52 @@ def test_window_kicks_find_what_point_kicks_find_and_keep_the_work_budget():
     assert window.latency < fg and window.latency <= point.latency * 1.005
     again = search(inst, [("greedy", g)], uniform_weights(inst), DecodeOptions(seed=0))
     assert np.array_equal(again.assignment, window.assignment)
+
+
+@pytest.mark.parametrize("case", ["paper", "busy", "batch-k5", "burst-k8"])
+def test_window_kicks_in_place_give_the_rebuilt_answers_bit_for_bit(case):
+    """The search keeps its best allocation's history and kicks it in place (`WindowKicks`); each kick must give
+    what re-decoding a copy and descending it from a full rebuild gives (`redecode_window` + `descend`), delay and
+    examinations, and keep the better allocation the same way, on queues that resync soon (paper), backlogs
+    (busy), a block of simultaneous arrivals at K = 5 (the grouped pricing) and a burst at K = 8 (the bounded
+    pricing); small budgets end descents with marks left, which the next kick must not see."""
+    from edgepoc.solvers.localsearch import WindowKicks, unknown_reach
+    rng = np.random.default_rng(3)
+    if case == "paper":
+        inst = generate("paper", seed=21, n_tasks=600)[0]
+    elif case == "busy":
+        inst = busy_instance(5, 400, 3, task_delays=True)
+    else:
+        k, n = (5, 150) if case == "batch-k5" else (8, 300)
+        arrival = np.zeros(n) if case == "batch-k5" else np.sort(rng.uniform(0, 2.0, n))
+        inst = Instance.create(rng.uniform(0.5, 2.0, size=(k, 2)), rng.uniform(0.0, 0.2, size=k), arrival,
+                               rng.lognormal(0.0, 1.0, size=(n, 2)), None, name=case)
+    n, k = inst.n_tasks, inst.n_providers
+    free0 = rng.uniform(0, 1, size=k)
+    g, _ = greedy_assignment(inst, free0)
+    reach_rebuilt = unknown_reach(n)
+    best, best_f, _ = descend(inst, g, free0, max_evals=n, swap_window=4, reach=reach_rebuilt)
+    reach_kept = reach_rebuilt.copy()
+    kicks = WindowKicks(inst, best, free0, reach_kept)
+    unit = float(inst.processing.mean())
+    draws_rebuilt, draws_kept = np.random.default_rng(9), np.random.default_rng(9)
+    taken = 0
+    for step in range(60):
+        first, size, evals = int(rng.integers(0, n)), int(rng.integers(1, 30)), [6, 40, 10**6][step % 3]
+        kicked = redecode_window(inst, best, queue_history(inst, best, free0), first, size, 1.0, draws_rebuilt, unit)
+        y, f, ev = descend(inst, kicked, free0, max_evals=evals, swap_window=4, changed_from=best,
+                           reach=reach_rebuilt)
+        f_kept, ev_kept = kicks.kick(first, size, 1.0, draws_kept, unit, best_f, max_evals=evals, swap_window=4)
+        assert (f_kept, ev_kept) == (f, ev), f"kick {step}"
+        if f < best_f:
+            best, best_f, taken = y, f, taken + 1
+        assert np.array_equal(kicks.best_x, best) and np.array_equal(reach_kept, reach_rebuilt), f"kick {step}"
+    assert taken >= 3  # the comparison covered kicks that were kept, not only ones thrown away
+    # the kept history is still exactly the best allocation's
+    completion, free_before = np.empty(n), np.empty((n + 1, k))
+    _history(inst.arrival, inst.ready, inst.processing, kicks.best_x, free0, completion, free_before, 0)
+    assert np.array_equal(kicks._best_completion, completion) and np.array_equal(kicks._best_free_before, free_before)
+    assert np.array_equal(kicks._free_before, free_before) and not kicks._marked.any()
 
 
 def _history_and_index(inst, x, free0):
