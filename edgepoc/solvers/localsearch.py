@@ -262,6 +262,40 @@ def _group_by_queue(x, qstart, qorder, fpos):
 
 
 @nb.njit(cache=True, nogil=True)
+def _group_move(qstart, qorder, fpos, i, a, b):
+    """The grouping updated for task `i` moved from queue `a` to queue `b` (`_group_by_queue` of the new
+    allocation, exactly): the tasks between its old and new place shift by one. A descent at K >= QUEUED_FROM
+    regrouped all n tasks after every change it took; this touches only the queues between `a` and `b`."""
+    if a == b:
+        return
+    p = fpos[i]
+    lo = qstart[b]
+    hi = qstart[b + 1]
+    while lo < hi:  # where `i` goes among b's tasks, in task order
+        mid = (lo + hi) // 2
+        if qorder[mid] < i:
+            lo = mid + 1
+        else:
+            hi = mid
+    if a < b:  # the tasks after i's old place up to its new one move down by one
+        for t in range(p, lo - 1):
+            qorder[t] = qorder[t + 1]
+            fpos[qorder[t]] = t
+        qorder[lo - 1] = i
+        fpos[i] = lo - 1
+        for q in range(a + 1, b + 1):
+            qstart[q] -= 1
+    else:  # from its new place up to its old one, up by one
+        for t in range(p, lo, -1):
+            qorder[t] = qorder[t - 1]
+            fpos[qorder[t]] = t
+        qorder[lo] = i
+        fpos[i] = lo
+        for q in range(b + 1, a + 1):
+            qstart[q] += 1
+
+
+@nb.njit(cache=True, nogil=True)
 def _move_delta_queued(arrival, ready, proc, x, completion, free_before, qstart, qorder, fpos, i, b):
     """`_move_delta` (no `end`) walking only the tasks of the two queues, found in the grouping of
     `_group_by_queue`: the same price and stop, with the same sums in the same order, in O(tasks on a and b)
@@ -850,7 +884,7 @@ def _descend_marked(arrival, ready, proc, x, completion, free_before, total, mar
                 span[0] = min(span[0], i)
                 span[1] = max(span[1], end)
                 if queued:
-                    _group_by_queue(x, qstart, qorder, fpos)
+                    _group_move(qstart, qorder, fpos, i, was, best_b)
             if i + 1 < n:
                 best_j, low_swap, far_swap = _best_swap(arrival, ready, proc, x, completion, free_before, i,
                                                         swap_window, tol)
@@ -868,7 +902,8 @@ def _descend_marked(arrival, ready, proc, x, completion, free_before, total, mar
                     span[0] = min(span[0], i)
                     span[1] = max(span[1], end)
                     if queued:
-                        _group_by_queue(x, qstart, qorder, fpos)
+                        _group_move(qstart, qorder, fpos, i, tmp, x[i])
+                        _group_move(qstart, qorder, fpos, best_j, x[i], tmp)
             _set_reach(reach, reach_max, i, far)
         start = next_start
     return evals
@@ -992,7 +1027,7 @@ def _window_kick_descent(arrival, ready, proc, x, completion, free_before, best_
                          best_total, first, end, unit, temperature, uniforms, marked, reach, reach_max, max_evals,
                          swap_window, deadline, qstart, qorder, fpos):
     """One kick of the iterated search, in place: the working allocation `x` and its history (equal to the best's
-    on entry) get tasks `first..end-1` re-decoded (`_kick_window`), the marked descent repairs it, and the rows it
+    on entry; at K >= QUEUED_FROM its grouping too, kept as `x`'s) get tasks `first..end-1` re-decoded (`_kick_window`), the marked descent repairs it, and the rows it
     touched are copied to the best's arrays if its total delay is below `best_total`, or back from them if not,
     so both are equal again on exit. Costs the window, the stretches the descent re-walks and two sums of the
     delays (the same answers as `descend(redecode_window(...), changed_from=best)`, bit for bit, without
@@ -1001,8 +1036,10 @@ def _window_kick_descent(arrival, ready, proc, x, completion, free_before, best_
     n = arrival.shape[0]
     stop = _kick_window(arrival, ready, proc, x, completion, free_before, first, end, unit, temperature, uniforms)
     pending, start = _mark_kicked(x, best_x, free_before, best_free_before, first, stop, reach, reach_max, marked)
-    if free_before.shape[1] >= QUEUED_FROM:
-        _group_by_queue(x, qstart, qorder, fpos)
+    queued = free_before.shape[1] >= QUEUED_FROM
+    if queued:  # the grouping (kept as x's) follows the window
+        for t in range(first, end):
+            _group_move(qstart, qorder, fpos, t, best_x[t], x[t])
     span = np.empty(2, dtype=np.int64)
     span[0] = first
     span[1] = stop
@@ -1017,6 +1054,9 @@ def _window_kick_descent(arrival, ready, proc, x, completion, free_before, best_
         best_completion[lo:hi] = completion[lo:hi]
         best_free_before[lo:hi + 1] = free_before[lo:hi + 1]
     else:
+        if queued:
+            for t in range(lo, hi):
+                _group_move(qstart, qorder, fpos, t, x[t], best_x[t])
         x[lo:hi] = best_x[lo:hi]
         completion[lo:hi] = best_completion[lo:hi]
         free_before[lo:hi + 1] = best_free_before[lo:hi + 1]
@@ -1082,6 +1122,8 @@ class WindowKicks:
         self._marked = np.zeros(n, dtype=np.bool_)
         self._reach, self._reach_max = reach, _reach_maxima(reach)
         self._groups = (np.empty(k + 1, dtype=np.int64), np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64))
+        if k >= QUEUED_FROM:  # the working allocation's grouping, kept by the kicks
+            _group_by_queue(self._x, *self._groups)
 
     def kick(self, first: int, size: int, temperature: float, rng: np.random.Generator, unit: float, best_delay: float,
              *, max_evals: int, swap_window: int, deadline: float = np.inf) -> tuple[float, int]:

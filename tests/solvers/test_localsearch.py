@@ -229,7 +229,7 @@ def test_window_kicks_in_place_give_the_rebuilt_answers_bit_for_bit(case):
     examinations, and keep the better allocation the same way, on queues that resync soon (paper), backlogs
     (busy), a block of simultaneous arrivals at K = 5 (the grouped pricing) and a burst at K = 8 (the bounded
     pricing); small budgets end descents with marks left, which the next kick must not see."""
-    from edgepoc.solvers.localsearch import WindowKicks, unknown_reach
+    from edgepoc.solvers.localsearch import QUEUED_FROM, WindowKicks, _group_by_queue, unknown_reach
     rng = np.random.default_rng(3)
     if case == "paper":
         inst = generate("paper", seed=21, n_tasks=600)[0]
@@ -266,6 +266,29 @@ def test_window_kicks_in_place_give_the_rebuilt_answers_bit_for_bit(case):
     _history(inst.arrival, inst.ready, inst.processing, kicks.best_x, free0, completion, free_before, 0)
     assert np.array_equal(kicks._best_completion, completion) and np.array_equal(kicks._best_free_before, free_before)
     assert np.array_equal(kicks._free_before, free_before) and not kicks._marked.any()
+    if k >= QUEUED_FROM:  # and the grouping the kicks kept is the allocation's
+        groups = (np.empty(k + 1, np.int64), np.empty(n, np.int64), np.empty(n, np.int64))
+        _group_by_queue(kicks.best_x, *groups)
+        assert all(np.array_equal(kept, fresh) for kept, fresh in zip(kicks._groups, groups))
+
+
+def test_moving_a_task_between_queues_regroups_as_a_full_grouping_does():
+    """The descents update the grouping by task (`_group_move`) instead of regrouping all n tasks."""
+    from edgepoc.solvers.localsearch import _group_by_queue, _group_move
+    rng = np.random.default_rng(0)
+    n, k = 300, 7
+    x = rng.integers(0, k, n).astype(np.int16)
+    kept = (np.empty(k + 1, np.int64), np.empty(n, np.int64), np.empty(n, np.int64))
+    _group_by_queue(x, *kept)
+    for step in range(2000):
+        i = int(rng.integers(0, n))
+        # moves to every other queue, to the same one, and queues left empty (few providers used)
+        b = int(rng.integers(0, k if step < 1000 else 2))
+        _group_move(*kept, i, x[i], b)
+        x[i] = b
+        fresh = (np.empty(k + 1, np.int64), np.empty(n, np.int64), np.empty(n, np.int64))
+        _group_by_queue(x, *fresh)
+        assert all(np.array_equal(a, f) for a, f in zip(kept, fresh)), f"step {step}"
 
 
 def _history_and_index(inst, x, free0):
