@@ -135,8 +135,11 @@ def distill_cmd(
     test_fraction: float = typer.Option(0.2),
     from_run: Optional[Path] = typer.Option(None, "--from-run", help="Reuse the labels kept by a training run."),
     preset: str = typer.Option("paper"),
-    count: int = typer.Option(40),
-    test_count: int = typer.Option(10),
+    count: Optional[int] = typer.Option(None, help="Training instances: generated and labelled for a paper-variant "
+                                                   "teacher (default 40); of the training mix for a general one "
+                                                   "(default 200)."),
+    test_count: Optional[int] = typer.Option(None, help="Held-out instances (default 10); a general teacher's "
+                                                        "validation mix (default 30)."),
     n_tasks: Optional[int] = typer.Option(None, "--n-tasks"),
     labeler: str = typer.Option("ga"),
     label_seconds: Optional[float] = typer.Option(None),
@@ -174,15 +177,19 @@ def distill_cmd(
         from edgepoc.models.general.model import student_general_config
         from edgepoc.models.general.train import GeneralTrainConfig, distill_general
 
+        if (count is not None and count < 1) or (test_count is not None and test_count < 1):
+            raise InputError("--count and --test-count must be >= 1")
         gcfg = GeneralTrainConfig(seed=seed if seed else GeneralTrainConfig.seed, threads=threads,
-                                  es_generations=es_generations)
+                                  es_generations=es_generations, count=count or GeneralTrainConfig.count,
+                                  val_count=test_count or GeneralTrainConfig.val_count)
         student = student_general_config(hidden=hidden, provider_hidden=rnn_hidden, pair_hidden=decoder_hidden)
         summary = distill_general(teacher_path, out, gcfg, epochs=epochs, temperature=temperature, student=student)
         summary["seconds"] = time.perf_counter() - t0
         print_json(summary)
         return
-    train, test, record = _labelled_sets(data, test_data, test_fraction, preset, seed, count, test_count, n_tasks,
-                                         labeler, label_seconds, label_param, from_run, out)
+    train, test, record = _labelled_sets(data, test_data, test_fraction, preset, seed,
+                                         40 if count is None else count, 10 if test_count is None else test_count,
+                                         n_tasks, labeler, label_seconds, label_param, from_run, out)
     cfg = DistillConfig(hidden=hidden, rnn_hidden=rnn_hidden, decoder_hidden=decoder_hidden, alpha=alpha,
                         temperature=temperature, lr=lr, batch_size=batch_size, epochs=epochs, patience=patience,
                         seed=seed, threads=threads, data=record)
@@ -208,6 +215,8 @@ def train_general_cmd(
     imitation_epochs: int = typer.Option(30, help="Epochs of imitation of the GA labels."),
     es_generations: int = typer.Option(300, help="Generations of evolution strategies on f(x)."),
     es_pairs: int = typer.Option(16, help="Antithetic perturbation pairs per generation."),
+    label_generations: Optional[int] = typer.Option(None, help="GA generations per label (default: the GA's "
+                                                                "own, 20)."),
     hidden: int = typer.Option(64, help="Task encoder (GNN) width."),
     gnn_layers: int = typer.Option(3),
     threads: int = typer.Option(1, help="Torch CPU threads."),
@@ -257,6 +266,8 @@ def train_general_cmd(
         raise InputError(f"--dyn-input: expected one of {', '.join(DYN_INPUTS)}, got {dyn_input!r}")
     if min(count, val_count, es_pairs) < 1 or min(imitation_epochs, es_generations) < 0:
         raise InputError("train-general: counts and pairs must be >= 1, epochs and generations >= 0")
+    if label_generations is not None and label_generations < 1:
+        raise InputError(f"--label-generations: must be >= 1, got {label_generations}")
     if test_data is not None and data is None:
         raise InputError("--test-data: needs --data")
     if from_model is not None:
@@ -282,7 +293,7 @@ def train_general_cmd(
         count, val_count = len(train), len(test)
     cfg = GeneralTrainConfig(seed=seed, count=count, val_count=val_count, imitation_epochs=imitation_epochs,
                              es_generations=es_generations, es_pairs=es_pairs, hidden=hidden, gnn_layers=gnn_layers,
-                             threads=threads, time_scale=time_scale,
+                             threads=threads, label_generations=label_generations, time_scale=time_scale,
                              dyn_input=dyn_input, head_prior=head_prior, pilot=pilot, horizon=horizon,
                              mix=mix, gate=gate)
     print_json(train_general(out, cfg, data=own, data_record=record))

@@ -246,10 +246,11 @@ def test_training_twice_with_one_seed_gives_the_same_weights_bit_for_bit(tmp_pat
     for run in ("a", "b"):
         done = run_cli("train-general", "--out", str(tmp_path / run), "--seed", "7", "--count", "3", "--val-count", "2",
                        "--imitation-epochs", "2", "--es-generations", "2", "--es-pairs", "2", "--hidden", "8",
-                       "--gnn-layers", "1", "--threads", "2", timeout=600)
+                       "--gnn-layers", "1", "--label-generations", "2", "--threads", "2", timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
         done = run_cli("distill", "--teacher", str(tmp_path / run / "teacher.pt"), "--out", str(tmp_path / run / "s"),
-                       "--epochs", "2", "--es-generations", "2", "--threads", "2", timeout=600)
+                       "--count", "3", "--test-count", "2", "--epochs", "2", "--es-generations", "2", "--threads", "2",
+                       timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
     for name in ("teacher.pt", "s/student.pt"):
         a, b = _weights(tmp_path / "a" / name), _weights(tmp_path / "b" / name)
