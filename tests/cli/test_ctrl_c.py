@@ -30,7 +30,7 @@ def test_ctrl_c_while_labelling_keeps_the_labels_and_the_same_command_continues(
     """Before: 24 minutes of GA labels (the bundled run's) were lost, with nothing said."""
     out = tmp_path / "run"
     args = ["train-general", "--out", str(out), "--count", "8", "--val-count", "2", "--imitation-epochs", "1",
-            "--es-generations", "1", "--hidden", "8", "--seed", "31"]
+            "--es-generations", "1", "--hidden", "8", "--seed", "31", "--label-generations", "5"]
     r = interrupt_cli(*args, when=lambda: _kept_labels(out / "labels.npz") >= 1)
     m = re.fullmatch(r"interrupted: (\d+) of 8 GA labels are kept in (.+); the same command continues from them",
                      _last_line(r))

@@ -71,12 +71,14 @@ def test_report_fails_loudly_when_a_figure_is_missing(quick_run, tmp_path):
         build_report(copy)
 
 
-def test_same_seed_same_labels(tmp_path):
+def test_same_seed_same_labels(quick_run, tmp_path):
+    """A second process labels the same seed (`demo --quick --stages label`, the same config as the module's
+    `reproduce --quick`, whose labels are the first): the same data set, byte for byte."""
+    r = run_cli("demo", "--quick", "--stages", "label", "--out", str(tmp_path / "b"))
+    assert r.returncode == 0, r.stderr[-2000:]
     digests = []
-    for name in ("a", "b"):
-        r = run_cli("demo", "--quick", "--stages", "label", "--out", str(tmp_path / name))
-        assert r.returncode == 0, r.stderr[-2000:]
-        info = run_cli("dataset", "info", str(tmp_path / name / "data" / "train"))
+    for run in (quick_run[0], tmp_path / "b"):
+        info = run_cli("dataset", "info", str(run / "data" / "train"))
         assert info.returncode == 0, info.stderr
         digests.append(json.loads(info.stdout)["digest"])
     assert digests[0] == digests[1]
