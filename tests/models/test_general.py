@@ -6,6 +6,8 @@ seed 2000; these tests use seed 5000 (the benchmarks' held-out seed) and up.
 
 from __future__ import annotations
 
+import json
+
 from functools import lru_cache
 
 import numpy as np
@@ -252,6 +254,8 @@ def test_training_twice_with_one_seed_gives_the_same_weights_bit_for_bit(tmp_pat
                        "--count", "3", "--test-count", "2", "--epochs", "2", "--es-generations", "2", "--threads", "2",
                        timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
+        config = json.loads(done.stdout.strip().splitlines()[-1])["config"]
+        assert (config["count"], config["val_count"]) == (3, 2)  # a general teacher's distill takes --count too
     for name in ("teacher.pt", "s/student.pt"):
         a, b = _weights(tmp_path / "a" / name), _weights(tmp_path / "b" / name)
         assert a.keys() == b.keys() and a
