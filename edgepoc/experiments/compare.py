@@ -242,7 +242,7 @@ def compare(instances: list[Instance], methods: list[str] | None = None, config:
     config.instances = names
     available = {m: _available(m) for m in config.methods}
     runs: list[MethodRun] = []
-    from edgepoc.solvers.rl.common import progress_bar
+    from edgepoc.progress import progress_bar
 
     bar = progress_bar()
     bar.disable = not progress

@@ -90,7 +90,7 @@ def _actions(path: Path, p: np.ndarray, label: np.ndarray, title: str) -> Path:
 
 
 def plot_training(run_dir: Path, out: Path) -> list[Path]:
-    from edgepoc.models.paper.train import read_log
+    from edgepoc.models.paper.logs import read_log
 
     rows = read_log(run_dir)
     if not rows:
@@ -126,7 +126,7 @@ def plot_training(run_dir: Path, out: Path) -> list[Path]:
 
 
 def plot_distillation(run_dir: Path, out: Path) -> list[Path]:
-    from edgepoc.models.paper.distill import read_distill_log
+    from edgepoc.models.paper.logs import read_distill_log
 
     rows = read_distill_log(run_dir)
     if not rows:

@@ -94,3 +94,34 @@ def test_compare_bad_input_is_one_line(tmp_path):
     r = run_cli("compare", "--preset", "paper", "--count", "1", "--n-tasks", "10", "--methods", "greedy,dqn",
                 "--method-seconds", "dqn=1", "--out", str(tmp_path / "c"))
     assert r.returncode == 2 and r.stderr.startswith("error: --method-seconds: dqn take(s) no time budget")
+
+
+NO_TORCH_COMPARE = """
+import json, sys
+from edgepoc.cli.main import app
+try:
+    app(["compare", *sys.argv[2:], "--methods", "greedy,ga,search,student", "--seconds", "0.2", "--out", sys.argv[1]],
+        standalone_mode=False)
+    from edgepoc.models.plots import plot_run  # noqa: F401  (edgepoc plot: figures from the logs, no model)
+finally:
+    print(json.dumps([m for m in ("torch", "torch_geometric", "stable_baselines3") if m in sys.modules]),
+          file=sys.stderr)
+"""
+
+
+def test_compare_without_a_torch_model_and_plot_do_not_import_torch(tmp_path):
+    """Importing PyTorch costs 2-5 s per command: `compare` paid it for its progress bar (kept beside the RL
+    baselines), `plot` for reading the training logs."""
+    import subprocess
+    import sys
+
+    paths = []
+    for i, inst in enumerate(generate("paper", 8, 2, n_tasks=25)):
+        paths.append(tmp_path / f"i{i}.json")
+        write_instance(paths[-1], inst)
+    done = subprocess.run([sys.executable, "-c", NO_TORCH_COMPARE, str(tmp_path / "cmp"), *map(str, paths)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stderr.strip().splitlines()[-1]) == []
+    rows = {m["method"]: m for m in json.loads((tmp_path / "cmp" / "summary.json").read_text())["methods"]}
+    assert set(rows) == {"greedy", "ga", "search", "student"} and all(r["status"] == "ok" for r in rows.values())

@@ -10,7 +10,8 @@ import torch
 from edgepoc.errors import EdgepocError
 from edgepoc.game.generators import generate
 from edgepoc.models.checkpoint import load_model
-from edgepoc.models.paper.distill import DistillConfig, distill, distillation_loss, read_distill_log
+from edgepoc.models.paper.distill import DistillConfig, distill, distillation_loss
+from edgepoc.models.paper.logs import read_distill_log
 from edgepoc.models.solve import model_probabilities
 from edgepoc.solvers.registry import SolveOptions, solve
 

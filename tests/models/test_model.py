@@ -15,7 +15,8 @@ from edgepoc.models.paper.evaluation import prepare
 from edgepoc.models.features import FeatureConfig, node_features, to_graph, window_edges
 from edgepoc.models.metrics import diversity, diversity_bruteforce
 from edgepoc.models.paper.student import student_config
-from edgepoc.models.paper.train import TrainConfig, train_model, read_log
+from edgepoc.models.paper.logs import read_log
+from edgepoc.models.paper.train import TrainConfig, train_model
 
 from tests.models.conftest import SMALL_TEACHER, small_sets
 

@@ -157,11 +157,3 @@ def distill(teacher_path: str | Path, train_items: list[LabelledInstance], test_
     return {"best_epoch": best_epoch, "best_test_student_guided_delay": float(best_delay),
             "test_teacher_guided_delay": float(teacher_guided_test), "epochs_run": epoch,
             "seconds": time.perf_counter() - t0, **meta}
-
-
-def read_distill_log(run_dir: str | Path) -> list[dict]:
-    path = Path(run_dir) / "distill_log.csv"
-    if not path.exists():
-        return []
-    with path.open() as fh:
-        return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(fh)]

@@ -102,15 +102,6 @@ class RunLog:
             self.tb.close()
 
 
-def read_log(run_dir: Path, upto_epoch: int | None = None) -> list[dict]:
-    path = Path(run_dir) / "log.csv"
-    if not path.exists():
-        return []
-    with path.open() as fh:
-        rows = [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(fh)]
-    return [r for r in rows if upto_epoch is None or r["epoch"] <= upto_epoch]
-
-
 def save_figure_data(run_dir: Path, model: torch.nn.Module, train: Prepared, test: Prepared, prefix: str = "") -> None:
     """What the paper's figures 4/10 and 7/11 show: demands, and the final outputs vs labels."""
     p_train, p_test = predict(model, train.graphs[:1]), predict(model, test.graphs[:1])

@@ -11,8 +11,6 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from edgepoc.files import atomic_path
 from edgepoc.errors import EdgepocError, InputError
@@ -136,13 +134,6 @@ class Validation:
         """Total delay of the policy over the validation instances, as a ratio to greedy's."""
         total = sum(simulate(inst, solve(inst)) for inst in self.instances)
         return total / self.greedy if self.greedy > 0 else float(total)
-
-
-def progress_bar() -> Progress:
-    """On stderr, so the JSON summary on stdout stays machine-readable."""
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=Console(stderr=True), transient=False)
 
 
 class TrainLog:

@@ -19,9 +19,10 @@ import torch
 from torch import nn
 
 from edgepoc.game.instance import Instance
+from edgepoc.progress import progress_bar
 from edgepoc.solvers.rl.common import (TrainLog, Validation, check_providers, load_checkpoint, model_label,
-                                       progress_bar, require_positive, save_rl_checkpoint, shortlist_label,
-                                       shortlist_play, single_provider, torch_threads, trained_count)
+                                       require_positive, save_rl_checkpoint, shortlist_label, shortlist_play,
+                                       single_provider, torch_threads, trained_count)
 from edgepoc.solvers.rl.env import DispatchEnv, play, preset_source
 from edgepoc.solvers.rl.features import observation_size
 
