@@ -81,6 +81,17 @@ def _history(arrival, ready, proc, x, free0, completion, free_before, first):
 
 
 @nb.njit(cache=True, nogil=True)
+def _total_delay(arrival, completion):
+    """The total delay of a history's completions, summed in task order as `_history` sums it (bit for bit)."""
+    total = 0.0
+    for i in range(arrival.shape[0]):
+        lat = completion[i] - arrival[i]
+        if lat > 0.0:
+            total += lat
+    return total
+
+
+@nb.njit(cache=True, nogil=True)
 def _history_of_two(arrival, ready, proc, x, completion, free_before, first, a, b):
     """`_history` from task `first` after a change that touched only providers `a` and `b` (a move between
     them, or a swap): only their columns of `free_before` and their tasks' completions can differ, so the
@@ -99,12 +110,7 @@ def _history_of_two(arrival, ready, proc, x, completion, free_before, first, a, 
             completion[t] = fb
         free_before[t + 1, a] = fa
         free_before[t + 1, b] = fb
-    total = 0.0
-    for t in range(n):
-        lat = completion[t] - arrival[t]
-        if lat > 0.0:
-            total += lat
-    return total
+    return _total_delay(arrival, completion)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -766,9 +772,11 @@ def _mark_reaching_before(marked, reach, reach_max, first, beyond):
 
 
 @nb.njit(cache=True, nogil=True)
-def _mark_reaching(marked, reach, reach_max, first, end):
-    """Mark the tasks [first, end) that changed and every earlier task whose moves reach `first`; returns
-    `(how many were not marked before, the lowest of them (n: none))`."""
+def _mark_change(marked, reach, reach_max, first, end, span):
+    """After a change whose re-walk rewrote tasks [first, end): mark them and every earlier task whose moves reach
+    `first`, and widen `span` to them; returns `(how many were not marked before, the lowest of them (n: none))`."""
+    span[0] = min(span[0], first)
+    span[1] = max(span[1], end)
     added = 0
     low = marked.shape[0]
     for t in range(first, end):
@@ -878,11 +886,9 @@ def _descend_marked(arrival, ready, proc, x, completion, free_before, total, mar
                 x[i] = best_b
                 d, end = _rewalk(arrival, ready, proc, x, completion, free_before, i, i, was, best_b)
                 total += d
-                added, first_marked = _mark_reaching(marked, reach, reach_max, i, end)
+                added, first_marked = _mark_change(marked, reach, reach_max, i, end, span)
                 pending += added
                 next_start = min(next_start, first_marked)
-                span[0] = min(span[0], i)
-                span[1] = max(span[1], end)
                 if queued:
                     _group_move(qstart, qorder, fpos, i, was, best_b)
             if i + 1 < n:
@@ -896,11 +902,9 @@ def _descend_marked(arrival, ready, proc, x, completion, free_before, total, mar
                     x[best_j] = tmp
                     d, end = _rewalk(arrival, ready, proc, x, completion, free_before, i, best_j, tmp, x[i])
                     total += d
-                    added, first_marked = _mark_reaching(marked, reach, reach_max, i, end)
+                    added, first_marked = _mark_change(marked, reach, reach_max, i, end, span)
                     pending += added
                     next_start = min(next_start, first_marked)
-                    span[0] = min(span[0], i)
-                    span[1] = max(span[1], end)
                     if queued:
                         _group_move(qstart, qorder, fpos, i, tmp, x[i])
                         _group_move(qstart, qorder, fpos, best_j, x[i], tmp)
@@ -954,17 +958,6 @@ def _redecode_window(arrival, ready, proc, x, free_start, first, end, unit, temp
         pick = _draw_provider(arrival, ready, proc, free, i, unit, temperature, uniforms[i - first], weight)
         out[i] = pick
         free[pick] = completion_time(free[pick], ready[i, pick], proc[i, pick])
-
-
-@nb.njit(cache=True, nogil=True)
-def _total_delay(arrival, completion):
-    """The total delay of a history's completions, summed in task order as `_history` sums it (bit for bit)."""
-    total = 0.0
-    for i in range(arrival.shape[0]):
-        lat = completion[i] - arrival[i]
-        if lat > 0.0:
-            total += lat
-    return total
 
 
 @nb.njit(cache=True, nogil=True)
@@ -1027,9 +1020,9 @@ def _window_kick_descent(arrival, ready, proc, x, completion, free_before, best_
                          best_total, first, end, unit, temperature, uniforms, marked, reach, reach_max, max_evals,
                          swap_window, deadline, qstart, qorder, fpos):
     """One kick of the iterated search, in place: the working allocation `x` and its history (equal to the best's
-    on entry; at K >= QUEUED_FROM its grouping too, kept as `x`'s) get tasks `first..end-1` re-decoded (`_kick_window`), the marked descent repairs it, and the rows it
-    touched are copied to the best's arrays if its total delay is below `best_total`, or back from them if not,
-    so both are equal again on exit. Costs the window, the stretches the descent re-walks and two sums of the
+    on entry; at K >= QUEUED_FROM its grouping too, kept as `x`'s) get tasks `first..end-1` re-decoded
+    (`_kick_window`), the marked descent repairs it, and the rows it touched are copied to the best's arrays if
+    its total delay is below `best_total`, or back from them if not, so both are equal again on exit. Costs the window, the stretches the descent re-walks and two sums of the
     delays (the same answers as `descend(redecode_window(...), changed_from=best)`, bit for bit, without
     rebuilding the history of all n tasks). Returns `(the kicked and repaired allocation's delay,
     examinations)`."""
