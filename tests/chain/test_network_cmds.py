@@ -858,3 +858,37 @@ def _read(path: Path) -> str:
         return path.read_text()
     except OSError:
         return ""
+
+
+def test_down_stops_every_member_at_once_so_one_slow_to_stop_delays_no_other(tmp_path):
+    """`network down` stopped the members one after another, each waited out before the next got its SIGTERM: one
+    node slow to end (a store to flush, a busy disk) held every later one running. Now they all get theirs at once.
+    The members here are real processes under the pid files of an initialised network: node0 takes 6 s to end
+    after its SIGTERM, the others end at once; 3 s into the `down`, all but node0 are gone."""
+    folder = tmp_path / "net"
+    network.init_network(folder, 3, 0, seed=1, params=FAST)
+    slow = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: (time.sleep(6), sys.exit(0)))"
+    procs = {}
+    for name, home, role in (("node0", "node0", "node"), ("node1", "node1", "node"), ("node2", "node2", "node"),
+                             ("arbiter", "arbiter", "arbiter")):
+        code = (slow if name == "node0" else "pass") + "; [time.sleep(0.05) for _ in range(2400)]"
+        # "edgepoc" in the arguments: a pid file counts only for a process that runs edgepoc
+        procs[name] = subprocess.Popen([sys.executable, "-c", f"import time; {code}", "edgepoc"],
+                                       start_new_session=True)
+        (folder / home / f"{role}.pid").write_text(f"{procs[name].pid}\n")
+    time.sleep(0.5)  # the handlers are set
+    stopped = []
+    t0 = time.monotonic()
+    downing = threading.Thread(target=lambda: stopped.extend(network.down(folder)))
+    downing.start()
+    try:
+        time.sleep(3.0)
+        assert downing.is_alive(), "down returned before node0 had ended"
+        assert [p.poll() is None for p in procs.values()] == [True, False, False, False]
+        downing.join(30)
+        assert stopped == ["node0", "node1", "node2", "arbiter"]
+        assert procs["node0"].wait(1) == 0 and 5.5 < time.monotonic() - t0 < 14  # its clean stop, not the SIGKILL
+    finally:
+        for p in procs.values():
+            p.kill()
+            p.wait()

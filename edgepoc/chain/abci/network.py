@@ -559,8 +559,17 @@ def up(folder: Path, env: dict[str, str] | None = None) -> dict[str, int]:
 
 
 def down(folder: Path) -> list[str]:
+    """Stop every member this folder holds; the names of those that were running, in network.json's order.
+
+    The members stop at once, each in its own thread: one after another, each waited out before the next got its
+    SIGTERM, `network down` took about a second per member (a node flushes its store and stops its cometbft and
+    worker), 5 s for 4 nodes and the arbiter."""
     names = [n["name"] for n in local_nodes(folder)] + (["arbiter"] if has_arbiter(folder) else [])
-    return [name for name in names if stop_member(folder, name)]
+    if not names:
+        return []
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        stopped = list(pool.map(lambda name: stop_member(folder, name), names))
+    return [name for name, s in zip(names, stopped) if s]
 
 
 def status(folder: Path, timeout: float = 2.0) -> list[dict]:
