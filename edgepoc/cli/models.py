@@ -100,14 +100,15 @@ def train_cmd(
     """Train the teacher (ResourceAllocationModel) on labelled instances; prints a JSON summary."""
     import time
 
-    from edgepoc.models.paper.allocation import ModelConfig
-    from edgepoc.models.features import FeatureConfig
-    from edgepoc.models.paper.train import TrainConfig, train_model
-
+    # the checks before the imports: PyTorch and PyG take seconds to load, a typo is refused at once
     check_number("--lr", lr, open_low=True)
     check_number("--test-fraction", test_fraction, 0.0, 1.0, open_low=True, open_high=True)
     if epochs < 1:  # before the labels: no epoch would save the best.pt the summary reads
         raise InputError(f"--epochs: must be >= 1, got {epochs}")
+    from edgepoc.models.paper.allocation import ModelConfig
+    from edgepoc.models.features import FeatureConfig
+    from edgepoc.models.paper.train import TrainConfig, train_model
+
     t0 = time.perf_counter()
     if resume and data is None and from_run is None:
         from_run = out  # a resumed generated run reuses its own labels
@@ -164,13 +165,13 @@ def distill_cmd(
     apply to a paper-variant teacher."""
     import time
 
-    from edgepoc.models.checkpoint import bundled_path, is_general, load_model
-    from edgepoc.models.paper.distill import DistillConfig, distill
-
-    check_number("--lr", lr, open_low=True)
+    check_number("--lr", lr, open_low=True)  # before PyTorch loads (seconds): a typo is refused at once
     check_number("--alpha", alpha, 0.0, 1.0)
     check_number("--temperature", temperature, open_low=True)
     check_number("--test-fraction", test_fraction, 0.0, 1.0, open_low=True, open_high=True)
+    from edgepoc.models.checkpoint import bundled_path, is_general, load_model
+    from edgepoc.models.paper.distill import DistillConfig, distill
+
     t0 = time.perf_counter()
     teacher_path = teacher or bundled_path("teacher")
     if is_general(load_model(teacher_path, "teacher")[0]):
@@ -248,18 +249,13 @@ def train_general_cmd(
 
     With --data, one's own labelled instances (the data sets `train` reads) replace the generated mix
     and its GA labels; their labels are imitated, then ES fine-tunes on f(x) as usual."""
+    # the checks that need no PyTorch first (it takes seconds to load): most typos are refused at once
     from edgepoc.models.general.decode import DYN_INPUTS, PILOTS, SCALE_RULES
-    from edgepoc.models.general.train import HEAD_PRIORS, MIXES, GeneralTrainConfig, train_general
 
     if pilot not in PILOTS:
         raise InputError(f"--pilot: expected one of {', '.join(PILOTS)}, got {pilot!r}")
-    if mix not in MIXES:
-        raise InputError(f"--mix: expected one of {', '.join(MIXES)}, got {mix!r}")
     if not 1 <= horizon <= 1000:
         raise InputError(f"--horizon: must be 1-1000 tasks, got {horizon}")
-
-    if head_prior not in HEAD_PRIORS:
-        raise InputError(f"--head-prior: expected one of {', '.join(HEAD_PRIORS)}, got {head_prior!r}")
     if time_scale not in SCALE_RULES:
         raise InputError(f"--time-scale: expected one of {', '.join(SCALE_RULES)}, got {time_scale!r}")
     if dyn_input not in DYN_INPUTS:
@@ -270,6 +266,12 @@ def train_general_cmd(
         raise InputError(f"--label-generations: must be >= 1, got {label_generations}")
     if test_data is not None and data is None:
         raise InputError("--test-data: needs --data")
+    from edgepoc.models.general.train import HEAD_PRIORS, MIXES, GeneralTrainConfig, train_general
+
+    if mix not in MIXES:
+        raise InputError(f"--mix: expected one of {', '.join(MIXES)}, got {mix!r}")
+    if head_prior not in HEAD_PRIORS:
+        raise InputError(f"--head-prior: expected one of {', '.join(HEAD_PRIORS)}, got {head_prior!r}")
     if from_model is not None:
         from edgepoc.models.checkpoint import bundled_path
         from edgepoc.models.general.train import finetune_head

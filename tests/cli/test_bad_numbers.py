@@ -3,6 +3,9 @@ flag and exit 2, before any network, training or file is touched: never an inter
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from tests.conftest import run_cli
@@ -74,3 +77,23 @@ def test_a_work_option_without_a_module_is_refused_not_ignored(tmp_path, option,
     """`submit --function add --args 1,2` without --module sent plain generated tasks, silently dropping both."""
     r = run_cli("submit", option, value, "--dir", str(tmp_path / "none"))
     assert r.returncode == 2 and r.stderr.strip() == f"error: {option}: only with --module (tasks that really run)"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--lr", "nan"], "error: --lr: must be a finite number > 0, got nan"),
+    (["distill", "--alpha", "2"], "error: --alpha: must be a finite number >= 0 and <= 1, got 2.0"),
+    (["train-general", "--horizon", "0"], "error: --horizon: must be 1-1000 tasks, got 0"),
+    (["train-general", "--pilot", "zz"], "error: --pilot: expected one of greedy, priced, both, mixed, got 'zz'"),
+])
+def test_a_training_typo_is_refused_before_pytorch_loads(tmp_path, args, message):
+    """PyTorch and PyG take seconds to import (5 s of CPU on this host): the options were checked after that, so a
+    typo took as long to be refused as a model to be loaded. The command runs as `edgepoc` does, in a fresh
+    interpreter that reports at its exit whether torch was ever imported."""
+    script = ("import atexit, os, sys\n"
+              "atexit.register(lambda: os.write(2, b'torch imported: %d\\n' % ('torch' in sys.modules)))\n"
+              "from edgepoc.cli import run\n"
+              f"sys.argv = ['edgepoc', *{[*args, '--out', str(tmp_path / 'run')]!r}]\n"
+              "run()\n")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [message, "torch imported: 0"], r.stderr
+    assert not (tmp_path / "run").exists()
