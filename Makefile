@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install bytecode browser promtool demo test bench clean
+.PHONY: install browser promtool demo test bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,17 +27,15 @@ $(COMETBFT_STAMP): | $(BIN)/.installed
 $(ABCI_GEN): edgepoc/chain/abci/genproto.py $(COMETBFT_STAMP)
 	$(BIN)/python -m edgepoc.chain.abci.genproto
 
+# Last, the package's bytecode: where PYTHONDONTWRITEBYTECODE is set (as on this project's development machines)
+# every process compiled edgepoc's modules from source again: 0.1-0.2 s of CPU for each CLI call, node and worker
+# (a node's start 2.07 -> 1.87 s, `solve --method greedy` 1.51 -> 1.41 s, 8 runs each). Python still reads .pyc
+# files with that setting; a module edited since is compiled from source, as before, until the next install.
 install: $(BIN)/.installed $(COMETBFT_STAMP) $(ABCI_GEN)
-
-demo: install bytecode browser
-	$(BIN)/edgepoc demo
-
-# The package's bytecode, written ahead: where PYTHONDONTWRITEBYTECODE is set (as on this project's development
-# machines) every process compiled edgepoc's modules from source again: 0.1-0.2 s of CPU for each CLI call, node and
-# worker (a node's start 2.07 -> 1.87 s, `solve --method greedy` 1.51 -> 1.41 s, 8 runs each). Python still reads
-# .pyc files with that setting; a module edited since is compiled from source, as before.
-bytecode: install
 	$(BIN)/python -m compileall -q edgepoc
+
+demo: install browser
+	$(BIN)/edgepoc demo
 
 # Debian's headless Chromium, for the explorer's browser test (never a browser download).
 browser:
@@ -58,10 +56,10 @@ promtool:
 # TEST_WORKERS=0 runs it in this process, one test after another.
 TEST_WORKERS ?= 2
 
-test: install bytecode browser promtool
+test: install browser promtool
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-bench: install bytecode
+bench: install
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
