@@ -22,9 +22,9 @@ ALGOS = ("dqn", "maddpg")
 def _config(algo: str, fields: dict):
     """The algorithm's config with `fields` set; unknown names and non-positive sizes are input errors."""
     if algo == "dqn":
-        from edgepoc.solvers.rl.dqn import DQNConfig as Config
+        from edgepoc.solvers.rl.config import DQNConfig as Config
     elif algo == "maddpg":
-        from edgepoc.solvers.rl.maddpg import MADDPGConfig as Config
+        from edgepoc.solvers.rl.config import MADDPGConfig as Config
     else:
         raise InputError(f"--algo: unknown algorithm {algo!r}; known: {', '.join(ALGOS)}")
     known = {f.name: f for f in dataclasses.fields(Config)}

@@ -84,6 +84,8 @@ def test_a_work_option_without_a_module_is_refused_not_ignored(tmp_path, option,
     (["distill", "--alpha", "2"], "error: --alpha: must be a finite number >= 0 and <= 1, got 2.0"),
     (["train-general", "--horizon", "0"], "error: --horizon: must be 1-1000 tasks, got 0"),
     (["train-general", "--pilot", "zz"], "error: --pilot: expected one of greedy, priced, both, mixed, got 'zz'"),
+    (["train-rl", "--algo", "dqn", "--param", "gamma=2"], "error: gamma: must be in [0, 1), got 2"),
+    (["train-rl", "--algo", "maddpg", "--param", "reward=x"], "error: reward: expected 'latency' or 'regret', got 'x'"),
 ])
 def test_a_training_typo_is_refused_before_pytorch_loads(tmp_path, args, message):
     """PyTorch and PyG take seconds to import (5 s of CPU on this host): the options were checked after that, so a

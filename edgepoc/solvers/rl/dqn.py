@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -23,6 +23,7 @@ from edgepoc.progress import progress_bar
 from edgepoc.solvers.rl.common import (TrainLog, Validation, check_providers, load_checkpoint, model_label,
                                        require_positive, save_rl_checkpoint, shortlist_label, shortlist_play,
                                        single_provider, torch_threads, trained_count)
+from edgepoc.solvers.rl.config import DQNConfig
 from edgepoc.solvers.rl.env import DispatchEnv, play, preset_source
 from edgepoc.solvers.rl.features import observation_size
 
@@ -30,39 +31,6 @@ if TYPE_CHECKING:
     from edgepoc.solvers.registry import SolveOptions
 
 FORMAT = "edgepoc-dqn/1"
-
-
-@dataclass
-class DQNConfig:
-    """Everything a DQN run depends on (written beside its checkpoints)."""
-
-    seed: int = 0
-    steps: int = 200_000  # environment steps (= dispatched tasks)
-    preset: str = "paper"
-    n_tasks: int = 1000  # tasks per training episode
-    val_n_tasks: int = 1000  # tasks per validation instance (the benchmark's size)
-    providers: int = 3
-    gamma: float = 0.5  # short horizon: a task's own latency dominates; the look-ahead is a bonus
-    learning_rate: float = 5e-4
-    buffer_size: int = 100_000
-    batch_size: int = 128
-    learning_starts: int = 2_000
-    train_freq: int = 4
-    target_update_interval: int = 2_000
-    exploration_fraction: float = 0.2
-    exploration_final_eps: float = 0.02
-    net_arch: list[int] = field(default_factory=lambda: [64, 64])
-    eval_every: int = 10_000  # steps between validations (best checkpoint kept)
-    val_count: int = 2
-    threads: int = 1
-
-    @property
-    def train_seed(self) -> int:
-        return 1_000 + self.seed  # training instances never overlap the held-out seeds 0..999
-
-    @property
-    def val_seed(self) -> int:
-        return 500_000 + self.seed
 
 
 def q_network(n_providers: int, net_arch: list[int]) -> nn.Sequential:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -36,6 +36,7 @@ from edgepoc.progress import progress_bar
 from edgepoc.solvers.rl.common import (TrainLog, Validation, check_providers, load_checkpoint, model_label,
                                        require_positive, save_rl_checkpoint, shortlist_label, shortlist_play,
                                        single_provider, torch_threads, trained_count)
+from edgepoc.solvers.rl.config import MADDPGConfig
 from edgepoc.solvers.rl.env import preset_source
 from edgepoc.solvers.rl.market import FINISH, MarketEnv, agent_observation_size, winner
 
@@ -45,44 +46,6 @@ if TYPE_CHECKING:
     from edgepoc.solvers.registry import SolveOptions
 
 FORMAT = "edgepoc-maddpg/1"
-
-
-@dataclass
-class MADDPGConfig:
-    """Everything a MADDPG run depends on (written beside its checkpoints)."""
-
-    seed: int = 0
-    steps: int = 100_000  # environment steps (= auctioned tasks)
-    preset: str = "paper"
-    n_tasks: int = 200  # tasks per training episode: short episodes reset the queues an early bad policy grows
-    val_n_tasks: int = 1000  # tasks per validation instance (the benchmark's size)
-    providers: int = 3
-    gamma: float = 0.5
-    reward: str = "regret"  # MarketEnv reward used for training: "regret" or "latency"
-    reward_clip: float = 5.0  # per-task loss cap (in typical processing times), keeps |Q| bounded
-    actor_lr: float = 1e-3
-    critic_lr: float = 1e-3
-    tau: float = 0.01  # soft target update
-    buffer_size: int = 100_000
-    batch_size: int = 256
-    learning_starts: int = 2_000
-    train_freq: int = 4  # environment steps per gradient step
-    noise_start: float = 0.3  # std of the Gaussian bid noise, annealed linearly ...
-    noise_end: float = 0.02  # ... to this over `noise_fraction` of the run
-    noise_fraction: float = 0.5
-    logit_reg: float = 1e-3  # penalty on the actors' pre-sigmoid output
-    hidden: list[int] = field(default_factory=lambda: [64, 64])
-    eval_every: int = 10_000
-    val_count: int = 2
-    threads: int = 1
-
-    @property
-    def train_seed(self) -> int:
-        return 2_000 + self.seed
-
-    @property
-    def val_seed(self) -> int:
-        return 600_000 + self.seed
 
 
 def mlp(inp: int, hidden: list[int], out: int) -> nn.Sequential:
