@@ -14,4 +14,7 @@ def run() -> None:
         # not sys.exit: a Ctrl-C that landed in C code running Python source (PyRun_String) marks the interpreter,
         # which then ends by re-raising SIGINT however the exception was handled; nothing has started to clean up
         os._exit(130)
+    from edgepoc.shutdown import freeze_at_exit
+
+    freeze_at_exit()
     main()

@@ -871,12 +871,16 @@ def test_down_stops_every_member_at_once_so_one_slow_to_stop_delays_no_other(tmp
     procs = {}
     for name, home, role in (("node0", "node0", "node"), ("node1", "node1", "node"), ("node2", "node2", "node"),
                              ("arbiter", "arbiter", "arbiter")):
-        code = (slow if name == "node0" else "pass") + "; [time.sleep(0.05) for _ in range(2400)]"
+        ready = tmp_path / f"{name}.ready"
+        code = ((slow if name == "node0" else "pass") + f"; open({str(ready)!r}, 'w').close()"
+                "; [time.sleep(0.05) for _ in range(2400)]")
         # "edgepoc" in the arguments: a pid file counts only for a process that runs edgepoc
         procs[name] = subprocess.Popen([sys.executable, "-c", f"import time; {code}", "edgepoc"],
                                        start_new_session=True)
         (folder / home / f"{role}.pid").write_text(f"{procs[name].pid}\n")
-    time.sleep(0.5)  # the handlers are set
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / f"{name}.ready").exists() for name in procs) and time.monotonic() < deadline:
+        time.sleep(0.05)  # node0's handler is set (an interpreter can take seconds to start on a busy host)
     stopped = []
     t0 = time.monotonic()
     downing = threading.Thread(target=lambda: stopped.extend(network.down(folder)))

@@ -151,6 +151,9 @@ def main(argv: list[str] | None = None) -> None:
         print("usage: python -m edgepoc.chain.abci.boot --home HOME", file=sys.stderr)
         sys.exit(2)
     home = Path(args[1]).resolve()
+    from edgepoc.shutdown import freeze_at_exit
+
+    freeze_at_exit()
     try:
         try:
             cfg = json.loads((home / "app.json").read_text())

@@ -1031,5 +1031,7 @@ def _serve_node(home: Path, early: Any) -> None:
             except subprocess.TimeoutExpired:
                 comet.kill()
         comet_log.join(5.0)
-        server.stop(1)
+        # waited out: gRPC's serving thread could still take an RPC while the interpreter's exit shut its thread pool,
+        # and printed "Exception in thread ... cannot schedule new futures after shutdown" into node.log
+        server.stop(1).wait(5)
         (home / "cometbft.pid").unlink(missing_ok=True)

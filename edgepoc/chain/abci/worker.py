@@ -224,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="edgepoc-worker", description=__doc__.splitlines()[0])
     ap.add_argument("--home", required=True, type=Path)
     args = ap.parse_args(argv)
+    from edgepoc.shutdown import freeze_at_exit
+
+    freeze_at_exit()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         from edgepoc.chain.abci.node import AppConfig
