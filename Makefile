@@ -31,7 +31,7 @@ $(ABCI_GEN): edgepoc/chain/abci/genproto.py $(COMETBFT_STAMP)
 # every process compiled edgepoc's modules from source again: 0.1-0.2 s of CPU for each CLI call, node and worker
 # (a node's start 2.07 -> 1.87 s, `solve --method greedy` 1.51 -> 1.41 s, 8 runs each). Python still reads .pyc
 # files with that setting; a module edited since is compiled from source, as before, until the next install.
-# Then the Numba code into its cache (edgepoc/precompile.py): on a fresh install 26 s on two cores, once; without
+# Then the Numba code into its cache (edgepoc/precompile.py): on a fresh install about 30 s on two cores, once; without
 # it the first `solve --method student` took 25 s and the first `network up` compiled it in every node at once.
 # Up to date, it takes about a second. If it fails, the install goes on (Numba then compiles on first use).
 install: $(BIN)/.installed $(COMETBFT_STAMP) $(ABCI_GEN)

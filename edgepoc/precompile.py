@@ -96,10 +96,9 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(seconds))
         return 0 if seconds is not None else 1
     t0 = time.perf_counter()
-    other = subprocess.Popen([sys.executable, "-m", "edgepoc.precompile", GROUPS[0]], stdout=subprocess.PIPE,
-                             text=True)
+    other = subprocess.Popen([sys.executable, "-m", "edgepoc.precompile", GROUPS[0]], stdout=subprocess.DEVNULL)
     ok = _group(GROUPS[1]) is not None
-    other.communicate()
+    other.wait()
     if not ok or other.returncode:
         print("precompile: incomplete (above); Numba compiles the rest on first use", file=sys.stderr)
         return 1

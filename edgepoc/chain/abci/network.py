@@ -558,18 +558,21 @@ def up(folder: Path, env: dict[str, str] | None = None) -> dict[str, int]:
     return pids
 
 
-def down(folder: Path) -> list[str]:
-    """Stop every member this folder holds; the names of those that were running, in network.json's order.
-
-    The members stop at once, each in its own thread: one after another, each waited out before the next got its
-    SIGTERM, `network down` took about a second per member (a node flushes its store and stops its cometbft and
-    worker), 5 s for 4 nodes and the arbiter."""
-    names = [n["name"] for n in local_nodes(folder)] + (["arbiter"] if has_arbiter(folder) else [])
+def stop_members(folder: Path, names: list[str], wait: float = STOP_GRACE) -> list[str]:
+    """`stop_member` for each of `names` at once, each in its own thread; the names of those that were running, in
+    the order given. One after another, each waited out before the next got its SIGTERM, a stop took about a second
+    per member (a node flushes its store and stops its cometbft and worker): `network down` 5 s for 4 nodes and
+    the arbiter, and one member slow to end held every later one running."""
     if not names:
         return []
     with ThreadPoolExecutor(max_workers=len(names)) as pool:
-        stopped = list(pool.map(lambda name: stop_member(folder, name), names))
+        stopped = list(pool.map(lambda name: stop_member(folder, name, wait=wait), names))
     return [name for name, s in zip(names, stopped) if s]
+
+
+def down(folder: Path) -> list[str]:
+    """Stop every member this folder holds; the names of those that were running, in network.json's order."""
+    return stop_members(folder, [n["name"] for n in local_nodes(folder)] + (["arbiter"] if has_arbiter(folder) else []))
 
 
 def status(folder: Path, timeout: float = 2.0) -> list[dict]:
@@ -1017,7 +1020,7 @@ def start_members(folder: Path, names: list[str], timeout: float = 120.0, consen
 
     def undo() -> list[str]:
         progress.done()
-        return [name for name in reversed(list(started)) if stop_member(folder, name, wait=10.0)]
+        return stop_members(folder, list(reversed(started)), wait=10.0)
     try:
         for name in todo:
             with ctrl_c_held():  # started and recorded as one step: undo() stops everything that runs
