@@ -43,9 +43,21 @@ def ctrl_c_as_at_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def interrupt_cli(*args: str, when, limit: float = 120, settle: float = 0.0) -> subprocess.CompletedProcess:
+def _commands_loaded(pid: int) -> bool:
+    """The CLI has loaded its commands (Numba's LLVM binding is mapped: `edgepoc.cli.main` imports it), so a Ctrl-C
+    is no longer one "before it started"."""
+    try:
+        return "llvmlite" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+def interrupt_cli(*args: str, when, limit: float = 120, settle: float = 0.0,
+                  loaded: bool = False) -> subprocess.CompletedProcess:
     """Start `edgepoc ARGS`, wait until `when()` holds (at most `limit` s), then press Ctrl-C: SIGINT to its whole
-    process group, as a terminal sends it. Returns the finished command (returncode, stdout, stderr)."""
+    process group, as a terminal sends it. `loaded`: wait first until the command has loaded (its imports can take
+    seconds on a busy host, so a clock started with the process says little). Returns the finished command
+    (returncode, stdout, stderr)."""
     import os
     import signal
     import time
@@ -54,6 +66,8 @@ def interrupt_cli(*args: str, when, limit: float = 120, settle: float = 0.0) -> 
                             text=True, start_new_session=True, preexec_fn=ctrl_c_as_at_a_terminal)
     try:
         deadline = time.monotonic() + limit
+        while loaded and time.monotonic() < deadline and proc.poll() is None and not _commands_loaded(proc.pid):
+            time.sleep(0.05)
         while time.monotonic() < deadline and proc.poll() is None and not when():
             time.sleep(0.05)
         time.sleep(settle)

@@ -18,6 +18,19 @@ def _last_line(r) -> str:
     return r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ""
 
 
+def _seconds_from_first_asked(seconds: float):
+    """A `when` for `interrupt_cli(loaded=True)`: true `seconds` after it was first asked (the command loaded)."""
+    first: list[float] = []
+
+    def when() -> bool:
+        now = time.monotonic()
+        if not first:
+            first.append(now)
+        return now - first[0] > seconds
+
+    return when
+
+
 def _kept_labels(path: Path) -> int:
     try:
         with np.load(path) as rec:
@@ -69,11 +82,11 @@ def test_ctrl_c_in_a_solver_is_an_interruption_not_an_internal_error(tmp_path, m
     for method, cold in (("ga", False), ("cpsat", False), ("cpsat", True)):
         if cold:
             monkeypatch.setenv("NUMBA_CACHE_DIR", str(cold_cache))
-        started = time.monotonic()
-        # warm: 6 s in, well into the search; cold: once Numba has cached its first function, so the press lands
-        # while it compiles the rest (a fixed 2.5 s landed in the imports on a loaded CI host, 2026-12-01)
-        when = ((lambda: any(cold_cache.rglob("*.nbi"))) if cold else (lambda: time.monotonic() - started > 6))
-        r = interrupt_cli("solve", str(inst), "--method", method, "--seconds", "60", when=when)
+        # warm: 5 s after the commands loaded, well into the search; cold: once Numba has cached its first function,
+        # so the press lands while it compiles the rest (a fixed 2.5 s from the start landed in the imports on a
+        # loaded CI host, 2026-12-01: "stopped before it started")
+        when = (lambda: any(cold_cache.rglob("*.nbi"))) if cold else _seconds_from_first_asked(5)
+        r = interrupt_cli("solve", str(inst), "--method", method, "--seconds", "60", when=when, loaded=True)
         assert r.returncode == 130 and _last_line(r) == "interrupted: stopped before it finished", (method, r.stderr)
         assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, (method, r.stderr)
 
@@ -137,12 +150,11 @@ def test_ctrl_c_while_the_commands_load_is_one_line_too(tmp_path):
 
 
 def test_ctrl_c_during_a_comparison_keeps_the_instances_every_method_finished(tmp_path):
-    """Before: exit 130 and nothing written, however many instances had run. (Ctrl-C at 25 s: the first instance
-    took over 10 s on a busy host, imports and the GA's compilation included; 40 instances take 40 s anywhere.)"""
+    """Before: exit 130 and nothing written, however many instances had run. (Ctrl-C 20 s after the commands
+    loaded: the first instance took over 10 s on a busy host, the GA's start included; 40 instances take 80 s.)"""
     out = tmp_path / "cmp"
-    started = time.monotonic()
     r = interrupt_cli("compare", "--preset", "paper", "--count", "40", "--seconds", "1", "--methods",
-                      "greedy,ga,search", "--out", str(out), when=lambda: time.monotonic() - started > 25)
+                      "greedy,ga,search", "--out", str(out), when=_seconds_from_first_asked(20), loaded=True)
     assert r.returncode == 130, r.stderr[-1500:]
     m = re.fullmatch(r"interrupted: after (\d+) of 40 instances; the comparison of those \d+ is in (.+)/, marked as "
                      r"interrupted \(the same command runs them all again\)", _last_line(r))
