@@ -19,7 +19,8 @@ def chromium_path() -> str | None:
 
 
 def explorer_screenshot(api_url: str, out: Path, timeout_s: float = 30.0) -> str | None:
-    """Save the dashboard of the explorer at `api_url` to `out` once its plots are drawn.
+    """Save the dashboard of the explorer at `api_url` to `out` once its plots are drawn (or it says there are
+    none yet).
 
     Returns None on success, else why there is no screenshot (one line)."""
     exe = chromium_path()
@@ -38,7 +39,10 @@ def explorer_screenshot(api_url: str, out: Path, timeout_s: float = 30.0) -> str
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 page.goto(api_url.rstrip("/") + "/explorer/", timeout=timeout_s * 1000)
                 page.wait_for_selector("#blocks-table", timeout=timeout_s * 1000)
-                page.wait_for_function("document.querySelectorAll('#charts canvas').length >= 5",
+                # the plots drawn, or the explorer's own "no block with tasks yet" (a chain with no tasks has
+                # no plots: waiting for them took the whole timeout and gave no screenshot)
+                page.wait_for_function("document.querySelectorAll('#charts canvas').length >= 5"
+                                       " || document.querySelector('#charts .empty') !== null",
                                        timeout=timeout_s * 1000)
                 page.screenshot(path=str(out), full_page=True)
             finally:
