@@ -36,7 +36,7 @@ from edgepoc.game.generators import generate
 from edgepoc.game.instance import Instance
 from edgepoc.solvers.registry import SolveOptions, solve
 
-for preset, k in (("paper", 3), ("varied", 6), ("alibaba", 4)):
+for preset, k in (("paper", 3), ("varied", 12), ("alibaba", 4)):
     inst = generate(preset, seed=7, count=1, n_tasks=300, providers=k)[0]
     free = np.linspace(0.0, 2.0, k)
     for method in ("greedy", "rollout", "search", "ga", "bound", "student", "teacher"):

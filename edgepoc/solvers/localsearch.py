@@ -270,8 +270,8 @@ def _group_by_queue(x, qstart, qorder, fpos):
 @nb.njit(cache=True, nogil=True)
 def _group_move(qstart, qorder, fpos, i, a, b):
     """The grouping updated for task `i` moved from queue `a` to queue `b` (`_group_by_queue` of the new
-    allocation, exactly): the tasks between its old and new place shift by one. A descent at K >= QUEUED_FROM
-    regrouped all n tasks after every change it took; this touches only the queues between `a` and `b`."""
+    allocation, exactly): the tasks between its old and new place shift by one. Descents once
+    regrouped all n tasks after every change they took; this touches only the queues between `a` and `b`."""
     if a == b:
         return
     p = fpos[i]
@@ -669,11 +669,22 @@ def _local_search(arrival, ready, proc, x, free0, max_sweeps, start, swap_window
     return total, sweeps
 
 
-# From this many providers the models' descent prices moves on the tasks grouped by queue
-# (`_move_delta_queued`): the same answers, faster from K = 5 (pricing every task's moves: 1.1-1.3x at K = 5,
-# 1.5x at 8, 4x at 32, 10x at 128, 40x at 1024; 0.8-1.0x at K = 3 and 4, where a walk over all tasks is short
-# anyway; `benchmarks/bench_queued_moves.py`).
-QUEUED_FROM = 5
+# From this many providers, and up to GROUPED_TASKS_PER_K2 * K^2 tasks, the models' descent prices moves on the
+# tasks grouped by queue (`_move_delta_queued`): the same answers. Pricing alone is faster from K = 5 (every
+# task's moves: 1.1-1.3x at K = 5, 1.5x at 8, 4x at 32, 10x at 128, 40x at 1024; `bench_queued_moves.py`), a
+# saving that grows about as K^2 (K moves, each walk reading K-wide rows). But a descent also keeps the grouping
+# after each change it takes (`_group_move` shifts the tasks between two queues' places: O(n)), and a search's
+# kicks change tasks all the time, so on many tasks the upkeep costs more than the pricing saves: a descent and
+# 300 kicks grouped took 0.99-1.39x the time at K = 5, 0.89x at K = 8 on 1,000 tasks, 1.04x on 5,000, 1.13x on
+# 20,000 (the whole search 2.8x on 40,000), 0.62-0.75x at K = 12 up to 5,000, 1.02x on 20,000, 0.42-0.47x at
+# K = 24 (`benchmarks/bench_search_grouping.py`, results/search-grouping.md).
+QUEUED_FROM = 8
+GROUPED_TASKS_PER_K2 = 80
+
+
+def grouped_pays(n_tasks: int, n_providers: int) -> bool:
+    """Whether the search's descents should price on the tasks grouped by queue (same answers either way)."""
+    return n_providers >= QUEUED_FROM and n_tasks <= GROUPED_TASKS_PER_K2 * n_providers * n_providers
 
 # From this many providers the models' descent passes over moves whose lower bound (i's own change plus its old
 # queue's gain) rules them out unpriced: the same answers, faster where most providers are far off (pricing every
@@ -817,7 +828,7 @@ def _mark_changed(arrival, ready, proc, x_before, x, free0, reach, marked):
 
 
 @nb.njit(cache=True, nogil=True)
-def _descend(arrival, ready, proc, x, free0, marked, reach, max_evals, swap_window, deadline):
+def _descend(arrival, ready, proc, x, free0, marked, reach, max_evals, swap_window, deadline, queued):
     """First-improvement descent over the marked tasks, in place on `x` (`_descend_marked`) from its full
     history. Returns `(total delay, examinations)`."""
     n = arrival.shape[0]
@@ -828,7 +839,7 @@ def _descend(arrival, ready, proc, x, free0, marked, reach, max_evals, swap_wind
     qstart = np.empty(kk + 1, dtype=np.int64)
     qorder = np.empty(n, dtype=np.int64)
     fpos = np.empty(n, dtype=np.int64)
-    if kk >= QUEUED_FROM:
+    if queued:
         _group_by_queue(x, qstart, qorder, fpos)
     pending = 0
     start = n
@@ -839,16 +850,16 @@ def _descend(arrival, ready, proc, x, free0, marked, reach, max_evals, swap_wind
                 start = t
     span = np.empty(2, dtype=np.int64)
     evals = _descend_marked(arrival, ready, proc, x, completion, free_before, total, marked, pending, start, reach,
-                            _reach_maxima(reach), max_evals, swap_window, deadline, qstart, qorder, fpos, span)
+                            _reach_maxima(reach), max_evals, swap_window, deadline, queued, qstart, qorder, fpos, span)
     # the running total is a sum of deltas; the answer is the history's own sum
     return _history(arrival, ready, proc, x, free0, completion, free_before, 0), evals
 
 
 @nb.njit(cache=True, nogil=True)
 def _descend_marked(arrival, ready, proc, x, completion, free_before, total, marked, pending, start, reach,
-                    reach_max, max_evals, swap_window, deadline, qstart, qorder, fpos, span):
+                    reach_max, max_evals, swap_window, deadline, queued, qstart, qorder, fpos, span):
     """First-improvement descent over the marked tasks, in place on `x` and its history (`completion`,
-    `free_before`, of total delay `total`; with K >= QUEUED_FROM the grouping must be `x`'s): passes in task
+    `free_before`, of total delay `total`; `queued`: moves priced on the grouping, which must be `x`'s): passes in task
     order from the lowest marked task (`start`; `pending` are marked), each marked task examined once (all
     moves, then swaps within `swap_window`), unmarked, and its `reach` recorded; an improving change marks
     what it re-prices, and a task marked at or before the one examined waits for the next pass. Ends when
@@ -857,7 +868,6 @@ def _descend_marked(arrival, ready, proc, x, completion, free_before, total, mar
     Returns the examinations."""
     n = arrival.shape[0]
     kk = free_before.shape[1]
-    queued = kk >= QUEUED_FROM  # price moves on the tasks grouped by queue (same answers, faster at large K)
     bounded = queued and kk >= BOUNDED_FROM  # pass over moves a lower bound rules out (needs the grouping)
     evals = 0
     while pending > 0 and evals < max_evals:
@@ -1018,9 +1028,9 @@ def _mark_kicked(x, best_x, free_before, best_free_before, first, stop, reach, r
 @nb.njit(cache=True, nogil=True)
 def _window_kick_descent(arrival, ready, proc, x, completion, free_before, best_x, best_completion, best_free_before,
                          best_total, first, end, unit, temperature, uniforms, marked, reach, reach_max, max_evals,
-                         swap_window, deadline, qstart, qorder, fpos):
+                         swap_window, deadline, queued, qstart, qorder, fpos):
     """One kick of the iterated search, in place: the working allocation `x` and its history (equal to the best's
-    on entry; at K >= QUEUED_FROM its grouping too, kept as `x`'s) get tasks `first..end-1` re-decoded
+    on entry; with `queued` its grouping too, kept as `x`'s) get tasks `first..end-1` re-decoded
     (`_kick_window`), the marked descent repairs it, and the rows it touched are copied to the best's arrays if
     its total delay is below `best_total`, or back from them if not, so both are equal again on exit. Costs the window, the stretches the descent re-walks and two sums of the
     delays (the same answers as `descend(redecode_window(...), changed_from=best)`, bit for bit, without
@@ -1029,7 +1039,6 @@ def _window_kick_descent(arrival, ready, proc, x, completion, free_before, best_
     n = arrival.shape[0]
     stop = _kick_window(arrival, ready, proc, x, completion, free_before, first, end, unit, temperature, uniforms)
     pending, start = _mark_kicked(x, best_x, free_before, best_free_before, first, stop, reach, reach_max, marked)
-    queued = free_before.shape[1] >= QUEUED_FROM
     if queued:  # the grouping (kept as x's) follows the window
         for t in range(first, end):
             _group_move(qstart, qorder, fpos, t, best_x[t], x[t])
@@ -1037,8 +1046,8 @@ def _window_kick_descent(arrival, ready, proc, x, completion, free_before, best_
     span[0] = first
     span[1] = stop
     evals = _descend_marked(arrival, ready, proc, x, completion, free_before, _total_delay(arrival, completion),
-                            marked, pending, start, reach, reach_max, max_evals, swap_window, deadline, qstart,
-                            qorder, fpos, span)
+                            marked, pending, start, reach, reach_max, max_evals, swap_window, deadline, queued,
+                            qstart, qorder, fpos, span)
     total = _total_delay(arrival, completion)
     lo = span[0]
     hi = min(span[1], n)
@@ -1099,8 +1108,10 @@ class WindowKicks:
     O(n K) and made a search of 40,000 tasks spend 90 % of its time rebuilding. The answers are those of
     `descend(redecode_window(best, ...), changed_from=best)` bit for bit (tested)."""
 
-    def __init__(self, instance: Instance, x: np.ndarray, free_times: np.ndarray | None, reach: np.ndarray) -> None:
-        """`reach`: as `descend` takes it, updated in place; from here on only the kicks may change it."""
+    def __init__(self, instance: Instance, x: np.ndarray, free_times: np.ndarray | None, reach: np.ndarray, *,
+                 queued: bool | None = None) -> None:
+        """`reach`: as `descend` takes it, updated in place; from here on only the kicks may change it. `queued`:
+        price moves on the tasks grouped by queue (None: where `grouped_pays`; the same answers)."""
         k, n = instance.n_providers, instance.n_tasks
         free0 = np.zeros(k) if free_times is None else np.asarray(free_times, dtype=np.float64)
         self._inst = instance
@@ -1115,7 +1126,8 @@ class WindowKicks:
         self._marked = np.zeros(n, dtype=np.bool_)
         self._reach, self._reach_max = reach, _reach_maxima(reach)
         self._groups = (np.empty(k + 1, dtype=np.int64), np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64))
-        if k >= QUEUED_FROM:  # the working allocation's grouping, kept by the kicks
+        self._queued = grouped_pays(n, k) if queued is None else bool(queued)
+        if self._queued:  # the working allocation's grouping, kept by the kicks
             _group_by_queue(self._x, *self._groups)
 
     def kick(self, first: int, size: int, temperature: float, rng: np.random.Generator, unit: float, best_delay: float,
@@ -1134,7 +1146,7 @@ class WindowKicks:
                                  self._completion, self._free_before, self.best_x, self._best_completion,
                                  self._best_free_before, float(best_delay), first, end, unit if unit > 0 else 1.0,
                                  float(temperature), uniforms, self._marked, self._reach, self._reach_max,
-                                 int(max_evals), int(swap_window), float(deadline), *self._groups)
+                                 int(max_evals), int(swap_window), float(deadline), self._queued, *self._groups)
         return float(total), int(evals)
 
 
@@ -1145,12 +1157,13 @@ def unknown_reach(n_tasks: int) -> np.ndarray:
 
 def descend(instance: Instance, x: np.ndarray, free_times: np.ndarray | None = None, *, max_evals: int,
             swap_window: int = 0, changed_from: np.ndarray | None = None, reach: np.ndarray | None = None,
-            deadline: float = np.inf) -> tuple[np.ndarray, float, int]:
+            deadline: float = np.inf, queued: bool | None = None) -> tuple[np.ndarray, float, int]:
     """Descend from `x` examining marked tasks only: `(improved copy of x, its delay, task examinations)`.
     Every task starts marked, or with `changed_from` (the allocation `x` was kicked from, a local optimum)
     only the changed ones and those whose moves reach them. `reach` (n,) int64, updated in place: how far
     each task's moves reached when last examined; a search passes the same array to all its descents (None:
-    `unknown_reach`). `deadline`: a `time.perf_counter()` value."""
+    `unknown_reach`). `deadline`: a `time.perf_counter()` value. `queued`: price moves on the tasks grouped by
+    queue (None: where `grouped_pays`; the same answers)."""
     k, n = instance.n_providers, instance.n_tasks
     free0 = np.zeros(k) if free_times is None else np.asarray(free_times, dtype=np.float64)
     out = np.ascontiguousarray(x, dtype=ASSIGNMENT_DTYPE).copy()
@@ -1162,7 +1175,8 @@ def descend(instance: Instance, x: np.ndarray, free_times: np.ndarray | None = N
         _mark_changed(instance.arrival, instance.ready, instance.processing,
                       np.ascontiguousarray(changed_from, dtype=ASSIGNMENT_DTYPE), out, free0, reach, marked)
     total, evals = _compiled(_descend, instance.arrival, instance.ready, instance.processing, out, free0, marked,
-                             reach, int(max_evals), int(swap_window), float(deadline))
+                             reach, int(max_evals), int(swap_window), float(deadline),
+                             grouped_pays(n, k) if queued is None else bool(queued))
     return out, float(total), int(evals)
 
 

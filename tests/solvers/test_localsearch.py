@@ -52,7 +52,7 @@ def test_rewalk_leaves_the_same_history_as_a_full_recompute(seed):
 
 @pytest.mark.parametrize("seed, k", [(0, 2), (1, 3), (2, 9), (3, 40), (4, 300)])
 def test_moves_priced_on_the_queues_alone_are_the_walks_prices_bit_for_bit(seed, k):
-    """From QUEUED_FROM providers the descent prices a move walking only the two queues' tasks (37x faster at
+    """Where `grouped_pays` the descent prices a move walking only the two queues' tasks (37x faster at
     K = 1024); it must give every price, and where each change stops, exactly as the walk over all tasks: the
     search's allocations (and a chain's blocks) must not depend on which pricing ran."""
     from edgepoc.solvers.localsearch import _best_move, _group_by_queue, _move_delta_queued
@@ -227,9 +227,10 @@ def test_window_kicks_in_place_give_the_rebuilt_answers_bit_for_bit(case):
     """The search keeps its best allocation's history and kicks it in place (`WindowKicks`); each kick must give
     what re-decoding a copy and descending it from a full rebuild gives (`redecode_window` + `descend`), delay and
     examinations, and keep the better allocation the same way, on queues that resync soon (paper), backlogs
-    (busy), a block of simultaneous arrivals at K = 5 (the grouped pricing) and a burst at K = 8 (the bounded
-    pricing); small budgets end descents with marks left, which the next kick must not see."""
-    from edgepoc.solvers.localsearch import QUEUED_FROM, WindowKicks, _group_by_queue, unknown_reach
+    (busy), a block of simultaneous arrivals at K = 5 (the grouped pricing, forced on where the search would walk:
+    the rebuilt answers walk) and a burst at K = 8 (grouped and bounded, as the search runs it); small budgets end
+    descents with marks left, which the next kick must not see."""
+    from edgepoc.solvers.localsearch import WindowKicks, _group_by_queue, grouped_pays, unknown_reach
     rng = np.random.default_rng(3)
     if case == "paper":
         inst = generate("paper", seed=21, n_tasks=600)[0]
@@ -246,7 +247,8 @@ def test_window_kicks_in_place_give_the_rebuilt_answers_bit_for_bit(case):
     reach_rebuilt = unknown_reach(n)
     best, best_f, _ = descend(inst, g, free0, max_evals=n, swap_window=4, reach=reach_rebuilt)
     reach_kept = reach_rebuilt.copy()
-    kicks = WindowKicks(inst, best, free0, reach_kept)
+    kicks = WindowKicks(inst, best, free0, reach_kept, queued=True if case == "batch-k5" else None)
+    assert kicks._queued == (case != "paper" and case != "busy") and grouped_pays(n, k) == (case == "burst-k8")
     unit = float(inst.processing.mean())
     draws_rebuilt, draws_kept = np.random.default_rng(9), np.random.default_rng(9)
     taken = 0
@@ -266,7 +268,7 @@ def test_window_kicks_in_place_give_the_rebuilt_answers_bit_for_bit(case):
     _history(inst.arrival, inst.ready, inst.processing, kicks.best_x, free0, completion, free_before, 0)
     assert np.array_equal(kicks._best_completion, completion) and np.array_equal(kicks._best_free_before, free_before)
     assert np.array_equal(kicks._free_before, free_before) and not kicks._marked.any()
-    if k >= QUEUED_FROM:  # and the grouping the kicks kept is the allocation's
+    if kicks._queued:  # and the grouping the kicks kept is the allocation's
         groups = (np.empty(k + 1, np.int64), np.empty(n, np.int64), np.empty(n, np.int64))
         _group_by_queue(kicks.best_x, *groups)
         assert all(np.array_equal(kept, fresh) for kept, fresh in zip(kicks._groups, groups))
