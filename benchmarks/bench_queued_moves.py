@@ -10,7 +10,8 @@ This prices every move of every task of one allocation three ways (walk, queued,
 same run, and checks the answers are equal; then runs the GA's full-sweep descent (`_local_search`) from that
 allocation with and without the bound and checks it ends on the same allocation. `paper` instances of `--tasks`
 tasks at each provider count, greedy with 5 % of the tasks moved at random. The models' descent prices queued
-from `localsearch.QUEUED_FROM` providers and bounds from `BOUNDED_FROM`; the GA's descent bounds at every K.
+where `localsearch.grouped_pays` (from `QUEUED_FROM` providers, on up to 80 K^2 tasks: the grouping's upkeep grows
+with n, `bench_search_grouping.py`) and then bounds from `BOUNDED_FROM`; the GA's descent bounds at every K.
 The last column is the whole no-model search (`solve --method search`, its default work budget) as the code
 now stands.
 

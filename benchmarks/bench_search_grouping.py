@@ -91,8 +91,9 @@ def report(doc: dict, rows_file: str = "search-grouping.json") -> str:
     cfg = doc["config"]
     lines = ["# The search's descents with and without the tasks grouped by queue", "",
              f"`python benchmarks/bench_search_grouping.py` (config and rows in {rows_file}): the first descent from "
-             f"greedy and {cfg['kicks']} window kicks, each way, same seed, median of {cfg['repeats']} interleaved runs, one thread, `paper` instances. A ratio "
-             f"below 1 means the grouping is faster. The search groups from {doc['queued_from']} providers and up to "
+             f"greedy and {cfg['kicks']} window kicks, each way, same seed, median of {cfg['repeats']} interleaved "
+             "runs, one thread, `paper` instances. A ratio below 1 means the grouping is faster. The search groups from "
+             f"{doc['queued_from']} providers and up to "
              f"{doc.get('grouped_tasks_per_k2', '-')} K^2 tasks (`localsearch.grouped_pays`).", "",
              "| providers | tasks | walk (s) | grouped (s) | grouped / walk | same allocation | default |",
              "|---:|---:|---:|---:|---:|---|---|"]
