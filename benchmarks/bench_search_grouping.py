@@ -5,8 +5,9 @@ from `BOUNDED_FROM` providers), which is faster at many providers (`bench_queued
 grouping after every change it takes (`_group_move`, which shifts the tasks between the two queues' places:
 O(n)), and a search's window kicks change tasks all the time. This runs what a no-model search spends its time
 on, both ways in the same run: the first descent from greedy, then `--kicks` window kicks of 10 tasks with
-their repairing descents (near swaps as in the search), from the same seed, and checks that both ways end on the same allocation. `paper`
-instances at each provider count and size. The search's choice (`localsearch.grouped_pays`) is printed with the rows.
+their repairing descents (near swaps as in the search), from the same seed, and checks that both ways end on
+the same allocation. `paper` instances at each provider count and size. The search's choice
+(`localsearch.grouped_pays`) is printed with the rows.
 
     python benchmarks/bench_search_grouping.py      # about ten minutes -> results/search-grouping.md|json
 """
@@ -24,7 +25,8 @@ import numpy as np
 from edgepoc.game.generators import generate
 from edgepoc.game.kernel import greedy_assignment
 from edgepoc.models.decoding import WINDOW_TEMPERATURE, DecodeOptions
-from edgepoc.solvers.localsearch import GROUPED_TASKS_PER_K2, QUEUED_FROM, WindowKicks, descend, grouped_pays, unknown_reach
+from edgepoc.solvers.localsearch import (GROUPED_TASKS_PER_K2, QUEUED_FROM, WindowKicks, descend, grouped_pays,
+                                         unknown_reach)
 from benchmain import bench_main
 
 RESULTS = Path(__file__).parent / "results"
@@ -92,9 +94,9 @@ def report(doc: dict, rows_file: str = "search-grouping.json") -> str:
     lines = ["# The search's descents with and without the tasks grouped by queue", "",
              f"`python benchmarks/bench_search_grouping.py` (config and rows in {rows_file}): the first descent from "
              f"greedy and {cfg['kicks']} window kicks, each way, same seed, median of {cfg['repeats']} interleaved "
-             "runs, one thread, `paper` instances. A ratio below 1 means the grouping is faster. The search groups from "
-             f"{doc['queued_from']} providers and up to "
-             f"{doc.get('grouped_tasks_per_k2', '-')} K^2 tasks (`localsearch.grouped_pays`).", "",
+             "runs, one thread, `paper` instances. A ratio below 1 means the grouping is faster. The search groups "
+             f"from {doc['queued_from']} providers and up to {doc.get('grouped_tasks_per_k2', '-')} K^2 tasks "
+             "(`localsearch.grouped_pays`).", "",
              "| providers | tasks | walk (s) | grouped (s) | grouped / walk | same allocation | default |",
              "|---:|---:|---:|---:|---:|---|---|"]
     for r in doc["rows"]:

@@ -48,7 +48,8 @@ def precompile(group: str) -> dict[str, float]:
         run()
         seconds[name] = round(time.perf_counter() - t0, 2)
 
-    # from 12 providers the search's descents group the tasks by queue (localsearch.QUEUED_FROM), a path of its own
+    # a second width: at 12 providers a small instance's descents group the tasks by queue (localsearch.grouped_pays,
+    # a path of its own), and `shapley` samples coalitions (past its exact_max of 10)
     wide = generate("paper", seed=0, count=1, n_tasks=30, providers=12)[0]
 
     def solve_with(method: str, params: dict) -> None:

@@ -686,11 +686,12 @@ def grouped_pays(n_tasks: int, n_providers: int) -> bool:
     """Whether the search's descents should price on the tasks grouped by queue (same answers either way)."""
     return n_providers >= QUEUED_FROM and n_tasks <= GROUPED_TASKS_PER_K2 * n_providers * n_providers
 
-# From this many providers the models' descent passes over moves whose lower bound (i's own change plus its old
+
+# From this many providers, where it groups (the bound needs the grouping), the models' descent passes over moves whose lower bound (i's own change plus its old
 # queue's gain) rules them out unpriced: the same answers, faster where most providers are far off (pricing every
 # task's moves: 1.1x at K = 8, 1.25x at 12, 2.2x at 32, 4-5x at 128 and 1024; 0.6x at K = 3 and 1.0x at 5, where
 # the bound's own walk costs what it saves; `benchmarks/bench_queued_moves.py`). The GA's descent bounds at every
-# K (1.2x at K = 3 there, 7x at 128, 16x at 1024).
+# K and size (1.2x at K = 3 there, 7x at 128, 16x at 1024).
 BOUNDED_FROM = 8
 
 # A change at task `i` re-prices the moves of earlier tasks whose stretch (from the task to where the queues
